@@ -1,0 +1,83 @@
+"""Model → public schema conversions, in one place."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.api import schemas
+from cloud.context import AppContext
+from cloud.models import Analysis, Capture, Device, ManualTrigger
+from cloud.services import devices
+
+
+def device_public(device: Device, ctx: AppContext) -> schemas.DevicePublic:
+    online = devices.is_online(device, ctx.clock.now(), ctx.settings)
+    return schemas.DevicePublic(
+        serial=device.serial,
+        name=device.name,
+        timezone=device.timezone,
+        wake_interval_s=device.wake_interval_s,
+        status="online" if online else "offline",
+        last_seen_at=device.last_seen_at,
+        battery_voltage=device.last_battery_voltage,
+        rssi=device.last_rssi,
+        firmware_version=device.firmware_version,
+    )
+
+
+def analysis_public(analysis: Analysis | None) -> schemas.AnalysisPublic | None:
+    if analysis is None:
+        return None
+    return schemas.AnalysisPublic(
+        status=analysis.status.value,
+        mail_detected=analysis.mail_detected,
+        confidence=analysis.confidence,
+        description=analysis.description,
+        items=analysis.items or [],
+        categories=analysis.categories,
+        package_present=analysis.package_present,
+        package_damage=analysis.package_damage,
+        package_damage_confidence=analysis.package_damage_confidence,
+        image_quality=analysis.image_quality,
+        provider=analysis.provider,
+        model=analysis.model,
+        source=analysis.source,
+        error=analysis.error,
+    )
+
+
+def capture_public(capture: Capture, device_serial: str) -> schemas.CapturePublic:
+    base = f"/api/captures/{capture.capture_id}"
+    return schemas.CapturePublic(
+        capture_id=capture.capture_id,
+        device_serial=device_serial,
+        trigger_type=capture.trigger_type.value,
+        trigger_id=capture.trigger_id,
+        battery_voltage=capture.battery_voltage,
+        taken_at=capture.taken_at,
+        received_at=capture.received_at,
+        width=capture.width,
+        height=capture.height,
+        image_bytes=capture.image_bytes,
+        image_url=f"{base}/image",
+        thumbnail_url=f"{base}/thumbnail",
+        analysis=analysis_public(capture.analysis),
+    )
+
+
+def trigger_public(session: Session, trigger: ManualTrigger, device_serial: str) -> schemas.TriggerPublic:
+    capture_id = None
+    if trigger.capture_pk is not None:
+        capture_id = session.scalar(select(Capture.capture_id).where(Capture.id == trigger.capture_pk))
+    return schemas.TriggerPublic(
+        trigger_id=trigger.trigger_id,
+        device_serial=device_serial,
+        status=trigger.status.value,
+        requested_at=trigger.requested_at,
+        expires_at=trigger.expires_at,
+        delivered_at=trigger.delivered_at,
+        ended_at=trigger.ended_at,
+        capture_id=capture_id,
+        click_refunded=trigger.click_refunded,
+    )

@@ -1,0 +1,78 @@
+"""A capture of mine: details, image, thumbnail, deletion."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response, status
+from sqlalchemy import func, select
+
+from cloud.api import schemas
+from cloud.api.deps import CtxDep, CurrentUser, SessionDep
+from cloud.api.presenters import capture_public
+from cloud.errors import NotFound
+from cloud.models import Capture, Device
+
+router = APIRouter(prefix="/api/captures", tags=["captures"])
+_errors = {404: {"model": schemas.ErrorBody}}
+
+
+def owned_capture(
+    session: SessionDep, user: CurrentUser, capture_id: Annotated[str, Path(max_length=64)]
+) -> tuple[Capture, Device]:
+    row = session.execute(
+        select(Capture, Device).join(Device, Capture.device_id == Device.id).where(Capture.capture_id == capture_id)
+    ).first()
+    if row is None or row[1].owner_id != user.id:
+        raise NotFound("no such capture", capture_id=capture_id)
+    return row[0], row[1]
+
+
+OwnedCapture = Annotated[tuple[Capture, Device], Depends(owned_capture)]
+
+
+@router.get("/{capture_id}", response_model=schemas.CapturePublic, responses=_errors)
+def get_capture(owned: OwnedCapture):
+    """A capture with its analysis."""
+    capture, device = owned
+    return capture_public(capture, device.serial)
+
+
+def _jpeg(ctx: CtxDep, capture: Capture, thumbnail: bool) -> Response:
+    try:
+        data = ctx.images.read(capture.image_sha256, thumbnail=thumbnail)
+    except FileNotFoundError as exc:
+        raise NotFound("the image file is gone", capture_id=capture.capture_id) from exc
+    return Response(
+        data,
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=86400", "ETag": f'"{capture.image_sha256}"'},
+    )
+
+
+_jpeg_response = {200: {"content": {"image/jpeg": {}}}, **_errors}
+
+
+@router.get("/{capture_id}/image", response_class=Response, responses=_jpeg_response)
+def get_image(owned: OwnedCapture, ctx: CtxDep):
+    """The original JPEG."""
+    return _jpeg(ctx, owned[0], thumbnail=False)
+
+
+@router.get("/{capture_id}/thumbnail", response_class=Response, responses=_jpeg_response)
+def get_thumbnail(owned: OwnedCapture, ctx: CtxDep):
+    """A small JPEG for lists."""
+    return _jpeg(ctx, owned[0], thumbnail=True)
+
+
+@router.delete("/{capture_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
+def delete_capture(owned: OwnedCapture, session: SessionDep, ctx: CtxDep) -> None:
+    """Delete a capture, its analysis and (if no other capture shares it) its image file."""
+    capture, _ = owned
+    sha = capture.image_sha256
+    session.delete(capture)
+    session.flush()
+    still_used = session.scalar(select(func.count()).select_from(Capture).where(Capture.image_sha256 == sha))
+    session.commit()
+    if not still_used:
+        ctx.images.delete(sha)

@@ -1,0 +1,126 @@
+"""The seed's device contract: capture ingest, manual trigger, status, plus telemetry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from cloud.api import schemas
+from cloud.api.deps import CtxDep, CurrentUser, DeviceCallerDep, SessionDep
+from cloud.api.presenters import capture_public, trigger_public
+from cloud.models import Capture, Device, TriggerType
+from cloud.services import accounts, clicks, devices, ingest, telemetry, triggers
+
+router = APIRouter(prefix="/api/device", tags=["device"])
+
+
+@router.post(
+    "/capture/",
+    response_model=schemas.CaptureSaved,
+    responses={
+        401: {"model": schemas.ErrorBody},
+        403: {"model": schemas.ErrorBody},
+        404: {"model": schemas.ErrorBody},
+        409: {"model": schemas.ErrorBody},
+        413: {"model": schemas.ErrorBody},
+    },
+)
+def post_capture(body: schemas.CaptureCreate, caller: DeviceCallerDep, session: SessionDep, ctx: CtxDep):
+    """Store a capture (device or gateway token); idempotent on capture_id."""
+    device = caller.device_for(session, body.serial_number)
+    result = ingest.ingest_capture(
+        session,
+        ctx,
+        device,
+        ingest.CaptureIn(
+            image_b64=body.image,
+            trigger_type=TriggerType(body.trigger_type),
+            battery_voltage=body.battery_voltage,
+            taken_at=body.timestamp,
+            capture_id=body.capture_id,
+            trigger_id=body.trigger_id,
+        ),
+    )
+    session.commit()
+    return schemas.CaptureSaved(capture_id=result.capture_id, analysis_queued=result.analysis_queued)
+
+
+@router.post(
+    "/telemetry/",
+    response_model=schemas.TelemetryAccepted,
+    responses={401: {"model": schemas.ErrorBody}, 404: {"model": schemas.ErrorBody}},
+)
+def post_telemetry(body: schemas.TelemetryCreate, caller: DeviceCallerDep, session: SessionDep, ctx: CtxDep):
+    """Record a device's battery, signal and wake report (device or gateway token)."""
+    device = caller.device_for(session, body.serial_number)
+    fields = body.model_dump(exclude={"serial_number", "timestamp"})
+    telemetry.record(session, ctx, device, telemetry.TelemetryIn(reported_at=body.timestamp, **fields))
+    session.commit()
+    return schemas.TelemetryAccepted()
+
+
+@router.post(
+    "/trigger/",
+    response_model=schemas.TriggerAccepted,
+    responses={
+        202: {"model": schemas.TriggerAccepted, "description": "Queued: the device is offline"},
+        404: {"model": schemas.ErrorBody},
+        429: {"model": schemas.ClickLimitBody},
+    },
+)
+def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep):
+    """Ask a device for a photo now (one click on the free tier)."""
+    device = devices.owned_device(session, user, body.device_serial)
+    outcome = triggers.request_trigger(session, ctx, user, device)
+    session.commit()
+    accepted = schemas.TriggerAccepted(
+        status="triggered" if outcome.device_online else "queued",
+        trigger_id=outcome.trigger.trigger_id,
+        device_serial=device.serial,
+        expires_at=outcome.trigger.expires_at,
+        clicks_used=outcome.window.used,
+        clicks_limit=outcome.window.limit,
+        reset_at=outcome.window.reset_at.isoformat(),
+    )
+    return JSONResponse(accepted.model_dump(mode="json"), status_code=200 if outcome.device_online else 202)
+
+
+@router.post("/trigger/{trigger_id}/cancel/", response_model=schemas.TriggerPublic,
+             responses={404: {"model": schemas.ErrorBody}})
+def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep, ctx: CtxDep):
+    """Cancel a pending trigger; its click is given back."""
+    trigger = triggers.cancel(session, ctx, user, trigger_id)
+    session.commit()
+    return trigger_public(session, trigger, session.get(Device, trigger.device_id).serial)
+
+
+@router.get("/status/", response_model=schemas.DeviceStatus, responses={404: {"model": schemas.ErrorBody}})
+def get_status(
+    device_serial: Annotated[str, Query(max_length=64)], user: CurrentUser, session: SessionDep, ctx: CtxDep
+):
+    """A device's status, last capture and my clicks today."""
+    device = devices.owned_device(session, user, device_serial)
+    now = ctx.clock.now()
+    last = session.scalar(
+        select(Capture)
+        .where(Capture.device_id == device.id)
+        .options(selectinload(Capture.analysis))
+        .order_by(Capture.received_at.desc(), Capture.id.desc())
+        .limit(1)
+    )
+    tier = accounts.effective_tier(user, now)
+    window = clicks.window(session, user, tier, now, ctx.settings.free_clicks_per_day)
+    return schemas.DeviceStatus(
+        device_serial=device.serial,
+        status="online" if devices.is_online(device, now, ctx.settings) else "offline",
+        last_capture=capture_public(last, device.serial) if last else None,
+        battery_voltage=device.last_battery_voltage,
+        user_tier=tier.value,
+        clicks_used_today=window.used,
+        clicks_limit=window.limit,
+        clicks_reset_at=window.reset_at.isoformat(),
+    )

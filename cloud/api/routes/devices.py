@@ -1,0 +1,122 @@
+"""Devices: registration by installers, claiming, listing, captures and triggers per device."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from cloud.api import schemas
+from cloud.api.deps import CtxDep, CurrentUser, OwnedDevice, SessionDep
+from cloud.api.presenters import capture_public, device_public, trigger_public
+from cloud.errors import ValidationFailed
+from cloud.models import Capture, Device, ManualTrigger
+from cloud.services import devices
+
+router = APIRouter(prefix="/api/devices", tags=["devices"])
+_errors = {404: {"model": schemas.ErrorBody}}
+
+
+@router.post("/", status_code=status.HTTP_201_CREATED, response_model=schemas.DeviceRegistered,
+             responses={409: {"model": schemas.ErrorBody}})
+def register_device(body: schemas.DeviceCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep):
+    """Register a new device (installer); its token and claim code are shown only here."""
+    device, token, claim_code = devices.register_device(
+        session,
+        serial=body.serial,
+        installer=user,
+        now=ctx.clock.now(),
+        name=body.name,
+        timezone=body.timezone,
+        wake_interval_s=body.wake_interval_s or ctx.settings.default_wake_interval_s,
+    )
+    session.commit()
+    return schemas.DeviceRegistered(serial=device.serial, device_token=token, claim_code=claim_code)
+
+
+@router.post("/claim/", response_model=schemas.DevicePublic, responses=_errors)
+def claim_device(body: schemas.DeviceClaim, user: CurrentUser, session: SessionDep, ctx: CtxDep):
+    """Claim a device with the code its installer gave you."""
+    device = devices.claim_device(session, code=body.claim_code, user=user, now=ctx.clock.now(), name=body.name)
+    session.commit()
+    return device_public(device, ctx)
+
+
+@router.get("/", response_model=list[schemas.DevicePublic])
+def list_devices(user: CurrentUser, session: SessionDep, ctx: CtxDep):
+    """List my devices."""
+    rows = session.scalars(select(Device).where(Device.owner_id == user.id).order_by(Device.serial))
+    return [device_public(d, ctx) for d in rows]
+
+
+@router.get("/{serial}/", response_model=schemas.DevicePublic, responses=_errors)
+def get_device(device: OwnedDevice, ctx: CtxDep):
+    """One of my devices."""
+    return device_public(device, ctx)
+
+
+@router.patch("/{serial}/", response_model=schemas.DevicePublic, responses=_errors)
+def update_device(body: schemas.DeviceUpdate, device: OwnedDevice, session: SessionDep, ctx: CtxDep):
+    """Rename a device or change its timezone or wake interval."""
+    for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
+        setattr(device, field, value)
+    session.commit()
+    return device_public(device, ctx)
+
+
+def _encode_cursor(capture: Capture) -> str:
+    return base64.urlsafe_b64encode(f"{capture.received_at.isoformat()}|{capture.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        when, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(when), int(pk)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed("invalid cursor") from exc
+
+
+@router.get("/{serial}/captures/", response_model=schemas.CapturePage, responses=_errors)
+def list_captures(
+    device: OwnedDevice,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+):
+    """Page through a device's captures, newest first."""
+    query = (
+        select(Capture)
+        .where(Capture.device_id == device.id)
+        .options(selectinload(Capture.analysis))
+        .order_by(Capture.received_at.desc(), Capture.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        when, pk = _decode_cursor(cursor)
+        query = query.where(
+            (Capture.received_at < when) | ((Capture.received_at == when) & (Capture.id < pk))
+        )
+    rows = list(session.scalars(query))
+    page, more = rows[:limit], len(rows) > limit
+    return schemas.CapturePage(
+        items=[capture_public(c, device.serial) for c in page],
+        next_cursor=_encode_cursor(page[-1]) if more else None,
+    )
+
+
+@router.get("/{serial}/triggers/", response_model=list[schemas.TriggerPublic], responses=_errors)
+def list_triggers(
+    device: OwnedDevice, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+):
+    """My device's manual triggers, newest first."""
+    rows = session.scalars(
+        select(ManualTrigger)
+        .where(ManualTrigger.device_id == device.id)
+        .order_by(ManualTrigger.id.desc())
+        .limit(limit)
+    )
+    return [trigger_public(session, t, device.serial) for t in rows]

@@ -1,0 +1,109 @@
+"""The edge gateway's API: its devices, pending triggers (long-poll) and delivery reports.
+
+Long-poll, not SSE or a fixed poll: the gateway asks with the ``version`` it
+last saw and the request returns as soon as the set of open triggers changes
+(or after ``wait`` seconds). A click reaches the mailbox's retained ``cmd``
+topic within a fraction of a second, with one idle request per gateway,
+through any proxy that passes plain HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from cloud.api import schemas
+from cloud.api.deps import (
+    CtxDep,
+    CurrentUser,
+    DeviceCaller,
+    GatewayDep,
+    SessionDep,
+    TokenDep,
+    device_caller,
+    gateway_caller,
+)
+from cloud.context import AppContext
+from cloud.models import Device, Gateway
+from cloud.services import devices, triggers
+
+router = APIRouter(prefix="/api", tags=["gateways"])
+LONG_POLL_STEP_S = 0.2
+
+
+@router.post("/gateways/", status_code=status.HTTP_201_CREATED, response_model=schemas.GatewayRegistered)
+def register_gateway(body: schemas.GatewayCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep):
+    """Register a gateway for my devices; its token is shown only here."""
+    gateway, token = devices.create_gateway(session, owner=user, name=body.name, now=ctx.clock.now())
+    session.commit()
+    return schemas.GatewayRegistered(gateway_id=gateway.id, name=gateway.name, gateway_token=token)
+
+
+@router.get("/gateway/devices/", response_model=list[schemas.GatewayDevice])
+def gateway_devices(gateway: GatewayDep, session: SessionDep):
+    """The devices this gateway serves."""
+    rows = session.scalars(select(Device).where(Device.owner_id == gateway.owner_id).order_by(Device.serial))
+    session.commit()  # records the gateway's last_seen_at
+    return [schemas.GatewayDevice(serial=d.serial, wake_interval_s=d.wake_interval_s) for d in rows]
+
+
+def _authenticate_gateway(ctx: AppContext, token: str) -> int:
+    with ctx.sessions() as session:
+        gateway = gateway_caller(device_caller(session, ctx, token))
+        session.commit()
+        return gateway.id
+
+
+def _snapshot(ctx: AppContext, gateway_id: int) -> schemas.GatewayTriggers:
+    with ctx.sessions() as session:
+        gateway = session.get(Gateway, gateway_id)
+        device_ids = DeviceCaller(gateway=gateway).device_ids(session)
+        serials = dict(session.execute(select(Device.id, Device.serial).where(Device.id.in_(device_ids))).all())
+        rows = triggers.open_for_devices(session, device_ids, ctx.clock.now())
+        items = [
+            schemas.GatewayTrigger(
+                trigger_id=t.trigger_id, device_serial=serials[t.device_id], status=t.status.value,
+                expires_at=t.expires_at,
+            )
+            for t in rows
+        ]
+    digest = hashlib.sha256("|".join(f"{t.trigger_id}:{t.status}" for t in items).encode()).hexdigest()[:16]
+    return schemas.GatewayTriggers(version=digest, triggers=items)
+
+
+@router.get("/gateway/triggers/", response_model=schemas.GatewayTriggers)
+async def gateway_triggers(
+    ctx: CtxDep,
+    token: TokenDep,
+    wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
+    version: Annotated[str | None, Query(max_length=64, description="The version last seen")] = None,
+):
+    """Open manual triggers for my devices; long-polls while nothing changed since `version`."""
+    # No request-long session here: on SQLite an open transaction holds the write lock.
+    gateway_id = await run_in_threadpool(_authenticate_gateway, ctx, token)
+    deadline = time.monotonic() + wait
+    while True:
+        snapshot = await run_in_threadpool(_snapshot, ctx, gateway_id)
+        if snapshot.version != version or time.monotonic() >= deadline:
+            return snapshot
+        await asyncio.sleep(LONG_POLL_STEP_S)
+
+
+@router.post("/gateway/triggers/{trigger_id}/delivered/", response_model=schemas.GatewayTrigger,
+             responses={404: {"model": schemas.ErrorBody}})
+def trigger_delivered(trigger_id: str, gateway: GatewayDep, session: SessionDep, ctx: CtxDep):
+    """Report that the device has picked up a trigger."""
+    device_ids = DeviceCaller(gateway=gateway).device_ids(session)
+    trigger = triggers.mark_delivered(session, device_ids, trigger_id, ctx.clock.now())
+    session.commit()
+    serial = session.scalar(select(Device.serial).where(Device.id == trigger.device_id))
+    status_value = trigger.status.value if trigger.status.is_open else "delivered"
+    return schemas.GatewayTrigger(
+        trigger_id=trigger.trigger_id, device_serial=serial, status=status_value, expires_at=trigger.expires_at
+    )

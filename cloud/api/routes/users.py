@@ -1,0 +1,61 @@
+"""Accounts: registration, login, profile."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from cloud.api import schemas
+from cloud.api.deps import CtxDep, CurrentUser, SessionDep, TokenDep
+from cloud.models import User
+from cloud.services import accounts
+
+router = APIRouter(prefix="/api", tags=["users"])
+
+
+def _public(user: User, ctx: CtxDep) -> schemas.UserPublic:
+    tier = accounts.effective_tier(user, ctx.clock.now())
+    return schemas.UserPublic(id=user.id, email=user.email, name=user.name, timezone=user.timezone, tier=tier.value)
+
+
+@router.post("/users/", status_code=status.HTTP_201_CREATED, response_model=schemas.UserPublic,
+             responses={409: {"model": schemas.ErrorBody}})
+def register(body: schemas.UserCreate, session: SessionDep, ctx: CtxDep) -> schemas.UserPublic:
+    """Create an account."""
+    user = accounts.create_user(
+        session, email=body.email, password=body.password, now=ctx.clock.now(), name=body.name,
+        timezone=body.timezone,
+    )
+    session.commit()
+    return _public(user, ctx)
+
+
+@router.post("/auth/token/", response_model=schemas.TokenOut, responses={401: {"model": schemas.ErrorBody}})
+def login(body: schemas.LoginIn, session: SessionDep, ctx: CtxDep) -> schemas.TokenOut:
+    """Log in with email and password; returns a bearer token."""
+    token, row = accounts.login(
+        session, email=body.email, password=body.password, now=ctx.clock.now(), ttl_s=ctx.settings.user_token_ttl_s
+    )
+    session.commit()
+    return schemas.TokenOut(access_token=token, expires_at=row.expires_at)
+
+
+@router.delete("/auth/token/", status_code=status.HTTP_204_NO_CONTENT)
+def logout(session: SessionDep, user: CurrentUser, token: TokenDep) -> None:
+    """Revoke the token used for this request."""
+    accounts.logout(session, token)
+    session.commit()
+
+
+@router.get("/users/me/", response_model=schemas.UserPublic)
+def me(user: CurrentUser, ctx: CtxDep) -> schemas.UserPublic:
+    """The caller's account."""
+    return _public(user, ctx)
+
+
+@router.patch("/users/me/", response_model=schemas.UserPublic)
+def update_me(body: schemas.UserUpdate, user: CurrentUser, session: SessionDep, ctx: CtxDep) -> schemas.UserPublic:
+    """Change the caller's name or timezone."""
+    for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
+        setattr(user, field, value)
+    session.commit()
+    return _public(user, ctx)

@@ -1,0 +1,248 @@
+"""What comes in and what goes out, per resource."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Serial = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+CaptureId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+def _known_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {name!r}") from exc
+    return name
+
+
+TimeZone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_known_timezone)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Users and auth
+class UserCreate(Strict):
+    email: EmailStr
+    password: str = Field(min_length=8, max_length=200)
+    name: str | None = Field(default=None, max_length=100)
+    timezone: TimeZone = "UTC"
+
+
+class UserUpdate(Strict):
+    name: str | None = Field(default=None, max_length=100)
+    timezone: TimeZone | None = None
+
+
+class UserPublic(BaseModel):
+    id: int
+    email: str
+    name: str | None
+    timezone: str
+    tier: Literal["free", "premium"]
+
+
+class LoginIn(Strict):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=200)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+
+
+# Devices
+class DeviceCreate(Strict):
+    serial: Serial
+    name: str | None = Field(default=None, max_length=100)
+    timezone: TimeZone = "UTC"
+    wake_interval_s: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
+
+
+class DeviceRegistered(BaseModel):
+    serial: str
+    device_token: str = Field(description="Shown once; the device authenticates with it")
+    claim_code: str = Field(description="Shown once; the homeowner claims the device with it")
+
+
+class DeviceClaim(Strict):
+    claim_code: str = Field(min_length=4, max_length=32)
+    name: str | None = Field(default=None, max_length=100)
+
+
+class DeviceUpdate(Strict):
+    name: str | None = Field(default=None, max_length=100)
+    timezone: TimeZone | None = None
+    wake_interval_s: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
+
+
+class DevicePublic(BaseModel):
+    serial: str
+    name: str
+    timezone: str
+    wake_interval_s: int
+    status: Literal["online", "offline"]
+    last_seen_at: datetime | None
+    battery_voltage: float | None
+    rssi: int | None
+    firmware_version: str | None
+
+
+# Captures
+class CaptureCreate(Strict):
+    serial_number: Serial
+    image: str = Field(description="Base64 JPEG (a data: URL prefix is accepted)")
+    trigger_type: Literal["automatic", "manual"] = "automatic"
+    battery_voltage: float | None = Field(default=None, ge=0, le=30)
+    timestamp: datetime
+    capture_id: CaptureId | None = Field(default=None, description="Device-made idempotency key")
+    trigger_id: str | None = Field(default=None, max_length=64)
+
+
+class CaptureSaved(BaseModel):
+    status: Literal["saved"] = "saved"
+    capture_id: str
+    analysis_queued: bool
+
+
+class AnalysisPublic(BaseModel):
+    status: Literal["queued", "running", "done", "failed"]
+    mail_detected: bool | None = None
+    confidence: float | None = None
+    description: str | None = None
+    items: list = Field(default_factory=list)
+    categories: dict | None = None
+    package_present: bool | None = None
+    package_damage: str | None = None
+    package_damage_confidence: float | None = None
+    image_quality: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    source: str | None = None
+    error: str | None = None
+
+
+class CapturePublic(BaseModel):
+    capture_id: str
+    device_serial: str
+    trigger_type: Literal["automatic", "manual"]
+    trigger_id: str | None
+    battery_voltage: float | None
+    taken_at: datetime
+    received_at: datetime
+    width: int
+    height: int
+    image_bytes: int
+    image_url: str
+    thumbnail_url: str
+    analysis: AnalysisPublic | None
+
+
+class CapturePage(BaseModel):
+    items: list[CapturePublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")
+
+
+# Telemetry
+class TelemetryCreate(Strict):
+    serial_number: Serial
+    battery_voltage: float | None = Field(default=None, ge=0, le=30)
+    rssi: int | None = Field(default=None, ge=-150, le=0)
+    wake_reason: Literal["timer", "door", "power_on", "manual"] | None = None
+    awake_ms: int | None = Field(default=None, ge=0, le=3_600_000)
+    firmware_version: str | None = Field(default=None, max_length=40)
+    boot_count: int | None = Field(default=None, ge=0)
+    last_error: str | None = Field(default=None, max_length=200)
+    pending_captures: int | None = Field(default=None, ge=0, le=10_000)
+    timestamp: datetime | None = None
+
+
+class TelemetryAccepted(BaseModel):
+    status: Literal["recorded"] = "recorded"
+
+
+# Triggers
+class TriggerCreate(Strict):
+    device_serial: Serial
+
+
+class TriggerAccepted(BaseModel):
+    status: Literal["triggered", "queued"]
+    trigger_id: str
+    device_serial: str
+    expires_at: datetime
+    clicks_used: int
+    clicks_limit: int | None
+    reset_at: str
+
+
+class ClickLimitBody(BaseModel):
+    error: Literal["click_limit_exceeded"]
+    detail: str
+    clicks_used: int
+    clicks_limit: int
+    reset_at: str
+
+
+class TriggerPublic(BaseModel):
+    trigger_id: str
+    device_serial: str
+    status: Literal["pending", "delivered", "fulfilled", "expired", "cancelled"]
+    requested_at: datetime
+    expires_at: datetime
+    delivered_at: datetime | None
+    ended_at: datetime | None
+    capture_id: str | None
+    click_refunded: bool
+
+
+class DeviceStatus(BaseModel):
+    device_serial: str
+    status: Literal["online", "offline"]
+    last_capture: CapturePublic | None
+    battery_voltage: float | None
+    user_tier: Literal["free", "premium"]
+    clicks_used_today: int
+    clicks_limit: int | None = Field(description="null: unlimited (premium)")
+    clicks_reset_at: str
+
+
+# Gateways
+class GatewayCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class GatewayRegistered(BaseModel):
+    gateway_id: int
+    name: str
+    gateway_token: str = Field(description="Shown once")
+
+
+class GatewayDevice(BaseModel):
+    serial: str
+    wake_interval_s: int
+
+
+class GatewayTrigger(BaseModel):
+    trigger_id: str
+    device_serial: str
+    status: Literal["pending", "delivered"]
+    expires_at: datetime
+
+
+class GatewayTriggers(BaseModel):
+    version: str = Field(description="Pass back as `version` to long-poll for a change")
+    triggers: list[GatewayTrigger]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str

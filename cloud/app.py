@@ -1,0 +1,55 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cloud import migrate
+from cloud.api.routes import captures, device_api, devices, gateway, users
+from cloud.background import build_services
+from cloud.clock import Clock
+from cloud.context import AppContext
+from cloud.errors import install_error_handlers
+from cloud.settings import Settings
+
+log = logging.getLogger("mailcam.cloud")
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None, ctx: AppContext | None = None) -> FastAPI:
+    settings = settings or (ctx.settings if ctx else Settings())
+    ctx = ctx or AppContext.build(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(ctx.engine)
+        services = build_services(ctx) if ctx.settings.run_workers else []
+        for service in services:
+            service.start()
+        try:
+            yield
+        finally:
+            for service in reversed(services):
+                service.stop()
+
+    app = FastAPI(
+        title="mailcam",
+        version="0.1.0",
+        summary="Camera mailboxes that tell their owners when mail arrives.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for module in (users, devices, device_api, captures, gateway):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Liveness probe."""
+        return {"status": "ok"}
+
+    return app

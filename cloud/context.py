@@ -1,0 +1,38 @@
+"""Everything a request handler, worker or job needs, built once per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.clock import Clock, SystemClock
+from cloud.db import make_engine, make_session_factory
+from cloud.events import EventSink, FanoutSink, LogSink
+from cloud.services.images import ImageStore
+from cloud.settings import Settings
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    images: ImageStore
+    clock: Clock = field(default_factory=SystemClock)
+    events: FanoutSink = field(default_factory=lambda: FanoutSink(LogSink()))
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Clock | None = None) -> "AppContext":
+        engine = make_engine(settings.resolved_database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            images=ImageStore(settings.resolved_image_dir, thumbnail_side=settings.thumbnail_side),
+            clock=clock or SystemClock(),
+        )
+
+    def add_event_sink(self, sink: EventSink) -> None:
+        self.events.sinks.append(sink)

@@ -1,0 +1,121 @@
+"""The cloud's error tree, translated to JSON responses at the HTTP boundary.
+
+    MailcamError                 (400 bad_request)
+    ├── ValidationFailed         (422 invalid_request)
+    ├── ImageRejected            (422 / 413 invalid_image, image_too_large)
+    ├── NotAuthenticated         (401 not_authenticated)
+    ├── Forbidden                (403 forbidden)
+    ├── NotFound                 (404 not_found)  -- also "exists but is not yours"
+    ├── Conflict                 (409 conflict)
+    └── ClickLimitExceeded       (429 click_limit_exceeded)
+
+Every error body is ``{"error": code, "detail": message, ...context}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class MailcamError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, detail: str, **context: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.context = context
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail, **self.context}
+
+
+class ValidationFailed(MailcamError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class ImageRejected(MailcamError):
+    status_code = 422
+    code = "invalid_image"
+
+
+class ImageTooLarge(ImageRejected):
+    status_code = 413
+    code = "image_too_large"
+
+
+class NotAuthenticated(MailcamError):
+    status_code = 401
+    code = "not_authenticated"
+
+
+class Forbidden(MailcamError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(MailcamError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(MailcamError):
+    status_code = 409
+    code = "conflict"
+
+
+class ClickLimitExceeded(MailcamError):
+    status_code = 429
+    code = "click_limit_exceeded"
+
+
+class RateLimited(MailcamError):
+    status_code = 429
+    code = "rate_limited"
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MailcamError)
+    async def _mailcam_error(_request: Request, exc: MailcamError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if "retry_after" in exc.context:
+            headers = {"Retry-After": str(exc.context["retry_after"])}
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", "")} for err in exc.errors()
+        ]
+        return JSONResponse(
+            {"error": "invalid_request", "detail": "the request is not valid", "problems": problems},
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return JSONResponse(
+            {"error": code, "detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )

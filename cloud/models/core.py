@@ -1,0 +1,260 @@
+"""Accounts, devices, captures, manual triggers and click usage."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from cloud.models.base import Base, UTCDateTime
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as plain strings: portable, readable in psql, and no ALTER TYPE to add a value.
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+
+
+class Tier(enum.StrEnum):
+    FREE = "free"
+    PREMIUM = "premium"
+
+
+class TriggerType(enum.StrEnum):
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class TriggerStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FULFILLED = "fulfilled"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (TriggerStatus.PENDING, TriggerStatus.DELIVERED)
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    subscription: Mapped[Subscription | None] = relationship(back_populates="user", uselist=False)
+
+
+class AuthToken(Base):
+    """An opaque bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "auth_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    tier: Mapped[Tier] = mapped_column(_enum(Tier), default=Tier.FREE)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(back_populates="subscription")
+
+
+class Gateway(Base):
+    """An edge gateway; it may act for the devices of its owner."""
+
+    __tablename__ = "gateways"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    installer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    claim_code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    wake_interval_s: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_battery_voltage: Mapped[float | None] = mapped_column(Float)
+    last_rssi: Mapped[int | None] = mapped_column(Integer)
+    last_wake_reason: Mapped[str | None] = mapped_column(String(20))
+    firmware_version: Mapped[str | None] = mapped_column(String(40))
+
+
+class Telemetry(Base):
+    """One row per device report: the history behind battery and presence alerts."""
+
+    __tablename__ = "telemetry"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    battery_voltage: Mapped[float | None] = mapped_column(Float)
+    rssi: Mapped[int | None] = mapped_column(Integer)
+    wake_reason: Mapped[str | None] = mapped_column(String(20))
+    awake_ms: Mapped[int | None] = mapped_column(Integer)
+    firmware_version: Mapped[str | None] = mapped_column(String(40))
+    boot_count: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    pending_captures: Mapped[int | None] = mapped_column(Integer)
+
+
+class Capture(Base):
+    __tablename__ = "captures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    capture_id: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    trigger_type: Mapped[TriggerType] = mapped_column(_enum(TriggerType))
+    trigger_id: Mapped[str | None] = mapped_column(String(64))
+    battery_voltage: Mapped[float | None] = mapped_column(Float)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    image_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+
+    analysis: Mapped[Analysis | None] = relationship(
+        back_populates="capture", uselist=False, cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Analysis(Base):
+    """The vision result of one capture. ``status`` failed is never read as "no mail"."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    capture_pk: Mapped[int] = mapped_column(ForeignKey("captures.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.QUEUED)
+    mail_detected: Mapped[bool | None] = mapped_column(Boolean)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    description: Mapped[str | None] = mapped_column(Text)
+    items: Mapped[list | None] = mapped_column(JSON)
+    categories: Mapped[dict | None] = mapped_column(JSON)
+    package_present: Mapped[bool | None] = mapped_column(Boolean)
+    package_damage: Mapped[str | None] = mapped_column(String(20))
+    package_damage_confidence: Mapped[float | None] = mapped_column(Float)
+    image_quality: Mapped[str | None] = mapped_column(String(20))
+    provider: Mapped[str | None] = mapped_column(String(40))
+    model: Mapped[str | None] = mapped_column(String(80))
+    source: Mapped[str | None] = mapped_column(String(20))  # model | cache | unchanged | budget
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    capture: Mapped[Capture] = relationship(back_populates="analysis")
+
+
+class AnalysisJob(Base):
+    """A durable work item for the vision worker (claimed with FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+
+    __tablename__ = "analysis_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    capture_pk: Mapped[int] = mapped_column(ForeignKey("captures.id", ondelete="CASCADE"), index=True)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.QUEUED, index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="initial")  # initial | reanalyse
+    options: Mapped[dict | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    locked_by: Mapped[str | None] = mapped_column(String(80))
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ManualTrigger(Base):
+    __tablename__ = "manual_triggers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trigger_id: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    status: Mapped[TriggerStatus] = mapped_column(_enum(TriggerStatus), index=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    capture_pk: Mapped[int | None] = mapped_column(ForeignKey("captures.id", ondelete="SET NULL"))
+    # The click this trigger reserved: which local day it counted against (None: premium, no click).
+    click_day: Mapped[date | None] = mapped_column(Date)
+    click_refunded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ClickUsage(Base):
+    """Clicks used by a user on one local day; updated only by atomic upserts."""
+
+    __tablename__ = "click_usage"
+    __table_args__ = (UniqueConstraint("user_id", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    used: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JobRun(Base):
+    """One row per (periodic job, period): inserting it is how one process claims the run."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (UniqueConstraint("job", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(60))
+    period: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    owner: Mapped[str] = mapped_column(String(80))
+    result: Mapped[dict | None] = mapped_column(JSON)

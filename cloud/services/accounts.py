@@ -1,0 +1,81 @@
+"""Users, login tokens and subscription tiers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cloud.errors import Conflict, NotAuthenticated
+from cloud.models import AuthToken, Subscription, Tier, User
+from cloud.security import hash_password, hash_token, new_token, verify_password
+
+
+def create_user(
+    session: Session, *, email: str, password: str, now: datetime, name: str | None = None, timezone: str = "UTC"
+) -> User:
+    email = email.strip().lower()
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("an account with this email already exists", email=email)
+    user = User(email=email, password_hash=hash_password(password), name=name, timezone=timezone, created_at=now)
+    user.subscription = Subscription(tier=Tier.FREE, active=True, started_at=now)
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict("an account with this email already exists", email=email) from exc
+    return user
+
+
+def login(session: Session, *, email: str, password: str, now: datetime, ttl_s: int) -> tuple[str, AuthToken]:
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    # Verify against a dummy hash for unknown users too, so timing does not reveal accounts.
+    stored = user.password_hash if user else _DUMMY_HASH
+    if not verify_password(stored, password) or user is None:
+        raise NotAuthenticated("wrong email or password")
+    token = new_token("mcu")
+    row = AuthToken(
+        user_id=user.id, token_hash=hash_token(token), created_at=now, expires_at=now + timedelta(seconds=ttl_s)
+    )
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def user_for_token(session: Session, token: str, now: datetime) -> User:
+    row = session.scalar(select(AuthToken).where(AuthToken.token_hash == hash_token(token)))
+    if row is None or row.expires_at <= now:
+        raise NotAuthenticated("invalid or expired token")
+    user = session.get(User, row.user_id)
+    if user is None:
+        raise NotAuthenticated("invalid or expired token")
+    return user
+
+
+def logout(session: Session, token: str) -> None:
+    session.execute(delete(AuthToken).where(AuthToken.token_hash == hash_token(token)))
+
+
+def effective_tier(user: User, now: datetime) -> Tier:
+    sub = user.subscription
+    if sub is None or not sub.active or sub.tier != Tier.PREMIUM:
+        return Tier.FREE
+    if sub.ends_at is not None and sub.ends_at <= now:
+        return Tier.FREE
+    return Tier.PREMIUM
+
+
+def set_tier(session: Session, user: User, tier: Tier, now: datetime, ends_at: datetime | None = None) -> None:
+    if user.subscription is None:
+        user.subscription = Subscription(tier=tier, active=True, started_at=now, ends_at=ends_at)
+    else:
+        user.subscription.tier = tier
+        user.subscription.active = True
+        user.subscription.started_at = now
+        user.subscription.ends_at = ends_at
+    session.flush()
+
+
+_DUMMY_HASH = hash_password("not-a-real-password-just-timing")

@@ -1,0 +1,96 @@
+"""Device registration, claiming, ownership and presence."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.errors import Conflict, NotFound
+from cloud.models import Device, Gateway, User
+from cloud.security import hash_token, new_claim_code, new_token, normalise_claim_code
+from cloud.settings import Settings
+
+
+def register_device(
+    session: Session,
+    *,
+    serial: str,
+    installer: User,
+    now: datetime,
+    name: str | None,
+    timezone: str,
+    wake_interval_s: int,
+) -> tuple[Device, str, str]:
+    """Create a device; returns it with its one-time device token and claim code (shown once)."""
+    if session.scalar(select(Device.id).where(Device.serial == serial)) is not None:
+        raise Conflict("a device with this serial is already registered", serial=serial)
+    token, claim_code = new_token("mcd"), new_claim_code()
+    device = Device(
+        serial=serial,
+        name=name or serial,
+        installer_id=installer.id,
+        timezone=timezone,
+        token_hash=hash_token(token),
+        claim_code_hash=hash_token(normalise_claim_code(claim_code)),
+        wake_interval_s=wake_interval_s,
+        created_at=now,
+    )
+    session.add(device)
+    session.flush()
+    return device, token, claim_code
+
+
+def claim_device(session: Session, *, code: str, user: User, now: datetime, name: str | None) -> Device:
+    device = session.scalar(
+        select(Device).where(Device.claim_code_hash == hash_token(normalise_claim_code(code))).with_for_update()
+    )
+    if device is None:
+        raise NotFound("no device has this claim code (it may already have been used)")
+    device.owner_id = user.id
+    device.claim_code_hash = None  # one-time
+    device.claimed_at = now
+    if name:
+        device.name = name
+    session.flush()
+    return device
+
+
+def owned_device(session: Session, user: User, serial: str) -> Device:
+    """The caller's device; a device that does not exist and one that is not yours look the same."""
+    device = session.scalar(select(Device).where(Device.serial == serial))
+    if device is None or device.owner_id != user.id:
+        raise NotFound("no such device", device_serial=serial)
+    return device
+
+
+def device_for_token(session: Session, token: str) -> Device | None:
+    return session.scalar(select(Device).where(Device.token_hash == hash_token(token)))
+
+
+def gateway_for_token(session: Session, token: str) -> Gateway | None:
+    return session.scalar(select(Gateway).where(Gateway.token_hash == hash_token(token)))
+
+
+def create_gateway(session: Session, *, owner: User, name: str, now: datetime) -> tuple[Gateway, str]:
+    token = new_token("mcg")
+    gateway = Gateway(owner_id=owner.id, name=name, token_hash=hash_token(token), created_at=now)
+    session.add(gateway)
+    session.flush()
+    return gateway, token
+
+
+def is_online(device: Device, now: datetime, settings: Settings) -> bool:
+    """Heard from within its expected wake interval (with grace for a slow Wi-Fi join)."""
+    if device.last_seen_at is None:
+        return False
+    allowed = timedelta(seconds=device.wake_interval_s * settings.online_grace_factor + settings.online_slack_s)
+    return now - device.last_seen_at <= allowed
+
+
+def mark_seen(device: Device, now: datetime, battery_voltage: float | None = None) -> None:
+    if device.last_seen_at is None or device.last_seen_at < now:
+        device.last_seen_at = now
+    if battery_voltage is not None:
+        device.last_battery_voltage = battery_voltage

@@ -1,0 +1,51 @@
+"""Device telemetry: history rows plus the device's latest values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from cloud.context import AppContext
+from cloud.events import Event, EventKind
+from cloud.models import Device, Telemetry
+from cloud.services import devices
+
+
+@dataclass(frozen=True)
+class TelemetryIn:
+    battery_voltage: float | None = None
+    rssi: int | None = None
+    wake_reason: str | None = None
+    awake_ms: int | None = None
+    firmware_version: str | None = None
+    boot_count: int | None = None
+    last_error: str | None = None
+    pending_captures: int | None = None
+    reported_at: datetime | None = None
+
+
+def record(session: Session, ctx: AppContext, device: Device, report: TelemetryIn) -> Telemetry:
+    now = ctx.clock.now()
+    row = Telemetry(device_id=device.id, received_at=now, **report.__dict__)
+    session.add(row)
+    devices.mark_seen(device, now, report.battery_voltage)
+    if report.rssi is not None:
+        device.last_rssi = report.rssi
+    if report.wake_reason:
+        device.last_wake_reason = report.wake_reason
+    if report.firmware_version:
+        device.firmware_version = report.firmware_version
+    session.flush()
+    ctx.events.emit(
+        session,
+        Event(
+            EventKind.TELEMETRY_RECEIVED,
+            user_id=device.owner_id,
+            device_id=device.id,
+            key=f"telemetry:{row.id}",
+            data={"battery_voltage": report.battery_voltage, "device_serial": device.serial},
+        ),
+    )
+    return row

@@ -1,0 +1,271 @@
+"""mailcam wire protocol v1: one definition for the device (MicroPython) and the gateway (CPython).
+
+Topics: ``mailcam/v1/<serial>/<kind>`` with kind one of
+
+- ``capture``   device -> gateway, QoS 1, binary chunk messages (below)
+- ``telemetry`` device -> gateway, QoS 1, JSON
+- ``cmd``       gateway -> device, QoS 1, RETAINED JSON ``{"v":1,"tid":"...","exp":<unix s>}``;
+                an empty retained payload means "no pending trigger"
+- ``status``    LWT: payload ``b"lost"`` on an unplanned loss; nothing is published on a planned sleep
+
+Capture chunk = UTF-8 JSON header + ``b"\\n"`` + raw JPEG bytes of that chunk. Header keys:
+``v`` (1), ``cid`` (capture id, 1-64 of [A-Za-z0-9_-], unique, made by the device), ``i`` (0-based index),
+``n`` (chunk count >= 1), ``size`` (whole image bytes), ``sha`` (hex SHA-256 of the whole image),
+``trig`` ("automatic" | "manual"), ``tid`` (trigger id or null; required when manual), ``ts`` (unix s),
+``bat`` (battery mV). Every chunk carries the full header: chunks may arrive repeated or out of order.
+
+Telemetry keys: ``v``, ``ts``, ``bat``, ``rssi`` (int or null), ``wake`` (timer|door|power_on|manual),
+``awake_ms`` (previous cycle, int or null), ``fw``, ``boot``, ``err`` (str or null), ``pending`` (int).
+
+Errors: everything malformed raises ``ProtocolError`` (a ``ValueError``).
+
+MicroPython-compatible: no typing, no dataclasses, no f-strings.
+"""
+
+import json
+
+try:
+    import hashlib
+except ImportError:  # pragma: no cover - very small ports
+    import uhashlib as hashlib  # noqa: F401
+
+VERSION = 1
+TOPIC_ROOT = "mailcam/v1"
+
+CAPTURE = "capture"
+TELEMETRY = "telemetry"
+CMD = "cmd"
+STATUS = "status"
+KINDS = (CAPTURE, TELEMETRY, CMD, STATUS)
+
+AUTOMATIC = "automatic"
+MANUAL = "manual"
+TRIGGERS = (AUTOMATIC, MANUAL)
+
+WAKE_REASONS = ("timer", "door", "power_on", "manual")
+
+STATUS_LOST = b"lost"
+
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+DEFAULT_CHUNK_SIZE = 4096
+MAX_HEADER_BYTES = 1024
+MAX_TID_LEN = 64
+
+_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+_HEX = "0123456789abcdef"
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+def _valid_id(s, max_len):
+    if not isinstance(s, str) or not 1 <= len(s) <= max_len:
+        return False
+    for c in s:
+        if c not in _ID_CHARS:
+            return False
+    return True
+
+
+def valid_serial(s):
+    """1-32 chars of [A-Za-z0-9_-]."""
+    return _valid_id(s, 32)
+
+
+def valid_capture_id(s):
+    """1-64 chars of [A-Za-z0-9_-]."""
+    return _valid_id(s, 64)
+
+
+def valid_sha(s):
+    if not isinstance(s, str) or len(s) != 64:
+        return False
+    for c in s:
+        if c not in _HEX:
+            return False
+    return True
+
+
+def topic(serial, kind):
+    if not valid_serial(serial):
+        raise ProtocolError(f"bad serial: {serial!r}")
+    if kind not in KINDS:
+        raise ProtocolError(f"unknown topic kind: {kind!r}")
+    return TOPIC_ROOT + "/" + serial + "/" + kind
+
+
+def parse_topic(t):
+    """``mailcam/v1/<serial>/<kind>`` -> (serial, kind); ProtocolError for anything else."""
+    if isinstance(t, (bytes, bytearray)):
+        try:
+            t = bytes(t).decode()
+        except UnicodeError:
+            raise ProtocolError("topic is not UTF-8")
+    if not isinstance(t, str):
+        raise ProtocolError("topic must be a string")
+    parts = t.split("/")
+    if len(parts) != 4 or parts[0] + "/" + parts[1] != TOPIC_ROOT:
+        raise ProtocolError(f"topic outside {TOPIC_ROOT}/<serial>/<kind>: {t!r}")
+    serial, kind = parts[2], parts[3]
+    if not valid_serial(serial):
+        raise ProtocolError(f"bad serial in topic: {t!r}")
+    if kind not in KINDS:
+        raise ProtocolError(f"unknown topic kind: {t!r}")
+    return serial, kind
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def chunk_count(size, chunk_size):
+    """Number of chunks for an image of ``size`` bytes (>= 1)."""
+    if not _is_int(size) or size < 1 or not _is_int(chunk_size) or chunk_size < 1:
+        raise ProtocolError("size and chunk_size must be positive ints")
+    return (size + chunk_size - 1) // chunk_size
+
+
+def _check_header(h):
+    if not isinstance(h, dict):
+        raise ProtocolError("chunk header is not a JSON object")
+    if h.get("v") != VERSION:
+        raise ProtocolError("unsupported protocol version: {!r}".format(h.get("v")))
+    if not valid_capture_id(h.get("cid")):
+        raise ProtocolError("bad capture id: {!r}".format(h.get("cid")))
+    size = h.get("size")
+    if not _is_int(size) or not 1 <= size <= MAX_IMAGE_BYTES:
+        raise ProtocolError(f"bad size: {size!r}")
+    n = h.get("n")
+    if not _is_int(n) or not 1 <= n <= size:
+        raise ProtocolError(f"bad chunk count n: {n!r}")
+    i = h.get("i")
+    if not _is_int(i) or not 0 <= i < n:
+        raise ProtocolError(f"bad chunk index i={i!r} for n={n!r}")
+    if not valid_sha(h.get("sha")):
+        raise ProtocolError("sha must be 64 lowercase hex chars")
+    trig = h.get("trig")
+    if trig not in TRIGGERS:
+        raise ProtocolError(f"bad trig: {trig!r}")
+    tid = h.get("tid")
+    if tid is not None and not (isinstance(tid, str) and 1 <= len(tid) <= MAX_TID_LEN):
+        raise ProtocolError(f"bad tid: {tid!r}")
+    if trig == MANUAL and tid is None:
+        raise ProtocolError("manual capture without tid")
+    if not _is_int(h.get("ts")) or h["ts"] < 0:
+        raise ProtocolError("bad ts: {!r}".format(h.get("ts")))
+    if not _is_int(h.get("bat")) or not 0 <= h["bat"] <= 100000:
+        raise ProtocolError("bad bat: {!r}".format(h.get("bat")))
+
+
+def encode_chunk_header(cid, i, n, size, sha, trig, tid, ts, bat):
+    """The JSON header of one chunk, ending with b"\\n"; the caller writes the body after it."""
+    h = {"v": VERSION, "cid": cid, "i": i, "n": n, "size": size, "sha": sha,
+         "trig": trig, "tid": tid, "ts": ts, "bat": bat}
+    _check_header(h)
+    return json.dumps(h).encode() + b"\n"
+
+
+def encode_chunk(cid, i, n, size, sha, trig, tid, ts, bat, data):
+    """Header + body in one bytes object (convenience for tests and the gateway)."""
+    if len(data) > size or len(data) < 1:
+        raise ProtocolError(f"chunk body length {len(data)} outside 1..size")
+    return encode_chunk_header(cid, i, n, size, sha, trig, tid, ts, bat) + bytes(data)
+
+
+def decode_chunk(payload):
+    """payload -> (header dict, body memoryview); validates every field."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise ProtocolError("chunk payload must be bytes")
+    mv = memoryview(payload)
+    limit = min(len(mv), MAX_HEADER_BYTES)
+    nl = bytes(mv[:limit]).find(b"\n")
+    if nl < 0:
+        raise ProtocolError(f"chunk has no header terminator within {MAX_HEADER_BYTES} bytes")
+    try:
+        h = json.loads(bytes(mv[:nl]).decode())
+    except (ValueError, UnicodeError):
+        raise ProtocolError("chunk header is not valid UTF-8 JSON")
+    _check_header(h)
+    body = mv[nl + 1:]
+    if len(body) < 1:
+        raise ProtocolError("empty chunk body")
+    if len(body) > h["size"]:
+        raise ProtocolError("chunk body longer than image size")
+    if h["i"] < h["n"] - 1 and h["i"] * len(body) >= h["size"]:
+        raise ProtocolError("chunk index beyond image size")
+    return h, body
+
+
+def _nullable_int(d, key):
+    x = d.get(key)
+    if x is not None and not _is_int(x):
+        raise ProtocolError(f"{key} must be an int or null")
+
+
+def encode_telemetry(**fields):
+    d = {"v": VERSION}
+    for k in ("ts", "bat", "rssi", "wake", "awake_ms", "fw", "boot", "err", "pending"):
+        d[k] = fields.get(k)
+    if d["pending"] is None:
+        d["pending"] = 0
+    _check_telemetry(d)
+    return json.dumps(d).encode()
+
+
+def _check_telemetry(d):
+    if not isinstance(d, dict):
+        raise ProtocolError("telemetry is not a JSON object")
+    if d.get("v") != VERSION:
+        raise ProtocolError("unsupported telemetry version: {!r}".format(d.get("v")))
+    for k in ("ts", "bat", "boot", "pending"):
+        if not _is_int(d.get(k)) or d[k] < 0:
+            raise ProtocolError(f"telemetry {k} must be a non-negative int")
+    _nullable_int(d, "rssi")
+    _nullable_int(d, "awake_ms")
+    if d.get("wake") not in WAKE_REASONS:
+        raise ProtocolError("bad wake reason: {!r}".format(d.get("wake")))
+    if not isinstance(d.get("fw"), str) or not d["fw"]:
+        raise ProtocolError("fw must be a non-empty string")
+    if d.get("err") is not None and not isinstance(d["err"], str):
+        raise ProtocolError("err must be a string or null")
+
+
+def decode_telemetry(payload):
+    try:
+        d = json.loads(bytes(payload).decode())
+    except (ValueError, UnicodeError, TypeError):
+        raise ProtocolError("telemetry is not valid UTF-8 JSON")
+    _check_telemetry(d)
+    out = {}
+    for k in ("v", "ts", "bat", "rssi", "wake", "awake_ms", "fw", "boot", "err", "pending"):
+        out[k] = d.get(k)
+    return out
+
+
+def encode_cmd(tid, exp):
+    d = {"v": VERSION, "tid": tid, "exp": exp}
+    _check_cmd(d)
+    return json.dumps(d).encode()
+
+
+def _check_cmd(d):
+    if not isinstance(d, dict) or d.get("v") != VERSION:
+        raise ProtocolError("cmd is not a v1 JSON object")
+    tid = d.get("tid")
+    if not isinstance(tid, str) or not 1 <= len(tid) <= MAX_TID_LEN:
+        raise ProtocolError(f"bad cmd tid: {tid!r}")
+    if not _is_int(d.get("exp")) or d["exp"] < 0:
+        raise ProtocolError("bad cmd exp: {!r}".format(d.get("exp")))
+
+
+def decode_cmd(payload):
+    """JSON cmd -> {"v", "tid", "exp"}; None for an empty (cleared) retained payload."""
+    if payload is None or len(payload) == 0:
+        return None
+    try:
+        d = json.loads(bytes(payload).decode())
+    except (ValueError, UnicodeError, TypeError):
+        raise ProtocolError("cmd is not valid UTF-8 JSON")
+    _check_cmd(d)
+    return {"v": d["v"], "tid": d["tid"], "exp": d["exp"]}

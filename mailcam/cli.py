@@ -1,0 +1,91 @@
+"""The `mailcam` command: one entry point for every part of the system."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="mailcam: camera mailboxes that tell their owners when mail arrives.\n\n"
+    "Start with `mailcam demo` to see the whole system run on this machine.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def cloud(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[bool, typer.Option(help="Run the analysis/notification workers and scheduler here")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the cloud API (and its workers) on embedded defaults or MAILCAM_* settings.
+
+    Settings come from the environment, e.g. MAILCAM_DATABASE_URL=postgresql://… or
+    MAILCAM_VISION__PROVIDER=openai. The schema is upgraded on start.
+    """
+    import uvicorn
+
+    from cloud.app import create_app
+    from cloud.settings import Settings
+
+    _logging(verbose)
+    settings = Settings(run_workers=workers, run_scheduler=workers)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info" if verbose else "warning")
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the cloud database to the newest schema (the app also does this on start)."""
+    from cloud import migrate as migrations
+    from cloud.db import make_engine
+    from cloud.settings import Settings
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(make_engine(settings.resolved_database_url))
+    typer.echo(f"schema up to date: {settings.resolved_database_url.split('@')[-1]}")
+
+
+@app.command("set-tier")
+def set_tier(
+    email: Annotated[str, typer.Argument(help="The user's email")],
+    tier: Annotated[str, typer.Argument(help="free or premium")],
+) -> None:
+    """Change a user's subscription tier (support and billing use)."""
+    from sqlalchemy import select
+
+    from cloud.clock import SystemClock
+    from cloud.db import make_engine, make_session_factory
+    from cloud.models import Tier, User
+    from cloud.services import accounts
+    from cloud.settings import Settings
+
+    try:
+        wanted = Tier(tier)
+    except ValueError:
+        raise typer.BadParameter("tier must be 'free' or 'premium'") from None
+    sessions = make_session_factory(make_engine(Settings().resolved_database_url))
+    with sessions() as session:
+        user = session.scalar(select(User).where(User.email == email.lower()))
+        if user is None:
+            typer.echo(f"no user {email}", err=True)
+            raise typer.Exit(1)
+        accounts.set_tier(session, user, wanted, SystemClock().now())
+        session.commit()
+    typer.echo(f"{email} is now {wanted.value}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,121 @@
+"""Helpers for tests that need the real cloud: settings, a live server, API shortcuts."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import uvicorn
+from PIL import Image, ImageDraw
+
+from cloud.settings import Settings
+from tests.brokers import free_port
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides) -> Settings:
+    values = {
+        "environment": "test",
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "run_workers": False,
+        "run_scheduler": False,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def jpeg_bytes(width: int = 320, height: int = 240, *, seed: int = 0, quality: int = 85) -> bytes:
+    """A real JPEG whose content depends on ``seed`` (so different seeds give different hashes)."""
+    image = Image.new("RGB", (width, height), (40 + seed % 50, 60, 80))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((10 + seed % 40, 10, width // 2, height // 2), fill=(200, 190 - seed % 90, 170))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def capture_body(serial: str, data: bytes | None = None, **extra) -> dict:
+    body = {
+        "serial_number": serial,
+        "image": b64(data if data is not None else jpeg_bytes()),
+        "trigger_type": "automatic",
+        "battery_voltage": 3.9,
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+    body.update(extra)
+    return body
+
+
+@dataclass
+class Account:
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def new_account(client: httpx.Client, email: str, password: str = "correct horse battery", **extra) -> Account:
+    response = client.post("/api/users/", json={"email": email, "password": password, **extra})
+    assert response.status_code == 201, response.text
+    login = client.post("/api/auth/token/", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    return Account(email, login.json()["access_token"])
+
+
+@dataclass
+class OwnedDevice:
+    serial: str
+    device_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.device_token}"}
+
+
+def new_device(client: httpx.Client, owner: Account, serial: str, **extra) -> OwnedDevice:
+    """Register (as installer = owner) and claim a device."""
+    reg = client.post("/api/devices/", json={"serial": serial, **extra}, headers=owner.headers)
+    assert reg.status_code == 201, reg.text
+    claim = client.post("/api/devices/claim/", json={"claim_code": reg.json()["claim_code"]}, headers=owner.headers)
+    assert claim.status_code == 200, claim.text
+    return OwnedDevice(serial, reg.json()["device_token"])
+
+
+class LiveServer:
+    """The real app under uvicorn on a free loopback port, in a thread."""
+
+    def __init__(self, app, port: int | None = None) -> None:  # noqa: ANN001
+        self.port = port or free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
