@@ -32,7 +32,7 @@ def say(message: str) -> None:
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on whatever python3 the machine has
         sys.exit("mailcam needs Python 3.11 or newer")
     if not (BIN / "python").exists():
         say(f"creating virtualenv in {VENV}")

@@ -15,11 +15,14 @@ from cloud.clock import Clock
 from cloud.context import AppContext
 from cloud.errors import install_error_handlers
 from cloud.settings import Settings
+from cloud.web import routes as web
 
 log = logging.getLogger("mailcam.cloud")
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None, ctx: AppContext | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, ctx: AppContext | None = None
+) -> FastAPI:
     settings = settings or (ctx.settings if ctx else Settings())
     ctx = ctx or AppContext.build(settings, clock=clock)
 
@@ -52,4 +55,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
         """Liveness probe."""
         return {"status": "ok"}
 
+    web.install(app)  # the dashboard at / and /static (after the API routes)
     return app

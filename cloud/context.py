@@ -24,7 +24,7 @@ class AppContext:
     events: FanoutSink = field(default_factory=lambda: FanoutSink(LogSink()))
 
     @classmethod
-    def build(cls, settings: Settings, *, clock: Clock | None = None) -> "AppContext":
+    def build(cls, settings: Settings, *, clock: Clock | None = None) -> AppContext:
         engine = make_engine(settings.resolved_database_url)
         return cls(
             settings=settings,

@@ -9,6 +9,7 @@ def _hal():
         from mcam.hal_esp32 import HAL
         return HAL()
     import os
+
     from mcam.hal_sim import HAL
     return HAL(os.getenv("MCAM_SIM_DIR") or ".")
 

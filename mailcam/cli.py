@@ -87,5 +87,15 @@ def set_tier(
     typer.echo(f"{email} is now {wanted.value}")
 
 
+from gateway.cli import gateway_app  # noqa: E402
+
+app.add_typer(gateway_app, name="gateway")
+
+
+from mailcam.simulate_cli import simulate  # noqa: E402
+
+app.command("simulate")(simulate)
+
+
 if __name__ == "__main__":
     app()

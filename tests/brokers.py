@@ -28,9 +28,9 @@ def wait_for_port(host: str, port: int, deadline_s: float = 10.0) -> None:
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > end:
-                raise TimeoutError(f"nothing listening on {host}:{port} after {deadline_s}s")
+                raise TimeoutError(f"nothing listening on {host}:{port} after {deadline_s}s") from exc
             time.sleep(0.02)
 
 
@@ -64,7 +64,7 @@ class Mosquitto:
             lines.append("allow_anonymous true")
         self.conf_path.write_text("\n".join(lines) + "\n" + self.extra_conf)
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.write_conf()
         self.process = subprocess.Popen(

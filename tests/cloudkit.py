@@ -34,7 +34,8 @@ def jpeg_bytes(width: int = 320, height: int = 240, *, seed: int = 0, quality: i
     """A real JPEG whose content depends on ``seed`` (so different seeds give different hashes)."""
     image = Image.new("RGB", (width, height), (40 + seed % 50, 60, 80))
     draw = ImageDraw.Draw(image)
-    draw.rectangle((10 + seed % 40, 10, width // 2, height // 2), fill=(200, 190 - seed % 90, 170))
+    box = (min(10 + seed % 40, width // 2), min(10, height // 2), width // 2, height // 2)
+    draw.rectangle(box, fill=(200, 190 - seed % 90, 170))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality)
     return out.getvalue()
@@ -96,7 +97,7 @@ def new_device(client: httpx.Client, owner: Account, serial: str, **extra) -> Ow
 class LiveServer:
     """The real app under uvicorn on a free loopback port, in a thread."""
 
-    def __init__(self, app, port: int | None = None) -> None:  # noqa: ANN001
+    def __init__(self, app, port: int | None = None) -> None:
         self.port = port or free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
@@ -107,7 +108,7 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:

@@ -19,8 +19,29 @@ from cloud.models.core import (
     TriggerType,
     User,
 )
+from cloud.models.notify import (
+    ApiKey,
+    ApiRateWindow,
+    DeviceAlertState,
+    Notification,
+    NotificationPreference,
+    PushToken,
+    Webhook,
+)
+from cloud.models.vision import AIBudgetNotice, AIOperation, AnalysisFeedback, VisionBaseline
 
 __all__ = [
+    "ApiKey",
+    "ApiRateWindow",
+    "DeviceAlertState",
+    "Notification",
+    "NotificationPreference",
+    "PushToken",
+    "Webhook",
+    "AIBudgetNotice",
+    "AIOperation",
+    "AnalysisFeedback",
+    "VisionBaseline",
     "Analysis",
     "AnalysisJob",
     "AuthToken",

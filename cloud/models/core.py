@@ -189,6 +189,8 @@ class Analysis(Base):
     provider: Mapped[str | None] = mapped_column(String(40))
     model: Mapped[str | None] = mapped_column(String(80))
     source: Mapped[str | None] = mapped_column(String(20))  # model | cache | unchanged | budget
+    # 64-bit perceptual hash of the analysed image (vision: "unchanged scene" detection).
+    phash: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,21 +1,72 @@
-"""Notification settings (nested under ``MAILCAM_NOTIFY__*``)."""
+"""Notification, scheduled-alert and integration-API settings (nested under ``MAILCAM_NOTIFY__*``).
+
+Example: ``MAILCAM_NOTIFY__SMTP_HOST=smtp.example.com``. A channel is available when its
+settings are present: email needs ``smtp_host``, SMS the three ``twilio_*`` values, push
+``fcm_credentials_file``; webhooks are always available, the console channel when ``console``.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class NotifySettings(BaseModel):
+    # Console: logs what would have been sent (the embedded default, for demos).
     console: bool = True
+
+    # Email (SMTP)
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_starttls: bool = True
+    smtp_ssl: bool = Field(default=False, description="implicit TLS (port 465) instead of STARTTLS")
+    smtp_ca_file: str | None = Field(default=None, description="extra CA bundle to trust (self-signed relays)")
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "mailcam <alerts@mailcam.local>"
+    smtp_timeout_s: float = 15.0
+
+    # SMS (Twilio)
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from_number: str | None = None
-    fcm_credentials_file: str | None = None
+    twilio_base_url: str | None = Field(default=None, description="replaces https://api.twilio.com (a proxy)")
+    twilio_timeout_s: float = 15.0
+
+    # Push (Firebase Cloud Messaging through firebase-admin)
+    fcm_credentials_file: str | None = Field(default=None, description="service-account JSON")
+    fcm_base_url: str | None = Field(default=None, description="replaces https://fcm.googleapis.com (a proxy)")
+    fcm_timeout_s: float = 15.0
+
+    # Webhooks
+    webhook_timeout_s: float = 10.0
+    webhook_allow_private: bool = Field(
+        default=True, description="allow loopback/LAN targets (Home Assistant usually lives on the LAN)"
+    )
+
+    # Outbox delivery
     worker_poll_interval_s: float = 0.5
+    batch_size: int = 50
     max_attempts: int = 8
+    retry_base_s: float = 10.0
+    retry_max_s: float = 3600.0
+    # A row claimed but not finished within this time (worker killed mid-send) is not retried:
+    # delivery is at most once, so its outcome is recorded as unknown.
+    send_lease_s: int = 300
+
+    # Alerts
+    low_battery_v: float = 3.45
+    battery_recovered_v: float = 3.70
+    offline_missed_wakes: int = 3
+    offline_check_interval_s: int = 300
+    digest_check_interval_s: int = 900
+    default_digest_hour: int = 8
+    default_min_confidence: float = 0.6
+
+    # Image retention: captures older than this are deleted with their files (0 keeps them forever).
+    retention_days: int = 30
+    retention_interval_s: int = 3600
+    retention_batch: int = 500
+
+    # Integration API keys: requests per minute per key, by the owner's tier.
+    api_rate_free_per_min: int = 60
+    api_rate_premium_per_min: int = 600

@@ -4,16 +4,74 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+
+class ModelPrice(BaseModel):
+    """USD per one million tokens."""
+
+    input_per_m: float
+    output_per_m: float
+
+
+def _default_pricing() -> dict[str, ModelPrice]:
+    # Public list prices (USD / 1M tokens). Local OpenAI-compatible servers cost nothing:
+    # an unknown model is priced at `unknown_model_price` (0 by default) and logged as such.
+    return {
+        "gpt-4o": ModelPrice(input_per_m=2.50, output_per_m=10.00),
+        "gpt-4o-2024-08-06": ModelPrice(input_per_m=2.50, output_per_m=10.00),
+        "gpt-4o-mini": ModelPrice(input_per_m=0.15, output_per_m=0.60),
+        "gpt-4.1": ModelPrice(input_per_m=2.00, output_per_m=8.00),
+        "gpt-4.1-mini": ModelPrice(input_per_m=0.40, output_per_m=1.60),
+        "gpt-4-vision-preview": ModelPrice(input_per_m=10.00, output_per_m=30.00),
+    }
 
 
 class VisionSettings(BaseModel):
     provider: Literal["offline", "openai"] = "offline"
     fallback_provider: Literal["offline", "openai", "none"] = "offline"
+
+    # OpenAI or any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio) via base_url.
     openai_api_key: str | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o"
     openai_detail: Literal["low", "high", "auto"] = "low"
     openai_timeout_s: float = 30.0
-    worker_poll_interval_s: float = 0.5
+    openai_max_tokens: int = 300
+    # Structured output with a JSON schema; turn off for servers that reject response_format.
+    openai_json_schema: bool = True
+
+    # Image preparation: long side for detail=low (and for high / auto).
+    low_detail_long_side: int = 512
+    high_detail_long_side: int = 1536
+    jpeg_quality: int = 85
+
+    # Cost control
+    pricing: dict[str, ModelPrice] = Field(default_factory=_default_pricing)
+    unknown_model_price: ModelPrice = Field(default_factory=lambda: ModelPrice(input_per_m=0.0, output_per_m=0.0))
+    monthly_budget_usd: float = Field(default=0.50, ge=0, description="Per device and calendar month (UTC)")
+    dedupe_exact: bool = True
+    # Perceptual hash (64-bit pHash) distance at or below which the scene counts as unchanged.
+    unchanged_phash_distance: int = Field(default=4, ge=-1, le=64, description="-1 disables")
+    # An unchanged result is reused only if the previous analysis is at most this old.
+    unchanged_max_age_s: int = 7 * 24 * 3600
+    max_reanalyses_per_capture: int = 3
+
+    # Retries inside one attempt (tenacity): timeouts, 429, 5xx, connection errors.
+    retry_attempts: int = Field(default=3, ge=1)
+    retry_wait_initial_s: float = 1.0
+    retry_wait_max_s: float = 20.0
+    # Job level: a job whose attempt failed transiently is retried later; then it fails for good.
     max_attempts: int = 5
+    job_backoff_initial_s: float = 30.0
+    job_backoff_max_s: float = 3600.0
+    lease_timeout_s: float = 300.0
+    worker_poll_interval_s: float = 0.5
+    worker_batch: int = 10
+
+    # Offline analyser
+    offline_dark_mean: float = 35.0  # mean luminance (0..255) below which a frame is too dark
+    offline_blur_threshold: float = 6.0  # Laplacian variance (320x240 grey) below which a frame is blurry
+    offline_change_threshold: float = 0.02  # share of changed cells meaning "something is there"
+    offline_baseline_min_confidence: float = 0.85
+    offline_baseline_alpha: float = 0.2  # running-average weight of a new empty frame

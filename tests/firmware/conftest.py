@@ -103,12 +103,12 @@ def serial() -> str:
 
 @pytest.fixture
 def make_device(tmp_path: Path) -> Callable[..., Device]:
-    def make(broker: Mosquitto, serial: str, jpeg_size: int = 64 * 1024, **config: Any) -> Device:
+    def make(mq: Mosquitto, serial: str, jpeg_size: int = 64 * 1024, /, **config: Any) -> Device:
         d = tmp_path / serial
         d.mkdir(exist_ok=True)
-        cfg = base_config(serial, broker)
+        cfg = base_config(serial, mq)
         cfg.update(config)
-        return Device(dir=d, broker=broker, serial=serial, jpeg=fake_jpeg(jpeg_size), config=cfg,
+        return Device(dir=d, broker=mq, serial=serial, jpeg=fake_jpeg(jpeg_size), config=cfg,
                       sim={"quiet": False})
 
     return make

@@ -59,7 +59,7 @@ def test_full_cycle_publishes_chunked_capture_and_telemetry(make_device, mosquit
 
 
 def test_second_wake_uses_fast_wifi_and_reports_previous_awake_time(make_device, mosquitto, serial, watch):
-    dev = make_device(mosquitto, serial, jpeg_size=5000)
+    dev = make_device(mosquitto, serial, 5000)
     w = watch(mosquitto, f"mailcam/v1/{serial}/telemetry")
     first = dev.wake()
     second = dev.wake(wake="door")
@@ -71,10 +71,11 @@ def test_second_wake_uses_fast_wifi_and_reports_previous_awake_time(make_device,
 
 
 def test_retained_trigger_makes_one_manual_capture_with_its_tid(make_device, mosquitto, serial, watch):
-    dev = make_device(mosquitto, serial, jpeg_size=20000)
+    dev = make_device(mosquitto, serial, 20000)
     w = watch(mosquitto, f"mailcam/v1/{serial}/capture")
     tid = "trg-" + serial
-    publish_retained(mosquitto, protocol.topic(serial, "cmd"), protocol.encode_cmd(tid, int(time.time()) + 600))
+    cmd = protocol.encode_cmd(tid, int(time.time()) + 600)
+    publish_retained(mosquitto, protocol.topic(serial, "cmd"), cmd)
     result = dev.wake()
     assert result["manual_tid"] == tid and len(result["captures"]) == 2
     assert result["round_trips"] <= 4
@@ -87,13 +88,14 @@ def test_retained_trigger_makes_one_manual_capture_with_its_tid(make_device, mos
 
 
 def test_expired_trigger_is_ignored(make_device, mosquitto, serial):
-    dev = make_device(mosquitto, serial, jpeg_size=3000)
-    publish_retained(mosquitto, protocol.topic(serial, "cmd"), protocol.encode_cmd("old", int(time.time()) - 5))
+    dev = make_device(mosquitto, serial, 3000)
+    cmd = protocol.encode_cmd("old", int(time.time()) - 5)
+    publish_retained(mosquitto, protocol.topic(serial, "cmd"), cmd)
     assert dev.wake()["manual_tid"] is None
 
 
 def test_broker_down_keeps_capture_backs_off_and_delivers_later(make_device, fresh_mosquitto, serial, watch):
-    dev = make_device(fresh_mosquitto, serial, jpeg_size=30000)
+    dev = make_device(fresh_mosquitto, serial, 30000)
     fresh_mosquitto.stop()
     first = dev.wake()
     assert first["error"] and "broker" in first["error"]
@@ -112,7 +114,7 @@ def test_broker_down_keeps_capture_backs_off_and_delivers_later(make_device, fre
 
 
 def test_wifi_failure_keeps_capture_and_rescans_next_time(make_device, mosquitto, serial, watch):
-    dev = make_device(mosquitto, serial, jpeg_size=8000)
+    dev = make_device(mosquitto, serial, 8000)
     dev.wake()  # remembers channel/BSSID
     failed = dev.wake(wifi_ok=False, wake="door")
     assert failed["error"].startswith("wifi") and failed["sleep_s"] == 60 and len(dev.queued()) == 1
@@ -122,8 +124,11 @@ def test_wifi_failure_keeps_capture_and_rescans_next_time(make_device, mosquitto
     w.wait(lambda ms: failed["captures"][0] in captures(ms))
 
 
-def test_interrupted_upload_resumes_without_resending_acknowledged_chunks(make_device, mosquitto, serial, watch):
-    dev = make_device(mosquitto, serial, chunk_size=4096, broker={
+def test_interrupted_upload_resumes_without_resending_acknowledged_chunks(
+    make_device, mosquitto, serial, watch
+):
+    """Regression: a chunk whose PUBLISH failed half-way was recorded as acknowledged and never re-sent."""
+    dev = make_device(mosquitto, serial, 65536, chunk_size=4096, broker={
         "host": mosquitto.host, "port": mosquitto.port, "timeout_ms": 3000, "window": 4})
     w = watch(mosquitto, f"mailcam/v1/{serial}/capture")
     cut = dev.wake(drop_after_publishes=10)  # windows 0-3 and 4-7 acknowledged, then the link dies
@@ -140,7 +145,7 @@ def test_interrupted_upload_resumes_without_resending_acknowledged_chunks(make_d
 
 
 def test_bad_config_sleeps_safely_and_reports_the_error_later(make_device, mosquitto, serial, watch):
-    dev = make_device(mosquitto, serial, jpeg_size=2000, chunk_size="big")
+    dev = make_device(mosquitto, serial, 2000, chunk_size="big")
     bad = dev.wake()
     assert bad["error"].startswith("config: chunk_size") and bad["sleep_s"] == 3600
     assert dev.slept["holds"] == {"32": 1, "4": 0}
@@ -151,7 +156,7 @@ def test_bad_config_sleeps_safely_and_reports_the_error_later(make_device, mosqu
 
 
 def test_low_battery_sleeps_longer_without_flash(make_device, mosquitto, serial):
-    dev = make_device(mosquitto, serial, jpeg_size=2000, camera={"flash": True},
+    dev = make_device(mosquitto, serial, 2000, camera={"flash": True},
                       low_battery={"mv": 3500, "interval_s": 43200})
     low = dev.wake(battery_mv=3300)
     assert low["low_battery"] and low["sleep_s"] == 43200 and not dev.slept["flash_used"]
@@ -160,7 +165,7 @@ def test_low_battery_sleeps_longer_without_flash(make_device, mosquitto, serial)
 
 
 def test_deep_sleep_powers_camera_down_and_holds_flash_low(make_device, mosquitto, serial):
-    dev = make_device(mosquitto, serial, jpeg_size=2000, door={"pin": 13, "level": 0})
+    dev = make_device(mosquitto, serial, 2000, door={"pin": 13, "level": 0})
     dev.wake()
     s = dev.slept
     assert s["holds"] == {"32": 1, "4": 0}  # PWDN high = OV2640 off; flash LED gate held low

@@ -32,7 +32,7 @@ OwnedCapture = Annotated[tuple[Capture, Device], Depends(owned_capture)]
 
 
 @router.get("/{capture_id}", response_model=schemas.CapturePublic, responses=_errors)
-def get_capture(owned: OwnedCapture):
+def get_capture(owned: OwnedCapture) -> schemas.CapturePublic:
     """A capture with its analysis."""
     capture, device = owned
     return capture_public(capture, device.serial)
@@ -54,13 +54,13 @@ _jpeg_response = {200: {"content": {"image/jpeg": {}}}, **_errors}
 
 
 @router.get("/{capture_id}/image", response_class=Response, responses=_jpeg_response)
-def get_image(owned: OwnedCapture, ctx: CtxDep):
+def get_image(owned: OwnedCapture, ctx: CtxDep) -> Response:
     """The original JPEG."""
     return _jpeg(ctx, owned[0], thumbnail=False)
 
 
 @router.get("/{capture_id}/thumbnail", response_class=Response, responses=_jpeg_response)
-def get_thumbnail(owned: OwnedCapture, ctx: CtxDep):
+def get_thumbnail(owned: OwnedCapture, ctx: CtxDep) -> Response:
     """A small JPEG for lists."""
     return _jpeg(ctx, owned[0], thumbnail=True)
 

@@ -29,7 +29,9 @@ router = APIRouter(prefix="/api/device", tags=["device"])
         413: {"model": schemas.ErrorBody},
     },
 )
-def post_capture(body: schemas.CaptureCreate, caller: DeviceCallerDep, session: SessionDep, ctx: CtxDep):
+def post_capture(
+    body: schemas.CaptureCreate, caller: DeviceCallerDep, session: SessionDep, ctx: CtxDep
+) -> schemas.CaptureSaved:
     """Store a capture (device or gateway token); idempotent on capture_id."""
     device = caller.device_for(session, body.serial_number)
     result = ingest.ingest_capture(
@@ -54,7 +56,9 @@ def post_capture(body: schemas.CaptureCreate, caller: DeviceCallerDep, session: 
     response_model=schemas.TelemetryAccepted,
     responses={401: {"model": schemas.ErrorBody}, 404: {"model": schemas.ErrorBody}},
 )
-def post_telemetry(body: schemas.TelemetryCreate, caller: DeviceCallerDep, session: SessionDep, ctx: CtxDep):
+def post_telemetry(
+    body: schemas.TelemetryCreate, caller: DeviceCallerDep, session: SessionDep, ctx: CtxDep
+) -> schemas.TelemetryAccepted:
     """Record a device's battery, signal and wake report (device or gateway token)."""
     device = caller.device_for(session, body.serial_number)
     fields = body.model_dump(exclude={"serial_number", "timestamp"})
@@ -72,7 +76,7 @@ def post_telemetry(body: schemas.TelemetryCreate, caller: DeviceCallerDep, sessi
         429: {"model": schemas.ClickLimitBody},
     },
 )
-def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep):
+def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep) -> JSONResponse:
     """Ask a device for a photo now (one click on the free tier)."""
     device = devices.owned_device(session, user, body.device_serial)
     outcome = triggers.request_trigger(session, ctx, user, device)
@@ -89,9 +93,10 @@ def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: Sessio
     return JSONResponse(accepted.model_dump(mode="json"), status_code=200 if outcome.device_online else 202)
 
 
-@router.post("/trigger/{trigger_id}/cancel/", response_model=schemas.TriggerPublic,
-             responses={404: {"model": schemas.ErrorBody}})
-def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep, ctx: CtxDep):
+@router.post(
+    "/trigger/{trigger_id}/cancel/", response_model=schemas.TriggerPublic, responses={404: {"model": schemas.ErrorBody}}
+)
+def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep, ctx: CtxDep) -> schemas.TriggerPublic:
     """Cancel a pending trigger; its click is given back."""
     trigger = triggers.cancel(session, ctx, user, trigger_id)
     session.commit()
@@ -101,7 +106,7 @@ def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep, ctx:
 @router.get("/status/", response_model=schemas.DeviceStatus, responses={404: {"model": schemas.ErrorBody}})
 def get_status(
     device_serial: Annotated[str, Query(max_length=64)], user: CurrentUser, session: SessionDep, ctx: CtxDep
-):
+) -> schemas.DeviceStatus:
     """A device's status, last capture and my clicks today."""
     device = devices.owned_device(session, user, device_serial)
     now = ctx.clock.now()

@@ -21,9 +21,15 @@ router = APIRouter(prefix="/api/devices", tags=["devices"])
 _errors = {404: {"model": schemas.ErrorBody}}
 
 
-@router.post("/", status_code=status.HTTP_201_CREATED, response_model=schemas.DeviceRegistered,
-             responses={409: {"model": schemas.ErrorBody}})
-def register_device(body: schemas.DeviceCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep):
+@router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.DeviceRegistered,
+    responses={409: {"model": schemas.ErrorBody}},
+)
+def register_device(
+    body: schemas.DeviceCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep
+) -> schemas.DeviceRegistered:
     """Register a new device (installer); its token and claim code are shown only here."""
     device, token, claim_code = devices.register_device(
         session,
@@ -39,7 +45,9 @@ def register_device(body: schemas.DeviceCreate, user: CurrentUser, session: Sess
 
 
 @router.post("/claim/", response_model=schemas.DevicePublic, responses=_errors)
-def claim_device(body: schemas.DeviceClaim, user: CurrentUser, session: SessionDep, ctx: CtxDep):
+def claim_device(
+    body: schemas.DeviceClaim, user: CurrentUser, session: SessionDep, ctx: CtxDep
+) -> schemas.DevicePublic:
     """Claim a device with the code its installer gave you."""
     device = devices.claim_device(session, code=body.claim_code, user=user, now=ctx.clock.now(), name=body.name)
     session.commit()
@@ -47,20 +55,22 @@ def claim_device(body: schemas.DeviceClaim, user: CurrentUser, session: SessionD
 
 
 @router.get("/", response_model=list[schemas.DevicePublic])
-def list_devices(user: CurrentUser, session: SessionDep, ctx: CtxDep):
+def list_devices(user: CurrentUser, session: SessionDep, ctx: CtxDep) -> list[schemas.DevicePublic]:
     """List my devices."""
     rows = session.scalars(select(Device).where(Device.owner_id == user.id).order_by(Device.serial))
     return [device_public(d, ctx) for d in rows]
 
 
 @router.get("/{serial}/", response_model=schemas.DevicePublic, responses=_errors)
-def get_device(device: OwnedDevice, ctx: CtxDep):
+def get_device(device: OwnedDevice, ctx: CtxDep) -> schemas.DevicePublic:
     """One of my devices."""
     return device_public(device, ctx)
 
 
 @router.patch("/{serial}/", response_model=schemas.DevicePublic, responses=_errors)
-def update_device(body: schemas.DeviceUpdate, device: OwnedDevice, session: SessionDep, ctx: CtxDep):
+def update_device(
+    body: schemas.DeviceUpdate, device: OwnedDevice, session: SessionDep, ctx: CtxDep
+) -> schemas.DevicePublic:
     """Rename a device or change its timezone or wake interval."""
     for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
         setattr(device, field, value)
@@ -86,7 +96,7 @@ def list_captures(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-):
+) -> schemas.CapturePage:
     """Page through a device's captures, newest first."""
     query = (
         select(Capture)
@@ -97,9 +107,7 @@ def list_captures(
     )
     if cursor:
         when, pk = _decode_cursor(cursor)
-        query = query.where(
-            (Capture.received_at < when) | ((Capture.received_at == when) & (Capture.id < pk))
-        )
+        query = query.where((Capture.received_at < when) | ((Capture.received_at == when) & (Capture.id < pk)))
     rows = list(session.scalars(query))
     page, more = rows[:limit], len(rows) > limit
     return schemas.CapturePage(
@@ -111,12 +119,9 @@ def list_captures(
 @router.get("/{serial}/triggers/", response_model=list[schemas.TriggerPublic], responses=_errors)
 def list_triggers(
     device: OwnedDevice, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
-):
+) -> list[schemas.TriggerPublic]:
     """My device's manual triggers, newest first."""
     rows = session.scalars(
-        select(ManualTrigger)
-        .where(ManualTrigger.device_id == device.id)
-        .order_by(ManualTrigger.id.desc())
-        .limit(limit)
+        select(ManualTrigger).where(ManualTrigger.device_id == device.id).order_by(ManualTrigger.id.desc()).limit(limit)
     )
     return [trigger_public(session, t, device.serial) for t in rows]

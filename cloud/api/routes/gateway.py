@@ -38,7 +38,9 @@ LONG_POLL_STEP_S = 0.2
 
 
 @router.post("/gateways/", status_code=status.HTTP_201_CREATED, response_model=schemas.GatewayRegistered)
-def register_gateway(body: schemas.GatewayCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep):
+def register_gateway(
+    body: schemas.GatewayCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep
+) -> schemas.GatewayRegistered:
     """Register a gateway for my devices; its token is shown only here."""
     gateway, token = devices.create_gateway(session, owner=user, name=body.name, now=ctx.clock.now())
     session.commit()
@@ -46,7 +48,7 @@ def register_gateway(body: schemas.GatewayCreate, user: CurrentUser, session: Se
 
 
 @router.get("/gateway/devices/", response_model=list[schemas.GatewayDevice])
-def gateway_devices(gateway: GatewayDep, session: SessionDep):
+def gateway_devices(gateway: GatewayDep, session: SessionDep) -> list[schemas.GatewayDevice]:
     """The devices this gateway serves."""
     rows = session.scalars(select(Device).where(Device.owner_id == gateway.owner_id).order_by(Device.serial))
     session.commit()  # records the gateway's last_seen_at
@@ -68,7 +70,9 @@ def _snapshot(ctx: AppContext, gateway_id: int) -> schemas.GatewayTriggers:
         rows = triggers.open_for_devices(session, device_ids, ctx.clock.now())
         items = [
             schemas.GatewayTrigger(
-                trigger_id=t.trigger_id, device_serial=serials[t.device_id], status=t.status.value,
+                trigger_id=t.trigger_id,
+                device_serial=serials[t.device_id],
+                status=t.status.value,
                 expires_at=t.expires_at,
             )
             for t in rows
@@ -83,7 +87,7 @@ async def gateway_triggers(
     token: TokenDep,
     wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
     version: Annotated[str | None, Query(max_length=64, description="The version last seen")] = None,
-):
+) -> schemas.GatewayTriggers:
     """Open manual triggers for my devices; long-polls while nothing changed since `version`."""
     # No request-long session here: on SQLite an open transaction holds the write lock.
     gateway_id = await run_in_threadpool(_authenticate_gateway, ctx, token)
@@ -95,9 +99,12 @@ async def gateway_triggers(
         await asyncio.sleep(LONG_POLL_STEP_S)
 
 
-@router.post("/gateway/triggers/{trigger_id}/delivered/", response_model=schemas.GatewayTrigger,
-             responses={404: {"model": schemas.ErrorBody}})
-def trigger_delivered(trigger_id: str, gateway: GatewayDep, session: SessionDep, ctx: CtxDep):
+@router.post(
+    "/gateway/triggers/{trigger_id}/delivered/",
+    response_model=schemas.GatewayTrigger,
+    responses={404: {"model": schemas.ErrorBody}},
+)
+def trigger_delivered(trigger_id: str, gateway: GatewayDep, session: SessionDep, ctx: CtxDep) -> schemas.GatewayTrigger:
     """Report that the device has picked up a trigger."""
     device_ids = DeviceCaller(gateway=gateway).device_ids(session)
     trigger = triggers.mark_delivered(session, device_ids, trigger_id, ctx.clock.now())

@@ -17,12 +17,20 @@ def _public(user: User, ctx: CtxDep) -> schemas.UserPublic:
     return schemas.UserPublic(id=user.id, email=user.email, name=user.name, timezone=user.timezone, tier=tier.value)
 
 
-@router.post("/users/", status_code=status.HTTP_201_CREATED, response_model=schemas.UserPublic,
-             responses={409: {"model": schemas.ErrorBody}})
+@router.post(
+    "/users/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.UserPublic,
+    responses={409: {"model": schemas.ErrorBody}},
+)
 def register(body: schemas.UserCreate, session: SessionDep, ctx: CtxDep) -> schemas.UserPublic:
     """Create an account."""
     user = accounts.create_user(
-        session, email=body.email, password=body.password, now=ctx.clock.now(), name=body.name,
+        session,
+        email=body.email,
+        password=body.password,
+        now=ctx.clock.now(),
+        name=body.name,
         timezone=body.timezone,
     )
     session.commit()

@@ -130,7 +130,7 @@ def parse(text):
     try:
         given = json.loads(text)
     except ValueError as e:
-        raise ConfigError("config.json is not valid JSON: {}".format(e))
+        raise ConfigError("config.json is not valid JSON: {}".format(e)) from e
     return validate(_merge(DEFAULTS, given, ""))
 
 
@@ -139,5 +139,5 @@ def load(path):
         with open(path) as f:
             text = f.read()
     except OSError as e:
-        raise ConfigError("cannot read {}: {}".format(path, e))
+        raise ConfigError("cannot read {}: {}".format(path, e)) from e
     return parse(text)

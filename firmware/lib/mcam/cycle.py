@@ -174,7 +174,7 @@ class Cycle:
         except OSError as e:
             self.st["ch"] = None  # next time: a full scan
             self.st["bssid"] = None
-            raise UploadError("wifi: " + str(e))
+            raise UploadError("wifi: " + str(e)) from e
         self.st["ch"], self.st["bssid"] = info["channel"], info["bssid"]
         self.rssi = info.get("rssi")
         self.result["wifi_mode"] = info.get("mode")
@@ -262,7 +262,7 @@ class Cycle:
         self._record_acks()
 
     def _record_acks(self):
-        """Move acknowledged chunks from ``inflight`` into their capture's metadata; drop finished captures."""
+        """Move acknowledged chunks from ``inflight`` into their capture's metadata; drop finished ones."""
         if self.client is None:
             return
         for pid in [p for p in self.inflight if p not in self.client.pending]:

@@ -192,8 +192,10 @@ class HAL:
         if self.jpeg is not None:
             return self.jpeg() if callable(self.jpeg) else self.jpeg
         import os
-        buf = bytearray(os.stat(self.settings["jpeg_path"])[6])  # exact size: no growing read buffer
-        with open(self.settings["jpeg_path"], "rb") as f:
+        path = self.settings["jpeg_path"]
+        path = path if path.startswith("/") else self.dir + "/" + path
+        buf = bytearray(os.stat(path)[6])  # exact size: no growing read buffer
+        with open(path, "rb") as f:
             f.readinto(buf)
         return buf
 
@@ -207,7 +209,8 @@ class HAL:
             self.virtual_ms += timeout_ms
             raise OSError("no access point answered for " + ssid)
         fast = channel == s["ap_channel"] and bssid == s["ap_bssid"]
-        self.virtual_ms += (s["wifi_fast_ms"] if fast else s["wifi_scan_ms"]) + (0 if static_ip else s["dhcp_ms"])
+        self.virtual_ms += s["wifi_fast_ms"] if fast else s["wifi_scan_ms"]
+        self.virtual_ms += 0 if static_ip else s["dhcp_ms"]
         self.wifi_on = True
         return {"channel": s["ap_channel"], "bssid": s["ap_bssid"], "rssi": s["rssi"],
                 "mode": "fast" if fast else "scan"}

@@ -208,7 +208,7 @@ class MQTTClient:
             try:
                 n = self.sock.send(mv)
             except OSError as e:
-                raise MQTTError(f"send failed: {e!r}")
+                raise MQTTError(f"send failed: {e!r}") from e
             if not n:
                 raise MQTTError("connection closed on send")
             mv = mv[n:]
@@ -222,7 +222,7 @@ class MQTTClient:
             try:
                 got = self.sock.recv(n - len(buf))
             except OSError as e:
-                raise MQTTError(f"recv failed: {e!r}")
+                raise MQTTError(f"recv failed: {e!r}") from e
             if not got:
                 raise MQTTError("connection closed by broker")
             buf += got
@@ -253,7 +253,7 @@ class MQTTClient:
         try:
             self.sock = self.sock_factory(self.server, self.port, self.timeout_ms)
         except OSError as e:
-            raise MQTTError(f"cannot reach broker {self.server}:{self.port}: {e!r}")
+            raise MQTTError(f"cannot reach broker {self.server}:{self.port}: {e!r}") from e
         will = self.will or (None, None, False, 0)
         self._write(connect_packet(self.client_id, self.keepalive, clean_session, self.user,
                                    self.password, will[0], will[1], will[3], will[2]), deadline)
@@ -278,17 +278,18 @@ class MQTTClient:
         for p in parts:
             size += len(p)
         deadline = self._deadline()
-        self._write(publish_header(topic, size, qos, retain, dup, pid), deadline)
+        hdr = publish_header(topic, size, qos, retain, dup, pid)
+        if qos:
+            self.pending[pid] = True  # before writing: a half-sent PUBLISH is not acknowledged
+        self._write(hdr, deadline)
         for p in parts:
             self._write(p, deadline)
-        if qos:
-            self.pending[pid] = True
         return pid
 
     def subscribe(self, topic, qos=1, pid=1):
         """Send SUBSCRIBE (§3.8) without waiting; the SUBACK is collected by ``wait_acks``."""
-        self._write(subscribe_packet(pid, topic, qos))
         self.pending[pid] = True
+        self._write(subscribe_packet(pid, topic, qos))
         return pid
 
     def wait_acks(self, timeout_ms=None):
@@ -307,7 +308,7 @@ class MQTTClient:
             except OSError as e:
                 if _is_timeout(e):
                     return
-                raise MQTTError(f"recv failed: {e!r}")
+                raise MQTTError(f"recv failed: {e!r}") from e
             if not b:
                 raise MQTTError("connection closed by broker")
             self.bytes_in += 1

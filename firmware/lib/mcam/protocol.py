@@ -101,7 +101,7 @@ def parse_topic(t):
         try:
             t = bytes(t).decode()
         except UnicodeError:
-            raise ProtocolError("topic is not UTF-8")
+            raise ProtocolError("topic is not UTF-8") from None
     if not isinstance(t, str):
         raise ProtocolError("topic must be a string")
     parts = t.split("/")
@@ -185,7 +185,7 @@ def decode_chunk(payload):
     try:
         h = json.loads(bytes(mv[:nl]).decode())
     except (ValueError, UnicodeError):
-        raise ProtocolError("chunk header is not valid UTF-8 JSON")
+        raise ProtocolError("chunk header is not valid UTF-8 JSON") from None
     _check_header(h)
     body = mv[nl + 1:]
     if len(body) < 1:
@@ -235,7 +235,7 @@ def decode_telemetry(payload):
     try:
         d = json.loads(bytes(payload).decode())
     except (ValueError, UnicodeError, TypeError):
-        raise ProtocolError("telemetry is not valid UTF-8 JSON")
+        raise ProtocolError("telemetry is not valid UTF-8 JSON") from None
     _check_telemetry(d)
     out = {}
     for k in ("v", "ts", "bat", "rssi", "wake", "awake_ms", "fw", "boot", "err", "pending"):
@@ -266,6 +266,6 @@ def decode_cmd(payload):
     try:
         d = json.loads(bytes(payload).decode())
     except (ValueError, UnicodeError, TypeError):
-        raise ProtocolError("cmd is not valid UTF-8 JSON")
+        raise ProtocolError("cmd is not valid UTF-8 JSON") from None
     _check_cmd(d)
     return {"v": d["v"], "tid": d["tid"], "exp": d["exp"]}

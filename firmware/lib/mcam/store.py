@@ -27,10 +27,12 @@ def _exists(path):
 
 
 def _mkdirs(path):
-    cur = ""
+    cur = "/" if path.startswith("/") else ""
     for part in path.split("/"):
+        if not part:
+            continue
         cur = cur + part if cur in ("", "/") else cur + "/" + part
-        if part and not _exists(cur):
+        if not _exists(cur):
             os.mkdir(cur)
 
 

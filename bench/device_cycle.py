@@ -1,0 +1,137 @@
+"""Simulated wake cycles against a real broker: round trips, bytes, awake time, battery life.
+
+    .venv/bin/python bench/device_cycle.py                      # starts its own mosquitto
+    .venv/bin/python bench/device_cycle.py --host 10.0.0.2 --port 1883 --cycles 10 --runtime cpython
+
+The firmware cycle runs with the simulated HAL: under the MicroPython unix port with a 256 KB heap
+(default; also reports the peak heap) or under CPython. The awake time includes the modelled Wi-Fi
+join (fast path with remembered channel/BSSID vs full scan, DHCP) and camera start from the sim settings.
+Figures, not pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FIRMWARE = REPO / "firmware"
+sys.path.insert(0, str(REPO))
+
+
+def battery_days(awake_ms: float, capacity_mah: float, sleep_ua: float, active_ma: float,
+                 wakes_per_day: float) -> float:
+    awake_h = wakes_per_day * awake_ms / 3.6e6
+    daily_mah = awake_h * active_ma + (24 - awake_h) * sleep_ua / 1000
+    return capacity_mah / daily_mah
+
+
+def start_broker() -> tuple[subprocess.Popen, int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, port
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
+def run_micropython(d: Path) -> dict:
+    exe = Path(sys.executable).parent / "micropython"
+    env = dict(os.environ, MICROPYPATH=str(FIRMWARE / "lib"), MCAM_SIM_DIR=str(d))
+    out = subprocess.run([str(exe), "-X", "heapsize=256k", str(FIRMWARE / "main.py")], cwd=d, env=env,
+                         capture_output=True, text=True, timeout=60)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("MCAM_RESULT ")][-1]
+    return json.loads(line[len("MCAM_RESULT "):])
+
+
+def run_cpython(d: Path) -> dict:
+    sys.path.insert(0, str(FIRMWARE / "lib"))
+    from mcam import cycle, hal_sim
+
+    return cycle.run(hal_sim.HAL(str(d)), str(d / "config.json"), str(d / "queue"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default=None, help="broker host (default: start a local mosquitto)")
+    ap.add_argument("--port", type=int, default=1883)
+    ap.add_argument("--cycles", type=int, default=5)
+    ap.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
+    ap.add_argument("--jpeg-kb", type=int, default=None, help="fixed-size image instead of a scene")
+    ap.add_argument("--scene", default="letters", help="mailcam.scenes kind to photograph")
+    ap.add_argument("--chunk-size", type=int, default=4096)
+    ap.add_argument("--capacity-mah", type=float, default=2000.0)
+    ap.add_argument("--sleep-ua", type=float, default=150.0, help="deep-sleep current, µA")
+    ap.add_argument("--active-ma", type=float, default=160.0, help="awake current with Wi-Fi, mA")
+    ap.add_argument("--wakes-per-day", type=float, default=24.0)
+    ap.add_argument("--wifi-fast-ms", type=int, default=350)
+    ap.add_argument("--wifi-scan-ms", type=int, default=2300)
+    ap.add_argument("--dhcp-ms", type=int, default=600)
+    ap.add_argument("--static-ip", action="store_true", help="model a static IP (no DHCP)")
+    args = ap.parse_args()
+
+    broker = None
+    host, port = args.host, args.port
+    if host is None:
+        broker, port = start_broker()
+        host = "127.0.0.1"
+    d = Path(tempfile.mkdtemp(prefix="mailcam-bench-"))
+    try:
+        if args.jpeg_kb:
+            jpeg = b"\xff\xd8" + os.urandom(args.jpeg_kb * 1024 - 4) + b"\xff\xd9"
+        else:
+            from mailcam import scenes
+            jpeg = scenes.render(args.scene, 1)
+        (d / "capture.jpg").write_bytes(jpeg)
+        wifi = {"ssid": "bench"}
+        if args.static_ip:
+            wifi["static_ip"] = {"ip": "192.168.1.50", "netmask": "255.255.255.0", "gateway": "192.168.1.1",
+                                 "dns": "192.168.1.1"}
+        cfg = {"serial": "bench-" + os.urandom(3).hex(), "wifi": wifi, "chunk_size": args.chunk_size,
+               "broker": {"host": host, "port": port}, "wake_interval_s": int(86400 / args.wakes_per_day)}
+        (d / "config.json").write_text(json.dumps(cfg))
+        (d / "sim.json").write_text(json.dumps({"quiet": True, "wifi_fast_ms": args.wifi_fast_ms,
+                                                "wifi_scan_ms": args.wifi_scan_ms, "dhcp_ms": args.dhcp_ms}))
+        print(f"runtime={args.runtime} image={len(jpeg)} B chunk={args.chunk_size} B broker={host}:{port} "
+              f"battery={args.capacity_mah:.0f} mAh sleep={args.sleep_ua:.0f} µA "
+              f"active={args.active_ma:.0f} mA "
+              f"wakes/day={args.wakes_per_day:g}")
+        print(f"{'cycle':>5} {'wifi':>5} {'rtt':>4} {'bytes out':>10} {'bytes in':>9} {'awake ms':>9} "
+              f"{'days':>7} {'heap peak':>10} {'gc hw':>8}")
+        awakes = []
+        for n in range(1, args.cycles + 1):
+            r = run_micropython(d) if args.runtime == "micropython" else run_cpython(d)
+            awakes.append(r["awake_ms"])
+            days = battery_days(r["awake_ms"], args.capacity_mah, args.sleep_ua, args.active_ma,
+                                args.wakes_per_day)
+            print(f"{n:>5} {r['wifi_mode'] or '-':>5} {r['round_trips']:>4} {r['bytes_out']:>10} "
+                  f"{r['bytes_in']:>9} {r['awake_ms']:>9} {days:>7.0f} {r.get('heap_peak') or '-':>10} "
+                  f"{r.get('heap_hw') or '-':>8}" + (f"  error: {r['error']}" if r["error"] else ""))
+        steady = sorted(awakes[1:] or awakes)[len(awakes[1:] or awakes) // 2]
+        days = battery_days(steady, args.capacity_mah, args.sleep_ua, args.active_ma, args.wakes_per_day)
+        print(f"steady state (median, fast Wi-Fi): awake {steady} ms -> {days:.0f} days")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+        if broker:
+            broker.terminate()
+            broker.wait()
+
+
+if __name__ == "__main__":
+    main()

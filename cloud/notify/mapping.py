@@ -1,0 +1,176 @@
+"""Domain events → the notifications an owner sees (kind, title, body, data).
+
+A vision result becomes at most one mail notification, the most specific that holds:
+package damaged > package arrived > mail arrived > mailbox empty (opt-in). Mail kinds
+need the owner's minimum confidence; a bad image asks for a retake and never claims
+"empty". A failed analysis is never read as "no mail".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloud.events import Event, EventKind
+from cloud.notify import kinds
+from cloud.notify.preferences import Preferences
+
+# Events that already are user-facing notification kinds (raised by the scheduled checks).
+PASS_THROUGH = {
+    kinds.LOW_BATTERY,
+    kinds.DEVICE_OFFLINE,
+    kinds.TRIGGER_FULFILLED,
+    kinds.TRIGGER_EXPIRED,
+    kinds.AI_BUDGET_REACHED,
+    kinds.DAILY_DIGEST,
+    kinds.MAIL_ARRIVED,
+    kinds.PACKAGE_ARRIVED,
+    kinds.PACKAGE_DAMAGED,
+    kinds.MAILBOX_EMPTY,
+    kinds.RETAKE_NEEDED,
+}
+NOT_DAMAGED = {None, "", "none", "no", "intact", "unknown", "ok"}
+CATEGORY_WORDS = {
+    "letter": ("letter", "letters"),
+    "package": ("package", "packages"),
+    "magazine": ("magazine", "magazines"),
+    "flyer": ("flyer", "flyers"),
+    "postcard": ("postcard", "postcards"),
+}
+
+
+@dataclass(frozen=True)
+class Draft:
+    kind: str
+    title: str
+    body: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def drafts_for(event: Event, prefs: Preferences, device_name: str | None) -> list[Draft]:
+    """The notifications ``event`` means for its owner (before channels and quiet hours)."""
+    data = dict(event.data)
+    where = device_name or data.get("device_serial") or "your mailbox"
+    if event.kind == EventKind.ANALYSIS_COMPLETED:
+        return _analysis(data, prefs, where)
+    if event.kind == EventKind.ANALYSIS_FAILED:
+        return [Draft(kinds.ANALYSIS_FAILED, f"Could not check {where}", _failed_body(data), data)]
+    if event.kind in PASS_THROUGH:
+        return [render(event.kind, data, where)]
+    return []
+
+
+def _analysis(data: dict[str, Any], prefs: Preferences, where: str) -> list[Draft]:
+    out: list[Draft] = []
+    quality = data.get("image_quality") or "ok"
+    confidence = float(data.get("confidence") or 0.0)
+    confident = confidence >= prefs.min_confidence
+    if quality != "ok":
+        out.append(render(kinds.RETAKE_NEEDED, data, where))
+    damage = data.get("package_damage")
+    damage_conf = data.get("package_damage_confidence")
+    damage_conf = float(damage_conf) if damage_conf is not None else confidence
+    if data.get("package_present") and damage not in NOT_DAMAGED and damage_conf >= prefs.min_confidence:
+        out.append(render(kinds.PACKAGE_DAMAGED, data, where))
+    elif data.get("package_present") and confident:
+        out.append(render(kinds.PACKAGE_ARRIVED, data, where))
+    elif data.get("mail_detected") and confident:
+        out.append(render(kinds.MAIL_ARRIVED, data, where))
+    elif data.get("mail_detected") is False and confident and quality == "ok":
+        out.append(render(kinds.MAILBOX_EMPTY, data, where))
+    return out
+
+
+def render(kind: str, data: dict[str, Any], where: str) -> Draft:
+    title, body = _TEXT.get(kind, _generic)(data, where)
+    return Draft(kind, title, body, data)
+
+
+def categories_text(categories: dict[str, Any] | None) -> str:
+    parts = []
+    for name, (one, many) in CATEGORY_WORDS.items():
+        count = int((categories or {}).get(name) or 0)
+        if count > 0:
+            parts.append(f"{count} {one if count == 1 else many}")
+    return ", ".join(parts)
+
+
+def _mail(data: dict[str, Any], where: str) -> tuple[str, str]:
+    summary = categories_text(data.get("categories"))
+    description = (data.get("description") or "").strip()
+    body = " — ".join(p for p in (summary, description) if p) or "New mail has arrived."
+    return f"Mail in {where}", body
+
+
+def _package(data: dict[str, Any], where: str) -> tuple[str, str]:
+    description = (data.get("description") or "").strip()
+    return f"Package in {where}", description or "A package has arrived."
+
+
+def _damaged(data: dict[str, Any], where: str) -> tuple[str, str]:
+    damage = data.get("package_damage") or "damaged"
+    return f"Package in {where} may be damaged", f"The package looks {damage}. Check it before accepting."
+
+
+def _empty(_data: dict[str, Any], where: str) -> tuple[str, str]:
+    return f"{where} is empty", "No mail in the latest photo."
+
+
+def _retake(data: dict[str, Any], where: str) -> tuple[str, str]:
+    reason = {"too_dark": "too dark", "blurry": "blurry", "obstructed": "blocked"}.get(
+        data.get("image_quality") or "", "unclear"
+    )
+    return f"Photo from {where} is {reason}", "Take another photo to see what is inside."
+
+
+def _failed_body(data: dict[str, Any]) -> str:
+    return "The photo was stored but could not be analysed" + (
+        f" ({data['error']})." if data.get("error") else "."
+    )
+
+
+def _battery(data: dict[str, Any], where: str) -> tuple[str, str]:
+    volts = data.get("battery_voltage")
+    reading = f" ({float(volts):.2f} V)" if volts is not None else ""
+    return f"Battery low in {where}{reading}", "Recharge or replace the battery soon."
+
+
+def _offline(data: dict[str, Any], where: str) -> tuple[str, str]:
+    last = data.get("last_seen_at") or "never"
+    return f"{where} is offline", f"It missed {data.get('missed_wakes', 'several')} expected wakes (last heard: {last})."
+
+
+def _fulfilled(_data: dict[str, Any], where: str) -> tuple[str, str]:
+    return f"Your photo from {where} is ready", "The photo you asked for has arrived."
+
+
+def _expired(data: dict[str, Any], where: str) -> tuple[str, str]:
+    refund = " Your click was refunded." if data.get("click_refunded") else ""
+    return f"Photo request to {where} expired", "The mailbox did not wake up in time." + refund
+
+
+def _budget(_data: dict[str, Any], _where: str) -> tuple[str, str]:
+    return "AI budget reached", "New photos are stored but not analysed until the budget resets."
+
+
+def _digest(data: dict[str, Any], _where: str) -> tuple[str, str]:
+    return data.get("title") or "Your mail today", data.get("text") or "No activity."
+
+
+def _generic(data: dict[str, Any], where: str) -> tuple[str, str]:
+    return f"Update from {where}", data.get("text") or ""
+
+
+_TEXT = {
+    kinds.MAIL_ARRIVED: _mail,
+    kinds.PACKAGE_ARRIVED: _package,
+    kinds.PACKAGE_DAMAGED: _damaged,
+    kinds.MAILBOX_EMPTY: _empty,
+    kinds.RETAKE_NEEDED: _retake,
+    kinds.LOW_BATTERY: _battery,
+    kinds.DEVICE_OFFLINE: _offline,
+    kinds.TRIGGER_FULFILLED: _fulfilled,
+    kinds.TRIGGER_EXPIRED: _expired,
+    kinds.AI_BUDGET_REACHED: _budget,
+    kinds.DAILY_DIGEST: _digest,
+}

@@ -1,0 +1,71 @@
+"""The channels this process can use, built from the settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from cloud.notify import kinds
+from cloud.notify.base import Channel
+from cloud.notify.config import NotifySettings
+
+log = logging.getLogger("mailcam.notify")
+
+
+def available(settings: NotifySettings) -> list[str]:
+    """Channel names whose settings are present (no network, no SDK start-up)."""
+    names = [kinds.WEBHOOK]
+    if settings.console:
+        names.append(kinds.CONSOLE)
+    if settings.smtp_host:
+        names.append(kinds.EMAIL)
+    if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from_number:
+        names.append(kinds.SMS)
+    if settings.fcm_credentials_file:
+        names.append(kinds.PUSH)
+    return [n for n in kinds.ALL_CHANNELS if n in names]
+
+
+class ChannelRegistry:
+    """Channels by name, built lazily on first use and closed together."""
+
+    def __init__(self, settings: NotifySettings, *, now: Callable[[], datetime],
+                 overrides: dict[str, Channel] | None = None) -> None:
+        self.settings = settings
+        self._now = now
+        self._channels: dict[str, Channel] = dict(overrides or {})
+
+    def get(self, name: str) -> Channel | None:
+        if name not in self._channels:
+            if name not in available(self.settings):
+                return None
+            self._channels[name] = self._build(name)
+        return self._channels[name]
+
+    def _build(self, name: str) -> Channel:
+        s = self.settings
+        if name == kinds.CONSOLE:
+            from cloud.notify.console import ConsoleChannel
+
+            return ConsoleChannel()
+        if name == kinds.WEBHOOK:
+            from cloud.notify.webhook import WebhookChannel
+
+            return WebhookChannel(now=self._now, timeout_s=s.webhook_timeout_s)
+        if name == kinds.EMAIL:
+            from cloud.notify.email import EmailChannel
+
+            return EmailChannel(s)
+        if name == kinds.SMS:
+            from cloud.notify.sms import SmsChannel
+
+            return SmsChannel(s)
+        from cloud.notify.fcm import FcmChannel
+
+        return FcmChannel(s)
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()

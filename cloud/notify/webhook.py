@@ -1,0 +1,107 @@
+"""Webhook channel: a signed JSON POST (Home Assistant and the like).
+
+Each request carries::
+
+    Content-Type: application/json
+    X-Mailcam-Event: mail_arrived
+    X-Mailcam-Delivery: 42                 (the notification id; the same on every retry)
+    X-Mailcam-Timestamp: 1763767200        (Unix seconds when sent)
+    X-Mailcam-Signature: sha256=<hex>      HMAC-SHA256(secret, f"{timestamp}.{body}")
+
+A receiver recomputes the HMAC over the timestamp, a dot and the raw body bytes, compares
+in constant time, and rejects timestamps more than five minutes old (replays).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+
+import httpx
+
+from cloud.notify.base import OutgoingMessage, PermanentFailure, RecipientGone, SendResult, TemporaryFailure, short
+
+SIGNATURE_HEADER = "X-Mailcam-Signature"
+TIMESTAMP_HEADER = "X-Mailcam-Timestamp"
+TOLERANCE_S = 300
+
+
+def new_salt() -> str:
+    return secrets.token_hex(16)
+
+
+def webhook_secret(server_secret: str, salt: str) -> str:
+    """The signing secret of a webhook: derived, so the database never holds it."""
+    digest = hmac.new(server_secret.encode(), f"mailcam-webhook:{salt}".encode(), hashlib.sha256).hexdigest()
+    return f"whsec_{digest}"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"sha256={mac.hexdigest()}"
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, *, now: float, tolerance_s: int = TOLERANCE_S) -> bool:
+    """What a receiver does: the signature matches and the timestamp is fresh."""
+    try:
+        fresh = abs(now - int(timestamp)) <= tolerance_s
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def payload(message: OutgoingMessage) -> bytes:
+    return json.dumps(
+        {
+            "id": message.notification_id,
+            "event": message.kind,
+            "event_key": message.event_key,
+            "created_at": message.created_at.isoformat(),
+            "title": message.title,
+            "body": message.body,
+            "data": message.data,
+        },
+        separators=(",", ":"),
+        default=str,
+    ).encode()
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(
+        self, *, now: Callable[[], datetime], timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self._now = now
+        self._client = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        body = payload(message)
+        timestamp = str(int(self._now().timestamp()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "mailcam-webhook/1",
+            "X-Mailcam-Event": message.kind,
+            "X-Mailcam-Delivery": str(message.notification_id),
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(message.extras["secret"], timestamp, body),
+        }
+        try:
+            response = self._client.post(message.address, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TemporaryFailure(f"webhook unreachable: {type(exc).__name__}: {short(exc, 200)}") from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return SendResult(provider_id=f"http-{status}")
+        if status == 410:
+            raise RecipientGone("the webhook answered 410 Gone; it is switched off")
+        if status in (408, 425, 429) or status >= 500:
+            raise TemporaryFailure(f"webhook answered {status}")
+        raise PermanentFailure(f"webhook answered {status}")
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,172 @@
+// The dashboard shell: hash routes, the header, session handling and periodic refresh.
+
+import { auth, endpoints, onUnauthorized } from "./api.js";
+import { h, message, replace } from "./dom.js";
+import { browserTimeZone } from "./format.js";
+import { forgetImages } from "./images.js";
+import { accountView } from "./views/account.js";
+import { loginView, signupView } from "./views/auth.js";
+import { deviceView } from "./views/device.js";
+import { devicesView } from "./views/devices.js";
+
+const DEFAULT_REFRESH_MS = 15000;
+let carried = null; // a flash message for the next page
+
+const app = {
+  user: null,
+  main: document.getElementById("main"),
+  refreshMs: Number(localStorage.getItem("mailcam.refreshMs")) || DEFAULT_REFRESH_MS,
+  returnTo: null,
+
+  get timeZone() {
+    return (this.user && this.user.timezone) || browserTimeZone();
+  },
+
+  navigate(hash) {
+    if (window.location.hash === hash) route();
+    else window.location.hash = hash;
+  },
+
+  /** A message above the page, e.g. "Your session has ended". */
+  flash(kind, text) {
+    const box = document.getElementById("flash");
+    replace(box, text ? message(kind, text) : null);
+  },
+
+  /** A message to show on the next page (it survives one navigation). */
+  flashNext(kind, text) {
+    carried = { kind, text };
+  },
+
+  async signedIn(token) {
+    auth.set(token);
+    this.user = await endpoints.me();
+    const target = this.returnTo && !this.returnTo.startsWith("#/log") ? this.returnTo : "#/";
+    this.returnTo = null;
+    this.navigate(target);
+  },
+
+  async logout() {
+    try {
+      await endpoints.logout();
+    } catch {
+      // The token is dropped locally either way.
+    }
+    this.endSession();
+    this.flashNext("info", "You are logged out.");
+    this.navigate("#/login");
+  },
+
+  endSession() {
+    auth.clear();
+    this.user = null;
+    forgetImages();
+  },
+};
+
+onUnauthorized(() => {
+  if (window.location.hash === "#/login") return; // several requests failed at once
+  app.returnTo = window.location.hash;
+  app.endSession();
+  app.flashNext("error", "Your session has ended — please log in again.");
+  app.navigate("#/login");
+});
+
+// --- periodic refresh, owned by the current page ----------------------------
+
+let scope = null;
+
+function newScope() {
+  if (scope) scope.close();
+  const timers = [];
+  scope = {
+    alive: true,
+    /** Run `task` every refresh period while this page is shown and the tab is visible. */
+    every(task, ms = app.refreshMs) {
+      timers.push(
+        setInterval(() => {
+          if (scope && scope.alive && document.visibilityState !== "hidden") task();
+        }, ms),
+      );
+    },
+    close() {
+      this.alive = false;
+      timers.forEach(clearInterval);
+    },
+  };
+  return scope;
+}
+
+// --- routes -------------------------------------------------------------------
+
+const ROUTES = [
+  { pattern: /^#\/login$/, view: loginView, anonymous: true },
+  { pattern: /^#\/signup$/, view: signupView, anonymous: true },
+  { pattern: /^#\/mailbox\/([^/]+)$/, view: deviceView },
+  { pattern: /^#\/account$/, view: accountView },
+  { pattern: /^(#\/?)?$/, view: devicesView },
+];
+
+function renderHeader() {
+  const header = document.getElementById("header-actions");
+  if (!app.user) {
+    replace(header);
+    return;
+  }
+  replace(
+    header,
+    h("nav", { "aria-label": "Main" },
+      h("a", { href: "#/" }, "Mailboxes"),
+      h("a", { href: "#/account" }, "Account"),
+    ),
+    h("span", { class: "who", title: app.user.email }, app.user.name || app.user.email),
+    h("button", { type: "button", class: "secondary", onclick: () => app.logout() }, "Log out"),
+  );
+}
+
+async function route() {
+  const hash = window.location.hash || "#/";
+  const match = ROUTES.map((r) => ({ r, m: hash.match(r.pattern) })).find((x) => x.m) || { r: ROUTES[4], m: [] };
+  const pageScope = newScope();
+  const flash = carried;
+  carried = null;
+  app.flash(flash && flash.kind, flash && flash.text);
+  if (!match.r.anonymous && !auth.token) {
+    app.returnTo = hash;
+    carried = flash;
+    app.navigate("#/login");
+    return;
+  }
+  if (!match.r.anonymous && !app.user) {
+    try {
+      app.user = await endpoints.me();
+    } catch (error) {
+      if (error.status !== 401) app.flash("error", error.message);
+      return;
+    }
+  }
+  if (match.r.anonymous && auth.token && app.user) {
+    carried = flash;
+    app.navigate("#/");
+    return;
+  }
+  renderHeader();
+  const page = h("div", { class: "page" });
+  replace(app.main, page);
+  const params = match.m.slice(1).map((p) => decodeURIComponent(p));
+  const loading = match.r.view(app, page, pageScope, ...params);
+  // Views draw their heading before their first await: move focus there for screen readers.
+  const target = page.querySelector("[autofocus]") || page.querySelector("h1");
+  if (target) {
+    if (target.tagName === "H1") target.setAttribute("tabindex", "-1");
+    target.focus({ preventScroll: true });
+  }
+  try {
+    await loading;
+  } catch (error) {
+    if (error.status !== 401 && pageScope.alive) replace(page, message("error", error.message));
+  }
+}
+
+window.addEventListener("hashchange", route);
+route();

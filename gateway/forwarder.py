@@ -1,0 +1,107 @@
+"""Forwarding: the outbox to the cloud, per-device order kept, a few devices at a time.
+
+Each round reads the oldest rows, groups them by device (a lane per device, in id order) and
+runs up to ``forward_concurrency`` lanes at once. A lane stops at its first retryable failure so
+that a device's items never overtake each other; after a round with failures the forwarder waits
+with capped exponential backoff and full jitter. 4xx answers are final: dead letter, next item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+from gateway.cloud import CloudClient, Rejected, Retryable
+from gateway.settings import GatewaySettings
+from gateway.store import OutboxItem, Store
+
+log = logging.getLogger("mailcam.gateway.forwarder")
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter."""
+
+    def __init__(self, initial_s: float, max_s: float) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.attempt = 0
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.max_s, self.initial_s * (2 ** self.attempt))
+        self.attempt = min(self.attempt + 1, 30)
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class Forwarder:
+    """Sends outbox items to the cloud until stopped."""
+
+    def __init__(self, settings: GatewaySettings, store: Store, cloud: CloudClient,
+                 *, on_forwarded: Callable[[OutboxItem], None] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.cloud = cloud
+        self.on_forwarded = on_forwarded
+        self.wake = asyncio.Event()
+        self.backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
+        self.cloud_reachable: bool | None = None
+
+    async def run(self) -> None:
+        while True:
+            items = await asyncio.to_thread(self.store.pending, self.settings.forward_batch)
+            if not items:
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
+                continue
+            if await self.round(items):
+                self.backoff.reset()
+            else:
+                delay = self.backoff.next_delay()
+                log.info("cloud unavailable; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+
+    async def round(self, items: list[OutboxItem]) -> bool:
+        """Forward one batch; returns False if any lane hit a retryable failure."""
+        lanes: dict[str, list[OutboxItem]] = {}
+        for item in items:
+            lanes.setdefault(item.serial, []).append(item)
+        gate = asyncio.Semaphore(self.settings.forward_concurrency)
+
+        async def lane(queue: list[OutboxItem]) -> bool:
+            async with gate:
+                for item in queue:
+                    if not await self.forward(item):
+                        return False
+                return True
+
+        results = await asyncio.gather(*(lane(queue) for queue in lanes.values()))
+        return all(results)
+
+    async def forward(self, item: OutboxItem) -> bool:
+        """Send one item; True when it is settled (delivered or dead-lettered)."""
+        try:
+            await self.cloud.send(item)
+        except Retryable as exc:
+            if self.cloud_reachable is not False:
+                log.warning("forwarding %s %s of %s failed, will retry: %s", item.kind, item.key, item.serial, exc)
+            self.cloud_reachable = False
+            await asyncio.to_thread(self.store.failed, item.id, str(exc))
+            return False
+        except Rejected as exc:
+            log.warning("cloud rejected %s %s of %s: %s", item.kind, item.key, item.serial, exc)
+            await asyncio.to_thread(self.store.reject, item, exc.reason, exc.detail)
+            return True
+        if self.cloud_reachable is False:
+            log.info("cloud reachable again")
+        self.cloud_reachable = True
+        await asyncio.to_thread(self.store.done, item.id, f"forwarded:{item.kind}")
+        if self.on_forwarded:
+            self.on_forwarded(item)
+        return True

@@ -1,0 +1,321 @@
+"""MQTT ingest: paho-mqtt 2.x with manual acknowledgement, committed to the store before the PUBACK.
+
+Why paho and not aiomqtt: aiomqtt 2.5 sends the PUBACK of a QoS 1 message as soon as it arrives,
+before our code sees it (and drops messages from a full queue after acking them). paho 2.x has
+``manual_ack=True`` + ``client.ack(mid, qos)``: the broker keeps a message until we say so, and
+redelivers it on the next connection of our persistent session (fixed client id, clean session off)
+if we never do. A kill -9 between receipt and commit therefore loses nothing.
+
+Threads: paho's network loop runs in its own thread (``loop_start``) and only appends each message
+to a queue. One ingest thread drains that queue in batches, writes each batch in ONE SQLite
+transaction, commits, and only then acks every message of the batch. The asyncio side (forwarder,
+trigger relay) never blocks the network loop. The number of unacked messages is bounded by the
+broker's in-flight window (mosquitto ``max_inflight_messages``), so the queue is bounded too.
+
+A message id (mid) is only meaningful on the connection it arrived on: each message carries the
+connection generation, and an ack for an older generation is skipped (the broker redelivers that
+message and the store ignores the repeat).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from mcam import protocol
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.settings import GatewaySettings
+from gateway.store import TELEMETRY, Store
+
+log = logging.getLogger("mailcam.gateway.ingest")
+
+SUBSCRIPTION = "mailcam/#"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    generation: int
+    mid: int
+    qos: int
+    topic: bytes
+    payload: bytes
+
+
+class MqttLink:
+    """The gateway's one MQTT connection: persistent session, manual acks, auto-reconnect."""
+
+    def __init__(self, settings: GatewaySettings, *, on_state: Callable[[bool], None] | None = None) -> None:
+        self.settings = settings
+        self.inbox: queue.Queue[Incoming | None] = queue.Queue()
+        self.connected = threading.Event()
+        self.on_state = on_state
+        self.generation = 0
+        self._ack_lock = threading.Lock()
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            clean_session=False,
+            protocol=paho.MQTTv311,
+            manual_ack=True,
+        )
+        if settings.broker_username:
+            password = settings.broker_password.get_secret_value() if settings.broker_password else None
+            client.username_pw_set(settings.broker_username, password)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    # paho thread ------------------------------------------------------------------------------
+    def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("broker refused the connection: %s", reason)
+            return
+        with self._ack_lock:
+            self.generation += 1
+        client.subscribe(SUBSCRIPTION, qos=1)
+        log.info("connected to broker %s:%s (session present: %s)", self.settings.broker_host,
+                 self.settings.broker_port, getattr(flags, "session_present", None))
+        self.connected.set()
+        if self.on_state:
+            self.on_state(True)
+
+    def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: object,
+                       props: object) -> None:
+        with self._ack_lock:
+            self.generation += 1
+        if self.connected.is_set():
+            log.warning("disconnected from broker: %s", reason)
+        self.connected.clear()
+        if self.on_state:
+            self.on_state(False)
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        self.inbox.put(Incoming(self.generation, message.mid, message.qos, message._topic, message.payload))
+
+    # callers ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.client.connect_async(self.settings.broker_host, self.settings.broker_port, self.settings.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.inbox.put(None)
+
+    def ack(self, messages: list[Incoming]) -> int:
+        """PUBACK the messages of the current connection; returns how many were acked."""
+        acked = 0
+        with self._ack_lock:
+            for message in messages:
+                if message.qos > 0 and message.generation == self.generation:
+                    self.client.ack(message.mid, message.qos)
+                    acked += 1
+        return acked
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool, timeout_s: float = 10.0) -> bool:
+        """Publish QoS 1 and wait for the broker's PUBACK (blocking; call from a worker thread)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        try:
+            info.wait_for_publish(timeout=timeout_s)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
+
+
+class Ingestor:
+    """Turns MQTT messages into store rows (or dead letters); one batch = one transaction."""
+
+    def __init__(self, settings: GatewaySettings, store: Store, *, on_unknown_device: Callable[[], None] | None = None,
+                 on_ingested: Callable[[str, str], None] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.on_unknown_device = on_unknown_device
+        self.on_ingested = on_ingested
+        self._known: set[str] | None = store.known_devices()
+
+    def refresh_known(self) -> None:
+        self._known = self.store.known_devices()
+
+    def commit_batch(self, messages: list[Incoming]) -> None:
+        """Write a batch in one transaction; each message in its own savepoint."""
+        with self.store.transaction():
+            for message in messages:
+                try:
+                    with self.store.savepoint():
+                        self.handle(message.topic, message.payload)
+                except Exception as exc:  # a bug must not lose the message silently: record it
+                    log.exception("failed to ingest a message on %r", message.topic[:100])
+                    self.store.dead_letter("internal_error", size=len(message.payload),
+                                           topic=_topic_text(message.topic), detail=repr(exc))
+            self.store.bump("ingested_messages", len(messages))
+
+    def handle(self, raw_topic: bytes, payload: bytes) -> str:
+        """Validate and store one message (inside a transaction); returns the outcome."""
+        topic = _topic_text(raw_topic)
+        try:
+            serial, kind = protocol.parse_topic(raw_topic)
+        except protocol.ProtocolError as exc:
+            self.store.dead_letter("bad_topic", size=len(payload), topic=topic, detail=str(exc))
+            return "dead"
+        if kind == protocol.CMD:
+            return "ignored"  # our own retained commands, echoed back
+        if self.settings.validate_devices and self._known is not None and serial not in self._known:
+            self.store.dead_letter("unknown_device", size=len(payload), topic=topic, serial=serial,
+                                   detail="serial not in the cloud's device list for this gateway")
+            if self.on_unknown_device:
+                self.on_unknown_device()
+            return "dead"
+        if kind == protocol.CAPTURE:
+            return self._capture(topic, serial, payload)
+        if kind == protocol.TELEMETRY:
+            return self._telemetry(topic, serial, payload)
+        return self._status(serial, payload)
+
+    def _capture(self, topic: str, serial: str, payload: bytes) -> str:
+        try:
+            header, body = protocol.decode_chunk(payload)
+        except protocol.ProtocolError as exc:
+            self.store.dead_letter("malformed_chunk", size=len(payload), topic=topic, serial=serial, detail=str(exc))
+            return "dead"
+        cid = header["cid"]
+        if header["size"] > self.settings.max_image_bytes:
+            self.store.dead_letter("too_large", size=len(payload), topic=topic, serial=serial, key=cid,
+                                   detail=f"image of {header['size']} bytes > {self.settings.max_image_bytes}")
+            return "dead"
+        if header["i"] == 0 and bytes(body[:2]) != b"\xff\xd8":
+            self.store.dead_letter("not_jpeg", size=len(payload), topic=topic, serial=serial, key=cid,
+                                   detail="first chunk does not start with the JPEG SOI marker")
+            return "dead"
+        outcome = self.store.add_chunk(serial, header, bytes(body), topic)
+        if outcome == "completed" and self.on_ingested:
+            self.on_ingested(serial, protocol.CAPTURE)
+        return outcome
+
+    def _telemetry(self, topic: str, serial: str, payload: bytes) -> str:
+        try:
+            t = protocol.decode_telemetry(payload)
+        except protocol.ProtocolError as exc:
+            self.store.dead_letter("malformed_telemetry", size=len(payload), topic=topic, serial=serial,
+                                   detail=str(exc))
+            return "dead"
+        body = {
+            "serial_number": serial,
+            "battery_voltage": round(t["bat"] / 1000.0, 3),
+            "rssi": t["rssi"],
+            "wake_reason": t["wake"],
+            "awake_ms": t["awake_ms"],
+            "firmware_version": t["fw"],
+            "boot_count": t["boot"],
+            "last_error": (t["err"] or None) and t["err"][:200],
+            "pending_captures": t["pending"],
+            "timestamp": t["ts"],
+        }
+        self.store.enqueue(TELEMETRY, serial, f"{serial}:{t['ts']}", body)
+        self.store.device_seen(serial, "awake")
+        if self.on_ingested:
+            self.on_ingested(serial, protocol.TELEMETRY)
+        return "stored"
+
+    def _status(self, serial: str, payload: bytes) -> str:
+        status = "lost" if bytes(payload) == protocol.STATUS_LOST else bytes(payload[:16]).decode("utf-8", "replace")
+        self.store.device_seen(serial, status or "unknown")
+        if status == "lost":
+            log.info("device %s: connection lost (last will)", serial)
+        return "stored"
+
+
+def _topic_text(raw: bytes | str) -> str:
+    if isinstance(raw, str):
+        return raw[:200]
+    return bytes(raw[:200]).decode("utf-8", "replace")
+
+
+class IngestThread(threading.Thread):
+    """Drains the MQTT inbox: batch → one transaction → commit → ack every message of the batch."""
+
+    def __init__(self, link: MqttLink, ingestor: Ingestor, *, batch_max: int,
+                 outbox_max_bytes: int, on_paused: Callable[[bool], None] | None = None,
+                 on_committed: Callable[[int], None] | None = None) -> None:
+        super().__init__(name="mailcam-ingest", daemon=True)
+        self.link = link
+        self.ingestor = ingestor
+        self.batch_max = batch_max
+        self.outbox_max_bytes = outbox_max_bytes
+        self.on_paused = on_paused
+        self.on_committed = on_committed
+        self.paused = False
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.link.inbox.put(None)
+
+    def run(self) -> None:
+        inbox = self.link.inbox
+        while not self._stopping.is_set():
+            try:
+                first = inbox.get(timeout=0.5)
+            except queue.Empty:
+                self._maybe_resume()
+                continue
+            if first is None:
+                continue
+            batch = [first]
+            while len(batch) < self.batch_max:
+                try:
+                    item = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    break
+                batch.append(item)
+            if not self._has_room():
+                continue  # not committed, not acked: the broker redelivers after we resume
+            self.ingestor.commit_batch(batch)
+            self.link.ack(batch)
+            if self.on_committed:
+                self.on_committed(len(batch))
+
+    def _has_room(self) -> bool:
+        """Outbox-full policy: drop the oldest telemetry; if still full, stop taking messages."""
+        store = self.ingestor.store
+        if store.used_bytes < self.outbox_max_bytes:
+            return True
+        dropped = store.drop_oldest_telemetry(int(self.outbox_max_bytes * 0.9))
+        if dropped:
+            log.warning("outbox full: dropped the %d oldest telemetry reports", dropped)
+        if store.used_bytes < self.outbox_max_bytes:
+            return True
+        if not self.paused:
+            log.error("outbox full (%d bytes of captures): pausing MQTT ingest; the broker keeps the rest",
+                      store.used_bytes)
+            self.paused = True
+            self.link.client.disconnect()
+            self.link.client.loop_stop()
+            self._drain_inbox()
+            if self.on_paused:
+                self.on_paused(True)
+        return False
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                self.link.inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _maybe_resume(self) -> None:
+        if self.paused and self.ingestor.store.used_bytes < int(self.outbox_max_bytes * 0.9):
+            log.warning("outbox has room again: resuming MQTT ingest")
+            self.paused = False
+            self.link.start()
+            if self.on_paused:
+                self.on_paused(False)

@@ -1,0 +1,62 @@
+"""The gateway's settings: one pydantic-settings class, environment prefix ``MAILCAM_GATEWAY_``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    """Everything `mailcam gateway` reads from its environment (see gateway/README.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="MAILCAM_GATEWAY_", extra="ignore")
+
+    # The cloud
+    cloud_url: str = Field("http://127.0.0.1:8000", description="Base URL of the mailcam cloud API")
+    token: SecretStr | None = Field(None, description="Gateway token (mcg_…) from POST /api/gateways/")
+    http_timeout_s: float = Field(30.0, gt=0)
+
+    # The broker
+    broker_host: str = "127.0.0.1"
+    broker_port: int = 1883
+    broker_username: str | None = None
+    broker_password: SecretStr | None = None
+    client_id: str = Field("mailcam-gateway", description="Fixed MQTT client id: the broker keeps our session")
+    keepalive_s: int = Field(30, ge=5)
+
+    # Durable store
+    data_dir: Path = Field(Path("gateway-data"), description="Holds gateway.db (SQLite, WAL)")
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="FULL survives power loss; NORMAL survives a process crash only"
+    )
+    outbox_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Soft limit of queued bytes")
+    ingest_batch_max: int = Field(256, ge=1, description="MQTT messages committed per transaction at most")
+
+    # Validation and reassembly
+    max_image_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    partial_timeout_s: float = Field(12 * 3600, gt=0, description="Dead-letter a capture whose chunks stop")
+    completed_retention_s: float = Field(7 * 86400, gt=0, description="How long finished capture ids are kept")
+    validate_devices: bool = Field(True, description="Dead-letter serials the cloud does not list")
+    devices_refresh_s: float = Field(300.0, gt=0)
+
+    # Forwarding
+    forward_concurrency: int = Field(4, ge=1, description="Devices forwarded in parallel (each in order)")
+    forward_batch: int = Field(64, ge=1)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+
+    # Trigger relay
+    trigger_wait_s: float = Field(25.0, ge=0, le=60, description="Long-poll wait per request")
+
+    # Housekeeping and metrics
+    housekeeping_s: float = Field(30.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9108, ge=0, description="Prometheus /metrics; 0 turns it off")
+    log_level: str = "INFO"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "gateway.db"

@@ -1,0 +1,117 @@
+"""The shared wire protocol: round trips and rejections (CPython), plus a run under MicroPython."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+
+import pytest
+from mcam import protocol as p
+
+from tests.firmware.conftest import FIRMWARE, tool
+
+IMG = bytes(range(256)) * 40
+SHA = hashlib.sha256(IMG).hexdigest()
+
+
+def header(**over):
+    h = dict(cid="dev1-0123456789abcdef", i=0, n=3, size=len(IMG), sha=SHA, trig="automatic", tid=None,
+             ts=1700000000, bat=3900)
+    h.update(over)
+    return h
+
+
+def test_topics_round_trip_and_reject_outsiders():
+    assert p.topic("mb_01-A", p.CAPTURE) == "mailcam/v1/mb_01-A/capture"
+    assert p.parse_topic("mailcam/v1/mb_01-A/cmd") == ("mb_01-A", "cmd")
+    for bad in ["mailcam/v2/x/cmd", "mailcam/v1/x/other", "mailcam/v1/a b/cmd", "mailcam/v1/x/cmd/extra",
+                "other/v1/x/cmd", "mailcam/v1//cmd", "mailcam/v1/" + "x" * 33 + "/cmd"]:
+        with pytest.raises(p.ProtocolError):
+            p.parse_topic(bad)
+    with pytest.raises(p.ProtocolError):
+        p.topic("bad/serial", p.CMD)
+    assert p.valid_serial("a" * 32) and not p.valid_serial("a" * 33) and not p.valid_serial("")
+
+
+def test_chunks_reassemble_to_the_image():
+    n = p.chunk_count(len(IMG), 4096)
+    assert n == 3 and p.chunk_count(4096, 4096) == 1 and p.chunk_count(4097, 4096) == 2
+    parts = {}
+    for i in reversed(range(n)):  # out of order is fine
+        payload = p.encode_chunk(**header(i=i), data=IMG[i * 4096:(i + 1) * 4096])
+        assert payload.startswith(p.encode_chunk_header(**header(i=i)))
+        h, body = p.decode_chunk(payload)
+        assert h == dict(header(i=i), v=1)
+        parts[i] = bytes(body)
+    image = b"".join(parts[i] for i in range(n))
+    assert image == IMG and hashlib.sha256(image).hexdigest() == SHA
+
+
+def test_manual_chunk_carries_tid():
+    h, _ = p.decode_chunk(p.encode_chunk(**header(trig="manual", tid="trg-1"), data=IMG[:10]))
+    assert (h["trig"], h["tid"]) == ("manual", "trg-1")
+
+
+@pytest.mark.parametrize("over", [
+    {"v": 2}, {"cid": ""}, {"cid": "a/b"}, {"cid": "x" * 65}, {"i": 3}, {"i": -1}, {"n": 0}, {"i": True},
+    {"size": 0}, {"size": p.MAX_IMAGE_BYTES + 1}, {"sha": "ABC"}, {"sha": SHA.upper()}, {"trig": "auto"},
+    {"trig": "manual", "tid": None}, {"tid": 5}, {"ts": "now"}, {"bat": -1}, {"bat": 1.5},
+])
+def test_decode_chunk_rejects_bad_headers(over):
+    hdr = dict(header(), v=1)
+    hdr.update(over)
+    with pytest.raises(p.ProtocolError):
+        p.decode_chunk(json.dumps(hdr).encode() + b"\n" + IMG[:100])
+
+
+@pytest.mark.parametrize("payload", [b"", b"no newline", b"\xff\xfe\n123", b"[1]\nabc",
+                                     json.dumps(dict(header(), v=1)).encode() + b"\n"])
+def test_decode_chunk_rejects_garbage(payload):
+    with pytest.raises(p.ProtocolError):
+        p.decode_chunk(payload)
+
+
+def test_body_longer_than_size_is_rejected():
+    with pytest.raises(p.ProtocolError):
+        p.decode_chunk(json.dumps(dict(header(size=10, n=1), v=1)).encode() + b"\n" + IMG[:11])
+
+
+def test_telemetry_round_trip_ignores_extra_keys_and_validates():
+    fields = dict(ts=1700000000, bat=3712, rssi=-70, wake="door", awake_ms=2100, fw="1.0.0", boot=7,
+                  err=None, pending=2)
+    d = p.decode_telemetry(p.encode_telemetry(**fields))
+    assert d == dict(fields, v=1)
+    extra = json.loads(p.encode_telemetry(**fields))
+    extra["future"] = 1
+    assert "future" not in p.decode_telemetry(json.dumps(extra).encode())
+    for bad in [{"wake": "sneeze"}, {"bat": "x"}, {"rssi": 1.5}, {"fw": ""}, {"err": 3}, {"boot": -1}]:
+        with pytest.raises(p.ProtocolError):
+            p.encode_telemetry(**dict(fields, **bad))
+    with pytest.raises(p.ProtocolError):
+        p.decode_telemetry(b"{")
+
+
+def test_cmd_round_trip_and_empty_means_none():
+    assert p.decode_cmd(p.encode_cmd("t-1", 1700000600)) == {"v": 1, "tid": "t-1", "exp": 1700000600}
+    assert p.decode_cmd(b"") is None
+    for bad in [b"{}", b'{"v":1,"tid":"","exp":1}', b'{"v":1,"tid":"a","exp":"x"}', b"nope"]:
+        with pytest.raises(p.ProtocolError):
+            p.decode_cmd(bad)
+
+
+def test_same_module_runs_under_micropython(tmp_path):
+    script = tmp_path / "t.py"
+    script.write_text(
+        "from mcam import protocol as p\n"
+        "c = p.encode_chunk('d-1', 0, 1, 3, '" + SHA + "', 'manual', 't', 1, 3900, b'abc')\n"
+        "h, b = p.decode_chunk(c)\n"
+        "assert bytes(b) == b'abc' and h['tid'] == 't'\n"
+        "assert p.parse_topic('mailcam/v1/d-1/status') == ('d-1', 'status')\n"
+        "assert p.decode_cmd(p.encode_cmd('x', 5))['tid'] == 'x'\n"
+        "try:\n    p.decode_chunk(b'{}\\nabc')\nexcept p.ProtocolError:\n    print('OK')\n"
+    )
+    env = dict(os.environ, MICROPYPATH=str(FIRMWARE / "lib"))
+    out = subprocess.run([tool("micropython"), str(script)], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "OK", out.stderr

@@ -1,0 +1,170 @@
+"""Helpers for gateway tests: a device publisher, the gateway as a subprocess, waiting with deadlines."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from mcam import protocol
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll `predicate` until truthy or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def fake_jpeg(size: int, seed: int = 0) -> bytes:
+    """SOI + deterministic bytes + EOI, exactly `size` bytes (the gateway checks markers, not pixels)."""
+    block = hashlib.sha256(str(seed).encode()).digest()
+    body = (block * (size // 32 + 1))[: size - 4]
+    return b"\xff\xd8" + body + b"\xff\xd9"
+
+
+def chunks_of(image: bytes, *, cid: str | None = None, chunk_size: int = protocol.DEFAULT_CHUNK_SIZE,
+              trig: str = "automatic", tid: str | None = None, ts: int | None = None,
+              bat: int = 3900) -> tuple[str, list[bytes]]:
+    """Encode an image as protocol chunk payloads; returns (capture id, payloads in order)."""
+    cid = cid or uuid.uuid4().hex[:20]
+    sha = hashlib.sha256(image).hexdigest()
+    n = protocol.chunk_count(len(image), chunk_size)
+    ts = ts or int(time.time())
+    payloads = [
+        protocol.encode_chunk(cid, i, n, len(image), sha, trig, tid, ts, bat, image[i * chunk_size:(i + 1) * chunk_size])
+        for i in range(n)
+    ]
+    return cid, payloads
+
+
+class Publisher:
+    """A device (or anyone) publishing with paho, QoS 1, waiting for each PUBACK."""
+
+    def __init__(self, host: str, port: int, *, client_id: str | None = None, username: str | None = None,
+                 password: str | None = None) -> None:
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}",
+                                  protocol=paho.MQTTv311)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.received: list[paho.MQTTMessage] = []
+        self.client.on_message = lambda c, u, m: self.received.append(m)
+        self.connected = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: (not rc.is_failure) and self.connected.set()
+        self.client.connect(host, port, 30)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            self.close()
+            raise ConnectionError("publisher could not connect")
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(timeout=10)
+
+    def capture(self, serial: str, image: bytes, *, order: list[int] | None = None, **kwargs: Any) -> str:
+        cid, payloads = chunks_of(image, **kwargs)
+        for i in order if order is not None else range(len(payloads)):
+            self.publish(protocol.topic(serial, protocol.CAPTURE), payloads[i])
+        return cid
+
+    def telemetry(self, serial: str, **fields: Any) -> None:
+        values = {"ts": int(time.time()), "bat": 3800, "rssi": -60, "wake": "timer", "awake_ms": 900,
+                  "fw": "1.0.0", "boot": 1, "err": None, "pending": 0}
+        values.update(fields)
+        self.publish(protocol.topic(serial, protocol.TELEMETRY), protocol.encode_telemetry(**values))
+
+    def subscribe(self, topic: str) -> None:
+        done = threading.Event()
+        self.client.on_subscribe = lambda *a: done.set()
+        self.client.subscribe(topic, qos=1)
+        done.wait(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass
+class GatewayProcess:
+    """`python -m gateway` with MAILCAM_GATEWAY_* settings; kill -9 / restart at will."""
+
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    def start(self) -> GatewayProcess:
+        env = dict(os.environ)
+        env.update({f"MAILCAM_GATEWAY_{k.upper()}": str(v) for k, v in self.env.items()})
+        env["MAILCAM_GATEWAY_DATA_DIR"] = str(self.data_dir)
+        env.setdefault("MAILCAM_GATEWAY_METRICS_PORT", "0")
+        self.log_path = self.data_dir / "gateway.log"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO, env=env,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_until(lambda: self.kv("broker") == "connected" or self._died(), 20, "gateway connected to the broker")
+        assert not self._died(), self.log()
+        return self
+
+    def _died(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def store(self) -> Store:
+        return Store(self.data_dir / "gateway.db")
+
+    def kv(self, key: str) -> str | None:
+        path = self.data_dir / "gateway.db"
+        if not path.exists():
+            return None
+        store = self.store()
+        try:
+            return store.get_kv(key)
+        finally:
+            store.close()
+
+    def read(self, fn: Callable[[Store], Any]) -> Any:
+        store = self.store()
+        try:
+            return fn(store)
+        finally:
+            store.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

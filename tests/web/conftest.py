@@ -1,0 +1,114 @@
+"""Fixtures for the dashboard tests: the real app under uvicorn and Debian's headless Chromium."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from cloud.app import create_app
+from cloud.context import AppContext
+from cloud.models import Analysis, Capture, JobStatus
+from tests.cloudkit import Account, LiveServer, OwnedDevice, capture_body, jpeg_bytes, new_account, new_device
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One headless Chromium for the session (each test gets its own context)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live(cloud_ctx: AppContext) -> Iterator[LiveServer]:
+    """The real app (migrated, workers off) on a free port."""
+    with LiveServer(create_app(ctx=cloud_ctx)) as server:
+        yield server
+
+
+@pytest.fixture
+def http(live: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def page(browser, live: LiveServer):
+    """A fresh browser context (empty localStorage) on the dashboard's origin."""
+    context = browser.new_context(base_url=live.url, timezone_id="UTC", locale="en-GB", viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@dataclass
+class Home:
+    """A homeowner with mailboxes, seeded through the real HTTP API."""
+
+    http: httpx.Client
+    ctx: AppContext
+    account: Account
+    password: str = PASSWORD
+
+    def mailbox(self, serial: str, name: str | None = None) -> OwnedDevice:
+        device = new_device(self.http, self.account, serial)
+        if name:
+            r = self.http.patch(f"/api/devices/{serial}/", json={"name": name}, headers=self.account.headers)
+            assert r.status_code == 200, r.text
+        return device
+
+    def capture(self, device: OwnedDevice, n: int, **extra) -> str:
+        capture_id = f"{device.serial}-{n:04d}"
+        body = capture_body(device.serial, jpeg_bytes(seed=n), capture_id=capture_id, **extra)
+        r = self.http.post("/api/device/capture/", json=body, headers=device.headers)
+        assert r.status_code == 200, r.text
+        self.ctx.clock.advance(60)  # history is ordered by arrival
+        return capture_id
+
+    def telemetry(self, device: OwnedDevice, **fields) -> None:
+        r = self.http.post("/api/device/telemetry/", json={"serial_number": device.serial, **fields}, headers=device.headers)
+        assert r.status_code == 200, r.text
+
+    def analyse(self, capture_id: str, **result) -> None:
+        """Record a vision result directly (the vision worker is off in tests)."""
+        with self.ctx.sessions() as session:
+            analysis = session.scalar(
+                select(Analysis).join(Capture, Analysis.capture_pk == Capture.id).where(Capture.capture_id == capture_id)
+            )
+            analysis.status = result.pop("status", JobStatus.DONE)
+            for field, value in result.items():
+                setattr(analysis, field, value)
+            session.commit()
+
+
+@pytest.fixture
+def home(http: httpx.Client, cloud_ctx: AppContext) -> Home:
+    return Home(http, cloud_ctx, new_account(http, "alice@example.com", PASSWORD, name="Alice"))
+
+
+def log_in(page, email: str = "alice@example.com", password: str = PASSWORD) -> None:
+    page.goto("/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
