@@ -67,11 +67,12 @@ class VisionSettings(BaseModel):
     job_backoff_max_s: float = 3600.0
     lease_timeout_s: float = 300.0
     worker_poll_interval_s: float = 0.5
-    worker_batch: int = 10
 
     # Offline analyser
     offline_dark_mean: float = 35.0  # mean luminance (0..255) below which a frame is too dark
     offline_blur_threshold: float = 6.0  # Laplacian variance (320x240 grey) below which a frame is blurry
     offline_change_threshold: float = 0.02  # share of changed cells meaning "something is there"
     offline_baseline_min_confidence: float = 0.85
+    # With no baseline yet, the first confident-enough empty result starts one.
+    offline_bootstrap_min_confidence: float = 0.75
     offline_baseline_alpha: float = 0.2  # running-average weight of a new empty frame

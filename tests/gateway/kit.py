@@ -52,7 +52,7 @@ def chunks_of(image: bytes, *, cid: str | None = None, chunk_size: int = protoco
     n = protocol.chunk_count(len(image), chunk_size)
     ts = ts or int(time.time())
     payloads = [
-        protocol.encode_chunk(cid, i, n, len(image), sha, trig, tid, ts, bat, image[i * chunk_size:(i + 1) * chunk_size])
+        protocol.encode_chunk(cid, i, n, len(image), sha, trig, tid, ts, bat, image[i * chunk_size:][:chunk_size])
         for i in range(n)
     ]
     return cid, payloads

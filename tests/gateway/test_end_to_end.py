@@ -85,7 +85,8 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path, cloud
     publisher.start()
     kills = 0
     while not stop_publishing.is_set() and kills < 3:
-        wait_until(lambda: len(cids) >= 8 * (kills + 1) or stop_publishing.is_set(), 30, "publishing progress")
+        target = 8 * (kills + 1)
+        wait_until(lambda: len(cids) >= target or stop_publishing.is_set(), 30, "publishing progress")  # noqa: B023
         gw.kill()
         kills += 1
         gw.start()

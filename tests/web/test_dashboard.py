@@ -40,3 +40,189 @@ def test_mailbox_page_shows_latest_photo_and_result(page, home):
     assert thumb.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0
     expect(page.get_by_text("3 of 3 photos left today")).to_be_visible()
     page.screenshot(path="/tmp/dashboard.png", full_page=True)
+
+
+def test_wrong_password_shows_an_error_and_the_right_one_logs_in(page, home):
+    home.mailbox("box-1", name="Front gate")
+    page.goto("/")
+    page.get_by_label("Email").fill("alice@example.com")
+    page.get_by_label("Password").fill("not my password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
+    page.get_by_label("Password").fill(home.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", level=1, name="My mailboxes")).to_be_visible()
+    expect(page.get_by_role("link", name="Front gate")).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+
+def test_take_a_photo_queues_it_counts_clicks_down_and_stops_at_the_limit(page, home):
+    home.mailbox("box-1", name="Front gate")  # never heard from: offline, so requests queue (202)
+    log_in(page)
+    page.get_by_role("link", name="Front gate").click()
+    take = page.get_by_role("button", name="Take a photo now")
+    expect(page.get_by_text("3 of 3 photos left today")).to_be_visible()
+
+    take.click()
+    expect(page.get_by_role("status").filter(has_text="Requested — the mailbox will answer on its next wake")).to_be_visible()
+    expect(page.get_by_text("2 of 3 photos left today")).to_be_visible()
+    pending = page.get_by_role("list", name="Waiting requests")
+    expect(pending.get_by_role("listitem")).to_have_count(1)
+
+    take.click()
+    expect(page.get_by_text("1 of 3 photos left today")).to_be_visible()
+    take.click()
+    expect(page.get_by_text("0 of 3 photos left today")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text(re.compile(r"Daily limit reached.*3 of 3.*More from .*00:00"))
+    expect(take).to_be_disabled()
+    expect(pending.get_by_role("listitem")).to_have_count(3)
+
+    pending.get_by_role("button", name=re.compile("Cancel")).first.click()
+    expect(page.get_by_text("Request cancelled — your photo is given back.")).to_be_visible()
+    expect(page.get_by_text("1 of 3 photos left today")).to_be_visible()
+    expect(pending.get_by_role("listitem")).to_have_count(2)
+    expect(take).to_be_enabled()
+
+
+def test_limit_reached_elsewhere_shows_the_servers_429_with_reset_time(page, home):
+    home.mailbox("box-1", name="Front gate")
+    log_in(page)
+    page.get_by_role("link", name="Front gate").click()
+    expect(page.get_by_text("3 of 3 photos left today")).to_be_visible()
+    for _ in range(3):  # the same user spends the day's clicks from another phone
+        r = home.http.post("/api/device/trigger/", json={"device_serial": "box-1"}, headers=home.account.headers)
+        assert r.status_code == 202, r.text
+
+    page.get_by_role("button", name="Take a photo now").click()
+    expect(page.get_by_role("alert")).to_contain_text(re.compile(r"Daily limit reached.*More from tomorrow at 00:00"))
+    expect(page.get_by_text("0 of 3 photos left today")).to_be_visible()
+
+
+def test_history_pages_opens_the_full_photo_and_deletes_with_confirmation(page, home):
+    box = home.mailbox("box-1", name="Front gate")
+    ids = [home.capture(box, n) for n in range(14)]  # newest last
+    home.analyse(ids[0], mail_detected=False, description="Nothing inside")
+    log_in(page)
+    page.get_by_role("link", name="Front gate").click()
+    grid = page.locator(".capture-grid")
+    expect(grid.get_by_role("listitem")).to_have_count(12)
+    expect(page.get_by_text("Page 1")).to_be_visible()
+    expect(page.get_by_role("button", name="← Newer")).to_be_disabled()
+
+    page.get_by_role("button", name="Older →").click()
+    expect(page.get_by_text("Page 2")).to_be_visible()
+    expect(grid.get_by_role("listitem")).to_have_count(2)
+    expect(grid.get_by_role("listitem").last).to_contain_text("Empty")
+    expect(page.get_by_role("button", name="Older →")).to_be_disabled()
+
+    grid.get_by_role("button", name=re.compile("View full photo")).first.click()
+    dialog = page.get_by_role("dialog")
+    full = dialog.get_by_role("img", name=re.compile("Full photo"))
+    expect(full).to_have_attribute("src", re.compile("^blob:"))
+    assert full.evaluate("img => img.decode().then(() => img.naturalWidth)") == 320
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_have_count(0)
+
+    oldest = grid.get_by_role("listitem").last
+    oldest.get_by_role("button", name=re.compile("Delete photo")).click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+    expect(grid.get_by_role("listitem")).to_have_count(2)
+
+    oldest.get_by_role("button", name=re.compile("Delete photo")).click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete photo").click()
+    expect(page.get_by_text("Photo deleted.")).to_be_visible()
+    expect(grid.get_by_role("listitem")).to_have_count(1)
+    r = home.http.get(f"/api/captures/{ids[0]}", headers=home.account.headers)
+    assert r.status_code == 404
+
+    page.get_by_role("button", name="← Newer").click()
+    expect(page.get_by_text("Page 1")).to_be_visible()
+    expect(grid.get_by_role("listitem")).to_have_count(12)
+
+
+def test_each_analysis_state_reads_plainly_and_refreshes_by_itself(page, home):
+    page.add_init_script("localStorage.setItem('mailcam.refreshMs', '300')")
+    box = home.mailbox("box-1", name="Front gate")
+    failed, dark, queued = (home.capture(box, n) for n in range(3))
+    home.analyse(failed, status=JobStatus.FAILED, error="vision provider timed out")
+    home.analyse(dark, mail_detected=None, image_quality="too_dark")
+    log_in(page)
+    page.get_by_role("link", name="Front gate").click()
+    grid = page.locator(".capture-grid")
+    expect(grid.get_by_role("listitem").nth(0)).to_contain_text("Analysing…")
+    expect(grid.get_by_role("listitem").nth(1)).to_contain_text("Photo too dark — retake")
+    expect(grid.get_by_role("listitem").nth(2)).to_contain_text("Analysis failed — retry")
+
+    home.analyse(queued, mail_detected=True, items=[{"type": "letter"}, {"type": "magazine", "count": 2}])
+    latest = page.locator("section", has=page.get_by_role("heading", name="Latest photo"))
+    expect(latest).to_contain_text("You have mail: 1 letter, 2 magazines")
+    expect(grid.get_by_role("listitem").nth(0)).to_contain_text("You have mail: 1 letter, 2 magazines")
+
+
+def test_sign_up_claim_a_mailbox_and_log_out(page, home):
+    registered = home.http.post("/api/devices/", json={"serial": "box-new"}, headers=home.account.headers)
+    claim_code = registered.json()["claim_code"]
+
+    page.goto("/")
+    page.get_by_role("link", name="Create an account").click()
+    page.get_by_label("Email").fill("bob@example.com")
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_contain_text("at least 8 characters")
+    page.get_by_label("Password").fill("a long enough password")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_text("No mailboxes yet")).to_be_visible()
+
+    page.get_by_label("Claim code").fill("WRONG-CODE")
+    page.get_by_role("button", name="Add mailbox").click()
+    expect(page.get_by_role("alert")).to_contain_text("No device has this claim code")
+
+    page.get_by_label("Claim code").fill(claim_code)
+    page.get_by_label("Name (optional)").fill("Back door")
+    page.get_by_role("button", name="Add mailbox").click()
+    expect(page.get_by_text("Back door is now yours.")).to_be_visible()
+    expect(page.get_by_role("link", name="Back door")).to_be_visible()
+    token = page.evaluate("localStorage.getItem('mailcam.token')")
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in to mailcam")).to_be_visible()
+    expect(page.get_by_text("You are logged out.")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('mailcam.token')") is None
+    r = home.http.get("/api/devices/", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401  # the token was revoked, not just forgotten
+
+
+def test_a_revoked_session_sends_the_user_back_to_login_and_then_where_they_were(page, home):
+    home.mailbox("box-1", name="Front gate")
+    log_in(page)
+    page.get_by_role("link", name="Front gate").click()
+    expect(page.get_by_role("heading", level=1, name="Front gate")).to_be_visible()
+    token = page.evaluate("localStorage.getItem('mailcam.token')")
+    home.http.delete("/api/auth/token/", headers={"Authorization": f"Bearer {token}"})
+
+    page.reload()
+    expect(page.get_by_role("alert")).to_have_text("Your session has ended — please log in again.")
+    page.get_by_label("Email").fill("alice@example.com")
+    page.get_by_label("Password").fill(home.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", level=1, name="Front gate")).to_be_visible()
+
+
+def test_an_unknown_mailbox_shows_the_apis_error(page, home):
+    log_in(page)
+    expect(page.get_by_role("heading", level=1, name="My mailboxes")).to_be_visible()
+    page.goto("/#/mailbox/not-mine")
+    expect(page.get_by_role("alert")).to_have_text("No such device")
+
+
+def test_works_at_phone_width(page, home):
+    box = home.mailbox("box-1", name="Front gate")
+    _mail(home, home.capture(box, 1))
+    page.set_viewport_size({"width": 375, "height": 740})
+    log_in(page)
+    page.get_by_role("link", name="Front gate").click()
+    expect(page.get_by_text("You have mail: 2 letters, 1 package").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    take = page.get_by_role("button", name="Take a photo now")
+    assert take.bounding_box()["height"] >= 44
+    page.screenshot(path="/tmp/dashboard-phone.png", full_page=True)

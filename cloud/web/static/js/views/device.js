@@ -262,6 +262,10 @@ export async function deviceView(app, page, scope, serial) {
       await loadHistory();
       els.history.scrollIntoView({ block: "nearest" });
     }));
+    if (pages.length === 1 && !nextCursor) {
+      replace(els.pager); // everything fits on one page
+      return;
+    }
     replace(els.pager, newer, h("span", { class: "page-no", "aria-live": "polite" }, `Page ${pages.length}`), older);
   }
 

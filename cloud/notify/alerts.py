@@ -1,0 +1,129 @@
+"""Device alerts: low battery with hysteresis, offline after N missed wakes.
+
+Battery: a device alerts once when its voltage falls to ``low_battery_v`` and is re-armed
+only when it climbs back to ``battery_recovered_v`` (a charged or new battery). Readings
+in between change nothing, so a battery hovering at the threshold raises one alert, not one
+per wake. Offline: one alert per silent spell; any capture or telemetry ends the spell.
+
+Both use guarded UPDATEs on ``device_alert_state`` (``WHERE battery_low = false``): of two
+concurrent reports, exactly one flips the flag and raises the alert.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from cloud.context import AppContext
+from cloud.events import Event, EventKind
+from cloud.models import Device, DeviceAlertState
+
+
+def _ensure_state(session: Session, device_id: int) -> None:
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(DeviceAlertState)
+        .values(device_id=device_id, battery_low=False, battery_alerts=0, offline=False, offline_alerts=0)
+        .on_conflict_do_nothing(index_elements=[DeviceAlertState.device_id])
+    )
+
+
+def on_device_activity(session: Session, ctx: AppContext, event: Event) -> None:
+    """A capture or telemetry arrived: the device is back, and its battery reading counts."""
+    if event.device_id is None:
+        return
+    device = session.get(Device, event.device_id)
+    if device is None:
+        return
+    _ensure_state(session, device.id)
+    session.execute(
+        update(DeviceAlertState)
+        .where(DeviceAlertState.device_id == device.id, DeviceAlertState.offline.is_(True))
+        .values(offline=False)
+        .execution_options(synchronize_session=False)
+    )
+    voltage = event.data["battery_voltage"] if "battery_voltage" in event.data else device.last_battery_voltage
+    if voltage is not None:
+        check_battery(session, ctx, device, float(voltage))
+
+
+def check_battery(session: Session, ctx: AppContext, device: Device, voltage: float) -> bool:
+    """Apply one reading; True when it raised a low-battery alert."""
+    settings = ctx.settings.notify
+    if voltage >= settings.battery_recovered_v:
+        session.execute(
+            update(DeviceAlertState)
+            .where(DeviceAlertState.device_id == device.id, DeviceAlertState.battery_low.is_(True))
+            .values(battery_low=False)
+            .execution_options(synchronize_session=False)
+        )
+        return False
+    if voltage > settings.low_battery_v:
+        return False
+    alert_no = session.execute(
+        update(DeviceAlertState)
+        .where(DeviceAlertState.device_id == device.id, DeviceAlertState.battery_low.is_(False))
+        .values(battery_low=True, battery_alerts=DeviceAlertState.battery_alerts + 1)
+        .returning(DeviceAlertState.battery_alerts)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if alert_no is None:
+        return False
+    ctx.events.emit(
+        session,
+        Event(
+            EventKind.LOW_BATTERY,
+            user_id=device.owner_id,
+            device_id=device.id,
+            key=f"low-battery:{device.id}:{alert_no}",
+            data={"device_serial": device.serial, "battery_voltage": voltage,
+                  "threshold_v": settings.low_battery_v},
+        ),
+    )
+    return True
+
+
+def offline_since(device: Device) -> datetime | None:
+    return device.last_seen_at or device.claimed_at or device.created_at
+
+
+def detect_offline(session: Session, ctx: AppContext) -> int:
+    """Alert owners of devices that missed ``offline_missed_wakes`` expected wakes; returns how many."""
+    now = ctx.clock.now()
+    missed = ctx.settings.notify.offline_missed_wakes
+    alerted = 0
+    for device in session.scalars(select(Device).where(Device.owner_id.is_not(None)).order_by(Device.id)):
+        since = offline_since(device)
+        allowed = timedelta(seconds=device.wake_interval_s * missed + ctx.settings.online_slack_s)
+        if since is None or now - since <= allowed:
+            continue
+        _ensure_state(session, device.id)
+        alert_no = session.execute(
+            update(DeviceAlertState)
+            .where(DeviceAlertState.device_id == device.id, DeviceAlertState.offline.is_(False))
+            .values(offline=True, offline_alerts=DeviceAlertState.offline_alerts + 1)
+            .returning(DeviceAlertState.offline_alerts)
+            .execution_options(synchronize_session=False)
+        ).scalar_one_or_none()
+        if alert_no is None:
+            continue
+        alerted += 1
+        ctx.events.emit(
+            session,
+            Event(
+                EventKind.DEVICE_OFFLINE,
+                user_id=device.owner_id,
+                device_id=device.id,
+                key=f"device-offline:{device.id}:{alert_no}",
+                data={
+                    "device_serial": device.serial,
+                    "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
+                    "missed_wakes": int((now - since).total_seconds() // device.wake_interval_s),
+                },
+            ),
+        )
+    session.commit()
+    return alerted

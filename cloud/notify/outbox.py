@@ -1,0 +1,356 @@
+"""The durable notification outbox: written with the event, delivered by a worker.
+
+Writing: ``NotificationSink.emit`` runs inside the producer's transaction (ingest, vision,
+scheduled checks). It only reads preferences and inserts rows, never touches the network,
+so a channel outage cannot slow or fail ingest; rows commit or roll back with the event.
+
+At most once: each row is unique on (event key, channel, recipient); the insert ignores a
+duplicate. A row is sent only after a worker claims it (``pending``/``held`` → ``sending``;
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite). A claim whose
+worker died mid-send is not retried (we cannot know whether it went out): after
+``send_lease_s`` it is recorded as ``unknown``.
+
+Retries: a temporary failure puts the row back to ``pending`` with capped, jittered
+exponential backoff, until ``max_attempts``; then ``failed``. Quiet hours hold a row
+(``held``) until they end; it is sent then, not dropped.
+
+    pending ──claim──► sending ──ok──► sent
+       ▲   ╲              │ ╲──permanent / attempts used──► failed
+       │    ╲held (quiet)  │  ╲──recipient gone──► failed (+ token removed / webhook off)
+       └─────temporary─────┘
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from cloud.context import AppContext
+from cloud.events import Event, EventKind
+from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
+from cloud.notify import alerts, kinds, preferences
+from cloud.notify.base import ChannelError, OutgoingMessage, PermanentFailure, RecipientGone, short
+from cloud.notify.mapping import Draft, drafts_for
+from cloud.notify.registry import ChannelRegistry, available
+from cloud.notify.webhook import webhook_secret
+
+log = logging.getLogger("mailcam.notify")
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+PENDING, HELD, SENDING, SENT, FAILED, SKIPPED, UNKNOWN = (
+    "pending", "held", "sending", "sent", "failed", "skipped", "unknown",
+)
+DUE = (PENDING, HELD)
+
+
+class NotificationSink:
+    """The event sink that turns domain events into outbox rows, in the producer's transaction."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def emit(self, session: Session, event: Event) -> None:
+        if event.kind in (EventKind.CAPTURE_RECEIVED, EventKind.TELEMETRY_RECEIVED):
+            alerts.on_device_activity(session, self.ctx, event)
+        if event.user_id is None:
+            return
+        user = session.get(User, event.user_id)
+        if user is None:
+            return
+        prefs = preferences.load(session, user, self.ctx.settings.notify)
+        device = session.get(Device, event.device_id) if event.device_id else None
+        for draft in drafts_for(event, prefs, device.name if device else None):
+            enqueue(session, self.ctx, prefs, event, draft)
+
+
+def install(ctx: AppContext) -> NotificationSink:
+    """Register the notification sink on ``ctx`` once (the log sink stays)."""
+    for sink in ctx.events.sinks:
+        if isinstance(sink, NotificationSink):
+            return sink
+    sink = NotificationSink(ctx)
+    ctx.add_event_sink(sink)
+    return sink
+
+
+def enqueue(session: Session, ctx: AppContext, prefs: preferences.Preferences, event: Event, draft: Draft) -> int:
+    """Insert one outbox row per (channel, recipient) the owner wants; duplicates are ignored."""
+    now = ctx.clock.now()
+    held_until = prefs.quiet_until(now)
+    usable = set(available(ctx.settings.notify))
+    event_key = f"{draft.kind}:{event.key or uuid.uuid4().hex}"[:200]
+    data = _jsonable({**draft.data, "device_serial": event.data.get("device_serial")})
+    rows: list[dict[str, Any]] = []
+    for channel in prefs.channels(draft.kind):
+        if channel not in usable:
+            continue
+        for recipient in _recipients(session, prefs, channel):
+            rows.append(
+                {
+                    "user_id": prefs.user_id,
+                    "device_id": event.device_id,
+                    "capture_pk": event.capture_pk,
+                    "kind": draft.kind,
+                    "event_key": event_key,
+                    "channel": channel,
+                    "recipient": recipient[:300],
+                    "title": draft.title[:200],
+                    "body": draft.body,
+                    "data": data,
+                    "status": HELD if held_until else PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": held_until or now,
+                    "created_at": now,
+                }
+            )
+    if not rows:
+        return 0
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(Notification).values(rows).on_conflict_do_nothing(
+        index_elements=[Notification.event_key, Notification.channel, Notification.recipient]
+    )
+    return session.execute(stmt).rowcount or 0
+
+
+def _recipients(session: Session, prefs: preferences.Preferences, channel: str) -> list[str]:
+    if channel == kinds.CONSOLE:
+        return ["console"]
+    if channel == kinds.EMAIL:
+        return [prefs.email_address]
+    if channel == kinds.SMS:
+        return [prefs.phone] if prefs.phone else []
+    if channel == kinds.PUSH:
+        ids = session.scalars(select(PushToken.id).where(PushToken.user_id == prefs.user_id).order_by(PushToken.id))
+        return [f"token:{i}" for i in ids]
+    ids = session.scalars(
+        select(Webhook.id).where(Webhook.user_id == prefs.user_id, Webhook.active.is_(True)).order_by(Webhook.id)
+    )
+    return [f"webhook:{i}" for i in ids]
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(data, default=str))
+
+
+# --- delivery ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    notification_id: int
+    channel: str
+    recipient: str
+    attempts: int
+    message: OutgoingMessage
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    claimed: int
+    sent: int
+
+
+def deliver_due(ctx: AppContext, registry: ChannelRegistry | None = None, *, max_batches: int = 100) -> int:
+    """Send everything due now, synchronously (tests, demo, CLI); returns how many were sent."""
+    own = registry is None
+    registry = registry or ChannelRegistry(ctx.settings.notify, now=ctx.clock.now)
+    sent = 0
+    try:
+        for _ in range(max_batches):
+            result = deliver_batch(ctx, registry)
+            sent += result.sent
+            if result.claimed == 0:
+                break
+    finally:
+        if own:
+            registry.close()
+    return sent
+
+
+def deliver_batch(ctx: AppContext, registry: ChannelRegistry, *, workers: int = 4) -> BatchResult:
+    claimed = claim_due(ctx, limit=ctx.settings.notify.batch_size)
+    if not claimed:
+        return BatchResult(0, 0)
+    if len(claimed) == 1 or workers <= 1:
+        outcomes = [deliver_one(ctx, registry, item) for item in claimed]
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(claimed)), thread_name_prefix="notify-send") as pool:
+            outcomes = list(pool.map(lambda item: deliver_one(ctx, registry, item), claimed))
+    return BatchResult(len(claimed), sum(1 for ok in outcomes if ok))
+
+
+def claim_due(ctx: AppContext, *, limit: int) -> list[Claimed]:
+    """Take up to ``limit`` due rows for this worker (short transaction, no network)."""
+    now = ctx.clock.now()
+    settings = ctx.settings.notify
+    with ctx.sessions() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.status == SENDING,
+                   Notification.locked_at < now - timedelta(seconds=settings.send_lease_s))
+            .values(status=UNKNOWN, last_error="the worker stopped mid-send; not retried (at most once)")
+            .execution_options(synchronize_session=False)
+        )
+        rows = session.scalars(
+            select(Notification)
+            .where(Notification.status.in_(DUE), Notification.next_attempt_at <= now)
+            .order_by(Notification.next_attempt_at, Notification.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        prefs_cache: dict[int, preferences.Preferences | None] = {}
+        claimed: list[Claimed] = []
+        for row in rows:
+            prefs = _prefs(session, ctx, row.user_id, prefs_cache)
+            until = prefs.quiet_until(now) if prefs else None
+            if until is not None:
+                row.status, row.next_attempt_at = HELD, until
+                continue
+            resolved = _resolve(session, ctx, row)
+            if resolved is None:
+                row.status, row.last_error = SKIPPED, "the recipient was removed before sending"
+                continue
+            address, extras = resolved
+            row.status, row.locked_by, row.locked_at = SENDING, WORKER_ID, now
+            row.attempts += 1
+            claimed.append(
+                Claimed(row.id, row.channel, row.recipient, row.attempts, _message(ctx, session, row, address, extras))
+            )
+        session.commit()
+    return claimed
+
+
+def _prefs(
+    session: Session, ctx: AppContext, user_id: int, cache: dict[int, preferences.Preferences | None]
+) -> preferences.Preferences | None:
+    if user_id not in cache:
+        user = session.get(User, user_id)
+        cache[user_id] = preferences.load(session, user, ctx.settings.notify) if user else None
+    return cache[user_id]
+
+
+def _resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str, dict[str, str]] | None:
+    if row.channel == kinds.PUSH:
+        token = session.get(PushToken, int(row.recipient.removeprefix("token:")))
+        return (token.token, {}) if token and token.user_id == row.user_id else None
+    if row.channel == kinds.WEBHOOK:
+        hook = session.get(Webhook, int(row.recipient.removeprefix("webhook:")))
+        if hook is None or not hook.active or hook.user_id != row.user_id:
+            return None
+        return hook.url, {"secret": webhook_secret(ctx.settings.secret_key, hook.secret_salt)}
+    return row.recipient, {}
+
+
+def _message(
+    ctx: AppContext, session: Session, row: Notification, address: str, extras: dict[str, str]
+) -> OutgoingMessage:
+    sha = session.scalar(select(Capture.image_sha256).where(Capture.id == row.capture_pk)) if row.capture_pk else None
+    return OutgoingMessage(
+        notification_id=row.id,
+        kind=row.kind,
+        event_key=row.event_key,
+        title=row.title,
+        body=row.body,
+        data=dict(row.data or {}),
+        created_at=row.created_at,
+        address=address,
+        extras=extras,
+        thumbnail=_thumbnail_loader(ctx, sha),
+    )
+
+
+def _thumbnail_loader(ctx: AppContext, sha: str | None) -> Callable[[], bytes | None]:
+    def load() -> bytes | None:
+        if sha is None:
+            return None
+        try:
+            return ctx.images.read(sha, thumbnail=True)
+        except FileNotFoundError:  # deleted since (retention, the owner): send without it
+            return None
+
+    return load
+
+
+def deliver_one(ctx: AppContext, registry: ChannelRegistry, item: Claimed) -> bool:
+    """Send one claimed row and record the outcome; True when it was sent."""
+    channel = registry.get(item.channel)
+    try:
+        if channel is None:
+            raise PermanentFailure(f"the {item.channel} channel is not configured on this server")
+        result = channel.send(item.message)
+    except ChannelError as exc:
+        _record_failure(ctx, item, exc)
+        return False
+    except Exception as exc:  # a bug in a channel: keep the row (retried), keep the worker alive
+        log.exception("notification %s: unexpected error in the %s channel", item.notification_id, item.channel)
+        _record_failure(ctx, item, ChannelError(f"internal error: {type(exc).__name__}"))
+        return False
+    with ctx.sessions() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.id == item.notification_id)
+            .values(status=SENT, sent_at=ctx.clock.now(), provider_id=(result.provider_id or "")[:200] or None,
+                    last_error=None, locked_by=None, locked_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+    return True
+
+
+def backoff_s(attempts: int, base: float, cap: float) -> float:
+    """Capped exponential backoff with ±20 % jitter (so retries after an outage spread out)."""
+    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    return delay * random.uniform(0.8, 1.2)
+
+
+def _record_failure(ctx: AppContext, item: Claimed, exc: ChannelError) -> None:
+    settings = ctx.settings.notify
+    now = ctx.clock.now()
+    permanent = isinstance(exc, PermanentFailure)
+    if permanent or item.attempts >= settings.max_attempts:
+        values: dict[str, Any] = {"status": FAILED}
+    else:
+        delay = backoff_s(item.attempts, settings.retry_base_s, settings.retry_max_s)
+        values = {"status": PENDING, "next_attempt_at": now + timedelta(seconds=delay)}
+    log.warning("notification %s via %s: %s (attempt %s)", item.notification_id, item.channel, exc.detail,
+                item.attempts)
+    with ctx.sessions() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.id == item.notification_id)
+            .values(last_error=short(exc.detail, 500), locked_by=None, locked_at=None, **values)
+            .execution_options(synchronize_session=False)
+        )
+        if isinstance(exc, RecipientGone):
+            _forget_recipient(session, item)
+        session.commit()
+
+
+def _forget_recipient(session: Session, item: Claimed) -> None:
+    if item.channel == kinds.PUSH:
+        token_id = int(item.recipient.removeprefix("token:"))
+        session.execute(delete(PushToken).where(PushToken.id == token_id))
+        # Rows still waiting for this token can never be delivered.
+        session.execute(
+            update(Notification)
+            .where(Notification.channel == kinds.PUSH, Notification.recipient == item.recipient,
+                   Notification.status.in_(DUE))
+            .values(status=SKIPPED, last_error="the push token was unregistered")
+            .execution_options(synchronize_session=False)
+        )
+    elif item.channel == kinds.WEBHOOK:
+        hook_id = int(item.recipient.removeprefix("webhook:"))
+        session.execute(update(Webhook).where(Webhook.id == hook_id).values(active=False))

@@ -1,0 +1,547 @@
+"""One analysis job, start to end: cheap answers first, then the model, then the fallback.
+
+    load (short read)  →  read image, pHash         (no transaction open from here ...)
+    same SHA-256 analysed before?      → reuse, source "cache", 0 tokens
+    pHash close to the previous one?   → reuse, source "unchanged", 0 tokens
+    over this month's budget?          → offline answers, source "budget"
+    primary provider (tenacity retries on transient errors) → fallback provider
+                                      (... to here: never hold a transaction over a model call)
+    finish (one transaction, guarded by the job lease): analysis, AI operation log, baseline,
+    budget notice, events.
+
+A job whose attempt failed transiently is requeued with backoff until ``max_attempts``; then,
+like a permanent failure, it ends ``failed`` with the error recorded and ANALYSIS_FAILED emitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from cloud.context import AppContext
+from cloud.events import Event, EventKind
+from cloud.models import (
+    AIBudgetNotice,
+    AIOperation,
+    Analysis,
+    AnalysisJob,
+    Capture,
+    Device,
+    JobStatus,
+    VisionBaseline,
+)
+from cloud.vision.base import (
+    AnalyseRequest,
+    Answer,
+    CallRecord,
+    ImageQuality,
+    InvalidAnswer,
+    ProviderError,
+    TransientProviderError,
+    VisionProvider,
+    VisionResult,
+)
+from cloud.vision.config import VisionSettings
+from cloud.vision.offline import OfflineProvider
+from cloud.vision.openai_provider import OpenAIProvider
+from cloud.vision.prep import perceptual_hash, phash_distance
+
+log = logging.getLogger("mailcam.vision")
+
+RESULT_FIELDS = (
+    "mail_detected", "confidence", "description", "items", "categories", "package_present",
+    "package_damage", "package_damage_confidence", "image_quality",
+)
+
+
+def month_of(when: datetime) -> str:
+    return when.strftime("%Y-%m")
+
+
+class VisionEngine:
+    """The providers of one app context, built once (the OpenAI client is reused across jobs)."""
+
+    def __init__(self, ctx: AppContext, *, sleep: Callable[[float], object] | None = None) -> None:
+        self.ctx = ctx
+        self.settings: VisionSettings = ctx.settings.vision
+        self.offline = OfflineProvider(self.settings)
+        self._openai: OpenAIProvider | None = None
+        self._lock = threading.Lock()
+        self.sleep = sleep or threading.Event().wait
+
+    def provider(self, name: str) -> VisionProvider:
+        if name == "offline":
+            return self.offline
+        if name == "openai":
+            with self._lock:
+                if self._openai is None:
+                    self._openai = OpenAIProvider(self.settings)
+            return self._openai
+        raise ValueError(f"unknown vision provider {name!r}")
+
+    def analyse_with_retries(self, provider: VisionProvider, request: AnalyseRequest) -> Answer:
+        """One provider, retried (tenacity, capped randomised backoff, Retry-After honoured) on transient errors."""
+        s = self.settings
+        calls: list[CallRecord] = []
+
+        def attempt() -> Answer:
+            try:
+                answer = provider.analyse(request)
+            except ProviderError as exc:
+                calls.extend(exc.calls)
+                raise
+            calls.extend(answer.calls)
+            answer.calls = calls
+            return answer
+
+        def wait(state: RetryCallState) -> float:
+            ceiling = min(s.retry_wait_max_s, s.retry_wait_initial_s * 2 ** (state.attempt_number - 1))
+            delay = random.uniform(ceiling / 2, ceiling)
+            error = state.outcome.exception() if state.outcome else None
+            asked = getattr(error, "retry_after", None)
+            return min(s.retry_wait_max_s, max(delay, asked or 0.0))
+
+        retrying = Retrying(
+            stop=stop_after_attempt(s.retry_attempts),
+            wait=wait,
+            retry=retry_if_exception_type(TransientProviderError),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except ProviderError as exc:
+            exc.calls = calls
+            raise
+
+
+@dataclass
+class Plan:
+    """What the read phase found, as plain values (no session is open after it)."""
+
+    job_id: int
+    kind: str
+    options: dict
+    attempts: int
+    capture_pk: int
+    capture_id: str
+    image_sha256: str
+    device_id: int
+    device_serial: str
+    user_id: int | None
+    month: str
+    spent_usd: float
+    analysis_status: JobStatus
+    baseline: dict | None
+    duplicate: dict | None = None
+    previous: dict | None = None
+
+
+@dataclass
+class Outcome:
+    result: VisionResult | None = None
+    provider: str | None = None
+    model: str | None = None
+    source: str | None = None
+    phash: str | None = None
+    error: str | None = None
+    transient: bool = False
+    note: str | None = None  # e.g. "openai failed; offline answered"
+    operations: list[AIOperation] = field(default_factory=list)
+    baseline_update: dict | None = None
+    budget_reached: bool = False
+
+
+# --- read phase -------------------------------------------------------------------------------
+
+
+def _result_of(analysis: Analysis) -> dict:
+    return {
+        **{name: getattr(analysis, name) for name in RESULT_FIELDS},
+        "provider": analysis.provider,
+        "model": analysis.model,
+        "phash": analysis.phash,
+        "updated_at": analysis.updated_at,
+    }
+
+
+def spent_usd(session: Session, device_id: int, month: str) -> float:
+    total = session.scalar(
+        select(func.coalesce(func.sum(AIOperation.cost_usd), 0.0)).where(
+            AIOperation.device_id == device_id, AIOperation.month == month
+        )
+    )
+    return float(total or 0.0)
+
+
+def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
+    capture = session.get(Capture, job.capture_pk)
+    assert capture is not None  # the job row cascades with its capture
+    device = session.get(Device, capture.device_id)
+    assert device is not None
+    analysis = capture.analysis
+    month = month_of(ctx.clock.now())
+    baseline_row = session.scalar(select(VisionBaseline).where(VisionBaseline.device_id == device.id))
+    plan = Plan(
+        job_id=job.id,
+        kind=job.kind,
+        options=dict(job.options or {}),
+        attempts=job.attempts,
+        capture_pk=capture.id,
+        capture_id=capture.capture_id,
+        image_sha256=capture.image_sha256,
+        device_id=device.id,
+        device_serial=device.serial,
+        user_id=device.owner_id,
+        month=month,
+        spent_usd=spent_usd(session, device.id, month),
+        analysis_status=analysis.status if analysis else JobStatus.QUEUED,
+        baseline=baseline_row.signature if baseline_row else None,
+    )
+    if job.kind != "initial":
+        return plan
+    done = (
+        select(Analysis)
+        .join(Capture, Analysis.capture_pk == Capture.id)
+        .where(Capture.device_id == device.id, Capture.id != capture.id, Analysis.status == JobStatus.DONE)
+    )
+    if ctx.settings.vision.dedupe_exact:
+        same = session.scalar(
+            done.where(Capture.image_sha256 == capture.image_sha256).order_by(Capture.id.desc()).limit(1)
+        )
+        plan.duplicate = _result_of(same) if same else None
+    previous = session.scalar(done.where(Capture.id < capture.id).order_by(Capture.id.desc()).limit(1))
+    plan.previous = _result_of(previous) if previous else None
+    return plan
+
+
+# --- decide phase (no transaction open) --------------------------------------------------------
+
+
+def _operation(plan: Plan, now: datetime, kind: str, **values: object) -> AIOperation:
+    return AIOperation(
+        created_at=now,
+        month=plan.month,
+        user_id=plan.user_id,
+        device_id=plan.device_id,
+        capture_pk=plan.capture_pk,
+        job_id=plan.job_id,
+        kind=kind,
+        **values,
+    )
+
+
+def _call_operations(plan: Plan, now: datetime, calls: list[CallRecord]) -> list[AIOperation]:
+    return [
+        _operation(
+            plan, now, "call", provider=c.provider, model=c.model, detail=c.detail,
+            prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, cost_usd=c.cost_usd,
+            latency_ms=c.latency_ms, status=c.status, error=c.error,
+        )
+        for c in calls
+    ]
+
+
+def _reuse(plan: Plan, now: datetime, found: dict, source: str, phash: str) -> Outcome:
+    result = VisionResult(**{name: found[name] for name in RESULT_FIELDS})
+    op = _operation(plan, now, source, provider=found["provider"] or "unknown", model=found["model"], status="ok")
+    return Outcome(
+        result=result, provider=found["provider"], model=found["model"], source=source, phash=phash,
+        operations=[op],
+    )
+
+
+def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
+    s = engine.settings
+    now = engine.ctx.clock.now()
+    try:
+        phash = perceptual_hash(image)
+    except InvalidAnswer as exc:
+        return Outcome(error=str(exc), operations=[])
+    if plan.kind == "initial":
+        if plan.duplicate is not None:
+            return _reuse(plan, now, plan.duplicate, "cache", phash)
+        prev = plan.previous
+        if (
+            prev is not None
+            and prev["phash"]
+            and s.unchanged_phash_distance >= 0
+            and now - prev["updated_at"] <= timedelta(seconds=s.unchanged_max_age_s)
+            and phash_distance(phash, prev["phash"]) <= s.unchanged_phash_distance
+        ):
+            return _reuse(plan, now, prev, "unchanged", phash)
+
+    primary = plan.options.get("provider") or s.provider
+    request = AnalyseRequest(
+        image=image,
+        device_id=plan.device_id,
+        model=plan.options.get("model"),
+        detail=plan.options.get("detail"),
+        baseline=plan.baseline,
+    )
+    operations: list[AIOperation] = []
+    source = "model"
+    budget_reached = False
+    if primary != "offline" and plan.kind == "initial" and plan.spent_usd >= s.monthly_budget_usd:
+        operations.append(
+            _operation(plan, now, "budget", provider=primary, model=plan.options.get("model") or s.openai_model,
+                       status="skipped", error=f"monthly AI budget ${s.monthly_budget_usd:.2f} reached")
+        )
+        primary, source, budget_reached = "offline", "budget", True
+
+    outcome = _run_providers(engine, plan, request, primary, now)
+    outcome.operations[:0] = operations
+    outcome.phash = phash
+    if outcome.result is not None:
+        outcome.source = source
+        outcome.baseline_update = _baseline_update(engine, plan, image, outcome.result)
+    outcome.budget_reached = budget_reached
+    return outcome
+
+
+def _run_providers(engine: VisionEngine, plan: Plan, request: AnalyseRequest, primary: str, now: datetime) -> Outcome:
+    s = engine.settings
+    operations: list[AIOperation] = []
+    try:
+        answer = engine.analyse_with_retries(engine.provider(primary), request)
+    except ProviderError as exc:
+        operations += _call_operations(plan, now, exc.calls)
+        primary_error = f"{primary}: {exc}"
+        transient = isinstance(exc, TransientProviderError)
+    else:
+        operations += _call_operations(plan, now, answer.calls)
+        return Outcome(result=answer.result, provider=primary, model=answer.model, operations=operations)
+
+    fallback = plan.options.get("fallback", s.fallback_provider)
+    if fallback in (None, "none", primary):
+        return Outcome(error=primary_error, transient=transient, operations=operations)
+    try:
+        answer = engine.analyse_with_retries(engine.provider(fallback), request)
+    except ProviderError as exc:
+        operations += _call_operations(plan, now, exc.calls)
+        error = f"{primary_error}; fallback {fallback}: {exc}"
+        return Outcome(error=error, transient=transient or isinstance(exc, TransientProviderError),
+                       operations=operations)
+    operations += _call_operations(plan, now, answer.calls)
+    return Outcome(
+        result=answer.result, provider=fallback, model=answer.model, operations=operations,
+        note=f"{primary_error}; {fallback} answered instead",
+    )
+
+
+def _baseline_update(engine: VisionEngine, plan: Plan, image: bytes, result: VisionResult) -> dict | None:
+    s = engine.settings
+    needed = s.offline_baseline_min_confidence if plan.baseline else s.offline_bootstrap_min_confidence
+    if result.mail_detected or result.image_quality != ImageQuality.OK.value or result.confidence < needed:
+        return None
+    return engine.offline.updated_baseline(image, plan.baseline)
+
+
+# --- finish phase (one short transaction) ------------------------------------------------------
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over (our lease expired): our result is not written."""
+
+
+def finish(engine: VisionEngine, plan: Plan, outcome: Outcome, worker_id: str) -> str:
+    """Write the outcome; returns done | failed | retry | lost."""
+    ctx, s = engine.ctx, engine.settings
+    now = ctx.clock.now()
+    if outcome.result is not None:
+        status = "done"
+    elif outcome.transient and plan.attempts < s.max_attempts:
+        status = "retry"
+    else:
+        status = "failed"
+    try:
+        with ctx.sessions() as session, session.begin():
+            _release_job(session, plan, outcome, status, worker_id, now, s)
+            session.add_all(outcome.operations)
+            session.flush()
+            if status == "done":
+                _write_result(session, ctx, plan, outcome, now)
+            elif status == "failed":
+                _write_failure(session, ctx, plan, outcome, now)
+            _budget_notice(session, ctx, plan, outcome, now)
+    except LeaseLost:
+        log.warning("vision job %s was taken over by another worker; its result is discarded", plan.job_id)
+        _keep_operations(ctx, outcome)
+        return "lost"
+    return status
+
+
+def _release_job(
+    session: Session, plan: Plan, outcome: Outcome, status: str, worker_id: str, now: datetime, s: VisionSettings
+) -> None:
+    values: dict[str, object] = {"updated_at": now, "locked_by": None, "locked_at": None}
+    if status == "done":
+        values.update(status=JobStatus.DONE, last_error=outcome.note)
+    elif status == "failed":
+        values.update(status=JobStatus.FAILED, last_error=outcome.error)
+    else:
+        delay = min(s.job_backoff_max_s, s.job_backoff_initial_s * 2 ** max(0, plan.attempts - 1))
+        delay *= random.uniform(0.75, 1.0)
+        values.update(status=JobStatus.QUEUED, last_error=outcome.error, next_attempt_at=now + timedelta(seconds=delay))
+    released = session.execute(
+        update(AnalysisJob)
+        .where(AnalysisJob.id == plan.job_id, AnalysisJob.status == JobStatus.RUNNING,
+               AnalysisJob.locked_by == worker_id)
+        .values(**values)
+    )
+    if released.rowcount != 1:
+        raise LeaseLost(plan.job_id)
+
+
+def _keep_operations(ctx: AppContext, outcome: Outcome) -> None:
+    # The calls were made and paid for even if the result is discarded: the log keeps them.
+    if outcome.operations:
+        with ctx.sessions() as session, session.begin():
+            session.add_all(outcome.operations)
+
+
+def event_data(plan: Plan, analysis: Analysis) -> dict:
+    return {
+        "capture_id": plan.capture_id,
+        "device_serial": plan.device_serial,
+        "kind": plan.kind,
+        "status": analysis.status.value,
+        **{name: getattr(analysis, name) for name in RESULT_FIELDS},
+        "provider": analysis.provider,
+        "model": analysis.model,
+        "source": analysis.source,
+        "error": analysis.error,
+    }
+
+
+def _write_result(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
+    analysis = session.scalar(select(Analysis).where(Analysis.capture_pk == plan.capture_pk))
+    if analysis is None:
+        analysis = Analysis(capture_pk=plan.capture_pk, created_at=now)
+        session.add(analysis)
+    assert outcome.result is not None
+    for name, value in outcome.result.as_dict().items():
+        setattr(analysis, name, value)
+    analysis.status = JobStatus.DONE
+    analysis.provider = outcome.provider
+    analysis.model = outcome.model
+    analysis.source = outcome.source
+    analysis.phash = outcome.phash
+    analysis.error = outcome.note
+    analysis.updated_at = now
+    if outcome.baseline_update is not None:
+        _store_baseline(session, plan.device_id, outcome.baseline_update, now)
+    session.flush()
+    ctx.events.emit(
+        session,
+        Event(
+            EventKind.ANALYSIS_COMPLETED,
+            user_id=plan.user_id,
+            device_id=plan.device_id,
+            capture_pk=plan.capture_pk,
+            key=f"analysis:{plan.capture_id}:{plan.job_id}",
+            data=event_data(plan, analysis),
+        ),
+    )
+
+
+def _write_failure(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
+    analysis = session.scalar(select(Analysis).where(Analysis.capture_pk == plan.capture_pk))
+    if analysis is not None and analysis.status == JobStatus.DONE:
+        return  # a failed re-analysis leaves the earlier result standing (the job keeps the error)
+    if analysis is None:
+        analysis = Analysis(capture_pk=plan.capture_pk, created_at=now)
+        session.add(analysis)
+    analysis.status = JobStatus.FAILED
+    analysis.error = outcome.error
+    analysis.phash = outcome.phash
+    analysis.updated_at = now
+    session.flush()
+    ctx.events.emit(
+        session,
+        Event(
+            EventKind.ANALYSIS_FAILED,
+            user_id=plan.user_id,
+            device_id=plan.device_id,
+            capture_pk=plan.capture_pk,
+            key=f"analysis:{plan.capture_id}:{plan.job_id}",
+            data=event_data(plan, analysis),
+        ),
+    )
+
+
+def _store_baseline(session: Session, device_id: int, signature: dict, now: datetime) -> None:
+    row = session.scalar(select(VisionBaseline).where(VisionBaseline.device_id == device_id))
+    if row is None:
+        try:
+            with session.begin_nested():
+                session.add(
+                    VisionBaseline(device_id=device_id, signature=signature, samples=signature["samples"], updated_at=now)
+                )
+        except IntegrityError:
+            return  # another worker stored the first baseline a moment ago; ours is no better
+        return
+    row.signature = signature
+    row.samples = signature["samples"]
+    row.updated_at = now
+
+
+def _budget_notice(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
+    s = ctx.settings.vision
+    spent = spent_usd(session, plan.device_id, plan.month)
+    if not outcome.budget_reached and (spent < s.monthly_budget_usd or spent == 0):
+        return
+    try:
+        with session.begin_nested():
+            session.add(
+                AIBudgetNotice(device_id=plan.device_id, month=plan.month, spent_usd=spent,
+                               budget_usd=s.monthly_budget_usd, created_at=now)
+            )
+    except IntegrityError:
+        return  # the owner was told already this month
+    ctx.events.emit(
+        session,
+        Event(
+            EventKind.AI_BUDGET_REACHED,
+            user_id=plan.user_id,
+            device_id=plan.device_id,
+            key=f"ai_budget:{plan.device_serial}:{plan.month}",
+            data={"device_serial": plan.device_serial, "month": plan.month, "spent_usd": round(spent, 6),
+                  "budget_usd": s.monthly_budget_usd},
+        ),
+    )
+
+
+# --- one job -----------------------------------------------------------------------------------
+
+
+def run_job(engine: VisionEngine, job_id: int, worker_id: str) -> str:
+    """Run a claimed job to its end (or to its next retry); returns done | failed | retry | lost."""
+    ctx, s = engine.ctx, engine.settings
+    with ctx.sessions() as session:
+        job = session.get(AnalysisJob, job_id)
+        if job is None or job.status != JobStatus.RUNNING or job.locked_by != worker_id:
+            return "lost"
+        plan = _plan(session, ctx, job)
+    if plan.attempts > s.max_attempts:
+        outcome = Outcome(error=f"gave up after {plan.attempts - 1} attempts")
+        return finish(engine, plan, outcome, worker_id)
+    try:
+        image = ctx.images.read(plan.image_sha256)
+    except FileNotFoundError:
+        return finish(engine, plan, Outcome(error="the image file is missing"), worker_id)
+    try:
+        outcome = decide(engine, plan, image)
+    except Exception as exc:  # a bug must not lose the job: record it and retry with backoff
+        log.exception("vision job %s crashed", job_id)
+        outcome = Outcome(error=f"internal error: {type(exc).__name__}: {exc}", transient=True)
+    return finish(engine, plan, outcome, worker_id)
