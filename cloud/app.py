@@ -13,7 +13,8 @@ from cloud.api.routes import captures, device_api, devices, gateway, users
 from cloud.background import build_services
 from cloud.clock import Clock
 from cloud.context import AppContext
-from cloud.errors import install_error_handlers
+from cloud.errors import document_error_bodies, install_error_handlers
+from cloud.notify import outbox as notify_outbox
 from cloud.settings import Settings
 from cloud.web import routes as web
 
@@ -25,6 +26,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or (ctx.settings if ctx else Settings())
     ctx = ctx or AppContext.build(settings, clock=clock)
+    notify_outbox.install(ctx)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +49,7 @@ def create_app(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    document_error_bodies(app)
     for module in (users, devices, device_api, captures, gateway):
         app.include_router(module.router)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from cloud.context import AppContext
+from cloud.notify.jobs import notify_jobs
+from cloud.notify.worker import DeliveryWorker
 from cloud.scheduler import Scheduler, core_jobs
 
 
@@ -18,5 +20,6 @@ def build_services(ctx: AppContext) -> list[Service]:
     """Workers and the scheduler, per the settings; each concern adds its own here."""
     services: list[Service] = []
     if ctx.settings.run_scheduler:
-        services.append(Scheduler(ctx, core_jobs(ctx)))
+        services.append(Scheduler(ctx, core_jobs(ctx) + notify_jobs(ctx)))
+    services.append(DeliveryWorker(ctx))
     return services

@@ -119,3 +119,37 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"error": code, "detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
         )
+
+
+VALIDATION_ERROR_SCHEMA = {
+    "title": "ValidationErrorBody",
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string", "const": "invalid_request"},
+        "detail": {"type": "string"},
+        "problems": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"loc": {"type": "array", "items": {"type": "string"}}, "msg": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def document_error_bodies(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe the 422 body this app really sends (not FastAPI's default)."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,9 @@
+"""Notifications: events → outbox → channels, with preferences, quiet hours and scheduled alerts.
+
+- ``outbox``: the event sink (``install(ctx)``), the durable outbox and ``deliver_due``.
+- ``mapping``: which notification a domain event means; ``preferences``: who wants what, when.
+- channels, one module each behind ``base.Channel``: ``console``, ``fcm`` (push), ``sms``
+  (Twilio), ``email`` (SMTP), ``webhook`` (signed JSON POST).
+- ``alerts`` (battery hysteresis, offline), ``digest``, ``jobs`` (the scheduled ones),
+  ``worker`` (the delivery thread), ``apikeys`` (integration API keys and rate limits).
+"""

@@ -125,5 +125,4 @@ def detect_offline(session: Session, ctx: AppContext) -> int:
                 },
             ),
         )
-    session.commit()
     return alerted

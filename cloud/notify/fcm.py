@@ -42,7 +42,7 @@ class _FcmAdapter(HTTPAdapter):
         super().__init__(max_retries=Retry(total=0, connect=0, read=0, status=0, raise_on_status=False))
         self.base = urlsplit(base_url.rstrip("/")) if base_url else None
 
-    def send(self, request: requests.PreparedRequest, *args, **kwargs) -> requests.Response:  # noqa: ANN002, ANN003
+    def send(self, request: requests.PreparedRequest, *args, **kwargs) -> requests.Response:
         if self.base is not None and request.url:
             parts = urlsplit(request.url)
             request.url = urlunsplit(

@@ -137,7 +137,8 @@ def _battery(data: dict[str, Any], where: str) -> tuple[str, str]:
 
 def _offline(data: dict[str, Any], where: str) -> tuple[str, str]:
     last = data.get("last_seen_at") or "never"
-    return f"{where} is offline", f"It missed {data.get('missed_wakes', 'several')} expected wakes (last heard: {last})."
+    missed = data.get("missed_wakes", "several")
+    return f"{where} is offline", f"It missed {missed} expected wakes (last heard: {last})."
 
 
 def _fulfilled(_data: dict[str, Any], where: str) -> tuple[str, str]:

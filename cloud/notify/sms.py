@@ -23,7 +23,7 @@ class RebasedTwilioHttpClient(TwilioHttpClient):
         super().__init__(timeout=timeout)
         self.base_url = base_url.rstrip("/")
 
-    def request(self, method: str, url: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    def request(self, method: str, url: str, *args, **kwargs):  # noqa: ANN201
         if url.startswith(TWILIO_API):
             url = self.base_url + url[len(TWILIO_API):]
         return super().request(method, url, *args, **kwargs)

@@ -45,7 +45,9 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={mac.hexdigest()}"
 
 
-def verify(secret: str, timestamp: str, body: bytes, signature: str, *, now: float, tolerance_s: int = TOLERANCE_S) -> bool:
+def verify(
+    secret: str, timestamp: str, body: bytes, signature: str, *, now: float, tolerance_s: int = TOLERANCE_S
+) -> bool:
     """What a receiver does: the signature matches and the timestamp is fresh."""
     try:
         fresh = abs(now - int(timestamp)) <= tolerance_s

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
 from mcam import protocol
 
+from tests.brokers import Mosquitto
 from tests.cloudkit import jpeg_bytes
 from tests.gateway.conftest import gateway_env
 from tests.gateway.kit import GatewayProcess, Publisher, fake_jpeg, wait_until
@@ -137,3 +139,32 @@ def test_cloud_4xx_is_dead_lettered_with_the_cloud_reason(tmp_path, cloud, mosqu
     assert letters[0].key == bogus
     assert letters[0].reason.startswith("cloud_")
     assert letters[0].detail
+
+
+def test_message_received_but_not_committed_is_redelivered_after_sigkill(tmp_path, cloud, gateway_proc):
+    """The ack-after-commit rule: the gateway holds messages it cannot commit yet, unacknowledged.
+
+    The test holds the store's write lock, so the gateway receives the chunks (the broker log shows
+    them sent) but cannot commit; then it is killed. Had it acked on receipt (aiomqtt's behaviour)
+    the broker would have forgotten them; with paho's manual ack the broker redelivers.
+    """
+    broker = Mosquitto(workdir=tmp_path / "broker", extra_conf="log_type all\n").start()
+    try:
+        gw = start_gateway(tmp_path, cloud, broker, gateway_proc)
+        client_id = gw.env["client_id"]
+        blocker = sqlite3.connect(gw.data_dir / "gateway.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        device = Publisher(broker.host, broker.port)
+        cid = device.capture(cloud.serials[0], jpeg_bytes(seed=80), chunk_size=1024)
+        device.close()
+        log = broker.workdir / "mosquitto.log"
+        wait_until(lambda: f"Sending PUBLISH to {client_id}" in log.read_text(errors="replace"), 10,
+                   "broker sent the chunks to the gateway")
+        gw.kill()
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert cloud.capture_counts().get(cid) is None
+        gw.start()
+        wait_until(lambda: cloud.capture_counts().get(cid) == 1, 20, "redelivered capture in the cloud")
+    finally:
+        broker.stop()

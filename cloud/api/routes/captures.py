@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cloud.api import schemas
 from cloud.api.deps import CtxDep, CurrentUser, SessionDep
 from cloud.api.presenters import capture_public
 from cloud.errors import NotFound
 from cloud.models import Capture, Device
+from cloud.services import retention
 
 router = APIRouter(prefix="/api/captures", tags=["captures"])
 _errors = {404: {"model": schemas.ErrorBody}}
@@ -69,10 +70,4 @@ def get_thumbnail(owned: OwnedCapture, ctx: CtxDep) -> Response:
 def delete_capture(owned: OwnedCapture, session: SessionDep, ctx: CtxDep) -> None:
     """Delete a capture, its analysis and (if no other capture shares it) its image file."""
     capture, _ = owned
-    sha = capture.image_sha256
-    session.delete(capture)
-    session.flush()
-    still_used = session.scalar(select(func.count()).select_from(Capture).where(Capture.image_sha256 == sha))
-    session.commit()
-    if not still_used:
-        ctx.images.delete(sha)
+    retention.delete_captures(session, ctx, [capture.id])

@@ -46,6 +46,7 @@ export async function deviceView(app, page, scope, serial) {
   let retryPath = null;
   const pages = [null]; // the cursor of each page we have visited
   let historySignature = "";
+  let exhausted = false; // no clicks left today: the button stays disabled until the reset
 
   replace(page,
     h("p", { class: "back" }, h("a", { href: "#/" }, "← All mailboxes")),
@@ -129,7 +130,7 @@ export async function deviceView(app, page, scope, serial) {
     const c = clicksLeft(used, limit);
     els.clicks.textContent = c.text;
     els.reset.textContent = limit === null || limit === undefined ? "" : `Resets ${localMoment(resetAt, tz())}`;
-    const exhausted = c.left === 0;
+    exhausted = c.left === 0;
     els.triggerButton.disabled = exhausted;
     if (exhausted && !els.triggerFeedback.querySelector(".msg-error")) {
       replace(els.triggerFeedback, limitMessage(used, limit, resetAt));
@@ -168,6 +169,7 @@ export async function deviceView(app, page, scope, serial) {
         }
       }
     });
+    els.triggerButton.disabled = exhausted;
   }
   els.triggerButton.addEventListener("click", () => takePhoto(els.triggerButton));
 

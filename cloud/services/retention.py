@@ -1,0 +1,47 @@
+"""Deleting captures with their image files: one place for the owner's delete and for retention.
+
+Rows go first (analysis, jobs and notifications' references follow by ON DELETE rules);
+files are removed only after the commit, and only when no remaining capture shares the
+content-addressed file. A crash between the two leaves an orphan file, never a row
+pointing at a missing file.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from cloud.context import AppContext
+from cloud.models import Capture
+
+
+def delete_captures(session: Session, ctx: AppContext, capture_pks: list[int]) -> int:
+    """Delete these captures and their no-longer-shared files; commits. Returns rows deleted."""
+    if not capture_pks:
+        return 0
+    shas = set(session.scalars(select(Capture.image_sha256).where(Capture.id.in_(capture_pks))))
+    deleted = session.execute(
+        delete(Capture).where(Capture.id.in_(capture_pks)).execution_options(synchronize_session="fetch")
+    ).rowcount
+    session.flush()
+    still_used = set(
+        session.scalars(select(Capture.image_sha256).where(Capture.image_sha256.in_(shas)).distinct())
+    )
+    session.commit()
+    for sha in shas - still_used:
+        ctx.images.delete(sha)
+    return deleted or 0
+
+
+def purge_older_than(session: Session, ctx: AppContext, cutoff: datetime, *, batch: int = 500) -> int:
+    """Delete every capture received before ``cutoff``, in batches; returns how many."""
+    total = 0
+    while True:
+        pks = list(
+            session.scalars(select(Capture.id).where(Capture.received_at < cutoff).order_by(Capture.id).limit(batch))
+        )
+        if not pks:
+            return total
+        total += delete_captures(session, ctx, pks)

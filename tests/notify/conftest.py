@@ -1,0 +1,123 @@
+"""Fixtures for notification tests: a context with the notification sink, owners and devices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from cloud.context import AppContext
+from cloud.models import Device, User
+from cloud.notify import outbox
+from cloud.services import accounts, devices
+
+
+@pytest.fixture
+def nctx(cloud_ctx: AppContext) -> AppContext:
+    """The test's context with the notification sink installed (as create_app does)."""
+    outbox.install(cloud_ctx)
+    return cloud_ctx
+
+
+@dataclass
+class Owner:
+    user_id: int
+    device_id: int
+    serial: str
+
+
+def make_owner(ctx: AppContext, email: str = "owner@example.com", serial: str = "box-1",
+               timezone: str = "UTC", wake_interval_s: int = 600) -> Owner:
+    now = ctx.clock.now()
+    with ctx.sessions() as session:
+        user = accounts.create_user(session, email=email, password="correct horse battery", now=now,
+                                    timezone=timezone)
+        device, _token, code = devices.register_device(
+            session, serial=serial, installer=user, now=now, name="Front gate", timezone=timezone,
+            wake_interval_s=wake_interval_s,
+        )
+        devices.claim_device(session, code=code, user=user, now=now, name=None)
+        session.commit()
+        return Owner(user.id, device.id, serial)
+
+
+@pytest.fixture
+def owner(nctx: AppContext) -> Owner:
+    return make_owner(nctx)
+
+
+def user_of(ctx: AppContext, owner: Owner) -> User:
+    with ctx.sessions() as session:
+        return session.get(User, owner.user_id)
+
+
+def device_of(ctx: AppContext, owner: Owner) -> Device:
+    with ctx.sessions() as session:
+        return session.get(Device, owner.device_id)
+
+
+def add_webhook(ctx: AppContext, owner: Owner, url: str) -> str:
+    """A webhook of ``owner``; returns its signing secret."""
+    from cloud.models import Webhook
+    from cloud.notify.webhook import new_salt, webhook_secret
+
+    salt = new_salt()
+    with ctx.sessions() as session:
+        session.add(Webhook(user_id=owner.user_id, url=url, secret_salt=salt, active=True,
+                            created_at=ctx.clock.now()))
+        session.commit()
+    return webhook_secret(ctx.settings.secret_key, salt)
+
+
+def set_prefs(ctx: AppContext, owner: Owner, **changes) -> None:
+    from cloud.notify import preferences
+
+    with ctx.sessions() as session:
+        preferences.save(session, session.get(User, owner.user_id), changes, ctx.clock.now())
+        session.commit()
+
+
+def store_capture(ctx: AppContext, owner: Owner, capture_id: str, *, seed: int = 0,
+                  battery_voltage: float | None = 3.9) -> int:
+    """Ingest a real JPEG for ``owner``'s device; returns the capture's primary key."""
+    from datetime import UTC, datetime
+
+    from cloud.models import Capture, TriggerType
+    from cloud.services import ingest
+    from tests.cloudkit import b64, jpeg_bytes
+
+    with ctx.sessions() as session:
+        device = session.get(Device, owner.device_id)
+        ingest.ingest_capture(session, ctx, device, ingest.CaptureIn(
+            image_b64=b64(jpeg_bytes(seed=seed)), trigger_type=TriggerType.AUTOMATIC,
+            battery_voltage=battery_voltage, taken_at=datetime.now(UTC), capture_id=capture_id))
+        session.commit()
+        return session.query(Capture).filter_by(capture_id=capture_id).one().id
+
+
+def analysis_event(owner: Owner, capture_pk: int, capture_id: str, **data):
+    from cloud.events import Event, EventKind
+
+    values = {"mail_detected": True, "confidence": 0.9, "description": "Two letters and a magazine",
+              "categories": {"letter": 2, "magazine": 1}, "items": [], "package_present": False,
+              "package_damage": None, "package_damage_confidence": None, "image_quality": "ok",
+              "device_serial": owner.serial, "capture_id": capture_id}
+    values.update(data)
+    return Event(EventKind.ANALYSIS_COMPLETED, user_id=owner.user_id, device_id=owner.device_id,
+                 capture_pk=capture_pk, key=f"analysis:{capture_id}", data=values)
+
+
+def emit(ctx: AppContext, event) -> None:
+    with ctx.sessions() as session:
+        ctx.events.emit(session, event)
+        session.commit()
+
+
+def notifications(ctx: AppContext, **filters) -> list:
+    from sqlalchemy import select
+
+    from cloud.models import Notification
+
+    with ctx.sessions() as session:
+        query = select(Notification).filter_by(**filters).order_by(Notification.id)
+        return list(session.scalars(query))

@@ -1,0 +1,209 @@
+"""The outbox: events become notifications once, quiet hours hold them, outages are retried."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cloud.notify import outbox
+from cloud.notify.registry import ChannelRegistry
+from cloud.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from tests.notify.conftest import add_webhook, analysis_event, emit, notifications, set_prefs, store_capture
+from tests.notify.fakes import FakeHttp, Reply
+
+
+def _registry(ctx) -> ChannelRegistry:
+    return ChannelRegistry(ctx.settings.notify, now=ctx.clock.now)
+
+
+def test_mail_arrived_goes_to_console_and_signed_webhook_once(nctx, owner, clock):
+    with FakeHttp(lambda seen: Reply(204, "")) as receiver:
+        secret = add_webhook(nctx, owner, receiver.url + "/hook")
+        pk = store_capture(nctx, owner, "cap-1")
+        event = analysis_event(owner, pk, "cap-1")
+        emit(nctx, event)
+        emit(nctx, event)  # the same event again (a redelivered vision result): no second notification
+
+        rows = notifications(nctx, kind="mail_arrived")
+        assert sorted(r.channel for r in rows) == ["console", "webhook"]
+        registry = _registry(nctx)
+        try:
+            assert outbox.deliver_due(nctx, registry) == 2
+            assert outbox.deliver_due(nctx, registry) == 0
+            console = registry.get("console").recent
+        finally:
+            registry.close()
+
+        [hit] = receiver.requests("/hook")
+        assert verify(secret, hit.headers[TIMESTAMP_HEADER.lower()], hit.body, hit.headers[SIGNATURE_HEADER.lower()],
+                      now=clock.now().timestamp())
+        assert not verify("whsec_wrong", hit.headers[TIMESTAMP_HEADER.lower()], hit.body,
+                          hit.headers[SIGNATURE_HEADER.lower()], now=clock.now().timestamp())
+        body = hit.json()
+        assert body["event"] == "mail_arrived"
+        assert body["data"]["categories"] == {"letter": 2, "magazine": 1}
+        assert "2 letters, 1 magazine" in body["body"] and "Two letters" in body["body"]
+        assert [m.kind for m in console] == ["mail_arrived"]
+        assert {r.status for r in notifications(nctx, kind="mail_arrived")} == {"sent"}
+
+
+@pytest.mark.parametrize(
+    ("data", "prefs", "expected"),
+    [
+        ({"confidence": 0.4}, {}, []),
+        ({"confidence": 0.4}, {"min_confidence": 0.3}, ["mail_arrived"]),
+        ({"mail_detected": False}, {}, []),
+        ({"mail_detected": False}, {"events": {"mailbox_empty": ["console"]}}, ["mailbox_empty"]),
+        ({"image_quality": "too_dark", "mail_detected": False}, {"events": {"mailbox_empty": ["console"]}},
+         ["retake_needed"]),
+        ({"package_present": True}, {}, ["package_arrived"]),
+        ({"package_present": True, "package_damage": "crushed", "package_damage_confidence": 0.8}, {},
+         ["package_damaged"]),
+        ({"package_present": True, "package_damage": "crushed", "package_damage_confidence": 0.2}, {},
+         ["package_arrived"]),
+        ({}, {"events": {"mail_arrived": []}}, []),
+    ],
+)
+def test_vision_result_maps_to_the_right_notification(nctx, owner, data, prefs, expected):
+    if prefs:
+        set_prefs(nctx, owner, **prefs)
+    pk = store_capture(nctx, owner, "cap-1")
+    emit(nctx, analysis_event(owner, pk, "cap-1", **data))
+    kinds = {r.kind for r in notifications(nctx, channel="console")} - {"low_battery"}
+    assert sorted(kinds) == expected
+
+
+def test_quiet_hours_hold_notifications_and_send_them_after(nctx, owner, clock):
+    set_prefs(nctx, owner, quiet_hours={"start": "22:00", "end": "07:00"})
+    with nctx.sessions() as session:
+        from cloud.models import User
+
+        session.get(User, owner.user_id).timezone = "Europe/Berlin"
+        session.commit()
+    berlin = ZoneInfo("Europe/Berlin")
+    clock.set(datetime(2026, 3, 10, 23, 30, tzinfo=berlin).astimezone(UTC))
+    pk = store_capture(nctx, owner, "cap-night")
+    emit(nctx, analysis_event(owner, pk, "cap-night"))
+
+    [row] = notifications(nctx, kind="mail_arrived")
+    assert row.status == "held"
+    assert row.next_attempt_at == datetime(2026, 3, 11, 7, 0, tzinfo=berlin).astimezone(UTC)
+    clock.advance(timedelta(hours=7))  # 06:30 local
+    assert outbox.deliver_due(nctx) == 0
+    clock.set(datetime(2026, 3, 11, 7, 0, 1, tzinfo=berlin).astimezone(UTC))
+    assert outbox.deliver_due(nctx) == 1
+    assert notifications(nctx, kind="mail_arrived")[0].status == "sent"
+
+
+def test_retry_held_back_by_quiet_hours_that_began_meanwhile(nctx, owner, clock):
+    """A row already due when quiet hours start is held at claim time, not sent."""
+    pk = store_capture(nctx, owner, "cap-1")
+    emit(nctx, analysis_event(owner, pk, "cap-1"))
+    now_local = clock.now()
+    start = (now_local - timedelta(minutes=1)).strftime("%H:%M")
+    end = (now_local + timedelta(hours=1)).strftime("%H:%M")
+    set_prefs(nctx, owner, quiet_hours={"start": start, "end": end})
+    assert outbox.deliver_due(nctx) == 0
+    [row] = notifications(nctx, kind="mail_arrived")
+    assert row.status == "held" and row.next_attempt_at > clock.now()
+
+
+def test_webhook_outage_is_retried_with_backoff_and_delivered_once(nctx, owner, clock):
+    replies = iter([Reply(503, "down"), Reply(503, "down")])
+    with FakeHttp(lambda seen: next(replies, Reply(200, {"ok": True}))) as receiver:
+        add_webhook(nctx, owner, receiver.url + "/hook")
+        pk = store_capture(nctx, owner, "cap-1")
+        emit(nctx, analysis_event(owner, pk, "cap-1"))
+
+        assert outbox.deliver_due(nctx) == 1  # console went out; the webhook failed
+        [hook] = notifications(nctx, channel="webhook")
+        assert (hook.status, hook.attempts) == ("pending", 1)
+        first_delay = hook.next_attempt_at - clock.now()
+        assert timedelta(seconds=7) <= first_delay <= timedelta(seconds=13)
+        assert outbox.deliver_due(nctx) == 0  # not due yet
+        clock.advance(first_delay)
+        outbox.deliver_due(nctx)
+        [hook] = notifications(nctx, channel="webhook")
+        assert (hook.status, hook.attempts) == ("pending", 2)
+        assert hook.next_attempt_at - clock.now() >= timedelta(seconds=15)  # it backs off
+        clock.advance(timedelta(minutes=5))
+        assert outbox.deliver_due(nctx) == 1
+        clock.advance(timedelta(hours=2))
+        assert outbox.deliver_due(nctx) == 0
+        deliveries = {s.headers["x-mailcam-delivery"] for s in receiver.requests("/hook")}
+        assert len(receiver.requests("/hook")) == 3 and deliveries == {str(hook.id)}
+        assert notifications(nctx, channel="webhook")[0].status == "sent"
+
+
+def test_gives_up_after_max_attempts(nctx, owner, clock):
+    nctx.settings.notify.max_attempts = 3
+    with FakeHttp(lambda seen: Reply(500, "boom")) as receiver:
+        add_webhook(nctx, owner, receiver.url + "/hook")
+        pk = store_capture(nctx, owner, "cap-1")
+        emit(nctx, analysis_event(owner, pk, "cap-1"))
+        for _ in range(5):
+            outbox.deliver_due(nctx)
+            clock.advance(timedelta(hours=2))
+        [hook] = notifications(nctx, channel="webhook")
+        assert (hook.status, hook.attempts) == ("failed", 3)
+        assert "500" in hook.last_error
+        assert len(receiver.requests("/hook")) == 3
+
+
+def test_client_error_is_not_retried_and_410_switches_the_webhook_off(nctx, owner, clock):
+    with FakeHttp(lambda seen: Reply(410 if seen.path == "/gone" else 400, "")) as receiver:
+        add_webhook(nctx, owner, receiver.url + "/bad")
+        add_webhook(nctx, owner, receiver.url + "/gone")
+        pk = store_capture(nctx, owner, "cap-1")
+        emit(nctx, analysis_event(owner, pk, "cap-1"))
+        outbox.deliver_due(nctx)
+        clock.advance(timedelta(hours=3))
+        outbox.deliver_due(nctx)
+        assert {r.status for r in notifications(nctx, channel="webhook")} == {"failed"}
+        assert len(receiver.requests()) == 2
+        from cloud.models import Webhook
+
+        with nctx.sessions() as session:
+            active = {w.url.rsplit("/", 1)[1]: w.active for w in session.query(Webhook)}
+        assert active == {"bad": True, "gone": False}
+
+
+def test_ingest_is_not_slowed_by_a_dead_channel(nctx, owner):
+    """Webhook to a port nobody listens on: ingest commits at once, the row waits in the outbox."""
+    from tests.brokers import free_port
+
+    add_webhook(nctx, owner, f"http://127.0.0.1:{free_port()}/hook")
+    started = time.monotonic()
+    pk = store_capture(nctx, owner, "cap-1")
+    emit(nctx, analysis_event(owner, pk, "cap-1"))
+    assert time.monotonic() - started < 2.0
+    [hook] = notifications(nctx, channel="webhook")
+    assert hook.status == "pending"
+    outbox.deliver_due(nctx)
+    [hook] = notifications(nctx, channel="webhook")
+    assert hook.status == "pending" and "unreachable" in hook.last_error
+
+
+def test_claim_lost_mid_send_is_not_resent(nctx, owner, clock):
+    """At most once: a row left 'sending' by a dead worker becomes 'unknown', never sent twice."""
+    pk = store_capture(nctx, owner, "cap-1")
+    emit(nctx, analysis_event(owner, pk, "cap-1"))
+    claimed = outbox.claim_due(nctx, limit=10)  # a worker claims, then dies before sending
+    assert [c.channel for c in claimed] == ["console"]
+    assert outbox.deliver_due(nctx) == 0
+    clock.advance(timedelta(seconds=nctx.settings.notify.send_lease_s + 1))
+    assert outbox.deliver_due(nctx) == 0
+    [row] = notifications(nctx, kind="mail_arrived")
+    assert row.status == "unknown"
+
+
+def test_event_for_unowned_device_or_missing_user_is_ignored(nctx, owner):
+    from cloud.events import Event, EventKind
+
+    emit(nctx, Event(EventKind.AI_BUDGET_REACHED, user_id=None, key="budget:x"))
+    emit(nctx, Event(EventKind.AI_BUDGET_REACHED, user_id=99999, key="budget:y"))
+    emit(nctx, Event(EventKind.AI_BUDGET_REACHED, user_id=owner.user_id, key="budget:z"))
+    assert [r.kind for r in notifications(nctx)] == ["ai_budget_reached"]
