@@ -8,6 +8,7 @@ from cloud.context import AppContext
 from cloud.notify.jobs import notify_jobs
 from cloud.notify.worker import DeliveryWorker
 from cloud.scheduler import Scheduler, core_jobs
+from cloud.vision.worker import VisionWorker
 
 
 class Service(Protocol):
@@ -22,4 +23,5 @@ def build_services(ctx: AppContext) -> list[Service]:
     if ctx.settings.run_scheduler:
         services.append(Scheduler(ctx, core_jobs(ctx) + notify_jobs(ctx)))
     services.append(DeliveryWorker(ctx))
+    services.append(VisionWorker(ctx))
     return services

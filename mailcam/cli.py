@@ -97,5 +97,27 @@ from mailcam.simulate_cli import simulate  # noqa: E402
 app.command("simulate")(simulate)
 
 
+@app.command()
+def demo(
+    devices: Annotated[int, typer.Option("--devices", "-n", min=1, max=50, help="Simulated mailboxes")] = 3,
+    interval: Annotated[float, typer.Option(min=1, help="Seconds between a mailbox's wakes")] = 10.0,
+    port: Annotated[int, typer.Option(help="Cloud API/dashboard port (a free one is used if taken)")] = 8000,
+    openai: Annotated[bool, typer.Option("--openai", help="Analyse with OpenAI (needs OPENAI_API_KEY)")] = False,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
+    exit_after_analyses: Annotated[int | None, typer.Option(help="Stop after this many analyses")] = None,
+) -> None:
+    """Run the whole system here: broker, cloud, gateway and simulated mailboxes, with a live log.
+
+    Starts from a clean ./mailcam-data/demo each time. Open the printed dashboard URL and log in
+    with the demo account to watch mail arrive; Ctrl-C stops everything.
+    """
+    from mailcam.demo import DemoOptions, pick_port, run_demo
+
+    options = DemoOptions(
+        devices=devices, interval_s=interval, port=pick_port(port), openai=openai, duration_s=duration,
+        exit_after_analyses=exit_after_analyses,
+    )
+    raise typer.Exit(run_demo(options))
+
 if __name__ == "__main__":
     app()

@@ -70,12 +70,16 @@ class FcmChannel:
         for key in ("capture_id", "device_serial", "trigger_id"):
             if message.data.get(key):
                 data[key] = str(message.data[key])
-        return messaging.Message(
-            token=message.address,
+        built = messaging.Message(
             notification=messaging.Notification(title=message.title, body=message.body),
             data=data,
             android=messaging.AndroidConfig(collapse_key=message.kind, priority="high"),
         )
+        # Apps register FCM registration tokens. firebase-admin 7 warns on ``Message(token=…)`` in
+        # favour of installation ids, yet still encodes ``token``; set it after construction so
+        # no process-wide warning filter has to change (sends run in several threads).
+        built.token = message.address
+        return built
 
     def send(self, message: OutgoingMessage) -> SendResult:
         try:

@@ -52,7 +52,9 @@ def http(live: LiveServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def page(browser, live: LiveServer):
     """A fresh browser context (empty localStorage) on the dashboard's origin."""
-    context = browser.new_context(base_url=live.url, timezone_id="UTC", locale="en-GB", viewport={"width": 1200, "height": 900})
+    context = browser.new_context(
+        base_url=live.url, timezone_id="UTC", locale="en-GB", viewport={"width": 1200, "height": 900}
+    )
     context.set_default_timeout(10_000)
     page = context.new_page()
     errors: list[str] = []
@@ -87,14 +89,17 @@ class Home:
         return capture_id
 
     def telemetry(self, device: OwnedDevice, **fields) -> None:
-        r = self.http.post("/api/device/telemetry/", json={"serial_number": device.serial, **fields}, headers=device.headers)
+        body = {"serial_number": device.serial, **fields}
+        r = self.http.post("/api/device/telemetry/", json=body, headers=device.headers)
         assert r.status_code == 200, r.text
 
     def analyse(self, capture_id: str, **result) -> None:
         """Record a vision result directly (the vision worker is off in tests)."""
         with self.ctx.sessions() as session:
             analysis = session.scalar(
-                select(Analysis).join(Capture, Analysis.capture_pk == Capture.id).where(Capture.capture_id == capture_id)
+                select(Analysis)
+                .join(Capture, Analysis.capture_pk == Capture.id)
+                .where(Capture.capture_id == capture_id)
             )
             analysis.status = result.pop("status", JobStatus.DONE)
             for field, value in result.items():
@@ -112,3 +117,10 @@ def log_in(page, email: str = "alice@example.com", password: str = PASSWORD) -> 
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+
+
+def open_dashboard(page, home: Home, where: str = "#/") -> None:
+    """Open the dashboard already signed in as ``home`` (its API token in localStorage, as after a login)."""
+    page.goto("/#/login")
+    page.evaluate("token => localStorage.setItem('mailcam.token', token)", home.account.token)
+    page.goto(f"/{where}")

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from cloud.models import JobStatus
-from tests.web.conftest import log_in
+from tests.web.conftest import log_in, open_dashboard
 
 pytestmark = pytest.mark.browser
 
@@ -58,13 +58,14 @@ def test_wrong_password_shows_an_error_and_the_right_one_logs_in(page, home):
 
 def test_take_a_photo_queues_it_counts_clicks_down_and_stops_at_the_limit(page, home):
     home.mailbox("box-1", name="Front gate")  # never heard from: offline, so requests queue (202)
-    log_in(page)
+    open_dashboard(page, home)
     page.get_by_role("link", name="Front gate").click()
     take = page.get_by_role("button", name="Take a photo now")
     expect(page.get_by_text("3 of 3 photos left today")).to_be_visible()
 
     take.click()
-    expect(page.get_by_role("status").filter(has_text="Requested — the mailbox will answer on its next wake")).to_be_visible()
+    requested = page.get_by_role("status").filter(has_text="Requested — the mailbox will answer on its next wake")
+    expect(requested).to_be_visible()
     expect(page.get_by_text("2 of 3 photos left today")).to_be_visible()
     pending = page.get_by_role("list", name="Waiting requests")
     expect(pending.get_by_role("listitem")).to_have_count(1)
@@ -86,7 +87,7 @@ def test_take_a_photo_queues_it_counts_clicks_down_and_stops_at_the_limit(page, 
 
 def test_limit_reached_elsewhere_shows_the_servers_429_with_reset_time(page, home):
     home.mailbox("box-1", name="Front gate")
-    log_in(page)
+    open_dashboard(page, home)
     page.get_by_role("link", name="Front gate").click()
     expect(page.get_by_text("3 of 3 photos left today")).to_be_visible()
     for _ in range(3):  # the same user spends the day's clicks from another phone
@@ -102,7 +103,7 @@ def test_history_pages_opens_the_full_photo_and_deletes_with_confirmation(page, 
     box = home.mailbox("box-1", name="Front gate")
     ids = [home.capture(box, n) for n in range(14)]  # newest last
     home.analyse(ids[0], mail_detected=False, description="Nothing inside")
-    log_in(page)
+    open_dashboard(page, home)
     page.get_by_role("link", name="Front gate").click()
     grid = page.locator(".capture-grid")
     expect(grid.get_by_role("listitem")).to_have_count(12)
@@ -146,7 +147,7 @@ def test_each_analysis_state_reads_plainly_and_refreshes_by_itself(page, home):
     failed, dark, queued = (home.capture(box, n) for n in range(3))
     home.analyse(failed, status=JobStatus.FAILED, error="vision provider timed out")
     home.analyse(dark, mail_detected=None, image_quality="too_dark")
-    log_in(page)
+    open_dashboard(page, home)
     page.get_by_role("link", name="Front gate").click()
     grid = page.locator(".capture-grid")
     expect(grid.get_by_role("listitem").nth(0)).to_contain_text("Analysing…")
@@ -209,7 +210,7 @@ def test_a_revoked_session_sends_the_user_back_to_login_and_then_where_they_were
 
 
 def test_an_unknown_mailbox_shows_the_apis_error(page, home):
-    log_in(page)
+    open_dashboard(page, home)
     expect(page.get_by_role("heading", level=1, name="My mailboxes")).to_be_visible()
     page.goto("/#/mailbox/not-mine")
     expect(page.get_by_role("alert")).to_have_text("No such device")
@@ -219,7 +220,7 @@ def test_works_at_phone_width(page, home):
     box = home.mailbox("box-1", name="Front gate")
     _mail(home, home.capture(box, 1))
     page.set_viewport_size({"width": 375, "height": 740})
-    log_in(page)
+    open_dashboard(page, home)
     page.get_by_role("link", name="Front gate").click()
     expect(page.get_by_text("You have mail: 2 letters, 1 package").first).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

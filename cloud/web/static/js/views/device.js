@@ -43,7 +43,6 @@ export async function deviceView(app, page, scope, serial) {
     pager: h("nav", { class: "pager", "aria-label": "History pages" }),
   };
   let status = null;
-  let retryPath = null;
   const pages = [null]; // the cursor of each page we have visited
   let historySignature = "";
   let exhausted = false; // no clicks left today: the button stays disabled until the reset
@@ -79,20 +78,28 @@ export async function deviceView(app, page, scope, serial) {
     );
   }
 
+  function retryButton(capture) {
+    // Shown only if this server can re-run an analysis (looked up in its OpenAPI when first needed).
+    const slot = h("span", { class: "retry-slot" });
+    retryAnalysisPath().then((path) => {
+      if (!path) return;
+      const button = h("button", { type: "button", class: "secondary small" }, "Retry analysis");
+      button.addEventListener("click", () => busy(button, async () => {
+        try {
+          await call("POST", path.replace("{capture_id}", encodeURIComponent(capture.capture_id)));
+          await refresh();
+        } catch (error) {
+          if (error.status !== 401) app.flash("error", error.message);
+        }
+      }));
+      replace(slot, button);
+    });
+    return slot;
+  }
+
   function captureActions(capture) {
     return (result) => {
-      if (result.state === "failed" && retryPath) {
-        const button = h("button", { type: "button", class: "secondary small" }, "Retry analysis");
-        button.addEventListener("click", () => busy(button, async () => {
-          try {
-            await call("POST", retryPath.replace("{capture_id}", encodeURIComponent(capture.capture_id)));
-            await refresh();
-          } catch (error) {
-            if (error.status !== 401) app.flash("error", error.message);
-          }
-        }));
-        return button;
-      }
+      if (result.state === "failed") return retryButton(capture);
       if (result.state === "retake") {
         const button = h("button", { type: "button", class: "secondary small" }, "Retake photo");
         button.addEventListener("click", () => takePhoto(button));
@@ -278,6 +285,5 @@ export async function deviceView(app, page, scope, serial) {
   scope.every(() => refresh().catch((error) => {
     if (error.status !== 401) app.flash("error", error.message);
   }));
-  retryPath = await retryAnalysisPath();
   await Promise.all([loadStatus(), loadTriggers(), loadHistory()]);
 }

@@ -1,0 +1,95 @@
+"""What the vision endpoints take and give."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Month = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class ReanalyseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    provider: Literal["offline", "openai"] | None = Field(default=None, description="Default: the configured one")
+    model: str | None = Field(default=None, min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._:/-]+$")
+    detail: Literal["low", "high", "auto"] | None = None
+
+
+class ReanalyseQueued(BaseModel):
+    status: Literal["queued"] = "queued"
+    capture_id: str
+    job_id: int
+
+
+class CategoryCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    letter: int = Field(default=0, ge=0, le=100)
+    package: int = Field(default=0, ge=0, le=100)
+    magazine: int = Field(default=0, ge=0, le=100)
+    flyer: int = Field(default=0, ge=0, le=100)
+    postcard: int = Field(default=0, ge=0, le=100)
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    correct: bool
+    mail_detected: bool | None = Field(default=None, description="The true answer (default: the opposite when wrong)")
+    package_present: bool | None = None
+    categories: CategoryCounts | None = None
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class FeedbackPublic(BaseModel):
+    capture_id: str
+    correct: bool
+    provider: str | None
+    model: str | None
+    predicted_mail: bool | None
+    true_mail_detected: bool | None
+    true_package_present: bool | None
+    true_categories: dict | None
+    note: str | None
+    updated_at: datetime
+
+
+class DeviceUsage(BaseModel):
+    device_serial: str
+    month: str
+    model_calls: int = 0
+    failed_calls: int = 0
+    offline_analyses: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cache_hits: int = 0
+    unchanged_skips: int = 0
+    budget_skips: int = 0
+    budget_usd: float
+    budget_reached: bool = False
+
+
+class UsageOut(BaseModel):
+    month: str
+    devices: list[DeviceUsage]
+    total_cost_usd: float
+    total_model_calls: int
+
+
+class ProviderAccuracy(BaseModel):
+    provider: str
+    feedback: int
+    correct: int
+    accuracy: float | None
+    true_positive: int
+    false_positive: int
+    false_negative: int
+    true_negative: int
+
+
+class AccuracyOut(BaseModel):
+    providers: list[ProviderAccuracy]

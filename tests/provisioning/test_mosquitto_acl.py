@@ -1,0 +1,94 @@
+"""The shipped broker config + generated logins and ACL, against a real Mosquitto."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcam import protocol
+
+from provisioning import mosquitto as broker_auth
+from tests.brokers import Mosquitto
+from tests.gateway.kit import Publisher, chunks_of, fake_jpeg, wait_until
+
+DEPLOY = Path(__file__).resolve().parents[2] / "gateway" / "deploy"
+SKIP_KEYS = ("listener", "persistence", "autosave_interval", "persistence_location")
+
+
+def shipped_conf(passwd: Path, acl: Path) -> str:
+    """deploy/mosquitto.conf with the test's files, port and persistence (set by tests.brokers)."""
+    lines = []
+    for line in (DEPLOY / "mosquitto.conf").read_text().splitlines():
+        if line.startswith(SKIP_KEYS):
+            continue
+        line = line.replace("/etc/mosquitto/mailcam.passwd", str(passwd)).replace("/etc/mosquitto/mailcam.acl", str(acl))
+        lines.append(line)
+    return "user root\n" + "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def secured(tmp_path):
+    passwd, acl = tmp_path / "auth" / "mailcam.passwd", tmp_path / "auth" / "mailcam.acl"
+    logins = {"devA": broker_auth.new_password(), "devB": broker_auth.new_password(),
+              broker_auth.GATEWAY_USER: broker_auth.new_password()}
+    for user, password in logins.items():
+        broker_auth.set_password(passwd, user, password)
+    broker_auth.write_acl(acl)
+    assert "devA" not in passwd.read_text().replace("devA:", "")  # hashed, no clear text
+    assert logins["devA"] not in passwd.read_text()
+    broker = Mosquitto(workdir=tmp_path / "broker", extra_conf=shipped_conf(passwd, acl)).start()
+    yield broker, logins
+    broker.stop()
+
+
+def login(broker, logins, user: str) -> Publisher:
+    return Publisher(broker.host, broker.port, username=user, password=logins[user])
+
+
+def test_shipped_acl_is_the_generated_one():
+    assert (DEPLOY / "mailcam.acl").read_text() == broker_auth.acl_text()
+
+
+def test_device_publishes_only_as_itself(secured):
+    broker, logins = secured
+    gateway = login(broker, logins, broker_auth.GATEWAY_USER)
+    gateway.subscribe("mailcam/#")
+    device_a = login(broker, logins, "devA")
+    try:
+        _, forged = chunks_of(fake_jpeg(2000, seed=1), cid="forged")
+        _, own = chunks_of(fake_jpeg(2000, seed=2), cid="own")
+        device_a.publish(protocol.topic("devB", protocol.CAPTURE), forged[0])  # acked by the broker, then dropped
+        device_a.publish(protocol.topic("devB", protocol.TELEMETRY), b"{}")
+        device_a.publish(protocol.topic("devA", protocol.CMD), b"x", retain=True)  # devices cannot write cmd
+        device_a.publish(protocol.topic("devA", protocol.CAPTURE), own[0])
+        wait_until(lambda: any(m.topic.endswith("devA/capture") for m in gateway.received), 10, "devA's own capture")
+        assert [m.topic for m in gateway.received] == ["mailcam/v1/devA/capture"]
+    finally:
+        device_a.close()
+        gateway.close()
+
+
+def test_device_reads_only_its_own_cmd(secured):
+    broker, logins = secured
+    gateway = login(broker, logins, broker_auth.GATEWAY_USER)
+    gateway.publish(protocol.topic("devB", protocol.CMD), protocol.encode_cmd("trg_b", 2_000_000_000), retain=True)
+    gateway.publish(protocol.topic("devA", protocol.CMD), protocol.encode_cmd("trg_a", 2_000_000_000), retain=True)
+    gateway.close()
+    device_a = login(broker, logins, "devA")
+    try:
+        device_a.subscribe("mailcam/v1/+/cmd")
+        device_a.subscribe(protocol.topic("devB", protocol.CMD))
+        device_a.subscribe(protocol.topic("devA", protocol.CMD))
+        wait_until(lambda: device_a.received, 10, "devA's cmd")
+        # the positive control arrived; the broker sends retained messages per subscription in order
+        assert {protocol.decode_cmd(m.payload)["tid"] for m in device_a.received} == {"trg_a"}
+    finally:
+        device_a.close()
+
+
+def test_wrong_password_and_anonymous_are_refused(secured):
+    broker, logins = secured
+    with pytest.raises(ConnectionError):
+        Publisher(broker.host, broker.port, username="devA", password="wrong")
+    with pytest.raises(ConnectionError):
+        Publisher(broker.host, broker.port)
