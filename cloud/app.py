@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cloud import migrate
-from cloud.api.routes import captures, device_api, devices, gateway, users
+from cloud.api.routes import api_keys, captures, device_api, devices, gateway, notifications, users
 from cloud.api.routes import vision as vision_routes
 from cloud.background import build_services
 from cloud.clock import Clock
@@ -51,7 +51,7 @@ def create_app(
     app.state.ctx = ctx
     install_error_handlers(app)
     document_error_bodies(app)
-    for module in (users, devices, device_api, captures, gateway, vision_routes):
+    for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"])

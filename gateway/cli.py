@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import signal
 import time
 from typing import Annotated
 
@@ -14,35 +11,20 @@ import typer
 gateway_app = typer.Typer(help="The edge gateway: MQTT → durable outbox → cloud, and the trigger relay.")
 
 
-def run_service() -> None:
-    """Run the gateway until SIGTERM/SIGINT (settings from MAILCAM_GATEWAY_* variables)."""
-    from gateway.service import Gateway
-    from gateway.settings import GatewaySettings
-
-    settings = GatewaySettings()
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
-
-    async def main() -> None:
-        gateway = Gateway(settings)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: loop.create_task(gateway.stop()))
-        await gateway.run()
-
-    asyncio.run(main())
-
-
 @gateway_app.callback(invoke_without_command=True)
 def gateway_main(ctx: typer.Context) -> None:
     """The edge gateway (runs the service when no subcommand is given)."""
     if ctx.invoked_subcommand is None:
+        from gateway.service import run_service
+
         run_service()
 
 
 @gateway_app.command("run")
 def run() -> None:
     """Run the gateway service (MAILCAM_GATEWAY_* settings; see gateway/README.md)."""
+    from gateway.service import run_service
+
     run_service()
 
 

@@ -76,13 +76,13 @@ class CloudClient:
                            str(body.get("detail") or response.text[:300]))
         return response.json() if response.content else None
 
-    async def send(self, item: OutboxItem) -> Any:
-        """Forward one outbox item; raises Retryable or Rejected."""
+    async def send(self, item: OutboxItem, image: bytes | None = None) -> Any:
+        """Forward one outbox item (a capture with its `image`); raises Retryable or Rejected."""
         if item.kind == CAPTURE:
             meta = item.meta
             body = {
                 "serial_number": item.serial,
-                "image": base64.b64encode(item.body or b"").decode(),
+                "image": base64.b64encode(image or b"").decode(),
                 "trigger_type": meta["trigger_type"],
                 "battery_voltage": round(meta["bat_mv"] / 1000.0, 3),
                 "timestamp": meta["ts"],

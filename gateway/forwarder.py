@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from gateway.cloud import CloudClient, Rejected, Retryable
 from gateway.settings import GatewaySettings
-from gateway.store import OutboxItem, Store
+from gateway.store import CAPTURE, OutboxItem, Store
 
 log = logging.getLogger("mailcam.gateway.forwarder")
 
@@ -86,8 +86,9 @@ class Forwarder:
 
     async def forward(self, item: OutboxItem) -> bool:
         """Send one item; True when it is settled (delivered or dead-lettered)."""
+        image = await asyncio.to_thread(self.store.image, item.serial, item.key) if item.kind == CAPTURE else None
         try:
-            await self.cloud.send(item)
+            await self.cloud.send(item, image)
         except Retryable as exc:
             if self.cloud_reachable is not False:
                 log.warning("forwarding %s %s of %s failed, will retry: %s", item.kind, item.key, item.serial, exc)
@@ -101,7 +102,7 @@ class Forwarder:
         if self.cloud_reachable is False:
             log.info("cloud reachable again")
         self.cloud_reachable = True
-        await asyncio.to_thread(self.store.done, item.id, f"forwarded:{item.kind}")
+        await asyncio.to_thread(self.store.done, item, f"forwarded:{item.kind}")
         if self.on_forwarded:
             self.on_forwarded(item)
         return True

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -145,12 +147,27 @@ class Ingestor:
         self._known = self.store.known_devices()
 
     def commit_batch(self, messages: list[Incoming]) -> None:
-        """Write a batch in one transaction; each message in its own savepoint."""
+        """Write a batch in one transaction.
+
+        Fast path: the whole batch at once. If a message raises (a bug, not bad input: bad input is
+        a dead letter), the batch is rolled back and written again with a savepoint per message, so
+        only the culprit becomes an ``internal_error`` dead letter.
+        """
+        try:
+            with self.store.transaction():
+                for message in messages:
+                    self.handle(message.topic, message.payload)
+                self.store.bump("ingested_messages", len(messages))
+            return
+        except Exception:
+            log.warning("a batch of %d messages failed; retrying message by message", len(messages))
         with self.store.transaction():
             for message in messages:
                 try:
                     with self.store.savepoint():
                         self.handle(message.topic, message.payload)
+                except sqlite3.Error:
+                    raise  # the store itself failed: nothing is acked, the broker keeps the batch
                 except Exception as exc:  # a bug must not lose the message silently: record it
                     log.exception("failed to ingest a message on %r", message.topic[:100])
                     self.store.dead_letter("internal_error", size=len(message.payload),
@@ -252,6 +269,7 @@ class IngestThread(threading.Thread):
         self.on_paused = on_paused
         self.on_committed = on_committed
         self.paused = False
+        self._resume_at = 0.0
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -279,7 +297,12 @@ class IngestThread(threading.Thread):
                 batch.append(item)
             if not self._has_room():
                 continue  # not committed, not acked: the broker redelivers after we resume
-            self.ingestor.commit_batch(batch)
+            try:
+                self.ingestor.commit_batch(batch)
+            except sqlite3.Error:
+                log.exception("the store failed to commit %d messages; pausing ingest for 5 s", len(batch))
+                self._pause(resume_in_s=5.0)
+                continue
             self.link.ack(batch)
             if self.on_committed:
                 self.on_committed(len(batch))
@@ -297,13 +320,18 @@ class IngestThread(threading.Thread):
         if not self.paused:
             log.error("outbox full (%d bytes of captures): pausing MQTT ingest; the broker keeps the rest",
                       store.used_bytes)
-            self.paused = True
-            self.link.client.disconnect()
-            self.link.client.loop_stop()
-            self._drain_inbox()
-            if self.on_paused:
-                self.on_paused(True)
+            self._pause(resume_in_s=0.0)
         return False
+
+    def _pause(self, resume_in_s: float) -> None:
+        """Disconnect: what we hold unacked is redelivered by the broker when we come back."""
+        self.paused = True
+        self._resume_at = time.monotonic() + resume_in_s
+        self.link.client.disconnect()
+        self.link.client.loop_stop()
+        self._drain_inbox()
+        if self.on_paused:
+            self.on_paused(True)
 
     def _drain_inbox(self) -> None:
         while True:
@@ -313,8 +341,10 @@ class IngestThread(threading.Thread):
                 return
 
     def _maybe_resume(self) -> None:
-        if self.paused and self.ingestor.store.used_bytes < int(self.outbox_max_bytes * 0.9):
-            log.warning("outbox has room again: resuming MQTT ingest")
+        if not self.paused or time.monotonic() < self._resume_at:
+            return
+        if self.ingestor.store.used_bytes < int(self.outbox_max_bytes * 0.9):
+            log.warning("resuming MQTT ingest")
             self.paused = False
             self.link.start()
             if self.on_paused:

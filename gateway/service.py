@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import signal
 import time
 
 import httpx
@@ -145,3 +146,19 @@ class Gateway:
             await asyncio.to_thread(store.expire_partials, self.settings.partial_timeout_s)
             await asyncio.to_thread(store.prune_completed, self.settings.completed_retention_s)
             await asyncio.sleep(self.settings.housekeeping_s)
+
+
+def run_service(settings: GatewaySettings | None = None) -> None:
+    """Run the gateway until SIGTERM/SIGINT (settings from MAILCAM_GATEWAY_* variables by default)."""
+    settings = settings or GatewaySettings()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+
+    async def main() -> None:
+        gateway = Gateway(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: loop.create_task(gateway.stop()))
+        await gateway.run()
+
+    asyncio.run(main())

@@ -2,7 +2,8 @@
 
 Tables
 - ``partials`` / ``chunks``: captures being reassembled, keyed (serial, cid) and (serial, cid, i);
-  a repeated chunk is an ``INSERT OR IGNORE`` no-op.
+  a repeated chunk is an ``INSERT OR IGNORE`` no-op. A complete capture keeps its chunks (the image
+  is written once) until the cloud has it; its ``partials`` row is replaced by an outbox row.
 - ``completed``: capture ids already assembled, so a late repeat does not start a new partial.
 - ``outbox``: what waits for the cloud (capture, telemetry, delivered report); autoincrement id,
   read ``ORDER BY id`` per device, removed with DELETE after the cloud's 2xx.
@@ -34,13 +35,11 @@ log = logging.getLogger("mailcam.gateway.store")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS partials (
     serial TEXT NOT NULL, cid TEXT NOT NULL, n INTEGER NOT NULL, size INTEGER NOT NULL, sha TEXT NOT NULL,
-    trig TEXT NOT NULL, tid TEXT, ts INTEGER NOT NULL, bat INTEGER NOT NULL,
-    received INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
-    first_at REAL NOT NULL, last_at REAL NOT NULL,
+    trig TEXT NOT NULL, tid TEXT, ts INTEGER NOT NULL, bat INTEGER NOT NULL, first_at REAL NOT NULL,
     PRIMARY KEY (serial, cid)
 );
 CREATE TABLE IF NOT EXISTS chunks (
-    serial TEXT NOT NULL, cid TEXT NOT NULL, i INTEGER NOT NULL, data BLOB NOT NULL,
+    serial TEXT NOT NULL, cid TEXT NOT NULL, i INTEGER NOT NULL, data BLOB NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (serial, cid, i)
 );
 CREATE TABLE IF NOT EXISTS completed (
@@ -110,8 +109,10 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
         self._depth = 0
+        # (serial, cid) -> [n, size, sha, trig, tid, received]: saves two statements per chunk
+        self._partials: dict[tuple[str, str], list[Any]] = {}
         self.used_bytes = self._scalar("SELECT COALESCE(SUM(bytes),0) FROM outbox") + self._scalar(
-            "SELECT COALESCE(SUM(bytes),0) FROM partials"
+            "SELECT COALESCE(SUM(length(data)),0) FROM chunks"
         )
 
     def close(self) -> None:
@@ -142,6 +143,7 @@ class Store:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 self.used_bytes = used_before
+                self._partials.clear()
                 raise
             finally:
                 self._depth = 0
@@ -158,6 +160,7 @@ class Store:
             self._db.execute("ROLLBACK TO msg")
             self._db.execute("RELEASE msg")
             self.used_bytes = used_before
+            self._partials.clear()
             raise
         self._db.execute("RELEASE msg")
 
@@ -239,64 +242,78 @@ class Store:
     def add_chunk(self, serial: str, header: dict[str, Any], body: bytes, topic: str) -> str:
         """Store one chunk; returns what happened: duplicate | stored | completed | dead | conflict.
 
-        Must run inside `transaction()`. Completing a capture moves it to the outbox and deletes its
-        chunks in the same transaction.
+        Must run inside `transaction()`. Completing a capture checks it and turns its partial into an
+        outbox row in the same transaction.
         """
         db = self._db
         cid = header["cid"]
-        now = self.clock()
-        if db.execute("SELECT 1 FROM completed WHERE serial = ? AND cid = ?", (serial, cid)).fetchone():
-            self.bump("duplicate_chunks")
-            return "duplicate"
-        partial = db.execute(
-            "SELECT n, size, sha, trig, tid, received FROM partials WHERE serial = ? AND cid = ?", (serial, cid)
-        ).fetchone()
-        if partial is None:
-            db.execute(
-                "INSERT INTO partials(serial, cid, n, size, sha, trig, tid, ts, bat, first_at, last_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (serial, cid, header["n"], header["size"], header["sha"], header["trig"], header["tid"],
-                 header["ts"], header["bat"], now, now),
-            )
-            if header["tid"]:
-                self._enqueue(DELIVERED, serial, header["tid"], {"trigger_id": header["tid"]}, None)
-            received = 0
-        else:
-            n, size, sha, trig, tid, received = partial
-            if (n, size, sha, trig, tid) != (header["n"], header["size"], header["sha"], header["trig"], header["tid"]):
-                self.dead_letter(
-                    "inconsistent_chunk", size=len(body), topic=topic, serial=serial, key=cid,
-                    detail=f"chunk {header['i']} header differs from the capture's first chunk",
+        key = (serial, cid)
+        wanted = [header["n"], header["size"], header["sha"], header["trig"], header["tid"]]
+        state = self._partials.get(key)
+        if state is None:
+            row = db.execute(
+                "SELECT n, size, sha, trig, tid FROM partials WHERE serial = ? AND cid = ?", key
+            ).fetchone()
+            if row is None:
+                if db.execute("SELECT 1 FROM completed WHERE serial = ? AND cid = ?", key).fetchone():
+                    self.bump("duplicate_chunks")
+                    return "duplicate"
+                db.execute(
+                    "INSERT INTO partials(serial, cid, n, size, sha, trig, tid, ts, bat, first_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (serial, cid, *wanted, header["ts"], header["bat"], self.clock()),
                 )
-                return "conflict"
+                if header["tid"]:
+                    self._enqueue(DELIVERED, serial, header["tid"], {"trigger_id": header["tid"]}, None)
+                state = [*wanted, 0]
+            else:
+                received = self._scalar("SELECT COUNT(*) FROM chunks WHERE serial = ? AND cid = ?", *key)
+                state = [*row, received]
+            if len(self._partials) > 10_000:
+                self._partials.clear()
+            self._partials[key] = state
+        if state[:5] != wanted:
+            self.dead_letter(
+                "inconsistent_chunk", size=len(body), topic=topic, serial=serial, key=cid,
+                detail=f"chunk {header['i']} header differs from the capture's first chunk",
+            )
+            return "conflict"
         inserted = db.execute(
-            "INSERT OR IGNORE INTO chunks(serial, cid, i, data) VALUES (?,?,?,?)", (serial, cid, header["i"], body)
+            "INSERT OR IGNORE INTO chunks(serial, cid, i, data, at) VALUES (?,?,?,?,?)",
+            (serial, cid, header["i"], body, self.clock()),
         ).rowcount
         if not inserted:
             self.bump("duplicate_chunks")
             return "duplicate"
-        db.execute(
-            "UPDATE partials SET received = received + 1, bytes = bytes + ?, last_at = ? WHERE serial = ? AND cid = ?",
-            (len(body), now, serial, cid),
-        )
+        state[5] += 1
         self.used_bytes += len(body)
-        if received + 1 < header["n"]:
+        if state[5] < header["n"]:
             return "stored"
         return self._assemble(serial, cid, topic)
 
-    def _drop_partial(self, serial: str, cid: str) -> None:
-        freed = self._scalar("SELECT bytes FROM partials WHERE serial = ? AND cid = ?", serial, cid) or 0
+    def _drop_chunks(self, serial: str, cid: str) -> int:
+        freed = self._scalar("SELECT COALESCE(SUM(length(data)),0) FROM chunks WHERE serial = ? AND cid = ?",
+                             serial, cid)
         self._db.execute("DELETE FROM chunks WHERE serial = ? AND cid = ?", (serial, cid))
-        self._db.execute("DELETE FROM partials WHERE serial = ? AND cid = ?", (serial, cid))
         self.used_bytes -= freed
+        return freed
+
+    def _drop_partial(self, serial: str, cid: str) -> None:
+        self._db.execute("DELETE FROM partials WHERE serial = ? AND cid = ?", (serial, cid))
+        self._partials.pop((serial, cid), None)
+
+    def image(self, serial: str, cid: str) -> bytes:
+        """The reassembled image of a capture (its chunks in order)."""
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM chunks WHERE serial = ? AND cid = ? ORDER BY i", (serial, cid))
+            return b"".join(row[0] for row in rows)
 
     def _assemble(self, serial: str, cid: str, topic: str) -> str:
         db = self._db
         size, sha, trig, tid, ts, bat = db.execute(
             "SELECT size, sha, trig, tid, ts, bat FROM partials WHERE serial = ? AND cid = ?", (serial, cid)
         ).fetchone()
-        rows = db.execute("SELECT data FROM chunks WHERE serial = ? AND cid = ? ORDER BY i", (serial, cid))
-        image = b"".join(row[0] for row in rows)
+        image = self.image(serial, cid)
         self._drop_partial(serial, cid)
         reason = None
         if len(image) != size:
@@ -306,10 +323,11 @@ class Store:
         elif not (image.startswith(SOI) and image.rstrip(b"\x00").endswith(EOI)):
             reason, detail = "not_jpeg", "no JPEG SOI/EOI markers"
         if reason:
+            self._drop_chunks(serial, cid)
             self.dead_letter(reason, size=len(image), topic=topic, serial=serial, key=cid, detail=detail)
             return "dead"
-        meta = {"capture_id": cid, "trigger_type": trig, "trigger_id": tid, "ts": ts, "bat_mv": bat}
-        self._enqueue(CAPTURE, serial, cid, meta, image)
+        meta = {"capture_id": cid, "trigger_type": trig, "trigger_id": tid, "ts": ts, "bat_mv": bat, "size": size}
+        self._enqueue(CAPTURE, serial, cid, meta, None)  # the image stays in `chunks` until forwarded
         db.execute("INSERT OR REPLACE INTO completed(serial, cid, at) VALUES (?,?,?)", (serial, cid, self.clock()))
         self.bump("captures_assembled")
         return "completed"
@@ -319,10 +337,14 @@ class Store:
         cutoff = self.clock() - timeout_s
         with self.transaction() as db:
             stale = db.execute(
-                "SELECT serial, cid, n, received, bytes FROM partials WHERE last_at < ?", (cutoff,)
+                "SELECT p.serial, p.cid, p.n, COUNT(c.i) FROM partials p "
+                "LEFT JOIN chunks c ON c.serial = p.serial AND c.cid = p.cid "
+                "GROUP BY p.serial, p.cid HAVING COALESCE(MAX(c.at), p.first_at) < ?",
+                (cutoff,),
             ).fetchall()
-            for serial, cid, n, received, size in stale:
+            for serial, cid, n, received in stale:
                 self._drop_partial(serial, cid)
+                size = self._drop_chunks(serial, cid)
                 self.dead_letter(
                     "incomplete_capture", size=size, serial=serial, key=cid,
                     detail=f"{received} of {n} chunks, none for {timeout_s:.0f}s",
@@ -356,13 +378,15 @@ class Store:
             ).fetchall()
         return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
 
-    def done(self, item_id: int, counter: str | None = None) -> None:
-        """The cloud took it: delete it (and count it under `counter`)."""
+    def done(self, item: OutboxItem, counter: str | None = None) -> None:
+        """The cloud took it: delete it and a capture's chunks (and count it under `counter`)."""
         with self.transaction() as db:
-            size = self._scalar("SELECT bytes FROM outbox WHERE id = ?", item_id)
+            size = self._scalar("SELECT bytes FROM outbox WHERE id = ?", item.id)
             if size is not None:
-                db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+                db.execute("DELETE FROM outbox WHERE id = ?", (item.id,))
                 self.used_bytes -= size
+                if item.kind == CAPTURE:
+                    self._drop_chunks(item.serial, item.key)
                 if counter:
                     self.bump(counter)
 
@@ -374,8 +398,8 @@ class Store:
     def reject(self, item: OutboxItem, reason: str, detail: str) -> None:
         """The cloud refused it (4xx): move it to dead letters with the cloud's reason."""
         with self.transaction():
-            size = len(item.body or b"")
-            self.done(item.id)
+            size = item.meta.get("size") or len(item.body or b"")
+            self.done(item)
             self.dead_letter(f"cloud_{reason}", size=size, serial=item.serial, key=item.key, detail=detail)
 
     def drop_oldest_telemetry(self, target_bytes: int) -> int:

@@ -14,9 +14,12 @@ from sqlalchemy.orm import Session
 from cloud.context import AppContext
 from cloud.errors import Forbidden, NotAuthenticated, NotFound
 from cloud.models import Device, Gateway, User
+from cloud.notify import apikeys
 from cloud.services import accounts, devices
 
-_bearer = HTTPBearer(auto_error=False, description="`mcu_…` user token, `mcd_…` device or `mcg_…` gateway token")
+_bearer = HTTPBearer(
+    auto_error=False, description="`mcu_…` user token, `mck_…` API key, `mcd_…` device or `mcg_…` gateway token"
+)
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -44,11 +47,29 @@ def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_
 TokenDep = Annotated[str, Depends(bearer_token)]
 
 
-def current_user(session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:
+def current_user(request: Request, session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:
+    if apikeys.is_api_key(token):
+        # Scope and rate limit are checked (and counted) in their own transaction, before ours begins.
+        caller = apikeys.authenticate(ctx, token, method=request.method, path=request.url.path)
+        user = session.get(User, caller.user_id)
+        if user is None:
+            raise NotAuthenticated("invalid or revoked API key")
+        request.state.api_key = caller
+        return user
     return accounts.user_for_token(session, token, ctx.clock.now())
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def account_user(session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:
+    """The caller logged in as themselves: endpoints about the account refuse integration API keys."""
+    if apikeys.is_api_key(token):
+        raise Forbidden("this endpoint needs a user login, not an API key")
+    return accounts.user_for_token(session, token, ctx.clock.now())
+
+
+AccountUser = Annotated[User, Depends(account_user)]
 
 
 def owned_device(session: SessionDep, user: CurrentUser, serial: Annotated[str, Path(max_length=64)]) -> Device:

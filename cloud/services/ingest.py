@@ -17,7 +17,7 @@ from cloud.errors import Conflict, ImageRejected, ImageTooLarge
 from cloud.events import Event, EventKind
 from cloud.models import Analysis, AnalysisJob, Capture, Device, JobStatus, TriggerType
 from cloud.services import devices, triggers
-from cloud.services.images import check_jpeg
+from cloud.services.images import CheckedJpeg, check_jpeg
 
 
 @dataclass(frozen=True)
@@ -59,24 +59,101 @@ def derive_capture_id(serial: str, taken_at: datetime, image_sha: str) -> str:
     return f"{serial[:24]}-{digest[:24]}"
 
 
-def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: CaptureIn) -> IngestResult:
+@dataclass(frozen=True)
+class CheckedImage:
+    data: bytes
+    jpeg: CheckedJpeg
+
+
+@dataclass(frozen=True)
+class KnownCapture:
+    capture_id: str
+    device_id: int
+
+
+def check_image(ctx: AppContext, image_b64: str) -> CheckedImage:
+    """Decode and validate an uploaded image (no database, no files): CPU work, safe outside a transaction."""
     settings = ctx.settings
-    data = decode_image(capture.image_b64, settings.max_image_bytes)
+    data = decode_image(image_b64, settings.max_image_bytes)
     checked = check_jpeg(
         data,
         min_side=settings.min_image_side,
         max_side=settings.max_image_side,
         thumbnail_side=settings.thumbnail_side,
     )
-    taken_at = capture.taken_at if capture.taken_at.tzinfo else capture.taken_at.replace(tzinfo=UTC)
-    capture_id = capture.capture_id or derive_capture_id(device.serial, taken_at, checked.sha256)
+    return CheckedImage(data, checked)
 
-    existing = _existing(session, device, capture_id)
-    if existing is not None:
-        return existing
 
+def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: CaptureIn) -> IngestResult:
+    """Ingest inside the caller's transaction (which the caller commits)."""
+    image = check_image(ctx, capture.image_b64)
+    capture_id = capture.capture_id or derive_capture_id(device.serial, _aware(capture.taken_at), image.jpeg.sha256)
+    known = lookup(session, capture_id)
+    if known is not None:
+        return _known_result(known, device)
     # Files first: content-addressed, so a crash before the commit leaves only a reusable file.
-    ctx.images.put(checked.sha256, data, checked.thumbnail)
+    ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
+    return _record(session, ctx, device, capture, capture_id, image, savepoint=True)
+
+
+def ingest_capture_committing(session: Session, ctx: AppContext, device: Device, capture: CaptureIn) -> IngestResult:
+    """Ingest with the slow part outside any transaction; commits ``session``.
+
+    Same outcome as ``ingest_capture`` then commit, but the caller's open transaction (the token
+    lookup) is committed first, so no database lock is held while the image is decoded, hashed,
+    written and fsynced (on SQLite every transaction holds the one write lock, so that work would
+    otherwise be serialised across all uploads). The rows are then written in one short
+    transaction, after the original image is durable.
+    """
+    known = lookup(session, capture.capture_id) if capture.capture_id else None
+    session.commit()
+    image = check_image(ctx, capture.image_b64)  # bad images are rejected before anything else
+    if known is not None:
+        return _known_result(known, device)
+    capture_id = capture.capture_id or derive_capture_id(device.serial, _aware(capture.taken_at), image.jpeg.sha256)
+    ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
+    # A fresh transaction: re-read the device (another upload may have moved last_seen_at on).
+    session.refresh(device)
+    try:
+        result = _record(session, ctx, device, capture, capture_id, image, savepoint=False)
+        session.commit()
+    except IntegrityError:
+        # Another request stored the same capture_id since the lookup above.
+        session.rollback()
+        known = lookup(session, capture_id)
+        if known is None:
+            raise
+        result = _known_result(known, device)
+        session.commit()
+    return result
+
+
+def lookup(session: Session, capture_id: str) -> KnownCapture | None:
+    """The stored capture with this id, if any."""
+    row = session.execute(select(Capture.device_id).where(Capture.capture_id == capture_id)).first()
+    return KnownCapture(capture_id, row.device_id) if row is not None else None
+
+
+def _known_result(known: KnownCapture, device: Device) -> IngestResult:
+    if known.device_id != device.id:
+        raise Conflict("capture_id already used by another device", capture_id=known.capture_id)
+    return IngestResult(capture_id=known.capture_id, analysis_queued=True, created=False)
+
+
+def _aware(taken_at: datetime) -> datetime:
+    return taken_at if taken_at.tzinfo else taken_at.replace(tzinfo=UTC)
+
+
+def _record(
+    session: Session,
+    ctx: AppContext,
+    device: Device,
+    capture: CaptureIn,
+    capture_id: str,
+    image: CheckedImage,
+    *,
+    savepoint: bool,
+) -> IngestResult:
     now = ctx.clock.now()
     row = Capture(
         capture_id=capture_id,
@@ -84,23 +161,27 @@ def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: C
         trigger_type=capture.trigger_type,
         trigger_id=capture.trigger_id,
         battery_voltage=capture.battery_voltage,
-        taken_at=taken_at,
+        taken_at=_aware(capture.taken_at),
         received_at=now,
-        image_sha256=checked.sha256,
-        image_bytes=len(data),
-        width=checked.width,
-        height=checked.height,
+        image_sha256=image.jpeg.sha256,
+        image_bytes=len(image.data),
+        width=image.jpeg.width,
+        height=image.jpeg.height,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        # Another request stored the same capture_id a moment ago.
-        existing = _existing(session, device, capture_id)
-        if existing is None:
-            raise
-        return existing
+    if savepoint:
+        try:
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+        except IntegrityError:
+            # Another request stored the same capture_id a moment ago.
+            known = lookup(session, capture_id)
+            if known is None:
+                raise
+            return _known_result(known, device)
+    else:
+        session.add(row)
+        session.flush()
 
     devices.mark_seen(device, now, capture.battery_voltage)
     session.add(Analysis(capture_pk=row.id, status=JobStatus.QUEUED, created_at=now, updated_at=now))
@@ -129,12 +210,3 @@ def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: C
     )
     session.flush()
     return IngestResult(capture_id=capture_id, analysis_queued=True, created=True)
-
-
-def _existing(session: Session, device: Device, capture_id: str) -> IngestResult | None:
-    found = session.scalar(select(Capture).where(Capture.capture_id == capture_id))
-    if found is None:
-        return None
-    if found.device_id != device.id:
-        raise Conflict("capture_id already used by another device", capture_id=capture_id)
-    return IngestResult(capture_id=capture_id, analysis_queued=True, created=False)

@@ -56,6 +56,10 @@ class VisionSettings(BaseModel):
     # An unchanged result is reused only if the previous analysis is at most this old.
     unchanged_max_age_s: int = 7 * 24 * 3600
     max_reanalyses_per_capture: int = 3
+    # Offline pre-filter before a paid call: a frame the offline analyser finds too dark is not sent
+    # (no model sees in the dark), nor one it is at least this sure is an empty mailbox (>1 disables).
+    skip_dark_frames: bool = True
+    offline_gate_confidence: float = Field(default=0.9, ge=0, le=1.01)
 
     # Retries inside one attempt (tenacity): timeouts, 429, 5xx, connection errors.
     retry_attempts: int = Field(default=3, ge=1)

@@ -85,7 +85,7 @@ def signature_of(frame: Frame, previous: dict | None, alpha: float) -> dict[str,
     }
 
 
-def _usable(baseline: Any) -> dict | None:
+def usable_baseline(baseline: Any) -> dict | None:
     return baseline if isinstance(baseline, dict) and baseline.get("version") == SIGNATURE_VERSION else None
 
 
@@ -146,7 +146,7 @@ class OfflineProvider:
 
     def analyse(self, request: AnalyseRequest) -> Answer:
         frame = measure(request.image)
-        result = self.judge(frame, _usable(request.baseline))
+        result = self.judge(frame, usable_baseline(request.baseline))
         return Answer(result, model=self.model, calls=[CallRecord(provider=self.name, model=self.model)])
 
     def judge(self, frame: Frame, baseline: dict | None) -> VisionResult:
@@ -185,7 +185,9 @@ class OfflineProvider:
             description += " The photo is blurred; a retake would make sure."
         if quality is ImageQuality.OBSTRUCTED:
             description = "The view is blocked; a retake is needed."
-        items = [{"type": name, "description": f"{name} (offline estimate)"} for name, n in counts.items() for _ in range(n)]
+        items = [
+            {"type": name, "description": f"{name} (offline estimate)"} for name, n in counts.items() for _ in range(n)
+        ]
         return VisionResult(
             mail_detected=mail,
             confidence=confidence,
@@ -199,4 +201,4 @@ class OfflineProvider:
         )
 
     def updated_baseline(self, image: bytes, previous: dict | None) -> dict[str, Any]:
-        return signature_of(measure(image), _usable(previous), self.settings.offline_baseline_alpha)
+        return signature_of(measure(image), usable_baseline(previous), self.settings.offline_baseline_alpha)

@@ -38,7 +38,8 @@ SYSTEM_PROMPT = (
     "flyers or junk mail, postcards), how many of each, whether a package is present and whether it "
     "looks damaged (none, minor, moderate, severe), and whether the photo is usable "
     "(ok, too_dark, blurry, obstructed). If the photo is not usable, say so instead of guessing. "
-    "confidence is your probability (0..1) that mail_detected is right. "
+    "confidence is your probability (0..1) that mail_detected is right. Be brief: description is one "
+    "short sentence; items lists each piece of mail (at most 8) in a few words. "
     "Reply with one JSON object that follows the schema, and nothing else."
 )
 USER_PROMPT = "Analyse this mailbox photo."

@@ -109,6 +109,7 @@ def usage(session: Session, ctx: AppContext, user: User, month: str) -> schemas.
             count(op.kind == "cache"),
             count(op.kind == "unchanged"),
             count(op.kind == "budget"),
+            count(op.kind == "prefilter"),
         )
         .where(op.user_id == user.id, op.month == month)
         .group_by(op.device_id)
@@ -121,13 +122,13 @@ def usage(session: Session, ctx: AppContext, user: User, month: str) -> schemas.
     budget = ctx.settings.vision.monthly_budget_usd
     out = []
     for device in devices:
-        values = by_device.get(device.id, (0,) * 9)
+        values = by_device.get(device.id, (0,) * 10)
         out.append(
             schemas.DeviceUsage(
                 device_serial=device.serial, month=month,
                 model_calls=int(values[0]), failed_calls=int(values[1]), offline_analyses=int(values[2]),
                 prompt_tokens=int(values[3]), completion_tokens=int(values[4]), cost_usd=round(float(values[5]), 6),
-                cache_hits=int(values[6]), unchanged_skips=int(values[7]), budget_skips=int(values[8]),
+                cache_hits=int(values[6]), unchanged_skips=int(values[7]), budget_skips=int(values[8]), prefilter_skips=int(values[9]),
                 budget_usd=budget, budget_reached=device.id in notices,
             )
         )

@@ -51,7 +51,8 @@ from cloud.vision.base import (
     VisionResult,
 )
 from cloud.vision.config import VisionSettings
-from cloud.vision.offline import OfflineProvider
+from cloud.vision.offline import OfflineProvider, measure
+from cloud.vision.offline import usable_baseline as offline_baseline
 from cloud.vision.openai_provider import OpenAIProvider
 from cloud.vision.prep import perceptual_hash, phash_distance
 
@@ -143,7 +144,8 @@ class Plan:
     analysis_status: JobStatus
     baseline: dict | None
     duplicate: dict | None = None
-    previous: dict | None = None
+    # The device's previous analysed capture, and its latest one with a usable photo.
+    previous: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -219,8 +221,12 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
             done.where(Capture.image_sha256 == capture.image_sha256).order_by(Capture.id.desc()).limit(1)
         )
         plan.duplicate = _result_of(same) if same else None
-    previous = session.scalar(done.where(Capture.id < capture.id).order_by(Capture.id.desc()).limit(1))
-    plan.previous = _result_of(previous) if previous else None
+    earlier = done.where(Capture.id < capture.id, Analysis.phash.is_not(None)).order_by(Capture.id.desc()).limit(1)
+    latest = session.scalar(earlier)
+    latest_ok = session.scalar(earlier.where(Analysis.image_quality == ImageQuality.OK.value))
+    plan.previous = [_result_of(a) for a in (latest, latest_ok) if a is not None]
+    if latest is not None and latest_ok is not None and latest.id == latest_ok.id:
+        plan.previous = plan.previous[:1]
     return plan
 
 
@@ -270,17 +276,20 @@ def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
     if plan.kind == "initial":
         if plan.duplicate is not None:
             return _reuse(plan, now, plan.duplicate, "cache", phash)
-        prev = plan.previous
-        if (
-            prev is not None
-            and prev["phash"]
-            and s.unchanged_phash_distance >= 0
-            and now - prev["updated_at"] <= timedelta(seconds=s.unchanged_max_age_s)
-            and phash_distance(phash, prev["phash"]) <= s.unchanged_phash_distance
-        ):
-            return _reuse(plan, now, prev, "unchanged", phash)
+        for prev in plan.previous:
+            if (
+                s.unchanged_phash_distance >= 0
+                and now - prev["updated_at"] <= timedelta(seconds=s.unchanged_max_age_s)
+                and phash_distance(phash, prev["phash"]) <= s.unchanged_phash_distance
+            ):
+                return _reuse(plan, now, prev, "unchanged", phash)
 
     primary = plan.options.get("provider") or s.provider
+    if plan.kind == "initial" and primary != "offline":
+        gated = _offline_prefilter(engine, plan, image, now)
+        if gated is not None:
+            gated.phash = phash
+            return gated
     request = AnalyseRequest(
         image=image,
         device_id=plan.device_id,
@@ -306,6 +315,26 @@ def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
         outcome.baseline_update = _baseline_update(engine, plan, image, outcome.result)
     outcome.budget_reached = budget_reached
     return outcome
+
+
+def _offline_prefilter(engine: VisionEngine, plan: Plan, image: bytes, now: datetime) -> Outcome | None:
+    """Answer offline, without a paid call, when the model could add nothing: too dark, or surely empty."""
+    s = engine.settings
+    result = engine.offline.judge(measure(image), offline_baseline(plan.baseline))
+    dark = s.skip_dark_frames and result.image_quality == ImageQuality.TOO_DARK.value
+    empty = (
+        not result.mail_detected
+        and result.image_quality == ImageQuality.OK.value
+        and result.confidence >= s.offline_gate_confidence
+    )
+    if not (dark or empty):
+        return None
+    op = _operation(plan, now, "prefilter", provider=engine.offline.name, model=engine.offline.model, status="ok",
+                    error="too dark to send" if dark else None)
+    return Outcome(
+        result=result, provider=engine.offline.name, model=engine.offline.model, source="prefilter",
+        operations=[op], baseline_update=_baseline_update(engine, plan, image, result),
+    )
 
 
 def _run_providers(engine: VisionEngine, plan: Plan, request: AnalyseRequest, primary: str, now: datetime) -> Outcome:
@@ -484,9 +513,9 @@ def _store_baseline(session: Session, device_id: int, signature: dict, now: date
     if row is None:
         try:
             with session.begin_nested():
-                session.add(
-                    VisionBaseline(device_id=device_id, signature=signature, samples=signature["samples"], updated_at=now)
-                )
+                row = VisionBaseline(device_id=device_id, signature=signature, samples=signature["samples"])
+                row.updated_at = now
+                session.add(row)
         except IntegrityError:
             return  # another worker stored the first baseline a moment ago; ours is no better
         return

@@ -69,6 +69,7 @@ class DeviceUsage(BaseModel):
     cache_hits: int = 0
     unchanged_skips: int = 0
     budget_skips: int = 0
+    prefilter_skips: int = 0  # answered offline before a paid call: too dark, or surely empty
     budget_usd: float
     budget_reached: bool = False
 

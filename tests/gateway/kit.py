@@ -70,12 +70,20 @@ class Publisher:
         self.received: list[paho.MQTTMessage] = []
         self.client.on_message = lambda c, u, m: self.received.append(m)
         self.connected = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: (not rc.is_failure) and self.connected.set()
+        self.answered = threading.Event()
+        self.client.on_connect = self._on_connect
         self.client.connect(host, port, 30)
         self.client.loop_start()
-        if not self.connected.wait(10):
+        if not self.answered.wait(10) or not self.connected.is_set():
             self.close()
             raise ConnectionError("publisher could not connect")
+
+    def _on_connect(self, client, userdata, flags, reason, props) -> None:
+        if not reason.is_failure:
+            self.connected.set()
+        else:
+            client.disconnect()
+        self.answered.set()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)

@@ -37,6 +37,7 @@ class FakeHttp:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.seen: list[Seen] = []
+        self.errors: list[Exception] = []
         self._lock = threading.Lock()
         fake = self
 
@@ -47,7 +48,11 @@ class FakeHttp:
                             self.rfile.read(length))
                 with fake._lock:
                     fake.seen.append(seen)
-                reply = fake.handler(seen)
+                try:
+                    reply = fake.handler(seen)
+                except Exception as exc:  # a failed check in the fake: answer 500 and keep it for the test
+                    fake.errors.append(exc)
+                    reply = Reply(500, {"fake_error": repr(exc)})
                 payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
                 data = payload.encode()
                 self.send_response(reply.status)

@@ -185,7 +185,7 @@ class FakeFcm:
             form = {k: v[0] for k, v in parse_qs(seen.body.decode()).items()}
             assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
             claims = google_jwt.decode(form["assertion"], certs=public_pem(self.key), audience="https://oauth2.googleapis.com/token")
-            assert "firebase.messaging" in claims["scope"]
+            assert "https://www.googleapis.com/auth/cloud-platform" in claims["scope"].split()
             return Reply(200, {"access_token": "ya29.fake", "expires_in": 3600, "token_type": "Bearer"})
         assert seen.path == f"/v1/projects/{PROJECT}/messages:send", seen.path
         assert seen.headers["authorization"] == "Bearer ya29.fake"

@@ -21,8 +21,8 @@ def shipped_conf(passwd: Path, acl: Path) -> str:
     for line in (DEPLOY / "mosquitto.conf").read_text().splitlines():
         if line.startswith(SKIP_KEYS):
             continue
-        line = line.replace("/etc/mosquitto/mailcam.passwd", str(passwd)).replace("/etc/mosquitto/mailcam.acl", str(acl))
-        lines.append(line)
+        line = line.replace("/etc/mosquitto/mailcam.passwd", str(passwd))
+        lines.append(line.replace("/etc/mosquitto/mailcam.acl", str(acl)))
     return "user root\n" + "\n".join(lines) + "\n"
 
 

@@ -25,7 +25,7 @@ class RecordingSink:
     def __init__(self) -> None:
         self.events: list[Event] = []
 
-    def emit(self, session, event: Event) -> None:  # noqa: ANN001
+    def emit(self, session, event: Event) -> None:
         self.events.append(event)
 
     def kinds(self) -> list[str]:

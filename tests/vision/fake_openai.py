@@ -56,15 +56,15 @@ class Reply:
     completion_tokens: int = 60
 
     @classmethod
-    def json(cls, data: dict, **kw: Any) -> "Reply":
+    def json(cls, data: dict, **kw: Any) -> Reply:
         return cls(content=json.dumps(data), **kw)
 
     @classmethod
-    def text(cls, text: str, **kw: Any) -> "Reply":
+    def text(cls, text: str, **kw: Any) -> Reply:
         return cls(content=text, **kw)
 
     @classmethod
-    def error(cls, status: int, **kw: Any) -> "Reply":
+    def error(cls, status: int, **kw: Any) -> Reply:
         return cls(status=status, **kw)
 
 
@@ -81,7 +81,7 @@ class FakeOpenAI:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 try:
                     fake._handle(self)
                 except (BrokenPipeError, ConnectionResetError):
@@ -99,7 +99,7 @@ class FakeOpenAI:
         for reply in replies:
             self.script.put(reply)
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         self.thread.start()
         return self
 

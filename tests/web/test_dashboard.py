@@ -227,3 +227,32 @@ def test_works_at_phone_width(page, home):
     take = page.get_by_role("button", name="Take a photo now")
     assert take.bounding_box()["height"] >= 44
     page.screenshot(path="/tmp/dashboard-phone.png", full_page=True)
+
+
+def test_a_failed_analysis_can_be_retried_from_the_dashboard(page, home):
+    box = home.mailbox("box-1", name="Front gate")
+    failed = home.capture(box, 1)
+    home.analyse(failed, status=JobStatus.FAILED, error="vision provider timed out")
+    open_dashboard(page, home, f"#/mailbox/{box.serial}")
+    latest = page.locator("section", has=page.get_by_role("heading", name="Latest photo"))
+    expect(latest).to_contain_text("Analysis failed — retry")
+    latest.get_by_role("button", name="Retry analysis").click()
+    expect(latest.get_by_role("status")).to_have_text("Analysis requested again — the result will show here.")
+    r = home.http.post(f"/api/captures/{failed}/reanalyse", headers=home.account.headers)
+    assert r.status_code == 409, r.text  # the dashboard's request is the one queued
+
+
+def test_account_page_shows_ai_usage_and_saves_the_time_zone(page, home):
+    home.mailbox("box-1", name="Front gate")
+    open_dashboard(page, home, "#/account")
+    expect(page.get_by_role("heading", level=1, name="Account")).to_be_visible()
+    usage = page.get_by_role("table", name=re.compile("AI usage"))
+    expect(usage.get_by_role("row", name=re.compile("Front gate"))).to_contain_text("$0.00")
+    page.get_by_label("Time zone").fill("Mars/Olympus")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert")).to_contain_text("unknown timezone")
+    page.get_by_label("Time zone").fill("Europe/Paris")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved.")).to_be_visible()
+    me = home.http.get("/api/users/me/", headers=home.account.headers).json()
+    assert me["timezone"] == "Europe/Paris"

@@ -34,7 +34,7 @@ def post_capture(
 ) -> schemas.CaptureSaved:
     """Store a capture (device or gateway token); idempotent on capture_id."""
     device = caller.device_for(session, body.serial_number)
-    result = ingest.ingest_capture(
+    result = ingest.ingest_capture_committing(
         session,
         ctx,
         device,
@@ -47,7 +47,6 @@ def post_capture(
             trigger_id=body.trigger_id,
         ),
     )
-    session.commit()
     return schemas.CaptureSaved(capture_id=result.capture_id, analysis_queued=result.analysis_queued)
 
 

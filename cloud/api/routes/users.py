@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from cloud.api import schemas
-from cloud.api.deps import CtxDep, CurrentUser, SessionDep, TokenDep
+from cloud.api.deps import AccountUser, CtxDep, SessionDep, TokenDep
 from cloud.models import User
 from cloud.services import accounts
 
@@ -48,20 +48,20 @@ def login(body: schemas.LoginIn, session: SessionDep, ctx: CtxDep) -> schemas.To
 
 
 @router.delete("/auth/token/", status_code=status.HTTP_204_NO_CONTENT)
-def logout(session: SessionDep, user: CurrentUser, token: TokenDep) -> None:
+def logout(session: SessionDep, user: AccountUser, token: TokenDep) -> None:
     """Revoke the token used for this request."""
     accounts.logout(session, token)
     session.commit()
 
 
 @router.get("/users/me/", response_model=schemas.UserPublic)
-def me(user: CurrentUser, ctx: CtxDep) -> schemas.UserPublic:
+def me(user: AccountUser, ctx: CtxDep) -> schemas.UserPublic:
     """The caller's account."""
     return _public(user, ctx)
 
 
 @router.patch("/users/me/", response_model=schemas.UserPublic)
-def update_me(body: schemas.UserUpdate, user: CurrentUser, session: SessionDep, ctx: CtxDep) -> schemas.UserPublic:
+def update_me(body: schemas.UserUpdate, user: AccountUser, session: SessionDep, ctx: CtxDep) -> schemas.UserPublic:
     """Change the caller's name or timezone."""
     for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
         setattr(user, field, value)

@@ -109,7 +109,7 @@ const ROUTES = [
 
 function renderHeader() {
   const header = document.getElementById("header-actions");
-  if (!app.user) {
+  if (!app.user || !auth.token) {
     replace(header);
     return;
   }
@@ -128,6 +128,7 @@ async function route() {
   const hash = window.location.hash || "#/";
   const match = ROUTES.map((r) => ({ r, m: hash.match(r.pattern) })).find((x) => x.m) || { r: ROUTES[4], m: [] };
   const pageScope = newScope();
+  if (!auth.token) app.user = null;
   const flash = carried;
   carried = null;
   app.flash(flash && flash.kind, flash && flash.text);

@@ -70,6 +70,7 @@ function singular(kind) {
 }
 
 function countPhrase(kind, count) {
+  if (kind === "other") return count === 1 ? "1 other item" : `${count} other items`;
   if (count === 1) return `1 ${kind}`;
   return `${count} ${PLURALS[kind] || (kind.endsWith("s") ? kind : `${kind}s`)}`;
 }
@@ -106,8 +107,21 @@ export function mailCounts(analysis) {
   return [...counts.entries()].sort((a, b) => rank(a[0]) - rank(b[0]));
 }
 
-const RETAKE_QUALITIES = { dark: "too dark", too_dark: "too dark", underexposed: "too dark", blurry: "blurry",
-  blurred: "blurry", overexposed: "too bright", too_bright: "too bright", obstructed: "blocked", unusable: "unusable" };
+const RETAKE = {
+  too_dark: "Photo too dark — retake", dark: "Photo too dark — retake",
+  blurry: "Photo blurry — retake", obstructed: "Camera view blocked — retake",
+};
+
+function damageNote(analysis) {
+  const damage = analysis.package_damage;
+  if (!analysis.package_present || !damage || damage === "none") return null;
+  return `The package may be damaged (${damage}).`;
+}
+
+function joinDetails(...parts) {
+  const text = parts.filter(Boolean).join(" ");
+  return text || null;
+}
 
 /**
  * What a photo shows, for people: {state, text, detail}.
@@ -122,13 +136,13 @@ export function describeAnalysis(analysis) {
     return { state: "failed", text: "Analysis failed — retry", detail: analysis.error || null };
   }
   const quality = analysis.image_quality ? String(analysis.image_quality).toLowerCase() : null;
-  if (quality && RETAKE_QUALITIES[quality] && analysis.mail_detected !== true) {
-    return { state: "retake", text: `Photo ${RETAKE_QUALITIES[quality]} — retake`, detail: analysis.description || null };
+  if (quality && RETAKE[quality] && analysis.mail_detected !== true) {
+    return { state: "retake", text: RETAKE[quality], detail: analysis.description || null };
   }
   if (analysis.mail_detected === true) {
     const phrases = mailCounts(analysis).map(([kind, n]) => countPhrase(kind, n));
     const text = phrases.length ? `You have mail: ${phrases.join(", ")}` : "You have mail";
-    return { state: "mail", text, detail: analysis.description || null };
+    return { state: "mail", text, detail: joinDetails(analysis.description, damageNote(analysis)) };
   }
   if (analysis.mail_detected === false) return { state: "empty", text: "Empty", detail: analysis.description || null };
   return { state: "none", text: "No result", detail: analysis.description || null };

@@ -1,6 +1,6 @@
 // My account: name, time zone (the day my photo clicks reset), tier.
 
-import { api } from "../api.js";
+import { api, availablePaths } from "../api.js";
 import { busy, h, message, replace } from "../dom.js";
 import { browserTimeZone } from "../format.js";
 
@@ -33,6 +33,56 @@ function profileCard(app) {
     form);
 }
 
-export async function accountView(app, page) {
+const money = (usd) => `$${usd.toFixed(usd > 0 && usd < 0.01 ? 4 : 2)}`;
+
+function currentMonth() {
+  const now = new Date();
+  return `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`;
+}
+
+function usageCard() {
+  const body = h("div", { "aria-live": "polite" });
+  const month = h("input", { type: "month", id: "usage_month", value: currentMonth(), max: currentMonth() });
+  async function load() {
+    replace(body, h("p", { class: "muted" }, "Loading…"));
+    try {
+      const [usage, devices] = await Promise.all([api.get("/api/usage", { month: month.value || currentMonth() }), api.get("/api/devices/")]);
+      const names = Object.fromEntries(devices.map((d) => [d.serial, d.name]));
+      if (!usage.devices.length) {
+        replace(body, h("p", { class: "empty" }, "No analyses this month."));
+        return;
+      }
+      replace(body,
+        h("div", { class: "table-wrap" }, h("table", { class: "usage" },
+          h("caption", { class: "sr-only" }, `AI usage for ${usage.month}`),
+          h("thead", {}, h("tr", {},
+            h("th", { scope: "col" }, "Mailbox"), h("th", { scope: "col" }, "AI calls"), h("th", { scope: "col" }, "No-cost checks"),
+            h("th", { scope: "col" }, "Cost"), h("th", { scope: "col" }, "Budget"))),
+          h("tbody", {}, usage.devices.map((d) => h("tr", {},
+            h("th", { scope: "row" }, names[d.device_serial] || d.device_serial),
+            h("td", {}, String(d.model_calls), d.failed_calls ? ` (${d.failed_calls} failed)` : ""),
+            h("td", {}, String(d.offline_analyses + d.cache_hits + d.unchanged_skips)),
+            h("td", {}, money(d.cost_usd)),
+            h("td", { class: d.budget_reached ? "over" : "" }, `${money(d.budget_usd)}${d.budget_reached ? " — reached" : ""}`),
+          ))),
+        )),
+        h("p", { class: "total" }, `Total ${money(usage.total_cost_usd)} for ${usage.total_model_calls} AI call${usage.total_model_calls === 1 ? "" : "s"}.`),
+      );
+    } catch (error) {
+      if (error.status !== 401) replace(body, message("error", error.message));
+    }
+  }
+  month.addEventListener("change", load);
+  load();
+  return h("section", { class: "card", "aria-labelledby": "usage-title" },
+    h("h2", { id: "usage-title" }, "AI usage"),
+    h("div", { class: "field inline-field" }, h("label", { for: "usage_month" }, "Month"), month),
+    body);
+}
+
+export async function accountView(app, page, scope) {
   replace(page, h("h1", {}, "Account"), profileCard(app));
+  const paths = await availablePaths();
+  if (!scope.alive) return;
+  if (paths["/api/usage"]) page.append(usageCard());
 }

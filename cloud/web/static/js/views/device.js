@@ -87,9 +87,9 @@ export async function deviceView(app, page, scope, serial) {
       button.addEventListener("click", () => busy(button, async () => {
         try {
           await call("POST", path.replace("{capture_id}", encodeURIComponent(capture.capture_id)));
-          await refresh();
+          replace(slot, message("success", "Analysis requested again — the result will show here."));
         } catch (error) {
-          if (error.status !== 401) app.flash("error", error.message);
+          if (error.status !== 401) replace(slot, message("error", error.message));
         }
       }));
       replace(slot, button);

@@ -1,0 +1,202 @@
+"""Gateway durable ingest rate vs a plain MQTT subscriber, on the same Mosquitto, in the same run.
+
+    .venv/bin/python bench/gateway_throughput.py [--quick] [--runs 3] [--devices 50] [--captures 4]
+
+Each run: a backlog of 32 KB captures (8 chunks of 4 KB, QoS 1) from many simulated devices is
+queued on the broker for two persistent sessions, then each consumer drains it alone:
+- plain: a paho subscriber that only counts messages (auto-ack, no storage);
+- gateway: `python -m gateway` (a separate process) committing every chunk to its SQLite outbox
+  (WAL, synchronous=FULL by default) before acknowledging it, reassembling the captures.
+Rates are messages per second between the first and the last message; peak RSS is the gateway
+process's VmHWM. The broker runs with the shipped deploy/mosquitto.conf in-flight window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from mcam import protocol
+from paho.mqtt.enums import CallbackAPIVersion
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.brokers import Mosquitto, free_port  # noqa: E402
+from tests.gateway.kit import chunks_of, fake_jpeg  # noqa: E402
+
+IMAGE_BYTES = 32 * 1024
+
+
+def connect(broker: Mosquitto, client_id: str, *, clean: bool, inflight: int = 20) -> paho.Client:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean,
+                         protocol=paho.MQTTv311)
+    client.max_inflight_messages_set(inflight)
+    ready = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: ready.set()
+    client.connect(broker.host, broker.port, 60)
+    client.loop_start()
+    if not ready.wait(10):
+        raise RuntimeError("could not connect")
+    return client
+
+
+def subscribe_session(broker: Mosquitto, client_id: str) -> None:
+    """Create a persistent session subscribed to mailcam/# and leave (the broker queues for it)."""
+    client = connect(broker, client_id, clean=False)
+    done = threading.Event()
+    client.on_subscribe = lambda *a: done.set()
+    client.subscribe("mailcam/#", qos=1)
+    done.wait(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish_backlog(broker: Mosquitto, devices: int, captures: int) -> int:
+    client = connect(broker, f"pub-{uuid.uuid4().hex[:6]}", clean=True, inflight=1000)
+    infos = []
+    for k in range(captures):
+        for d in range(devices):
+            image = fake_jpeg(IMAGE_BYTES, seed=k * 1000 + d)
+            serial = f"bench{d:03d}"
+            _, payloads = chunks_of(image, cid=f"{uuid.uuid4().hex[:16]}", chunk_size=protocol.DEFAULT_CHUNK_SIZE)
+            for payload in payloads:
+                infos.append(client.publish(protocol.topic(serial, protocol.CAPTURE), payload, qos=1))
+    for info in infos:
+        info.wait_for_publish(timeout=60)
+    client.disconnect()
+    client.loop_stop()
+    return len(infos)
+
+
+def drain_plain(broker: Mosquitto, client_id: str, total: int) -> float:
+    stamps: list[float] = []
+    done = threading.Event()
+
+    def on_message(client, userdata, message) -> None:
+        stamps.append(time.perf_counter())
+        if len(stamps) >= total:
+            done.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                         protocol=paho.MQTTv311)
+    client.on_message = on_message
+    client.connect(broker.host, broker.port, 60)
+    client.loop_start()
+    if not done.wait(300):
+        raise RuntimeError(f"plain subscriber got {len(stamps)} of {total}")
+    client.disconnect()
+    client.loop_stop()
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def ingested(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            row = conn.execute("SELECT value FROM counters WHERE name = 'ingested_messages'").fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return row[0] if row else 0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def drain_gateway(
+    broker: Mosquitto, client_id: str, total: int, workdir: Path, synchronous: str
+) -> tuple[float, float]:
+    env = dict(
+        os.environ,
+        MAILCAM_GATEWAY_BROKER_HOST=broker.host,
+        MAILCAM_GATEWAY_BROKER_PORT=str(broker.port),
+        MAILCAM_GATEWAY_CLIENT_ID=client_id,
+        MAILCAM_GATEWAY_DATA_DIR=str(workdir),
+        MAILCAM_GATEWAY_CLOUD_URL=f"http://127.0.0.1:{free_port()}",  # no cloud: measure ingest alone
+        MAILCAM_GATEWAY_METRICS_PORT="0",
+        MAILCAM_GATEWAY_SQLITE_SYNCHRONOUS=synchronous,
+        MAILCAM_GATEWAY_LOG_LEVEL="WARNING",
+        MAILCAM_GATEWAY_BACKOFF_INITIAL_S="5",
+    )
+    db = workdir / "gateway.db"
+    proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        first = None
+        while True:
+            count = ingested(db)
+            now = time.perf_counter()
+            if count and first is None:
+                first = (now, count)
+            if count >= total:
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"gateway committed {count} of {total}")
+            time.sleep(0.01)
+        rss = peak_rss_mb(proc.pid)
+        return (count - first[1]) / (now - first[0]), rss
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def one_run(workdir: Path, devices: int, captures: int, inflight: int, synchronous: str) -> dict[str, float]:
+    broker = Mosquitto(workdir=workdir / "broker", extra_conf=f"max_inflight_messages {inflight}\n",
+                       persistence=False).start()
+    try:
+        plain_id, gateway_id = f"plain-{uuid.uuid4().hex[:6]}", f"gw-{uuid.uuid4().hex[:6]}"
+        subscribe_session(broker, plain_id)
+        subscribe_session(broker, gateway_id)
+        total = publish_backlog(broker, devices, captures)
+        plain = drain_plain(broker, plain_id, total)
+        gateway, rss = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous)
+    finally:
+        broker.stop()
+    return {"messages": total, "plain": plain, "gateway": gateway, "ratio": gateway / plain, "rss": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small run (< 20 s)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--devices", type=int, default=50)
+    parser.add_argument("--captures", type=int, default=6, help="captures per device")
+    parser.add_argument("--inflight", type=int, default=100, help="broker max_inflight_messages")
+    parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.devices, args.captures = 1, 20, 4
+    results = []
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
+            r = one_run(Path(tmp), args.devices, args.captures, args.inflight, args.synchronous)
+        results.append(r)
+        print(f"run {run + 1}: {r['messages']} msgs  plain {r['plain']:.0f}/s  gateway {r['gateway']:.0f}/s  "
+              f"ratio {r['ratio']:.2f}  gateway peak RSS {r['rss']:.1f} MB", flush=True)
+    med = {k: statistics.median(r[k] for r in results) for k in ("plain", "gateway", "ratio", "rss")}
+    print(f"\n32 KB captures (8 x 4 KB chunks, QoS 1), {args.devices} devices x {args.captures} captures, "
+          f"broker in-flight {args.inflight}, sqlite synchronous={args.synchronous}, median of {len(results)}:")
+    print(f"  plain subscriber      {med['plain']:8.0f} msg/s")
+    print(f"  gateway durable       {med['gateway']:8.0f} msg/s  ({med['gateway'] * 4096 / 1e6:.1f} MB/s committed)")
+    print(f"  ratio                 {med['ratio']:8.2f}   (aim >= 0.8)")
+    print(f"  gateway peak RSS      {med['rss']:8.1f} MB  (aim <= 60)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""My notifications: delivery log, preferences, push tokens and webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import select
+
+from cloud.api import schemas as core_schemas
+from cloud.api.deps import AccountUser, CtxDep, CurrentUser, SessionDep
+from cloud.errors import NotFound, ValidationFailed
+from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
+from cloud.notify import preferences, registry
+from cloud.notify import schemas as s
+from cloud.notify.webhook import new_salt, webhook_secret
+
+router = APIRouter(prefix="/api/notifications", tags=["notifications"])
+_errors = {404: {"model": core_schemas.ErrorBody}}
+_invalid = {422: {"model": core_schemas.ErrorBody}}
+
+
+@router.get("/", response_model=s.NotificationPage)
+def delivery_log(
+    user: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+    kind: Annotated[s.Kind | None, Query()] = None,
+    status_: Annotated[s.Status | None, Query(alias="status")] = None,
+) -> s.NotificationPage:
+    """What was (or will be) sent to me, newest first."""
+    query = (
+        select(Notification, Device.serial, Capture.capture_id)
+        .outerjoin(Device, Device.id == Notification.device_id)
+        .outerjoin(Capture, Capture.id == Notification.capture_pk)
+        .where(Notification.user_id == user.id)
+    )
+    if before_id is not None:
+        query = query.where(Notification.id < before_id)
+    if kind is not None:
+        query = query.where(Notification.kind == kind)
+    if status_ is not None:
+        query = query.where(Notification.status == status_)
+    rows = session.execute(query.order_by(Notification.id.desc()).limit(limit)).all()
+    items = [
+        s.NotificationPublic(
+            id=n.id, kind=n.kind, channel=n.channel, recipient=n.recipient, title=n.title, body=n.body,
+            status=n.status, attempts=n.attempts, last_error=n.last_error, created_at=n.created_at,
+            next_attempt_at=n.next_attempt_at, sent_at=n.sent_at, device_serial=serial, capture_id=capture_id,
+        )
+        for n, serial, capture_id in rows
+    ]
+    return s.NotificationPage(items=items, next_before_id=items[-1].id if len(items) == limit else None)
+
+
+def _preferences_public(session: SessionDep, ctx: CtxDep, user: User) -> s.PreferencesPublic:
+    prefs = preferences.load(session, user, ctx.settings.notify)
+    quiet = None
+    if prefs.quiet:
+        quiet = s.QuietHoursIn(start=preferences.format_hhmm(prefs.quiet.start),
+                               end=preferences.format_hhmm(prefs.quiet.end))
+    return s.PreferencesPublic(
+        events={kind: prefs.channels(kind) for kind in s.kinds.ALL_KINDS},
+        phone=prefs.phone,
+        email=prefs.email_address,
+        quiet_hours=quiet,
+        timezone=prefs.timezone,
+        min_confidence=prefs.min_confidence,
+        digest_hour=prefs.digest_hour,
+        available_channels=registry.available(ctx.settings.notify),
+    )
+
+
+@router.get("/preferences", response_model=s.PreferencesPublic)
+def get_preferences(user: CurrentUser, session: SessionDep, ctx: CtxDep) -> s.PreferencesPublic:
+    """My notification preferences (defaults filled in)."""
+    return _preferences_public(session, ctx, user)
+
+
+@router.put("/preferences", response_model=s.PreferencesPublic, responses=_invalid)
+def put_preferences(
+    body: s.PreferencesUpdate, user: AccountUser, session: SessionDep, ctx: CtxDep
+) -> s.PreferencesPublic:
+    """Change my notification preferences; fields left out keep their value."""
+    changes = body.model_dump(exclude_unset=True)
+    preferences.save(session, user, changes, ctx.clock.now())
+    session.commit()
+    return _preferences_public(session, ctx, user)
+
+
+@router.post("/push-tokens/", status_code=status.HTTP_201_CREATED, response_model=s.PushTokenPublic)
+def register_push_token(
+    body: s.PushTokenCreate, user: AccountUser, session: SessionDep, ctx: CtxDep
+) -> s.PushTokenPublic:
+    """Register this app install's FCM token (re-registering moves it to me)."""
+    digest = hashlib.sha256(body.token.encode()).hexdigest()
+    row = session.scalar(select(PushToken).where(PushToken.token_sha256 == digest))
+    if row is None:
+        row = PushToken(user_id=user.id, token=body.token, token_sha256=digest, platform=body.platform,
+                        created_at=ctx.clock.now())
+        session.add(row)
+    else:
+        row.user_id, row.platform = user.id, body.platform or row.platform
+    session.commit()
+    return s.PushTokenPublic(id=row.id, platform=row.platform, created_at=row.created_at)
+
+
+@router.get("/push-tokens/", response_model=list[s.PushTokenPublic])
+def list_push_tokens(user: CurrentUser, session: SessionDep) -> list[s.PushTokenPublic]:
+    """My registered app installs (the tokens themselves are not shown)."""
+    rows = session.scalars(select(PushToken).where(PushToken.user_id == user.id).order_by(PushToken.id))
+    return [s.PushTokenPublic(id=r.id, platform=r.platform, created_at=r.created_at) for r in rows]
+
+
+@router.delete("/push-tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
+def delete_push_token(token_id: int, user: AccountUser, session: SessionDep) -> None:
+    """Forget an app install's token (log-out on the phone)."""
+    row = session.get(PushToken, token_id)
+    if row is None or row.user_id != user.id:
+        raise NotFound("no such push token", token_id=token_id)
+    session.delete(row)
+    session.commit()
+
+
+def _check_target(url: str, ctx: CtxDep) -> None:
+    host = urlsplit(url).hostname or ""
+    if not host:
+        raise ValidationFailed("the webhook URL has no host")
+    if ctx.settings.notify.webhook_allow_private:
+        return
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        blocked = host == "localhost" or host.endswith(".localhost")
+    else:
+        blocked = address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
+    if blocked:
+        raise ValidationFailed("webhooks to private or loopback addresses are not allowed on this server")
+
+
+def _webhook_public(hook: Webhook) -> s.WebhookPublic:
+    return s.WebhookPublic(id=hook.id, url=hook.url, description=hook.description, active=hook.active,
+                           created_at=hook.created_at)
+
+
+def _owned_webhook(session: SessionDep, user: User, webhook_id: int) -> Webhook:
+    hook = session.get(Webhook, webhook_id)
+    if hook is None or hook.user_id != user.id:
+        raise NotFound("no such webhook", webhook_id=webhook_id)
+    return hook
+
+
+@router.post("/webhooks/", status_code=status.HTTP_201_CREATED, response_model=s.WebhookCreated, responses=_invalid)
+def create_webhook(body: s.WebhookCreate, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
+    """Add a webhook; its signing secret is shown only here."""
+    _check_target(body.url, ctx)
+    hook = Webhook(user_id=user.id, url=body.url, description=body.description, secret_salt=new_salt(),
+                   active=True, created_at=ctx.clock.now())
+    session.add(hook)
+    session.commit()
+    secret = webhook_secret(ctx.settings.secret_key, hook.secret_salt)
+    return s.WebhookCreated(**_webhook_public(hook).model_dump(), secret=secret)
+
+
+@router.get("/webhooks/", response_model=list[s.WebhookPublic])
+def list_webhooks(user: CurrentUser, session: SessionDep) -> list[s.WebhookPublic]:
+    """My webhooks (secrets are not shown again)."""
+    rows = session.scalars(select(Webhook).where(Webhook.user_id == user.id).order_by(Webhook.id))
+    return [_webhook_public(h) for h in rows]
+
+
+@router.patch("/webhooks/{webhook_id}", response_model=s.WebhookPublic, responses={**_errors, **_invalid})
+def update_webhook(
+    webhook_id: int, body: s.WebhookUpdate, user: AccountUser, session: SessionDep, ctx: CtxDep
+) -> s.WebhookPublic:
+    """Change a webhook's URL or description, or switch it on or off."""
+    hook = _owned_webhook(session, user, webhook_id)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "url" in changes:
+        _check_target(changes["url"], ctx)
+    for field, value in changes.items():
+        setattr(hook, field, value)
+    session.commit()
+    return _webhook_public(hook)
+
+
+@router.post("/webhooks/{webhook_id}/rotate-secret", response_model=s.WebhookCreated, responses=_errors)
+def rotate_webhook_secret(webhook_id: int, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
+    """Replace a webhook's signing secret; the new one is shown only here."""
+    hook = _owned_webhook(session, user, webhook_id)
+    hook.secret_salt = new_salt()
+    session.commit()
+    return s.WebhookCreated(**_webhook_public(hook).model_dump(),
+                            secret=webhook_secret(ctx.settings.secret_key, hook.secret_salt))
+
+
+@router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
+def delete_webhook(webhook_id: int, user: AccountUser, session: SessionDep) -> None:
+    """Remove a webhook."""
+    session.delete(_owned_webhook(session, user, webhook_id))
+    session.commit()

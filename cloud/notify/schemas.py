@@ -1,0 +1,134 @@
+"""What comes in and goes out of the notification and API-key endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from cloud.notify import kinds
+
+Kind = Literal[
+    "mail_arrived", "package_arrived", "package_damaged", "mailbox_empty", "retake_needed", "analysis_failed",
+    "low_battery", "device_offline", "trigger_fulfilled", "trigger_expired", "ai_budget_reached", "daily_digest",
+]
+ChannelName = Literal["console", "push", "sms", "email", "webhook"]
+Status = Literal["pending", "held", "sending", "sent", "failed", "skipped", "unknown"]
+HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        raise ValueError("a webhook URL must be http:// or https://")
+    return value
+
+
+WebhookUrl = Annotated[str, StringConstraints(max_length=2000, strip_whitespace=True), AfterValidator(_http_url)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QuietHoursIn(Strict):
+    start: HHMM = Field(description="local time, HH:MM (24 h)")
+    end: HHMM
+
+
+class PreferencesUpdate(Strict):
+    """Fields left out keep their value; ``events`` is merged kind by kind."""
+
+    events: dict[Kind, list[ChannelName]] | None = None
+    phone: str | None = Field(default=None, max_length=20, description="E.164, e.g. +14155552671; null removes it")
+    email: EmailStr | None = Field(default=None, description="null: the account's email")
+    quiet_hours: QuietHoursIn | None = None
+    min_confidence: float | None = Field(default=None, ge=0, le=1)
+    digest_hour: int | None = Field(default=None, ge=0, le=23)
+
+
+class PreferencesPublic(BaseModel):
+    events: dict[str, list[str]]
+    phone: str | None
+    email: str
+    quiet_hours: QuietHoursIn | None
+    timezone: str
+    min_confidence: float
+    digest_hour: int
+    available_channels: list[str]
+    kinds: list[str] = Field(default_factory=lambda: list(kinds.ALL_KINDS))
+
+
+class NotificationPublic(BaseModel):
+    id: int
+    kind: str
+    channel: str
+    recipient: str
+    title: str
+    body: str
+    status: Status
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    device_serial: str | None
+    capture_id: str | None
+
+
+class NotificationPage(BaseModel):
+    items: list[NotificationPublic]
+    next_before_id: int | None
+
+
+class PushTokenCreate(Strict):
+    token: str = Field(min_length=8, max_length=4096)
+    platform: Literal["android", "ios", "web"] | None = None
+
+
+class PushTokenPublic(BaseModel):
+    id: int
+    platform: str | None
+    created_at: datetime
+
+
+class WebhookCreate(Strict):
+    url: WebhookUrl
+    description: str | None = Field(default=None, max_length=200)
+
+
+class WebhookUpdate(Strict):
+    url: WebhookUrl | None = None
+    description: str | None = Field(default=None, max_length=200)
+    active: bool | None = None
+
+
+class WebhookPublic(BaseModel):
+    id: int
+    url: str
+    description: str | None
+    active: bool
+    created_at: datetime
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="Shown once: verify X-Mailcam-Signature with it")
+
+
+class ApiKeyCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    scope: Literal["read", "trigger"] = "read"
+
+
+class ApiKeyPublic(BaseModel):
+    id: int
+    name: str
+    scope: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="Shown once; send it as `Authorization: Bearer mck_…`")

@@ -1,0 +1,260 @@
+"""Chaos: devices keep publishing while the cloud, the gateway and the broker fail under them.
+
+The cloud is stopped and restarted, the gateway is killed with SIGKILL three
+times, the broker restarts once, and a few devices send malformed messages.
+At the end every good capture is in the cloud exactly once with its analysis,
+every manual trigger is fulfilled or expired with its click refunded,
+malformed messages are dead letters, and no service crashed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import create_engine, text
+
+from gateway.store import Store
+from mailcam import simulate
+from tests.brokers import Mosquitto, free_port, wait_for_port
+from tests.cloudkit import new_account, new_device
+
+pytestmark = pytest.mark.slow
+DEVICES = 4
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+class Service:
+    """A long-running child process (cloud or gateway) with its output kept in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
+        self.name, self.argv, self.env, self.logdir = name, argv, env, logdir
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.logdir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115 - lives with the process
+        self.process = subprocess.Popen(self.argv, env={**os.environ, **self.env}, stdout=log, stderr=log)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def _publish_malformed(broker: Mosquitto) -> int:
+    """Garbage on real device topics and outside the scheme; returns how many messages were sent."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="chaos-vandal")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    messages = [
+        ("mailcam/v1/chaos-1/capture", b"this is not a chunk"),
+        ("mailcam/v1/chaos-2/capture", b'{"v":1,"cid":"x"}\n\xff\xd8broken'),
+        ("mailcam/v1/chaos-3/telemetry", b"{not json"),
+        ("mailcam/v1/nobody-here/capture", b'{"v": 1}\n'),
+        ("mailcam/v1/chaos-4/bogus-kind", b"whatever"),
+    ]
+    for topic, payload in messages:
+        client.publish(topic, payload, qos=1).wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+    return len(messages)
+
+
+def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) -> None:
+    broker = fresh_mosquitto
+    port = free_port()
+    cloud_url = f"http://127.0.0.1:{port}"
+    cloud = Service(
+        "cloud",
+        [sys.executable, "-m", "mailcam.cli", "cloud", "--host", "127.0.0.1", "--port", str(port)],
+        {
+            "MAILCAM_DATABASE_URL": database_url,
+            "MAILCAM_DATA_DIR": str(tmp_path / "cloud"),
+            "MAILCAM_TRIGGER_TTL_S": "20",
+            "MAILCAM_TRIGGER_EXPIRY_INTERVAL_S": "1",
+            "MAILCAM_VISION__WORKER_POLL_INTERVAL_S": "0.2",
+        },
+        tmp_path,
+    )
+    cloud.start()
+    wait_for_port("127.0.0.1", port, 60)
+
+    with httpx.Client(base_url=cloud_url, timeout=30) as api:
+        owner = new_account(api, "chaos@example.com")
+        for n in range(1, DEVICES + 1):
+            new_device(api, owner, f"chaos-{n}", wake_interval_s=60)
+        new_device(api, owner, "ghost-1", wake_interval_s=60)  # never wakes: its trigger must expire
+        gateway_token = api.post("/api/gateways/", json={"name": "chaos"}, headers=owner.headers).json()
+        gateway_token = gateway_token["gateway_token"]
+
+    gateway = Service(
+        "gateway",
+        [sys.executable, "-m", "gateway"],
+        {
+            "MAILCAM_GATEWAY_CLOUD_URL": cloud_url,
+            "MAILCAM_GATEWAY_TOKEN": gateway_token,
+            "MAILCAM_GATEWAY_BROKER_HOST": broker.host,
+            "MAILCAM_GATEWAY_BROKER_PORT": str(broker.port),
+            "MAILCAM_GATEWAY_DATA_DIR": str(tmp_path / "gateway"),
+            "MAILCAM_GATEWAY_METRICS_PORT": "0",
+            "MAILCAM_GATEWAY_BACKOFF_MAX_S": "1",
+            "MAILCAM_GATEWAY_TRIGGER_WAIT_S": "2",
+            "MAILCAM_GATEWAY_DEVICES_REFRESH_S": "2",
+        },
+        tmp_path,
+    )
+    gateway.start()
+
+    captured: set[str] = set()
+    cycles = {"n": 0}
+    lock = threading.Lock()
+
+    def on_cycle(report: simulate.CycleReport) -> None:
+        with lock:
+            captured.update(report.result.get("captures") or [])
+            cycles["n"] += 1
+
+    def cycles_done() -> int:
+        with lock:
+            return cycles["n"]
+
+    def cloud_captures() -> dict[str, int]:
+        engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(text(
+                    "SELECT c.capture_id, a.status FROM captures c LEFT JOIN analyses a ON a.capture_pk = c.id"
+                )).all()
+        finally:
+            engine.dispose()
+        return {capture_id: status for capture_id, status in rows}
+
+    stop = threading.Event()
+    sim_args = {
+        "broker_host": broker.host, "broker_port": broker.port, "devices": DEVICES, "serial_prefix": "chaos",
+        "interval_s": 0.5, "door_probability": 0.5, "on_cycle": on_cycle, "state_dir": tmp_path / "mailboxes",
+        "stop_event": stop,
+    }
+    sim = threading.Thread(target=simulate.run, kwargs=sim_args, name="mailboxes", daemon=True)
+    sim.start()
+
+    def after_cycles(extra: int) -> None:
+        target = cycles_done() + extra
+        wait_until(lambda: cycles_done() >= target, 60, f"{extra} more device cycles")
+
+    # Triggers: two for real mailboxes, one for a mailbox that never wakes.
+    wait_until(lambda: len(cloud_captures()) >= DEVICES, 60, "first captures in the cloud")
+    with httpx.Client(base_url=cloud_url, timeout=30) as api:
+        owner_headers = {"Authorization": f"Bearer {owner.token}"}
+        for serial in ("chaos-1", "chaos-2", "ghost-1"):
+            response = api.post("/api/device/trigger/", json={"device_serial": serial}, headers=owner_headers)
+            assert response.status_code in (200, 202), response.text
+
+    # The cloud goes away for a while, then comes back.
+    cloud.stop()
+    after_cycles(DEVICES * 3)
+    cloud.start()
+    wait_for_port("127.0.0.1", port, 60)
+
+    # The gateway is killed three times mid-stream.
+    for _ in range(3):
+        after_cycles(DEVICES * 2)
+        gateway.kill()
+        after_cycles(DEVICES)
+        gateway.start()
+
+    # The broker restarts once; vandals publish garbage.
+    after_cycles(DEVICES * 2)
+    broker.restart()
+    malformed = _publish_malformed(broker)
+    after_cycles(DEVICES * 3)
+    stop.set()
+    sim.join(timeout=60)
+
+    # Calm: the mailboxes wake until their flash queues are empty.
+    calm = threading.Thread(target=simulate.run, kwargs={**sim_args, "stop_event": None, "cycles": 2}, daemon=True)
+    calm.start()
+    calm.join(timeout=120)
+
+    with lock:
+        good = set(captured)
+    assert len(good) >= DEVICES * 5
+
+    progress: dict[str, Any] = {}
+
+    def all_analysed() -> bool:
+        stored = cloud_captures()
+        progress["missing"] = sorted(good - stored.keys())
+        progress["unanalysed"] = sorted(c for c in good & stored.keys() if stored[c] not in ("done", "failed"))
+        return not progress["missing"] and not progress["unanalysed"]
+
+    try:
+        wait_until(all_analysed, 90, "every good capture in the cloud with its analysis")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {len(progress['missing'])} of {len(good)} missing, "
+                             f"{len(progress['unanalysed'])} not analysed; logs in {tmp_path}") from None
+    stored = cloud_captures()
+    assert not (stored.keys() - good), "the cloud has captures no device made"
+    assert all(stored[c] == "done" for c in good), "offline analysis should not fail on simulator scenes"
+
+    with httpx.Client(base_url=cloud_url, timeout=30) as api:
+        def triggers_settled() -> list[dict] | None:
+            found = []
+            for serial in ("chaos-1", "chaos-2", "ghost-1"):
+                found += api.get(f"/api/devices/{serial}/triggers/", headers=owner_headers).json()
+            return found if all(t["status"] in ("fulfilled", "expired") for t in found) else None
+
+        triggers = wait_until(triggers_settled, 60, "every trigger fulfilled or expired")
+        status = api.get("/api/device/status/", params={"device_serial": "chaos-1"}, headers=owner_headers).json()
+    assert len(triggers) == 3
+    assert all(t["click_refunded"] for t in triggers if t["status"] == "expired")
+    ghost = [t for t in triggers if t["device_serial"] == "ghost-1"]
+    assert ghost[0]["status"] == "expired" and ghost[0]["click_refunded"]
+    fulfilled = sum(t["status"] == "fulfilled" for t in triggers)
+    assert status["clicks_used_today"] == fulfilled
+
+    assert cloud.alive() and gateway.alive(), "a service crashed"
+    assert cloud.stop() == 0
+    assert gateway.stop() == 0
+    store = Store(tmp_path / "gateway" / "gateway.db")
+    try:
+        letters = store.dead_letters(limit=100)
+    finally:
+        store.close()
+    assert len(letters) >= malformed - 1, [letter.reason for letter in letters]
+    assert {letter.serial for letter in letters} >= {"chaos-1", "chaos-3", "nobody-here"}
