@@ -132,6 +132,7 @@ def drain_gateway(
         MAILCAM_GATEWAY_SQLITE_SYNCHRONOUS=synchronous,
         MAILCAM_GATEWAY_LOG_LEVEL="WARNING",
         MAILCAM_GATEWAY_BACKOFF_INITIAL_S="5",
+        MALLOC_ARENA_MAX="2",  # as deploy/mailcam-gateway.service sets it
     )
     db = workdir / "gateway.db"
     proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO, env=env,
@@ -156,7 +157,9 @@ def drain_gateway(
         proc.wait(30)
 
 
-def one_run(workdir: Path, devices: int, captures: int, inflight: int, synchronous: str) -> dict[str, float]:
+def one_run(
+    workdir: Path, devices: int, captures: int, inflight: int, synchronous: str, gateway_first: bool
+) -> dict[str, float]:
     broker = Mosquitto(workdir=workdir / "broker", extra_conf=f"max_inflight_messages {inflight}\n",
                        persistence=False).start()
     try:
@@ -164,8 +167,12 @@ def one_run(workdir: Path, devices: int, captures: int, inflight: int, synchrono
         subscribe_session(broker, plain_id)
         subscribe_session(broker, gateway_id)
         total = publish_backlog(broker, devices, captures)
-        plain = drain_plain(broker, plain_id, total)
-        gateway, rss = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous)
+        if gateway_first:  # alternate the order: the machine's load drifts
+            gateway, rss = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous)
+            plain = drain_plain(broker, plain_id, total)
+        else:
+            plain = drain_plain(broker, plain_id, total)
+            gateway, rss = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous)
     finally:
         broker.stop()
     return {"messages": total, "plain": plain, "gateway": gateway, "ratio": gateway / plain, "rss": rss}
@@ -175,17 +182,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small run (< 20 s)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--devices", type=int, default=50)
-    parser.add_argument("--captures", type=int, default=6, help="captures per device")
+    parser.add_argument("--devices", type=int, default=100)
+    parser.add_argument("--captures", type=int, default=10, help="captures per device")
     parser.add_argument("--inflight", type=int, default=100, help="broker max_inflight_messages")
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.devices, args.captures = 1, 20, 4
+        args.runs, args.devices, args.captures = 1, 50, 6
     results = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
-            r = one_run(Path(tmp), args.devices, args.captures, args.inflight, args.synchronous)
+            r = one_run(Path(tmp), args.devices, args.captures, args.inflight, args.synchronous, run % 2 == 1)
         results.append(r)
         print(f"run {run + 1}: {r['messages']} msgs  plain {r['plain']:.0f}/s  gateway {r['gateway']:.0f}/s  "
               f"ratio {r['ratio']:.2f}  gateway peak RSS {r['rss']:.1f} MB", flush=True)

@@ -11,6 +11,7 @@ import enum
 import logging
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -52,6 +53,8 @@ class Gateway:
         self.state = State.RUNNING
         settings = self.settings
         loop = asyncio.get_running_loop()
+        # store calls are serialised by the store's lock anyway: a few threads, few malloc arenas
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=3, thread_name_prefix="mailcam-store"))
         store = self.store = Store(settings.db_path, synchronous=settings.sqlite_synchronous)
         store.set_kv("broker", "disconnected")
         store.set_kv("ingest_paused", "0")

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from cloud.events import Event, EventKind
 from mailcam.broker import LocalBroker, free_port
+from mailcam.orchestration import wait_gateway_connected
 
 DEMO_EMAIL = "demo@mailcam.example"
 DEMO_PASSWORD = "mailcam-demo"
@@ -176,6 +177,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         data_dir=data_dir / "gateway", metrics_port=0, trigger_wait_s=10,
     )
     gateway_thread = _run_gateway(gateway_settings, stop)
+    wait_gateway_connected(data_dir / "gateway" / "gateway.db")
 
     console.print(Panel.fit(
         f"[bold]mailcam demo[/] — {options.devices} simulated mailboxes waking every {options.interval_s:g}s\n\n"

@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -155,24 +155,23 @@ def _record(
     savepoint: bool,
 ) -> IngestResult:
     now = ctx.clock.now()
-    row = Capture(
-        capture_id=capture_id,
-        device_id=device.id,
-        trigger_type=capture.trigger_type,
-        trigger_id=capture.trigger_id,
-        battery_voltage=capture.battery_voltage,
-        taken_at=_aware(capture.taken_at),
-        received_at=now,
-        image_sha256=image.jpeg.sha256,
-        image_bytes=len(image.data),
-        width=image.jpeg.width,
-        height=image.jpeg.height,
-    )
+    values = {
+        "capture_id": capture_id,
+        "device_id": device.id,
+        "trigger_type": capture.trigger_type,
+        "trigger_id": capture.trigger_id,
+        "battery_voltage": capture.battery_voltage,
+        "taken_at": _aware(capture.taken_at),
+        "received_at": now,
+        "image_sha256": image.jpeg.sha256,
+        "image_bytes": len(image.data),
+        "width": image.jpeg.width,
+        "height": image.jpeg.height,
+    }
     if savepoint:
         try:
             with session.begin_nested():
-                session.add(row)
-                session.flush()
+                capture_pk = _insert_capture(session, values)
         except IntegrityError:
             # Another request stored the same capture_id a moment ago.
             known = lookup(session, capture_id)
@@ -180,33 +179,45 @@ def _record(
                 raise
             return _known_result(known, device)
     else:
-        session.add(row)
-        session.flush()
+        capture_pk = _insert_capture(session, values)
 
     devices.mark_seen(device, now, capture.battery_voltage)
-    session.add(Analysis(capture_pk=row.id, status=JobStatus.QUEUED, created_at=now, updated_at=now))
-    session.add(
-        AnalysisJob(
-            capture_pk=row.id,
+    # Plain Core inserts: nothing here needs the ORM objects, and the unit of work costs more
+    # than the statements themselves (this runs while SQLite's write lock is held).
+    conn = session.connection()
+    conn.execute(
+        insert(Analysis.__table__).values(
+            capture_pk=capture_pk, status=JobStatus.QUEUED, created_at=now, updated_at=now
+        )
+    )
+    conn.execute(
+        insert(AnalysisJob.__table__).values(
+            capture_pk=capture_pk,
             status=JobStatus.QUEUED,
             kind="initial",
+            attempts=0,
             next_attempt_at=now,
             created_at=now,
             updated_at=now,
         )
     )
     if capture.trigger_type == TriggerType.MANUAL:
-        triggers.fulfil_with_capture(session, ctx, device, capture.trigger_id, row.id)
+        triggers.fulfil_with_capture(session, ctx, device, capture.trigger_id, capture_pk)
     ctx.events.emit(
         session,
         Event(
             EventKind.CAPTURE_RECEIVED,
             user_id=device.owner_id,
             device_id=device.id,
-            capture_pk=row.id,
+            capture_pk=capture_pk,
             key=f"capture:{capture_id}",
             data={"capture_id": capture_id, "device_serial": device.serial, "trigger_type": capture.trigger_type},
         ),
     )
     session.flush()
     return IngestResult(capture_id=capture_id, analysis_queued=True, created=True)
+
+
+def _insert_capture(session: Session, values: dict) -> int:
+    table = Capture.__table__
+    return session.connection().execute(insert(table).values(**values).returning(table.c.id)).scalar_one()

@@ -16,7 +16,7 @@ import time
 from typing import Any, Literal
 
 import openai
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from cloud.vision.base import (
     CATEGORIES,
@@ -33,14 +33,10 @@ from cloud.vision.prep import prepare_jpeg
 from cloud.vision.pricing import cost_usd
 
 SYSTEM_PROMPT = (
-    "You inspect photos taken by a camera inside a residential mailbox. "
-    "Report whether there is any mail in the mailbox (letters, packages, magazines or catalogues, "
-    "flyers or junk mail, postcards), how many of each, whether a package is present and whether it "
-    "looks damaged (none, minor, moderate, severe), and whether the photo is usable "
-    "(ok, too_dark, blurry, obstructed). If the photo is not usable, say so instead of guessing. "
-    "confidence is your probability (0..1) that mail_detected is right. Be brief: description is one "
-    "short sentence; items lists each piece of mail (at most 8) in a few words. "
-    "Reply with one JSON object that follows the schema, and nothing else."
+    "Photo from a camera inside a mailbox. Count the mail by kind (a catalogue counts as magazine, junk "
+    "mail as flyer), judge any package's damage, and say if the photo is unusable instead of guessing. "
+    "confidence: probability that mail_detected is right. description: one short sentence naming what "
+    "is there. Reply with the JSON object only."
 )
 USER_PROMPT = "Analyse this mailbox photo."
 REPAIR_PROMPT = (
@@ -48,39 +44,27 @@ REPAIR_PROMPT = (
     "with every field of the schema."
 )
 
-_COUNT_PROPS = {name: {"type": "integer", "minimum": 0} for name in CATEGORIES}
+# Kept small on purpose: with structured output the schema is part of every prompt (tokens = money).
+# package_present is derived from counts.package, items[] from the counts (the model may still send items).
 RESPONSE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": [
-        "mail_detected", "confidence", "description", "items", "counts", "package_present",
+        "mail_detected", "confidence", "description", "counts",
         "package_damage", "package_damage_confidence", "image_quality",
     ],
     "properties": {
         "mail_detected": {"type": "boolean"},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "confidence": {"type": "number"},
         "description": {"type": "string"},
-        "items": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["type", "description"],
-                "properties": {
-                    "type": {"type": "string", "enum": [*CATEGORIES, "other"]},
-                    "description": {"type": "string"},
-                },
-            },
-        },
         "counts": {
             "type": "object",
             "additionalProperties": False,
             "required": list(CATEGORIES),
-            "properties": _COUNT_PROPS,
+            "properties": {name: {"type": "integer"} for name in CATEGORIES},
         },
-        "package_present": {"type": "boolean"},
         "package_damage": {"type": "string", "enum": ["none", "minor", "moderate", "severe"]},
-        "package_damage_confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "package_damage_confidence": {"type": "number"},
         "image_quality": {"type": "string", "enum": ["ok", "too_dark", "blurry", "obstructed"]},
     },
 }
@@ -93,6 +77,11 @@ RESPONSE_FORMAT = {
 class _Item(BaseModel):
     type: str = "other"
     description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        return {"description": value} if isinstance(value, str) else value
 
 
 class _Counts(BaseModel):
@@ -128,13 +117,27 @@ class ModelAnswer(BaseModel):
             mail_detected=self.mail_detected,
             confidence=self.confidence,
             description=self.description,
-            items=[item.model_dump() for item in self.items],
+            items=_typed_items(self.items, counts),
             categories=counts,
             package_present=package,
             package_damage=self.package_damage if package else "none",
             package_damage_confidence=self.package_damage_confidence if package else 0.0,
             image_quality=self.image_quality,
         )
+
+
+def _typed_items(items: list[_Item], counts: dict[str, int]) -> list[dict[str, str]]:
+    """Items as ``{type, description}``: the model's if it sent any, else one per counted piece."""
+    kinds = [name for name in CATEGORIES for _ in range(counts[name])]
+    if not items:
+        return [{"type": kind, "description": kind} for kind in kinds]
+    out = []
+    for i, item in enumerate(items):
+        kind = item.type
+        if kind == "other" and i < len(kinds):
+            kind = kinds[i]
+        out.append({"type": kind, "description": item.description})
+    return out
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)

@@ -128,7 +128,8 @@ def usage(session: Session, ctx: AppContext, user: User, month: str) -> schemas.
                 device_serial=device.serial, month=month,
                 model_calls=int(values[0]), failed_calls=int(values[1]), offline_analyses=int(values[2]),
                 prompt_tokens=int(values[3]), completion_tokens=int(values[4]), cost_usd=round(float(values[5]), 6),
-                cache_hits=int(values[6]), unchanged_skips=int(values[7]), budget_skips=int(values[8]), prefilter_skips=int(values[9]),
+                cache_hits=int(values[6]), unchanged_skips=int(values[7]), budget_skips=int(values[8]),
+                prefilter_skips=int(values[9]),
                 budget_usd=budget, budget_reached=device.id in notices,
             )
         )

@@ -63,11 +63,23 @@ def claim_next(ctx: AppContext, worker_id: str) -> int | None:
     return job_id
 
 
+_engine_lock = threading.Lock()
+
+
+def engine_for(ctx: AppContext) -> VisionEngine:
+    """One engine (so one OpenAI client and connection pool) per app context, kept on the context."""
+    with _engine_lock:
+        engine = vars(ctx).get("_vision_engine")
+        if engine is None:
+            engine = vars(ctx)["_vision_engine"] = VisionEngine(ctx)
+        return engine
+
+
 def process_pending(
     ctx: AppContext, limit: int | None = None, *, engine: VisionEngine | None = None, worker_id: str | None = None
 ) -> int:
     """Run due jobs until the queue is empty (or ``limit`` jobs ran); returns how many ran."""
-    engine = engine or VisionEngine(ctx)
+    engine = engine or engine_for(ctx)
     worker_id = worker_id or new_worker_id()
     done = 0
     while limit is None or done < limit:

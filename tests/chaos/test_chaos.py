@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, text
 
 from gateway.store import Store
 from mailcam import simulate
+from mailcam.orchestration import wait_gateway_connected
 from tests.brokers import Mosquitto, free_port, wait_for_port
 from tests.cloudkit import new_account, new_device
 
@@ -139,6 +140,7 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
         tmp_path,
     )
     gateway.start()
+    wait_gateway_connected(tmp_path / "gateway" / "gateway.db")
 
     captured: set[str] = set()
     cycles = {"n": 0}

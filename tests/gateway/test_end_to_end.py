@@ -69,31 +69,32 @@ def test_cloud_down_buffers_then_recovers_with_nothing_lost(tmp_path, cloud, mos
 
 def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path, cloud, mosquitto, gateway_proc):
     gw = start_gateway(tmp_path, cloud, mosquitto, gateway_proc, ingest_batch_max=8)
-    stop_publishing = threading.Event()
+    rounds, per_round = 4, 12
+    restarted = [threading.Event() for _ in range(rounds)]
     cids: list[str] = []
 
     def publish() -> None:
         device = Publisher(mosquitto.host, mosquitto.port)
         try:
-            for k in range(40):
-                serial = cloud.serials[k % 2]
-                cid = device.capture(serial, jpeg_bytes(seed=100 + k), chunk_size=1024)
-                cids.append(cid)
+            for r in range(rounds):
+                if r:
+                    restarted[r - 1].wait(30)
+                for k in range(per_round):
+                    seed = 100 + r * per_round + k
+                    cids.append(device.capture(cloud.serials[seed % 2], jpeg_bytes(seed=seed), chunk_size=1024))
         finally:
             device.close()
-            stop_publishing.set()
 
     publisher = threading.Thread(target=publish)
     publisher.start()
-    kills = 0
-    while not stop_publishing.is_set() and kills < 3:
-        target = 8 * (kills + 1)
-        wait_until(lambda: len(cids) >= target or stop_publishing.is_set(), 30, "publishing progress")  # noqa: B023
-        gw.kill()
-        kills += 1
+    for r in range(rounds - 1):
+        target = r * per_round + 4
+        wait_until(lambda: len(cids) >= target, 30, "publishing progress")  # noqa: B023
+        gw.kill()  # while the device is still sending this round
         gw.start()
+        restarted[r].set()
     publisher.join(60)
-    assert kills >= 2
+    assert len(cids) == rounds * per_round
     wait_until(lambda: len(cloud.capture_counts()) == len(cids), 60, "every capture in the cloud")
     counts = cloud.capture_counts()
     assert set(counts) == set(cids)

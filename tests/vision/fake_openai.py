@@ -22,11 +22,6 @@ GOOD = {
     "mail_detected": True,
     "confidence": 0.93,
     "description": "Two letters and a small parcel.",
-    "items": [
-        {"type": "letter", "description": "white envelope"},
-        {"type": "letter", "description": "brown envelope"},
-        {"type": "package", "description": "small cardboard box"},
-    ],
     "counts": {"letter": 2, "package": 1, "magazine": 0, "flyer": 0, "postcard": 0},
     "package_present": True,
     "package_damage": "minor",
@@ -37,7 +32,6 @@ EMPTY = {
     "mail_detected": False,
     "confidence": 0.95,
     "description": "The mailbox is empty.",
-    "items": [],
     "counts": {"letter": 0, "package": 0, "magazine": 0, "flyer": 0, "postcard": 0},
     "package_present": False,
     "package_damage": "none",
@@ -78,6 +72,8 @@ class FakeOpenAI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # header and body go out in separate writes
+
             def log_message(self, *args: object) -> None:
                 pass
 

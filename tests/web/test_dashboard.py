@@ -41,6 +41,11 @@ def test_mailbox_page_shows_latest_photo_and_result(page, home):
     expect(page.get_by_text("3 of 3 photos left today")).to_be_visible()
     page.screenshot(path="/tmp/dashboard.png", full_page=True)
 
+    page.set_viewport_size({"width": 375, "height": 740})  # a phone
+    expect(latest).to_contain_text("You have mail: 2 letters, 1 package")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.get_by_role("button", name="Take a photo now").bounding_box()["height"] >= 44
+
 
 def test_wrong_password_shows_an_error_and_the_right_one_logs_in(page, home):
     home.mailbox("box-1", name="Front gate")
@@ -84,24 +89,19 @@ def test_take_a_photo_queues_it_counts_clicks_down_and_stops_at_the_limit(page, 
     expect(pending.get_by_role("listitem")).to_have_count(2)
     expect(take).to_be_enabled()
 
-
-def test_limit_reached_elsewhere_shows_the_servers_429_with_reset_time(page, home):
-    home.mailbox("box-1", name="Front gate")
-    open_dashboard(page, home)
-    page.get_by_role("link", name="Front gate").click()
-    expect(page.get_by_text("3 of 3 photos left today")).to_be_visible()
-    for _ in range(3):  # the same user spends the day's clicks from another phone
-        r = home.http.post("/api/device/trigger/", json={"device_serial": "box-1"}, headers=home.account.headers)
-        assert r.status_code == 202, r.text
-
-    page.get_by_role("button", name="Take a photo now").click()
+    # The last click is spent from another phone: the server's 429 is what this page shows.
+    r = home.http.post("/api/device/trigger/", json={"device_serial": "box-1"}, headers=home.account.headers)
+    assert r.status_code == 202, r.text
+    take.click()
     expect(page.get_by_role("alert")).to_contain_text(re.compile(r"Daily limit reached.*More from tomorrow at 00:00"))
     expect(page.get_by_text("0 of 3 photos left today")).to_be_visible()
+    expect(take).to_be_disabled()
+
 
 
 def test_history_pages_opens_the_full_photo_and_deletes_with_confirmation(page, home):
     box = home.mailbox("box-1", name="Front gate")
-    ids = [home.capture(box, n) for n in range(14)]  # newest last
+    ids = [home.capture(box, n) for n in range(13)]  # newest last
     home.analyse(ids[0], mail_detected=False, description="Nothing inside")
     open_dashboard(page, home)
     page.get_by_role("link", name="Front gate").click()
@@ -112,7 +112,7 @@ def test_history_pages_opens_the_full_photo_and_deletes_with_confirmation(page, 
 
     page.get_by_role("button", name="Older →").click()
     expect(page.get_by_text("Page 2")).to_be_visible()
-    expect(grid.get_by_role("listitem")).to_have_count(2)
+    expect(grid.get_by_role("listitem")).to_have_count(1)
     expect(grid.get_by_role("listitem").last).to_contain_text("Empty")
     expect(page.get_by_role("button", name="Older →")).to_be_disabled()
 
@@ -127,18 +127,16 @@ def test_history_pages_opens_the_full_photo_and_deletes_with_confirmation(page, 
     oldest = grid.get_by_role("listitem").last
     oldest.get_by_role("button", name=re.compile("Delete photo")).click()
     page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
-    expect(grid.get_by_role("listitem")).to_have_count(2)
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(grid.get_by_role("listitem")).to_have_count(1)
 
     oldest.get_by_role("button", name=re.compile("Delete photo")).click()
     page.get_by_role("dialog").get_by_role("button", name="Delete photo").click()
     expect(page.get_by_text("Photo deleted.")).to_be_visible()
-    expect(grid.get_by_role("listitem")).to_have_count(1)
     r = home.http.get(f"/api/captures/{ids[0]}", headers=home.account.headers)
     assert r.status_code == 404
-
-    page.get_by_role("button", name="← Newer").click()
-    expect(page.get_by_text("Page 1")).to_be_visible()
     expect(grid.get_by_role("listitem")).to_have_count(12)
+    expect(page.get_by_role("button", name="Older →")).to_have_count(0)  # page 2 emptied; 12 fit on one page
 
 
 def test_each_analysis_state_reads_plainly_and_refreshes_by_itself(page, home):
@@ -193,7 +191,7 @@ def test_sign_up_claim_a_mailbox_and_log_out(page, home):
     assert r.status_code == 401  # the token was revoked, not just forgotten
 
 
-def test_a_revoked_session_sends_the_user_back_to_login_and_then_where_they_were(page, home):
+def test_a_revoked_session_returns_to_login_then_where_the_user_was(page, home):
     home.mailbox("box-1", name="Front gate")
     log_in(page)
     page.get_by_role("link", name="Front gate").click()
@@ -208,25 +206,10 @@ def test_a_revoked_session_sends_the_user_back_to_login_and_then_where_they_were
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", level=1, name="Front gate")).to_be_visible()
 
-
-def test_an_unknown_mailbox_shows_the_apis_error(page, home):
-    open_dashboard(page, home)
-    expect(page.get_by_role("heading", level=1, name="My mailboxes")).to_be_visible()
-    page.goto("/#/mailbox/not-mine")
+    page.goto("/#/mailbox/not-mine")  # someone else's, or no such mailbox: the API's 404 in plain words
     expect(page.get_by_role("alert")).to_have_text("No such device")
 
 
-def test_works_at_phone_width(page, home):
-    box = home.mailbox("box-1", name="Front gate")
-    _mail(home, home.capture(box, 1))
-    page.set_viewport_size({"width": 375, "height": 740})
-    open_dashboard(page, home)
-    page.get_by_role("link", name="Front gate").click()
-    expect(page.get_by_text("You have mail: 2 letters, 1 package").first).to_be_visible()
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    take = page.get_by_role("button", name="Take a photo now")
-    assert take.bounding_box()["height"] >= 44
-    page.screenshot(path="/tmp/dashboard-phone.png", full_page=True)
 
 
 def test_a_failed_analysis_can_be_retried_from_the_dashboard(page, home):
