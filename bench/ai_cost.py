@@ -112,7 +112,7 @@ def month_of_shots(n_devices: int, days: int, rng: random.Random) -> list[Shot]:
             if night and state[0] == "empty":
                 kind, level = "dark", 1.0 + jitter
             else:
-                kind, level = state[0], (0.12 if night else light) + jitter / 4 if night else (light or 1.0) + jitter
+                kind, level = state[0], 0.12 + jitter / 4 if light is None else light + jitter
             shots.append(Shot(at, device, wake, kind, state[1], level, state[0], night))
     return sorted(shots, key=lambda s: (s.at, s.device))
 
@@ -188,7 +188,7 @@ class BillingFake:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 answer = json.dumps(oracle_ref.answer())
                 prompt = _text_tokens(body) + _image_tokens(body)
@@ -337,7 +337,6 @@ def scene_accuracy(per_kind: int) -> dict[str, dict[str, float]]:
         good = {"cold": 0, "baseline": 0}
         for seed in range(per_kind):
             light = (0.7, 1.0, 1.25)[seed % 3]
-            truth = scenes.truth(kind, seed)
             frame = measure(scenes.render(kind, 50_000 + seed, light=light))
             truth = scenes.truth(kind, 50_000 + seed)
             baseline = provider.updated_baseline(scenes.render("empty", 90_000 + seed), None)

@@ -46,7 +46,7 @@ TARGET_BYTES = 32 * 1024
 
 
 # ---------------------------------------------------------------- servers (run in child processes)
-def bare_app():  # noqa: ANN201
+def bare_app():
     from fastapi import FastAPI
 
     app = FastAPI()
@@ -65,7 +65,7 @@ def bare_app():  # noqa: ANN201
     return app
 
 
-def real_app(data_dir: Path):  # noqa: ANN201
+def real_app(data_dir: Path):
     from cloud.app import create_app
     from cloud.settings import Settings
 
@@ -77,7 +77,9 @@ def serve(kind: str, port: int, data_dir: Path, uvicorn_opts: dict) -> None:
     import uvicorn
 
     app = real_app(data_dir) if kind == "real" else bare_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **uvicorn_opts)
+    # A long keep-alive: on a saturated machine a 5 s idle timer can fire while a request is in flight.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=60,
+                **uvicorn_opts)
 
 
 # ---------------------------------------------------------------- images
@@ -121,6 +123,11 @@ class RoundResult:
     errors: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
+    server_cpu_s: float | None = None  # CPU time the server process used during the round
+
+    @property
+    def cpu_ms_per_capture(self) -> float | None:
+        return 1000 * self.server_cpu_s / self.ok if self.server_cpu_s is not None and self.ok else None
 
     @property
     def rate(self) -> float:
@@ -153,8 +160,13 @@ async def run_round(target: str, url: str, headers: dict, serial: str, jpegs: li
                     "capture_id": capture_id,
                 })
                 t0 = time.perf_counter()
-                response = await client.post("/api/device/capture/", content=body,
-                                             headers={"content-type": "application/json"})
+                try:
+                    response = await client.post("/api/device/capture/", content=body,
+                                                 headers={"content-type": "application/json"})
+                except httpx.TransportError as exc:
+                    result.errors += 1
+                    print(f"[{target}] {type(exc).__name__}: {exc}", file=sys.stderr)
+                    continue
                 if response.status_code == 200:
                     result.ok += 1
                     result.latencies.append(time.perf_counter() - t0)
@@ -170,6 +182,15 @@ async def run_round(target: str, url: str, headers: dict, serial: str, jpegs: li
 
 
 # ---------------------------------------------------------------- orchestration
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), robust to what else runs on the machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -271,10 +292,15 @@ def main() -> None:
         results: dict[str, list[RoundResult]] = {"real": [], "bare": []}
         for _ in range(args.rounds):
             for kind in ("real", "bare"):
+                cpu0 = process_cpu_s(servers[kind].proc.pid)
                 result = asyncio.run(run_round(kind, servers[kind].url, headers, serial, jpegs,
                                                clients=args.clients, duration=args.duration))
+                cpu1 = process_cpu_s(servers[kind].proc.pid)
+                result.server_cpu_s = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
                 results[kind].append(result)
-                console.print(f"  {kind:4}  {result.rate:8.1f} captures/s  ({result.ok} ok, {result.errors} errors)")
+                cpu = result.cpu_ms_per_capture
+                console.print(f"  {kind:4}  {result.rate:8.1f} captures/s  ({result.ok} ok, {result.errors} errors"
+                              + (f", server CPU {cpu:.1f} ms/capture)" if cpu is not None else ")"))
     finally:
         for server in servers.values():
             server.stop()
@@ -291,6 +317,10 @@ def main() -> None:
         lats = sorted(x for r in results[kind] for x in r.latencies)
         return 1000 * lats[int(0.95 * (len(lats) - 1))] if lats else 0
 
+    def cpu_ms(kind: str) -> str:
+        values = [r.cpu_ms_per_capture for r in results[kind] if r.cpu_ms_per_capture is not None]
+        return f"{statistics.median(values):.2f}" if values else "-"
+
     ratio = med("real") / med("bare") if med("bare") else 0.0
     table = Table(title=f"POST /api/device/capture/ — 32 KB JPEGs, {args.clients} clients, "
                         f"median of {args.rounds} x {args.duration:g} s")
@@ -298,14 +328,16 @@ def main() -> None:
     table.add_column("captures/s", justify="right")
     table.add_column("p50 ms", justify="right")
     table.add_column("p95 ms", justify="right")
+    table.add_column("server CPU ms/capture", justify="right")
     table.add_column("errors", justify="right")
     for kind, label in (("real", "real ingest (SQLite, fsync)"), ("bare", "bare FastAPI decode")):
-        table.add_row(label, f"{med(kind):.1f}", f"{p50_ms(kind):.1f}", f"{p95_ms(kind):.1f}",
+        table.add_row(label, f"{med(kind):.1f}", f"{p50_ms(kind):.1f}", f"{p95_ms(kind):.1f}", cpu_ms(kind),
                       str(sum(r.errors for r in results[kind])))
-    table.add_row("ratio real/bare", f"{ratio:.2f}", "", "", "")
+    table.add_row("ratio real/bare", f"{ratio:.2f}", "", "", "", "")
     console.print(table)
     if args.json:
         print(json.dumps({"real": med("real"), "bare": med("bare"), "ratio": ratio, "clients": args.clients,
+                          "cpu_ms_per_capture": {k: cpu_ms(k) for k in results},
                           "rounds": args.rounds, "duration": args.duration, "cpus": os.cpu_count()}))
     if any(r.errors for rs in results.values() for r in rs):
         sys.exit(1)

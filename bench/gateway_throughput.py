@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -79,7 +80,16 @@ def publish_backlog(broker: Mosquitto, devices: int, captures: int) -> int:
     return len(infos)
 
 
-def drain_plain(broker: Mosquitto, client_id: str, total: int) -> float:
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (this one if pid is None)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drain_plain(broker: Mosquitto, client_id: str, total: int) -> tuple[float, float]:
     stamps: list[float] = []
     done = threading.Event()
 
@@ -91,13 +101,15 @@ def drain_plain(broker: Mosquitto, client_id: str, total: int) -> float:
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                          protocol=paho.MQTTv311)
     client.on_message = on_message
+    cpu_before = cpu_seconds()
     client.connect(broker.host, broker.port, 60)
     client.loop_start()
     if not done.wait(300):
         raise RuntimeError(f"plain subscriber got {len(stamps)} of {total}")
+    cpu = cpu_seconds() - cpu_before
     client.disconnect()
     client.loop_stop()
-    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]), total / cpu
 
 
 def ingested(db: Path) -> int:
@@ -120,7 +132,7 @@ def peak_rss_mb(pid: int) -> float:
 
 def drain_gateway(
     broker: Mosquitto, client_id: str, total: int, workdir: Path, synchronous: str
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     env = dict(
         os.environ,
         MAILCAM_GATEWAY_BROKER_HOST=broker.host,
@@ -144,14 +156,15 @@ def drain_gateway(
             count = ingested(db)
             now = time.perf_counter()
             if count and first is None:
-                first = (now, count)
+                first = (now, count, cpu_seconds(proc.pid))
             if count >= total:
                 break
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"gateway committed {count} of {total}")
             time.sleep(0.01)
         rss = peak_rss_mb(proc.pid)
-        return (count - first[1]) / (now - first[0]), rss
+        cpu = cpu_seconds(proc.pid) - first[2]
+        return (count - first[1]) / (now - first[0]), rss, (count - first[1]) / cpu
     finally:
         proc.terminate()
         proc.wait(30)
@@ -168,14 +181,15 @@ def one_run(
         subscribe_session(broker, gateway_id)
         total = publish_backlog(broker, devices, captures)
         if gateway_first:  # alternate the order: the machine's load drifts
-            gateway, rss = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous)
-            plain = drain_plain(broker, plain_id, total)
+            gateway, rss, gateway_cpu = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous)
+            plain, plain_cpu = drain_plain(broker, plain_id, total)
         else:
-            plain = drain_plain(broker, plain_id, total)
-            gateway, rss = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous)
+            plain, plain_cpu = drain_plain(broker, plain_id, total)
+            gateway, rss, gateway_cpu = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous)
     finally:
         broker.stop()
-    return {"messages": total, "plain": plain, "gateway": gateway, "ratio": gateway / plain, "rss": rss}
+    return {"messages": total, "plain": plain, "gateway": gateway, "ratio": gateway / plain, "rss": rss,
+            "plain_cpu": plain_cpu, "gateway_cpu": gateway_cpu, "cpu_ratio": gateway_cpu / plain_cpu}
 
 
 def main() -> None:
@@ -184,7 +198,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--captures", type=int, default=10, help="captures per device")
-    parser.add_argument("--inflight", type=int, default=100, help="broker max_inflight_messages")
+    parser.add_argument("--inflight", type=int, default=1000, help="broker max_inflight_messages")
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     args = parser.parse_args()
     if args.quick:
@@ -195,13 +209,18 @@ def main() -> None:
             r = one_run(Path(tmp), args.devices, args.captures, args.inflight, args.synchronous, run % 2 == 1)
         results.append(r)
         print(f"run {run + 1}: {r['messages']} msgs  plain {r['plain']:.0f}/s  gateway {r['gateway']:.0f}/s  "
-              f"ratio {r['ratio']:.2f}  gateway peak RSS {r['rss']:.1f} MB", flush=True)
-    med = {k: statistics.median(r[k] for r in results) for k in ("plain", "gateway", "ratio", "rss")}
+              f"ratio {r['ratio']:.2f}  (per CPU-second: {r['plain_cpu']:.0f} vs {r['gateway_cpu']:.0f}, "
+              f"ratio {r['cpu_ratio']:.2f})  gateway peak RSS {r['rss']:.1f} MB", flush=True)
+    keys = ("plain", "gateway", "ratio", "rss", "plain_cpu", "gateway_cpu", "cpu_ratio")
+    med = {k: statistics.median(r[k] for r in results) for k in keys}
     print(f"\n32 KB captures (8 x 4 KB chunks, QoS 1), {args.devices} devices x {args.captures} captures, "
           f"broker in-flight {args.inflight}, sqlite synchronous={args.synchronous}, median of {len(results)}:")
     print(f"  plain subscriber      {med['plain']:8.0f} msg/s")
     print(f"  gateway durable       {med['gateway']:8.0f} msg/s  ({med['gateway'] * 4096 / 1e6:.1f} MB/s committed)")
     print(f"  ratio                 {med['ratio']:8.2f}   (aim >= 0.8)")
+    print(f"  per CPU-second        {med['plain_cpu']:8.0f} plain vs {med['gateway_cpu']:.0f} gateway msgs"
+          f" (ratio {med['cpu_ratio']:.2f}; wall-clock rates depend on the machine's load, this less so)")
+    print(f"  load average          {os.getloadavg()[0]:8.2f}")
     print(f"  gateway peak RSS      {med['rss']:8.1f} MB  (aim <= 60)")
 
 

@@ -3,11 +3,18 @@
 SQLite is the embedded default: WAL, a busy timeout, and every transaction
 opened with ``BEGIN IMMEDIATE`` so two writers queue instead of failing with
 "database is locked" halfway through a read-then-write.
+Within one process the writers queue on a lock (``_WriterGate``) before they
+ask SQLite: SQLite's busy handler polls with sleeps of up to 100 ms, so under
+load its lock sat free while every waiter slept (bench/cloud_ingest.py: with the
+gate, more captures/s and less CPU per capture). Other processes still meet the
+busy timeout.
 PostgreSQL is used as is (READ COMMITTED) with row locks where it matters.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,19 +27,69 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
     return url.startswith("sqlite")
 
 
+SQLITE_BUSY_TIMEOUT_S = 30
+_gates: dict[str, threading.Lock] = {}
+_gates_lock = threading.Lock()
+
+
+class _GatedConnection(sqlite3.Connection):
+    """A pysqlite connection that gives the process's writer gate back when its transaction ends."""
+
+    gate: threading.Lock | None = None
+    holds_gate = False
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_gate()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_gate()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_gate()
+
+    def take_gate(self) -> None:
+        if self.gate is not None and not self.holds_gate:
+            # Bounded like SQLite's own wait; past it, BEGIN IMMEDIATE meets the busy timeout as before.
+            self.holds_gate = self.gate.acquire(timeout=SQLITE_BUSY_TIMEOUT_S)
+
+    def release_gate(self) -> None:
+        if self.holds_gate and self.gate is not None:
+            self.holds_gate = False
+            self.gate.release()
+
+
+def _gate_for(url: str) -> threading.Lock:
+    with _gates_lock:
+        return _gates.setdefault(url, threading.Lock())
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if is_sqlite(url):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _configure_sqlite(engine)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S, "factory": _GatedConnection},
+        )
+        _configure_sqlite(engine, _gate_for(url))
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, gate: threading.Lock) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+        if isinstance(dbapi_conn, _GatedConnection):
+            dbapi_conn.gate = gate
         # Let SQLAlchemy, not pysqlite, decide when transactions begin.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
@@ -44,7 +101,16 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi_conn = conn.connection.dbapi_connection
+        gated = isinstance(dbapi_conn, _GatedConnection)
+        if gated:
+            dbapi_conn.take_gate()  # given back by the connection's commit, rollback or close
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if gated:
+                dbapi_conn.release_gate()
+            raise
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -74,7 +74,12 @@ class CloudClient:
                 body = {}
             raise Rejected(response.status_code, str(body.get("error") or f"http_{response.status_code}"),
                            str(body.get("detail") or response.text[:300]))
-        return response.json() if response.content else None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:  # a proxy's HTML page, a truncated body: not the cloud's answer
+            raise Retryable(f"HTTP {response.status_code} with a body that is not JSON") from exc
 
     async def send(self, item: OutboxItem, image: bytes | None = None) -> Any:
         """Forward one outbox item (a capture with its `image`); raises Retryable or Rejected."""

@@ -53,7 +53,11 @@ class MqttLink:
 
     def __init__(self, settings: GatewaySettings, *, on_state: Callable[[bool], None] | None = None) -> None:
         self.settings = settings
-        self.inbox: queue.Queue[Incoming | None] = queue.Queue()
+        # Bounded: when the ingest thread falls behind, paho's thread blocks here and stops reading the
+        # socket, so TCP pushes back on the broker (mosquitto does not always honour its in-flight
+        # window when it replays a backlog to a returning persistent session).
+        self.inbox: queue.Queue[Incoming | None] = queue.Queue(maxsize=2 * settings.ingest_batch_max)
+        self.closing = False
         self.connected = threading.Event()
         self.on_state = on_state
         self.generation = 0
@@ -94,23 +98,41 @@ class MqttLink:
         with self._ack_lock:
             self.generation += 1
         if self.connected.is_set():
-            log.warning("disconnected from broker: %s", reason)
+            (log.info if self.closing else log.warning)("disconnected from broker: %s", reason)
         self.connected.clear()
         if self.on_state:
             self.on_state(False)
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
-        self.inbox.put(Incoming(self.generation, message.mid, message.qos, message._topic, message.payload))
+        item = Incoming(self.generation, message.mid, message.qos, message._topic, message.payload)
+        while not self.closing:  # while closing, drop it unacked: the broker redelivers it
+            try:
+                self.inbox.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     # callers ----------------------------------------------------------------------------------
     def start(self) -> None:
+        self.closing = False
         self.client.connect_async(self.settings.broker_host, self.settings.broker_port, self.settings.keepalive_s)
         self.client.loop_start()
 
+    def drain(self) -> None:
+        """Forget queued messages (unacked: the broker redelivers them)."""
+        while True:
+            try:
+                self.inbox.get_nowait()
+            except queue.Empty:
+                return
+
     def stop(self) -> None:
+        """Disconnect and stop paho's thread; what was not committed stays unacked."""
+        self.closing = True
+        self.drain()
         self.client.disconnect()
         self.client.loop_stop()
-        self.inbox.put(None)
+        self.drain()
 
     def ack(self, messages: list[Incoming]) -> int:
         """PUBACK the messages of the current connection; returns how many were acked."""
@@ -274,7 +296,6 @@ class IngestThread(threading.Thread):
 
     def stop(self) -> None:
         self._stopping.set()
-        self.link.inbox.put(None)
 
     def run(self) -> None:
         inbox = self.link.inbox
@@ -327,18 +348,9 @@ class IngestThread(threading.Thread):
         """Disconnect: what we hold unacked is redelivered by the broker when we come back."""
         self.paused = True
         self._resume_at = time.monotonic() + resume_in_s
-        self.link.client.disconnect()
-        self.link.client.loop_stop()
-        self._drain_inbox()
+        self.link.stop()
         if self.on_paused:
             self.on_paused(True)
-
-    def _drain_inbox(self) -> None:
-        while True:
-            try:
-                self.link.inbox.get_nowait()
-            except queue.Empty:
-                return
 
     def _maybe_resume(self) -> None:
         if not self.paused or time.monotonic() < self._resume_at:

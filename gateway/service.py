@@ -10,6 +10,7 @@ import asyncio
 import enum
 import logging
 import signal
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -59,9 +60,17 @@ class Gateway:
         store.set_kv("broker", "disconnected")
         store.set_kv("ingest_paused", "0")
         token = settings.token.get_secret_value() if settings.token else None
+        if token is None:
+            log.warning("no MAILCAM_GATEWAY_TOKEN: the cloud will refuse everything; items stay queued")
         cloud = CloudClient(base_url=settings.cloud_url, token=token, timeout_s=settings.http_timeout_s,
                             transport=self.transport)
-        link = MqttLink(settings, on_state=lambda up: store.set_kv("broker", "connected" if up else "disconnected"))
+        def broker_state(up: bool) -> None:  # runs in paho's thread: an exception there would stop it
+            try:
+                store.set_kv("broker", "connected" if up else "disconnected")
+            except sqlite3.Error:
+                log.exception("could not record the broker state")
+
+        link = MqttLink(settings, on_state=broker_state)
         relay = TriggerRelay(settings, store, cloud, link)
 
         pending: set[asyncio.Task] = set()
@@ -108,8 +117,8 @@ class Gateway:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             ingest.stop()
-            link.stop()
             await asyncio.to_thread(ingest.join, 10)
+            link.stop()
             await cloud.aclose()
             if metrics_server is not None:
                 metrics_server.shutdown()

@@ -182,7 +182,7 @@ class RealBoard:
         self._last_byte_at = time.monotonic()
 
     # -- serial line control
-    def _open(self):  # noqa: ANN202
+    def _open(self):
         import serial  # pyserial, installed with mpremote
 
         # DTR and RTS released before opening: the auto-reset circuit leaves EN and IO0 alone.

@@ -91,6 +91,10 @@ from gateway.cli import gateway_app  # noqa: E402
 
 app.add_typer(gateway_app, name="gateway")
 
+from provisioning.cli import provision_app  # noqa: E402
+
+app.add_typer(provision_app, name="provision")
+
 
 from mailcam.simulate_cli import simulate  # noqa: E402
 

@@ -188,7 +188,7 @@ class Analysis(Base):
     image_quality: Mapped[str | None] = mapped_column(String(20))
     provider: Mapped[str | None] = mapped_column(String(40))
     model: Mapped[str | None] = mapped_column(String(80))
-    source: Mapped[str | None] = mapped_column(String(20))  # model | cache | unchanged | budget
+    source: Mapped[str | None] = mapped_column(String(20))  # model | cache | unchanged | prefilter | budget
     # 64-bit perceptual hash of the analysed image (vision: "unchanged scene" detection).
     phash: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)

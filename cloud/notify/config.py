@@ -66,6 +66,8 @@ class NotifySettings(BaseModel):
     retention_days: int = 30
     retention_interval_s: int = 3600
     retention_batch: int = 500
+    # Delivery-log rows in a final state are kept this long (0 keeps them forever).
+    log_retention_days: int = 90
 
     # Integration API keys: requests per minute per key, by the owner's tier.
     api_rate_free_per_min: int = 60

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -25,7 +24,7 @@ def send_digests(session: Session, ctx: AppContext) -> int:
         if user is None:
             continue
         prefs = preferences.load(session, user, ctx.settings.notify)
-        local = now.astimezone(ZoneInfo(user.timezone))
+        local = now.astimezone(preferences.zone(user.timezone))
         if local.hour < prefs.digest_hour:
             continue
         key = f"digest:{user.id}:{local.date().isoformat()}"
@@ -37,7 +36,7 @@ def send_digests(session: Session, ctx: AppContext) -> int:
     return raised
 
 
-def summary(session: Session, user_id: int, start, end) -> dict:  # noqa: ANN001
+def summary(session: Session, user_id: int, start: datetime, end: datetime) -> dict:
     """Counts for the digest: photos, photos with mail, packages, over [start, end)."""
     base = (
         select(func.count(Capture.id))

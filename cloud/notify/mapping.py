@@ -4,11 +4,16 @@ A vision result becomes at most one mail notification, the most specific that ho
 package damaged > package arrived > mail arrived > mailbox empty (opt-in). Mail kinds
 need the owner's minimum confidence; a bad image asks for a retake and never claims
 "empty". A failed analysis is never read as "no mail".
+
+One notice per capture: analysis-derived notifications are keyed by the capture, so a
+re-analysis that agrees says nothing new (one that changes the verdict may). A result the
+vision engine reused because the scene did not change (source ``unchanged`` or ``cache``)
+says nothing either: the mail it saw was announced with the first photo.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cloud.events import Event, EventKind
@@ -45,14 +50,24 @@ class Draft:
     title: str
     body: str
     data: dict[str, Any] = field(default_factory=dict)
+    # Replaces the event's key for de-duplication (per capture rather than per analysis run).
+    key: str | None = None
+
+
+REUSED_SOURCES = {"unchanged", "cache"}
 
 
 def drafts_for(event: Event, prefs: Preferences, device_name: str | None) -> list[Draft]:
     """The notifications ``event`` means for its owner (before channels and quiet hours)."""
     data = dict(event.data)
+    if "kind" in data:  # the vision job's kind (initial | reanalyse), not the notification's
+        data["analysis_kind"] = data.pop("kind")
     where = device_name or data.get("device_serial") or "your mailbox"
     if event.kind == EventKind.ANALYSIS_COMPLETED:
-        return _analysis(data, prefs, where)
+        if data.get("source") in REUSED_SOURCES:
+            return []
+        capture = data.get("capture_id") or event.capture_pk
+        return [replace(d, key=f"capture:{capture}") for d in _analysis(data, prefs, where)]
     if event.kind == EventKind.ANALYSIS_FAILED:
         return [Draft(kinds.ANALYSIS_FAILED, f"Could not check {where}", _failed_body(data), data)]
     if event.kind in PASS_THROUGH:
@@ -108,8 +123,8 @@ def _package(data: dict[str, Any], where: str) -> tuple[str, str]:
 
 
 def _damaged(data: dict[str, Any], where: str) -> tuple[str, str]:
-    damage = data.get("package_damage") or "damaged"
-    return f"Package in {where} may be damaged", f"The package looks {damage}. Check it before accepting."
+    damage = data.get("package_damage") or "some"
+    return f"Package in {where} may be damaged", f"It shows {damage} damage. Check it before accepting it."
 
 
 def _empty(_data: dict[str, Any], where: str) -> tuple[str, str]:

@@ -42,7 +42,14 @@ from cloud.context import AppContext
 from cloud.events import Event, EventKind
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
 from cloud.notify import alerts, kinds, preferences
-from cloud.notify.base import ChannelError, OutgoingMessage, PermanentFailure, RecipientGone, short
+from cloud.notify.base import (
+    ChannelError,
+    OutgoingMessage,
+    PermanentFailure,
+    RecipientGone,
+    TemporaryFailure,
+    short,
+)
 from cloud.notify.mapping import Draft, drafts_for
 from cloud.notify.registry import ChannelRegistry, available
 from cloud.notify.webhook import webhook_secret
@@ -54,6 +61,7 @@ PENDING, HELD, SENDING, SENT, FAILED, SKIPPED, UNKNOWN = (
     "pending", "held", "sending", "sent", "failed", "skipped", "unknown",
 )
 DUE = (PENDING, HELD)
+FINAL = (SENT, FAILED, SKIPPED, UNKNOWN)
 
 
 class NotificationSink:
@@ -91,7 +99,7 @@ def enqueue(session: Session, ctx: AppContext, prefs: preferences.Preferences, e
     now = ctx.clock.now()
     held_until = prefs.quiet_until(now)
     usable = set(available(ctx.settings.notify))
-    event_key = f"{draft.kind}:{event.key or uuid.uuid4().hex}"[:200]
+    event_key = f"{draft.kind}:{draft.key or event.key or uuid.uuid4().hex}"[:200]
     data = _jsonable({**draft.data, "device_serial": event.data.get("device_serial")})
     rows: list[dict[str, Any]] = []
     for channel in prefs.channels(draft.kind):
@@ -286,7 +294,12 @@ def _thumbnail_loader(ctx: AppContext, sha: str | None) -> Callable[[], bytes | 
 
 def deliver_one(ctx: AppContext, registry: ChannelRegistry, item: Claimed) -> bool:
     """Send one claimed row and record the outcome; True when it was sent."""
-    channel = registry.get(item.channel)
+    try:
+        channel = registry.get(item.channel)
+    except Exception as exc:  # a misconfigured channel (unreadable credentials, bad sender number)
+        log.exception("the %s channel cannot start", item.channel)
+        _record_failure(ctx, item, TemporaryFailure(f"the {item.channel} channel cannot start: {type(exc).__name__}"))
+        return False
     try:
         if channel is None:
             raise PermanentFailure(f"the {item.channel} channel is not configured on this server")

@@ -30,7 +30,7 @@ class QuietHours:
         """When the quiet period containing ``now`` ends (aware UTC), or None if ``now`` is not in one."""
         if self.start == self.end:
             return None
-        tz = _zone(tz_name)
+        tz = zone(tz_name)
         local = now.astimezone(tz)
         t = local.time().replace(tzinfo=None)
         if self.start < self.end:
@@ -166,7 +166,8 @@ def format_hhmm(value: time) -> str:
     return f"{value.hour:02d}:{value.minute:02d}"
 
 
-def _zone(name: str) -> ZoneInfo:
+def zone(name: str) -> ZoneInfo:
+    """The named timezone, or UTC for a name this system does not know."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -35,13 +36,15 @@ class ChannelRegistry:
         self.settings = settings
         self._now = now
         self._channels: dict[str, Channel] = dict(overrides or {})
+        self._lock = threading.Lock()  # sends run in a thread pool; build each channel once
 
     def get(self, name: str) -> Channel | None:
-        if name not in self._channels:
-            if name not in available(self.settings):
-                return None
-            self._channels[name] = self._build(name)
-        return self._channels[name]
+        with self._lock:
+            if name not in self._channels:
+                if name not in available(self.settings):
+                    return None
+                self._channels[name] = self._build(name)
+            return self._channels[name]
 
     def _build(self, name: str) -> Channel:
         s = self.settings
@@ -66,6 +69,7 @@ class ChannelRegistry:
         return FcmChannel(s)
 
     def close(self) -> None:
-        for channel in self._channels.values():
-            channel.close()
-        self._channels.clear()
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()

@@ -401,10 +401,16 @@ def finish(engine: VisionEngine, plan: Plan, outcome: Outcome, worker_id: str) -
                 _write_result(session, ctx, plan, outcome, now)
             elif status == "failed":
                 _write_failure(session, ctx, plan, outcome, now)
+            elif plan.kind == "initial":  # waiting for its next attempt
+                session.execute(
+                    update(Analysis)
+                    .where(Analysis.capture_pk == plan.capture_pk, Analysis.status == JobStatus.RUNNING)
+                    .values(status=JobStatus.QUEUED, updated_at=now)
+                )
             _budget_notice(session, ctx, plan, outcome, now)
     except LeaseLost:
         log.warning("vision job %s was taken over by another worker; its result is discarded", plan.job_id)
-        _keep_operations(ctx, outcome)
+        _keep_operations(ctx, plan, outcome)
         return "lost"
     return status
 
@@ -431,14 +437,21 @@ def _release_job(
         raise LeaseLost(plan.job_id)
 
 
-def _keep_operations(ctx: AppContext, outcome: Outcome) -> None:
-    # The calls were made and paid for even if the result is discarded: the log keeps them.
-    if outcome.operations:
-        with ctx.sessions() as session, session.begin():
-            session.add_all(outcome.operations)
+def _keep_operations(ctx: AppContext, plan: Plan, outcome: Outcome) -> None:
+    """The calls were made and paid for even if the result is discarded: the log keeps them."""
+    if not outcome.operations:
+        return
+    with ctx.sessions() as session, session.begin():
+        if session.get(Device, plan.device_id) is None:
+            return  # the device is gone, and its log with it (ON DELETE CASCADE)
+        if session.get(Capture, plan.capture_pk) is None:  # deleted while we worked on it
+            for op in outcome.operations:
+                op.capture_pk = None
+        session.add_all(outcome.operations)
 
 
 def event_data(plan: Plan, analysis: Analysis) -> dict:
+    previous = plan.previous[0] if plan.previous else None
     return {
         "capture_id": plan.capture_id,
         "device_serial": plan.device_serial,
@@ -449,6 +462,9 @@ def event_data(plan: Plan, analysis: Analysis) -> dict:
         "model": analysis.model,
         "source": analysis.source,
         "error": analysis.error,
+        # The device's previous result, so "mail arrived" can be told from "mail still there".
+        "previous_mail_detected": previous["mail_detected"] if previous else None,
+        "previous_package_present": previous["package_present"] if previous else None,
     }
 
 

@@ -42,7 +42,7 @@ def test_captures_and_telemetry_reach_the_cloud(tmp_path, cloud, mosquitto, gate
     assert d.last_seen_at is not None
     assert d.firmware_version == "1.4.2"
     wait_until(lambda: outbox_empty(gw), 10, "empty outbox")
-    letters = gw.read(lambda s: s.dead_letters())
+    letters = wait_until(lambda: gw.read(lambda s: s.dead_letters()), 10, "dead letter")
     assert [(x.reason, x.serial) for x in letters] == [("malformed_chunk", serial)]
     assert "garbage" not in gw.log()  # payload bytes never logged
 

@@ -68,6 +68,7 @@ def test_status_prints_what_a_person_needs(tmp_path, cloud, mosquitto, gateway_p
         device.close()
     wait_until(lambda: cloud.capture_counts().get(cid) == 1, 20, "capture forwarded")
     wait_until(lambda: gw.read(lambda s: s.dead_letters()), 10, "dead letter")
+    wait_until(lambda: outbox_empty(gw), 10, "the gateway recorded the cloud's answer")
     result = CliRunner().invoke(gateway_app, ["status"], env={"MAILCAM_GATEWAY_DATA_DIR": str(gw.data_dir)})
     assert result.exit_code == 0, result.output
     out = result.output

@@ -60,7 +60,7 @@ def test_trigger_is_relayed_retained_and_cleared_after_the_capture(tmp_path, clo
     assert state["delivered_at"] is not None  # the gateway reported the pick-up
     assert state["capture_id"] == cid
     wait_until(lambda: retained_cmd(mosquitto, serial) is None, 15, "retained cmd cleared")
-    assert gw.read(lambda s: s.cmds()) == {}
+    wait_until(lambda: gw.read(lambda s: s.cmds()) == {}, 10, "the gateway recorded the cleared command")
 
 
 def test_cancelled_trigger_clears_the_retained_command(tmp_path, cloud, mosquitto, gateway_proc):

@@ -126,3 +126,24 @@ def notifications(ctx: AppContext, **filters) -> list:
     with ctx.sessions() as session:
         query = select(Notification).filter_by(**filters).order_by(Notification.id)
         return list(session.scalars(query))
+
+
+def fast_account(ctx: AppContext, email: str, timezone: str = "UTC"):
+    """A user with a bearer token, written straight to the database (no argon2: ~1 s per hash on busy CI)."""
+    from datetime import timedelta
+
+    from cloud.models import AuthToken
+    from cloud.security import hash_token, new_token
+    from tests.cloudkit import Account
+
+    now = ctx.clock.now()
+    token = new_token("mcu")
+    with ctx.sessions() as session:
+        user = User(email=email, password_hash=_PASSWORD_HASH, timezone=timezone, created_at=now)
+        user.subscription = Subscription(tier=Tier.FREE, active=True, started_at=now)
+        session.add(user)
+        session.flush()
+        session.add(AuthToken(user_id=user.id, token_hash=hash_token(token), created_at=now,
+                              expires_at=now + timedelta(days=30)))
+        session.commit()
+    return Account(email, token)

@@ -123,3 +123,17 @@ def test_retention_deletes_old_captures_and_unshared_files(nctx, owner, clock):
 def test_retention_zero_keeps_everything(nctx):
     nctx.settings.notify.retention_days = 0
     assert "image_retention" not in [job.name for job in notify_jobs(nctx)]
+
+
+def test_housekeeping_prunes_old_final_log_rows_only(nctx, owner, clock):
+    nctx.settings.notify.log_retention_days = 90
+    clock.set(datetime(2026, 5, 4, 12, 0, tzinfo=UTC))
+    pk = store_capture(nctx, owner, "cap-1")
+    emit(nctx, analysis_event(owner, pk, "cap-1"))
+    outbox.deliver_due(nctx)
+    pk2 = store_capture(nctx, owner, "cap-2", seed=2)
+    set_prefs(nctx, owner, quiet_hours={"start": "00:00", "end": "23:59"})
+    emit(nctx, analysis_event(owner, pk2, "cap-2"))  # held: not final, must survive
+    clock.advance(timedelta(days=91))
+    assert run_once_per_period(nctx, _job(nctx, "notify_housekeeping"))
+    assert [(r.capture_pk, r.status) for r in notifications(nctx, kind="mail_arrived")] == [(pk2, "held")]

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from cloud.models import ApiKey, User
 from cloud.services import accounts
 from tests.cloudkit import capture_body, new_account, new_device
-from tests.notify.conftest import Owner, analysis_event, emit
+from tests.notify.conftest import Owner, analysis_event, emit, fast_account
 
 
 def test_preferences_default_then_update(api):
@@ -35,8 +35,8 @@ def test_preferences_default_then_update(api):
     assert again["phone"] == "+33612345678" and again["digest_hour"] == 7
 
 
-def test_bad_preferences_are_clear_422s(api):
-    alice = new_account(api, "alice@example.com")
+def test_bad_preferences_are_clear_422s(api, cloud_ctx):
+    alice = fast_account(cloud_ctx, "alice@example.com")
     for body in ({"phone": "0612345678"}, {"phone": "+1 999"}, {"events": {"nope": ["push"]}},
                  {"events": {"mail_arrived": ["pigeon"]}}, {"quiet_hours": {"start": "25:00", "end": "07:00"}},
                  {"min_confidence": 2}, {"surprise": 1}):
@@ -46,8 +46,8 @@ def test_bad_preferences_are_clear_422s(api):
     assert api.get("/api/notifications/preferences", headers=alice.headers).json()["phone"] is None
 
 
-def test_push_tokens_register_list_delete(api):
-    alice, bob = new_account(api, "alice@example.com"), new_account(api, "bob@example.com")
+def test_push_tokens_register_list_delete(api, cloud_ctx):
+    alice, bob = fast_account(cloud_ctx, "alice@example.com"), fast_account(cloud_ctx, "bob@example.com")
     made = api.post("/api/notifications/push-tokens/", headers=alice.headers,
                     json={"token": "fcm-token-abcdef", "platform": "android"})
     assert made.status_code == 201
@@ -61,8 +61,8 @@ def test_push_tokens_register_list_delete(api):
     assert api.get("/api/notifications/push-tokens/", headers=alice.headers).json() == []
 
 
-def test_webhooks_crud_and_secret_shown_once(api):
-    alice, bob = new_account(api, "alice@example.com"), new_account(api, "bob@example.com")
+def test_webhooks_crud_and_secret_shown_once(api, cloud_ctx):
+    alice, bob = fast_account(cloud_ctx, "alice@example.com"), fast_account(cloud_ctx, "bob@example.com")
     made = api.post("/api/notifications/webhooks/", headers=alice.headers,
                     json={"url": "http://homeassistant.local:8123/api/webhook/mailcam", "description": "HA"})
     assert made.status_code == 201, made.text
@@ -85,7 +85,7 @@ def test_webhooks_crud_and_secret_shown_once(api):
 
 def test_private_webhook_targets_can_be_refused(api, cloud_ctx):
     cloud_ctx.settings.notify.webhook_allow_private = False
-    alice = new_account(api, "alice@example.com")
+    alice = fast_account(cloud_ctx, "alice@example.com")
     for url in ("http://127.0.0.1:8123/hook", "http://192.168.1.10/hook", "http://localhost/hook"):
         response = api.post("/api/notifications/webhooks/", headers=alice.headers, json={"url": url})
         assert response.status_code == 422, url
@@ -94,7 +94,7 @@ def test_private_webhook_targets_can_be_refused(api, cloud_ctx):
 
 
 def _owner(api, cloud_ctx, email: str, serial: str):
-    account = new_account(api, email)
+    account = fast_account(cloud_ctx, email)
     device = new_device(api, account, serial)
     with cloud_ctx.sessions() as session:
         user = session.scalar(select(User).where(User.email == email))
@@ -106,7 +106,7 @@ def _owner(api, cloud_ctx, email: str, serial: str):
 
 def test_delivery_log_lists_my_notifications_newest_first(api, cloud_ctx):
     alice, box, owner = _owner(api, cloud_ctx, "alice@example.com", "box-1")
-    bob = new_account(api, "bob@example.com")
+    bob = fast_account(cloud_ctx, "bob@example.com")
     saved = api.post("/api/device/capture/", json=capture_body("box-1", capture_id="box-1-a"), headers=box.headers)
     assert saved.status_code == 200
     with cloud_ctx.sessions() as session:
@@ -156,7 +156,7 @@ def test_api_key_scopes(api, cloud_ctx):
 
 
 def test_api_keys_are_hashed_listed_without_the_key_and_revocable(api, cloud_ctx):
-    alice = new_account(api, "alice@example.com")
+    alice = fast_account(cloud_ctx, "alice@example.com")
     key = _key(api, alice)
     assert key.startswith("mck_")
     with cloud_ctx.sessions() as session:
@@ -170,7 +170,7 @@ def test_api_keys_are_hashed_listed_without_the_key_and_revocable(api, cloud_ctx
     assert api.delete(f"/api/keys/{stored.id}", headers=alice.headers).status_code == 204
     assert api.get("/api/devices/", headers=headers).status_code == 401
     assert api.get("/api/devices/", headers={"Authorization": "Bearer mck_not-a-key"}).status_code == 401
-    bob = new_account(api, "bob@example.com")
+    bob = fast_account(cloud_ctx, "bob@example.com")
     assert api.delete(f"/api/keys/{stored.id}", headers=bob.headers).status_code == 404
 
 
@@ -178,7 +178,7 @@ def test_api_keys_are_rate_limited_per_key_by_tier(api, cloud_ctx, clock):
     cloud_ctx.settings.notify.api_rate_free_per_min = 3
     cloud_ctx.settings.notify.api_rate_premium_per_min = 5
     clock.set(clock.now().replace(second=10))
-    alice = new_account(api, "alice@example.com")
+    alice = fast_account(cloud_ctx, "alice@example.com")
     first, second = _key(api, alice), _key(api, alice)
     h1, h2 = ({"Authorization": f"Bearer {k}"} for k in (first, second))
     assert [api.get("/api/devices/", headers=h1).status_code for _ in range(3)] == [200] * 3
@@ -198,3 +198,21 @@ def test_api_keys_are_rate_limited_per_key_by_tier(api, cloud_ctx, clock):
         session.commit()
     codes = [api.get("/api/devices/", headers=h1).status_code for _ in range(5)]
     assert codes == [200, 200, 200, 200, 429]  # 1 already used this minute, 5 allowed
+
+
+def test_trigger_fulfilled_and_expired_with_refund_are_notified(api, cloud_ctx, clock):
+    from cloud.scheduler import core_jobs, run_once_per_period
+
+    alice, box, _owner_ = _owner(api, cloud_ctx, "alice@example.com", "box-1")
+    first = api.post("/api/device/trigger/", headers=alice.headers, json={"device_serial": "box-1"}).json()
+    body = capture_body("box-1", capture_id="box-1-m", trigger_type="manual", trigger_id=first["trigger_id"])
+    assert api.post("/api/device/capture/", json=body, headers=box.headers).status_code == 200
+    api.post("/api/device/trigger/", headers=alice.headers, json={"device_serial": "box-1"})
+    clock.advance(timedelta(seconds=cloud_ctx.settings.trigger_ttl_s + 1))
+    [expire] = core_jobs(cloud_ctx)
+    assert run_once_per_period(cloud_ctx, expire)
+
+    log = api.get("/api/notifications/", params={"status": "pending"}, headers=alice.headers).json()["items"]
+    by_kind = {i["kind"]: i for i in log}
+    assert by_kind["trigger_fulfilled"]["capture_id"] == "box-1-m"
+    assert by_kind["trigger_expired"]["body"].endswith("Your click was refunded.")

@@ -269,3 +269,14 @@ def test_push_outage_is_retried(nctx, owner, fcm, clock):
     outbox.deliver_due(nctx)
     assert [r.status for r in notifications(nctx, channel="push")] == ["sent"]
     assert len(fcm.messages) == 1
+
+
+def test_a_channel_that_cannot_start_is_retried_not_lost(nctx, owner, tmp_path, clock):
+    """Regression guard: an unreadable FCM credentials file must not strand rows in 'sending'."""
+    nctx.settings.notify.fcm_credentials_file = str(tmp_path / "missing.json")
+    _add_tokens(nctx, owner, "phone-token")
+    pk = store_capture(nctx, owner, "cap-1")
+    emit(nctx, analysis_event(owner, pk, "cap-1"))
+    outbox.deliver_due(nctx)
+    [row] = notifications(nctx, channel="push")
+    assert row.status == "pending" and "cannot start" in row.last_error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -26,6 +27,7 @@ def test_mail_arrived_goes_to_console_and_signed_webhook_once(nctx, owner, clock
         event = analysis_event(owner, pk, "cap-1")
         emit(nctx, event)
         emit(nctx, event)  # the same event again (a redelivered vision result): no second notification
+        emit(nctx, replace(event, key="analysis:cap-1:job-2"))  # a re-analysis that agrees: nothing new
 
         rows = notifications(nctx, kind="mail_arrived")
         assert sorted(r.channel for r in rows) == ["console", "webhook"]
@@ -65,6 +67,9 @@ def test_mail_arrived_goes_to_console_and_signed_webhook_once(nctx, owner, clock
         ({"package_present": True, "package_damage": "crushed", "package_damage_confidence": 0.2}, {},
          ["package_arrived"]),
         ({}, {"events": {"mail_arrived": []}}, []),
+        ({"source": "unchanged"}, {}, []),
+        ({"source": "cache"}, {}, []),
+        ({"source": "model", "kind": "reanalyse"}, {}, ["mail_arrived"]),
     ],
 )
 def test_vision_result_maps_to_the_right_notification(data, prefs, expected):

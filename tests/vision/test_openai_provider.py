@@ -124,7 +124,7 @@ def test_timeout_is_retried_then_requeued_then_failed(openai_env, fake_openai, c
     env.run()
     (job,) = env.jobs()
     assert job.status == "queued" and job.attempts == 1 and "timed out" in job.last_error
-    assert env.analysis(capture_id)["status"] == "running"
+    assert env.analysis(capture_id)["status"] == "queued"
     assert env.run() == 0  # not due yet
 
     clock.advance(60)

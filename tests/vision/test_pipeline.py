@@ -45,6 +45,9 @@ def test_unchanged_scene_reuses_the_previous_result_without_a_call(openai_env, f
     result = env.analysis(again)
     assert result["source"] == "unchanged" and result["package_present"] is True
     assert [op.kind for op in env.operations()] == ["call", "unchanged"]
+    first_event, second_event = [e for e in env.sink.events if e.kind == "analysis_completed"]
+    assert first_event.data["previous_mail_detected"] is None
+    assert second_event.data["previous_mail_detected"] is True and second_event.data["source"] == "unchanged"
 
 
 def test_a_changed_scene_is_sent_again(openai_env, fake_openai):
@@ -195,3 +198,24 @@ def test_background_worker_service_drains_the_queue(openai_env, fake_openai):
     finally:
         worker.stop()
     assert env.analysis(capture_id)["provider"] == "openai"
+
+
+def test_a_capture_deleted_during_the_model_call_leaves_the_call_in_the_log(openai_env, fake_openai):
+    env = openai_env(openai_timeout_s=5)
+    fake_openai.default = Reply.json(GOOD, delay_s=0.5)
+    capture_id = env.capture(scenes.render("letters", 80))
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (env.run(), done.set()))
+    thread.start()
+    import time
+
+    deadline = time.monotonic() + 10
+    while not fake_openai.requests:  # the call is in flight
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert env.api.delete(f"/api/captures/{capture_id}", headers=env.owner.headers).status_code == 204
+    thread.join(timeout=20)
+    assert done.is_set()
+    (op,) = env.operations()
+    assert op.kind == "call" and op.capture_pk is None and op.cost_usd > 0
+    assert env.jobs() == []

@@ -112,6 +112,7 @@ export const endpoints = {
   login: (email, password) => call("POST", "/api/auth/token/", { json: { email, password }, anonymous: true }),
   logout: () => api.del("/api/auth/token/"),
   me: () => api.get("/api/users/me/"),
+  updateMe: (body) => api.patch("/api/users/me/", body),
   devices: () => api.get("/api/devices/"),
   device: (serial) => api.get(`/api/devices/${enc(serial)}/`),
   claim: (claimCode, name) => api.post("/api/devices/claim/", { claim_code: claimCode, name: name || null }),
@@ -123,19 +124,12 @@ export const endpoints = {
   deleteCapture: (captureId) => api.del(`/api/captures/${enc(captureId)}`),
   thumbnail: (captureId) => api.blob(`/api/captures/${enc(captureId)}/thumbnail`),
   image: (captureId) => api.blob(`/api/captures/${enc(captureId)}/image`),
+  reanalyse: (captureId) => api.post(`/api/captures/${enc(captureId)}/reanalyse`),
+  usage: (month) => api.get("/api/usage", { month }),
+  preferences: () => api.get("/api/notifications/preferences"),
+  savePreferences: (body) => api.put("/api/notifications/preferences", body),
+  notifications: (limit) => api.get("/api/notifications/", { limit }),
+  apiKeys: () => api.get("/api/keys/"),
+  createApiKey: (name, scope) => api.post("/api/keys/", { name, scope }),
+  revokeApiKey: (id) => api.del(`/api/keys/${enc(id)}`),
 };
-
-let openapiPaths = null;
-
-/** The API's paths (from /openapi.json), to show screens only for features this server has. */
-export async function availablePaths() {
-  if (openapiPaths === null) {
-    try {
-      const response = await fetch("/openapi.json", { headers: { Accept: "application/json" } });
-      openapiPaths = response.ok ? (await response.json()).paths || {} : {};
-    } catch {
-      openapiPaths = {};
-    }
-  }
-  return openapiPaths;
-}

@@ -6,6 +6,7 @@ import { browserTimeZone } from "./format.js";
 import { forgetImages } from "./images.js";
 import { accountView } from "./views/account.js";
 import { loginView, signupView } from "./views/auth.js";
+import { notificationsView } from "./views/notifications.js";
 import { deviceView } from "./views/device.js";
 import { devicesView } from "./views/devices.js";
 
@@ -83,11 +84,17 @@ function newScope() {
     alive: true,
     /** Run `task` every refresh period while this page is shown and the tab is visible. */
     every(task, ms = app.refreshMs) {
-      timers.push(
-        setInterval(() => {
-          if (scope && scope.alive && document.visibilityState !== "hidden") task();
-        }, ms),
-      );
+      let running = false; // a slow refresh is not overlapped by the next one
+      const tick = async () => {
+        if (running || !this.alive || document.visibilityState === "hidden") return;
+        running = true;
+        try {
+          await task();
+        } finally {
+          running = false;
+        }
+      };
+      timers.push(setInterval(tick, ms));
     },
     close() {
       this.alive = false;
@@ -104,6 +111,7 @@ const ROUTES = [
   { pattern: /^#\/signup$/, view: signupView, anonymous: true },
   { pattern: /^#\/mailbox\/([^/]+)$/, view: deviceView },
   { pattern: /^#\/account$/, view: accountView },
+  { pattern: /^#\/notifications$/, view: notificationsView },
   { pattern: /^(#\/?)?$/, view: devicesView },
 ];
 
@@ -117,6 +125,7 @@ function renderHeader() {
     header,
     h("nav", { "aria-label": "Main" },
       h("a", { href: "#/" }, "Mailboxes"),
+      h("a", { href: "#/notifications" }, "Notifications"),
       h("a", { href: "#/account" }, "Account"),
     ),
     h("span", { class: "who", title: app.user.email }, app.user.name || app.user.email),
@@ -126,8 +135,9 @@ function renderHeader() {
 
 async function route() {
   const hash = window.location.hash || "#/";
-  const match = ROUTES.map((r) => ({ r, m: hash.match(r.pattern) })).find((x) => x.m) || { r: ROUTES[4], m: [] };
+  const match = ROUTES.map((r) => ({ r, m: hash.match(r.pattern) })).find((x) => x.m) || { r: ROUTES[ROUTES.length - 1], m: [] };
   const pageScope = newScope();
+  document.title = "mailcam";
   if (!auth.token) app.user = null;
   const flash = carried;
   carried = null;
@@ -170,4 +180,9 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
+// The skip link moves focus without touching the route held in the hash.
+document.querySelector(".skip-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  app.main.focus();
+});
 route();

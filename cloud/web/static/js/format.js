@@ -60,7 +60,7 @@ const PLURALS = { letter: "letters", package: "packages", parcel: "parcels", mag
   newspaper: "newspapers", catalog: "catalogs", catalogue: "catalogues", postcard: "postcards",
   flyer: "flyers", envelope: "envelopes", advertisement: "advertisements", box: "boxes" };
 const SINGULARS = Object.fromEntries(Object.entries(PLURALS).map(([one, many]) => [many, one]));
-const ORDER = ["letter", "envelope", "package", "parcel", "box", "magazine", "newspaper", "catalog", "postcard"];
+const ORDER = ["letter", "envelope", "package", "parcel", "box", "magazine", "newspaper", "catalog", "flyer", "postcard"];
 
 function singular(kind) {
   const key = String(kind).trim().toLowerCase().replace(/[_-]+/g, " ");

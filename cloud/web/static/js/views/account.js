@@ -1,8 +1,9 @@
 // My account: name, time zone (the day my photo clicks reset), tier.
 
-import { api, availablePaths } from "../api.js";
+import { endpoints } from "../api.js";
 import { busy, h, message, replace } from "../dom.js";
-import { browserTimeZone } from "../format.js";
+import { browserTimeZone, dateTime, relativeTime } from "../format.js";
+import { confirmDialog } from "./dialogs.js";
 
 function profileCard(app) {
   const feedback = h("div", {});
@@ -19,7 +20,7 @@ function profileCard(app) {
     replace(feedback);
     await busy(submit, async () => {
       try {
-        app.user = await api.patch("/api/users/me/", { name: form.profile_name.value.trim() || null, timezone: form.profile_tz.value.trim() });
+        app.user = await endpoints.updateMe({ name: form.profile_name.value.trim() || null, timezone: form.profile_tz.value.trim() });
         replace(feedback, message("success", "Saved."));
       } catch (error) {
         if (error.status !== 401) replace(feedback, message("error", error.message));
@@ -46,7 +47,7 @@ function usageCard() {
   async function load() {
     replace(body, h("p", { class: "muted" }, "Loading…"));
     try {
-      const [usage, devices] = await Promise.all([api.get("/api/usage", { month: month.value || currentMonth() }), api.get("/api/devices/")]);
+      const [usage, devices] = await Promise.all([endpoints.usage(month.value || currentMonth()), endpoints.devices()]);
       const names = Object.fromEntries(devices.map((d) => [d.serial, d.name]));
       if (!usage.devices.length) {
         replace(body, h("p", { class: "empty" }, "No analyses this month."));
@@ -80,9 +81,79 @@ function usageCard() {
     body);
 }
 
-export async function accountView(app, page, scope) {
-  replace(page, h("h1", {}, "Account"), profileCard(app));
-  const paths = await availablePaths();
-  if (!scope.alive) return;
-  if (paths["/api/usage"]) page.append(usageCard());
+function apiKeysCard(app) {
+  const list = h("div", { "aria-live": "polite" });
+  const created = h("div", {});
+  const submit = h("button", { type: "submit" }, "Create key");
+  const form = h("form", { class: "key-form", novalidate: true },
+    h("div", { class: "field" }, h("label", { for: "key_name" }, "Key name"),
+      h("input", { id: "key_name", name: "key_name", maxlength: 100, placeholder: "Home Assistant", required: true })),
+    h("div", { class: "field" }, h("label", { for: "key_scope" }, "Allowed to"),
+      h("select", { id: "key_scope", name: "key_scope" },
+        h("option", { value: "read" }, "Read status and photos"),
+        h("option", { value: "trigger" }, "Read and take photos"))),
+    submit);
+
+  async function load() {
+    const keys = await endpoints.apiKeys();
+    const live = keys.filter((k) => !k.revoked_at);
+    replace(list, live.length
+      ? h("ul", { class: "key-list", "aria-label": "My API keys" }, live.map(keyRow))
+      : h("p", { class: "empty" }, "No API keys."));
+  }
+
+  function keyRow(key) {
+    const revoke = h("button", { type: "button", class: "danger small", "aria-label": `Revoke key ${key.name}` }, "Revoke");
+    revoke.addEventListener("click", async () => {
+      const ok = await confirmDialog({ title: `Revoke “${key.name}”?`, text: "Anything using this key stops working at once.", confirmLabel: "Revoke key" });
+      if (!ok) return;
+      await busy(revoke, async () => {
+        try {
+          await endpoints.revokeApiKey(key.id);
+          replace(created, message("info", `Key “${key.name}” revoked.`));
+          await load();
+        } catch (error) {
+          if (error.status !== 401) replace(created, message("error", error.message));
+        }
+      });
+    });
+    return h("li", { class: "key-row" },
+      h("div", {}, h("strong", {}, key.name), " ", h("code", {}, `${key.prefix}…`), h("br"),
+        h("span", { class: "hint" }, `${key.scope === "trigger" ? "Read and take photos" : "Read only"} · created ${dateTime(key.created_at, app.timeZone)} · `
+          + (key.last_used_at ? `last used ${relativeTime(key.last_used_at)}` : "never used"))),
+      revoke);
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    replace(created);
+    const name = form.key_name.value.trim();
+    if (!name) {
+      replace(created, message("error", "Give the key a name, e.g. the system that will use it."));
+      return;
+    }
+    await busy(submit, async () => {
+      try {
+        const key = await endpoints.createApiKey(name, form.key_scope.value);
+        form.reset();
+        replace(created, h("div", { class: "msg msg-success", role: "status" },
+          h("p", {}, `Key “${key.name}” created. Copy it now — it will not be shown again:`),
+          h("input", { class: "secret", readonly: true, value: key.key, "aria-label": "The new API key", onfocus: (e) => e.target.select() })));
+        await load();
+      } catch (error) {
+        if (error.status !== 401) replace(created, message("error", error.message));
+      }
+    });
+  });
+  load().catch((error) => {
+    if (error.status !== 401) replace(list, message("error", error.message));
+  });
+  return h("section", { class: "card", "aria-labelledby": "keys-title" },
+    h("h2", { id: "keys-title" }, "API keys"),
+    h("p", { class: "hint" }, "For home automation: a key lets another system read your mailboxes (and, if allowed, take photos)."),
+    list, created, form);
+}
+
+export async function accountView(app, page) {
+  replace(page, h("h1", {}, "Account"), profileCard(app), usageCard(), apiKeysCard(app));
 }

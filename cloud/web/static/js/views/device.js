@@ -1,7 +1,7 @@
 // One mailbox: its latest photo and result, "Take a photo now" with the clicks left,
 // pending requests, and the photo history (paged, with full view and delete).
 
-import { availablePaths, endpoints, call } from "../api.js";
+import { endpoints } from "../api.js";
 import { busy, h, message, replace } from "../dom.js";
 import { clicksLeft, dateTime, describeAnalysis, localMoment, relativeTime } from "../format.js";
 import { authImage, thumbnailUrl } from "../images.js";
@@ -20,19 +20,12 @@ function resultBlock(analysis, actions) {
   );
 }
 
-/** The path to re-run a capture's analysis, if this server has one (found in its OpenAPI). */
-async function retryAnalysisPath() {
-  const paths = await availablePaths();
-  const path = Object.keys(paths).find((p) => p.startsWith("/api/captures/{capture_id}/") && /analy|retry/.test(p) && paths[p].post);
-  return path || null;
-}
-
 export async function deviceView(app, page, scope, serial) {
   const tz = () => app.timeZone;
   const els = {
     title: h("h1", {}, serial),
     meta: h("div", { class: "device-meta" }),
-    latest: h("div", { class: "latest", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…")),
+    latest: h("div", { class: "latest" }, h("p", { class: "muted" }, "Loading…")),
     clicks: h("p", { class: "clicks" }),
     reset: h("p", { class: "hint reset" }),
     triggerFeedback: h("div", { class: "trigger-feedback" }),
@@ -45,6 +38,7 @@ export async function deviceView(app, page, scope, serial) {
   let status = null;
   const pages = [null]; // the cursor of each page we have visited
   let historySignature = "";
+  let latestSignature = null;
   let exhausted = false; // no clicks left today: the button stays disabled until the reset
 
   replace(page,
@@ -79,21 +73,17 @@ export async function deviceView(app, page, scope, serial) {
   }
 
   function retryButton(capture) {
-    // Shown only if this server can re-run an analysis (looked up in its OpenAPI when first needed).
     const slot = h("span", { class: "retry-slot" });
-    retryAnalysisPath().then((path) => {
-      if (!path) return;
-      const button = h("button", { type: "button", class: "secondary small" }, "Retry analysis");
-      button.addEventListener("click", () => busy(button, async () => {
-        try {
-          await call("POST", path.replace("{capture_id}", encodeURIComponent(capture.capture_id)));
-          replace(slot, message("success", "Analysis requested again — the result will show here."));
-        } catch (error) {
-          if (error.status !== 401) replace(slot, message("error", error.message));
-        }
-      }));
-      replace(slot, button);
-    });
+    const button = h("button", { type: "button", class: "secondary small" }, "Retry analysis");
+    button.addEventListener("click", () => busy(button, async () => {
+      try {
+        await endpoints.reanalyse(capture.capture_id);
+        replace(slot, message("success", "Analysis requested again — the result will show here."));
+      } catch (error) {
+        if (error.status !== 401) replace(slot, message("error", error.message));
+      }
+    }));
+    slot.append(button);
     return slot;
   }
 
@@ -121,6 +111,10 @@ export async function deviceView(app, page, scope, serial) {
 
   function renderLatest() {
     const capture = status.last_capture;
+    // Re-draw only on a change (no image flicker, and a retry notice stays until the result changes).
+    const signature = JSON.stringify(capture && [capture.capture_id, capture.analysis, relativeTime(capture.taken_at)]);
+    if (signature === latestSignature) return;
+    latestSignature = signature;
     if (!capture) {
       replace(els.latest, h("p", { class: "empty" }, "No photos yet. Take one now, or wait for the mailbox's next wake."));
       return;
@@ -139,13 +133,18 @@ export async function deviceView(app, page, scope, serial) {
     els.reset.textContent = limit === null || limit === undefined ? "" : `Resets ${localMoment(resetAt, tz())}`;
     exhausted = c.left === 0;
     els.triggerButton.disabled = exhausted;
-    if (exhausted && !els.triggerFeedback.querySelector(".msg-error")) {
-      replace(els.triggerFeedback, limitMessage(used, limit, resetAt));
+    const shown = els.triggerFeedback.querySelector(".limit");
+    if (exhausted && !shown) {
+      els.triggerFeedback.append(limitMessage(used, limit, resetAt)); // after "Requested…", if that is shown
+    } else if (!exhausted && shown) {
+      replace(els.triggerFeedback); // a new day: the limit message is history
     }
   }
 
   function limitMessage(used, limit, resetAt) {
-    return message("error", `Daily limit reached: you have used ${used} of ${limit} photos today. More from ${localMoment(resetAt, tz())}.`);
+    const box = message("error", `Daily limit reached: you have used ${used} of ${limit} photos today. More from ${localMoment(resetAt, tz())}.`);
+    box.classList.add("limit");
+    return box;
   }
 
   async function loadStatus() {

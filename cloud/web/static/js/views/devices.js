@@ -84,12 +84,17 @@ function claimForm(onClaimed) {
 export async function devicesView(app, page, scope) {
   const list = h("div", { class: "device-list", "aria-live": "polite", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading your mailboxes…"));
   replace(page, h("h1", {}, "My mailboxes"), list, claimForm(() => load()));
+  let shown = null;
 
   async function load() {
     const devices = await endpoints.devices();
     const statuses = await Promise.allSettled(devices.map((d) => endpoints.status(d.serial)));
     if (!scope.alive) return;
     list.removeAttribute("aria-busy");
+    // Re-draw only on a change, so a refresh does not take the keyboard focus away.
+    const signature = JSON.stringify([devices, statuses.map((s) => s.value || null), devices.map((d) => relativeTime(d.last_seen_at))]);
+    if (signature === shown) return;
+    shown = signature;
     if (!devices.length) {
       replace(list, h("p", { class: "empty" }, "No mailboxes yet. Enter the claim code from your installer below."));
       return;

@@ -1,0 +1,125 @@
+"""Pure parts of vision: image preparation, answer parsing, pricing, the offline analyser on scenes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from cloud.vision.config import VisionSettings
+from cloud.vision.offline import OfflineProvider, measure
+from cloud.vision.openai_provider import parse_answer
+from cloud.vision.prep import BadImage, perceptual_hash, phash_distance, prepare_jpeg
+from cloud.vision.pricing import cost_usd, image_tokens
+from mailcam import scenes
+
+
+def _jpeg_with_exif(size: tuple[int, int]) -> bytes:
+    image = Image.new("RGB", size, (120, 90, 60))
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"  # Make
+    exif[0x8825] = {2: (51.0, 30.0, 0.0)}  # GPS latitude
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+def test_prepared_image_is_downscaled_and_has_no_exif():
+    original = _jpeg_with_exif((1600, 1200))
+    assert b"SecretCam" in original
+    prepared = prepare_jpeg(original, long_side=512)
+    image = Image.open(io.BytesIO(prepared))
+    assert image.size == (512, 384)
+    assert b"SecretCam" not in prepared and not image.info.get("exif")
+
+
+def test_small_images_are_not_upscaled():
+    prepared = prepare_jpeg(_jpeg_with_exif((320, 240)), long_side=512)
+    assert Image.open(io.BytesIO(prepared)).size == (320, 240)
+
+
+def test_undecodable_image_is_a_bad_image():
+    with pytest.raises(BadImage):
+        prepare_jpeg(b"\xff\xd8not a jpeg", long_side=512)
+
+
+def test_phash_is_close_for_the_same_scene_and_far_for_a_changed_one():
+    # (A featureless empty box hashes unstably; the offline pre-filter, not the pHash, handles those.)
+    letters = perceptual_hash(scenes.render("letters", 1, light=1.0))
+    letters_dimmer = perceptual_hash(scenes.render("letters", 1, light=0.97))
+    package = perceptual_hash(scenes.render("package", 1))
+    assert phash_distance(letters, letters_dimmer) <= 4 < phash_distance(letters, package)
+
+
+@pytest.mark.parametrize(
+    ("text", "mail"),
+    [
+        ('{"mail_detected": true, "confidence": 0.9}', True),
+        ('```json\n{"mail_detected": false, "confidence": 0.8}\n```', False),
+        ('Sure! {"mail_detected": true, "confidence": 1, "image_quality": "Too Dark"} Hope this helps.', True),
+    ],
+)
+def test_parse_accepts_fenced_and_partial_answers(text, mail):
+    assert parse_answer(text).mail_detected is mail
+
+
+@pytest.mark.parametrize(
+    "text",
+    [None, "", "no json here", '{"mail_detected": true', '{"confidence": 0.5}', '{"mail_detected": 1, "confidence": 7}',
+     '{"mail_detected": true, "confidence": 0.5, "package_damage": "crushed"}'],
+)
+def test_parse_rejects_unusable_answers(text):
+    with pytest.raises(ValueError):
+        parse_answer(text)
+
+
+def test_parse_derives_package_and_items_from_counts():
+    result = parse_answer('{"mail_detected": true, "confidence": 0.9, "counts": {"letter": 2, "package": 1},'
+                          ' "package_damage": "severe", "package_damage_confidence": 0.6}')
+    assert result.package_present is True and result.package_damage == "severe"
+    assert [i["type"] for i in result.items] == ["letter", "letter", "package"]
+    assert result.categories == {"letter": 2, "package": 1, "magazine": 0, "flyer": 0, "postcard": 0}
+
+
+def test_cost_comes_from_the_pricing_table():
+    settings = VisionSettings()
+    assert cost_usd(settings, "gpt-4o", 1_000_000, 0) == pytest.approx(2.50)
+    assert cost_usd(settings, "gpt-4o-2024-11-20", 0, 1_000_000) == pytest.approx(10.00)  # a dated snapshot
+    assert cost_usd(settings, "llava:13b", 10_000, 10_000) == 0.0
+
+
+def test_image_tokens_follow_openai_accounting():
+    assert image_tokens("gpt-4o", "low", 4000, 3000) == 85
+    assert image_tokens("gpt-4o", "high", 640, 480) == 85 + 170 * 2  # not upscaled: 2x1 tiles
+    assert image_tokens("gpt-4o", "high", 1600, 1200) == 85 + 170 * 4  # to 1024x768: 2x2 tiles
+    assert image_tokens("gpt-4o-mini", "low", 640, 480) == 2833  # more tokens per image, not fewer
+
+
+def test_offline_accuracy_on_simulator_scenes_is_at_least_95_percent():
+    provider = OfflineProvider(VisionSettings())
+    baselines = [provider.updated_baseline(scenes.render("empty", 900 + seed), None) for seed in range(12)]
+    for kind in ("empty", "letters", "package"):
+        right = {"cold": 0, "baseline": 0}
+        for seed in range(12):
+            truth = scenes.truth(kind, 500 + seed)
+            has_package = "package" in truth.items
+            frame = measure(scenes.render(kind, 500 + seed, light=(0.7, 1.0, 1.2)[seed % 3]))
+            for mode, baseline in (("cold", None), ("baseline", baselines[seed])):
+                result = provider.judge(frame, baseline)
+                right[mode] += result.mail_detected == truth.mail and result.package_present == has_package
+        assert all(n / 12 >= 0.95 for n in right.values()), (kind, right)
+
+
+def test_offline_is_honest_about_confidence():
+    provider = OfflineProvider(VisionSettings())
+    cold = provider.judge(measure(scenes.render("letters", 3)), None)
+    baseline = provider.updated_baseline(scenes.render("empty", 4), None)
+    warm = provider.judge(measure(scenes.render("letters", 3)), baseline)
+    assert cold.mail_detected and warm.mail_detected
+    assert cold.confidence <= 0.8 < warm.confidence  # no baseline: it says it is less sure
+    dark = provider.judge(measure(scenes.render("dark", 5)), baseline)
+    assert dark.image_quality == "too_dark" and dark.confidence == 0.5
+    blurry = provider.judge(measure(scenes.render("blurry", 6)), baseline)
+    assert blurry.image_quality == "blurry" and blurry.confidence <= 0.6
+    assert provider.judge(measure(scenes.render("package", 7)), baseline).package_damage_confidence == 0.0
