@@ -7,6 +7,7 @@ with the per-device ACL shipped in gateway/deploy/.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -59,8 +60,10 @@ class LocalBroker:
     def _start_mosquitto(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
+        # As root, mosquitto would drop to user "mosquitto" and fail to persist into our folder.
+        user = "user root\n" if os.geteuid() == 0 else ""
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.workdir}/\nmax_queued_messages 100000\n"
             f"log_dest file {self.workdir}/mosquitto.log\n"
         )

@@ -7,6 +7,7 @@ messages or persistent sessions.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -60,6 +61,10 @@ class Mosquitto:
             "message_size_limit 0",
             f"log_dest file {self.workdir}/mosquitto.log",
         ]
+        if os.geteuid() == 0:
+            # As root, mosquitto drops to user "mosquitto", which cannot write our temp folder:
+            # persistence (sessions across a restart) and the log would silently be lost.
+            lines.append("user root")
         if "allow_anonymous" not in self.extra_conf and "password_file" not in self.extra_conf:
             lines.append("allow_anonymous true")
         self.conf_path.write_text("\n".join(lines) + "\n" + self.extra_conf)

@@ -18,6 +18,7 @@ from typing import Any
 
 from cloud.events import Event, EventKind
 from cloud.notify import kinds
+from cloud.notify.base import short
 from cloud.notify.preferences import Preferences
 
 # Events that already are user-facing notification kinds (raised by the scheduled checks).
@@ -69,7 +70,9 @@ def drafts_for(event: Event, prefs: Preferences, device_name: str | None) -> lis
         capture = data.get("capture_id") or event.capture_pk
         return [replace(d, key=f"capture:{capture}") for d in _analysis(data, prefs, where)]
     if event.kind == EventKind.ANALYSIS_FAILED:
-        return [Draft(kinds.ANALYSIS_FAILED, f"Could not check {where}", _failed_body(data), data)]
+        capture = data.get("capture_id") or event.capture_pk
+        return [Draft(kinds.ANALYSIS_FAILED, f"Could not check {where}", _failed_body(data), data,
+                      key=f"capture:{capture}")]
     if event.kind in PASS_THROUGH:
         return [render(event.kind, data, where)]
     return []
@@ -140,7 +143,7 @@ def _retake(data: dict[str, Any], where: str) -> tuple[str, str]:
 
 def _failed_body(data: dict[str, Any]) -> str:
     return "The photo was stored but could not be analysed" + (
-        f" ({data['error']})." if data.get("error") else "."
+        f" ({short(data['error'], 200)})." if data.get("error") else "."
     )
 
 
