@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -182,19 +181,38 @@ def test_client_error_is_not_retried_and_410_switches_the_webhook_off(nctx, owne
 
 
 def test_ingest_is_not_slowed_by_a_dead_channel(nctx, owner):
-    """Webhook to a port nobody listens on: ingest commits at once, the row waits in the outbox."""
-    from tests.brokers import free_port
+    """A webhook whose server hangs up: ingest never touches the network; the row waits in the outbox."""
+    import socket
+    import threading
 
-    add_webhook(nctx, owner, f"http://127.0.0.1:{free_port()}/hook")
-    started = time.monotonic()
-    pk = store_capture(nctx, owner, "cap-1")
-    emit(nctx, analysis_event(owner, pk, "cap-1"))
-    assert time.monotonic() - started < 2.0
-    [hook] = notifications(nctx, channel="webhook")
-    assert hook.status == "pending"
-    outbox.deliver_due(nctx)
-    [hook] = notifications(nctx, channel="webhook")
-    assert hook.status == "pending" and "unreachable" in hook.last_error
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    connections = []
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        add_webhook(nctx, owner, f"http://127.0.0.1:{server.getsockname()[1]}/hook")
+        pk = store_capture(nctx, owner, "cap-1")
+        emit(nctx, analysis_event(owner, pk, "cap-1"))
+        assert connections == [], "ingest/emit must not call the channel"
+        [hook] = notifications(nctx, channel="webhook")
+        assert hook.status == "pending"
+        outbox.deliver_due(nctx)
+        assert connections, "delivery is what calls the channel"
+        [hook] = notifications(nctx, channel="webhook")
+        assert hook.status == "pending" and hook.last_error
+    finally:
+        server.close()
 
 
 def test_claim_lost_mid_send_is_not_resent(nctx, owner, clock):
