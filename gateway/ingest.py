@@ -179,7 +179,7 @@ class Ingestor:
             with self.store.transaction():
                 for message in messages:
                     self.handle(message.topic, message.payload)
-                self.store.bump("ingested_messages", len(messages))
+                self.store.count("ingested_messages", len(messages))
             return
         except Exception:
             log.warning("a batch of %d messages failed; retrying message by message", len(messages))
@@ -194,7 +194,7 @@ class Ingestor:
                     log.exception("failed to ingest a message on %r", message.topic[:100])
                     self.store.dead_letter("internal_error", size=len(message.payload),
                                            topic=_topic_text(message.topic), detail=repr(exc))
-            self.store.bump("ingested_messages", len(messages))
+            self.store.count("ingested_messages", len(messages))
 
     def handle(self, raw_topic: bytes, payload: bytes) -> str:
         """Validate and store one message (inside a transaction); returns the outcome."""

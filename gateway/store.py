@@ -71,6 +71,19 @@ DELIVERED = "delivered"
 SOI = b"\xff\xd8"
 EOI = b"\xff\xd9"
 
+PARTIALS_CACHED = 10_000  # partial captures kept in memory between transactions at most
+
+
+class _Partial:
+    """A capture being reassembled: its first chunk's header fields and the chunk indexes stored."""
+
+    __slots__ = ("wanted", "received", "bodies")
+
+    def __init__(self, wanted: tuple[Any, ...], received: set[int]) -> None:
+        self.wanted = wanted  # (n, size, sha, trig, tid)
+        self.received = received
+        self.bodies: dict[int, bytes] | None = None  # chunks added in the current transaction
+
 
 @dataclass(frozen=True)
 class OutboxItem:
@@ -109,8 +122,16 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
         self._depth = 0
-        # (serial, cid) -> [n, size, sha, trig, tid, received]: saves two statements per chunk
-        self._partials: dict[tuple[str, str], list[Any]] = {}
+        # (serial, cid) -> _Partial: the partial captures touched lately, with the set of chunk indexes
+        # already in `chunks` (loaded from the table on first use, so it survives restarts). Exact while
+        # cached: a repeat is recognised without a statement. Cleared on any rollback, trimmed between
+        # transactions only (a transaction's buffered rows always belong to cached entries).
+        self._partials: dict[tuple[str, str], _Partial] = {}
+        # chunk rows added in the current transaction, written with one executemany before COMMIT (or
+        # before anything reads `chunks`); counters bumped in the current transaction, likewise.
+        self._pending_chunks: list[tuple[str, str, int, bytes, float]] = []
+        self._pending_counts: dict[str, int] = {}
+        self._touched: list[_Partial] = []
         self.used_bytes = self._scalar("SELECT COALESCE(SUM(bytes),0) FROM outbox") + self._scalar(
             "SELECT COALESCE(SUM(length(data)),0) FROM chunks"
         )
@@ -136,31 +157,65 @@ class Store:
                     self._depth -= 1
                 return
             used_before = self.used_bytes
+            if len(self._partials) > PARTIALS_CACHED:
+                self._partials.clear()
             self._db.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
                 yield self._db
+                self.flush()
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
-                self.used_bytes = used_before
-                self._partials.clear()
+                self._undo(used_before)
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             finally:
                 self._depth = 0
-            self._db.execute("COMMIT")
+                for state in self._touched:
+                    state.bodies = None
+                self._touched.clear()
+
+    def _undo(self, used_before: int) -> None:
+        self.used_bytes = used_before
+        self._partials.clear()
+        self._pending_chunks.clear()
+        self._pending_counts.clear()
+
+    def flush(self) -> None:
+        """Write the chunk rows and counters buffered in this transaction (inside `transaction()`)."""
+        if self._pending_chunks:
+            rows, self._pending_chunks = self._pending_chunks, []
+            inserted = self._db.executemany(
+                "INSERT OR IGNORE INTO chunks(serial, cid, i, data, at) VALUES (?,?,?,?,?)", rows
+            ).rowcount
+            if inserted != len(rows):  # the cache said new, the table disagrees: never ack on that
+                raise sqlite3.IntegrityError(f"{len(rows) - inserted} of {len(rows)} chunk rows already stored")
+        if self._pending_counts:
+            counts, self._pending_counts = self._pending_counts, {}
+            self._db.executemany(
+                "INSERT INTO counters(name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                list(counts.items()),
+            )
+
+    def count(self, name: str, by: int = 1) -> None:
+        """Like `bump` but buffered until the end of the current transaction (inside `transaction()`)."""
+        self._pending_counts[name] = self._pending_counts.get(name, 0) + by
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested unit inside `transaction()`: undone alone if it raises."""
+        self.flush()
         used_before = self.used_bytes
         self._db.execute("SAVEPOINT msg")
         try:
             yield
+            self.flush()
         except BaseException:
             self._db.execute("ROLLBACK TO msg")
             self._db.execute("RELEASE msg")
-            self.used_bytes = used_before
-            self._partials.clear()
+            self._undo(used_before)
             raise
         self._db.execute("RELEASE msg")
 
@@ -243,55 +298,59 @@ class Store:
         """Store one chunk; returns what happened: duplicate | stored | completed | dead | conflict.
 
         Must run inside `transaction()`. Completing a capture checks it and turns its partial into an
-        outbox row in the same transaction.
+        outbox row in the same transaction. The chunk row itself is buffered and written (one
+        executemany per transaction) before COMMIT; repeats are recognised from the cached indexes.
         """
-        db = self._db
         cid = header["cid"]
         key = (serial, cid)
-        wanted = [header["n"], header["size"], header["sha"], header["trig"], header["tid"]]
+        wanted = (header["n"], header["size"], header["sha"], header["trig"], header["tid"])
         state = self._partials.get(key)
         if state is None:
-            row = db.execute(
-                "SELECT n, size, sha, trig, tid FROM partials WHERE serial = ? AND cid = ?", key
-            ).fetchone()
-            if row is None:
-                if db.execute("SELECT 1 FROM completed WHERE serial = ? AND cid = ?", key).fetchone():
-                    self.bump("duplicate_chunks")
+            state = self._load_partial(key)
+            if state is None:
+                if self._db.execute("SELECT 1 FROM completed WHERE serial = ? AND cid = ?", key).fetchone():
+                    self.count("duplicate_chunks")
                     return "duplicate"
-                db.execute(
+                self._db.execute(
                     "INSERT INTO partials(serial, cid, n, size, sha, trig, tid, ts, bat, first_at) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (serial, cid, *wanted, header["ts"], header["bat"], self.clock()),
                 )
                 if header["tid"]:
                     self._enqueue(DELIVERED, serial, header["tid"], {"trigger_id": header["tid"]}, None)
-                state = [*wanted, 0]
-            else:
-                received = self._scalar("SELECT COUNT(*) FROM chunks WHERE serial = ? AND cid = ?", *key)
-                state = [*row, received]
-            if len(self._partials) > 10_000:
-                self._partials.clear()
+                state = _Partial(wanted, set())
             self._partials[key] = state
-        if state[:5] != wanted:
+        if state.wanted != wanted:
             self.dead_letter(
                 "inconsistent_chunk", size=len(body), topic=topic, serial=serial, key=cid,
                 detail=f"chunk {header['i']} header differs from the capture's first chunk",
             )
             return "conflict"
-        inserted = db.execute(
-            "INSERT OR IGNORE INTO chunks(serial, cid, i, data, at) VALUES (?,?,?,?,?)",
-            (serial, cid, header["i"], body, self.clock()),
-        ).rowcount
-        if not inserted:
-            self.bump("duplicate_chunks")
+        i = header["i"]
+        if i in state.received:
+            self.count("duplicate_chunks")
             return "duplicate"
-        state[5] += 1
+        self._pending_chunks.append((serial, cid, i, body, self.clock()))
+        state.received.add(i)
+        if state.bodies is None:
+            state.bodies = {}
+            self._touched.append(state)
+        state.bodies[i] = body
         self.used_bytes += len(body)
-        if state[5] < header["n"]:
+        if len(state.received) < wanted[0]:
             return "stored"
-        return self._assemble(serial, cid, topic)
+        return self._assemble(serial, cid, topic, state)
+
+    def _load_partial(self, key: tuple[str, str]) -> _Partial | None:
+        row = self._db.execute("SELECT n, size, sha, trig, tid FROM partials WHERE serial = ? AND cid = ?",
+                               key).fetchone()
+        if row is None:
+            return None
+        received = {i for (i,) in self._db.execute("SELECT i FROM chunks WHERE serial = ? AND cid = ?", key)}
+        return _Partial(tuple(row), received)
 
     def _drop_chunks(self, serial: str, cid: str) -> int:
+        self.flush()
         freed = self._scalar("SELECT COALESCE(SUM(length(data)),0) FROM chunks WHERE serial = ? AND cid = ?",
                              serial, cid)
         self._db.execute("DELETE FROM chunks WHERE serial = ? AND cid = ?", (serial, cid))
@@ -305,15 +364,21 @@ class Store:
     def image(self, serial: str, cid: str) -> bytes:
         """The reassembled image of a capture (its chunks in order)."""
         with self._lock:
+            if self._depth:
+                self.flush()
             rows = self._db.execute("SELECT data FROM chunks WHERE serial = ? AND cid = ? ORDER BY i", (serial, cid))
             return b"".join(row[0] for row in rows)
 
-    def _assemble(self, serial: str, cid: str, topic: str) -> str:
+    def _assemble(self, serial: str, cid: str, topic: str, state: _Partial) -> str:
         db = self._db
-        size, sha, trig, tid, ts, bat = db.execute(
-            "SELECT size, sha, trig, tid, ts, bat FROM partials WHERE serial = ? AND cid = ?", (serial, cid)
-        ).fetchone()
-        image = self.image(serial, cid)
+        ts, bat = db.execute("SELECT ts, bat FROM partials WHERE serial = ? AND cid = ?", (serial, cid)).fetchone()
+        n, size, sha, trig, tid = state.wanted
+        bodies = state.bodies or {}
+        if len(bodies) < n:  # some chunks came in earlier transactions: read those back
+            bodies = dict(bodies)
+            for i, data in db.execute("SELECT i, data FROM chunks WHERE serial = ? AND cid = ?", (serial, cid)):
+                bodies.setdefault(i, data)
+        image = b"".join(bodies[i] for i in range(n))
         self._drop_partial(serial, cid)
         reason = None
         if len(image) != size:
@@ -329,7 +394,7 @@ class Store:
         meta = {"capture_id": cid, "trigger_type": trig, "trigger_id": tid, "ts": ts, "bat_mv": bat, "size": size}
         self._enqueue(CAPTURE, serial, cid, meta, None)  # the image stays in `chunks` until forwarded
         db.execute("INSERT OR REPLACE INTO completed(serial, cid, at) VALUES (?,?,?)", (serial, cid, self.clock()))
-        self.bump("captures_assembled")
+        self.count("captures_assembled")
         return "completed"
 
     def expire_partials(self, timeout_s: float) -> int:

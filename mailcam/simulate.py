@@ -81,7 +81,7 @@ def _config(serial: str, host: str, port: int, interval_s: float, creds: tuple[s
         broker["user"], broker["password"] = creds
     return {"serial": serial, "wifi": {"ssid": "sim-ap", "password": "sim"}, "broker": broker,
             "wake_interval_s": max(10, int(interval_s)), "retry": {"base_s": 10, "max_s": 600},
-            "door": {"pin": 13, "level": 0}}
+            "door": {"pin": 13, "level": 0}, "camera": {"flash": True}}
 
 
 def _lookup(credentials: Credentials, serial: str) -> tuple[str, str] | None:
@@ -98,12 +98,21 @@ def run_device_cycle(box: VirtualMailbox, door_probability: float, interval_s: f
     box.update_contents(wake)
     seed = box.rng.randrange(1 << 30)
     light = box.light()
-    kind = "dark" if box.contents == "empty" and light < 0.5 else box.contents
+    rendered: list[str] = []
+
+    def camera() -> bytes:
+        # The flash LED lights the box at night, unless the firmware saved it for a low battery.
+        lit = 1.0 if hal.flash_used else light
+        kind = "dark" if box.contents == "empty" and lit < 0.5 else box.contents
+        rendered.append(kind)
+        return scenes.render(kind, seed, lit)
+
     settings = {"wake": wake, "battery_mv": int(box.battery_mv), "quiet": True}
-    hal = hal_sim.HAL(str(box.dir), settings=settings, jpeg=lambda: scenes.render(kind, seed, light))
+    hal = hal_sim.HAL(str(box.dir), settings=settings, jpeg=camera)
     result = cycle.run(hal, str(box.dir / "config.json"), str(box.dir / "queue"))
     box.cycles += 1
     box.discharge(result.get("awake_ms") or 0, interval_s)
+    kind = rendered[0] if rendered else box.contents
     return CycleReport(box.serial, box.cycles, wake, kind, int(box.battery_mv), result)
 
 

@@ -149,7 +149,7 @@ def test_message_received_but_not_committed_is_redelivered_after_sigkill(tmp_pat
     them sent) but cannot commit; then it is killed. Had it acked on receipt (aiomqtt's behaviour)
     the broker would have forgotten them; with paho's manual ack the broker redelivers.
     """
-    broker = Mosquitto(workdir=tmp_path / "broker", extra_conf="log_type all\nuser root\n").start()
+    broker = Mosquitto(workdir=tmp_path / "broker", extra_conf="log_type all\n").start()
     try:
         gw = start_gateway(tmp_path, cloud, broker, gateway_proc)
         client_id = gw.env["client_id"]
