@@ -77,10 +77,12 @@ PARTIALS_CACHED = 10_000  # partial captures kept in memory between transactions
 class _Partial:
     """A capture being reassembled: its first chunk's header fields and the chunk indexes stored."""
 
-    __slots__ = ("wanted", "received", "bodies")
+    __slots__ = ("wanted", "ts", "bat", "received", "bodies")
 
-    def __init__(self, wanted: tuple[Any, ...], received: set[int]) -> None:
+    def __init__(self, wanted: tuple[Any, ...], ts: int, bat: int, received: set[int]) -> None:
         self.wanted = wanted  # (n, size, sha, trig, tid)
+        self.ts = ts
+        self.bat = bat
         self.received = received
         self.bodies: dict[int, bytes] | None = None  # chunks added in the current transaction
 
@@ -318,7 +320,7 @@ class Store:
                 )
                 if header["tid"]:
                     self._enqueue(DELIVERED, serial, header["tid"], {"trigger_id": header["tid"]}, None)
-                state = _Partial(wanted, set())
+                state = _Partial(wanted, header["ts"], header["bat"], set())
             self._partials[key] = state
         if state.wanted != wanted:
             self.dead_letter(
@@ -342,12 +344,13 @@ class Store:
         return self._assemble(serial, cid, topic, state)
 
     def _load_partial(self, key: tuple[str, str]) -> _Partial | None:
-        row = self._db.execute("SELECT n, size, sha, trig, tid FROM partials WHERE serial = ? AND cid = ?",
-                               key).fetchone()
+        row = self._db.execute(
+            "SELECT n, size, sha, trig, tid, ts, bat FROM partials WHERE serial = ? AND cid = ?", key
+        ).fetchone()
         if row is None:
             return None
         received = {i for (i,) in self._db.execute("SELECT i FROM chunks WHERE serial = ? AND cid = ?", key)}
-        return _Partial(tuple(row), received)
+        return _Partial(tuple(row[:5]), row[5], row[6], received)
 
     def _drop_chunks(self, serial: str, cid: str) -> int:
         self.flush()
@@ -371,8 +374,8 @@ class Store:
 
     def _assemble(self, serial: str, cid: str, topic: str, state: _Partial) -> str:
         db = self._db
-        ts, bat = db.execute("SELECT ts, bat FROM partials WHERE serial = ? AND cid = ?", (serial, cid)).fetchone()
         n, size, sha, trig, tid = state.wanted
+        ts, bat = state.ts, state.bat
         bodies = state.bodies or {}
         if len(bodies) < n:  # some chunks came in earlier transactions: read those back
             bodies = dict(bodies)

@@ -22,7 +22,7 @@ _bearer = HTTPBearer(
 )
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:  # async: no thread hop for a lookup
     return request.app.state.ctx
 
 
@@ -38,7 +38,7 @@ def get_session(ctx: CtxDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+async def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
     if creds is None or not creds.credentials:
         raise NotAuthenticated("missing bearer token")
     return creds.credentials
