@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,7 @@ class PublishObserver:
         self.client.subscribe("mailcam/v1/+/capture", qos=0)
         self.client.loop_start()
 
-    def _on_message(self, _client, _userdata, message) -> None:  # noqa: ANN001
+    def _on_message(self, _client, _userdata, message) -> None:
         now = time.time()
         try:
             header, _ = self._protocol.decode_chunk(message.payload)
@@ -112,7 +111,7 @@ def percentile(values: list[float], q: float) -> float:
 def start_cloud(workdir: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "MAILCAM_DATA_DIR": str(workdir / "cloud"), "MAILCAM_VISION__WORKER_POLL_INTERVAL_S": "0.05",
            "MAILCAM_NOTIFY__WORKER_POLL_INTERVAL_S": "0.2"}
-    log = open(workdir / "cloud.log", "wb")  # noqa: SIM115
+    log = open(workdir / "cloud.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "mailcam.cli", "cloud", "--port", str(port)], env=env,
                                stdout=log, stderr=log, cwd=ROOT)
     wait_for_port(port, 60)
@@ -123,7 +122,7 @@ def start_gateway(workdir: Path, cloud_url: str, token: str, broker_port: int) -
     env = {**os.environ, "MAILCAM_GATEWAY_CLOUD_URL": cloud_url, "MAILCAM_GATEWAY_TOKEN": token,
            "MAILCAM_GATEWAY_BROKER_PORT": str(broker_port), "MAILCAM_GATEWAY_DATA_DIR": str(workdir / "gateway"),
            "MAILCAM_GATEWAY_METRICS_PORT": "0", "MAILCAM_GATEWAY_LOG_LEVEL": "WARNING"}
-    log = open(workdir / "gateway.log", "wb")  # noqa: SIM115
+    log = open(workdir / "gateway.log", "wb")
     return subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=log, cwd=ROOT)
 
 

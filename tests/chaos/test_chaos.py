@@ -63,7 +63,7 @@ class Service:
 
     def start(self) -> None:
         self.starts += 1
-        log = open(self.logdir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115 - lives with the process
+        log = open(self.logdir / f"{self.name}-{self.starts}.log", "wb")
         self.process = subprocess.Popen(self.argv, env={**os.environ, **self.env}, stdout=log, stderr=log)
 
     def alive(self) -> bool:
