@@ -143,7 +143,9 @@ def drain_gateway(
         MAILCAM_GATEWAY_METRICS_PORT="0",
         MAILCAM_GATEWAY_SQLITE_SYNCHRONOUS=synchronous,
         MAILCAM_GATEWAY_LOG_LEVEL="WARNING",
-        MAILCAM_GATEWAY_BACKOFF_INITIAL_S="5",
+        # the forwarder meets a closed port: one failed round, then it waits out the whole drain
+        MAILCAM_GATEWAY_BACKOFF_INITIAL_S="60",
+        MAILCAM_GATEWAY_BACKOFF_MAX_S="60",
         MALLOC_ARENA_MAX="2",  # as deploy/mailcam-gateway.service sets it
     )
     db = workdir / "gateway.db"

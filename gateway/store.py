@@ -119,6 +119,9 @@ class Store:
         self.clock = clock
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        # 16 KiB pages for a new file (no effect on an existing one): a 4 KB chunk then fits in its leaf
+        # page instead of spilling into overflow pages, about a third less work per chunk row
+        self._db.execute("PRAGMA page_size=16384")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=30000")
