@@ -189,19 +189,21 @@ class MqttLink:
         packets, one wake-up of paho's thread) instead of one per message; anything else (QoS 2, or a
         paho without the internal queue) goes through `client.ack` one by one.
         """
-        acked = 0
+        queue_packet = getattr(self.client, "_packet_queue", None)
         with self._ack_lock:
-            current = [m for m in messages if m.qos > 0 and m.generation == self.generation]
-            queue_packet = getattr(self.client, "_packet_queue", None)
-            pubacks = [m.mid for m in current if m.qos == 1] if queue_packet is not None else []
-            if pubacks:
-                queue_packet(PUBACK, b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in pubacks]), pubacks[-1], 1)
-                acked += len(pubacks)
-            for message in current:
-                if message.qos != 1 or queue_packet is None:
-                    self.client.ack(message.mid, message.qos)
-                    acked += 1
-        return acked
+            generation = self.generation
+            current = [m for m in messages if m.generation == generation and m.qos > 0]
+            if queue_packet is None:
+                others = current
+            else:
+                pack = _PUBACK.pack
+                pubacks = b"".join([pack(PUBACK, 2, m.mid) for m in current if m.qos == 1])
+                if pubacks:
+                    queue_packet(PUBACK, pubacks, 0, 1)
+                others = [m for m in current if m.qos != 1]
+            for message in others:
+                self.client.ack(message.mid, message.qos)
+        return len(current)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool, timeout_s: float = 10.0) -> bool:
         """Publish QoS 1 and wait for the broker's PUBACK (blocking; call from a worker thread)."""

@@ -96,6 +96,10 @@ class Gateway:
 
             metrics_server, _ = start_http_server(settings.metrics_port, settings.metrics_host,
                                                   registry=registry_for(store))
+        _warm_http_stack()
+        import gc, os
+        if os.environ.get("GCX"):
+            gc.freeze(); gc.set_threshold(int(os.environ["GCX"]), 20, 20)
         ingest.start()
         link.start()
         tasks = [
@@ -158,6 +162,14 @@ class Gateway:
             await asyncio.to_thread(store.expire_partials, self.settings.partial_timeout_s)
             await asyncio.to_thread(store.prune_completed, self.settings.completed_retention_s)
             await asyncio.sleep(self.settings.housekeeping_s)
+
+
+def _warm_http_stack() -> None:
+    """Load anyio's asyncio backend now (httpx loads it on its first request, ~0.2 s of imports) so
+    that this one-off cost is not paid while the broker replays a backlog to the ingest thread."""
+    import anyio
+
+    anyio.Event()
 
 
 def run_service(settings: GatewaySettings | None = None) -> None:
