@@ -97,9 +97,6 @@ class Gateway:
             metrics_server, _ = start_http_server(settings.metrics_port, settings.metrics_host,
                                                   registry=registry_for(store))
         _warm_http_stack()
-        import gc, os
-        if os.environ.get("GCX"):
-            gc.freeze(); gc.set_threshold(int(os.environ["GCX"]), 20, 20)
         ingest.start()
         link.start()
         tasks = [

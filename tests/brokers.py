@@ -9,30 +9,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailcam.broker import free_port
+from mailcam.broker import wait_for_port as _wait_for_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["Mosquitto", "free_port", "wait_for_port"]
 
 
 def wait_for_port(host: str, port: int, deadline_s: float = 10.0) -> None:
     """Block until something accepts TCP connections on host:port."""
-    end = time.monotonic() + deadline_s
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError as exc:
-            if time.monotonic() > end:
-                raise TimeoutError(f"nothing listening on {host}:{port} after {deadline_s}s") from exc
-            time.sleep(0.02)
+    _wait_for_port(port, deadline_s, host)
 
 
 @dataclass

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from mailcam import simulate
 from mailcam.orchestration import wait_gateway_connected
 from tests.brokers import Mosquitto, free_port, wait_for_port
 from tests.cloudkit import new_account, new_device
+from tests.gateway.kit import wait_until
 
 pytestmark = pytest.mark.slow
 DEVICES = 4
@@ -40,17 +40,6 @@ T0 = time.monotonic()
 
 def phase(name: str) -> None:
     print(f"[chaos {time.monotonic() - T0:6.1f}s] {name}", flush=True)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Service:
