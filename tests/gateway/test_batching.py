@@ -182,8 +182,9 @@ def test_inbox_is_bounded_and_hands_over_whole_batches_in_order():
     assert inbox.get_batch(10, timeout=0.01) == []
 
 
-def test_coalesced_pubacks_release_exactly_the_acked_messages(tmp_path, mosquitto):
+def test_coalesced_pubacks_release_exactly_the_acked_messages(tmp_path, fresh_mosquitto):
     """Ack the first half as one write; the broker redelivers exactly the other half to the session."""
+    mosquitto = fresh_mosquitto  # its own broker: no other test's retained messages on it
     settings = GatewaySettings(broker_host=mosquitto.host, broker_port=mosquitto.port, data_dir=tmp_path,
                                client_id=f"gw-acks-{uuid.uuid4().hex[:8]}")
     link = MqttLink(settings)
