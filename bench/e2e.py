@@ -12,6 +12,7 @@ RSS. The cloud runs on SQLite with the offline analyzer and the console channel.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -37,38 +38,69 @@ from mailcam.orchestration import wait_gateway_connected  # noqa: E402
 console = Console()
 
 
-class PublishObserver:
-    """Records when the broker delivered each capture's last chunk: the device's publish time."""
+def observe_publishes(port: int, ready, stop, results) -> None:
+    """Child process: record when the broker delivered each capture's last chunk (the device's publish).
 
-    def __init__(self, port: int) -> None:
-        import paho.mqtt.client as paho
-        from mcam import protocol
+    A process of its own, so the device simulators' CPU load cannot delay its timestamps.
+    """
+    import paho.mqtt.client as paho
+    from mcam import protocol
 
-        self._protocol = protocol
-        self.completed: dict[str, float] = {}
-        self._seen: dict[str, set[int]] = {}
-        self._lock = threading.Lock()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="e2e-observer")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe("mailcam/v1/+/capture", qos=0)
-        self.client.loop_start()
+    completed: dict[str, float] = {}
+    seen: dict[str, set[int]] = {}
 
-    def _on_message(self, _client, _userdata, message) -> None:
+    def on_message(_client, _userdata, message) -> None:
         now = time.time()
         try:
-            header, _ = self._protocol.decode_chunk(message.payload)
+            header, _ = protocol.decode_chunk(message.payload)
         except ValueError:
             return
-        with self._lock:
-            seen = self._seen.setdefault(header["cid"], set())
-            seen.add(header["i"])
-            if len(seen) == header["n"]:
-                self.completed.setdefault(header["cid"], now)
+        indexes = seen.setdefault(header["cid"], set())
+        indexes.add(header["i"])
+        if len(indexes) == header["n"]:
+            completed.setdefault(header["cid"], now)
 
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="e2e-observer")
+    client.on_message = on_message
+    client.on_subscribe = lambda *_args: ready.set()
+    client.connect("127.0.0.1", port)
+    client.subscribe("mailcam/v1/+/capture", qos=0)
+    client.loop_start()
+    stop.wait()
+    client.loop_stop()
+    client.disconnect()
+    results.put(completed)
+
+
+def run_devices(port: int, slice_: list[tuple[int, str]], devices: int, interval_s: float, duration_s: float,
+                workdir: str, results) -> None:
+    """Child process: run a share of the mailboxes (wakes staggered over one interval) for ``duration_s``."""
+    made: set[str] = set()
+    failed = 0
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def on_cycle(report: simulate.CycleReport) -> None:
+        nonlocal failed
+        with lock:
+            made.update(report.result.get("captures") or [])
+            failed += 0 if report.ok else 1
+
+    def device(index: int, prefix: str) -> None:
+        if stop.wait(interval_s * index / devices):
+            return
+        simulate.run("127.0.0.1", port, devices=1, serial_prefix=prefix, interval_s=interval_s,
+                     door_probability=0.3, stop_event=stop, on_cycle=on_cycle, seed=index,
+                     state_dir=Path(workdir) / "mailboxes" / prefix)
+
+    threads = [threading.Thread(target=device, args=item, daemon=True) for item in slice_]
+    for thread in threads:
+        thread.start()
+    stop.wait(duration_s)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    results.put((made, failed))
 
 
 class PeakRss:
@@ -141,10 +173,9 @@ def seed(cloud_url: str, serials: list[str]) -> str:
         return gateway.json()["gateway_token"]
 
 
-def run(devices: int, interval_s: float, duration_s: float, drain_s: float) -> int:
+def run(devices: int, interval_s: float, duration_s: float, drain_s: float, processes: int = 3) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mailcam-e2e-"))
     rss = PeakRss()
-    rss.watch("devices (this process)", os.getpid())
     broker = LocalBroker(workdir=workdir / "broker").start()
     if broker._process is not None:
         rss.watch(f"broker ({broker.kind})", broker._process.pid)
@@ -159,40 +190,39 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float) -> i
     wait_gateway_connected(workdir / "gateway" / "gateway.db")
     rss.start()
 
-    observer = PublishObserver(broker.port)
-    made: set[str] = set()
-    failed_cycles = 0
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def on_cycle(report: simulate.CycleReport) -> None:
-        nonlocal failed_cycles
-        with lock:
-            made.update(report.result.get("captures") or [])
-            if not report.ok:
-                failed_cycles += 1
-
-    def device(index: int, prefix: str) -> None:
-        # Stagger the wakes over one interval, as real mailboxes are.
-        if stop.wait(interval_s * index / devices):
-            return
-        simulate.run("127.0.0.1", broker.port, devices=1, serial_prefix=prefix, interval_s=interval_s,
-                     door_probability=0.3, stop_event=stop, on_cycle=on_cycle, seed=index,
-                     state_dir=workdir / "mailboxes" / prefix)
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    observed = ctx.Queue()
+    ready, stop_observer = ctx.Event(), ctx.Event()
+    observer = ctx.Process(target=observe_publishes, args=(broker.port, ready, stop_observer, observed))
+    observer.start()
+    ready.wait(30)
 
     console.print(f"[bold]e2e[/]: {devices} devices waking every {interval_s:g}s for {duration_s:g}s "
-                  f"(broker: {broker.kind}); workdir {workdir}")
-    threads = [threading.Thread(target=device, args=(i, p), daemon=True) for i, p in enumerate(prefixes)]
+                  f"(broker: {broker.kind}, {processes} device processes); workdir {workdir}")
+    indexed = list(enumerate(prefixes))
+    workers = [
+        ctx.Process(target=run_devices, args=(broker.port, indexed[k::processes], devices, interval_s, duration_s,
+                                              str(workdir), results))
+        for k in range(processes)
+    ]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
+    for worker in workers:
+        worker.start()
+        rss.watch(f"devices {worker.pid}", worker.pid)
+    made: set[str] = set()
+    failed_cycles = 0
     with console.status("devices publishing…"):
-        stop.wait(duration_s)
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
+        for _ in workers:
+            worker_made, worker_failed = results.get(timeout=duration_s + 120)
+            made |= worker_made
+            failed_cycles += worker_failed
+        for worker in workers:
+            worker.join(timeout=30)
     publish_window = time.monotonic() - started
-    published = dict(observer.completed)  # captures whose every chunk reached the broker
+    stop_observer.set()
+    published = observed.get(timeout=30)  # captures whose every chunk reached the broker
+    observer.join(timeout=30)
 
     engine = create_engine(f"sqlite:///{workdir / 'cloud' / 'mailcam.db'}")
 
@@ -213,7 +243,6 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float) -> i
                 break
             time.sleep(0.5)
     rss.stop()
-    observer.stop()
 
     def ts(value: object) -> float:
         when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
@@ -265,11 +294,12 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between a device's wakes")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of publishing")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the pipeline to finish")
+    parser.add_argument("--processes", type=int, default=3, help="processes simulating the devices")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (8 devices, 8 s)")
     args = parser.parse_args()
     if args.quick:
-        return run(devices=8, interval_s=2.0, duration_s=8.0, drain_s=60.0)
-    return run(args.devices, args.interval, args.duration, args.drain)
+        return run(devices=8, interval_s=2.0, duration_s=8.0, drain_s=60.0, processes=2)
+    return run(args.devices, args.interval, args.duration, args.drain, args.processes)
 
 
 if __name__ == "__main__":
