@@ -109,6 +109,7 @@ class PeakRss:
     def __init__(self) -> None:
         self.pids: dict[str, int] = {}
         self.peak: dict[str, int] = {}
+        self.cpu_s: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -122,10 +123,13 @@ class PeakRss:
         while not self._stop.wait(0.25):
             for name, pid in list(self.pids.items()):
                 try:
-                    rss = psutil.Process(pid).memory_info().rss
+                    process = psutil.Process(pid)
+                    rss = process.memory_info().rss
+                    times = process.cpu_times()
                 except psutil.Error:
                     continue
                 self.peak[name] = max(self.peak.get(name, 0), rss)
+                self.cpu_s[name] = times.user + times.system
 
     def stop(self) -> None:
         self._stop.set()
@@ -269,11 +273,12 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float, proc
     arrived = sum(1 for r in current if r[0] in published)
     console.print(f"captures taken {len(made)}, fully published {len(published)}, in the cloud {arrived}, "
                   f"failed device cycles {failed_cycles}; sustained {arrived / publish_window:.1f} captures/s")
-    mem = Table(title="peak RSS")
+    mem = Table(title="per process (CPU: the machine's cores are shared by devices and services)")
     mem.add_column("process")
-    mem.add_column("MB", justify="right")
+    mem.add_column("peak RSS MB", justify="right")
+    mem.add_column("CPU s", justify="right")
     for name, peak in sorted(rss.peak.items()):
-        mem.add_row(name, f"{peak / 1e6:.0f}")
+        mem.add_row(name, f"{peak / 1e6:.0f}", f"{rss.cpu_s.get(name, 0):.1f}")
     console.print(mem)
 
     for process in (gateway, cloud):

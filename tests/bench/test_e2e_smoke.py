@@ -15,5 +15,5 @@ def test_e2e_benchmark_quick_mode_runs_and_loses_nothing():
                             text=True, timeout=300, env={"COLUMNS": "160", "PATH": "/usr/sbin:/usr/bin:/bin"})
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
-    for figure in ("p50", "p99", "captures/s", "peak RSS", "gateway", "cloud"):
+    for figure in ("p50", "p99", "captures/s", "peak RSS", "CPU s", "gateway", "cloud"):
         assert figure in out
