@@ -23,5 +23,5 @@ def build_services(ctx: AppContext) -> list[Service]:
     if ctx.settings.run_scheduler:
         services.append(Scheduler(ctx, core_jobs(ctx) + notify_jobs(ctx)))
     services.append(DeliveryWorker(ctx))
-    services.append(VisionWorker(ctx))
+    services.extend(VisionWorker(ctx, name=f"vision-worker-{n}") for n in range(ctx.settings.vision.workers))
     return services

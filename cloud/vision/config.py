@@ -71,6 +71,8 @@ class VisionSettings(BaseModel):
     job_backoff_max_s: float = 3600.0
     lease_timeout_s: float = 300.0
     worker_poll_interval_s: float = 0.5
+    # Worker threads per cloud process; they share the queue through the job lease, never doubling up.
+    workers: int = Field(default=2, ge=1, le=16)
 
     # Offline analyser
     offline_dark_mean: float = 35.0  # mean luminance (0..255) below which a frame is too dark
