@@ -85,25 +85,12 @@ def check_image(ctx: AppContext, image_b64: str) -> CheckedImage:
 
 
 def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: CaptureIn) -> IngestResult:
-    """Ingest inside the caller's transaction (which the caller commits)."""
-    image = check_image(ctx, capture.image_b64)
-    capture_id = capture.capture_id or derive_capture_id(device.serial, _aware(capture.taken_at), image.jpeg.sha256)
-    known = lookup(session, capture_id)
-    if known is not None:
-        return _known_result(known, device)
-    # Files first: content-addressed, so a crash before the commit leaves only a reusable file.
-    ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
-    return _record(session, ctx, device, capture, capture_id, image, savepoint=True)
+    """Validate, store and record a capture, idempotent on ``capture_id``; commits ``session``.
 
-
-def ingest_capture_committing(session: Session, ctx: AppContext, device: Device, capture: CaptureIn) -> IngestResult:
-    """Ingest with the slow part outside any transaction; commits ``session``.
-
-    Same outcome as ``ingest_capture`` then commit, but the caller's open transaction (the token
-    lookup) is committed first, so no database lock is held while the image is decoded, hashed,
-    written and fsynced (on SQLite every transaction holds the one write lock, so that work would
-    otherwise be serialised across all uploads). The rows are then written in one short
-    transaction, after the original image is durable.
+    The caller's open transaction (the token lookup) is committed first, so no database lock is
+    held while the image is decoded, hashed, written and fsynced (on SQLite every transaction holds
+    the one write lock, so that work would otherwise be serialised across all uploads). The rows
+    are then written in one short transaction, after the original image is durable.
     """
     known = lookup(session, capture.capture_id) if capture.capture_id else None
     session.commit()
@@ -115,7 +102,7 @@ def ingest_capture_committing(session: Session, ctx: AppContext, device: Device,
     # A fresh transaction: re-read the device (another upload may have moved last_seen_at on).
     session.refresh(device)
     try:
-        result = _record(session, ctx, device, capture, capture_id, image, savepoint=False)
+        result = _record(session, ctx, device, capture, capture_id, image)
         session.commit()
     except IntegrityError:
         # Another request stored the same capture_id since the lookup above.
@@ -151,8 +138,6 @@ def _record(
     capture: CaptureIn,
     capture_id: str,
     image: CheckedImage,
-    *,
-    savepoint: bool,
 ) -> IngestResult:
     now = ctx.clock.now()
     values = {
@@ -168,18 +153,7 @@ def _record(
         "width": image.jpeg.width,
         "height": image.jpeg.height,
     }
-    if savepoint:
-        try:
-            with session.begin_nested():
-                capture_pk = _insert_capture(session, values)
-        except IntegrityError:
-            # Another request stored the same capture_id a moment ago.
-            known = lookup(session, capture_id)
-            if known is None:
-                raise
-            return _known_result(known, device)
-    else:
-        capture_pk = _insert_capture(session, values)
+    capture_pk = _insert_capture(session, values)
 
     devices.mark_seen(device, now, capture.battery_voltage)
     # Plain Core inserts: nothing here needs the ORM objects, and the unit of work costs more

@@ -34,7 +34,7 @@ def post_capture(
 ) -> schemas.CaptureSaved:
     """Store a capture (device or gateway token); idempotent on capture_id."""
     device = caller.device_for(session, body.serial_number)
-    result = ingest.ingest_capture_committing(
+    result = ingest.ingest_capture(
         session,
         ctx,
         device,
