@@ -7,7 +7,7 @@
 
 It creates ./.venv, installs the project with its test extras when
 pyproject.toml changed, and (as root, for the tests) installs the system
-packages the tests use: Mosquitto and Chromium.
+packages the tests use: Mosquitto, Chromium and Node.js.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".mailcam-installed"
-SYSTEM_PACKAGES = {"mosquitto": "/usr/sbin/mosquitto", "chromium": "/usr/bin/chromium"}
+# Debian package -> the program the tests use (dashboard wording tests run under Node).
+SYSTEM_PACKAGES = {"mosquitto": "/usr/sbin/mosquitto", "chromium": "/usr/bin/chromium", "nodejs": "/usr/bin/node"}
 
 
 def say(message: str) -> None:
@@ -48,7 +49,8 @@ def ensure_venv() -> None:
 
 
 def ensure_system_packages(names: list[str]) -> None:
-    missing = [n for n in names if not (shutil.which(n) or Path(SYSTEM_PACKAGES[n]).exists())]
+    programs = {name: Path(SYSTEM_PACKAGES[name]) for name in names}
+    missing = [name for name, program in programs.items() if not (shutil.which(program.name) or program.exists())]
     if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
@@ -68,7 +70,7 @@ def main(argv: list[str]) -> int:
     ensure_venv()
     os.chdir(ROOT)
     if command == "test":
-        ensure_system_packages(["mosquitto", "chromium"])
+        ensure_system_packages(list(SYSTEM_PACKAGES))
         return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest])
     if command == "demo":
         return subprocess.call([str(BIN / "mailcam"), "demo", *rest])
