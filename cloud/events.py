@@ -22,6 +22,7 @@ class EventKind:
     PACKAGE_ARRIVED = "package_arrived"
     PACKAGE_DAMAGED = "package_damaged"
     MAILBOX_EMPTY = "mailbox_empty"
+    MORE_MAIL = "more_mail"
     RETAKE_NEEDED = "retake_needed"
     ANALYSIS_FAILED = "analysis_failed"
     LOW_BATTERY = "low_battery"
@@ -32,6 +33,9 @@ class EventKind:
     DAILY_DIGEST = "daily_digest"
     CAPTURE_RECEIVED = "capture_received"
     ANALYSIS_COMPLETED = "analysis_completed"
+    # The mailbox's delivery state moved (data["transition"]: arrived | more | collected).
+    MAIL_DELIVERY = "mail_delivery"
+    CALIBRATION_NEEDED = "calibration_needed"
     TELEMETRY_RECEIVED = "telemetry_received"
 
 

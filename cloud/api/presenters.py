@@ -13,6 +13,8 @@ from cloud.services import devices
 
 def device_public(device: Device, ctx: AppContext) -> schemas.DevicePublic:
     online = devices.is_online(device, ctx.clock.now(), ctx.settings)
+    mailbox = device.mailbox
+    has_mail = mailbox is not None and mailbox.state == "mail"
     return schemas.DevicePublic(
         serial=device.serial,
         name=device.name,
@@ -23,6 +25,10 @@ def device_public(device: Device, ctx: AppContext) -> schemas.DevicePublic:
         battery_voltage=device.last_battery_voltage,
         rssi=device.last_rssi,
         firmware_version=device.firmware_version,
+        calibrated=mailbox is not None and mailbox.calibrated_at is not None,
+        mailbox=mailbox.state if mailbox is not None and mailbox.capture_pk is not None else None,
+        mail_since=mailbox.since if has_mail else None,
+        mail_categories=mailbox.categories if has_mail else None,
     )
 
 
@@ -43,6 +49,7 @@ def analysis_public(analysis: Analysis | None) -> schemas.AnalysisPublic | None:
         provider=analysis.provider,
         model=analysis.model,
         source=analysis.source,
+        delivery=analysis.delivery,
         error=analysis.error,
     )
 

@@ -94,9 +94,23 @@ class DevicePublic(BaseModel):
     battery_voltage: float | None
     rssi: int | None
     firmware_version: str | None
+    calibrated: bool = Field(description="A photo of the mailbox empty was given: mail alerts are on")
+    mailbox: Literal["empty", "mail"] | None = Field(description="The delivery state (None: not judged yet)")
+    mail_since: datetime | None = Field(description="When the mail now in the box arrived")
+    mail_categories: dict[str, int] | None = None
 
 
 # Captures
+class ReferenceSet(BaseModel):
+    """A photo of the mailbox empty, now the device's reference."""
+
+    capture_id: str
+    device_serial: str
+    reference_id: int
+    source: Literal["owner", "installer"]
+    references: int = Field(description="How many references the device now has (day and night, refined)")
+
+
 class CaptureCreate(Strict):
     serial_number: Serial
     image: str = Field(description="Base64 JPEG (a data: URL prefix is accepted)")
@@ -127,6 +141,8 @@ class AnalysisPublic(BaseModel):
     provider: str | None = None
     model: str | None = None
     source: str | None = None
+    delivery: Literal["arrived", "more", "collected"] | None = Field(
+        default=None, description="The change this photo made to the mailbox's delivery state")
     error: str | None = None
 
 

@@ -28,7 +28,14 @@ from cloud.models.notify import (
     PushToken,
     Webhook,
 )
-from cloud.models.vision import AIBudgetNotice, AIOperation, AnalysisFeedback, VisionBaseline
+from cloud.models.vision import (
+    AIBudgetNotice,
+    AIOperation,
+    AnalysisFeedback,
+    DeliveryEvent,
+    MailboxReference,
+    MailboxState,
+)
 
 __all__ = [
     "ApiKey",
@@ -41,7 +48,9 @@ __all__ = [
     "AIBudgetNotice",
     "AIOperation",
     "AnalysisFeedback",
-    "VisionBaseline",
+    "DeliveryEvent",
+    "MailboxReference",
+    "MailboxState",
     "Analysis",
     "AnalysisJob",
     "AuthToken",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +22,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from cloud.models.base import Base, UTCDateTime
+
+if TYPE_CHECKING:
+    from cloud.models.vision import MailboxState
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -128,6 +132,9 @@ class Device(Base):
     last_wake_reason: Mapped[str | None] = mapped_column(String(20))
     firmware_version: Mapped[str | None] = mapped_column(String(40))
 
+    # The delivery state and calibration (cloud.vision.delivery), if the device has been judged yet.
+    mailbox: Mapped[MailboxState | None] = relationship(lazy="select", uselist=False, viewonly=True)
+
 
 class Telemetry(Base):
     """One row per device report: the history behind battery and presence alerts."""
@@ -191,6 +198,8 @@ class Analysis(Base):
     source: Mapped[str | None] = mapped_column(String(20))  # model | cache | unchanged | prefilter | budget
     # 64-bit perceptual hash of the analysed image (vision: "unchanged scene" detection).
     phash: Mapped[str | None] = mapped_column(String(16))
+    # The mailbox's state change this frame caused: arrived | more | collected (None: no change).
+    delivery: Mapped[str | None] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

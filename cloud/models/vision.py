@@ -1,4 +1,4 @@
-"""Vision bookkeeping: the AI operation log, learned baselines, owner feedback, budget notices."""
+"""Vision bookkeeping: the AI operation log, empty-mailbox references, delivery state, feedback, budget notices."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -51,16 +52,62 @@ class AIOperation(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-class VisionBaseline(Base):
-    """A device's learned picture of its empty mailbox (the offline provider's reference)."""
+class MailboxReference(Base):
+    """A photo of this device's mailbox empty: what the offline analyser compares every frame with.
 
-    __tablename__ = "vision_baselines"
+    ``source``: owner / installer (someone said "this is empty"), feedback ("wrong, it was empty"),
+    learned (a frame the analyser was very sure was empty, kept for a new lighting, e.g. night).
+    The prepared frame is stored in the row itself, so retention deleting the capture (link SET
+    NULL) never takes the device's calibration with it.
+    """
+
+    __tablename__ = "mailbox_references"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), unique=True)
-    signature: Mapped[dict] = mapped_column(JSON)
-    samples: Mapped[int] = mapped_column(Integer, default=0)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    capture_pk: Mapped[int | None] = mapped_column(ForeignKey("captures.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(20))
+    picture_png: Mapped[bytes] = mapped_column(LargeBinary)  # the 160×120 working frame
+    image_jpeg: Mapped[bytes] = mapped_column(LargeBinary)  # 512 px, for a vision model ("the box empty")
+    mean: Mapped[float] = mapped_column(Float)
+    sharpness: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MailboxState(Base):
+    """A mailbox's delivery state: empty → mail (alert) → still there (silence) → more (alert) → collected.
+
+    Updated only by frames newer than ``capture_pk``'s (a guarded UPDATE), so two workers finishing
+    out of order cannot move the state backwards or announce one delivery twice.
+    """
+
+    __tablename__ = "mailbox_states"
+
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))  # empty | mail
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    capture_pk: Mapped[int | None] = mapped_column(ForeignKey("captures.id", ondelete="SET NULL"))
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # of the last frame applied
+    categories: Mapped[dict | None] = mapped_column(JSON)
+    package_present: Mapped[bool] = mapped_column(Boolean, default=False)
+    calibration_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    calibrated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # first reference from a person
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeliveryEvent(Base):
+    """One transition of a mailbox's state: arrived, more, collected (the dashboard's history)."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (Index("ix_delivery_events_device_at", "device_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    capture_pk: Mapped[int | None] = mapped_column(ForeignKey("captures.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(20))  # arrived | more | collected
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    categories: Mapped[dict | None] = mapped_column(JSON)
+    package_present: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AnalysisFeedback(Base):

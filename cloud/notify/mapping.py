@@ -1,14 +1,13 @@
 """Domain events → the notifications an owner sees (kind, title, body, data).
 
-A vision result becomes at most one mail notification, the most specific that holds:
-package damaged > package arrived > mail arrived > mailbox empty (opt-in). Mail kinds
-need the owner's minimum confidence; a bad image asks for a retake and never claims
-"empty". A failed analysis is never read as "no mail".
+Mail alerts come from the mailbox's delivery state (``cloud.vision.delivery``), never from a
+single frame's label: a delivery that ``arrived`` becomes one notification, the most specific
+that holds (package damaged > package arrived > mail arrived); ``more`` mail on top is one
+more; ``collected`` is the opt-in "mailbox empty". The photos in between say nothing.
 
-One notice per capture: analysis-derived notifications are keyed by the capture, so a
-re-analysis that agrees says nothing new (one that changes the verdict may). A result the
-vision engine reused because the scene did not change (source ``unchanged`` or ``cache``)
-says nothing either: the mail it saw was announced with the first photo.
+An analysis itself only asks for a retake when the photo is unusable (never claiming "empty"),
+and a failed analysis is never read as "no mail". An uncalibrated mailbox asks its owner, once,
+for a photo of it empty.
 """
 
 from __future__ import annotations
@@ -29,11 +28,6 @@ PASS_THROUGH = {
     kinds.TRIGGER_EXPIRED,
     kinds.AI_BUDGET_REACHED,
     kinds.DAILY_DIGEST,
-    kinds.MAIL_ARRIVED,
-    kinds.PACKAGE_ARRIVED,
-    kinds.PACKAGE_DAMAGED,
-    kinds.MAILBOX_EMPTY,
-    kinds.RETAKE_NEEDED,
 }
 NOT_DAMAGED = {None, "", "none", "no", "intact", "unknown", "ok"}
 CATEGORY_WORDS = {
@@ -65,10 +59,15 @@ def drafts_for(event: Event, prefs: Preferences, device_name: str | None) -> lis
         data["analysis_kind"] = data.pop("kind")
     where = device_name or data.get("device_serial") or "your mailbox"
     if event.kind == EventKind.ANALYSIS_COMPLETED:
-        if data.get("source") in REUSED_SOURCES:
+        if data.get("source") in REUSED_SOURCES or data.get("analysis_kind") == "reanalyse":
             return []
         capture = data.get("capture_id") or event.capture_pk
-        return [replace(d, key=f"capture:{capture}") for d in _analysis(data, prefs, where)]
+        return [replace(d, key=f"capture:{capture}") for d in _retake_drafts(data, where)]
+    if event.kind == EventKind.MAIL_DELIVERY:
+        capture = data.get("capture_id") or event.capture_pk
+        return [replace(d, key=f"delivery:{capture}") for d in _delivery_drafts(data, prefs, where)]
+    if event.kind == EventKind.CALIBRATION_NEEDED:
+        return [replace(render(kinds.CALIBRATION_NEEDED, data, where), key=f"calibration:{event.device_id}")]
     if event.kind == EventKind.ANALYSIS_FAILED:
         capture = data.get("capture_id") or event.capture_pk
         return [Draft(kinds.ANALYSIS_FAILED, f"Could not check {where}", _failed_body(data), data,
@@ -78,25 +77,27 @@ def drafts_for(event: Event, prefs: Preferences, device_name: str | None) -> lis
     return []
 
 
-def _analysis(data: dict[str, Any], prefs: Preferences, where: str) -> list[Draft]:
-    out: list[Draft] = []
+def _retake_drafts(data: dict[str, Any], where: str) -> list[Draft]:
     quality = data.get("image_quality") or "ok"
-    confidence = float(data.get("confidence") or 0.0)
-    confident = confidence >= prefs.min_confidence
-    if quality != "ok":
-        out.append(render(kinds.RETAKE_NEEDED, data, where))
+    return [render(kinds.RETAKE_NEEDED, data, where)] if quality != "ok" else []
+
+
+def _delivery_drafts(data: dict[str, Any], prefs: Preferences, where: str) -> list[Draft]:
+    transition = data.get("transition")
+    if transition == "collected":
+        return [render(kinds.MAILBOX_EMPTY, data, where)]
+    if float(data.get("confidence") or 0.0) < prefs.min_confidence:
+        return []  # the owner asked for surer alerts than this
     damage = data.get("package_damage")
     damage_conf = data.get("package_damage_confidence")
-    damage_conf = float(damage_conf) if damage_conf is not None else confidence
+    damage_conf = float(damage_conf) if damage_conf is not None else 0.0
     if data.get("package_present") and damage not in NOT_DAMAGED and damage_conf >= prefs.min_confidence:
-        out.append(render(kinds.PACKAGE_DAMAGED, data, where))
-    elif data.get("package_present") and confident:
-        out.append(render(kinds.PACKAGE_ARRIVED, data, where))
-    elif data.get("mail_detected") and confident:
-        out.append(render(kinds.MAIL_ARRIVED, data, where))
-    elif data.get("mail_detected") is False and confident and quality == "ok":
-        out.append(render(kinds.MAILBOX_EMPTY, data, where))
-    return out
+        return [render(kinds.PACKAGE_DAMAGED, data, where)]
+    if transition == "more":
+        return [render(kinds.MORE_MAIL, data, where)]
+    if data.get("package_present"):
+        return [render(kinds.PACKAGE_ARRIVED, data, where)]
+    return [render(kinds.MAIL_ARRIVED, data, where)]
 
 
 def render(kind: str, data: dict[str, Any], where: str) -> Draft:
@@ -131,7 +132,18 @@ def _damaged(data: dict[str, Any], where: str) -> tuple[str, str]:
 
 
 def _empty(_data: dict[str, Any], where: str) -> tuple[str, str]:
-    return f"{where} is empty", "No mail in the latest photo."
+    return f"Mail collected from {where}", "The mailbox is empty again."
+
+
+def _more(data: dict[str, Any], where: str) -> tuple[str, str]:
+    summary = categories_text(data.get("categories"))
+    return f"More mail in {where}", (f"Now in the box: {summary}." if summary else "Something new was added.")
+
+
+def _calibrate(_data: dict[str, Any], where: str) -> tuple[str, str]:
+    return (f"Calibrate {where}",
+            "Open the mailbox, take a photo of it empty and press 'This is empty' in the dashboard. "
+            "Until then mailcam cannot tell mail from the box itself, and sends no mail alerts.")
 
 
 def _retake(data: dict[str, Any], where: str) -> tuple[str, str]:
@@ -185,6 +197,8 @@ _TEXT = {
     kinds.PACKAGE_ARRIVED: _package,
     kinds.PACKAGE_DAMAGED: _damaged,
     kinds.MAILBOX_EMPTY: _empty,
+    kinds.MORE_MAIL: _more,
+    kinds.CALIBRATION_NEEDED: _calibrate,
     kinds.RETAKE_NEEDED: _retake,
     kinds.LOW_BATTERY: _battery,
     kinds.DEVICE_OFFLINE: _offline,

@@ -10,7 +10,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 from cloud.notify import kinds
 
 Kind = Literal[
-    "mail_arrived", "package_arrived", "package_damaged", "mailbox_empty", "retake_needed", "analysis_failed",
+    "mail_arrived", "package_arrived", "package_damaged", "more_mail", "mailbox_empty", "calibration_needed",
+    "retake_needed", "analysis_failed",
     "low_battery", "device_offline", "trigger_fulfilled", "trigger_expired", "ai_budget_reached", "daily_digest",
 ]
 ChannelName = Literal["console", "push", "sms", "email", "webhook"]

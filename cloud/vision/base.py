@@ -38,7 +38,7 @@ def empty_counts() -> dict[str, int]:
 
 @dataclass
 class VisionResult:
-    mail_detected: bool
+    mail_detected: bool | None  # None: no verdict (uncalibrated, too dark to see)
     confidence: float
     description: str
     items: list[dict[str, Any]] = field(default_factory=list)
@@ -75,7 +75,9 @@ class AnalyseRequest:
     device_id: int
     model: str | None = None  # override (re-analysis with a stronger model)
     detail: str | None = None  # override (re-analysis at detail=high)
-    baseline: Any = None  # the offline provider's learned empty-mailbox signature, if any
+    # This box empty (cloud.vision.references.Reference): the offline provider compares with them,
+    # a model is shown the closest one next to the new photo.
+    references: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -83,8 +85,6 @@ class Answer:
     result: VisionResult
     model: str
     calls: list[CallRecord] = field(default_factory=list)
-    # Offline provider: a new baseline signature to store (None: leave as is).
-    baseline_update: Any = None
 
 
 class ProviderError(Exception):

@@ -57,7 +57,8 @@ class VisionSettings(BaseModel):
     unchanged_max_age_s: int = 7 * 24 * 3600
     max_reanalyses_per_capture: int = 3
     # Offline pre-filter before a paid call: a frame the offline analyser finds too dark is not sent
-    # (no model sees in the dark), nor one it is at least this sure is an empty mailbox (>1 disables).
+    # (no model sees in the dark), nor, on a calibrated device, one it is at least this sure shows the
+    # box unchanged from empty (>1 disables). An uncalibrated device is never pre-filtered as empty.
     skip_dark_frames: bool = True
     offline_gate_confidence: float = Field(default=0.9, ge=0, le=1.01)
 
@@ -74,11 +75,9 @@ class VisionSettings(BaseModel):
     # Worker threads per cloud process; they share the queue through the job lease, never doubling up.
     workers: int = Field(default=2, ge=1, le=16)
 
-    # Offline analyser
-    offline_dark_mean: float = 35.0  # mean luminance (0..255) below which a frame is too dark
-    offline_blur_threshold: float = 6.0  # Laplacian variance (320x240 grey) below which a frame is blurry
-    offline_change_threshold: float = 0.02  # share of changed cells meaning "something is there"
-    offline_baseline_min_confidence: float = 0.85
-    # With no baseline yet, the first confident-enough empty result starts one.
-    offline_bootstrap_min_confidence: float = 0.75
-    offline_baseline_alpha: float = 0.2  # running-average weight of a new empty frame
+    # Offline analyser (cloud/vision/change.py compares each frame with the box's empty references)
+    offline_dark_mean: float = 35.0  # mean grey level (0..255) below which a frame is too dark
+    offline_change_threshold: float = Field(default=0.01, gt=0, lt=1,
+                                            description="Share of the frame new objects must cover to be mail")
+    # A calibrated, surely-empty frame (at least this confident) may refine the references.
+    offline_learn_min_confidence: float = 0.9

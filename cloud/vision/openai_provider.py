@@ -39,6 +39,13 @@ SYSTEM_PROMPT = (
     "is there. Reply with the JSON object only."
 )
 USER_PROMPT = "Analyse this mailbox photo."
+# With a calibrated device the model sees the box empty first: "what changed?" is an easier and
+# surer question than "what is this?" (a poster glued inside, a brown floor, a drain hole).
+REFERENCE_PROMPT = (
+    "The first image is this same mailbox when it was empty. The second is the new photo: analyse the "
+    "second one. Anything also in the first image belongs to the box, and differences in light, colour "
+    "or a small camera shift are not mail."
+)
 REPAIR_PROMPT = (
     "That reply could not be used ({problem}). Reply again with only the JSON object, "
     "with every field of the schema."
@@ -188,16 +195,14 @@ class OpenAIProvider:
         detail = request.detail or s.openai_detail
         long_side = s.low_detail_long_side if detail == "low" else s.high_detail_long_side
         jpeg = prepare_jpeg(request.image, long_side=long_side, quality=s.jpeg_quality)
-        data_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+        content: list[dict[str, Any]] = [{"type": "text", "text": USER_PROMPT}]
+        if request.references:
+            empty = prepare_jpeg(request.references[0].image_jpeg, long_side=long_side, quality=s.jpeg_quality)
+            content = [{"type": "text", "text": REFERENCE_PROMPT}, _image_part(empty, detail)]
+        content.append(_image_part(jpeg, detail))
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": USER_PROMPT},
-                    {"type": "image_url", "image_url": {"url": data_url, "detail": detail}},
-                ],
-            },
+            {"role": "user", "content": content},
         ]
         calls: list[CallRecord] = []
         text, served_model = self._call(model, detail, messages, calls)
@@ -255,6 +260,11 @@ class OpenAIProvider:
             record.error = f"refused: {message.refusal}"[:500]
             raise InvalidAnswer("the model refused to answer", calls=calls)
         return message.content, response.model or model
+
+
+def _image_part(jpeg: bytes, detail: str) -> dict[str, Any]:
+    return {"type": "image_url",
+            "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode(), "detail": detail}}
 
 
 def _translate(exc: openai.OpenAIError, record: CallRecord, calls: list[CallRecord]) -> ProviderError:

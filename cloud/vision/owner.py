@@ -8,7 +8,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
-from cloud.errors import Conflict, RateLimited
+from cloud.errors import Conflict, NotFound, RateLimited
 from cloud.models import (
     AIBudgetNotice,
     AIOperation,
@@ -20,7 +20,7 @@ from cloud.models import (
     JobStatus,
     User,
 )
-from cloud.vision import schemas
+from cloud.vision import references, schemas
 from cloud.vision.pipeline import month_of, spent_usd
 
 
@@ -81,6 +81,16 @@ def record_feedback(
     row.note = body.note
     row.updated_at = now
     session.flush()
+    if not body.correct and true_mail is False:  # "wrong — it was empty": the photo shows the box empty
+        device = session.get(Device, capture.device_id)
+        assert device is not None
+        try:
+            image = ctx.images.read(capture.image_sha256)
+        except FileNotFoundError as exc:
+            raise NotFound("the image file is gone", capture_id=capture.capture_id) from exc
+        references.add(session, device, image, "feedback", now, capture=capture)
+    elif true_mail is True:  # there was mail: never keep this frame as "empty"
+        references.forget_capture(session, capture)
     return schemas.FeedbackPublic(
         capture_id=capture.capture_id, correct=row.correct, provider=row.provider, model=row.model,
         predicted_mail=row.predicted_mail, true_mail_detected=row.true_mail_detected,

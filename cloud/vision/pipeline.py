@@ -6,8 +6,12 @@
     over this month's budget?          → offline answers, source "budget"
     primary provider (tenacity retries on transient errors) → fallback provider
                                       (... to here: never hold a transaction over a model call)
-    finish (one transaction, guarded by the job lease): analysis, AI operation log, baseline,
-    budget notice, events.
+    finish (one transaction, guarded by the job lease): analysis, AI operation log, a learned
+    reference, the mailbox's delivery state (delivery.py), budget notice, events.
+
+The offline judgement against the box's empty references is made for every frame (it is cheap):
+it is the answer with the offline provider, the pre-filter before a paid call, the reference shown
+to the model, and the pixel evidence of "more mail" for the delivery state.
 
 A job whose attempt failed transiently is requeued with backoff until ``max_attempts``; then,
 like a permanent failure, it ends ``failed`` with the error recorded and ANALYSIS_FAILED emitted.
@@ -37,8 +41,9 @@ from cloud.models import (
     Capture,
     Device,
     JobStatus,
-    VisionBaseline,
+    MailboxState,
 )
+from cloud.vision import delivery, references
 from cloud.vision.base import (
     AnalyseRequest,
     Answer,
@@ -50,11 +55,11 @@ from cloud.vision.base import (
     VisionProvider,
     VisionResult,
 )
+from cloud.vision.change import compare, picture
 from cloud.vision.config import VisionSettings
-from cloud.vision.offline import OfflineProvider, measure
-from cloud.vision.offline import usable_baseline as offline_baseline
+from cloud.vision.offline import Judgement, OfflineProvider
 from cloud.vision.openai_provider import OpenAIProvider
-from cloud.vision.prep import perceptual_hash, phash_distance
+from cloud.vision.prep import BadImage, perceptual_hash, phash_distance
 
 log = logging.getLogger("mailcam.vision")
 
@@ -142,7 +147,11 @@ class Plan:
     month: str
     spent_usd: float
     analysis_status: JobStatus
-    baseline: dict | None
+    taken_at: datetime
+    references: list[references.Reference] = field(default_factory=list)
+    mailbox_state: str | None = None  # empty | mail (None: no state yet)
+    calibration_requested: bool = False
+    previous_image_sha256: str | None = None  # the latest earlier good photo, for "what is new"
     duplicate: dict | None = None
     # The device's previous analysed capture, and its latest one with a usable photo.
     previous: list[dict] = field(default_factory=list)
@@ -159,7 +168,8 @@ class Outcome:
     transient: bool = False
     note: str | None = None  # e.g. "openai failed; offline answered"
     operations: list[AIOperation] = field(default_factory=list)
-    baseline_update: dict | None = None
+    evidence: delivery.Evidence | None = None
+    learn_image: bytes | None = None  # keep this frame as a learned empty reference
     budget_reached: bool = False
 
 
@@ -192,7 +202,7 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
     assert device is not None
     analysis = capture.analysis
     month = month_of(ctx.clock.now())
-    baseline_row = session.scalar(select(VisionBaseline).where(VisionBaseline.device_id == device.id))
+    state = session.get(MailboxState, device.id)
     plan = Plan(
         job_id=job.id,
         kind=job.kind,
@@ -207,10 +217,21 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
         month=month,
         spent_usd=spent_usd(session, device.id, month),
         analysis_status=analysis.status if analysis else JobStatus.QUEUED,
-        baseline=baseline_row.signature if baseline_row else None,
+        taken_at=capture.taken_at,
+        references=references.load(session, device.id),
+        mailbox_state=state.state if state else None,
+        calibration_requested=bool(state and state.calibration_requested_at),
     )
     if job.kind != "initial":
         return plan
+    plan.previous_image_sha256 = session.scalar(
+        select(Capture.image_sha256)
+        .join(Analysis, Analysis.capture_pk == Capture.id)
+        .where(Capture.device_id == device.id, Capture.id < capture.id, Analysis.status == JobStatus.DONE,
+               Analysis.image_quality == ImageQuality.OK.value)
+        .order_by(Capture.id.desc())
+        .limit(1)
+    )
     done = (
         select(Analysis)
         .join(Capture, Analysis.capture_pk == Capture.id)
@@ -271,31 +292,33 @@ def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
     now = engine.ctx.clock.now()
     try:
         phash = perceptual_hash(image)
+        judged = engine.offline.judge(picture(image), plan.references)
     except InvalidAnswer as exc:
         return Outcome(error=str(exc), operations=[])
     if plan.kind == "initial":
         if plan.duplicate is not None:
-            return _reuse(plan, now, plan.duplicate, "cache", phash)
+            return _with_evidence(_reuse(plan, now, plan.duplicate, "cache", phash), added_share=0.0)
         for prev in plan.previous:
             if (
                 s.unchanged_phash_distance >= 0
                 and now - prev["updated_at"] <= timedelta(seconds=s.unchanged_max_age_s)
                 and phash_distance(phash, prev["phash"]) <= s.unchanged_phash_distance
             ):
-                return _reuse(plan, now, prev, "unchanged", phash)
+                return _with_evidence(_reuse(plan, now, prev, "unchanged", phash), added_share=0.0)
 
     primary = plan.options.get("provider") or s.provider
     if plan.kind == "initial" and primary != "offline":
-        gated = _offline_prefilter(engine, plan, image, now)
+        gated = _offline_prefilter(engine, plan, judged, now)
         if gated is not None:
             gated.phash = phash
-            return gated
+            return _finish_evidence(engine, plan, gated, judged, image, now)
     request = AnalyseRequest(
         image=image,
         device_id=plan.device_id,
         model=plan.options.get("model"),
         detail=plan.options.get("detail"),
-        baseline=plan.baseline,
+        # the model sees the reference that matched this frame best (or the nearest in light)
+        references=[judged.reference] if judged.reference else plan.references[:1],
     )
     operations: list[AIOperation] = []
     source = "model"
@@ -307,23 +330,80 @@ def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
         )
         primary, source, budget_reached = "offline", "budget", True
 
-    outcome = _run_providers(engine, plan, request, primary, now)
+    if primary == "offline":  # already judged above; the offline provider makes no call to retry
+        outcome = Outcome(result=judged.result, provider=engine.offline.name, model=engine.offline.model,
+                          operations=_call_operations(plan, now, [CallRecord(provider="offline",
+                                                                             model=engine.offline.model)]))
+    else:
+        outcome = _run_providers(engine, plan, request, primary, now)
     outcome.operations[:0] = operations
     outcome.phash = phash
     if outcome.result is not None:
         outcome.source = source
-        outcome.baseline_update = _baseline_update(engine, plan, image, outcome.result)
     outcome.budget_reached = budget_reached
+    return _finish_evidence(engine, plan, outcome, judged, image, now)
+
+
+def _with_evidence(outcome: Outcome, *, added_share: float) -> Outcome:
+    """A reused result is the same scene as before: nothing new arrived."""
+    result = outcome.result
+    assert result is not None
+    outcome.evidence = delivery.Evidence(
+        mail=result.mail_detected, confidence=result.confidence, quality=result.image_quality,
+        categories=dict(result.categories or {}), package=bool(result.package_present), added_share=added_share,
+    )
     return outcome
 
 
-def _offline_prefilter(engine: VisionEngine, plan: Plan, image: bytes, now: datetime) -> Outcome | None:
-    """Answer offline, without a paid call, when the model could add nothing: too dark, or surely empty."""
+def _finish_evidence(engine: VisionEngine, plan: Plan, outcome: Outcome, judged: Judgement, image: bytes,
+                     now: datetime) -> Outcome:
+    """Delivery evidence for the state machine, and whether this frame should refine the references."""
+    result = outcome.result
+    if result is None or plan.kind != "initial":
+        return outcome
+    added = _added_share(engine, plan, judged) if plan.mailbox_state == "mail" and result.mail_detected else None
+    outcome.evidence = delivery.Evidence(
+        mail=result.mail_detected, confidence=result.confidence, quality=result.image_quality,
+        categories=dict(result.categories or {}), package=bool(result.package_present), added_share=added,
+    )
+    offline = judged.result
+    learn = (
+        judged.reference is not None
+        and offline.mail_detected is False
+        and result.mail_detected is False
+        and offline.image_quality == ImageQuality.OK.value
+        and offline.confidence >= engine.settings.offline_learn_min_confidence
+        and references.worth_learning(plan.references, judged.frame, now)
+    )
+    outcome.learn_image = image if learn else None
+    return outcome
+
+
+def _added_share(engine: VisionEngine, plan: Plan, judged: Judgement) -> float | None:
+    """Objects in this frame that were not in the previous photo (and are not the empty box)."""
+    if judged.change is None or judged.change.mask is None or plan.previous_image_sha256 is None:
+        return None
+    try:
+        previous = picture(engine.ctx.images.read(plan.previous_image_sha256))
+    except (FileNotFoundError, BadImage):
+        return None
+    since = compare(previous, judged.frame)
+    assert since.mask is not None
+    return float((since.mask & judged.change.mask).mean())
+
+
+def _offline_prefilter(engine: VisionEngine, plan: Plan, judged: Judgement, now: datetime) -> Outcome | None:
+    """Answer offline, without a paid call, when the model could add nothing: too dark, or surely empty.
+
+    "Surely empty" needs a calibrated device: only a comparison with this box's own empty photo can
+    say "unchanged from empty"; without one, every frame goes to the model.
+    """
     s = engine.settings
-    result = engine.offline.judge(measure(image), offline_baseline(plan.baseline))
+    result = judged.result
     dark = s.skip_dark_frames and result.image_quality == ImageQuality.TOO_DARK.value
     empty = (
-        not result.mail_detected
+        judged.reference is not None
+        and result.mail_detected is False
         and result.image_quality == ImageQuality.OK.value
         and result.confidence >= s.offline_gate_confidence
     )
@@ -333,7 +413,7 @@ def _offline_prefilter(engine: VisionEngine, plan: Plan, image: bytes, now: date
                     error="too dark to send" if dark else None)
     return Outcome(
         result=result, provider=engine.offline.name, model=engine.offline.model, source="prefilter",
-        operations=[op], baseline_update=_baseline_update(engine, plan, image, result),
+        operations=[op],
     )
 
 
@@ -365,14 +445,6 @@ def _run_providers(engine: VisionEngine, plan: Plan, request: AnalyseRequest, pr
         result=answer.result, provider=fallback, model=answer.model, operations=operations,
         note=f"{primary_error}; {fallback} answered instead",
     )
-
-
-def _baseline_update(engine: VisionEngine, plan: Plan, image: bytes, result: VisionResult) -> dict | None:
-    s = engine.settings
-    needed = s.offline_baseline_min_confidence if plan.baseline else s.offline_bootstrap_min_confidence
-    if result.mail_detected or result.image_quality != ImageQuality.OK.value or result.confidence < needed:
-        return None
-    return engine.offline.updated_baseline(image, plan.baseline)
 
 
 # --- finish phase (one short transaction) ------------------------------------------------------
@@ -483,9 +555,20 @@ def _write_result(session: Session, ctx: AppContext, plan: Plan, outcome: Outcom
     analysis.phash = outcome.phash
     analysis.error = outcome.note
     analysis.updated_at = now
-    if outcome.baseline_update is not None:
-        _store_baseline(session, plan.device_id, outcome.baseline_update, now)
+    if outcome.learn_image is not None:
+        device = session.get(Device, plan.device_id)
+        assert device is not None
+        capture = session.get(Capture, plan.capture_pk)
+        references.add(session, device, outcome.learn_image, "learned", now, capture=capture)
+    applied = None
+    if outcome.evidence is not None and plan.kind == "initial":
+        applied = delivery.apply(session, plan.device_id, plan.capture_pk, plan.taken_at, outcome.evidence, now)
+        analysis.delivery = applied.transition if applied else None
     session.flush()
+    if applied is not None and applied.transition is not None:
+        _emit_delivery(session, ctx, plan, analysis, applied)
+    if outcome.result.mail_detected is None and not plan.references and plan.kind == "initial":
+        _ask_for_calibration(session, ctx, plan, now)
     ctx.events.emit(
         session,
         Event(
@@ -524,20 +607,41 @@ def _write_failure(session: Session, ctx: AppContext, plan: Plan, outcome: Outco
     )
 
 
-def _store_baseline(session: Session, device_id: int, signature: dict, now: datetime) -> None:
-    row = session.scalar(select(VisionBaseline).where(VisionBaseline.device_id == device_id))
-    if row is None:
-        try:
-            with session.begin_nested():
-                row = VisionBaseline(device_id=device_id, signature=signature, samples=signature["samples"])
-                row.updated_at = now
-                session.add(row)
-        except IntegrityError:
-            return  # another worker stored the first baseline a moment ago; ours is no better
+def _emit_delivery(session: Session, ctx: AppContext, plan: Plan, analysis: Analysis,
+                   applied: delivery.Applied) -> None:
+    ctx.events.emit(
+        session,
+        Event(
+            EventKind.MAIL_DELIVERY,
+            user_id=plan.user_id,
+            device_id=plan.device_id,
+            capture_pk=plan.capture_pk,
+            key=f"delivery:{plan.capture_id}:{applied.transition}",
+            data={**event_data(plan, analysis), "transition": applied.transition,
+                  "since": applied.since.isoformat()},
+        ),
+    )
+
+
+def _ask_for_calibration(session: Session, ctx: AppContext, plan: Plan, now: datetime) -> None:
+    """Tell the owner once that this mailbox needs a photo of it empty before it can alert."""
+    if plan.calibration_requested:
         return
-    row.signature = signature
-    row.samples = signature["samples"]
-    row.updated_at = now
+    state = delivery.ensure_state(session, plan.device_id, now)
+    if state.calibration_requested_at is not None:
+        return
+    state.calibration_requested_at = now
+    ctx.events.emit(
+        session,
+        Event(
+            EventKind.CALIBRATION_NEEDED,
+            user_id=plan.user_id,
+            device_id=plan.device_id,
+            capture_pk=plan.capture_pk,
+            key=f"calibration:{plan.device_serial}",
+            data={"device_serial": plan.device_serial, "capture_id": plan.capture_id},
+        ),
+    )
 
 
 def _budget_notice(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:

@@ -108,7 +108,13 @@ def analysis_event(owner: Owner, capture_pk: int, capture_id: str, **data):
               "package_damage": None, "package_damage_confidence": None, "image_quality": "ok",
               "device_serial": owner.serial, "capture_id": capture_id}
     values.update(data)
-    return Event(EventKind.ANALYSIS_COMPLETED, user_id=owner.user_id, device_id=owner.device_id,
+    # Mail alerts come from the delivery state: a frame with mail on a good photo arrives as the
+    # "arrived" transition the vision pipeline emits; anything else as the analysis itself.
+    delivered = values.get("mail_detected") and values.get("image_quality") == "ok"
+    if delivered:
+        values.setdefault("transition", "arrived")
+    kind = EventKind.MAIL_DELIVERY if delivered else EventKind.ANALYSIS_COMPLETED
+    return Event(kind, user_id=owner.user_id, device_id=owner.device_id,
                  capture_pk=capture_pk, key=f"analysis:{capture_id}", data=values)
 
 

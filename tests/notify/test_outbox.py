@@ -57,7 +57,11 @@ def test_mail_arrived_goes_to_console_and_signed_webhook_once(nctx, owner, clock
         ({"confidence": 0.4}, {}, []),
         ({"confidence": 0.4}, {"min_confidence": 0.3}, ["mail_arrived"]),
         ({"mail_detected": False}, {}, []),
-        ({"mail_detected": False}, {"events": {"mailbox_empty": ["console"]}}, ["mailbox_empty"]),
+        # one empty frame says nothing: "mailbox empty" is the collected transition, opt-in
+        ({"mail_detected": False}, {"events": {"mailbox_empty": ["console"]}}, []),
+        ({"transition": "collected"}, {"events": {"mailbox_empty": ["console"]}}, ["mailbox_empty"]),
+        ({"transition": "collected"}, {}, []),
+        ({"transition": "more"}, {}, ["more_mail"]),
         ({"image_quality": "too_dark", "mail_detected": False}, {"events": {"mailbox_empty": ["console"]}},
          ["retake_needed"]),
         ({"package_present": True}, {}, ["package_arrived"]),
@@ -66,8 +70,6 @@ def test_mail_arrived_goes_to_console_and_signed_webhook_once(nctx, owner, clock
         ({"package_present": True, "package_damage": "crushed", "package_damage_confidence": 0.2}, {},
          ["package_arrived"]),
         ({}, {"events": {"mail_arrived": []}}, []),
-        ({"source": "unchanged"}, {}, []),
-        ({"source": "cache"}, {}, []),
         ({"source": "model", "kind": "reanalyse"}, {}, ["mail_arrived"]),
     ],
 )

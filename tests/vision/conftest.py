@@ -55,6 +55,13 @@ class VisionEnv:
         assert response.status_code == 200, response.text
         return response.json()["analysis"]
 
+    def calibrate(self, capture_id: str, account: Account | None = None) -> dict:
+        """Say "the mailbox is empty in this photo" (as the owner, or the given account)."""
+        response = self.api.post(f"/api/captures/{capture_id}/reference",
+                                 headers=(account or self.owner).headers)
+        assert response.status_code == 201, response.text
+        return response.json()
+
     def run(self, limit: int | None = None) -> int:
         return process_pending(self.ctx, limit)
 

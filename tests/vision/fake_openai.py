@@ -115,18 +115,18 @@ class FakeOpenAI:
         ]
         if not body.get("model"):
             self.problems.append("no model")
-        if len(images) != 1:
-            self.problems.append(f"expected one image, got {len(images)}")
+        # One image, or two on a calibrated device: the box empty first, then the new photo.
+        if len(images) not in (1, 2):
+            self.problems.append(f"expected one or two images, got {len(images)}")
             return
-        url = images[0].get("url", "")
-        if not url.startswith("data:image/jpeg;base64,"):
-            self.problems.append("image is not a JPEG data URL")
-        else:
-            jpeg = base64.b64decode(url.split(",", 1)[1])
-            if not jpeg.startswith(b"\xff\xd8"):
+        for image in images:
+            url = image.get("url", "")
+            if not url.startswith("data:image/jpeg;base64,"):
+                self.problems.append("image is not a JPEG data URL")
+            elif not base64.b64decode(url.split(",", 1)[1]).startswith(b"\xff\xd8"):
                 self.problems.append("image is not a JPEG")
-        if images[0].get("detail") not in ("low", "high", "auto"):
-            self.problems.append("no detail")
+            if image.get("detail") not in ("low", "high", "auto"):
+                self.problems.append("no detail")
         fmt = body.get("response_format") or {}
         if fmt.get("type") != "json_schema" or "schema" not in fmt.get("json_schema", {}):
             self.problems.append("no json_schema response_format")
@@ -170,6 +170,13 @@ class FakeOpenAI:
             handler.send_header(key, value)
         handler.end_headers()
         handler.wfile.write(data)
+
+    def images_per_request(self) -> list[int]:
+        return [
+            sum(1 for m in r["body"]["messages"] if isinstance(m.get("content"), list)
+                for part in m["content"] if part.get("type") == "image_url")
+            for r in self.requests
+        ]
 
     def image_details(self) -> list[str]:
         return [

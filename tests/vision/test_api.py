@@ -119,8 +119,9 @@ def test_feedback_needs_a_finished_analysis_and_a_valid_body(make_env):
 def test_offline_prefilter_spares_the_model_dark_and_surely_empty_frames(openai_env, fake_openai):
     env = openai_env()
     fake_openai.push(Reply.json(EMPTY))
-    env.capture(scenes.render("empty", 8))  # no baseline yet: the model is asked, and a baseline is learned
+    first = env.capture(scenes.render("empty", 8))  # uncalibrated: never pre-filtered as empty, the model is asked
     env.run()
+    env.calibrate(first)
     dark = env.capture(scenes.render("dark", 8))
     empty_again = env.capture(scenes.render("empty", 9, light=0.9))
     env.run()

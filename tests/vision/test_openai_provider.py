@@ -144,7 +144,8 @@ def test_fallback_answers_when_primary_fails(openai_env, fake_openai):
     env.run()
     result = env.analysis(capture_id)
     assert result["status"] == "done" and result["provider"] == "offline"
-    assert result["mail_detected"] is True and "503" in result["error"]
+    # The offline fallback on an uncalibrated box gives no verdict rather than a guess.
+    assert result["mail_detected"] is None and "503" in result["error"]
     assert [op.provider for op in env.operations()] == ["openai", "openai", "offline"]
 
 

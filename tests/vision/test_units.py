@@ -1,4 +1,4 @@
-"""Pure parts of vision: image preparation, answer parsing, pricing, the offline analyser on scenes."""
+"""Pure parts of vision: image preparation, answer parsing, pricing."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import io
 import pytest
 from PIL import Image
 
-from cloud.vision.config import VisionSettings
-from cloud.vision.offline import OfflineProvider, measure
 from cloud.vision.openai_provider import parse_answer
 from cloud.vision.prep import BadImage, perceptual_hash, phash_distance, prepare_jpeg
 from cloud.vision.pricing import cost_usd, image_tokens
@@ -94,32 +92,3 @@ def test_image_tokens_follow_openai_accounting():
     assert image_tokens("gpt-4o", "high", 640, 480) == 85 + 170 * 2  # not upscaled: 2x1 tiles
     assert image_tokens("gpt-4o", "high", 1600, 1200) == 85 + 170 * 4  # to 1024x768: 2x2 tiles
     assert image_tokens("gpt-4o-mini", "low", 640, 480) == 2833  # more tokens per image, not fewer
-
-
-def test_offline_accuracy_on_simulator_scenes_is_at_least_95_percent():
-    provider = OfflineProvider(VisionSettings())
-    baselines = [provider.updated_baseline(scenes.render("empty", 900 + seed), None) for seed in range(12)]
-    for kind in ("empty", "letters", "package"):
-        right = {"cold": 0, "baseline": 0}
-        for seed in range(12):
-            truth = scenes.truth(kind, 500 + seed)
-            has_package = "package" in truth.items
-            frame = measure(scenes.render(kind, 500 + seed, light=(0.7, 1.0, 1.2)[seed % 3]))
-            for mode, baseline in (("cold", None), ("baseline", baselines[seed])):
-                result = provider.judge(frame, baseline)
-                right[mode] += result.mail_detected == truth.mail and result.package_present == has_package
-        assert all(n / 12 >= 0.95 for n in right.values()), (kind, right)
-
-
-def test_offline_is_honest_about_confidence():
-    provider = OfflineProvider(VisionSettings())
-    cold = provider.judge(measure(scenes.render("letters", 3)), None)
-    baseline = provider.updated_baseline(scenes.render("empty", 4), None)
-    warm = provider.judge(measure(scenes.render("letters", 3)), baseline)
-    assert cold.mail_detected and warm.mail_detected
-    assert cold.confidence <= 0.8 < warm.confidence  # no baseline: it says it is less sure
-    dark = provider.judge(measure(scenes.render("dark", 5)), baseline)
-    assert dark.image_quality == "too_dark" and dark.confidence == 0.5
-    blurry = provider.judge(measure(scenes.render("blurry", 6)), baseline)
-    assert blurry.image_quality == "blurry" and blurry.confidence <= 0.6
-    assert provider.judge(measure(scenes.render("package", 7)), baseline).package_damage_confidence == 0.0

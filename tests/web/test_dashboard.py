@@ -251,7 +251,7 @@ def test_notification_preferences_are_saved_and_read_back(page, home):
     channel = next(c for c in prefs["available_channels"] if c != "console")  # console: for operators, not shown
     labels = {"push": "App", "email": "Email", "sms": "SMS", "webhook": "Webhook"}
     channel_label = labels[channel]
-    empty_box = page.get_by_role("checkbox", name=f"Mailbox is empty by {channel_label}")
+    empty_box = page.get_by_role("checkbox", name=f"Mail collected by {channel_label}")
     expect(empty_box).not_to_be_checked()  # opt-in
     empty_box.check()
     page.get_by_label("Hold notifications during quiet hours").check()
@@ -270,7 +270,7 @@ def test_notification_preferences_are_saved_and_read_back(page, home):
     assert saved["events"]["mail_arrived"] == prefs["events"]["mail_arrived"]  # untouched rows keep their channels
     assert ("console" in saved["events"]["mail_arrived"]) == ("console" in prefs["events"]["mail_arrived"])
     page.reload()
-    expect(page.get_by_role("checkbox", name=f"Mailbox is empty by {channel_label}")).to_be_checked()
+    expect(page.get_by_role("checkbox", name=f"Mail collected by {channel_label}")).to_be_checked()
 
 
 def test_api_keys_are_shown_once_work_and_can_be_revoked(page, home):

@@ -13,6 +13,7 @@ from cloud.api.presenters import capture_public
 from cloud.errors import NotFound
 from cloud.models import Capture, Device
 from cloud.services import retention
+from cloud.vision import references
 
 router = APIRouter(prefix="/api/captures", tags=["captures"])
 _errors = {404: {"model": schemas.ErrorBody}}
@@ -30,6 +31,21 @@ def owned_capture(
 
 
 OwnedCapture = Annotated[tuple[Capture, Device], Depends(owned_capture)]
+
+
+def managed_capture(
+    session: SessionDep, user: CurrentUser, capture_id: Annotated[str, Path(max_length=64)]
+) -> tuple[Capture, Device]:
+    """A capture of a device I own, or that I registered as its installer (calibration at install)."""
+    row = session.execute(
+        select(Capture, Device).join(Device, Capture.device_id == Device.id).where(Capture.capture_id == capture_id)
+    ).first()
+    if row is None or user.id not in (row[1].owner_id, row[1].installer_id):
+        raise NotFound("no such capture", capture_id=capture_id)
+    return row[0], row[1]
+
+
+ManagedCapture = Annotated[tuple[Capture, Device], Depends(managed_capture)]
 
 
 @router.get("/{capture_id}", response_model=schemas.CapturePublic, responses=_errors)
@@ -64,6 +80,27 @@ def get_image(owned: OwnedCapture, ctx: CtxDep) -> Response:
 def get_thumbnail(owned: OwnedCapture, ctx: CtxDep) -> Response:
     """A small JPEG for lists."""
     return _jpeg(ctx, owned[0], thumbnail=True)
+
+
+@router.post(
+    "/{capture_id}/reference",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.ReferenceSet,
+    responses={**_errors, 422: {"model": schemas.ErrorBody}},
+)
+def set_reference(managed: ManagedCapture, session: SessionDep, ctx: CtxDep, user: CurrentUser) -> schemas.ReferenceSet:
+    """Say "the mailbox is empty in this photo": it becomes the device's empty reference."""
+    capture, device = managed
+    try:
+        image = ctx.images.read(capture.image_sha256)
+    except FileNotFoundError as exc:
+        raise NotFound("the image file is gone", capture_id=capture.capture_id) from exc
+    source = "owner" if user.id == device.owner_id else "installer"
+    row = references.add(session, device, image, source, ctx.clock.now(), capture=capture)
+    count = len(references.load(session, device.id))
+    session.commit()
+    return schemas.ReferenceSet(capture_id=capture.capture_id, device_serial=device.serial, reference_id=row.id,
+                                source=source, references=count)
 
 
 @router.delete("/{capture_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)

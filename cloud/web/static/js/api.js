@@ -125,6 +125,7 @@ export const endpoints = {
   thumbnail: (captureId) => api.blob(`/api/captures/${enc(captureId)}/thumbnail`),
   image: (captureId) => api.blob(`/api/captures/${enc(captureId)}/image`),
   reanalyse: (captureId) => api.post(`/api/captures/${enc(captureId)}/reanalyse`),
+  setReference: (captureId) => api.post(`/api/captures/${enc(captureId)}/reference`),
   usage: (month) => api.get("/api/usage", { month }),
   preferences: () => api.get("/api/notifications/preferences"),
   savePreferences: (body) => api.put("/api/notifications/preferences", body),

@@ -145,6 +145,9 @@ export function describeAnalysis(analysis) {
     return { state: "mail", text, detail: joinDetails(analysis.description, damageNote(analysis)) };
   }
   if (analysis.mail_detected === false) return { state: "empty", text: "Empty", detail: analysis.description || null };
+  if (analysis.provider === "offline" && (analysis.description || "").startsWith("Not calibrated")) {
+    return { state: "uncalibrated", text: "Not calibrated yet", detail: analysis.description };
+  }
   return { state: "none", text: "No result", detail: analysis.description || null };
 }
 

@@ -25,6 +25,7 @@ export async function deviceView(app, page, scope, serial) {
   const els = {
     title: h("h1", {}, serial),
     meta: h("div", { class: "device-meta" }),
+    calibration: h("div", { class: "calibration" }),
     latest: h("div", { class: "latest" }, h("p", { class: "muted" }, "Loading…")),
     clicks: h("p", { class: "clicks" }),
     reset: h("p", { class: "hint reset" }),
@@ -44,6 +45,7 @@ export async function deviceView(app, page, scope, serial) {
   replace(page,
     h("p", { class: "back" }, h("a", { href: "#/" }, "← All mailboxes")),
     h("header", { class: "device-head" }, els.title, els.meta),
+    els.calibration,
     h("div", { class: "device-grid" },
       h("section", { class: "card", "aria-labelledby": "latest-title" }, h("h2", { id: "latest-title" }, "Latest photo"), els.latest),
       h("section", { class: "card", "aria-labelledby": "trigger-title" },
@@ -68,8 +70,31 @@ export async function deviceView(app, page, scope, serial) {
         h("li", {}, batteryInfo(device.battery_voltage)),
         h("li", {}, h("span", { class: "label" }, "Last seen "), relativeTime(device.last_seen_at)),
         h("li", {}, h("span", { class: "label" }, "Firmware "), device.firmware_version || "unknown"),
+        device.mailbox === "mail" && device.mail_since
+          ? h("li", { class: "mail-since" }, `Mail since ${dateTime(device.mail_since, tz())}`) : null,
       ),
     );
+    replace(els.calibration, device.calibrated ? null : h("section", { class: "card notice", role: "note", "aria-label": "Calibration" },
+      h("h2", {}, "Uncalibrated"),
+      h("p", {}, "Open the mailbox, take a photo of it empty, and press “This is empty” under that photo. ",
+        "Until then mailcam cannot tell mail from the mailbox itself, and sends no mail alerts."),
+    ));
+  }
+
+  function emptyButton(capture) {
+    const slot = h("span", { class: "reference-slot" });
+    const button = h("button", { type: "button", class: "secondary small" }, "This is empty");
+    button.addEventListener("click", () => busy(button, async () => {
+      try {
+        await endpoints.setReference(capture.capture_id);
+        replace(slot, message("success", "Saved as your empty mailbox — mail alerts compare with it."));
+        refresh();
+      } catch (error) {
+        if (error.status !== 401) replace(slot, message("error", error.message));
+      }
+    }));
+    slot.append(button);
+    return slot;
   }
 
   function retryButton(capture) {
@@ -95,7 +120,8 @@ export async function deviceView(app, page, scope, serial) {
         button.addEventListener("click", () => takePhoto(button));
         return button;
       }
-      return null;
+      // Any good photo can be the empty reference ("this photo is empty"): calibration and correction.
+      return capture.analysis && capture.analysis.status === "done" ? emptyButton(capture) : null;
     };
   }
 

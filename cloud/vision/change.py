@@ -1,0 +1,301 @@
+"""What changed in a mailbox since a reference photo: the offline analyser's eyes.
+
+A mailbox camera is no tripod and its light is no studio: between two photos of the same empty
+box the exposure, the white balance and the flash fall-off change, the lid shifts the camera by a
+few pixels, the sensor adds noise and JPEG adds blocks. None of that is mail. ``compare`` removes
+each in turn and keeps what is left:
+
+    1. both frames at 160×120, in log intensity per channel (light multiplies, so it subtracts here)
+    2. camera shift: the integer translation that best matches the two gradient images (±6 px),
+       then a 3×3 neighbourhood tolerance for the rest (roll, scale, sub-pixel)
+    3. light: a smooth field per channel (a cubic surface in x, y), fitted robustly so the mail
+       itself is left out of the fit: exposure, white balance, flash hot spot and vignetting
+    4. noise: residuals are measured against this pair's own noise level (robust MAD)
+    5. regions: connected changed areas; one that is only a change of light (a sunlight patch,
+       a shadow through the slot) keeps its texture and changes by one even gain in every channel,
+       so it is set aside; what remains is an object
+    6. categories from the objects' colours and sizes: cardboard brown → package, paper-bright and
+       plain → letters, saturated and varied → magazine or flyer
+
+``Picture`` is the prepared frame (cheap to keep for the reference), ``Change`` the result.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage, spatial
+
+from cloud.vision.prep import open_jpeg
+
+WORK = (160, 120)  # width, height of the working frame
+MAX_SHIFT = 6  # pixels at WORK size (about 4 % of the width)
+_LOG_FLOOR = 6.0  # added before the log, so dark noise does not explode
+_ABS_CHANGE = 0.16  # log units (~17 %) below which no pixel counts as changed, however clean the pair
+_NOISE_K = 3.5  # ... nor below this many noise sigmas
+_NOISE_CAP = 0.06  # a pair noisier than this is misaligned texture, not noise: do not let it hide mail
+_MIN_REGION = 0.003  # share of the frame below which a changed blob is grit, not mail
+
+
+@dataclass
+class Picture:
+    rgb: np.ndarray  # (H, W, 3) float32, 0..255
+    log: np.ndarray  # (H, W, 3) log(rgb + floor)
+    luma: np.ndarray  # (H, W) log luma
+    mean: float  # mean grey level 0..255 (full frame)
+    sharpness: float  # Laplacian variance of the grey frame at 320×240, divided by mean² (exposure-free)
+
+    def to_png(self) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(np.clip(np.rint(self.rgb), 0, 255).astype(np.uint8)).save(out, "PNG")
+        return out.getvalue()
+
+
+def picture(jpeg: bytes) -> Picture:
+    """Decode (scaled by the JPEG decoder itself) and prepare a frame."""
+    image = open_jpeg(jpeg, draft_to=(320, 240)).convert("RGB")
+    grey = np.asarray(image.convert("L").resize((320, 240), Image.Resampling.BILINEAR), dtype=np.float32)
+    small = np.asarray(image.resize(WORK, Image.Resampling.BOX), dtype=np.float32)
+    return _from_arrays(small, grey)
+
+
+def picture_from_png(data: bytes, mean: float, sharpness: float) -> Picture:
+    """A stored reference back (its full-frame statistics are stored beside it)."""
+    rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
+    pic = _from_arrays(rgb, None)
+    pic.mean, pic.sharpness = mean, sharpness
+    return pic
+
+
+def _from_arrays(rgb: np.ndarray, grey: np.ndarray | None) -> Picture:
+    log = np.log(rgb + _LOG_FLOOR)
+    luma = np.log(rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32) + _LOG_FLOOR)
+    mean, sharpness = 0.0, 0.0
+    if grey is not None:
+        lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+        mean = float(grey.mean())
+        sharpness = float(lap.var()) / max(mean, 1.0) ** 2
+    return Picture(rgb=rgb, log=log, luma=luma, mean=mean, sharpness=sharpness)
+
+
+@dataclass
+class Region:
+    share: float  # of the frame
+    kind: str  # letter | package | magazine | flyer | light
+    bbox: tuple[int, int, int, int]
+
+
+@dataclass
+class Change:
+    share: float  # share of the frame covered by objects (light changes excluded)
+    regions: list[Region] = field(default_factory=list)
+    mask: np.ndarray | None = None  # (H, W) bool: object pixels
+    shift: tuple[int, int] = (0, 0)
+    noise: float = 0.0
+    light_share: float = 0.0  # share explained away as light (sun, shadow)
+
+    @property
+    def objects(self) -> list[Region]:
+        return [r for r in self.regions if r.kind != "light"]
+
+
+# --- 2. camera shift ----------------------------------------------------------------------------
+
+
+def _gradients(luma: np.ndarray) -> np.ndarray:
+    gx = np.zeros_like(luma)
+    gy = np.zeros_like(luma)
+    gx[:, 1:-1] = luma[:, 2:] - luma[:, :-2]
+    gy[1:-1, :] = luma[2:, :] - luma[:-2, :]
+    return np.hypot(gx, gy)
+
+
+def _shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``a`` moved by (dy, dx), edges repeated (no wrap-around)."""
+    h, w = a.shape[:2]
+    ys = np.clip(np.arange(h) - dy, 0, h - 1)
+    xs = np.clip(np.arange(w) - dx, 0, w - 1)
+    return a[ys][:, xs]
+
+
+def estimate_shift(ref: Picture, new: Picture) -> tuple[int, int]:
+    """The (dy, dx) that moves ``ref`` onto ``new`` best, by agreement of the coarse gradients.
+
+    Blurred first, so a fine periodic texture (a rubber mat's dots) cannot lock onto the wrong period.
+    """
+    g_ref = _gradients(ndimage.gaussian_filter(ref.luma, 2.0))
+    g_new = _gradients(ndimage.gaussian_filter(new.luma, 2.0))
+    m = MAX_SHIFT + 1
+    inner = (slice(m, -m), slice(m, -m))
+    target = g_new[inner]
+    shifts = [(dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)]
+    costs = [float(np.abs(_shifted(g_ref, dy, dx)[inner] - target).mean()) for dy, dx in shifts]
+    return shifts[int(np.argmin(costs))]
+
+
+# --- 3. light ------------------------------------------------------------------------------------
+
+
+def _basis(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    x, y = x / (w - 1) * 2 - 1, y / (h - 1) * 2 - 1
+    terms = [np.ones_like(x), x, y, x * x, x * y, y * y, x**3, x * x * y, x * y * y, y**3]
+    return np.stack([t.ravel() for t in terms], axis=1)
+
+
+_BASIS = _basis(WORK[1], WORK[0])
+
+
+def light_field(diff: np.ndarray) -> np.ndarray:
+    """A smooth per-channel field fitted to ``diff`` (H, W, 3), ignoring the pixels that do not fit."""
+    h, w, _ = diff.shape
+    basis = _BASIS if (h, w) == (WORK[1], WORK[0]) else _basis(h, w)
+    sample = np.arange(0, h * w, 3)
+    a = basis[sample]
+    d = diff.reshape(-1, 3)[sample]
+    keep = np.ones(len(sample), dtype=bool)
+    coef = np.zeros((a.shape[1], 3), dtype=np.float32)
+    # Plane first, then quadratic, then cubic, each fitted without what the simpler one could not
+    # explain: a flexible surface fitted to everything at once bends itself around a big envelope.
+    for terms in (3, 3, 6, 6, 6):
+        coef = np.zeros((a.shape[1], 3), dtype=np.float32)
+        coef[:terms], *_ = np.linalg.lstsq(a[keep, :terms], d[keep], rcond=None)
+        residual = np.abs(d - a @ coef).max(axis=1)
+        mad = float(np.median(residual[keep])) * 1.4826
+        keep = residual <= max(3 * mad, 0.06)
+        if keep.sum() < a.shape[1] * 10:
+            break
+    return (basis @ coef).reshape(h, w, 3)
+
+
+# --- 4-6. residual, regions, kinds ----------------------------------------------------------------
+
+
+def compare(ref: Picture, new: Picture) -> Change:
+    """What is in ``new`` that is not in ``ref``, after camera shift, light and noise are accounted for."""
+    dy, dx = estimate_shift(ref, new)
+    ref_log = _shifted(ref.log, dy, dx)
+    field_ = light_field(new.log - ref_log)
+    # 5×5 neighbourhood tolerance (roll and scale move the corners by a pixel or two): the smallest
+    # residual over the nearby reference pixels, both frames lightly blurred against noise and JPEG blocks.
+    new_soft = ndimage.gaussian_filter(new.log, (1.0, 1.0, 0))
+    ref_soft = ndimage.gaussian_filter(ref_log + field_, (1.0, 1.0, 0))
+    signed = np.stack([new_soft - _shifted(ref_soft, sy, sx) for sy in range(-2, 3) for sx in range(-2, 3)])
+    errors = (signed**2).mean(axis=3)
+    best = np.argmin(errors, axis=0)
+    residual = np.sqrt(np.take_along_axis(errors, best[None], axis=0)[0])
+    raw = np.take_along_axis(signed, best[None, ..., None], axis=0)[0]  # per-channel log gain, best match
+    noise = min(max(float(np.median(residual)) * 1.4826, 0.01), _NOISE_CAP)
+    changed = residual > max(_ABS_CHANGE, _NOISE_K * noise)
+    changed = ndimage.binary_opening(changed, structure=np.ones((2, 2)))
+    changed = ndimage.binary_closing(changed, structure=np.ones((3, 3)))
+    changed[: MAX_SHIFT // 2, :] = changed[-(MAX_SHIFT // 2):, :] = False  # borders: shifted-in pixels
+    changed[:, : MAX_SHIFT // 2] = changed[:, -(MAX_SHIFT // 2):] = False
+    labels, count = ndimage.label(changed)
+    total = changed.size
+    regions: list[Region] = []
+    mask = np.zeros_like(changed)
+    g_new, g_ref = _gradients(new.luma), _gradients(_shifted(ref.luma, dy, dx))
+    light = 0.0
+    for index, slices in enumerate(ndimage.find_objects(labels), start=1):
+        if slices is None:
+            continue
+        part = labels[slices] == index
+        share = float(part.sum()) / total
+        if share < _MIN_REGION:
+            continue
+        bbox = (slices[1].start, slices[0].start, slices[1].stop, slices[0].stop)
+        if _is_light(raw[slices], part, g_new[slices], g_ref[slices], noise):
+            regions.append(Region(share, "light", bbox))
+            light += share
+            continue
+        regions.append(Region(share, _kind(new.rgb[slices], part, share), bbox))
+        mask[slices] |= part
+    return Change(share=float(mask.sum()) / total, regions=regions, mask=mask, shift=(dy, dx), noise=noise,
+                  light_share=light)
+
+
+def _is_light(raw: np.ndarray, part: np.ndarray, g_new: np.ndarray, g_ref: np.ndarray, noise: float) -> bool:
+    """A change of light only: one even gain, about the same in every channel, and the texture kept.
+
+    Light multiplies, so in log intensity its edges inside the patch are the reference's edges.
+    An object brings edges of its own (print, a stamp, tape, a label) and hides the floor's.
+    """
+    inner = ndimage.binary_erosion(part, iterations=2)
+    if inner.sum() < 12:
+        return False
+    values = raw[inner]  # (n, 3) log gains
+    gain = np.median(values, axis=0)
+    spread = np.median(np.abs(values - gain), axis=0).max() * 1.4826
+    tint = float(gain.max() - gain.min())
+    tolerance = max(0.12, 4 * noise)
+    core = ndimage.binary_erosion(part, iterations=4)  # away from the patch's own (soft) outline
+    if core.sum() < 12:
+        core = inner
+    ref_max = ndimage.maximum_filter(g_ref, size=5)[core]
+    ref_min = ndimage.minimum_filter(g_ref, size=5)[core]
+    edges_new = float((g_new[core] > ref_max + tolerance).mean())
+    edges_lost = float((g_new[core] < ref_min - tolerance).mean())
+    return bool(spread < max(0.09, 3 * noise) and tint < 0.3 and edges_new < 0.02 and edges_lost < 0.02
+                and abs(float(gain.mean())) < 0.75)
+
+
+def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r, g, b = rgb[..., 0] / 255, rgb[..., 1] / 255, rgb[..., 2] / 255
+    v = np.maximum(np.maximum(r, g), b)
+    c = v - np.minimum(np.minimum(r, g), b)
+    s = np.where(v > 0, c / np.maximum(v, 1e-6), 0)
+    safe = np.maximum(c, 1e-6)
+    h = np.where(v == r, ((g - b) / safe) % 6, np.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4)) * 60
+    return np.where(c > 0, h, 0), s, v
+
+
+PACKAGE_MIN_SHARE = 0.07  # a parcel covers at least this share of the frame; a brown envelope less
+BIG_SOLID_SHARE = 0.1  # one solid, plain block this large is a parcel or a mailer bag, not an envelope
+
+
+def _solidity(part: np.ndarray) -> float:
+    """Area over convex-hull area: a parcel is one block (≈1), a pile of letters is ragged."""
+    points = np.argwhere(part)
+    if len(points) < 10:
+        return 0.0
+    try:
+        hull = spatial.ConvexHull(points)
+    except spatial.QhullError:
+        return 0.0
+    return float(len(points)) / max(float(hull.volume), 1.0)
+
+
+def _kind(rgb: np.ndarray, part: np.ndarray, share: float) -> str:
+    h, s, v = _hsv(rgb[part])
+    brown = (h >= 12) & (h <= 48) & (s >= 0.22) & (s <= 0.8) & (v >= 0.22) & (v <= 0.92)
+    colourful = (s >= 0.35) & ~brown
+    colour_spread = float(np.std(h[s >= 0.3])) if (s >= 0.3).sum() > 20 else 0.0
+    if brown.mean() >= 0.45 and share >= PACKAGE_MIN_SHARE:
+        return "package"
+    if colourful.mean() >= 0.35 and (colour_spread > 25 or colourful.mean() >= 0.6):
+        return "magazine" if share >= 0.07 else "flyer"
+    if share >= BIG_SOLID_SHARE and _solidity(part) >= 0.88:
+        return "package"
+    return "letter"
+
+
+LETTER_SHARE = 0.05  # about one envelope's share of the frame, to turn letter area into a count
+
+
+def categories(change: Change) -> dict[str, int]:
+    from cloud.vision.base import empty_counts
+
+    counts = empty_counts()
+    letter_area = 0.0
+    for region in change.objects:
+        if region.kind == "letter":
+            letter_area += region.share
+        else:
+            counts[region.kind] += 1
+    if letter_area > 0:
+        counts["letter"] = int(min(6, max(1, round(letter_area / LETTER_SHARE))))
+    return counts

@@ -1,0 +1,151 @@
+"""Calibration (the empty reference) and the delivery state, through the real API and worker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from cloud.models import Capture, DeliveryEvent, MailboxReference
+from mailcam.mailboxes import Item, Mailbox, Wake
+from tests.cloudkit import new_account, new_device
+from tests.vision.fake_openai import EMPTY, Reply
+
+BOX = Mailbox(721)
+LETTERS = [Item("letter", 1), Item("letter", 2)]
+MORE = [*LETTERS, Item("flyer", 7)]
+
+
+def shoot(env, items, wake: int) -> str:
+    env.ctx.clock.advance(timedelta(minutes=30))
+    capture_id = env.capture(BOX.frame(items, Wake(wake)))
+    env.run()
+    return capture_id
+
+
+def deliveries(env) -> list[str]:
+    return [e.data["transition"] for e in env.sink.events if e.kind == "mail_delivery"]
+
+
+def test_uncalibrated_device_raises_no_mail_alert_and_asks_once_to_calibrate(make_env):
+    """Before: a fresh install called its empty box "mail" and sent "Mail in …" for most frames."""
+    env = make_env()
+    for wake in range(4):
+        capture_id = shoot(env, LETTERS if wake % 2 else [], wake)
+        assert env.analysis(capture_id)["mail_detected"] is None
+    assert deliveries(env) == []
+    assert env.sink.kinds().count("calibration_needed") == 1
+    device = env.api.get("/api/devices/box-1", headers=env.owner.headers).json()
+    assert device["calibrated"] is False and device["mailbox"] is None
+
+
+def test_one_alert_per_delivery_more_mail_and_collection(make_env):
+    env = make_env()
+    env.calibrate(shoot(env, [], 1))
+    assert env.api.get("/api/devices/box-1", headers=env.owner.headers).json()["calibrated"] is True
+    shoot(env, [], 2)
+    arrived = shoot(env, LETTERS, 3)
+    shoot(env, LETTERS, 4)  # the same letters: still there, silence
+    shoot(env, LETTERS, 5)
+    more = shoot(env, MORE, 6)
+    shoot(env, MORE, 7)
+    shoot(env, [], 8)  # collected
+    shoot(env, [], 9)
+    again = shoot(env, [Item("letter", 9)], 10)
+    assert deliveries(env) == ["arrived", "more", "collected", "arrived"]
+    assert env.analysis(arrived)["delivery"] == "arrived" and env.analysis(more)["delivery"] == "more"
+    device = env.api.get("/api/devices/box-1", headers=env.owner.headers).json()
+    assert device["mailbox"] == "mail"
+    with env.ctx.sessions() as session:
+        taken = session.scalar(select(Capture.taken_at).where(Capture.capture_id == again))
+        assert [e.kind for e in session.scalars(select(DeliveryEvent).order_by(DeliveryEvent.id))] == [
+            "arrived", "more", "collected", "arrived"]
+    assert device["mail_since"].startswith(taken.isoformat()[:19])
+
+
+def test_notifications_follow_deliveries_not_frames(make_env):
+    from cloud.notify.mapping import drafts_for
+    from cloud.notify.preferences import Preferences
+
+    env = make_env()
+    env.calibrate(shoot(env, [], 1))
+    for wake, items in enumerate([LETTERS, LETTERS, LETTERS, MORE, []], start=2):
+        shoot(env, items, wake)
+    prefs = Preferences(1, "UTC", "a@example.com")
+    drafts = [d.kind for e in env.sink.events for d in drafts_for(e, prefs, "Front box")]
+    assert drafts.count("mail_arrived") + drafts.count("package_arrived") == 1
+    assert drafts.count("more_mail") == 1 and drafts.count("mailbox_empty") == 1
+
+
+def test_reanalysis_of_the_same_mail_never_alerts_again(make_env):
+    env = make_env()
+    env.calibrate(shoot(env, [], 1))
+    arrived = shoot(env, LETTERS, 2)
+    assert deliveries(env) == ["arrived"]
+    response = env.api.post(f"/api/captures/{arrived}/reanalyse", json={}, headers=env.owner.headers)
+    assert response.status_code == 202, response.text
+    env.run()
+    assert deliveries(env) == ["arrived"]
+
+
+def test_reference_api_owner_and_installer_allowed_others_not(make_env):
+    env = make_env()
+    installer = new_account(env.api, "ian@example.com")
+    box = new_device(env.api, installer, "box-9")  # registered by the installer...
+    claim = env.api.post("/api/devices/", json={"serial": "box-10"}, headers=installer.headers).json()
+    env.api.post("/api/devices/claim/", json={"claim_code": claim["claim_code"]}, headers=env.owner.headers)
+    env.device = type(box)("box-10", claim["device_token"])  # ...and claimed by alice
+    capture_id = shoot(env, [], 1)
+    assert env.calibrate(capture_id, installer)["source"] == "installer"
+    assert env.calibrate(capture_id)["source"] == "owner"
+    mallory = new_account(env.api, "mallory@example.com")
+    refused = env.api.post(f"/api/captures/{capture_id}/reference", headers=mallory.headers)
+    assert refused.status_code == 404 and refused.json()["error"] == "not_found"
+    missing = env.api.post("/api/captures/no-such-capture/reference", headers=env.owner.headers)
+    assert missing.status_code == 404
+
+
+def test_reference_from_a_photo_that_cannot_be_decoded_is_refused(make_env):
+    env = make_env()
+    capture_id = shoot(env, [], 1)
+    with env.ctx.sessions() as session:
+        sha = session.scalar(select(Capture.image_sha256).where(Capture.capture_id == capture_id))
+    path = env.ctx.images.path(sha)
+    path.write_bytes(b"\xff\xd8 this is no longer a JPEG \xff\xd9")
+    response = env.api.post(f"/api/captures/{capture_id}/reference", headers=env.owner.headers)
+    assert response.status_code == 422 and response.json()["error"] == "invalid_image"
+    with env.ctx.sessions() as session:
+        assert session.scalar(select(MailboxReference)) is None
+
+
+def test_feedback_it_was_empty_becomes_a_reference_there_was_mail_never_does(make_env):
+    env = make_env()
+    env.calibrate(shoot(env, [], 1))
+    said_mail = shoot(env, [], 2)
+    wrong_empty = env.api.post(f"/api/captures/{said_mail}/feedback",
+                               json={"correct": False, "mail_detected": False}, headers=env.owner.headers)
+    assert wrong_empty.status_code == 200, wrong_empty.text
+    letters = shoot(env, LETTERS, 3)
+    wrong_mail = env.api.post(f"/api/captures/{letters}/feedback",
+                              json={"correct": False, "mail_detected": True}, headers=env.owner.headers)
+    assert wrong_mail.status_code == 200, wrong_mail.text
+    with env.ctx.sessions() as session:
+        sources = [(r.source, r.capture_pk) for r in session.scalars(select(MailboxReference))]
+        letters_pk = session.scalar(select(Capture.id).where(Capture.capture_id == letters))
+    assert [s for s, _ in sources] == ["owner", "feedback"]
+    assert all(pk != letters_pk for _, pk in sources)
+
+
+def test_openai_sees_the_empty_reference_next_to_the_new_photo(openai_env, fake_openai):
+    env = openai_env(offline_gate_confidence=1.01)  # no pre-filter: every frame goes to the model
+    fake_openai.push(Reply.json(EMPTY))
+    first = shoot(env, [], 1)
+    assert fake_openai.images_per_request() == [1]  # uncalibrated: the photo alone
+    env.calibrate(first)
+    fake_openai.push(Reply.json({"mail_detected": True, "confidence": 0.9, "description": "2 letters",
+                                 "counts": {"letter": 2}}))
+    shoot(env, LETTERS, 2)
+    assert fake_openai.images_per_request() == [1, 2]
+    assert fake_openai.problems == []
+    assert all(d == "low" for d in fake_openai.image_details())
+    assert deliveries(env) == ["arrived"]
