@@ -7,6 +7,7 @@ import io
 import pytest
 from PIL import Image
 
+from cloud.vision.config import VisionSettings
 from cloud.vision.openai_provider import parse_answer
 from cloud.vision.prep import BadImage, perceptual_hash, phash_distance, prepare_jpeg
 from cloud.vision.pricing import cost_usd, image_tokens
