@@ -24,7 +24,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import create_engine, text
 
-from gateway.store import Store
+from gateway.spool import Spool
 from mailcam import simulate
 from mailcam.orchestration import wait_gateway_connected
 from tests.brokers import Mosquitto, free_port, wait_for_port
@@ -258,7 +258,7 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
     assert gateway.stop() in clean_exit
     for log in tmp_path.glob("*.log"):
         assert "Traceback" not in log.read_text(errors="replace"), f"an unhandled error in {log.name}"
-    store = Store(tmp_path / "gateway" / "gateway.db")
+    store = Spool(tmp_path / "gateway" / "gateway.db")
     try:
         letters = store.dead_letters(limit=100)
     finally:
