@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS partials (
     trig TEXT NOT NULL, tid TEXT, ts INTEGER NOT NULL, bat INTEGER NOT NULL, first_at REAL NOT NULL,
     PRIMARY KEY (serial, cid)
 );
+CREATE INDEX IF NOT EXISTS partials_by_age ON partials (serial, first_at);
 CREATE TABLE IF NOT EXISTS chunks (
     serial TEXT NOT NULL, cid TEXT NOT NULL, i INTEGER NOT NULL, data BLOB NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (serial, cid, i)

@@ -133,10 +133,12 @@ class Reassembly(SpoolBase):
             self._give_up(serial, cid, "size_mismatch", topic=topic,
                           detail=f"chunks add up to more than the declared {wanted[1]} bytes")
             return "dead"
-        if device_bytes.get(serial, 0) + size > self.partial_quota_bytes and not self._make_room(serial, cid, size):
-            self._give_up(serial, cid, "over_quota", topic=topic,
-                          detail=f"device holds {self.partial_quota_bytes} bytes of partial captures already")
-            return "dead"
+        if device_bytes.get(serial, 0) + size > self.partial_quota_bytes:
+            if not self._make_room(serial, cid, size):
+                self._give_up(serial, cid, "over_quota", topic=topic,
+                              detail=f"device holds {self.partial_quota_bytes} bytes of partial captures already")
+                return "dead"
+            device_bytes = self._device_bytes if self._device_bytes is not None else self._load_device_bytes()
         self._pending_chunks.append((serial, cid, i, body, self.clock()))
         state.received.add(i)
         state.stored += size
@@ -145,7 +147,7 @@ class Reassembly(SpoolBase):
             self._touched.append(state)
         state.bodies[i] = body
         self.used_bytes += size
-        device_bytes[serial] += size
+        device_bytes[serial] = device_bytes.get(serial, 0) + size
         if len(state.received) < wanted[0]:
             return "stored"
         return self._assemble(serial, cid, topic, state, held)
@@ -160,35 +162,43 @@ class Reassembly(SpoolBase):
         return _Partial(tuple(row[:5]), row[5], row[6], set(sizes), sum(sizes.values()))
 
     def _load_device_bytes(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for serial, cid in self._db.execute("SELECT serial, cid FROM partials").fetchall():
-            stored = self._scalar(
-                "SELECT COALESCE(SUM(length(data)),0) FROM chunks WHERE serial = ? AND cid = ?", serial, cid
-            )
-            totals[serial] = totals.get(serial, 0) + PARTIAL_OVERHEAD + stored
+        totals = {serial: count * PARTIAL_OVERHEAD
+                  for serial, count in self._db.execute("SELECT serial, COUNT(*) FROM partials GROUP BY serial")}
+        for serial, stored in self._db.execute(
+            "SELECT c.serial, SUM(length(c.data)) FROM partials p "
+            "JOIN chunks c ON c.serial = p.serial AND c.cid = p.cid GROUP BY c.serial"
+        ):
+            totals[serial] += stored
         self._device_bytes = totals
         return totals
 
     def _make_room(self, serial: str, keep_cid: str, need: int) -> bool:
         """Give up the device's oldest other partial captures until `need` more bytes fit its quota."""
-        self.flush()
-        self._device_bytes = None  # recounted from the tables below (nothing buffered now)
-        oldest = self._db.execute(
-            "SELECT cid FROM partials WHERE serial = ? AND cid != ? ORDER BY first_at, cid", (serial, keep_cid)
-        ).fetchall()
-        for (cid,) in oldest:
-            if self._load_device_bytes().get(serial, 0) + need <= self.partial_quota_bytes:
-                return True
-            self._give_up(serial, cid, "incomplete_capture",
-                          detail=f"evicted: the device went over its partial-capture quota of "
-                                 f"{self.partial_quota_bytes} bytes")
-        return self._load_device_bytes().get(serial, 0) + need <= self.partial_quota_bytes
+        quota = self.partial_quota_bytes
+        while self._bytes_of(serial) + need > quota:
+            oldest = self._db.execute(
+                "SELECT cid FROM partials WHERE serial = ? AND cid != ? ORDER BY first_at, cid LIMIT 16",
+                (serial, keep_cid),
+            ).fetchall()
+            if not oldest:
+                return False
+            for (cid,) in oldest:
+                self._give_up(serial, cid, "incomplete_capture",
+                              detail=f"evicted: the device went over its partial-capture quota of {quota} bytes")
+                if self._bytes_of(serial) + need <= quota:
+                    return True
+        return True
+
+    def _bytes_of(self, serial: str) -> int:
+        device_bytes = self._device_bytes if self._device_bytes is not None else self._load_device_bytes()
+        return device_bytes.get(serial, 0)
 
     def _give_up(self, serial: str, cid: str, reason: str, *, detail: str, topic: str | None = None) -> None:
         """Drop a partial capture and its chunks, and record why (inside `transaction()`)."""
         self._drop_partial(serial, cid)
-        size = self._drop_chunks(serial, cid)
-        self._device_bytes = None
+        size = self._drop_chunks(serial, cid)  # flushes first: the tables hold every chunk of it
+        if self._device_bytes is not None:
+            self._device_bytes[serial] = self._device_bytes.get(serial, 0) - size - PARTIAL_OVERHEAD
         self.dead_letter(reason, size=size, topic=topic, serial=serial, key=cid, detail=detail)
 
     def _drop_chunks(self, serial: str, cid: str) -> int:
