@@ -274,3 +274,34 @@ def test_dead_letters_are_pruned_by_age_count_and_bytes(spool, clock):
     spool.dead_letter_max_bytes = 2500
     spool.dead_letter("internal_error", size=1000, kind="mqtt", topic="t", payload=bytes(1000), key="6")
     assert sum(x.kept_bytes for x in spool.dead_letters()) <= 2500  # enforced as letters arrive
+
+
+def test_a_spool_written_by_the_previous_gateway_opens_and_keeps_its_rows(tmp_path):
+    """A gateway upgraded in the field opens its old file: the new columns are added, nothing is lost."""
+    import sqlite3
+
+    path = tmp_path / "old" / "gateway.db"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as db:  # the tables as the previous release created them
+        db.executescript("""
+            CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, serial TEXT NOT NULL,
+                key TEXT NOT NULL, meta TEXT NOT NULL, body BLOB, bytes INTEGER NOT NULL, created_at REAL NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT);
+            CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, reason TEXT NOT NULL,
+                detail TEXT, topic TEXT, serial TEXT, key TEXT, size INTEGER NOT NULL);
+            CREATE TABLE devices (serial TEXT PRIMARY KEY, wake_interval_s INTEGER, last_seen REAL, status TEXT);
+            CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO outbox(kind, serial, key, meta, bytes, created_at)
+                VALUES ('telemetry', 'dev1', 'k', '{}', 200, 1);
+            INSERT INTO dead_letters(at, reason, size) VALUES (1, 'bad_topic', 3);
+            INSERT INTO devices(serial, wake_interval_s) VALUES ('dev1', 3600);
+            INSERT INTO kv(key, value) VALUES ('devices_loaded_at', '1');
+        """)
+    spool = Spool(path)
+    try:
+        assert [(i.kind, i.serial) for i in spool.pending(10)] == [(TELEMETRY, "dev1")]
+        assert [(x.reason, x.replayable) for x in spool.dead_letters()] == [("bad_topic", False)]
+        assert spool.known_devices() == {"dev1"}
+        assert spool.used_bytes == 200
+    finally:
+        spool.close()
