@@ -3,20 +3,44 @@
 Errors::
 
     CloudError
-    ├── Retryable     connection errors, timeouts, 5xx, 401/408/429: try again later, keep the item
-    └── Rejected      other 4xx: the cloud refuses this item for good (reason = the body's "error")
+    ├── Retryable     connection errors, timeouts, 5xx, 401/408/425/429, and any 4xx that is not the
+    │                 cloud's own JSON error: try again later, keep the item
+    └── Rejected      a 4xx carrying the cloud's own error body: the cloud refuses this item for good
+                      (reason = the body's "error"; the item is quarantined with its bytes, replayable)
+
+Why only the cloud's own errors are final: anything between the gateway and the cloud (a reverse
+proxy's HTML 413, a load balancer's 404 while the cloud is being deployed, a captive portal's 400)
+says nothing about the item, and the device deleted its copy long ago. The cloud's errors have one
+shape (cloud/errors.py): ``application/json`` with ``{"error": code, "detail": message}``. Even
+that shape is retried for codes that describe the moment, not the item: authentication, rate
+limits, and a 404 for a route that does not exist (yet) during a deploy (FastAPI's "Not Found").
 """
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import httpx
 
-from gateway.store import CAPTURE, DELIVERED, TELEMETRY, OutboxItem
+from gateway.cloudformat import capture_body
+from gateway.spool import CAPTURE, DELIVERED, TELEMETRY, OutboxItem
 
 RETRYABLE_STATUS = {401, 408, 425, 429}
+TRANSIENT_CODES = {"not_authenticated", "rate_limited", "method_not_allowed"}
+ROUTE_MISSING = ("not_found", "Not Found")  # FastAPI's answer for a path it has no route for
+
+
+def cloud_error(response: httpx.Response) -> tuple[str, str] | None:
+    """(code, detail) when the response carries the cloud's own error body, else None."""
+    if response.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str) or not isinstance(body.get("detail"), str):
+        return None
+    return body["error"], body["detail"]
 
 
 class CloudError(Exception):
@@ -66,14 +90,14 @@ class CloudClient:
         if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
             raise Retryable(f"HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
-            if not isinstance(body, dict):
-                body = {}
-            raise Rejected(response.status_code, str(body.get("error") or f"http_{response.status_code}"),
-                           str(body.get("detail") or response.text[:300]))
+            error = cloud_error(response)
+            if error is None:
+                kind = response.headers.get("content-type", "no content type").split(";")[0]
+                raise Retryable(f"HTTP {response.status_code} ({kind}) from something that is not the cloud's API")
+            code, detail = error
+            if code in TRANSIENT_CODES or (code, detail) == ROUTE_MISSING:
+                raise Retryable(f"HTTP {response.status_code} {code}: {detail[:200]}")
+            raise Rejected(response.status_code, code, detail)
         if not response.content:
             return None
         try:
@@ -84,17 +108,8 @@ class CloudClient:
     async def send(self, item: OutboxItem, image: bytes | None = None) -> Any:
         """Forward one outbox item (a capture with its `image`); raises Retryable or Rejected."""
         if item.kind == CAPTURE:
-            meta = item.meta
-            body = {
-                "serial_number": item.serial,
-                "image": base64.b64encode(image or b"").decode(),
-                "trigger_type": meta["trigger_type"],
-                "battery_voltage": round(meta["bat_mv"] / 1000.0, 3),
-                "timestamp": meta["ts"],
-                "capture_id": meta["capture_id"],
-                "trigger_id": meta["trigger_id"],
-            }
-            return await self._request("POST", "/api/device/capture/", json=body)
+            return await self._request("POST", "/api/device/capture/",
+                                       json=capture_body(item.serial, item.meta, image or b""))
         if item.kind == TELEMETRY:
             return await self._request("POST", "/api/device/telemetry/", json=item.meta)
         if item.kind == DELIVERED:

@@ -3,7 +3,8 @@
 Each round reads the oldest rows, groups them by device (a lane per device, in id order) and
 runs up to ``forward_concurrency`` lanes at once. A lane stops at its first retryable failure so
 that a device's items never overtake each other; after a round with failures the forwarder waits
-with capped exponential backoff and full jitter. 4xx answers are final: dead letter, next item.
+with capped exponential backoff and full jitter. Only the cloud's own error codes are final
+(see `gateway.cloud`): the item is quarantined with its bytes (replayable), next item.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from gateway.cloud import CloudClient, Rejected, Retryable
 from gateway.settings import GatewaySettings
-from gateway.store import CAPTURE, OutboxItem, Store
+from gateway.spool import CAPTURE, OutboxItem, Spool
 
 log = logging.getLogger("mailcam.gateway.forwarder")
 
@@ -40,7 +41,7 @@ class Backoff:
 class Forwarder:
     """Sends outbox items to the cloud until stopped."""
 
-    def __init__(self, settings: GatewaySettings, store: Store, cloud: CloudClient,
+    def __init__(self, settings: GatewaySettings, store: Spool, cloud: CloudClient,
                  *, on_forwarded: Callable[[OutboxItem], None] | None = None) -> None:
         self.settings = settings
         self.store = store
@@ -86,7 +87,10 @@ class Forwarder:
 
     async def forward(self, item: OutboxItem) -> bool:
         """Send one item; True when it is settled (delivered or dead-lettered)."""
-        image = await asyncio.to_thread(self.store.image, item.serial, item.key) if item.kind == CAPTURE else None
+        image = None
+        if item.kind == CAPTURE:  # a replayed capture carries its image; otherwise it is in the chunks
+            image = item.body if item.body is not None else await asyncio.to_thread(self.store.image, item.serial,
+                                                                                     item.key)
         try:
             await self.cloud.send(item, image)
         except Retryable as exc:
@@ -97,7 +101,7 @@ class Forwarder:
             return False
         except Rejected as exc:
             log.warning("cloud rejected %s %s of %s: %s", item.kind, item.key, item.serial, exc)
-            await asyncio.to_thread(self.store.reject, item, exc.reason, exc.detail)
+            await asyncio.to_thread(self.store.reject, item, exc.reason, exc.detail, image)
             return True
         if self.cloud_reachable is False:
             log.info("cloud reachable again")

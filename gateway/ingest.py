@@ -32,8 +32,9 @@ import paho.mqtt.client as paho
 from mcam import protocol
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.cloudformat import telemetry_body
 from gateway.settings import GatewaySettings
-from gateway.store import TELEMETRY, Store
+from gateway.spool import MQTT, TELEMETRY, Spool
 
 log = logging.getLogger("mailcam.gateway.ingest")
 
@@ -170,6 +171,17 @@ class MqttLink:
         self.client.connect_async(self.settings.broker_host, self.settings.broker_port, self.settings.keepalive_s)
         self.client.loop_start()
 
+    def network_alive(self) -> bool:
+        """False if paho's network thread died while it should be running (a bug in a callback).
+
+        The one place that reads paho's private ``_thread`` (tests/gateway/test_supervision.py fails
+        loudly if an upgrade renames it).
+        """
+        if self.closing:
+            return True
+        thread = self.client._thread
+        return thread is not None and thread.is_alive()
+
     def drain(self) -> None:
         """Forget queued messages (unacked: the broker redelivers them)."""
         self.inbox.clear()
@@ -216,9 +228,14 @@ class MqttLink:
 
 
 class Ingestor:
-    """Turns MQTT messages into store rows (or dead letters); one batch = one transaction."""
+    """Turns MQTT messages into spool rows (or dead letters); one batch = one transaction.
 
-    def __init__(self, settings: GatewaySettings, store: Store, *, on_unknown_device: Callable[[], None] | None = None,
+    A serial the cloud does not list (not claimed yet, claimed a moment ago, or a wrong list from the
+    cloud) is not refused: its messages are stored as usual and its outbox rows are *held* until a
+    refreshed list names it (asked for at once, rate-limited), or quarantined after a long time.
+    """
+
+    def __init__(self, settings: GatewaySettings, store: Spool, *, on_unknown_device: Callable[[], None] | None = None,
                  on_ingested: Callable[[str, str], None] | None = None) -> None:
         self.settings = settings
         self.store = store
@@ -252,10 +269,11 @@ class Ingestor:
                         self.handle(message.topic, message.payload)
                 except sqlite3.Error:
                     raise  # the store itself failed: nothing is acked, the broker keeps the batch
-                except Exception as exc:  # a bug must not lose the message silently: record it
+                except Exception as exc:  # a bug must not lose the message: quarantine it, replayable
                     log.exception("failed to ingest a message on %r", message.topic[:100])
                     self.store.dead_letter("internal_error", size=len(message.payload),
-                                           topic=_topic_text(message.topic), detail=repr(exc))
+                                           topic=_topic_text(message.topic), detail=repr(exc),
+                                           kind=MQTT, payload=bytes(message.payload))
             self.store.count("ingested_messages", len(messages))
 
     def handle(self, raw_topic: bytes, payload: bytes) -> str:
@@ -275,19 +293,16 @@ class Ingestor:
             topic, serial, kind = parsed
         if kind == protocol.CMD:
             return "ignored"  # our own retained commands, echoed back
-        if self.settings.validate_devices and self._known is not None and serial not in self._known:
-            self.store.dead_letter("unknown_device", size=len(payload), topic=topic, serial=serial,
-                                   detail="serial not in the cloud's device list for this gateway")
-            if self.on_unknown_device:
-                self.on_unknown_device()
-            return "dead"
+        held = self.settings.validate_devices and self._known is not None and serial not in self._known
+        if held and self.on_unknown_device:
+            self.on_unknown_device()
         if kind == protocol.CAPTURE:
-            return self._capture(topic, serial, payload)
+            return self._capture(topic, serial, payload, held)
         if kind == protocol.TELEMETRY:
-            return self._telemetry(topic, serial, payload)
+            return self._telemetry(topic, serial, payload, held)
         return self._status(serial, payload)
 
-    def _capture(self, topic: str, serial: str, payload: bytes) -> str:
+    def _capture(self, topic: str, serial: str, payload: bytes, held: bool) -> str:
         try:
             header, body = protocol.decode_chunk(payload)
         except protocol.ProtocolError as exc:
@@ -302,31 +317,19 @@ class Ingestor:
             self.store.dead_letter("not_jpeg", size=len(payload), topic=topic, serial=serial, key=cid,
                                    detail="first chunk does not start with the JPEG SOI marker")
             return "dead"
-        outcome = self.store.add_chunk(serial, header, bytes(body), topic)
+        outcome = self.store.add_chunk(serial, header, bytes(body), topic, held=held)
         if outcome == "completed" and self.on_ingested:
             self.on_ingested(serial, protocol.CAPTURE)
         return outcome
 
-    def _telemetry(self, topic: str, serial: str, payload: bytes) -> str:
+    def _telemetry(self, topic: str, serial: str, payload: bytes, held: bool) -> str:
         try:
             t = protocol.decode_telemetry(payload)
         except protocol.ProtocolError as exc:
             self.store.dead_letter("malformed_telemetry", size=len(payload), topic=topic, serial=serial,
                                    detail=str(exc))
             return "dead"
-        body = {
-            "serial_number": serial,
-            "battery_voltage": round(t["bat"] / 1000.0, 3),
-            "rssi": t["rssi"],
-            "wake_reason": t["wake"],
-            "awake_ms": t["awake_ms"],
-            "firmware_version": t["fw"],
-            "boot_count": t["boot"],
-            "last_error": (t["err"] or None) and t["err"][:200],
-            "pending_captures": t["pending"],
-            "timestamp": t["ts"],
-        }
-        self.store.enqueue(TELEMETRY, serial, f"{serial}:{t['ts']}", body)
+        self.store.enqueue(TELEMETRY, serial, f"{serial}:{t['ts']}", telemetry_body(serial, t), held=held)
         self.store.device_seen(serial, "awake")
         if self.on_ingested:
             self.on_ingested(serial, protocol.TELEMETRY)
@@ -347,11 +350,17 @@ def _topic_text(raw: bytes | str) -> str:
 
 
 class IngestThread(threading.Thread):
-    """Drains the MQTT inbox: batch → one transaction → commit → ack every message of the batch."""
+    """Drains the MQTT inbox: batch → one transaction → commit → ack every message of the batch.
+
+    Supervised: any exception ends the thread with `failure` set and `on_failure` called (the
+    service then exits non-zero, so systemd restarts it: everything unacked is redelivered), and
+    `beat` (monotonic) shows it still turns.
+    """
 
     def __init__(self, link: MqttLink, ingestor: Ingestor, *, batch_max: int,
                  outbox_max_bytes: int, on_paused: Callable[[bool], None] | None = None,
-                 on_committed: Callable[[int], None] | None = None) -> None:
+                 on_committed: Callable[[int], None] | None = None,
+                 on_failure: Callable[[BaseException], None] | None = None) -> None:
         super().__init__(name="mailcam-ingest", daemon=True)
         self.link = link
         self.ingestor = ingestor
@@ -359,7 +368,10 @@ class IngestThread(threading.Thread):
         self.outbox_max_bytes = outbox_max_bytes
         self.on_paused = on_paused
         self.on_committed = on_committed
+        self.on_failure = on_failure
         self.paused = False
+        self.failure: BaseException | None = None
+        self.beat = time.monotonic()
         self._resume_at = 0.0
         self._stopping = threading.Event()
 
@@ -367,8 +379,18 @@ class IngestThread(threading.Thread):
         self._stopping.set()
 
     def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:
+            self.failure = exc
+            log.critical("the ingest thread failed; nothing is acked from now on", exc_info=True)
+            if self.on_failure:
+                self.on_failure(exc)
+
+    def _loop(self) -> None:
         inbox = self.link.inbox
         while not self._stopping.is_set():
+            self.beat = time.monotonic()
             batch = inbox.get_batch(self.batch_max, timeout=0.5)
             if not batch:
                 self._maybe_resume()

@@ -8,12 +8,12 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from gateway.store import Store
+from gateway.spool import Spool
 
 PREFIX = "mailcam_gateway_"
 
 
-def snapshot(store: Store) -> dict[str, Any]:
+def snapshot(store: Spool) -> dict[str, Any]:
     """Everything a person or Prometheus wants to know, from the store."""
     stats = store.outbox_stats()
     counters = store.counters()
@@ -25,7 +25,7 @@ def snapshot(store: Store) -> dict[str, Any]:
 
 
 class StoreCollector(Collector):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Spool) -> None:
         self.store = store
 
     def collect(self) -> Iterator[Any]:
@@ -39,6 +39,10 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(PREFIX + "outbox_bytes", "Bytes queued (outbox + partial captures)",
                                 value=s["used_bytes"])
         yield GaugeMetricFamily(PREFIX + "partial_captures", "Captures being reassembled", value=s["partials"])
+        yield GaugeMetricFamily(PREFIX + "held_items", "Outbox items held for devices the cloud does not list",
+                                value=s["held"])
+        yield GaugeMetricFamily(PREFIX + "quarantined_dead_letters", "Dead letters kept with their bytes (replayable)",
+                                value=s["dead_letters_replayable"])
         yield GaugeMetricFamily(PREFIX + "broker_connected", "1 when connected to the MQTT broker",
                                 value=1 if s["broker"] == "connected" else 0)
         yield GaugeMetricFamily(PREFIX + "ingest_paused", "1 while ingest is paused (outbox full)",
@@ -63,7 +67,7 @@ class StoreCollector(Collector):
                                   value=c.get("duplicate_chunks", 0))
 
 
-def registry_for(store: Store) -> CollectorRegistry:
+def registry_for(store: Spool) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store))
     return registry

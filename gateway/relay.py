@@ -25,7 +25,7 @@ from gateway.cloud import CloudClient, CloudError
 from gateway.forwarder import Backoff
 from gateway.ingest import MqttLink
 from gateway.settings import GatewaySettings
-from gateway.store import Store
+from gateway.spool import Spool
 
 log = logging.getLogger("mailcam.gateway.relay")
 
@@ -37,7 +37,7 @@ def _unix(value: str) -> int:
 class TriggerRelay:
     """Keeps each device's retained `cmd` equal to its newest open trigger."""
 
-    def __init__(self, settings: GatewaySettings, store: Store, cloud: CloudClient, link: MqttLink) -> None:
+    def __init__(self, settings: GatewaySettings, store: Spool, cloud: CloudClient, link: MqttLink) -> None:
         self.settings = settings
         self.store = store
         self.cloud = cloud

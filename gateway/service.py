@@ -1,4 +1,4 @@
-"""`Gateway`: the whole edge service (ingest thread + asyncio forwarder, trigger relay, housekeeping).
+"""`Gateway`: the whole edge service (ingest thread + asyncio forwarder, trigger relay, housekeeping), supervised.
 
     gateway = Gateway(GatewaySettings(...))
     await gateway.run()        # until gateway.stop() (or SIGTERM under the CLI)
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
+import json
 import logging
+import os
 import signal
 import sqlite3
 import time
@@ -21,7 +24,7 @@ from gateway.forwarder import Forwarder
 from gateway.ingest import Ingestor, IngestThread, MqttLink
 from gateway.relay import TriggerRelay
 from gateway.settings import GatewaySettings
-from gateway.store import CAPTURE, OutboxItem, Store
+from gateway.spool import CAPTURE, OutboxItem, Spool
 
 log = logging.getLogger("mailcam.gateway")
 
@@ -30,33 +33,58 @@ class State(enum.Enum):
     NEW = "new"
     RUNNING = "running"
     STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class ServiceFailed(RuntimeError):
+    """A part of the service died or hung: the process must exit non-zero so that systemd restarts it.
+
+    Nothing is lost by that: what was acked to the broker is committed, what was not is redelivered
+    to our persistent session, and the outbox is on disk.
+    """
 
 
 class Gateway:
-    """One gateway process; keyword `transport` lets tests or tools route HTTP elsewhere."""
+    """One gateway process; keyword `transport` lets tests or tools route HTTP elsewhere.
+
+    Supervision: the asyncio tasks (forwarder, trigger relay, device list, housekeeping, watchdog)
+    must run forever; the ingest thread and paho's network thread must stay alive and the ingest
+    thread must keep turning. Any of them ending, raising or stalling stops the service with
+    `ServiceFailed` (exit status 1 under `run_service`). The watchdog writes a heartbeat to the
+    spool's kv table, which `mailcam gateway status` reads: a crashed or hung service is reported
+    as not running, whatever the last recorded broker state says.
+    """
 
     def __init__(self, settings: GatewaySettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
         self.transport = transport
         self.state = State.NEW
-        self.store: Store | None = None
+        self.store: Spool | None = None
+        self.failure: str | None = None
         self._stop = asyncio.Event()
+        self._failed = asyncio.Event()
         self._refresh_devices = asyncio.Event()
         self._last_unknown_refresh = 0.0
 
     async def stop(self) -> None:
         self._stop.set()
 
+    def _fail(self, reason: str) -> None:
+        """Called on the event loop when a supervised part died."""
+        if self.failure is None:
+            self.failure = reason
+        self._failed.set()
+
     async def run(self) -> None:
-        """Run until `stop()`; everything acknowledged to the broker is in the store by then."""
+        """Run until `stop()` (or raise `ServiceFailed`); everything acked to the broker is in the spool by then."""
         if self.state is not State.NEW:
             raise RuntimeError("a Gateway runs once")
         self.state = State.RUNNING
         settings = self.settings
         loop = asyncio.get_running_loop()
-        # store calls are serialised by the store's lock anyway: a few threads, few malloc arenas
+        # spool calls are serialised by the spool's lock anyway: a few threads, few malloc arenas
         loop.set_default_executor(ThreadPoolExecutor(max_workers=3, thread_name_prefix="mailcam-store"))
-        store = self.store = Store(settings.db_path, synchronous=settings.sqlite_synchronous)
+        store = self.store = Spool.open(settings)
         store.set_kv("broker", "disconnected")
         store.set_kv("ingest_paused", "0")
         token = settings.token.get_secret_value() if settings.token else None
@@ -75,11 +103,16 @@ class Gateway:
 
         pending: set[asyncio.Task] = set()
 
+        def settled(task: asyncio.Task) -> None:
+            pending.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                self._fail(f"{task.get_name()}: {task.exception()!r}")
+
         def forwarded(item: OutboxItem) -> None:
             if item.kind == CAPTURE and item.meta.get("trigger_id"):
-                task = loop.create_task(relay.fulfilled(item.serial, item.meta["trigger_id"]))
+                task = loop.create_task(relay.fulfilled(item.serial, item.meta["trigger_id"]), name="trigger-done")
                 pending.add(task)
-                task.add_done_callback(pending.discard)
+                task.add_done_callback(settled)
 
         forwarder = Forwarder(settings, store, cloud, on_forwarded=forwarded)
         ingestor = Ingestor(settings, store, on_unknown_device=lambda: loop.call_soon_threadsafe(self._unknown_seen))
@@ -87,6 +120,7 @@ class Gateway:
             link, ingestor, batch_max=settings.ingest_batch_max, outbox_max_bytes=settings.outbox_max_bytes,
             on_paused=lambda paused: store.set_kv("ingest_paused", "1" if paused else "0"),
             on_committed=lambda n: loop.call_soon_threadsafe(forwarder.wake.set),
+            on_failure=lambda exc: loop.call_soon_threadsafe(self._fail, f"ingest thread: {exc!r}"),
         )
         metrics_server = None
         if settings.metrics_port:
@@ -97,26 +131,36 @@ class Gateway:
             metrics_server, _ = start_http_server(settings.metrics_port, settings.metrics_host,
                                                   registry=registry_for(store))
         _warm_http_stack()
+        store.set_kv("service", "running")
+        await asyncio.to_thread(self._heartbeat, store)
         ingest.start()
         link.start()
         tasks = [
             asyncio.create_task(forwarder.run(), name="forwarder"),
             asyncio.create_task(relay.run(), name="trigger-relay"),
-            asyncio.create_task(self._devices_loop(cloud, store, ingestor), name="devices"),
-            asyncio.create_task(self._housekeeping(store), name="housekeeping"),
+            asyncio.create_task(self._devices_loop(cloud, store, ingestor, forwarder), name="devices"),
+            asyncio.create_task(self._housekeeping(store, forwarder), name="housekeeping"),
+            asyncio.create_task(self._watchdog(store, ingest, link), name="watchdog"),
         ]
-        log.info("gateway running: broker %s:%s, cloud %s, store %s", settings.broker_host, settings.broker_port,
+        log.info("gateway running: broker %s:%s, cloud %s, spool %s", settings.broker_host, settings.broker_port,
                  settings.cloud_url, settings.db_path)
         try:
             stop_wait = asyncio.create_task(self._stop.wait(), name="stop")
-            done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            fail_wait = asyncio.create_task(self._failed.wait(), name="failure")
+            done, _ = await asyncio.wait([stop_wait, fail_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            fail_wait.cancel()
             for task in done:
-                if task is not stop_wait and task.exception():
-                    raise task.exception()
+                if task in tasks:  # a supervised task never ends on its own
+                    error = task.exception()
+                    self._fail(f"task {task.get_name()} {'failed: ' + repr(error) if error else 'ended'}")
+            if self.failure:
+                log.critical("gateway failing: %s", self.failure)
+                raise ServiceFailed(self.failure)
         finally:
-            for task in tasks:
+            for task in [*tasks, *pending]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *pending, return_exceptions=True)
             ingest.stop()
             await asyncio.to_thread(ingest.join, 10)
             link.stop()
@@ -124,17 +168,38 @@ class Gateway:
             if metrics_server is not None:
                 metrics_server.shutdown()
             store.set_kv("broker", "disconnected")
+            store.set_kv("service", f"failed: {self.failure}" if self.failure else "stopped")
             store.close()
-            self.state = State.STOPPED
+            self.state = State.FAILED if self.failure else State.STOPPED
             log.info("gateway stopped")
 
+    def _heartbeat(self, store: Spool) -> None:
+        store.set_kv("heartbeat", json.dumps({"at": time.time(), "every_s": self.settings.heartbeat_s,
+                                              "pid": os.getpid()}))
+
+    async def _watchdog(self, store: Spool, ingest: IngestThread, link: MqttLink) -> None:
+        """Fail on a dead or stalled thread; otherwise write the heartbeat `status` trusts."""
+        stall_s = max(60.0, 12 * self.settings.heartbeat_s)  # one batch commit never takes this long
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            if not ingest.is_alive():
+                self._fail(f"ingest thread ended: {ingest.failure!r}")
+                return
+            if time.monotonic() - ingest.beat > stall_s:
+                self._fail(f"ingest thread stalled for {time.monotonic() - ingest.beat:.0f}s")
+                return
+            if not link.network_alive():
+                self._fail("the MQTT network thread died")
+                return
+            await asyncio.to_thread(self._heartbeat, store)
+
     def _unknown_seen(self) -> None:
-        if time.monotonic() - self._last_unknown_refresh > 10:
+        if time.monotonic() - self._last_unknown_refresh > self.settings.unknown_device_refresh_s:
             self._last_unknown_refresh = time.monotonic()
             self._refresh_devices.set()
 
-    async def _devices_loop(self, cloud: CloudClient, store: Store, ingestor: Ingestor) -> None:
-        """Cache the cloud's device list (validation keeps working while the cloud is away)."""
+    async def _devices_loop(self, cloud: CloudClient, store: Spool, ingestor: Ingestor, forwarder: Forwarder) -> None:
+        """Cache the cloud's device list (validation keeps working while the cloud is away); release held rows."""
         while True:
             try:
                 devices = await cloud.devices()
@@ -142,11 +207,13 @@ class Gateway:
                     store.replace_devices, [(d["serial"], d.get("wake_interval_s")) for d in devices]
                 )
                 ingestor.refresh_known()
-                store.set_kv("cloud", "reachable")
+                if await asyncio.to_thread(store.release_held):
+                    forwarder.wake.set()
+                await asyncio.to_thread(store.set_kv, "cloud", "reachable")
                 delay = self.settings.devices_refresh_s
             except CloudError as exc:
                 log.info("device list refresh failed: %s", exc)
-                store.set_kv("cloud", "unreachable")
+                await asyncio.to_thread(store.set_kv, "cloud", "unreachable")
                 delay = min(30.0, self.settings.devices_refresh_s)
             self._refresh_devices.clear()
             try:
@@ -154,11 +221,22 @@ class Gateway:
             except TimeoutError:
                 pass
 
-    async def _housekeeping(self, store: Store) -> None:
+    async def _housekeeping(self, store: Spool, forwarder: Forwarder) -> None:
+        s = self.settings
         while True:
-            await asyncio.to_thread(store.expire_partials, self.settings.partial_timeout_s)
-            await asyncio.to_thread(store.prune_completed, self.settings.completed_retention_s)
-            await asyncio.sleep(self.settings.housekeeping_s)
+            await asyncio.to_thread(store.expire_partials, s.partial_timeout_s)
+            await asyncio.to_thread(store.prune_completed, s.completed_retention_s)
+            if await asyncio.to_thread(store.release_held):  # rows held by a batch that raced a refresh
+                forwarder.wake.set()
+            await asyncio.to_thread(store.expire_held, s.unknown_device_hold_s)
+            await asyncio.to_thread(functools.partial(
+                store.prune_dead_letters, max_age_s=s.dead_letter_retention_s, max_count=s.dead_letter_max_count,
+                max_bytes=s.dead_letter_max_bytes))
+            if await asyncio.to_thread(store.get_kv, "recount"):  # a replay added rows from another process
+                await asyncio.to_thread(store.recount_bytes)
+                await asyncio.to_thread(store.set_kv, "recount", "")
+                forwarder.wake.set()
+            await asyncio.sleep(s.housekeeping_s)
 
 
 def _warm_http_stack() -> None:
@@ -182,4 +260,8 @@ def run_service(settings: GatewaySettings | None = None) -> None:
             loop.add_signal_handler(sig, lambda: loop.create_task(gateway.stop()))
         await gateway.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ServiceFailed as exc:  # exit non-zero: systemd (Restart=always) starts us again
+        log.critical("exiting with status 1: %s", exc)
+        raise SystemExit(1) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,8 +39,24 @@ class GatewaySettings(BaseSettings):
     max_image_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     partial_timeout_s: float = Field(12 * 3600, gt=0, description="Dead-letter a capture whose chunks stop")
     completed_retention_s: float = Field(7 * 86400, gt=0, description="How long finished capture ids are kept")
-    validate_devices: bool = Field(True, description="Dead-letter serials the cloud does not list")
+    validate_devices: bool = Field(True, description="Hold messages of serials the cloud does not list")
     devices_refresh_s: float = Field(300.0, gt=0)
+    unknown_device_refresh_s: float = Field(
+        10.0, gt=0, description="Refresh the device list this soon after an unknown serial (rate limit)"
+    )
+    unknown_device_hold_s: float = Field(
+        7 * 86400, gt=0, description="Hold an unlisted device's captures this long, then quarantine them"
+    )
+    device_partial_quota_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Bytes of partial captures one device may hold (≥ max_image_bytes)"
+    )
+
+    # Dead letters (the quarantine keeps replayable ones with their bytes)
+    dead_letter_retention_s: float = Field(30 * 86400, gt=0, description="Delete dead letters older than this")
+    dead_letter_max_count: int = Field(10_000, ge=1, description="Keep at most this many dead letters")
+    dead_letter_max_bytes: int = Field(
+        128 * 1024 * 1024, ge=0, description="Bytes kept in the quarantine; beyond, the oldest payloads go"
+    )
 
     # Forwarding
     forward_concurrency: int = Field(4, ge=1, description="Devices forwarded in parallel (each in order)")
@@ -53,9 +69,16 @@ class GatewaySettings(BaseSettings):
 
     # Housekeeping and metrics
     housekeeping_s: float = Field(30.0, gt=0)
+    heartbeat_s: float = Field(5.0, gt=0, description="Watchdog period; `status` trusts a heartbeat < 3 periods old")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, description="Prometheus /metrics; 0 turns it off")
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _quota_holds_one_image(self) -> GatewaySettings:
+        if self.device_partial_quota_bytes < self.max_image_bytes:
+            raise ValueError("device_partial_quota_bytes must be at least max_image_bytes")
+        return self
 
     @property
     def db_path(self) -> Path:

@@ -1,20 +1,26 @@
 """Chaos: devices keep publishing while the cloud, the gateway and the broker fail under them.
 
-The cloud is stopped and restarted, the gateway is killed with SIGKILL three
-times, the broker restarts once, and a few devices send malformed messages.
-At the end every good capture is in the cloud exactly once with its analysis,
-every manual trigger is fulfilled or expired with its click refunded,
-malformed messages are dead letters, and no service crashed.
+The cloud is stopped and restarted, a reverse proxy in front of it answers HTML
+413/404 pages for a while (as a misconfigured nginx or a deploy would), the
+gateway is killed with SIGKILL three times, the broker restarts once, a device
+publishes before its owner has claimed it, one device floods partial captures
+that never complete, and a few devices send malformed messages. At the end
+every good capture (the unclaimed device's too) is in the cloud exactly once
+with its analysis, every manual trigger is fulfilled or expired with its click
+refunded, the flooding device stayed within its quota, malformed messages are
+dead letters, and no service crashed.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +30,16 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import create_engine, text
 
-from gateway.store import Store
+from gateway.spool import Spool
 from mailcam import simulate
 from mailcam.orchestration import wait_gateway_connected
 from tests.brokers import Mosquitto, free_port, wait_for_port
-from tests.cloudkit import new_account, new_device
-from tests.gateway.kit import wait_until
+from tests.cloudkit import jpeg_bytes, new_account, new_device
+from tests.gateway.kit import Publisher, chunks_of, wait_until
 
 pytestmark = pytest.mark.slow
 DEVICES = 4
+PARTIAL_QUOTA = 1024 * 1024  # the flooding device's budget of partial captures at the gateway
 
 
 T0 = time.monotonic()
@@ -92,6 +99,87 @@ def _publish_malformed(broker: Mosquitto) -> int:
     return len(messages)
 
 
+class SabotagingProxy:
+    """A reverse proxy between gateway and cloud that can answer like a misconfigured nginx or a deploy:
+    HTML 413 to capture uploads, HTML 404 to everything else, while `sabotage` is set."""
+
+    PAGES = {413: b"<html><head><title>413 Request Entity Too Large</title></head><body>nginx</body></html>",
+             404: b"<html><head><title>404 Not Found</title></head><body>nginx</body></html>",
+             502: b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"}
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.sabotage = threading.Event()
+        self.refused: collections.Counter[int] = collections.Counter()
+        self.http = httpx.Client(base_url=upstream, timeout=90)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                proxy.handle(self)
+
+            do_POST = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="proxy", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        if self.sabotage.is_set():
+            status = 413 if req.command == "POST" and req.path.startswith("/api/device/capture/") else 404
+            self.refused[status] += 1
+            return self.answer(req, status, self.PAGES[status], "text/html")
+        headers = {k: v for k, v in req.headers.items() if k.lower() in ("authorization", "content-type")}
+        try:
+            response = self.http.request(req.command, req.path, content=body, headers=headers)
+        except httpx.TransportError:
+            return self.answer(req, 502, self.PAGES[502], "text/html")
+        self.answer(req, response.status_code, response.content, response.headers.get("content-type", ""))
+
+    @staticmethod
+    def answer(req: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
+        try:
+            req.send_response(status)
+            req.send_header("Content-Type", content_type)
+            req.send_header("Content-Length", str(len(body)))
+            req.end_headers()
+            req.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the gateway was killed mid-request: part of the chaos
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.http.close()
+
+
+def _flood_partials(broker: Mosquitto, serial: str, captures: int) -> int:
+    """A broken device: the first half of many captures, never the rest; returns the bytes sent."""
+    device = Publisher(broker.host, broker.port, client_id="chaos-flooder")
+    sent = 0
+    try:
+        for k in range(captures):
+            _, payloads = chunks_of(jpeg_bytes(seed=1000 + k) + bytes(48_000), chunk_size=16_384)
+            for payload in payloads[:2]:
+                device.publish(f"mailcam/v1/{serial}/capture", payload)
+                sent += len(payload)
+    finally:
+        device.close()
+    return sent
+
+
 def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) -> None:
     broker = fresh_mosquitto
     port = free_port()
@@ -110,12 +198,18 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
     )
     cloud.start()
     wait_for_port("127.0.0.1", port, 60)
+    proxy = SabotagingProxy(cloud_url)
 
     with httpx.Client(base_url=cloud_url, timeout=30) as api:
         owner = new_account(api, "chaos@example.com")
         for n in range(1, DEVICES + 1):
             new_device(api, owner, f"chaos-{n}", wake_interval_s=60)
         new_device(api, owner, "ghost-1", wake_interval_s=60)  # never wakes: its trigger must expire
+        new_device(api, owner, "chaos-flood", wake_interval_s=60)  # broken: floods partial captures
+        # registered by the installer, claimed by its owner only after it has sent its first photos
+        late = api.post("/api/devices/", json={"serial": "chaos-late"}, headers=owner.headers)
+        assert late.status_code == 201, late.text
+        late_claim_code = late.json()["claim_code"]
         gateway_token = api.post("/api/gateways/", json={"name": "chaos"}, headers=owner.headers).json()
         gateway_token = gateway_token["gateway_token"]
 
@@ -123,7 +217,7 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
         "gateway",
         [sys.executable, "-m", "gateway"],
         {
-            "MAILCAM_GATEWAY_CLOUD_URL": cloud_url,
+            "MAILCAM_GATEWAY_CLOUD_URL": proxy.url,
             "MAILCAM_GATEWAY_TOKEN": gateway_token,
             "MAILCAM_GATEWAY_BROKER_HOST": broker.host,
             "MAILCAM_GATEWAY_BROKER_PORT": str(broker.port),
@@ -132,6 +226,8 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
             "MAILCAM_GATEWAY_BACKOFF_MAX_S": "1",
             "MAILCAM_GATEWAY_TRIGGER_WAIT_S": "2",
             "MAILCAM_GATEWAY_DEVICES_REFRESH_S": "2",
+            "MAILCAM_GATEWAY_MAX_IMAGE_BYTES": str(PARTIAL_QUOTA),
+            "MAILCAM_GATEWAY_DEVICE_PARTIAL_QUOTA_BYTES": str(PARTIAL_QUOTA),
         },
         tmp_path,
     )
@@ -183,6 +279,27 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
             response = api.post("/api/device/trigger/", json={"device_serial": serial}, headers=owner_headers)
             assert response.status_code in (200, 202), response.text
 
+    # A device not claimed yet sends photos; a broken one floods partial captures.
+    phase('unclaimed device, flood')
+    late_device = Publisher(broker.host, broker.port, client_id="chaos-late")
+    try:
+        late_cids = {late_device.capture("chaos-late", jpeg_bytes(seed=500 + k)) for k in range(3)}
+    finally:
+        late_device.close()
+    flood = threading.Thread(target=_flood_partials, args=(broker, "chaos-flood", 120), name="flood", daemon=True)
+    flood.start()
+
+    # A proxy in front of the cloud answers HTML 413/404 pages for a while.
+    phase('proxy sabotage')
+    proxy.sabotage.set()
+    after_cycles(DEVICES * 2)
+    wait_until(lambda: proxy.refused[413] >= 2, 60, "capture uploads refused by the proxy")
+    proxy.sabotage.clear()
+    with httpx.Client(base_url=cloud_url, timeout=30) as api:
+        claim = api.post("/api/devices/claim/", json={"claim_code": late_claim_code}, headers=owner.headers)
+        assert claim.status_code == 200, claim.text
+    flood.join(timeout=120)
+
     # The cloud goes away for a while, then comes back.
     phase('cloud stop')
     cloud.stop()
@@ -216,6 +333,7 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
     with lock:
         good = set(captured)
     assert len(good) >= DEVICES * 4
+    good |= late_cids
 
     progress: dict[str, Any] = {}
     phase('verify')
@@ -234,6 +352,7 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
                              f"{len(progress['unanalysed'])} not analysed; logs in {tmp_path}") from None
     stored = cloud_captures()
     assert not (stored.keys() - good), "the cloud has captures no device made"
+    assert late_cids <= stored.keys(), "the photos sent before the claim were lost"
     assert all(stored[c] == "done" for c in good), "offline analysis should not fail on simulator scenes"
 
     with httpx.Client(base_url=cloud_url, timeout=30) as api:
@@ -258,10 +377,19 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
     assert gateway.stop() in clean_exit
     for log in tmp_path.glob("*.log"):
         assert "Traceback" not in log.read_text(errors="replace"), f"an unhandled error in {log.name}"
-    store = Store(tmp_path / "gateway" / "gateway.db")
+    proxy.close()
+    store = Spool(tmp_path / "gateway" / "gateway.db")
     try:
-        letters = store.dead_letters(limit=100)
+        letters = store.dead_letters(limit=100_000)
+        with store.transaction() as db:
+            flood_bytes = db.execute("SELECT COALESCE(SUM(length(data)),0) FROM chunks WHERE serial = 'chaos-flood'"
+                                     ).fetchone()[0]
     finally:
         store.close()
+    assert proxy.refused[413] >= 2 and proxy.refused[404] >= 1
+    assert not [x for x in letters if x.reason.startswith("cloud_")], "a proxy's page was taken as the cloud's word"
+    assert not [x for x in letters if x.reason == "unknown_device"]
     assert len(letters) >= malformed - 1, [letter.reason for letter in letters]
     assert {letter.serial for letter in letters} >= {"chaos-1", "chaos-3", "nobody-here"}
+    assert flood_bytes <= PARTIAL_QUOTA
+    assert any(x.serial == "chaos-flood" and "quota" in (x.detail or "") for x in letters)

@@ -19,7 +19,7 @@ import paho.mqtt.client as paho
 from mcam import protocol
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.store import Store
+from gateway.spool import Spool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -139,8 +139,8 @@ class GatewayProcess:
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None
 
-    def store(self) -> Store:
-        return Store(self.data_dir / "gateway.db")
+    def store(self) -> Spool:
+        return Spool(self.data_dir / "gateway.db")
 
     def kv(self, key: str) -> str | None:
         path = self.data_dir / "gateway.db"
@@ -152,7 +152,7 @@ class GatewayProcess:
         finally:
             store.close()
 
-    def read(self, fn: Callable[[Store], Any]) -> Any:
+    def read(self, fn: Callable[[Spool], Any]) -> Any:
         store = self.store()
         try:
             return fn(store)

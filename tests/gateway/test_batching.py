@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.ingest import Inbox, Incoming, Ingestor, MqttLink
 from gateway.settings import GatewaySettings
-from gateway.store import CAPTURE, Store
+from gateway.spool import CAPTURE, Spool
 from tests.gateway.kit import chunks_of, fake_jpeg, wait_until
 
 SERIALS = [f"dev{k}" for k in range(5)]
@@ -33,20 +33,20 @@ def clock() -> Clock:
     return Clock()
 
 
-def open_store(path, clock) -> Store:
-    store = Store(path, clock=clock)
+def open_store(path, clock) -> Spool:
+    store = Spool(path, clock=clock)
     store.replace_devices([(serial, 3600) for serial in SERIALS])
     return store
 
 
 @pytest.fixture
-def store(tmp_path, clock) -> Store:
+def store(tmp_path, clock) -> Spool:
     s = open_store(tmp_path / "gw.db", clock)
     yield s
     s.close()
 
 
-def ingestor_for(store: Store) -> Ingestor:
+def ingestor_for(store: Spool) -> Ingestor:
     return Ingestor(GatewaySettings(data_dir=store.path.parent, max_image_bytes=64 * 1024), store)
 
 
@@ -55,11 +55,11 @@ def messages(serial: str, payloads: list[bytes]) -> list[Incoming]:
     return [Incoming(1, k + 1, 1, topic, payload) for k, payload in enumerate(payloads)]
 
 
-def captures(store: Store) -> list[tuple[str, str]]:
+def captures(store: Spool) -> list[tuple[str, str]]:
     return [(item.serial, item.key) for item in store.pending(1000) if item.kind == CAPTURE]
 
 
-def chunk_rows(store: Store, serial: str, cid: str) -> int:
+def chunk_rows(store: Spool, serial: str, cid: str) -> int:
     with store.transaction() as db:
         return db.execute("SELECT COUNT(*) FROM chunks WHERE serial = ? AND cid = ?", (serial, cid)).fetchone()[0]
 

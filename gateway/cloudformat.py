@@ -1,0 +1,43 @@
+"""Device data → the cloud's request bodies, in one place (units, field names, the seed's contract).
+
+The device speaks the MQTT protocol of `mcam.protocol` (battery in mV, short field names); the
+cloud's HTTP API wants the seed's fields (``battery_voltage`` in V, ``serial_number``, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+
+def volts(millivolts: int) -> float:
+    return round(millivolts / 1000.0, 3)
+
+
+def capture_body(serial: str, meta: dict[str, Any], image: bytes) -> dict[str, Any]:
+    """`POST /api/device/capture/` for a reassembled capture (`meta` as the outbox stores it)."""
+    return {
+        "serial_number": serial,
+        "image": base64.b64encode(image).decode(),
+        "trigger_type": meta["trigger_type"],
+        "battery_voltage": volts(meta["bat_mv"]),
+        "timestamp": meta["ts"],
+        "capture_id": meta["capture_id"],
+        "trigger_id": meta["trigger_id"],
+    }
+
+
+def telemetry_body(serial: str, t: dict[str, Any]) -> dict[str, Any]:
+    """`POST /api/device/telemetry/` for a decoded telemetry message."""
+    return {
+        "serial_number": serial,
+        "battery_voltage": volts(t["bat"]),
+        "rssi": t["rssi"],
+        "wake_reason": t["wake"],
+        "awake_ms": t["awake_ms"],
+        "firmware_version": t["fw"],
+        "boot_count": t["boot"],
+        "last_error": (t["err"] or None) and t["err"][:200],
+        "pending_captures": t["pending"],
+        "timestamp": t["ts"],
+    }
