@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir")
     image_dir: Path | None = Field(default=None, description="default data_dir/images")
 
+    # Request bodies: every route is capped at max_request_bytes, except the capture route
+    # (max_image_bytes as base64, plus the same again for the JSON around it).
+    max_request_bytes: int = 64 * 1024
+
     # Ingest
     max_image_bytes: int = 10 * 1024 * 1024
     min_image_side: int = 32
@@ -56,6 +60,10 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.secret_key == DEV_SECRET:
             raise ValueError("MAILCAM_SECRET_KEY must be set to a real secret in production")
         return self
+
+    @property
+    def max_capture_request_bytes(self) -> int:
+        return (self.max_image_bytes * 4) // 3 + 4 + self.max_request_bytes
 
     @property
     def resolved_database_url(self) -> str:
