@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cloud import migrate
-from cloud.api.body_limit import BodyLimit
+from cloud.api.body_limit import BodyLimit, Cap
 from cloud.api.routes import api_keys, captures, device_api, devices, gateway, notifications, users
 from cloud.api.routes import vision as vision_routes
 from cloud.background import build_services
@@ -52,8 +52,8 @@ def create_app(
     app.state.ctx = ctx
     app.add_middleware(
         BodyLimit,
-        default_max=settings.max_request_bytes,
-        route_max={"/api/device/capture/": settings.max_capture_request_bytes},
+        default=Cap(settings.max_request_bytes),
+        routes={"/api/device/capture/": Cap(settings.max_capture_request_bytes, "image_too_large")},
     )
     install_error_handlers(app)
     document_error_bodies(app)

@@ -2,7 +2,8 @@
 
 Without it a client could make the server buffer any amount: FastAPI reads a JSON body whole
 before a dependency checks the token. Two guards, both answering the JSON ``413``
-``{"error": "request_too_large", "detail", "max_bytes"}``:
+``{"error": "request_too_large", "detail", "max_bytes"}`` (``image_too_large`` on the capture route,
+whose body is essentially the image, as the handler itself says for a too-large image):
 
 - a declared ``Content-Length`` over the route's cap is refused on the headers alone;
 - a streamed (chunked) body is counted as it arrives, and reading stops at the cap.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,23 +25,27 @@ class _TooLarge(Exception):
     """Raised from ``receive`` to unwind the app once the cap is passed (caught below)."""
 
 
-class BodyLimit:
-    def __init__(self, app: ASGIApp, *, default_max: int, route_max: Mapping[str, int]) -> None:
-        self.app = app
-        self.default_max = default_max
-        self.route_max = dict(route_max)
+@dataclass(frozen=True)
+class Cap:
+    max_bytes: int
+    error: str = "request_too_large"
 
-    def limit_for(self, path: str) -> int:
-        return self.route_max.get(path, self.default_max)
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, *, default: Cap, routes: Mapping[str, Cap]) -> None:
+        self.app = app
+        self.default = default
+        self.routes = dict(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
+        cap = self.routes.get(scope["path"], self.default)
+        limit = cap.max_bytes
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _refuse(send, limit)
+            await _refuse(send, cap)
             return
 
         received = 0
@@ -70,7 +76,7 @@ class BodyLimit:
         except _TooLarge:
             pass
         if exceeded and not response_started:
-            await _refuse(send, limit)
+            await _refuse(send, cap)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -83,10 +89,9 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {"error": "request_too_large", "detail": f"the request body exceeds {limit} bytes", "max_bytes": limit}
-    ).encode()
+async def _refuse(send: Send, cap: Cap) -> None:
+    detail = f"the request body exceeds {cap.max_bytes} bytes"
+    body = json.dumps({"error": cap.error, "detail": detail, "max_bytes": cap.max_bytes}).encode()
     await send(
         {
             "type": "http.response.start",

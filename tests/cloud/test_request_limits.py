@@ -92,7 +92,7 @@ def test_streamed_capture_body_is_refused_before_it_is_all_read(server):
     total = 64 * 1024 * 1024
     sent, status, body = _stream_chunked(server, "/api/device/capture/", total)
     assert status == 413
-    assert body["error"] == "request_too_large"
+    assert body["error"] == "image_too_large"
     assert body["max_bytes"] >= MAX_IMAGE * 4 // 3
     # What was sent but not read sits in socket buffers (a few MB at most on loopback).
     assert sent < total // 4
@@ -116,7 +116,7 @@ def test_declared_content_length_too_large_is_refused_without_reading(server):
         status, headers, body = _read_response(sock)
     assert status == 413
     assert headers["content-type"] == "application/json"
-    assert json.loads(body)["error"] == "request_too_large"
+    assert json.loads(body)["error"] == "image_too_large"
 
 
 def test_normal_requests_still_pass(server):
