@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     # Ingest
     max_image_bytes: int = 10 * 1024 * 1024
     min_image_side: int = 32
-    max_image_side: int = 8192
+    # The largest side an image may have: an ESP32-CAM's largest frame (OV2640 UXGA) is 1600x1200.
+    # Checked on the JPEG header before decoding; a larger image only costs memory in analysis.
+    max_image_side: int = 2048
     thumbnail_side: int = 320
 
     # Accounts and triggers
