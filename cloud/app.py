@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cloud import migrate
+from cloud import migrate, security
 from cloud.api.body_limit import BodyLimit, Cap
 from cloud.api.routes import api_keys, captures, device_api, devices, gateway, notifications, users
 from cloud.api.routes import vision as vision_routes
@@ -29,6 +29,7 @@ def create_app(
     settings = settings or (ctx.settings if ctx else Settings())
     ctx = ctx or AppContext.build(settings, clock=clock)
     notify_outbox.install(ctx)
+    security.configure_hashing(settings.password_hash_concurrency, settings.password_hash_wait_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
 
     # Accounts and triggers
     user_token_ttl_s: int = 30 * 24 * 3600
+    # Failed logins allowed per account and per client address in each window (then 429).
+    login_failures_per_account: int = 10
+    login_failures_per_address: int = 30
+    login_window_s: int = 900
+    # argon2 checks (64 MB each) running at once in a process; a login waiting longer gets 429.
+    password_hash_concurrency: int = 2
+    password_hash_wait_s: float = 10.0
     free_clicks_per_day: int = 3
     trigger_ttl_s: int = 24 * 3600
     default_wake_interval_s: int = 3600

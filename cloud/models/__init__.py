@@ -28,6 +28,7 @@ from cloud.models.notify import (
     PushToken,
     Webhook,
 )
+from cloud.models.security import LoginFailureWindow
 from cloud.models.vision import AIBudgetNotice, AIOperation, AnalysisFeedback, VisionBaseline
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "Gateway",
     "JobRun",
     "JobStatus",
+    "LoginFailureWindow",
     "ManualTrigger",
     "Subscription",
     "Telemetry",
