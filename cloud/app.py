@@ -17,6 +17,7 @@ from cloud.clock import Clock
 from cloud.context import AppContext
 from cloud.errors import document_error_bodies, install_error_handlers
 from cloud.notify import outbox as notify_outbox
+from cloud.services.trigger_watch import TriggerWatch
 from cloud.settings import Settings
 from cloud.web import routes as web
 
@@ -51,6 +52,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.trigger_watch = TriggerWatch().install(ctx.sessions)
     app.add_middleware(
         BodyLimit,
         default=Cap(settings.max_request_bytes),

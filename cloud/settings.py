@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     online_grace_factor: float = 1.5
     online_slack_s: int = 30
 
+    # Gateway trigger long-poll: waiters per gateway (a new one releases the oldest), and the slow
+    # safety-net poll that finds triggers made by other replicas (this process's wake waiters at once).
+    gateway_long_polls_per_gateway: int = 2
+    gateway_long_poll_safety_s: float = 5.0
+
     # Workers
     run_workers: bool = True
     run_scheduler: bool = True
