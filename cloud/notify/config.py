@@ -37,11 +37,11 @@ class NotifySettings(BaseModel):
     fcm_base_url: str | None = Field(default=None, description="replaces https://fcm.googleapis.com (a proxy)")
     fcm_timeout_s: float = 15.0
 
-    # Webhooks
+    # Webhooks (and any other URL a user gives us): private, loopback, link-local, CGNAT, multicast
+    # and reserved targets are refused unless listed here (CIDRs or host names), e.g. a LAN
+    # Home Assistant: ["192.168.1.0/24", "homeassistant.local"]. See cloud/netguard.py.
+    outbound_allow: list[str] = Field(default_factory=list)
     webhook_timeout_s: float = 10.0
-    webhook_allow_private: bool = Field(
-        default=True, description="allow loopback/LAN targets (Home Assistant usually lives on the LAN)"
-    )
 
     # Outbox delivery
     worker_poll_interval_s: float = 0.5
