@@ -57,7 +57,7 @@ class ChannelRegistry:
             from cloud.notify.webhook import WebhookChannel
 
             return WebhookChannel(now=self._now, policy=Policy.from_allow(s.outbound_allow),
-                                  timeout_s=s.webhook_timeout_s)
+                                  timeout_s=s.webhook_timeout_s, deadline_s=s.webhook_deadline_s)
         if name == kinds.EMAIL:
             from cloud.notify.email import EmailChannel
 

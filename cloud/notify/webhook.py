@@ -14,6 +14,8 @@ in constant time, and rejects timestamps more than five minutes old (replays).
 The URL is the user's: requests go through ``cloud.netguard`` (no private targets unless
 allow-listed, connections pinned to the checked address), and the delivery log records a
 reason in words, never the transport's own error text (it would read like a port scan).
+A send ends within ``deadline_s`` whatever the receiver does, and only the status line and
+headers of the answer are read: its body is never downloaded.
 """
 
 from __future__ import annotations
@@ -81,9 +83,15 @@ class WebhookChannel:
     name = "webhook"
 
     def __init__(
-        self, *, now: Callable[[], datetime], policy: netguard.Policy | None = None, timeout_s: float = 10.0
+        self,
+        *,
+        now: Callable[[], datetime],
+        policy: netguard.Policy | None = None,
+        timeout_s: float = 10.0,
+        deadline_s: float = 15.0,
     ) -> None:
         self._now = now
+        self._deadline_s = deadline_s
         self._client, self._transport = netguard.guarded_client(policy or netguard.Policy(), timeout_s=timeout_s)
 
     def send(self, message: OutgoingMessage) -> SendResult:
@@ -98,7 +106,9 @@ class WebhookChannel:
             SIGNATURE_HEADER: sign(message.extras["secret"], timestamp, body),
         }
         try:
-            response = self._client.post(message.address, content=body, headers=headers)
+            with self._transport.deadline(self._deadline_s), \
+                    self._client.stream("POST", message.address, content=body, headers=headers) as response:
+                status = response.status_code  # leaving the block closes the answer unread
         except netguard.TargetRefused as exc:
             raise PermanentFailure(f"the webhook's host is not allowed: {exc.reason}") from exc
         except netguard.NameNotResolved as exc:
@@ -107,9 +117,10 @@ class WebhookChannel:
             raise TemporaryFailure("the webhook did not answer in time") from exc
         except httpx.ConnectError as exc:
             raise TemporaryFailure("could not connect to the webhook") from exc
+        except httpx.NetworkError as exc:
+            raise TemporaryFailure("the connection to the webhook was lost") from exc
         except httpx.HTTPError as exc:
             raise TemporaryFailure("the webhook's answer was not valid HTTP") from exc
-        status = response.status_code
         if 200 <= status < 300:
             return SendResult(provider_id=f"http-{status}")
         if status == 410:
