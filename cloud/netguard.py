@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -206,7 +207,7 @@ class _GuardedBackend(httpcore.SyncBackend):
 class GuardedTransport(httpx.HTTPTransport):
     """httpx's own transport, with every connection made by the guarded network backend."""
 
-    def __init__(self, policy: Policy, *, verify: bool | str = True,
+    def __init__(self, policy: Policy, *, verify: ssl.SSLContext | bool = True,
                  limits: httpx.Limits = httpx.Limits(max_connections=50, max_keepalive_connections=10)) -> None:
         super().__init__(verify=verify, trust_env=False, limits=limits)
         self._deadline = _Deadline()
@@ -230,8 +231,10 @@ class GuardedTransport(httpx.HTTPTransport):
             self._deadline.at = previous
 
 
-def guarded_client(policy: Policy, *, timeout_s: float) -> tuple[httpx.Client, GuardedTransport]:
+def guarded_client(
+    policy: Policy, *, timeout_s: float, verify: ssl.SSLContext | bool = True
+) -> tuple[httpx.Client, GuardedTransport]:
     """A client for user-supplied URLs: guarded transport, no redirects, no proxies from the environment."""
-    transport = GuardedTransport(policy)
+    transport = GuardedTransport(policy, verify=verify)
     client = httpx.Client(transport=transport, timeout=timeout_s, follow_redirects=False, trust_env=False)
     return client, transport

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from cloud import netguard
@@ -167,3 +168,51 @@ def test_a_host_on_the_allow_list_may_resolve_anywhere():
     assert policy.resolve("homeassistant.local", 8123) == ["192.168.1.20"]
     with pytest.raises(netguard.TargetRefused):
         netguard.Policy.from_allow([], resolver=dns).resolve("homeassistant.local", 8123)
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a certificate for "localhost"; records the SNI it was sent."""
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from tests.notify.tls import self_signed_localhost
+
+    cert, key = self_signed_localhost(tmp_path)
+    seen: dict = {"sni": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen["host"] = self.headers["Host"]
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda _sock, name, _ctx: seen["sni"].append(name)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], cert, seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_to_a_pinned_address_keeps_the_name_for_sni_and_certificate_checks(tls_receiver):
+    import ssl
+
+    port, cert, seen = tls_receiver
+    dns = FakeDns({"localhost": ["127.0.0.1"], "other.example": ["127.0.0.1"]})
+    policy = netguard.Policy.from_allow(["127.0.0.0/8"], resolver=dns)
+    trust = ssl.create_default_context(cafile=str(cert))
+    client, _transport = netguard.guarded_client(policy, timeout_s=5, verify=trust)
+    with client:
+        assert client.get(f"https://localhost:{port}/").status_code == 204
+        assert seen["sni"] == ["localhost"] and seen["host"] == f"localhost:{port}"
+        # Same address, another name: the certificate is checked against the name, not the address.
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            client.get(f"https://other.example:{port}/")
