@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cloud import migrate
+from cloud import migrate, security
+from cloud.api.body_limit import BodyLimit, Cap
 from cloud.api.routes import api_keys, captures, device_api, devices, gateway, notifications, users
 from cloud.api.routes import vision as vision_routes
 from cloud.background import build_services
@@ -16,6 +17,7 @@ from cloud.clock import Clock
 from cloud.context import AppContext
 from cloud.errors import document_error_bodies, install_error_handlers
 from cloud.notify import outbox as notify_outbox
+from cloud.services.trigger_watch import TriggerWatch
 from cloud.settings import Settings
 from cloud.web import routes as web
 
@@ -28,6 +30,7 @@ def create_app(
     settings = settings or (ctx.settings if ctx else Settings())
     ctx = ctx or AppContext.build(settings, clock=clock)
     notify_outbox.install(ctx)
+    security.configure_hashing(settings.password_hash_concurrency, settings.password_hash_wait_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +52,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.trigger_watch = TriggerWatch().install(ctx.sessions)
+    app.add_middleware(
+        BodyLimit,
+        default=Cap(settings.max_request_bytes),
+        routes={"/api/device/capture/": Cap(settings.max_capture_request_bytes, "image_too_large")},
+    )
     install_error_handlers(app)
     document_error_bodies(app)
     for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys):

@@ -28,20 +28,38 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir")
     image_dir: Path | None = Field(default=None, description="default data_dir/images")
 
+    # Request bodies: every route is capped at max_request_bytes, except the capture route
+    # (max_image_bytes as base64, plus the same again for the JSON around it).
+    max_request_bytes: int = 64 * 1024
+
     # Ingest
     max_image_bytes: int = 10 * 1024 * 1024
     min_image_side: int = 32
-    max_image_side: int = 8192
+    # The largest side an image may have: an ESP32-CAM's largest frame (OV2640 UXGA) is 1600x1200.
+    # Checked on the JPEG header before decoding; a larger image only costs memory in analysis.
+    max_image_side: int = 2048
     thumbnail_side: int = 320
 
     # Accounts and triggers
     user_token_ttl_s: int = 30 * 24 * 3600
+    # Failed logins allowed per account and per client address in each window (then 429).
+    login_failures_per_account: int = 10
+    login_failures_per_address: int = 30
+    login_window_s: int = 900
+    # argon2 checks (64 MB each) running at once in a process; a login waiting longer gets 429.
+    password_hash_concurrency: int = 2
+    password_hash_wait_s: float = 10.0
     free_clicks_per_day: int = 3
     trigger_ttl_s: int = 24 * 3600
     default_wake_interval_s: int = 3600
     # A device is "online" if heard from within wake_interval * factor + slack.
     online_grace_factor: float = 1.5
     online_slack_s: int = 30
+
+    # Gateway trigger long-poll: waiters per gateway (a new one releases the oldest), and the slow
+    # safety-net poll that finds triggers made by other replicas (this process's wake waiters at once).
+    gateway_long_polls_per_gateway: int = 2
+    gateway_long_poll_safety_s: float = 5.0
 
     # Workers
     run_workers: bool = True
@@ -56,6 +74,10 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.secret_key == DEV_SECRET:
             raise ValueError("MAILCAM_SECRET_KEY must be set to a real secret in production")
         return self
+
+    @property
+    def max_capture_request_bytes(self) -> int:
+        return (self.max_image_bytes * 4) // 3 + 4 + self.max_request_bytes
 
     @property
     def resolved_database_url(self) -> str:

@@ -28,6 +28,7 @@ from cloud.models.notify import (
     PushToken,
     Webhook,
 )
+from cloud.models.security import LoginFailureWindow
 from cloud.models.vision import (
     AIBudgetNotice,
     AIOperation,
@@ -61,6 +62,7 @@ __all__ = [
     "Gateway",
     "JobRun",
     "JobStatus",
+    "LoginFailureWindow",
     "ManualTrigger",
     "Subscription",
     "Telemetry",

@@ -37,15 +37,19 @@ class NotifySettings(BaseModel):
     fcm_base_url: str | None = Field(default=None, description="replaces https://fcm.googleapis.com (a proxy)")
     fcm_timeout_s: float = 15.0
 
-    # Webhooks
-    webhook_timeout_s: float = 10.0
-    webhook_allow_private: bool = Field(
-        default=True, description="allow loopback/LAN targets (Home Assistant usually lives on the LAN)"
-    )
+    # Webhooks (and any other URL a user gives us): private, loopback, link-local, CGNAT, multicast
+    # and reserved targets are refused unless listed here (CIDRs or host names), e.g. a LAN
+    # Home Assistant: ["192.168.1.0/24", "homeassistant.local"]. See cloud/netguard.py.
+    outbound_allow: list[str] = Field(default_factory=list)
+    webhook_timeout_s: float = 10.0  # per connect, read or write
+    webhook_deadline_s: float = 15.0  # for the whole request: a receiver dripping bytes is cut off here
 
-    # Outbox delivery
+    # Outbox delivery: sends run in `senders` threads, each row in its own, claimed as threads free
+    # up; one user holds at most `sends_per_user` of them, so nobody's slow channel stalls the rest.
     worker_poll_interval_s: float = 0.5
     batch_size: int = 50
+    senders: int = 8
+    sends_per_user: int = 2
     max_attempts: int = 8
     retry_base_s: float = 10.0
     retry_max_s: float = 3600.0

@@ -28,7 +28,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -159,6 +159,7 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Claimed:
     notification_id: int
+    user_id: int
     channel: str
     recipient: str
     attempts: int
@@ -200,8 +201,16 @@ def deliver_batch(ctx: AppContext, registry: ChannelRegistry, *, workers: int = 
     return BatchResult(len(claimed), sum(1 for ok in outcomes if ok))
 
 
-def claim_due(ctx: AppContext, *, limit: int) -> list[Claimed]:
-    """Take up to ``limit`` due rows for this worker (short transaction, no network)."""
+def claim_due(
+    ctx: AppContext, *, limit: int, in_flight: Mapping[int, int] | None = None, per_user: int | None = None
+) -> list[Claimed]:
+    """Take up to ``limit`` due rows for this worker (short transaction, no network).
+
+    With ``per_user``, no user ends up with more than that many sends in flight (``in_flight``
+    counts what this worker is sending already, by user id); their other rows wait, unclaimed.
+    """
+    in_flight = dict(in_flight or {})
+    full = [user for user, count in in_flight.items() if per_user is not None and count >= per_user]
     now = ctx.clock.now()
     settings = ctx.settings.notify
     with ctx.sessions() as session:
@@ -214,7 +223,8 @@ def claim_due(ctx: AppContext, *, limit: int) -> list[Claimed]:
         )
         rows = session.scalars(
             select(Notification)
-            .where(Notification.status.in_(DUE), Notification.next_attempt_at <= now)
+            .where(Notification.status.in_(DUE), Notification.next_attempt_at <= now,
+                   Notification.user_id.not_in(full))
             .order_by(Notification.next_attempt_at, Notification.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -222,6 +232,8 @@ def claim_due(ctx: AppContext, *, limit: int) -> list[Claimed]:
         prefs_cache: dict[int, preferences.Preferences | None] = {}
         claimed: list[Claimed] = []
         for row in rows:
+            if per_user is not None and in_flight.get(row.user_id, 0) >= per_user:
+                continue  # left due: claimed when one of the user's sends finishes
             prefs = _prefs(session, ctx, row.user_id, prefs_cache)
             until = prefs.quiet_until(now) if prefs else None
             if until is not None:
@@ -234,9 +246,9 @@ def claim_due(ctx: AppContext, *, limit: int) -> list[Claimed]:
             address, extras = resolved
             row.status, row.locked_by, row.locked_at = SENDING, WORKER_ID, now
             row.attempts += 1
-            claimed.append(
-                Claimed(row.id, row.channel, row.recipient, row.attempts, _message(ctx, session, row, address, extras))
-            )
+            in_flight[row.user_id] = in_flight.get(row.user_id, 0) + 1
+            claimed.append(Claimed(row.id, row.user_id, row.channel, row.recipient, row.attempts,
+                                   _message(ctx, session, row, address, extras)))
         session.commit()
     return claimed
 

@@ -53,9 +53,11 @@ class ChannelRegistry:
 
             return ConsoleChannel()
         if name == kinds.WEBHOOK:
+            from cloud.netguard import Policy
             from cloud.notify.webhook import WebhookChannel
 
-            return WebhookChannel(now=self._now, timeout_s=s.webhook_timeout_s)
+            return WebhookChannel(now=self._now, policy=Policy.from_allow(s.outbound_allow),
+                                  timeout_s=s.webhook_timeout_s, deadline_s=s.webhook_deadline_s)
         if name == kinds.EMAIL:
             from cloud.notify.email import EmailChannel
 

@@ -10,6 +10,12 @@ Each request carries::
 
 A receiver recomputes the HMAC over the timestamp, a dot and the raw body bytes, compares
 in constant time, and rejects timestamps more than five minutes old (replays).
+
+The URL is the user's: requests go through ``cloud.netguard`` (no private targets unless
+allow-listed, connections pinned to the checked address), and the delivery log records a
+reason in words, never the transport's own error text (it would read like a port scan).
+A send ends within ``deadline_s`` whatever the receiver does, and only the status line and
+headers of the answer are read: its body is never downloaded.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from datetime import datetime
 
 import httpx
 
-from cloud.notify.base import OutgoingMessage, PermanentFailure, RecipientGone, SendResult, TemporaryFailure, short
+from cloud import netguard
+from cloud.notify.base import OutgoingMessage, PermanentFailure, RecipientGone, SendResult, TemporaryFailure
 
 SIGNATURE_HEADER = "X-Mailcam-Signature"
 TIMESTAMP_HEADER = "X-Mailcam-Timestamp"
@@ -76,10 +83,16 @@ class WebhookChannel:
     name = "webhook"
 
     def __init__(
-        self, *, now: Callable[[], datetime], timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None
+        self,
+        *,
+        now: Callable[[], datetime],
+        policy: netguard.Policy | None = None,
+        timeout_s: float = 10.0,
+        deadline_s: float = 15.0,
     ) -> None:
         self._now = now
-        self._client = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
+        self._deadline_s = deadline_s
+        self._client, self._transport = netguard.guarded_client(policy or netguard.Policy(), timeout_s=timeout_s)
 
     def send(self, message: OutgoingMessage) -> SendResult:
         body = payload(message)
@@ -93,10 +106,21 @@ class WebhookChannel:
             SIGNATURE_HEADER: sign(message.extras["secret"], timestamp, body),
         }
         try:
-            response = self._client.post(message.address, content=body, headers=headers)
+            with self._transport.deadline(self._deadline_s), \
+                    self._client.stream("POST", message.address, content=body, headers=headers) as response:
+                status = response.status_code  # leaving the block closes the answer unread
+        except netguard.TargetRefused as exc:
+            raise PermanentFailure(f"the webhook's host is not allowed: {exc.reason}") from exc
+        except netguard.NameNotResolved as exc:
+            raise TemporaryFailure("the webhook's host name could not be resolved") from exc
+        except httpx.TimeoutException as exc:
+            raise TemporaryFailure("the webhook did not answer in time") from exc
+        except httpx.ConnectError as exc:
+            raise TemporaryFailure("could not connect to the webhook") from exc
+        except httpx.NetworkError as exc:
+            raise TemporaryFailure("the connection to the webhook was lost") from exc
         except httpx.HTTPError as exc:
-            raise TemporaryFailure(f"webhook unreachable: {type(exc).__name__}: {short(exc, 200)}") from exc
-        status = response.status_code
+            raise TemporaryFailure("the webhook's answer was not valid HTTP") from exc
         if 200 <= status < 300:
             return SendResult(provider_id=f"http-{status}")
         if status == 410:

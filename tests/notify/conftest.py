@@ -16,7 +16,11 @@ _PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$not-a-usable-hash"
 
 @pytest.fixture
 def nctx(cloud_ctx: AppContext) -> AppContext:
-    """The test's context with the notification sink installed (as create_app does)."""
+    """The test's context with the notification sink installed (as create_app does).
+
+    The local fakes of remote services listen on 127.0.0.1: allow-listed, as an operator
+    would allow a LAN Home Assistant (tests of the refusal itself clear the list)."""
+    cloud_ctx.settings.notify.outbound_allow = ["127.0.0.0/8"]
     outbox.install(cloud_ctx)
     return cloud_ctx
 

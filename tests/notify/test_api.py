@@ -83,8 +83,7 @@ def test_webhooks_crud_and_secret_shown_once(api, cloud_ctx):
     assert api.get("/api/notifications/webhooks/", headers=alice.headers).json() == []
 
 
-def test_private_webhook_targets_can_be_refused(api, cloud_ctx):
-    cloud_ctx.settings.notify.webhook_allow_private = False
+def test_private_webhook_targets_are_refused_by_default(api, cloud_ctx):
     alice = fast_account(cloud_ctx, "alice@example.com")
     for url in ("http://127.0.0.1:8123/hook", "http://192.168.1.10/hook", "http://localhost/hook"):
         response = api.post("/api/notifications/webhooks/", headers=alice.headers, json={"url": url})

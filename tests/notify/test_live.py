@@ -17,6 +17,7 @@ def test_live_app_delivers_a_signed_webhook_for_a_fulfilled_trigger(tmp_path, da
     settings = make_settings(tmp_path, database_url, run_workers=True, run_scheduler=False)
     settings.notify.worker_poll_interval_s = 0.05
     settings.vision.worker_poll_interval_s = 0.05
+    settings.notify.outbound_allow = ["127.0.0.0/8"]  # the fake receiver's address
     ctx = AppContext.build(settings, clock=clock)
     try:
         with FakeHttp(lambda seen: Reply(200, {})) as receiver, LiveServer(create_app(ctx=ctx)) as server, \

@@ -4,17 +4,17 @@ Long-poll, not SSE or a fixed poll: the gateway asks with the ``version`` it
 last saw and the request returns as soon as the set of open triggers changes
 (or after ``wait`` seconds). A click reaches the mailbox's retained ``cmd``
 topic within a fraction of a second, with one idle request per gateway,
-through any proxy that passes plain HTTP.
+through any proxy that passes plain HTTP. A waiting request costs no queries:
+it is woken by ``cloud.services.trigger_watch`` (which also caps waiters per gateway).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -32,9 +32,9 @@ from cloud.api.deps import (
 from cloud.context import AppContext
 from cloud.models import Device, Gateway
 from cloud.services import devices, triggers
+from cloud.services.trigger_watch import TriggerWatch
 
 router = APIRouter(prefix="/api", tags=["gateways"])
-LONG_POLL_STEP_S = 0.2
 
 
 @router.post("/gateways/", status_code=status.HTTP_201_CREATED, response_model=schemas.GatewayRegistered)
@@ -83,6 +83,7 @@ def _snapshot(ctx: AppContext, gateway_id: int) -> schemas.GatewayTriggers:
 
 @router.get("/gateway/triggers/", response_model=schemas.GatewayTriggers)
 async def gateway_triggers(
+    request: Request,
     ctx: CtxDep,
     token: TokenDep,
     wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
@@ -91,12 +92,19 @@ async def gateway_triggers(
     """Open manual triggers for my devices; long-polls while nothing changed since `version`."""
     # No request-long session here: on SQLite an open transaction holds the write lock.
     gateway_id = await run_in_threadpool(_authenticate_gateway, ctx, token)
+    if wait <= 0 or version is None:  # nothing to wait for: answer at once, take no waiter's place
+        return await run_in_threadpool(_snapshot, ctx, gateway_id)
+    watch: TriggerWatch = request.app.state.trigger_watch
+    settings = ctx.settings
     deadline = time.monotonic() + wait
-    while True:
-        snapshot = await run_in_threadpool(_snapshot, ctx, gateway_id)
-        if snapshot.version != version or time.monotonic() >= deadline:
-            return snapshot
-        await asyncio.sleep(LONG_POLL_STEP_S)
+    with watch.waiting(gateway_id, limit=settings.gateway_long_polls_per_gateway) as waiter:
+        while True:
+            waiter.clear()  # before the snapshot: a change committed during it wakes the next wait
+            snapshot = await run_in_threadpool(_snapshot, ctx, gateway_id)
+            remaining = deadline - time.monotonic()
+            if snapshot.version != version or remaining <= 0 or waiter.released:
+                return snapshot
+            await waiter.wait(min(remaining, settings.gateway_long_poll_safety_s))
 
 
 @router.post(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
+from cloud import netguard
 from cloud.api import schemas as core_schemas
 from cloud.api.deps import AccountUser, CtxDep, CurrentUser, SessionDep
 from cloud.errors import NotFound, ValidationFailed
@@ -127,19 +126,10 @@ def delete_push_token(token_id: int, user: AccountUser, session: SessionDep) -> 
 
 
 def _check_target(url: str, ctx: CtxDep) -> None:
-    host = urlsplit(url).hostname or ""
-    if not host:
-        raise ValidationFailed("the webhook URL has no host")
-    if ctx.settings.notify.webhook_allow_private:
-        return
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        blocked = host == "localhost" or host.endswith(".localhost")
-    else:
-        blocked = address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
-    if blocked:
-        raise ValidationFailed("webhooks to private or loopback addresses are not allowed on this server")
+        netguard.Policy.from_allow(ctx.settings.notify.outbound_allow).check_url(url)
+    except netguard.TargetRefused as exc:
+        raise ValidationFailed(f"the webhook URL is not allowed: {exc.reason}") from exc
 
 
 def _webhook_public(hook: Webhook) -> s.WebhookPublic:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from cloud.api import schemas
 from cloud.api.deps import AccountUser, CtxDep, SessionDep, TokenDep
+from cloud.errors import RateLimited
 from cloud.models import User
-from cloud.services import accounts
+from cloud.services import accounts, login_limits
 
 router = APIRouter(prefix="/api", tags=["users"])
 
@@ -21,7 +22,7 @@ def _public(user: User, ctx: CtxDep) -> schemas.UserPublic:
     "/users/",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.UserPublic,
-    responses={409: {"model": schemas.ErrorBody}},
+    responses={409: {"model": schemas.ErrorBody}, 429: {"model": schemas.ErrorBody}},
 )
 def register(body: schemas.UserCreate, session: SessionDep, ctx: CtxDep) -> schemas.UserPublic:
     """Create an account."""
@@ -37,13 +38,25 @@ def register(body: schemas.UserCreate, session: SessionDep, ctx: CtxDep) -> sche
     return _public(user, ctx)
 
 
-@router.post("/auth/token/", response_model=schemas.TokenOut, responses={401: {"model": schemas.ErrorBody}})
-def login(body: schemas.LoginIn, session: SessionDep, ctx: CtxDep) -> schemas.TokenOut:
+@router.post(
+    "/auth/token/",
+    response_model=schemas.TokenOut,
+    responses={401: {"model": schemas.ErrorBody}, 429: {"model": schemas.ErrorBody}},
+)
+def login(body: schemas.LoginIn, request: Request, session: SessionDep, ctx: CtxDep) -> schemas.TokenOut:
     """Log in with email and password; returns a bearer token."""
-    token, row = accounts.login(
-        session, email=body.email, password=body.password, now=ctx.clock.now(), ttl_s=ctx.settings.user_token_ttl_s
-    )
+    # Counted before the password is checked (its own transaction); a wrong password leaves it counted.
+    attempt = login_limits.reserve(ctx, email=body.email, address=request.client.host if request.client else "")
+    try:
+        token, row = accounts.login(
+            session, email=body.email, password=body.password, now=ctx.clock.now(), ttl_s=ctx.settings.user_token_ttl_s
+        )
+    except RateLimited:  # no free hashing slot: the password was not checked
+        session.rollback()  # first: on SQLite the open transaction holds the process's writer gate
+        login_limits.not_checked(ctx, attempt)
+        raise
     session.commit()
+    login_limits.succeeded(ctx, attempt)
     return schemas.TokenOut(access_token=token, expires_at=row.expires_at)
 
 
