@@ -1,7 +1,8 @@
 """Chaos: devices keep publishing while the cloud, the gateway and the broker fail under them.
 
 The cloud is stopped and restarted, a reverse proxy in front of it answers HTML
-413/404 pages for a while (as a misconfigured nginx or a deploy would), the
+413 pages to capture uploads, then HTML 404 pages to everything, for a while (as a
+misconfigured nginx, then a deploy, would), the
 gateway is killed with SIGKILL three times, the broker restarts once, a device
 publishes before its owner has claimed it, one device floods partial captures
 that never complete, and a few devices send malformed messages. At the end
@@ -99,9 +100,13 @@ def _publish_malformed(broker: Mosquitto) -> int:
     return len(messages)
 
 
+CAPTURE_PATH = "/api/device/capture/"
+
+
 class SabotagingProxy:
-    """A reverse proxy between gateway and cloud that can answer like a misconfigured nginx or a deploy:
-    HTML 413 to capture uploads, HTML 404 to everything else, while `sabotage` is set."""
+    """A reverse proxy between gateway and cloud that can answer like a misconfigured nginx (`refuse_uploads`:
+    HTML 413 to capture uploads, everything else passed on) or a deploy (`refuse_everything`: HTML 404 to
+    every request); `pass_through` ends it. `refused` counts the pages sent, by (status, path)."""
 
     PAGES = {413: b"<html><head><title>413 Request Entity Too Large</title></head><body>nginx</body></html>",
              404: b"<html><head><title>404 Not Found</title></head><body>nginx</body></html>",
@@ -109,8 +114,8 @@ class SabotagingProxy:
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
-        self.sabotage = threading.Event()
-        self.refused: collections.Counter[int] = collections.Counter()
+        self.mode: int | None = None  # None: pass on; 413: refuse capture uploads; 404: refuse everything
+        self.refused: collections.Counter[tuple[int, str]] = collections.Counter()
         self.http = httpx.Client(base_url=upstream, timeout=90)
         proxy = self
 
@@ -130,6 +135,21 @@ class SabotagingProxy:
         self.thread = threading.Thread(target=self.server.serve_forever, name="proxy", daemon=True)
         self.thread.start()
 
+    def refuse_uploads(self) -> None:
+        self.mode = 413
+
+    def refuse_everything(self) -> None:
+        self.mode = 404
+
+    def pass_through(self) -> None:
+        self.mode = None
+
+    def refusal(self, method: str, path: str) -> int | None:
+        """The status of the page to answer instead of passing the request on, or None."""
+        if self.mode == 413 and not (method == "POST" and path == CAPTURE_PATH):
+            return None
+        return self.mode
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -137,9 +157,10 @@ class SabotagingProxy:
     def handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
-        if self.sabotage.is_set():
-            status = 413 if req.command == "POST" and req.path.startswith("/api/device/capture/") else 404
-            self.refused[status] += 1
+        path = req.path.split("?")[0]
+        status = self.refusal(req.command, path)
+        if status is not None:
+            self.refused[(status, path)] += 1
             return self.answer(req, status, self.PAGES[status], "text/html")
         headers = {k: v for k, v in req.headers.items() if k.lower() in ("authorization", "content-type")}
         try:
@@ -289,12 +310,18 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
     flood = threading.Thread(target=_flood_partials, args=(broker, "chaos-flood", 120), name="flood", daemon=True)
     flood.start()
 
-    # A proxy in front of the cloud answers HTML 413/404 pages for a while.
-    phase('proxy sabotage')
-    proxy.sabotage.set()
+    # A proxy in front of the cloud answers HTML 413 pages to capture uploads, then HTML 404 pages to
+    # everything, for a while. The uploads are refused in a phase of their own because the gateway keeps
+    # each device's items in order: once a device's telemetry is refused, its captures queued behind it
+    # are not sent, so a proxy refusing everything at once may never see an upload.
+    phase('proxy sabotage: 413 to uploads')
+    proxy.refuse_uploads()
+    wait_until(lambda: proxy.refused[413, CAPTURE_PATH] >= 2, 60, "capture uploads refused by the proxy")
+    phase('proxy sabotage: 404 to everything')
+    proxy.refuse_everything()
     after_cycles(DEVICES * 2)
-    wait_until(lambda: proxy.refused[413] >= 2, 60, "capture uploads refused by the proxy")
-    proxy.sabotage.clear()
+    wait_until(lambda: proxy.refused[404, CAPTURE_PATH] >= 2, 60, "capture uploads answered 404 by the proxy")
+    proxy.pass_through()
     with httpx.Client(base_url=cloud_url, timeout=30) as api:
         claim = api.post("/api/devices/claim/", json={"claim_code": late_claim_code}, headers=owner.headers)
         assert claim.status_code == 200, claim.text
@@ -386,7 +413,7 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
                                      ).fetchone()[0]
     finally:
         store.close()
-    assert proxy.refused[413] >= 2 and proxy.refused[404] >= 1
+    assert proxy.refused[413, CAPTURE_PATH] >= 2 and proxy.refused[404, CAPTURE_PATH] >= 2
     assert not [x for x in letters if x.reason.startswith("cloud_")], "a proxy's page was taken as the cloud's word"
     assert not [x for x in letters if x.reason == "unknown_device"]
     assert len(letters) >= malformed - 1, [letter.reason for letter in letters]
