@@ -23,6 +23,8 @@ UNCALIBRATED = (
     "Not calibrated yet: open the mailbox, take a photo of it empty and press 'This is empty', "
     "so mailcam knows what your mailbox looks like without mail."
 )
+_ALWAYS_DARK = 10.0  # mean grey level below which nothing can be seen, whatever the box
+_DARK_RATIO = 0.35  # below the offline_dark_mean, darker than this share of the box's reference is too dark
 _BLUR_RATIO = 0.3  # sharpness below this share of the reference's (exposure-free) means blurred
 _UNCALIBRATED_BLUR = 0.0002  # the same without a reference (normalised Laplacian variance)
 
@@ -49,8 +51,7 @@ class OfflineProvider:
         return Answer(judgement.result, model=self.model, calls=[CallRecord(provider=self.name, model=self.model)])
 
     def judge(self, frame: Picture, references: list[Reference]) -> Judgement:
-        s = self.settings
-        if frame.mean < s.offline_dark_mean:
+        if self._too_dark(frame, references):
             return Judgement(_unknown("Too dark to see inside the mailbox; a retake with light is needed.",
                                       ImageQuality.TOO_DARK), frame)
         if not references:
@@ -65,6 +66,14 @@ class OfflineProvider:
         change, reference = best
         blurry = frame.sharpness < _BLUR_RATIO * reference.picture.sharpness
         return Judgement(self._verdict(change, blurry), frame, change, reference)
+
+    def _too_dark(self, frame: Picture, references: list[Reference]) -> bool:
+        """Dark for this box: a black-painted mailbox is dark by day, a dead flash makes it darker still."""
+        if frame.mean >= self.settings.offline_dark_mean:
+            return False
+        if not references or frame.mean < _ALWAYS_DARK:
+            return True
+        return frame.mean < _DARK_RATIO * closest(references, frame, limit=1)[0].picture.mean
 
     def _verdict(self, change: Change, blurry: bool) -> VisionResult:
         threshold = self.settings.offline_change_threshold
