@@ -7,9 +7,11 @@
     ├── Forbidden                (403 forbidden)
     ├── NotFound                 (404 not_found)  -- also "exists but is not yours"
     ├── Conflict                 (409 conflict)
-    └── ClickLimitExceeded       (429 click_limit_exceeded)
+    ├── ClickLimitExceeded       (429 click_limit_exceeded)
+    └── RateLimited              (429 rate_limited)
 
-Every error body is ``{"error": code, "detail": message, ...context}``.
+Every error body is ``{"error": code, "detail": message, ...context}``, an unhandled
+exception's 500 included (``internal_error``; the traceback goes to the log, not the client).
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ class ClickLimitExceeded(MailcamError):
     status_code = 429
     code = "click_limit_exceeded"
 
+    def body(self) -> dict[str, Any]:
+        # The seed's clients read ``status`` and ``message``; ours read ``error`` and ``detail``.
+        return {"status": "error", "message": self.detail, **super().body()}
+
 
 class RateLimited(MailcamError):
     status_code = 429
@@ -111,6 +117,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"error": "invalid_request", "detail": "the request is not valid", "problems": problems},
             status_code=422,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unhandled(_request: Request, _exc: Exception) -> JSONResponse:
+        # Starlette's ServerErrorMiddleware calls this, then re-raises so the traceback is logged.
+        return JSONResponse(
+            {"error": "internal_error", "detail": "an unexpected error occurred; it has been logged"},
+            status_code=500,
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -59,6 +59,11 @@ class TokenOut(BaseModel):
     expires_at: datetime
 
 
+class PasswordChange(Strict):
+    current_password: str = Field(max_length=200)
+    new_password: str = Field(min_length=8, max_length=200)
+
+
 # Devices
 class DeviceCreate(Strict):
     serial: Serial
@@ -94,6 +99,17 @@ class DevicePublic(BaseModel):
     battery_voltage: float | None
     rssi: int | None
     firmware_version: str | None
+
+
+class DeviceClaimed(DevicePublic):
+    device_token: str = Field(
+        description="The device's new token, shown once: claiming revokes the one its installer saw"
+    )
+
+
+class DeviceToken(BaseModel):
+    serial: str
+    device_token: str = Field(description="Shown once; every earlier token of this device stops working")
 
 
 # Captures
@@ -172,10 +188,15 @@ class TelemetryAccepted(BaseModel):
 # Triggers
 class TriggerCreate(Strict):
     device_serial: Serial
+    user_id: int | None = Field(
+        default=None,
+        description="The seed's field, optional: checked against the caller, never trusted (a mismatch is a 403)",
+    )
 
 
 class TriggerAccepted(BaseModel):
     status: Literal["triggered", "queued"]
+    message: str
     trigger_id: str
     device_serial: str
     expires_at: datetime
@@ -185,7 +206,9 @@ class TriggerAccepted(BaseModel):
 
 
 class ClickLimitBody(BaseModel):
+    status: Literal["error"]
     error: Literal["click_limit_exceeded"]
+    message: str
     detail: str
     clicks_used: int
     clicks_limit: int
@@ -207,7 +230,8 @@ class TriggerPublic(BaseModel):
 class DeviceStatus(BaseModel):
     device_serial: str
     status: Literal["online", "offline"]
-    last_capture: CapturePublic | None
+    last_capture: datetime | None = Field(description="When the latest photo was taken (the seed's field)")
+    latest_capture: CapturePublic | None = Field(description="The latest capture with its analysis")
     battery_voltage: float | None
     user_tier: Literal["free", "premium"]
     clicks_used_today: int
@@ -224,6 +248,18 @@ class GatewayRegistered(BaseModel):
     gateway_id: int
     name: str
     gateway_token: str = Field(description="Shown once")
+
+
+class GatewayPublic(BaseModel):
+    gateway_id: int
+    name: str
+    created_at: datetime
+    last_seen_at: datetime | None
+
+
+class GatewayToken(BaseModel):
+    gateway_id: int
+    gateway_token: str = Field(description="Shown once; the gateway's earlier token stops working")
 
 
 class GatewayDevice(BaseModel):
