@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cloud.api import schemas
 from cloud.api.deps import (
+    AccountUser,
     CtxDep,
     CurrentUser,
     DeviceCaller,
@@ -35,6 +36,8 @@ from cloud.services import devices, triggers
 
 router = APIRouter(prefix="/api", tags=["gateways"])
 LONG_POLL_STEP_S = 0.2
+_err = {"model": schemas.ErrorBody}
+_owner_errors = {401: _err, 403: _err, 404: _err}
 
 
 @router.post("/gateways/", status_code=status.HTTP_201_CREATED, response_model=schemas.GatewayRegistered)
@@ -45,6 +48,32 @@ def register_gateway(
     gateway, token = devices.create_gateway(session, owner=user, name=body.name, now=ctx.clock.now())
     session.commit()
     return schemas.GatewayRegistered(gateway_id=gateway.id, name=gateway.name, gateway_token=token)
+
+
+@router.get("/gateways/", response_model=list[schemas.GatewayPublic])
+def list_gateways(user: AccountUser, session: SessionDep) -> list[schemas.GatewayPublic]:
+    """My gateways."""
+    rows = session.scalars(select(Gateway).where(Gateway.owner_id == user.id).order_by(Gateway.id))
+    return [
+        schemas.GatewayPublic(gateway_id=g.id, name=g.name, created_at=g.created_at, last_seen_at=g.last_seen_at)
+        for g in rows
+    ]
+
+
+@router.post("/gateways/{gateway_id}/token/", response_model=schemas.GatewayToken, responses=_owner_errors)
+def rotate_gateway_token(gateway_id: int, user: AccountUser, session: SessionDep) -> schemas.GatewayToken:
+    """Give my gateway a new token; the old one stops working (shown once)."""
+    gateway = devices.owned_gateway(session, user, gateway_id)
+    token = devices.rotate_gateway_token(session, gateway)
+    session.commit()
+    return schemas.GatewayToken(gateway_id=gateway.id, gateway_token=token)
+
+
+@router.delete("/gateways/{gateway_id}/", status_code=status.HTTP_204_NO_CONTENT, responses=_owner_errors)
+def revoke_gateway(gateway_id: int, user: AccountUser, session: SessionDep) -> None:
+    """Revoke my gateway: its token stops working and it is forgotten."""
+    session.delete(devices.owned_gateway(session, user, gateway_id))
+    session.commit()
 
 
 @router.get("/gateway/devices/", response_model=list[schemas.GatewayDevice])

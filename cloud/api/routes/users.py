@@ -10,6 +10,8 @@ from cloud.models import User
 from cloud.services import accounts
 
 router = APIRouter(prefix="/api", tags=["users"])
+_err = {"model": schemas.ErrorBody}
+_errors = {401: _err, 403: _err}
 
 
 def _public(user: User, ctx: CtxDep) -> schemas.UserPublic:
@@ -52,6 +54,26 @@ def logout(session: SessionDep, user: AccountUser, token: TokenDep) -> None:
     """Revoke the token used for this request."""
     accounts.logout(session, token)
     session.commit()
+
+
+@router.delete("/auth/tokens/", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
+def logout_everywhere(session: SessionDep, user: AccountUser) -> None:
+    """Log out everywhere: revoke every login token of mine, this one included."""
+    accounts.logout_everywhere(session, user)
+    session.commit()
+
+
+@router.post("/users/me/password/", response_model=schemas.TokenOut, responses={**_errors, 422: _err})
+def change_password(
+    body: schemas.PasswordChange, session: SessionDep, user: AccountUser, ctx: CtxDep
+) -> schemas.TokenOut:
+    """Change my password; every other session is logged out, this one gets a new token."""
+    token, row = accounts.change_password(
+        session, user, current=body.current_password, new=body.new_password, now=ctx.clock.now(),
+        ttl_s=ctx.settings.user_token_ttl_s,
+    )
+    session.commit()
+    return schemas.TokenOut(access_token=token, expires_at=row.expires_at)
 
 
 @router.get("/users/me/", response_model=schemas.UserPublic)
