@@ -14,7 +14,10 @@ class ReanalyseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     provider: Literal["offline", "openai"] | None = Field(default=None, description="Default: the configured one")
-    model: str | None = Field(default=None, min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._:/-]+$")
+    model: str | None = Field(
+        default=None, min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._:/-]+$",
+        description="One of the models this cloud prices (the 422 body lists them in `allowed_models`)",
+    )
     detail: Literal["low", "high", "auto"] | None = None
 
 
