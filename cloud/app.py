@@ -22,10 +22,17 @@ from cloud.web import routes as web
 log = logging.getLogger("mailcam.cloud")
 
 
+def quiet_url_logging() -> None:
+    """httpx and httpcore log every request's full URL at INFO; webhook URLs carry secrets in their path."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, ctx: AppContext | None = None
 ) -> FastAPI:
     settings = settings or (ctx.settings if ctx else Settings())
+    quiet_url_logging()
     ctx = ctx or AppContext.build(settings, clock=clock)
     notify_outbox.install(ctx)
 

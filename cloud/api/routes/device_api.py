@@ -105,7 +105,7 @@ def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: Sessio
     "/trigger/{trigger_id}/cancel/", response_model=schemas.TriggerPublic, responses={404: {"model": schemas.ErrorBody}}
 )
 def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep, ctx: CtxDep) -> schemas.TriggerPublic:
-    """Cancel a pending trigger; its click is given back."""
+    """Cancel a trigger; its click is given back only if the device has not picked it up yet."""
     trigger = triggers.cancel(session, ctx, user, trigger_id)
     session.commit()
     return trigger_public(session, trigger, session.get(Device, trigger.device_id).serial)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 from cloud.api import schemas
 from cloud.api.deps import AccountUser, CtxDep, SessionDep, TokenDep
 from cloud.models import User
-from cloud.services import accounts
+from cloud.services import accounts, clicks
 
 router = APIRouter(prefix="/api", tags=["users"])
 _err = {"model": schemas.ErrorBody}
@@ -85,7 +85,10 @@ def me(user: AccountUser, ctx: CtxDep) -> schemas.UserPublic:
 @router.patch("/users/me/", response_model=schemas.UserPublic)
 def update_me(body: schemas.UserUpdate, user: AccountUser, session: SessionDep, ctx: CtxDep) -> schemas.UserPublic:
     """Change the caller's name or timezone."""
-    for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "timezone" in changes and changes["timezone"] != user.timezone:
+        clicks.carry_over(session, user.id, user.timezone, changes["timezone"], ctx.clock.now())
+    for field, value in changes.items():
         setattr(user, field, value)
     session.commit()
     return _public(user, ctx)
