@@ -8,7 +8,8 @@
     ├── NotFound                 (404 not_found)  -- also "exists but is not yours"
     ├── Conflict                 (409 conflict)
     ├── ClickLimitExceeded       (429 click_limit_exceeded)
-    └── RateLimited              (429 rate_limited)
+    ├── RateLimited              (429 rate_limited)
+    └── ServiceUnavailable       (503 unavailable)    -- a remote service we need failed; try again
 
 Every error body is ``{"error": code, "detail": message, ...context}``, an unhandled
 exception's 500 included (``internal_error``; the traceback goes to the log, not the client).
@@ -84,6 +85,11 @@ class ClickLimitExceeded(MailcamError):
 class RateLimited(MailcamError):
     status_code = 429
     code = "rate_limited"
+
+
+class ServiceUnavailable(MailcamError):
+    status_code = 503
+    code = "unavailable"
 
 
 _HTTP_CODES = {

@@ -27,6 +27,7 @@ from cloud.models.notify import (
     Notification,
     NotificationPreference,
     PushToken,
+    RecipientConfirmation,
     Webhook,
 )
 from cloud.models.vision import AIBudgetNotice, AIOperation, AnalysisFeedback, VisionBaseline
@@ -38,6 +39,7 @@ __all__ = [
     "Notification",
     "NotificationPreference",
     "PushToken",
+    "RecipientConfirmation",
     "Webhook",
     "AIBudgetNotice",
     "AIOperation",

@@ -43,6 +43,11 @@ class NotifySettings(BaseModel):
         default=True, description="allow loopback/LAN targets (Home Assistant usually lives on the LAN)"
     )
 
+    # Confirming an email address or phone number before it gets anything: a 6-digit code sent there.
+    confirm_code_ttl_s: int = Field(default=900, ge=60)
+    confirm_max_attempts: int = Field(default=5, ge=1)
+    confirm_resend_interval_s: int = Field(default=60, ge=0, description="between two codes to one address")
+
     # Outbox delivery
     worker_poll_interval_s: float = 0.5
     batch_size: int = 50

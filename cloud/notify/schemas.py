@@ -50,7 +50,9 @@ class PreferencesUpdate(Strict):
 class PreferencesPublic(BaseModel):
     events: dict[str, list[str]]
     phone: str | None
+    phone_confirmed: bool = Field(description="SMS goes out only to a confirmed number")
     email: str
+    email_confirmed: bool = Field(description="Email goes out only to a confirmed address")
     quiet_hours: QuietHoursIn | None
     timezone: str
     min_confidence: float
@@ -132,3 +134,22 @@ class ApiKeyPublic(BaseModel):
 
 class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="Shown once; send it as `Authorization: Bearer mck_…`")
+
+
+ConfirmChannel = Literal["email", "sms"]
+
+
+class ConfirmationSent(BaseModel):
+    channel: ConfirmChannel
+    address: str
+    expires_at: datetime
+
+
+class ConfirmationCode(Strict):
+    code: str = Field(pattern=r"^[0-9]{6}$", description="The 6-digit code sent to the address")
+
+
+class RecipientConfirmed(BaseModel):
+    channel: ConfirmChannel
+    address: str
+    confirmed: Literal[True] = True

@@ -14,13 +14,14 @@ from cloud.api import schemas as core_schemas
 from cloud.api.deps import AccountUser, CtxDep, CurrentUser, SessionDep
 from cloud.errors import NotFound, ValidationFailed
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
-from cloud.notify import preferences, registry
+from cloud.notify import confirmations, preferences, registry
 from cloud.notify import schemas as s
 from cloud.notify.webhook import new_salt, webhook_secret
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
-_errors = {404: {"model": core_schemas.ErrorBody}}
-_invalid = {422: {"model": core_schemas.ErrorBody}}
+_err = {"model": core_schemas.ErrorBody}
+_errors = {404: _err}
+_invalid = {422: _err}
 
 
 @router.get("/", response_model=s.NotificationPage)
@@ -66,7 +67,9 @@ def _preferences_public(session: SessionDep, ctx: CtxDep, user: User) -> s.Prefe
     return s.PreferencesPublic(
         events={kind: prefs.channels(kind) for kind in s.kinds.ALL_KINDS},
         phone=prefs.phone,
+        phone_confirmed=bool(prefs.phone) and confirmations.is_confirmed(session, user.id, "sms", prefs.phone),
         email=prefs.email_address,
+        email_confirmed=confirmations.is_confirmed(session, user.id, "email", prefs.email_address),
         quiet_hours=quiet,
         timezone=prefs.timezone,
         min_confidence=prefs.min_confidence,
@@ -90,6 +93,35 @@ def put_preferences(
     preferences.save(session, user, changes, ctx.clock.now())
     session.commit()
     return _preferences_public(session, ctx, user)
+
+
+_confirm_errors = {409: _err, 422: _err, 429: _err}
+
+
+@router.post(
+    "/recipients/{channel}/code",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=s.ConfirmationSent,
+    responses={**_confirm_errors, 503: _err},
+)
+def send_confirmation_code(
+    channel: s.ConfirmChannel, user: AccountUser, session: SessionDep, ctx: CtxDep
+) -> s.ConfirmationSent:
+    """Send a 6-digit code to my email address or phone number; it gets nothing until confirmed."""
+    sent = confirmations.send_code(session, ctx, user, channel)
+    return s.ConfirmationSent(channel=sent.channel, address=sent.address, expires_at=sent.expires_at)
+
+
+@router.post("/recipients/{channel}/confirm", response_model=s.RecipientConfirmed, responses=_confirm_errors)
+def confirm_recipient(
+    channel: s.ConfirmChannel, body: s.ConfirmationCode, user: AccountUser, session: SessionDep, ctx: CtxDep
+) -> s.RecipientConfirmed:
+    """Confirm my email address or phone number with the code sent there."""
+    try:
+        address = confirmations.confirm(session, ctx, user, channel, body.code)
+    finally:
+        session.commit()  # a wrong code's attempt counts even though the request fails
+    return s.RecipientConfirmed(channel=channel, address=address)
 
 
 @router.post("/push-tokens/", status_code=status.HTTP_201_CREATED, response_model=s.PushTokenPublic)
