@@ -58,6 +58,7 @@ def create_app(
     app.state.ctx = ctx
     install_error_handlers(app)
     document_error_bodies(app)
+    vision_routes.document_allowed_models(app, ctx.settings.vision)
     for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys):
         app.include_router(module.router)
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.errors import Conflict, NotFound, ValidationFailed
+from cloud.errors import Conflict, NotFound
 from cloud.models import Device, Gateway, User
 from cloud.security import hash_token, new_claim_code, new_token, normalise_claim_code
 from cloud.settings import Settings
@@ -27,7 +27,8 @@ def register_device(
 ) -> tuple[Device, str, str]:
     """Create a device; returns it with its one-time device token and claim code (shown once)."""
     if is_reserved_serial(serial, reserved_serials):
-        raise ValidationFailed("this serial is reserved", serial=serial)
+        # 409 like a taken serial: the name is taken, by one of our own broker logins.
+        raise Conflict("this serial is reserved (a broker login of mailcam's own)", serial=serial)
     if session.scalar(select(Device.id).where(Device.serial == serial)) is not None:
         raise Conflict("a device with this serial is already registered", serial=serial)
     token, claim_code = new_token("mcd"), new_claim_code()

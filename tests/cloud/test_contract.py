@@ -72,3 +72,19 @@ def test_an_unhandled_exception_is_a_json_500(cloud_app):
     assert response.headers["content-type"] == "application/json"
     assert response.json()["error"] == "internal_error"
     assert "a bug" not in response.text
+
+
+def test_text_with_nul_is_a_clear_422_on_every_database(api):
+    """Expected: a NUL character in request text refused with a 422 (as the OpenAPI document states).
+    Happened on PostgreSQL (text cannot hold NUL): a 500 from psycopg's DataError."""
+    alice = new_account(api, "alice@example.com")
+    new_device(api, alice, "box-1")
+    requests = [
+        api.patch("/api/users/me/", json={"name": "a\x00b"}, headers=alice.headers),
+        api.post("/api/auth/token/", json={"email": "a\x00@example.com", "password": "x"}),
+        api.post("/api/gateways/", json={"name": "home\x00"}, headers=alice.headers),
+        api.get("/api/device/status/", params={"device_serial": "box\x00-1"}, headers=alice.headers),
+        api.get("/api/devices/box%00-1/", headers=alice.headers),
+    ]
+    assert [r.status_code for r in requests] == [422] * len(requests)
+    assert all(r.json()["error"] == "invalid_request" for r in requests)

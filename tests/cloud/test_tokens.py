@@ -117,6 +117,6 @@ def test_reserved_serials_cannot_be_registered(api):
     alice = new_account(api, "alice@example.com")
     for serial in ("mailcam-gateway", "MAILCAM-GATEWAY", "mailcam_bridge", "admin"):
         response = api.post("/api/devices/", json={"serial": serial}, headers=alice.headers)
-        assert response.status_code == 422, serial
-        assert response.json()["error"] == "invalid_request"
+        assert response.status_code == 409, serial
+        assert "reserved" in response.json()["detail"]
     assert api.post("/api/devices/", json={"serial": "box-mailcam"}, headers=alice.headers).status_code == 201

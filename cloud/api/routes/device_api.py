@@ -104,7 +104,9 @@ def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: Sessio
 @router.post(
     "/trigger/{trigger_id}/cancel/", response_model=schemas.TriggerPublic, responses={404: {"model": schemas.ErrorBody}}
 )
-def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep, ctx: CtxDep) -> schemas.TriggerPublic:
+def cancel_trigger(
+    trigger_id: schemas.IdPath, user: CurrentUser, session: SessionDep, ctx: CtxDep
+) -> schemas.TriggerPublic:
     """Cancel a trigger; its click is given back only if the device has not picked it up yet."""
     trigger = triggers.cancel(session, ctx, user, trigger_id)
     session.commit()
@@ -113,7 +115,10 @@ def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep, ctx:
 
 @router.get("/status/", response_model=schemas.DeviceStatus, responses={404: {"model": schemas.ErrorBody}})
 def get_status(
-    device_serial: Annotated[str, Query(max_length=64)], user: CurrentUser, session: SessionDep, ctx: CtxDep
+    device_serial: Annotated[str, Query(pattern=schemas.SERIAL_PATTERN)],
+    user: CurrentUser,
+    session: SessionDep,
+    ctx: CtxDep,
 ) -> schemas.DeviceStatus:
     """A device's status, last capture and my clicks today."""
     device = devices.owned_device(session, user, device_serial)

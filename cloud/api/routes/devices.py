@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from cloud.api import schemas
 from cloud.api.deps import AccountUser, CtxDep, CurrentUser, OwnedDevice, SessionDep
 from cloud.api.presenters import capture_public, device_public, trigger_public
-from cloud.errors import ValidationFailed
 from cloud.models import Capture, Device, ManualTrigger
 from cloud.services import devices
 
@@ -61,7 +59,7 @@ def claim_device(
 
 @router.post("/{serial}/token/", response_model=schemas.DeviceToken, responses=_owner_errors)
 def rotate_device_token(
-    serial: Annotated[str, Path(max_length=64)], user: AccountUser, session: SessionDep
+    serial: schemas.SerialPath, user: AccountUser, session: SessionDep
 ) -> schemas.DeviceToken:
     """Give my device a new token; the old one stops working (shown once)."""
     device = devices.owned_device(session, user, serial)
@@ -71,7 +69,7 @@ def rotate_device_token(
 
 
 @router.delete("/{serial}/token/", status_code=status.HTTP_204_NO_CONTENT, responses=_owner_errors)
-def revoke_device_token(serial: Annotated[str, Path(max_length=64)], user: AccountUser, session: SessionDep) -> None:
+def revoke_device_token(serial: schemas.SerialPath, user: AccountUser, session: SessionDep) -> None:
     """Revoke my device's token (its gateway may still post for it)."""
     devices.revoke_device_token(session, devices.owned_device(session, user, serial))
     session.commit()
@@ -102,15 +100,18 @@ def update_device(
 
 
 def _encode_cursor(capture: Capture) -> str:
-    return base64.urlsafe_b64encode(f"{capture.received_at.isoformat()}|{capture.id}".encode()).decode()
+    micros = (capture.received_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}-{capture.id}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        when, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(when), int(pk)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed("invalid cursor") from exc
+    # The pattern (CURSOR_PATTERN, in the OpenAPI document) bounds both numbers: every cursor it
+    # admits decodes (≤ 17 digits of µs is before the year 5138), and the id is clamped to INTEGER.
+    micros, pk = cursor.split("-")
+    return _EPOCH + timedelta(microseconds=int(micros)), min(int(pk), 2**31 - 1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @router.get("/{serial}/captures/", response_model=schemas.CapturePage, responses=_errors)
@@ -118,7 +119,7 @@ def list_captures(
     device: OwnedDevice,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(pattern=schemas.CURSOR_PATTERN)] = None,
 ) -> schemas.CapturePage:
     """Page through a device's captures, newest first."""
     query = (

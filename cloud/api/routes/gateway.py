@@ -30,6 +30,7 @@ from cloud.api.deps import (
     device_caller,
     gateway_caller,
 )
+from cloud.api.schemas import RowId
 from cloud.context import AppContext
 from cloud.models import Device, Gateway
 from cloud.services import devices, triggers
@@ -61,7 +62,7 @@ def list_gateways(user: AccountUser, session: SessionDep) -> list[schemas.Gatewa
 
 
 @router.post("/gateways/{gateway_id}/token/", response_model=schemas.GatewayToken, responses=_owner_errors)
-def rotate_gateway_token(gateway_id: int, user: AccountUser, session: SessionDep) -> schemas.GatewayToken:
+def rotate_gateway_token(gateway_id: RowId, user: AccountUser, session: SessionDep) -> schemas.GatewayToken:
     """Give my gateway a new token; the old one stops working (shown once)."""
     gateway = devices.owned_gateway(session, user, gateway_id)
     token = devices.rotate_gateway_token(session, gateway)
@@ -70,7 +71,7 @@ def rotate_gateway_token(gateway_id: int, user: AccountUser, session: SessionDep
 
 
 @router.delete("/gateways/{gateway_id}/", status_code=status.HTTP_204_NO_CONTENT, responses=_owner_errors)
-def revoke_gateway(gateway_id: int, user: AccountUser, session: SessionDep) -> None:
+def revoke_gateway(gateway_id: RowId, user: AccountUser, session: SessionDep) -> None:
     """Revoke my gateway: its token stops working and it is forgotten."""
     session.delete(devices.owned_gateway(session, user, gateway_id))
     session.commit()
@@ -115,7 +116,9 @@ async def gateway_triggers(
     ctx: CtxDep,
     token: TokenDep,
     wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
-    version: Annotated[str | None, Query(max_length=64, description="The version last seen")] = None,
+    version: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{1,64}$", description="The version last seen")
+    ] = None,
 ) -> schemas.GatewayTriggers:
     """Open manual triggers for my devices; long-polls while nothing changed since `version`."""
     # No request-long session here: on SQLite an open transaction holds the write lock.
@@ -133,7 +136,9 @@ async def gateway_triggers(
     response_model=schemas.GatewayTrigger,
     responses={404: {"model": schemas.ErrorBody}},
 )
-def trigger_delivered(trigger_id: str, gateway: GatewayDep, session: SessionDep, ctx: CtxDep) -> schemas.GatewayTrigger:
+def trigger_delivered(
+    trigger_id: schemas.IdPath, gateway: GatewayDep, session: SessionDep, ctx: CtxDep
+) -> schemas.GatewayTrigger:
     """Report that the device has picked up a trigger."""
     device_ids = DeviceCaller(gateway=gateway).device_ids(session)
     trigger = triggers.mark_delivered(session, device_ids, trigger_id, ctx.clock.now())

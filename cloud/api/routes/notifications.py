@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from cloud.api import schemas as core_schemas
 from cloud.api.deps import AccountUser, CtxDep, CurrentUser, SessionDep
+from cloud.api.schemas import RowId
 from cloud.errors import NotFound, ValidationFailed
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
 from cloud.notify import confirmations, preferences, registry
@@ -29,7 +30,7 @@ def delivery_log(
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     kind: Annotated[s.Kind | None, Query()] = None,
     status_: Annotated[s.Status | None, Query(alias="status")] = None,
 ) -> s.NotificationPage:
@@ -149,7 +150,7 @@ def list_push_tokens(user: CurrentUser, session: SessionDep) -> list[s.PushToken
 
 
 @router.delete("/push-tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
-def delete_push_token(token_id: int, user: AccountUser, session: SessionDep) -> None:
+def delete_push_token(token_id: RowId, user: AccountUser, session: SessionDep) -> None:
     """Forget an app install's token (log-out on the phone)."""
     row = session.get(PushToken, token_id)
     if row is None or row.user_id != user.id:
@@ -207,7 +208,7 @@ def list_webhooks(user: CurrentUser, session: SessionDep) -> list[s.WebhookPubli
 
 @router.patch("/webhooks/{webhook_id}", response_model=s.WebhookPublic, responses={**_errors, **_invalid})
 def update_webhook(
-    webhook_id: int, body: s.WebhookUpdate, user: AccountUser, session: SessionDep, ctx: CtxDep
+    webhook_id: RowId, body: s.WebhookUpdate, user: AccountUser, session: SessionDep, ctx: CtxDep
 ) -> s.WebhookPublic:
     """Change a webhook's URL or description, or switch it on or off."""
     hook = _owned_webhook(session, user, webhook_id)
@@ -221,7 +222,7 @@ def update_webhook(
 
 
 @router.post("/webhooks/{webhook_id}/rotate-secret", response_model=s.WebhookCreated, responses=_errors)
-def rotate_webhook_secret(webhook_id: int, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
+def rotate_webhook_secret(webhook_id: RowId, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
     """Replace a webhook's signing secret; the new one is shown only here."""
     hook = _owned_webhook(session, user, webhook_id)
     hook.secret_salt = new_salt()
@@ -231,7 +232,7 @@ def rotate_webhook_secret(webhook_id: int, user: AccountUser, session: SessionDe
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
-def delete_webhook(webhook_id: int, user: AccountUser, session: SessionDep) -> None:
+def delete_webhook(webhook_id: RowId, user: AccountUser, session: SessionDep) -> None:
     """Remove a webhook."""
     session.delete(_owned_webhook(session, user, webhook_id))
     session.commit()
