@@ -3,8 +3,10 @@
 import os
 import stat
 import threading
+import time
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from cloud.models import Capture, Device, TriggerType
@@ -109,3 +111,78 @@ def test_the_image_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
     assert (folder.st_dev, folder.st_ino) in dirs
     root = os.stat(store.root)
     assert (root.st_dev, root.st_ino) in dirs  # the new shard folder's own entry
+
+
+class PausingInsideTheTransaction(ImageStore):
+    """The real store, paused at ingest's second ``put``: inside its transaction, holding the file's lock."""
+
+    def __init__(self, root, **kwargs) -> None:
+        super().__init__(root, **kwargs)
+        self.puts = 0
+        self.holding = threading.Event()
+        self.go_on = threading.Event()
+
+    def put(self, sha256: str, data: bytes, thumbnail: bytes) -> None:
+        super().put(sha256, data, thumbnail)
+        self.puts += 1
+        if self.puts == 2:
+            self.holding.set()
+            assert self.go_on.wait(WAIT_S)
+
+
+def _lock_waiters(ctx) -> int:
+    with ctx.engine.connect() as conn:
+        return conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).scalar_one()
+
+
+def test_a_delete_waits_for_an_ingest_holding_the_same_image(api, cloud_ctx, database_url):
+    """On PostgreSQL (several replicas) the lock row is what orders them: a delete that meets an ingest
+    of the same image inside its transaction waits for it, then sees the new capture and keeps the file."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: the two transactions cannot overlap")
+    alice = new_account(api, "alice@example.com")
+    box = new_device(api, alice, "box-1")
+    image = jpeg_bytes(seed=9)
+    api.post("/api/device/capture/", json=capture_body("box-1", image, capture_id="cap-a"), headers=box.headers)
+    store = PausingInsideTheTransaction(cloud_ctx.images.root, thumbnail_side=cloud_ctx.images.thumbnail_side)
+    cloud_ctx.images = store
+    errors: list[BaseException] = []
+
+    def run(work) -> None:
+        try:
+            with cloud_ctx.sessions() as session:
+                work(session)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            store.holding.set()
+
+    def upload_b(session) -> None:
+        device = session.scalar(select(Device).where(Device.serial == "box-1"))
+        ingest.ingest_capture(session, cloud_ctx, device, ingest.CaptureIn(
+            image_b64=b64(image), trigger_type=TriggerType.AUTOMATIC, battery_voltage=None,
+            taken_at=datetime.now(UTC), capture_id="cap-b",
+        ))
+
+    def delete_a(session) -> None:
+        pk_a = session.scalar(select(Capture.id).where(Capture.capture_id == "cap-a"))
+        retention.delete_captures(session, cloud_ctx, [pk_a])
+
+    uploader = threading.Thread(target=run, args=(upload_b,), name="upload-b")
+    deleter = threading.Thread(target=run, args=(delete_a,), name="delete-a")
+    uploader.start()
+    try:
+        assert store.holding.wait(WAIT_S) and not errors
+        deleter.start()
+        deadline = time.monotonic() + WAIT_S
+        while _lock_waiters(cloud_ctx) == 0:  # the delete is queued behind the ingest's lock
+            assert time.monotonic() < deadline, "the delete did not wait for the ingest"
+            time.sleep(0.01)
+    finally:
+        store.go_on.set()
+        uploader.join(WAIT_S)
+        if deleter.ident is not None:  # started
+            deleter.join(WAIT_S)
+    assert not errors, errors
+    assert api.get("/api/captures/cap-b/image", headers=alice.headers).content == image
