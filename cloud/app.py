@@ -24,10 +24,17 @@ from cloud.web import routes as web
 log = logging.getLogger("mailcam.cloud")
 
 
+def quiet_url_logging() -> None:
+    """httpx and httpcore log every request's full URL at INFO; webhook URLs carry secrets in their path."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, ctx: AppContext | None = None
 ) -> FastAPI:
     settings = settings or (ctx.settings if ctx else Settings())
+    quiet_url_logging()
     ctx = ctx or AppContext.build(settings, clock=clock)
     notify_outbox.install(ctx)
     security.configure_hashing(settings.password_hash_concurrency, settings.password_hash_wait_s)
@@ -60,6 +67,7 @@ def create_app(
     )
     install_error_handlers(app)
     document_error_bodies(app)
+    vision_routes.document_allowed_models(app, ctx.settings.vision)
     for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys):
         app.include_router(module.router)
 

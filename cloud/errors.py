@@ -7,9 +7,12 @@
     ├── Forbidden                (403 forbidden)
     ├── NotFound                 (404 not_found)  -- also "exists but is not yours"
     ├── Conflict                 (409 conflict)
-    └── ClickLimitExceeded       (429 click_limit_exceeded)
+    ├── ClickLimitExceeded       (429 click_limit_exceeded)
+    ├── RateLimited              (429 rate_limited)
+    └── ServiceUnavailable       (503 unavailable)    -- a remote service we need failed; try again
 
-Every error body is ``{"error": code, "detail": message, ...context}``.
+Every error body is ``{"error": code, "detail": message, ...context}``, an unhandled
+exception's 500 included (``internal_error``; the traceback goes to the log, not the client).
 """
 
 from __future__ import annotations
@@ -74,10 +77,19 @@ class ClickLimitExceeded(MailcamError):
     status_code = 429
     code = "click_limit_exceeded"
 
+    def body(self) -> dict[str, Any]:
+        # The seed's clients read ``status`` and ``message``; ours read ``error`` and ``detail``.
+        return {"status": "error", "message": self.detail, **super().body()}
+
 
 class RateLimited(MailcamError):
     status_code = 429
     code = "rate_limited"
+
+
+class ServiceUnavailable(MailcamError):
+    status_code = 503
+    code = "unavailable"
 
 
 _HTTP_CODES = {
@@ -113,6 +125,14 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=422,
         )
 
+    @app.exception_handler(Exception)
+    async def _unhandled(_request: Request, _exc: Exception) -> JSONResponse:
+        # Starlette's ServerErrorMiddleware calls this, then re-raises so the traceback is logged.
+        return JSONResponse(
+            {"error": "internal_error", "detail": "an unexpected error occurred; it has been logged"},
+            status_code=500,
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
@@ -139,8 +159,18 @@ VALIDATION_ERROR_SCHEMA = {
 }
 
 
+# Any operation behind a bearer token may answer these: no or a bad token (401); a token of the
+# wrong kind, or an API key whose scope does not allow the call (403); an API key over its rate (429).
+_AUTH_ERRORS = {
+    "401": "Missing, invalid or expired token",
+    "403": "This token may not do this",
+    "429": "Too many requests (integration API keys are rate limited)",
+}
+
+
 def document_error_bodies(app: FastAPI) -> None:
-    """Make the OpenAPI schema describe the 422 body this app really sends (not FastAPI's default)."""
+    """Make the OpenAPI schema describe the error bodies this app really sends (not FastAPI's default):
+    the 422 body, and on every operation behind a token the 401/403/429 it may answer."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -149,7 +179,57 @@ def document_error_bodies(app: FastAPI) -> None:
             schemas = schema.get("components", {}).get("schemas", {})
             if "HTTPValidationError" in schemas:
                 schemas["HTTPValidationError"] = VALIDATION_ERROR_SCHEMA
+            _document_auth_errors(schema)
+            _document_no_nul(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_auth_errors(schema: dict[str, Any]) -> None:
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or not operation.get("security"):
+                continue
+            responses = operation.setdefault("responses", {})
+            for code, description in _AUTH_ERRORS.items():
+                responses.setdefault(code, {"description": description, "content": body})
+
+
+# Request text may not contain NUL (PostgreSQL text cannot hold it); ``Strict`` bodies refuse it
+# (cloud.api.schemas) and the document says so on every free-text field of a request body.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+
+def _document_no_nul(schema: dict[str, Any]) -> None:
+    components = schema.get("components", {}).get("schemas", {})
+    pending = [
+        media["schema"]
+        for path_item in schema.get("paths", {}).values()
+        for operation in path_item.values()
+        if isinstance(operation, dict)
+        for media in operation.get("requestBody", {}).get("content", {}).values()
+        if "schema" in media
+    ]
+    seen: set[str] = set()
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        ref = node.get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            name = ref.rsplit("/", 1)[1]
+            if name not in seen and name in components:
+                seen.add(name)
+                pending.append(components[name])
+            continue
+        if node.get("type") == "string" and not {"pattern", "enum", "const", "format"} & node.keys():
+            node["pattern"] = NO_NUL_PATTERN
+        pending.extend(node.get("properties", {}).values())
+        pending.extend(node.get("anyOf", []))
+        pending.extend(node.get("allOf", []))
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                pending.append(node[key])

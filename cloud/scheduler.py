@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
 from cloud.models import JobRun
-from cloud.services import triggers
+from cloud.services import accounts, triggers
 
 log = logging.getLogger("mailcam.scheduler")
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -61,8 +61,15 @@ def _expire_triggers(session: Session, ctx: AppContext) -> int:
     return triggers.expire_overdue(session, ctx)
 
 
+def _purge_expired_tokens(session: Session, ctx: AppContext) -> int:
+    return accounts.purge_expired_tokens(session, ctx.clock.now())
+
+
 def core_jobs(ctx: AppContext) -> list[PeriodicJob]:
-    return [PeriodicJob("expire_triggers", ctx.settings.trigger_expiry_interval_s, _expire_triggers)]
+    return [
+        PeriodicJob("expire_triggers", ctx.settings.trigger_expiry_interval_s, _expire_triggers),
+        PeriodicJob("purge_expired_tokens", ctx.settings.token_purge_interval_s, _purge_expired_tokens),
+    ]
 
 
 class Scheduler:

@@ -56,7 +56,7 @@ def register(
     data = response.json()
     typer.echo(f"registered {data['serial']}")
     typer.echo(f"claim code:   {data['claim_code']}   (give it to the homeowner)")
-    typer.echo(f"device token: {data['device_token']}   (shown only now)")
+    typer.echo(f"device token: {data['device_token']}   (shown only now; replaced when the homeowner claims)")
 
 
 @provision_app.command("mosquitto-user")

@@ -91,7 +91,7 @@ def new_device(client: httpx.Client, owner: Account, serial: str, **extra) -> Ow
     assert reg.status_code == 201, reg.text
     claim = client.post("/api/devices/claim/", json={"claim_code": reg.json()["claim_code"]}, headers=owner.headers)
     assert claim.status_code == 200, claim.text
-    return OwnedDevice(serial, reg.json()["device_token"])
+    return OwnedDevice(serial, claim.json()["device_token"])  # claiming replaced the installer's token
 
 
 class LiveServer:

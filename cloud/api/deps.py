@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud.api.schemas import SerialPath
 from cloud.context import AppContext
 from cloud.errors import Forbidden, NotAuthenticated, NotFound
 from cloud.models import Device, Gateway, User
@@ -72,7 +73,7 @@ def account_user(session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:
 AccountUser = Annotated[User, Depends(account_user)]
 
 
-def owned_device(session: SessionDep, user: CurrentUser, serial: Annotated[str, Path(max_length=64)]) -> Device:
+def owned_device(session: SessionDep, user: CurrentUser, serial: SerialPath) -> Device:
     return devices.owned_device(session, user, serial)
 
 

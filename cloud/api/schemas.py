@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from fastapi import Path
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
-Serial = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
-CaptureId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+SERIAL_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # capture and trigger ids
+Serial = Annotated[str, StringConstraints(pattern=SERIAL_PATTERN)]
+CaptureId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+# The same rules for ids in paths and queries: what the server can hold is what the document states.
+SerialPath = Annotated[str, Path(pattern=SERIAL_PATTERN)]
+IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 def _known_timezone(name: str) -> str:
@@ -20,16 +34,54 @@ def _known_timezone(name: str) -> str:
     return name
 
 
-TimeZone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_known_timezone)]
+def _zone_names() -> list[str]:
+    names = []
+    for name in available_timezones():
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+        names.append(name)
+    return sorted(names)
+
+
+# The OpenAPI document lists the zones this server knows, so what it accepts is what it states.
+TimeZone = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    AfterValidator(_known_timezone),
+    WithJsonSchema({"type": "string", "enum": _zone_names(), "description": "An IANA time zone name"}),
+]
+# An email address as this server checks it (stated in the OpenAPI document as is): whether the
+# address reaches anyone is proven by a confirmation code before anything is sent there.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL_PATTERN = rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$"
+Email = Annotated[
+    str,
+    StringConstraints(max_length=254, pattern=EMAIL_PATTERN),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 254, "pattern": EMAIL_PATTERN}),
+]
+# Table ids in paths: bounded so that no database is asked about a number its INTEGER cannot hold.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class Strict(BaseModel):
+    """A request body: unknown fields and NUL characters are refused (PostgreSQL text cannot hold NUL;
+    the OpenAPI document states it, see ``cloud.errors.NO_NUL_PATTERN``)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text may not contain NUL characters")
+        return value
 
 
 # Users and auth
 class UserCreate(Strict):
-    email: EmailStr
+    email: Email
     password: str = Field(min_length=8, max_length=200)
     name: str | None = Field(default=None, max_length=100)
     timezone: TimeZone = "UTC"
@@ -57,6 +109,11 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_at: datetime
+
+
+class PasswordChange(Strict):
+    current_password: str = Field(max_length=200)
+    new_password: str = Field(min_length=8, max_length=200)
 
 
 # Devices
@@ -100,6 +157,17 @@ class DevicePublic(BaseModel):
     mail_categories: dict[str, int] | None = None
 
 
+class DeviceClaimed(DevicePublic):
+    device_token: str = Field(
+        description="The device's new token, shown once: claiming revokes the one its installer saw"
+    )
+
+
+class DeviceToken(BaseModel):
+    serial: str
+    device_token: str = Field(description="Shown once; every earlier token of this device stops working")
+
+
 # Captures
 class ReferenceSet(BaseModel):
     """A photo of the mailbox empty, now the device's reference."""
@@ -113,7 +181,10 @@ class ReferenceSet(BaseModel):
 
 class CaptureCreate(Strict):
     serial_number: Serial
-    image: str = Field(description="Base64 JPEG (a data: URL prefix is accepted)")
+    image: str = Field(
+        description="Base64 JPEG (a data: URL prefix is accepted); anything else is a 422 invalid_image",
+        json_schema_extra={"contentEncoding": "base64", "contentMediaType": "image/jpeg"},
+    )
     trigger_type: Literal["automatic", "manual"] = "automatic"
     battery_voltage: float | None = Field(default=None, ge=0, le=30)
     timestamp: datetime
@@ -162,9 +233,14 @@ class CapturePublic(BaseModel):
     analysis: AnalysisPublic | None
 
 
+CURSOR_PATTERN = r"^[0-9]{1,17}-[0-9]{1,10}$"
+
+
 class CapturePage(BaseModel):
     items: list[CapturePublic]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page: `<received_at, µs since 1970>-<row id>`"
+    )
 
 
 # Telemetry
@@ -188,10 +264,15 @@ class TelemetryAccepted(BaseModel):
 # Triggers
 class TriggerCreate(Strict):
     device_serial: Serial
+    user_id: int | None = Field(
+        default=None,
+        description="The seed's field, optional: checked against the caller, never trusted (a mismatch is a 403)",
+    )
 
 
 class TriggerAccepted(BaseModel):
     status: Literal["triggered", "queued"]
+    message: str
     trigger_id: str
     device_serial: str
     expires_at: datetime
@@ -201,7 +282,9 @@ class TriggerAccepted(BaseModel):
 
 
 class ClickLimitBody(BaseModel):
+    status: Literal["error"]
     error: Literal["click_limit_exceeded"]
+    message: str
     detail: str
     clicks_used: int
     clicks_limit: int
@@ -223,7 +306,8 @@ class TriggerPublic(BaseModel):
 class DeviceStatus(BaseModel):
     device_serial: str
     status: Literal["online", "offline"]
-    last_capture: CapturePublic | None
+    last_capture: datetime | None = Field(description="When the latest photo was taken (the seed's field)")
+    latest_capture: CapturePublic | None = Field(description="The latest capture with its analysis")
     battery_voltage: float | None
     user_tier: Literal["free", "premium"]
     clicks_used_today: int
@@ -240,6 +324,18 @@ class GatewayRegistered(BaseModel):
     gateway_id: int
     name: str
     gateway_token: str = Field(description="Shown once")
+
+
+class GatewayPublic(BaseModel):
+    gateway_id: int
+    name: str
+    created_at: datetime
+    last_seen_at: datetime | None
+
+
+class GatewayToken(BaseModel):
+    gateway_id: int
+    gateway_token: str = Field(description="Shown once; the gateway's earlier token stops working")
 
 
 class GatewayDevice(BaseModel):

@@ -9,6 +9,7 @@ from cloud.models.core import (
     ClickUsage,
     Device,
     Gateway,
+    ImageFile,
     JobRun,
     JobStatus,
     ManualTrigger,
@@ -26,6 +27,7 @@ from cloud.models.notify import (
     Notification,
     NotificationPreference,
     PushToken,
+    RecipientConfirmation,
     Webhook,
 )
 from cloud.models.security import LoginFailureWindow
@@ -45,6 +47,7 @@ __all__ = [
     "Notification",
     "NotificationPreference",
     "PushToken",
+    "RecipientConfirmation",
     "Webhook",
     "AIBudgetNotice",
     "AIOperation",
@@ -60,6 +63,7 @@ __all__ = [
     "ClickUsage",
     "Device",
     "Gateway",
+    "ImageFile",
     "JobRun",
     "JobStatus",
     "LoginFailureWindow",

@@ -176,6 +176,19 @@ class Capture(Base):
     )
 
 
+class ImageFile(Base):
+    """The lock row of one content-addressed image file (``cloud.services.images.hold_image``).
+
+    An ingest that will reference the file and a delete that would remove it both lock this
+    row first, so a file is never unlinked while a capture (committed or being ingested) uses it.
+    """
+
+    __tablename__ = "image_files"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class Analysis(Base):
     """The vision result of one capture. ``status`` failed is never read as "no mail"."""
 

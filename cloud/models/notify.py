@@ -27,6 +27,26 @@ class NotificationPreference(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class RecipientConfirmation(Base):
+    """Proof that an email address or phone number belongs to the user: a code sent there, typed back.
+
+    Only the code's HMAC is stored. Until ``confirmed_at`` is set, the address gets nothing.
+    """
+
+    __tablename__ = "recipient_confirmations"
+    __table_args__ = (UniqueConstraint("user_id", "channel", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms
+    address: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class PushToken(Base):
     """An FCM registration token of one of the owner's app installs (needed as is to send)."""
 

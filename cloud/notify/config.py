@@ -44,6 +44,11 @@ class NotifySettings(BaseModel):
     webhook_timeout_s: float = 10.0  # per connect, read or write
     webhook_deadline_s: float = 15.0  # for the whole request: a receiver dripping bytes is cut off here
 
+    # Confirming an email address or phone number before it gets anything: a 6-digit code sent there.
+    confirm_code_ttl_s: int = Field(default=900, ge=60)
+    confirm_max_attempts: int = Field(default=5, ge=1)
+    confirm_resend_interval_s: int = Field(default=60, ge=0, description="between two codes to one address")
+
     # Outbox delivery: sends run in `senders` threads, each row in its own, claimed as threads free
     # up; one user holds at most `sends_per_user` of them, so nobody's slow channel stalls the rest.
     worker_poll_interval_s: float = 0.5

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from cloud.context import AppContext
 from cloud.events import Event, EventKind
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
-from cloud.notify import alerts, kinds, preferences
+from cloud.notify import alerts, confirmations, kinds, preferences
 from cloud.notify.base import (
     ChannelError,
     OutgoingMessage,
@@ -136,10 +136,10 @@ def enqueue(session: Session, ctx: AppContext, prefs: preferences.Preferences, e
 def _recipients(session: Session, prefs: preferences.Preferences, channel: str) -> list[str]:
     if channel == kinds.CONSOLE:
         return ["console"]
-    if channel == kinds.EMAIL:
-        return [prefs.email_address]
-    if channel == kinds.SMS:
-        return [prefs.phone] if prefs.phone else []
+    if channel in (kinds.EMAIL, kinds.SMS):
+        # An address gets nothing until its owner has confirmed it (cloud.notify.confirmations).
+        address = prefs.email_address if channel == kinds.EMAIL else prefs.phone
+        return [address] if address and confirmations.is_confirmed(session, prefs.user_id, channel, address) else []
     if channel == kinds.PUSH:
         ids = session.scalars(select(PushToken.id).where(PushToken.user_id == prefs.user_id).order_by(PushToken.id))
         return [f"token:{i}" for i in ids]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from cloud.api.schemas import Email, Strict
 from cloud.notify import kinds
 
 Kind = Literal[
@@ -25,11 +26,21 @@ def _http_url(value: str) -> str:
     return value
 
 
-WebhookUrl = Annotated[str, StringConstraints(max_length=2000, strip_whitespace=True), AfterValidator(_http_url)]
+# What the server enforces, stated in the OpenAPI document: http(s), optional user info, a host
+# name or IPv4 address of 3+ characters, an optional port 1..65535, then a path/query of printable
+# ASCII (explicit classes, not \s: regex engines disagree on which characters are spaces).
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_USERINFO = r"[A-Za-z0-9._~%!$&'()*+,;=:-]+@"
+WEBHOOK_URL_PATTERN = rf"^https?://({_USERINFO})?[A-Za-z0-9.-]{{3,}}(:{_PORT})?([/?#][!-~]*)?$"
+WebhookUrl = Annotated[
+    str, StringConstraints(max_length=2000, strip_whitespace=True, pattern=WEBHOOK_URL_PATTERN),
+    AfterValidator(_http_url),
+]
+# E.164: "+", a country code not starting with 0, at most 15 digits in all. The shape is what is
+# enforced; whether the number exists is proven by the confirmation code (cloud.notify.confirmations).
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class QuietHoursIn(Strict):
@@ -41,8 +52,10 @@ class PreferencesUpdate(Strict):
     """Fields left out keep their value; ``events`` is merged kind by kind."""
 
     events: dict[Kind, list[ChannelName]] | None = None
-    phone: str | None = Field(default=None, max_length=20, description="E.164, e.g. +14155552671; null removes it")
-    email: EmailStr | None = Field(default=None, description="null: the account's email")
+    phone: str | None = Field(
+        default=None, pattern=E164_PATTERN, description="E.164, e.g. +14155552671; null removes it"
+    )
+    email: Email | None = Field(default=None, description="null: the account's email")
     quiet_hours: QuietHoursIn | None = None
     min_confidence: float | None = Field(default=None, ge=0, le=1)
     digest_hour: int | None = Field(default=None, ge=0, le=23)
@@ -51,7 +64,9 @@ class PreferencesUpdate(Strict):
 class PreferencesPublic(BaseModel):
     events: dict[str, list[str]]
     phone: str | None
+    phone_confirmed: bool = Field(description="SMS goes out only to a confirmed number")
     email: str
+    email_confirmed: bool = Field(description="Email goes out only to a confirmed address")
     quiet_hours: QuietHoursIn | None
     timezone: str
     min_confidence: float
@@ -133,3 +148,22 @@ class ApiKeyPublic(BaseModel):
 
 class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="Shown once; send it as `Authorization: Bearer mck_…`")
+
+
+ConfirmChannel = Literal["email", "sms"]
+
+
+class ConfirmationSent(BaseModel):
+    channel: ConfirmChannel
+    address: str
+    expires_at: datetime
+
+
+class ConfirmationCode(Strict):
+    code: str = Field(pattern=r"^[0-9]{6}$", description="The 6-digit code sent to the address")
+
+
+class RecipientConfirmed(BaseModel):
+    channel: ConfirmChannel
+    address: str
+    confirmed: Literal[True] = True

@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloud.errors import Conflict, NotAuthenticated
+from cloud.errors import Conflict, Forbidden, NotAuthenticated
 from cloud.models import AuthToken, Subscription, Tier, User
 from cloud.security import hash_password, hash_token, new_token, verify_password
 
@@ -35,6 +35,11 @@ def login(session: Session, *, email: str, password: str, now: datetime, ttl_s: 
     stored = user.password_hash if user else _DUMMY_HASH
     if not verify_password(stored, password) or user is None:
         raise NotAuthenticated("wrong email or password")
+    return issue_token(session, user, now=now, ttl_s=ttl_s)
+
+
+def issue_token(session: Session, user: User, *, now: datetime, ttl_s: int) -> tuple[str, AuthToken]:
+    """A new login token for ``user`` (only its hash is stored)."""
     token = new_token("mcu")
     row = AuthToken(
         user_id=user.id, token_hash=hash_token(token), created_at=now, expires_at=now + timedelta(seconds=ttl_s)
@@ -56,6 +61,30 @@ def user_for_token(session: Session, token: str, now: datetime) -> User:
 
 def logout(session: Session, token: str) -> None:
     session.execute(delete(AuthToken).where(AuthToken.token_hash == hash_token(token)))
+
+
+def logout_everywhere(session: Session, user: User) -> int:
+    """Revoke every login token of ``user`` (API keys are managed on their own); returns how many."""
+    return session.execute(delete(AuthToken).where(AuthToken.user_id == user.id)).rowcount or 0
+
+
+def change_password(
+    session: Session, user: User, *, current: str, new: str, now: datetime, ttl_s: int
+) -> tuple[str, AuthToken]:
+    """Set a new password and log out everywhere: whoever knew the old one keeps no session.
+
+    Returns a fresh token, so the caller's own session goes on.
+    """
+    if not verify_password(user.password_hash, current):
+        raise Forbidden("the current password is wrong")
+    user.password_hash = hash_password(new)
+    logout_everywhere(session, user)
+    return issue_token(session, user, now=now, ttl_s=ttl_s)
+
+
+def purge_expired_tokens(session: Session, now: datetime) -> int:
+    """Delete login tokens past their expiry (the scheduler runs this daily); returns how many."""
+    return session.execute(delete(AuthToken).where(AuthToken.expires_at <= now)).rowcount or 0
 
 
 def effective_tier(user: User, now: datetime) -> Tier:

@@ -4,6 +4,10 @@ A click is reserved with a single atomic upsert (``INSERT … ON CONFLICT DO
 UPDATE … WHERE used < limit RETURNING used``): the database, not Python,
 decides whether one is left, so concurrent requests cannot overspend on
 SQLite or PostgreSQL. The day is the user's local day.
+
+Changing the time zone must not hand out a fresh day at once (UTC 23:30 → UTC+14 is
+already tomorrow): ``carry_over`` moves today's count to the new zone's current day, so
+a change of zone never lowers the clicks used "today".
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -63,4 +67,24 @@ def refund(session: Session, user_id: int, day: date) -> None:
         update(ClickUsage)
         .where(ClickUsage.user_id == user_id, ClickUsage.day == day, ClickUsage.used > 0)
         .values(used=ClickUsage.used - 1)
+    )
+
+
+def carry_over(session: Session, user_id: int, old_tz: str, new_tz: str, now: datetime) -> None:
+    """Count today's clicks (old zone) against the current day of the new zone too, never lowering it."""
+    old_day, _ = local_day(now, old_tz)
+    new_day, _ = local_day(now, new_tz)
+    if old_day == new_day:
+        return
+    used = session.scalar(select(ClickUsage.used).where(ClickUsage.user_id == user_id, ClickUsage.day == old_day))
+    if not used:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(ClickUsage).values(user_id=user_id, day=new_day, used=used)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[ClickUsage.user_id, ClickUsage.day],
+            set_={"used": case((ClickUsage.used < stmt.excluded.used, stmt.excluded.used), else_=ClickUsage.used)},
+        )
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -22,8 +23,12 @@ def register_device(
     name: str | None,
     timezone: str,
     wake_interval_s: int,
+    reserved_serials: Sequence[str] = (),
 ) -> tuple[Device, str, str]:
     """Create a device; returns it with its one-time device token and claim code (shown once)."""
+    if is_reserved_serial(serial, reserved_serials):
+        # 409 like a taken serial: the name is taken, by one of our own broker logins.
+        raise Conflict("this serial is reserved (a broker login of mailcam's own)", serial=serial)
     if session.scalar(select(Device.id).where(Device.serial == serial)) is not None:
         raise Conflict("a device with this serial is already registered", serial=serial)
     token, claim_code = new_token("mcd"), new_claim_code()
@@ -42,7 +47,24 @@ def register_device(
     return device, token, claim_code
 
 
-def claim_device(session: Session, *, code: str, user: User, now: datetime, name: str | None) -> Device:
+def is_reserved_serial(serial: str, reserved: Sequence[str]) -> bool:
+    """A serial is a broker username too: one naming the gateway's login (or any ``mailcam…`` name)
+    would get the gateway's broker rights from a careless ``mosquitto-user``."""
+    folded = serial.casefold()
+    return folded.startswith("mailcam") or folded in {name.casefold() for name in reserved}
+
+
+def claim_device(
+    session: Session, *, code: str, user: User, now: datetime, name: str | None
+) -> tuple[Device, str]:
+    """Give the device to ``user``; returns it with its new device token (shown once).
+
+    Claiming rotates the token: the installer saw the old one and must not keep the power to
+    post as the homeowner's mailbox. Where the new token goes: a device behind a gateway (the
+    normal case) never uses its own token (the gateway posts with its ``mcg_`` token), so
+    nothing needs to reach the mailbox; a device posting over HTTP by itself is given the new
+    token by its owner, who alone sees it, in the claim response (or from a later rotation).
+    """
     device = session.scalar(
         select(Device).where(Device.claim_code_hash == hash_token(normalise_claim_code(code))).with_for_update()
     )
@@ -53,8 +75,22 @@ def claim_device(session: Session, *, code: str, user: User, now: datetime, name
     device.claimed_at = now
     if name:
         device.name = name
+    token = rotate_device_token(session, device)
+    return device, token
+
+
+def rotate_device_token(session: Session, device: Device) -> str:
+    """A new device token; the old one stops working at commit."""
+    token = new_token("mcd")
+    device.token_hash = hash_token(token)
     session.flush()
-    return device
+    return token
+
+
+def revoke_device_token(session: Session, device: Device) -> None:
+    """No token works for this device any more (its gateway still may act for it)."""
+    device.token_hash = hash_token(new_token("revoked"))  # never shown: nobody holds it
+    session.flush()
 
 
 def owned_device(session: Session, user: User, serial: str) -> Device:
@@ -79,6 +115,20 @@ def create_gateway(session: Session, *, owner: User, name: str, now: datetime) -
     session.add(gateway)
     session.flush()
     return gateway, token
+
+
+def owned_gateway(session: Session, user: User, gateway_id: int) -> Gateway:
+    gateway = session.get(Gateway, gateway_id)
+    if gateway is None or gateway.owner_id != user.id:
+        raise NotFound("no such gateway", gateway_id=gateway_id)
+    return gateway
+
+
+def rotate_gateway_token(session: Session, gateway: Gateway) -> str:
+    token = new_token("mcg")
+    gateway.token_hash = hash_token(token)
+    session.flush()
+    return token
 
 
 def is_online(device: Device, now: datetime, settings: Settings) -> bool:

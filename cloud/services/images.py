@@ -9,6 +9,15 @@ into place, all before the capture row is committed (and so before the 200). The
 thumbnail is derived data: it is written the same atomic way but not fsynced (one
 fsync less per capture). After a power loss it may be missing or torn; ``read``
 checks it and rebuilds it from the original, which is what a lost cache costs.
+The directory is fsynced after the original's rename, so the new name itself survives a
+power loss (a rename is durable only once its directory is).
+
+Shared files and deletion: one file may back several captures, and a delete must never
+remove it while another capture uses it, including one being ingested at that moment. Both
+sides take the file's lock row first (``hold_image``, an upsert: a row lock on PostgreSQL,
+the one write lock on SQLite): the deleter unlinks only while holding it and seeing no
+capture; the ingest, holding it, puts the file back if a delete got there first, then
+commits its capture.
 """
 
 from __future__ import annotations
@@ -19,11 +28,15 @@ import itertools
 import os
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from cloud.errors import ImageRejected
+from cloud.models import ImageFile
 
 
 @dataclass(frozen=True)
@@ -120,11 +133,13 @@ class ImageStore:
         for thumb in (False, True):
             self.path(sha256, thumbnail=thumb).unlink(missing_ok=True)
 
-    @staticmethod
-    def _write_once(path: Path, data: bytes, *, durable: bool) -> None:
+    def _write_once(self, path: Path, data: bytes, *, durable: bool) -> None:
         if path.exists():
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if durable:
+                _fsync_dir(self.root)  # the new shard folder's own name
         tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{next(_tmp_names)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -137,3 +152,21 @@ class ImageStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        if durable:
+            _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def hold_image(session: Session, sha256: str, now: datetime) -> None:
+    """Lock this image file's row until ``session`` ends (see the module docstring)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(ImageFile).values(sha256=sha256, created_at=now)
+    # DO UPDATE, not DO NOTHING: only an update locks an existing row on PostgreSQL.
+    session.execute(stmt.on_conflict_do_update(index_elements=[ImageFile.sha256], set_={"sha256": sha256}))

@@ -17,7 +17,7 @@ from cloud.errors import Conflict, ImageRejected, ImageTooLarge
 from cloud.events import Event, EventKind
 from cloud.models import Analysis, AnalysisJob, Capture, Device, JobStatus, TriggerType
 from cloud.services import devices, triggers
-from cloud.services.images import CheckedJpeg, check_jpeg
+from cloud.services.images import CheckedJpeg, check_jpeg, hold_image
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,10 @@ def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: C
     # A fresh transaction: re-read the device (another upload may have moved last_seen_at on).
     session.refresh(device)
     try:
+        # A delete of another capture of the same image may have removed the file since the put
+        # above; holding the file's lock, put it back (a stat when it is there) before we commit.
+        hold_image(session, image.jpeg.sha256, ctx.clock.now())
+        ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
         result = _record(session, ctx, device, capture, capture_id, image)
         session.commit()
     except IntegrityError:

@@ -1,9 +1,10 @@
 """Deleting captures with their image files: one place for the owner's delete and for retention.
 
 Rows go first (analysis, jobs and notifications' references follow by ON DELETE rules);
-files are removed only after the commit, and only when no remaining capture shares the
-content-addressed file. A crash between the two leaves an orphan file, never a row
-pointing at a missing file.
+files are removed only after that commit, each while holding its lock row and seeing no
+capture that shares it (``images.hold_image``: an ingest of the same image waits, or puts
+the file back). A crash between the two leaves an orphan file, never a row pointing at a
+missing file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
-from cloud.models import Capture
+from cloud.models import Capture, ImageFile
+from cloud.services.images import hold_image
 
 
 def delete_captures(session: Session, ctx: AppContext, capture_pks: list[int]) -> int:
@@ -25,13 +27,19 @@ def delete_captures(session: Session, ctx: AppContext, capture_pks: list[int]) -
     deleted = session.execute(
         delete(Capture).where(Capture.id.in_(capture_pks)).execution_options(synchronize_session="fetch")
     ).rowcount
-    session.flush()
+    session.commit()
+    now = ctx.clock.now()
+    for sha in sorted(shas):  # one order for every deleter: no lock cycles
+        hold_image(session, sha, now)
     still_used = set(
         session.scalars(select(Capture.image_sha256).where(Capture.image_sha256.in_(shas)).distinct())
     )
+    unused = shas - still_used
+    for sha in unused:
+        ctx.images.delete(sha)  # under the lock: no ingest can be about to reference it
+    if unused:
+        session.execute(delete(ImageFile).where(ImageFile.sha256.in_(unused)))
     session.commit()
-    for sha in shas - still_used:
-        ctx.images.delete(sha)
     return deleted or 0
 
 

@@ -65,10 +65,13 @@ def request_trigger(session: Session, ctx: AppContext, user: User, device: Devic
     )
 
 
-def _end(session: Session, trigger_pk: int, status: TriggerStatus, now: datetime, **values) -> bool:
+def _end(
+    session: Session, trigger_pk: int, status: TriggerStatus, now: datetime, *,
+    only: tuple[TriggerStatus, ...] = OPEN, **values,
+) -> bool:
     result = session.execute(
         update(ManualTrigger)
-        .where(ManualTrigger.id == trigger_pk, ManualTrigger.status.in_(OPEN))
+        .where(ManualTrigger.id == trigger_pk, ManualTrigger.status.in_(only))
         .values(status=status, ended_at=now, **values)
         .execution_options(synchronize_session=False)
     )
@@ -85,9 +88,17 @@ def cancel(session: Session, ctx: AppContext, user: User, trigger_id: str) -> Ma
     device = session.get(Device, trigger.device_id) if trigger else None
     if trigger is None or device is None or device.owner_id != user.id:
         raise NotFound("no such trigger", trigger_id=trigger_id)
+    now = ctx.clock.now()
+    # Only a trigger still pending gives its click back: once delivered, the device has it and
+    # the photo still arrives. Each guarded UPDATE names the state it ends, so a delivery
+    # report racing this cancel cannot turn into a refund.
     refunded = trigger.click_day is not None
-    if _end(session, trigger.id, TriggerStatus.CANCELLED, ctx.clock.now(), click_refunded=refunded):
+    if _end(session, trigger.id, TriggerStatus.CANCELLED, now, only=(TriggerStatus.PENDING,),
+            click_refunded=refunded):
         _refund(session, trigger)
+    else:
+        _end(session, trigger.id, TriggerStatus.CANCELLED, now, only=(TriggerStatus.DELIVERED,),
+             click_refunded=False)
     session.refresh(trigger)
     return trigger
 

@@ -37,8 +37,8 @@ _LOG_FLOOR = 6.0  # added before the log, so dark noise does not explode
 _ABS_CHANGE = 0.16  # log units (~17 %) below which no pixel counts as changed, however clean the pair
 _NOISE_K = 3.5  # ... nor below this many noise sigmas
 _NOISE_CAP = 0.06  # a pair noisier than this is misaligned texture, not noise: do not let it hide mail
-_MIN_REGION = 0.003
-_MIN_THICKNESS = 2.5  # pixels from a region's inside to its outline: mail is thicker than an edge  # share of the frame below which a changed blob is grit, not mail
+_MIN_REGION = 0.003  # share of the frame below which a changed blob is grit, not mail
+_MIN_THICKNESS = 2.5  # pixels from a region's inside to its outline: mail is thicker than an edge
 
 
 @dataclass
@@ -226,8 +226,8 @@ def compare(ref: Picture, new: Picture) -> Change:
 
 
 _LIGHT_SPREAD = 0.12  # log-gain spread inside a patch of light (sun, shadow) at most
-_LIGHT_TINT = 0.45
-_LIGHT_NEW_EDGES = 0.04  # share of a patch with edges the reference lacks: noise makes a few, print many  # difference between the channels' gains: sunlight is warm, paper on a red floor is not light
+_LIGHT_TINT = 0.45  # difference between the channels' gains: sunlight is warm, paper on a red floor is not light
+_LIGHT_NEW_EDGES = 0.04  # share of a patch with edges the reference lacks: noise makes a few, print many
 
 
 def _is_light(raw: np.ndarray, part: np.ndarray, g_new: np.ndarray, g_ref: np.ndarray, noise: float) -> bool:
@@ -256,7 +256,8 @@ def _is_light(raw: np.ndarray, part: np.ndarray, g_new: np.ndarray, g_ref: np.nd
     ref_min = ndimage.minimum_filter(g_ref, size=5)[core]
     edges_new = float((g_new[core] > ref_max + tolerance).mean())
     edges_lost = float((g_new[core] < ref_min - tolerance).mean())
-    return bool(spread < max(_LIGHT_SPREAD, 3 * noise) and tint < _LIGHT_TINT and edges_new < _LIGHT_NEW_EDGES and edges_lost < 0.02
+    return bool(spread < max(_LIGHT_SPREAD, 3 * noise) and tint < _LIGHT_TINT
+                and edges_new < _LIGHT_NEW_EDGES and edges_lost < 0.02
                 and abs(float(gain.mean())) < 0.75)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class ModelPrice(BaseModel):
@@ -15,8 +15,8 @@ class ModelPrice(BaseModel):
 
 
 def _default_pricing() -> dict[str, ModelPrice]:
-    # Public list prices (USD / 1M tokens). Local OpenAI-compatible servers cost nothing:
-    # an unknown model is priced at `unknown_model_price` (0 by default) and logged as such.
+    # Public list prices (USD / 1M tokens). These keys and `local_models` are the only models
+    # the cloud will call: a model without a price is refused, never counted as free.
     return {
         "gpt-4o": ModelPrice(input_per_m=2.50, output_per_m=10.00),
         "gpt-4o-2024-08-06": ModelPrice(input_per_m=2.50, output_per_m=10.00),
@@ -48,8 +48,13 @@ class VisionSettings(BaseModel):
 
     # Cost control
     pricing: dict[str, ModelPrice] = Field(default_factory=_default_pricing)
-    unknown_model_price: ModelPrice = Field(default_factory=lambda: ModelPrice(input_per_m=0.0, output_per_m=0.0))
+    local_models: list[str] = Field(
+        default_factory=list,
+        description="Models on the operator's own OpenAI-compatible server (Ollama, vLLM, …): allowed, priced at 0",
+    )
     monthly_budget_usd: float = Field(default=0.50, ge=0, description="Per device and calendar month (UTC)")
+    # Per owner as well, so that more devices do not mean more budget.
+    user_monthly_budget_usd: float = Field(default=2.00, ge=0, description="Per user and calendar month (UTC)")
     dedupe_exact: bool = True
     # Perceptual hash (64-bit pHash) distance at or below which the scene counts as unchanged.
     unchanged_phash_distance: int = Field(default=4, ge=-1, le=64, description="-1 disables")
@@ -81,3 +86,13 @@ class VisionSettings(BaseModel):
                                             description="Share of the frame new objects must cover to be mail")
     # A calibrated, surely-empty frame (at least this confident) may refine the references.
     offline_learn_min_confidence: float = 0.9
+
+    @model_validator(mode="after")
+    def _configured_model_has_a_price(self) -> VisionSettings:
+        uses_openai = "openai" in (self.provider, self.fallback_provider)
+        if uses_openai and self.openai_model not in self.pricing and self.openai_model not in self.local_models:
+            raise ValueError(
+                f"openai_model {self.openai_model!r} has no price: add it to pricing, or to local_models "
+                "if it runs on your own server"
+            )
+        return self

@@ -30,7 +30,7 @@ from cloud.vision.base import (
 )
 from cloud.vision.config import VisionSettings
 from cloud.vision.prep import prepare_jpeg
-from cloud.vision.pricing import cost_usd
+from cloud.vision.pricing import UnpricedModel, cost_usd, price_for
 
 SYSTEM_PROMPT = (
     "Photo from a camera inside a mailbox. Count the mail by kind (a catalogue counts as magazine, junk "
@@ -192,6 +192,10 @@ class OpenAIProvider:
     def analyse(self, request: AnalyseRequest) -> Answer:
         s = self.settings
         model = request.model or s.openai_model
+        try:
+            price_for(s, model)  # no price, no call: an unknown model is never spent on as if free
+        except UnpricedModel as exc:
+            raise ProviderError(str(exc)) from exc
         detail = request.detail or s.openai_detail
         long_side = s.low_detail_long_side if detail == "low" else s.high_detail_long_side
         jpeg = prepare_jpeg(request.image, long_side=long_side, quality=s.jpeg_quality)

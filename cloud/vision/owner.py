@@ -8,7 +8,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
-from cloud.errors import Conflict, NotFound, RateLimited
+from cloud.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from cloud.models import (
     AIBudgetNotice,
     AIOperation,
@@ -21,7 +21,8 @@ from cloud.models import (
     User,
 )
 from cloud.vision import references, schemas
-from cloud.vision.pipeline import month_of, spent_usd
+from cloud.vision.pipeline import budget_exhausted, month_of
+from cloud.vision.pricing import UnpricedModel, allowed_models, price_for
 
 
 def request_reanalysis(
@@ -41,9 +42,15 @@ def request_reanalysis(
                           limit=s.max_reanalyses_per_capture)
     now = ctx.clock.now()
     provider = options.provider or s.provider
-    if provider != "offline" and spent_usd(session, device.id, month_of(now)) >= s.monthly_budget_usd:
-        raise RateLimited("this device's AI budget for the month is used up", capture_id=capture.capture_id,
-                          budget_usd=s.monthly_budget_usd)
+    if provider != "offline":
+        try:
+            price_for(s, options.model or s.openai_model)
+        except UnpricedModel as exc:
+            raise ValidationFailed(str(exc), model=exc.model, allowed_models=allowed_models(s)) from exc
+        reason = budget_exhausted(session, s, device.id, device.owner_id, month_of(now))
+        if reason:
+            raise RateLimited(reason, capture_id=capture.capture_id, budget_usd=s.monthly_budget_usd,
+                              user_budget_usd=s.user_monthly_budget_usd)
     job = AnalysisJob(
         capture_pk=capture.id,
         status=JobStatus.QUEUED,

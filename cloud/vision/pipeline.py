@@ -146,6 +146,7 @@ class Plan:
     user_id: int | None
     month: str
     spent_usd: float
+    over_budget: str | None  # why no paid call is allowed this month (device or owner budget), or None
     analysis_status: JobStatus
     taken_at: datetime
     references: list[references.Reference] = field(default_factory=list)
@@ -195,6 +196,26 @@ def spent_usd(session: Session, device_id: int, month: str) -> float:
     return float(total or 0.0)
 
 
+def user_spent_usd(session: Session, user_id: int, month: str) -> float:
+    total = session.scalar(
+        select(func.coalesce(func.sum(AIOperation.cost_usd), 0.0)).where(
+            AIOperation.user_id == user_id, AIOperation.month == month
+        )
+    )
+    return float(total or 0.0)
+
+
+def budget_exhausted(
+    session: Session, settings: VisionSettings, device_id: int, user_id: int | None, month: str
+) -> str | None:
+    """Why a paid call is refused this month (the device's or its owner's budget is used up), or None."""
+    if spent_usd(session, device_id, month) >= settings.monthly_budget_usd:
+        return f"this device's monthly AI budget ${settings.monthly_budget_usd:.2f} is used up"
+    if user_id is not None and user_spent_usd(session, user_id, month) >= settings.user_monthly_budget_usd:
+        return f"the owner's monthly AI budget ${settings.user_monthly_budget_usd:.2f} is used up"
+    return None
+
+
 def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
     capture = session.get(Capture, job.capture_pk)
     assert capture is not None  # the job row cascades with its capture
@@ -216,6 +237,7 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
         user_id=device.owner_id,
         month=month,
         spent_usd=spent_usd(session, device.id, month),
+        over_budget=budget_exhausted(session, ctx.settings.vision, device.id, device.owner_id, month),
         analysis_status=analysis.status if analysis else JobStatus.QUEUED,
         taken_at=capture.taken_at,
         references=references.load(session, device.id),
@@ -323,10 +345,10 @@ def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
     operations: list[AIOperation] = []
     source = "model"
     budget_reached = False
-    if primary != "offline" and plan.kind == "initial" and plan.spent_usd >= s.monthly_budget_usd:
+    if primary != "offline" and plan.kind == "initial" and plan.over_budget:
         operations.append(
             _operation(plan, now, "budget", provider=primary, model=plan.options.get("model") or s.openai_model,
-                       status="skipped", error=f"monthly AI budget ${s.monthly_budget_usd:.2f} reached")
+                       status="skipped", error=plan.over_budget)
         )
         primary, source, budget_reached = "offline", "budget", True
 

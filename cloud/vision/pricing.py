@@ -1,4 +1,10 @@
-"""Token prices and image token counts."""
+"""Token prices and image token counts; the allow-list of models the cloud may call.
+
+A model is allowed only with a known price: a key of ``pricing`` (exactly: a dated snapshot
+is priced only when listed, since a family prefix could match a dearer variant), or one of
+``local_models``, which the operator runs and prices at 0. Anything else is refused before a
+call, never counted as $0 (``o1-pro`` once was).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,28 @@ import math
 
 from cloud.vision.config import ModelPrice, VisionSettings
 
+FREE = ModelPrice(input_per_m=0.0, output_per_m=0.0)
+
+
+class UnpricedModel(ValueError):
+    """A model with no price in the settings: the cloud does not call it."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model {model!r} has no price in this cloud's settings, so it is not used")
+        self.model = model
+
+
+def allowed_models(settings: VisionSettings) -> list[str]:
+    return sorted({*settings.pricing, *settings.local_models})
+
 
 def price_for(settings: VisionSettings, model: str) -> ModelPrice:
+    """The model's price; UnpricedModel when it has none."""
     if model in settings.pricing:
         return settings.pricing[model]
-    # Dated snapshots ("gpt-4o-2024-11-20") price like their family, longest prefix first.
-    for name in sorted(settings.pricing, key=len, reverse=True):
-        if model.startswith(name + "-"):
-            return settings.pricing[name]
-    return settings.unknown_model_price
+    if model in settings.local_models:
+        return FREE
+    raise UnpricedModel(model)
 
 
 def cost_usd(settings: VisionSettings, model: str, prompt_tokens: int, completion_tokens: int) -> float:

@@ -7,14 +7,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.api.schemas import Strict
+
 Month = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
-class ReanalyseIn(BaseModel):
+class ReanalyseIn(Strict):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     provider: Literal["offline", "openai"] | None = Field(default=None, description="Default: the configured one")
-    model: str | None = Field(default=None, min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._:/-]+$")
+    model: str | None = Field(
+        default=None, min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._:/-]+$",
+        description="One of the models this cloud prices (the 422 body lists them in `allowed_models`)",
+    )
     detail: Literal["low", "high", "auto"] | None = None
 
 
@@ -34,8 +39,7 @@ class CategoryCounts(BaseModel):
     postcard: int = Field(default=0, ge=0, le=100)
 
 
-class FeedbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FeedbackIn(Strict):
 
     correct: bool
     mail_detected: bool | None = Field(default=None, description="The true answer (default: the opposite when wrong)")

@@ -177,3 +177,41 @@ def test_twenty_concurrent_clicks_with_three_left_give_three_accepted(cloud_ctx)
         with cloud_ctx.sessions() as session:
             assert session.scalar(select(ClickUsage.used)) == 3
             assert len(session.scalars(select(ManualTrigger)).all()) == 3
+
+
+def test_cancelling_a_delivered_trigger_gives_no_click_back(api):
+    """Expected: once the device has picked up a trigger, cancelling it refunds nothing (the photo still
+    comes). Happened: the click was refunded and the photo arrived anyway: a free photo per cancel."""
+    alice = new_account(api, "alice@example.com")
+    new_device(api, alice, "box-1")
+    gateway = api.post("/api/gateways/", json={"name": "home"}, headers=alice.headers).json()["gateway_token"]
+    trigger_id = _trigger(api, alice).json()["trigger_id"]
+    delivered = api.post(f"/api/gateway/triggers/{trigger_id}/delivered/",
+                         headers={"Authorization": f"Bearer {gateway}"})
+    assert delivered.status_code == 200
+
+    cancelled = api.post(f"/api/device/trigger/{trigger_id}/cancel/", headers=alice.headers)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["click_refunded"] is False
+    assert _status(api, alice)["clicks_used_today"] == 1
+
+
+def test_changing_time_zone_does_not_grant_another_days_clicks(api, clock):
+    """Expected: moving the account to a zone where it is already tomorrow keeps today's count.
+    Happened: UTC 23:30 → Pacific/Kiritimati (UTC+14, already the next day) gave three fresh clicks at once."""
+    clock.set(datetime(2026, 3, 10, 23, 30, tzinfo=UTC))
+    alice = new_account(api, "alice@example.com")
+    new_device(api, alice, "box-1")
+    assert [_trigger(api, alice).status_code for _ in range(3)] == [202, 202, 202]
+    assert _trigger(api, alice).status_code == 429
+
+    moved = api.patch("/api/users/me/", json={"timezone": "Pacific/Kiritimati"}, headers=alice.headers)
+    assert moved.status_code == 200
+    assert _trigger(api, alice).status_code == 429
+    assert _status(api, alice)["clicks_used_today"] == 3
+    # And back again: still today's count, no fresh day either way.
+    api.patch("/api/users/me/", json={"timezone": "UTC"}, headers=alice.headers)
+    assert _trigger(api, alice).status_code == 429
+
+    clock.advance(timedelta(hours=24, minutes=31))  # the next UTC day: clicks are back
+    assert _trigger(api, alice).status_code == 202

@@ -78,12 +78,33 @@ def add_webhook(ctx: AppContext, owner: Owner, url: str) -> str:
     return webhook_secret(ctx.settings.secret_key, salt)
 
 
-def set_prefs(ctx: AppContext, owner: Owner, **changes) -> None:
+def set_prefs(ctx: AppContext, owner: Owner, *, confirmed: bool = True, **changes) -> None:
+    """Save preferences; with ``confirmed`` the email address and phone number count as confirmed
+    (tests of the confirmation itself pass ``confirmed=False`` and go through the code)."""
     from cloud.notify import preferences
 
     with ctx.sessions() as session:
-        preferences.save(session, session.get(User, owner.user_id), changes, ctx.clock.now())
+        user = session.get(User, owner.user_id)
+        row = preferences.save(session, user, changes, ctx.clock.now())
+        if confirmed:
+            confirm_address(session, ctx, user.id, "email", row.email or user.email)
+            if row.phone:
+                confirm_address(session, ctx, user.id, "sms", row.phone)
         session.commit()
+
+
+def confirm_address(session, ctx: AppContext, user_id: int, channel: str, address: str) -> None:
+    """Record an address as confirmed (test setup; the code round trip is tested in test_confirmations)."""
+    from sqlalchemy import select
+
+    from cloud.models import RecipientConfirmation
+
+    known = select(RecipientConfirmation.id).filter_by(user_id=user_id, channel=channel, address=address)
+    if session.scalar(known) is not None:
+        return
+    session.add(RecipientConfirmation(user_id=user_id, channel=channel, address=address, attempts=0,
+                                      confirmed_at=ctx.clock.now()))
+    session.flush()
 
 
 def store_capture(ctx: AppContext, owner: Owner, capture_id: str, *, seed: int = 0,

@@ -208,7 +208,7 @@ def test_trigger_fulfilled_and_expired_with_refund_are_notified(api, cloud_ctx, 
     assert api.post("/api/device/capture/", json=body, headers=box.headers).status_code == 200
     api.post("/api/device/trigger/", headers=alice.headers, json={"device_serial": "box-1"})
     clock.advance(timedelta(seconds=cloud_ctx.settings.trigger_ttl_s + 1))
-    [expire] = core_jobs(cloud_ctx)
+    expire = next(job for job in core_jobs(cloud_ctx) if job.name == "expire_triggers")
     assert run_once_per_period(cloud_ctx, expire)
 
     log = api.get("/api/notifications/", params={"status": "pending"}, headers=alice.headers).json()["items"]

@@ -49,7 +49,7 @@ def test_good_answer_is_stored_with_tokens_and_cost(openai_env, fake_openai):
 
 
 def test_model_and_detail_and_base_url_are_settings(openai_env, fake_openai):
-    env = openai_env(openai_model="llava:13b", openai_detail="high")
+    env = openai_env(openai_model="llava:13b", local_models=["llava:13b"], openai_detail="high")
     capture_id = env.capture(scenes.render("letters", 2))
     env.run()
     assert fake_openai.requests[0]["body"]["model"] == "llava:13b"
@@ -57,7 +57,7 @@ def test_model_and_detail_and_base_url_are_settings(openai_env, fake_openai):
     result = env.analysis(capture_id)
     assert result["model"] == "llava:13b"
     (op,) = env.operations()
-    assert op.cost_usd == 0.0  # a local model is free unless priced in settings
+    assert op.cost_usd == 0.0  # a model declared local is priced at 0
 
 
 def test_markdown_wrapped_answer_is_accepted(openai_env, fake_openai):

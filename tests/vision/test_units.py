@@ -10,7 +10,7 @@ from PIL import Image
 from cloud.vision.config import VisionSettings
 from cloud.vision.openai_provider import parse_answer
 from cloud.vision.prep import BadImage, perceptual_hash, phash_distance, prepare_jpeg
-from cloud.vision.pricing import cost_usd, image_tokens
+from cloud.vision.pricing import UnpricedModel, cost_usd, image_tokens
 from mailcam import scenes
 
 
@@ -84,8 +84,13 @@ def test_parse_derives_package_and_items_from_counts():
 def test_cost_comes_from_the_pricing_table():
     settings = VisionSettings()
     assert cost_usd(settings, "gpt-4o", 1_000_000, 0) == pytest.approx(2.50)
-    assert cost_usd(settings, "gpt-4o-2024-11-20", 0, 1_000_000) == pytest.approx(10.00)  # a dated snapshot
-    assert cost_usd(settings, "llava:13b", 10_000, 10_000) == 0.0
+    assert cost_usd(settings, "gpt-4o-2024-08-06", 0, 1_000_000) == pytest.approx(10.00)  # a listed snapshot
+    # The table is the allow-list: an unlisted snapshot (or any other model) has no price, never $0.
+    with pytest.raises(UnpricedModel):
+        cost_usd(settings, "gpt-4o-2024-11-20", 0, 1_000_000)
+    with pytest.raises(UnpricedModel):
+        cost_usd(settings, "llava:13b", 10_000, 10_000)
+    assert cost_usd(VisionSettings(local_models=["llava:13b"]), "llava:13b", 10_000, 10_000) == 0.0
 
 
 def test_image_tokens_follow_openai_accounting():

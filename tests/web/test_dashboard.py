@@ -289,3 +289,30 @@ def test_api_keys_are_shown_once_work_and_can_be_revoked(page, home):
     page.get_by_role("dialog").get_by_role("button", name="Revoke key").click()
     expect(keys.get_by_text("No API keys.")).to_be_visible()
     assert home.http.get("/api/devices/", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+
+
+def test_an_email_address_is_confirmed_with_the_code_sent_there(page, home, tmp_path):
+    """Unconfirmed addresses get nothing (the server enforces it): the page offers the code round trip."""
+    from tests.brokers import free_port
+    from tests.notify.test_channels import Inbox, _smtp_server, _use_smtp
+
+    inbox = Inbox()
+    port = free_port()
+    server = _smtp_server(tmp_path, port, inbox)
+    server.start()
+    try:
+        _use_smtp(home.ctx, tmp_path, port)
+        open_dashboard(page, home, "#/notifications")
+        expect(page.get_by_role("group", name="Confirm your email address")).to_be_visible()
+        page.get_by_role("button", name="Send code").click()
+        expect(page.get_by_text("Code sent to alice@example.com.")).to_be_visible()
+        [envelope] = inbox.envelopes
+        code = re.search(rb"\b(\d{6})\b", envelope.content).group(1).decode()
+        page.get_by_label("Code sent to alice@example.com").fill(code)
+        page.get_by_role("button", name="Confirm").click()
+        expect(page.get_by_text("Your email address is confirmed.")).to_be_visible()
+        expect(page.get_by_role("group", name="Confirm your email address")).to_have_count(0)
+    finally:
+        server.stop()
+    prefs = home.http.get("/api/notifications/preferences", headers=home.account.headers).json()
+    assert prefs["email_confirmed"] is True

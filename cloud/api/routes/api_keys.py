@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from cloud.api import schemas as core_schemas
 from cloud.api.deps import AccountUser, CtxDep, SessionDep
+from cloud.api.schemas import RowId
 from cloud.models import ApiKey
 from cloud.notify import apikeys
 from cloud.notify import schemas as s
@@ -33,7 +34,7 @@ def list_keys(user: AccountUser, session: SessionDep) -> list[s.ApiKeyPublic]:
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {"model": core_schemas.ErrorBody}})
-def revoke_key(key_id: int, user: AccountUser, session: SessionDep, ctx: CtxDep) -> None:
+def revoke_key(key_id: RowId, user: AccountUser, session: SessionDep, ctx: CtxDep) -> None:
     """Revoke an API key; it stops working at once."""
     apikeys.revoke(session, user, key_id, ctx.clock.now())
     session.commit()

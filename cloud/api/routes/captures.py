@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from sqlalchemy import select
 
 from cloud.api import schemas
@@ -20,7 +20,7 @@ _errors = {404: {"model": schemas.ErrorBody}}
 
 
 def owned_capture(
-    session: SessionDep, user: CurrentUser, capture_id: Annotated[str, Path(max_length=64)]
+    session: SessionDep, user: CurrentUser, capture_id: schemas.IdPath
 ) -> tuple[Capture, Device]:
     row = session.execute(
         select(Capture, Device).join(Device, Capture.device_id == Device.id).where(Capture.capture_id == capture_id)
@@ -34,7 +34,7 @@ OwnedCapture = Annotated[tuple[Capture, Device], Depends(owned_capture)]
 
 
 def managed_capture(
-    session: SessionDep, user: CurrentUser, capture_id: Annotated[str, Path(max_length=64)]
+    session: SessionDep, user: CurrentUser, capture_id: schemas.IdPath
 ) -> tuple[Capture, Device]:
     """A capture of a device I own, or that I registered as its installer (calibration at install)."""
     row = session.execute(

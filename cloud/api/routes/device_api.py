@@ -12,10 +12,14 @@ from sqlalchemy.orm import selectinload
 from cloud.api import schemas
 from cloud.api.deps import CtxDep, CurrentUser, DeviceCallerDep, SessionDep
 from cloud.api.presenters import capture_public, trigger_public
+from cloud.errors import Forbidden
 from cloud.models import Capture, Device, TriggerType
 from cloud.services import accounts, clicks, devices, ingest, telemetry, triggers
 
 router = APIRouter(prefix="/api/device", tags=["device"])
+# The seed's wording, which its clients show as is.
+TRIGGERED_MESSAGE = "Trigger sent to device"
+QUEUED_MESSAGE = "Device is offline; the photo will be taken at its next wake"
 
 
 @router.post(
@@ -77,11 +81,16 @@ def post_telemetry(
 )
 def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep) -> JSONResponse:
     """Ask a device for a photo now (one click on the free tier)."""
+    # The seed's body names the user; it is a claim to check, never an identity to act as. A
+    # mismatch is a 403 (not a 404): it says nothing about the device, only that the caller is not that user.
+    if body.user_id is not None and body.user_id != user.id:
+        raise Forbidden("user_id is not the caller's", user_id=body.user_id)
     device = devices.owned_device(session, user, body.device_serial)
     outcome = triggers.request_trigger(session, ctx, user, device)
     session.commit()
     accepted = schemas.TriggerAccepted(
         status="triggered" if outcome.device_online else "queued",
+        message=TRIGGERED_MESSAGE if outcome.device_online else QUEUED_MESSAGE,
         trigger_id=outcome.trigger.trigger_id,
         device_serial=device.serial,
         expires_at=outcome.trigger.expires_at,
@@ -95,8 +104,10 @@ def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: Sessio
 @router.post(
     "/trigger/{trigger_id}/cancel/", response_model=schemas.TriggerPublic, responses={404: {"model": schemas.ErrorBody}}
 )
-def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep, ctx: CtxDep) -> schemas.TriggerPublic:
-    """Cancel a pending trigger; its click is given back."""
+def cancel_trigger(
+    trigger_id: schemas.IdPath, user: CurrentUser, session: SessionDep, ctx: CtxDep
+) -> schemas.TriggerPublic:
+    """Cancel a trigger; its click is given back only if the device has not picked it up yet."""
     trigger = triggers.cancel(session, ctx, user, trigger_id)
     session.commit()
     return trigger_public(session, trigger, session.get(Device, trigger.device_id).serial)
@@ -104,7 +115,10 @@ def cancel_trigger(trigger_id: str, user: CurrentUser, session: SessionDep, ctx:
 
 @router.get("/status/", response_model=schemas.DeviceStatus, responses={404: {"model": schemas.ErrorBody}})
 def get_status(
-    device_serial: Annotated[str, Query(max_length=64)], user: CurrentUser, session: SessionDep, ctx: CtxDep
+    device_serial: Annotated[str, Query(pattern=schemas.SERIAL_PATTERN)],
+    user: CurrentUser,
+    session: SessionDep,
+    ctx: CtxDep,
 ) -> schemas.DeviceStatus:
     """A device's status, last capture and my clicks today."""
     device = devices.owned_device(session, user, device_serial)
@@ -121,7 +135,8 @@ def get_status(
     return schemas.DeviceStatus(
         device_serial=device.serial,
         status="online" if devices.is_online(device, now, ctx.settings) else "offline",
-        last_capture=capture_public(last, device.serial) if last else None,
+        last_capture=last.taken_at if last else None,
+        latest_capture=capture_public(last, device.serial) if last else None,
         battery_voltage=device.last_battery_voltage,
         user_tier=tier.value,
         clicks_used_today=window.used,

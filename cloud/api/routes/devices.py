@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -11,14 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from cloud.api import schemas
-from cloud.api.deps import CtxDep, CurrentUser, OwnedDevice, SessionDep
+from cloud.api.deps import AccountUser, CtxDep, CurrentUser, OwnedDevice, SessionDep
 from cloud.api.presenters import capture_public, device_public, trigger_public
-from cloud.errors import ValidationFailed
 from cloud.models import Capture, Device, ManualTrigger
 from cloud.services import devices
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
 _errors = {404: {"model": schemas.ErrorBody}}
+# Token management needs the owner's login, not an integration API key.
+_owner_errors = {401: {"model": schemas.ErrorBody}, 403: {"model": schemas.ErrorBody}, **_errors}
 
 
 @router.post(
@@ -39,19 +39,40 @@ def register_device(
         name=body.name,
         timezone=body.timezone,
         wake_interval_s=body.wake_interval_s or ctx.settings.default_wake_interval_s,
+        reserved_serials=ctx.settings.reserved_serials,
     )
     session.commit()
     return schemas.DeviceRegistered(serial=device.serial, device_token=token, claim_code=claim_code)
 
 
-@router.post("/claim/", response_model=schemas.DevicePublic, responses=_errors)
+@router.post("/claim/", response_model=schemas.DeviceClaimed, responses=_errors)
 def claim_device(
     body: schemas.DeviceClaim, user: CurrentUser, session: SessionDep, ctx: CtxDep
-) -> schemas.DevicePublic:
-    """Claim a device with the code its installer gave you."""
-    device = devices.claim_device(session, code=body.claim_code, user=user, now=ctx.clock.now(), name=body.name)
+) -> schemas.DeviceClaimed:
+    """Claim a device with the code its installer gave you; its token is replaced (the new one is shown once)."""
+    device, token = devices.claim_device(
+        session, code=body.claim_code, user=user, now=ctx.clock.now(), name=body.name
+    )
     session.commit()
-    return device_public(device, ctx)
+    return schemas.DeviceClaimed(**device_public(device, ctx).model_dump(), device_token=token)
+
+
+@router.post("/{serial}/token/", response_model=schemas.DeviceToken, responses=_owner_errors)
+def rotate_device_token(
+    serial: schemas.SerialPath, user: AccountUser, session: SessionDep
+) -> schemas.DeviceToken:
+    """Give my device a new token; the old one stops working (shown once)."""
+    device = devices.owned_device(session, user, serial)
+    token = devices.rotate_device_token(session, device)
+    session.commit()
+    return schemas.DeviceToken(serial=device.serial, device_token=token)
+
+
+@router.delete("/{serial}/token/", status_code=status.HTTP_204_NO_CONTENT, responses=_owner_errors)
+def revoke_device_token(serial: schemas.SerialPath, user: AccountUser, session: SessionDep) -> None:
+    """Revoke my device's token (its gateway may still post for it)."""
+    devices.revoke_device_token(session, devices.owned_device(session, user, serial))
+    session.commit()
 
 
 @router.get("/", response_model=list[schemas.DevicePublic])
@@ -79,15 +100,18 @@ def update_device(
 
 
 def _encode_cursor(capture: Capture) -> str:
-    return base64.urlsafe_b64encode(f"{capture.received_at.isoformat()}|{capture.id}".encode()).decode()
+    micros = (capture.received_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}-{capture.id}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        when, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(when), int(pk)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed("invalid cursor") from exc
+    # The pattern (CURSOR_PATTERN, in the OpenAPI document) bounds both numbers: every cursor it
+    # admits decodes (≤ 17 digits of µs is before the year 5138), and the id is clamped to INTEGER.
+    micros, pk = cursor.split("-")
+    return _EPOCH + timedelta(microseconds=int(micros)), min(int(pk), 2**31 - 1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @router.get("/{serial}/captures/", response_model=schemas.CapturePage, responses=_errors)
@@ -95,7 +119,7 @@ def list_captures(
     device: OwnedDevice,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(pattern=schemas.CURSOR_PATTERN)] = None,
 ) -> schemas.CapturePage:
     """Page through a device's captures, newest first."""
     query = (

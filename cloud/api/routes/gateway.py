@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cloud.api import schemas
 from cloud.api.deps import (
+    AccountUser,
     CtxDep,
     CurrentUser,
     DeviceCaller,
@@ -29,12 +30,15 @@ from cloud.api.deps import (
     device_caller,
     gateway_caller,
 )
+from cloud.api.schemas import RowId
 from cloud.context import AppContext
 from cloud.models import Device, Gateway
 from cloud.services import devices, triggers
 from cloud.services.trigger_watch import TriggerWatch
 
 router = APIRouter(prefix="/api", tags=["gateways"])
+_err = {"model": schemas.ErrorBody}
+_owner_errors = {401: _err, 403: _err, 404: _err}
 
 
 @router.post("/gateways/", status_code=status.HTTP_201_CREATED, response_model=schemas.GatewayRegistered)
@@ -45,6 +49,32 @@ def register_gateway(
     gateway, token = devices.create_gateway(session, owner=user, name=body.name, now=ctx.clock.now())
     session.commit()
     return schemas.GatewayRegistered(gateway_id=gateway.id, name=gateway.name, gateway_token=token)
+
+
+@router.get("/gateways/", response_model=list[schemas.GatewayPublic])
+def list_gateways(user: AccountUser, session: SessionDep) -> list[schemas.GatewayPublic]:
+    """My gateways."""
+    rows = session.scalars(select(Gateway).where(Gateway.owner_id == user.id).order_by(Gateway.id))
+    return [
+        schemas.GatewayPublic(gateway_id=g.id, name=g.name, created_at=g.created_at, last_seen_at=g.last_seen_at)
+        for g in rows
+    ]
+
+
+@router.post("/gateways/{gateway_id}/token/", response_model=schemas.GatewayToken, responses=_owner_errors)
+def rotate_gateway_token(gateway_id: RowId, user: AccountUser, session: SessionDep) -> schemas.GatewayToken:
+    """Give my gateway a new token; the old one stops working (shown once)."""
+    gateway = devices.owned_gateway(session, user, gateway_id)
+    token = devices.rotate_gateway_token(session, gateway)
+    session.commit()
+    return schemas.GatewayToken(gateway_id=gateway.id, gateway_token=token)
+
+
+@router.delete("/gateways/{gateway_id}/", status_code=status.HTTP_204_NO_CONTENT, responses=_owner_errors)
+def revoke_gateway(gateway_id: RowId, user: AccountUser, session: SessionDep) -> None:
+    """Revoke my gateway: its token stops working and it is forgotten."""
+    session.delete(devices.owned_gateway(session, user, gateway_id))
+    session.commit()
 
 
 @router.get("/gateway/devices/", response_model=list[schemas.GatewayDevice])
@@ -87,7 +117,9 @@ async def gateway_triggers(
     ctx: CtxDep,
     token: TokenDep,
     wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
-    version: Annotated[str | None, Query(max_length=64, description="The version last seen")] = None,
+    version: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{1,64}$", description="The version last seen")
+    ] = None,
 ) -> schemas.GatewayTriggers:
     """Open manual triggers for my devices; long-polls while nothing changed since `version`."""
     # No request-long session here: on SQLite an open transaction holds the write lock.
@@ -112,7 +144,9 @@ async def gateway_triggers(
     response_model=schemas.GatewayTrigger,
     responses={404: {"model": schemas.ErrorBody}},
 )
-def trigger_delivered(trigger_id: str, gateway: GatewayDep, session: SessionDep, ctx: CtxDep) -> schemas.GatewayTrigger:
+def trigger_delivered(
+    trigger_id: schemas.IdPath, gateway: GatewayDep, session: SessionDep, ctx: CtxDep
+) -> schemas.GatewayTrigger:
     """Report that the device has picked up a trigger."""
     device_ids = DeviceCaller(gateway=gateway).device_ids(session)
     trigger = triggers.mark_delivered(session, device_ids, trigger_id, ctx.clock.now())

@@ -11,15 +11,17 @@ from sqlalchemy import select
 from cloud import netguard
 from cloud.api import schemas as core_schemas
 from cloud.api.deps import AccountUser, CtxDep, CurrentUser, SessionDep
+from cloud.api.schemas import RowId
 from cloud.errors import NotFound, ValidationFailed
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
-from cloud.notify import preferences, registry
+from cloud.notify import confirmations, preferences, registry
 from cloud.notify import schemas as s
 from cloud.notify.webhook import new_salt, webhook_secret
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
-_errors = {404: {"model": core_schemas.ErrorBody}}
-_invalid = {422: {"model": core_schemas.ErrorBody}}
+_err = {"model": core_schemas.ErrorBody}
+_errors = {404: _err}
+_invalid = {422: _err}
 
 
 @router.get("/", response_model=s.NotificationPage)
@@ -27,7 +29,7 @@ def delivery_log(
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     kind: Annotated[s.Kind | None, Query()] = None,
     status_: Annotated[s.Status | None, Query(alias="status")] = None,
 ) -> s.NotificationPage:
@@ -65,7 +67,9 @@ def _preferences_public(session: SessionDep, ctx: CtxDep, user: User) -> s.Prefe
     return s.PreferencesPublic(
         events={kind: prefs.channels(kind) for kind in s.kinds.ALL_KINDS},
         phone=prefs.phone,
+        phone_confirmed=bool(prefs.phone) and confirmations.is_confirmed(session, user.id, "sms", prefs.phone),
         email=prefs.email_address,
+        email_confirmed=confirmations.is_confirmed(session, user.id, "email", prefs.email_address),
         quiet_hours=quiet,
         timezone=prefs.timezone,
         min_confidence=prefs.min_confidence,
@@ -89,6 +93,35 @@ def put_preferences(
     preferences.save(session, user, changes, ctx.clock.now())
     session.commit()
     return _preferences_public(session, ctx, user)
+
+
+_confirm_errors = {409: _err, 422: _err, 429: _err}
+
+
+@router.post(
+    "/recipients/{channel}/code",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=s.ConfirmationSent,
+    responses={**_confirm_errors, 503: _err},
+)
+def send_confirmation_code(
+    channel: s.ConfirmChannel, user: AccountUser, session: SessionDep, ctx: CtxDep
+) -> s.ConfirmationSent:
+    """Send a 6-digit code to my email address or phone number; it gets nothing until confirmed."""
+    sent = confirmations.send_code(session, ctx, user, channel)
+    return s.ConfirmationSent(channel=sent.channel, address=sent.address, expires_at=sent.expires_at)
+
+
+@router.post("/recipients/{channel}/confirm", response_model=s.RecipientConfirmed, responses=_confirm_errors)
+def confirm_recipient(
+    channel: s.ConfirmChannel, body: s.ConfirmationCode, user: AccountUser, session: SessionDep, ctx: CtxDep
+) -> s.RecipientConfirmed:
+    """Confirm my email address or phone number with the code sent there."""
+    try:
+        address = confirmations.confirm(session, ctx, user, channel, body.code)
+    finally:
+        session.commit()  # a wrong code's attempt counts even though the request fails
+    return s.RecipientConfirmed(channel=channel, address=address)
 
 
 @router.post("/push-tokens/", status_code=status.HTTP_201_CREATED, response_model=s.PushTokenPublic)
@@ -116,7 +149,7 @@ def list_push_tokens(user: CurrentUser, session: SessionDep) -> list[s.PushToken
 
 
 @router.delete("/push-tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
-def delete_push_token(token_id: int, user: AccountUser, session: SessionDep) -> None:
+def delete_push_token(token_id: RowId, user: AccountUser, session: SessionDep) -> None:
     """Forget an app install's token (log-out on the phone)."""
     row = session.get(PushToken, token_id)
     if row is None or row.user_id != user.id:
@@ -165,7 +198,7 @@ def list_webhooks(user: CurrentUser, session: SessionDep) -> list[s.WebhookPubli
 
 @router.patch("/webhooks/{webhook_id}", response_model=s.WebhookPublic, responses={**_errors, **_invalid})
 def update_webhook(
-    webhook_id: int, body: s.WebhookUpdate, user: AccountUser, session: SessionDep, ctx: CtxDep
+    webhook_id: RowId, body: s.WebhookUpdate, user: AccountUser, session: SessionDep, ctx: CtxDep
 ) -> s.WebhookPublic:
     """Change a webhook's URL or description, or switch it on or off."""
     hook = _owned_webhook(session, user, webhook_id)
@@ -179,7 +212,7 @@ def update_webhook(
 
 
 @router.post("/webhooks/{webhook_id}/rotate-secret", response_model=s.WebhookCreated, responses=_errors)
-def rotate_webhook_secret(webhook_id: int, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
+def rotate_webhook_secret(webhook_id: RowId, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
     """Replace a webhook's signing secret; the new one is shown only here."""
     hook = _owned_webhook(session, user, webhook_id)
     hook.secret_salt = new_salt()
@@ -189,7 +222,7 @@ def rotate_webhook_secret(webhook_id: int, user: AccountUser, session: SessionDe
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
-def delete_webhook(webhook_id: int, user: AccountUser, session: SessionDep) -> None:
+def delete_webhook(webhook_id: RowId, user: AccountUser, session: SessionDep) -> None:
     """Remove a webhook."""
     session.delete(_owned_webhook(session, user, webhook_id))
     session.commit()

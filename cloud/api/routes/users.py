@@ -8,9 +8,11 @@ from cloud.api import schemas
 from cloud.api.deps import AccountUser, CtxDep, SessionDep, TokenDep
 from cloud.errors import RateLimited
 from cloud.models import User
-from cloud.services import accounts, login_limits
+from cloud.services import accounts, clicks, login_limits
 
 router = APIRouter(prefix="/api", tags=["users"])
+_err = {"model": schemas.ErrorBody}
+_errors = {401: _err, 403: _err}
 
 
 def _public(user: User, ctx: CtxDep) -> schemas.UserPublic:
@@ -67,6 +69,26 @@ def logout(session: SessionDep, user: AccountUser, token: TokenDep) -> None:
     session.commit()
 
 
+@router.delete("/auth/tokens/", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
+def logout_everywhere(session: SessionDep, user: AccountUser) -> None:
+    """Log out everywhere: revoke every login token of mine, this one included."""
+    accounts.logout_everywhere(session, user)
+    session.commit()
+
+
+@router.post("/users/me/password/", response_model=schemas.TokenOut, responses={**_errors, 422: _err})
+def change_password(
+    body: schemas.PasswordChange, session: SessionDep, user: AccountUser, ctx: CtxDep
+) -> schemas.TokenOut:
+    """Change my password; every other session is logged out, this one gets a new token."""
+    token, row = accounts.change_password(
+        session, user, current=body.current_password, new=body.new_password, now=ctx.clock.now(),
+        ttl_s=ctx.settings.user_token_ttl_s,
+    )
+    session.commit()
+    return schemas.TokenOut(access_token=token, expires_at=row.expires_at)
+
+
 @router.get("/users/me/", response_model=schemas.UserPublic)
 def me(user: AccountUser, ctx: CtxDep) -> schemas.UserPublic:
     """The caller's account."""
@@ -76,7 +98,10 @@ def me(user: AccountUser, ctx: CtxDep) -> schemas.UserPublic:
 @router.patch("/users/me/", response_model=schemas.UserPublic)
 def update_me(body: schemas.UserUpdate, user: AccountUser, session: SessionDep, ctx: CtxDep) -> schemas.UserPublic:
     """Change the caller's name or timezone."""
-    for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "timezone" in changes and changes["timezone"] != user.timezone:
+        clicks.carry_over(session, user.id, user.timezone, changes["timezone"], ctx.clock.now())
+    for field, value in changes.items():
         setattr(user, field, value)
     session.commit()
     return _public(user, ctx)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, FastAPI, Query, status
 
 from cloud.api import schemas as core_schemas
 from cloud.api.deps import CtxDep, CurrentUser, SessionDep
 from cloud.api.routes.captures import OwnedCapture
 from cloud.vision import owner, schemas
+from cloud.vision.config import VisionSettings
 from cloud.vision.pipeline import month_of
+from cloud.vision.pricing import allowed_models
 
 router = APIRouter(tags=["vision"])
 _err = {"model": core_schemas.ErrorBody}
@@ -64,3 +66,19 @@ def feedback(
 def get_accuracy(user: CurrentUser, session: SessionDep) -> schemas.AccuracyOut:
     """Accuracy of each vision provider according to my feedback."""
     return owner.accuracy(session, user)
+
+
+def document_allowed_models(app: FastAPI, settings: VisionSettings) -> None:
+    """State this cloud's model allow-list in its OpenAPI document (it comes from the settings)."""
+    previous = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = previous()
+        body = schema.get("components", {}).get("schemas", {}).get("ReanalyseIn", {})
+        if "model" in body.get("properties", {}):
+            body["properties"]["model"]["anyOf"] = [
+                {"type": "string", "enum": allowed_models(settings)}, {"type": "null"}
+            ]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

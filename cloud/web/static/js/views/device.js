@@ -136,7 +136,7 @@ export async function deviceView(app, page, scope, serial) {
   }
 
   function renderLatest() {
-    const capture = status.last_capture;
+    const capture = status.latest_capture;
     // Re-draw only on a change (no image flicker, and a retry notice stays until the result changes).
     const signature = JSON.stringify(capture && [capture.capture_id, capture.analysis, relativeTime(capture.taken_at)]);
     if (signature === latestSignature) return;

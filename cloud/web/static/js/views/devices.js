@@ -19,7 +19,7 @@ export function batteryInfo(volts) {
 }
 
 function latestLine(status) {
-  const capture = status && status.last_capture;
+  const capture = status && status.latest_capture;
   if (!capture) return h("p", { class: "result result-none" }, "No photos yet");
   const result = describeAnalysis(capture.analysis);
   return h("div", { class: "latest-mini" },

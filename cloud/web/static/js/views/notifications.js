@@ -50,6 +50,39 @@ function field(id, text, input, hint) {
   return h("div", { class: "field" }, h("label", { for: id }, text), input, hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : null);
 }
 
+// An address gets nothing until its owner types back the code sent there (the server enforces it).
+function confirmBlock(prefs, channel, onSaved) {
+  const address = channel === "email" ? prefs.email : prefs.phone;
+  const confirmed = channel === "email" ? prefs.email_confirmed : prefs.phone_confirmed;
+  if (!address || confirmed || !prefs.available_channels.includes(channel)) return null;
+  const what = channel === "email" ? "email address" : "phone number";
+  const feedback = h("div", {});
+  const code = h("input", { type: "text", inputmode: "numeric", autocomplete: "one-time-code", maxlength: 6,
+    pattern: "[0-9]{6}", "aria-label": `Code sent to ${address}` });
+  const send = h("button", { type: "button", class: "secondary" }, "Send code");
+  const confirm = h("button", { type: "button" }, "Confirm");
+  send.addEventListener("click", () => busy(send, async () => {
+    try {
+      await endpoints.sendConfirmationCode(channel);
+      replace(feedback, message("success", `Code sent to ${address}.`));
+    } catch (error) {
+      if (error.status !== 401) replace(feedback, message("error", error.message));
+    }
+  }));
+  confirm.addEventListener("click", () => busy(confirm, async () => {
+    try {
+      await endpoints.confirmRecipient(channel, code.value.trim());
+      onSaved(await endpoints.preferences(), `Your ${what} is confirmed.`);
+    } catch (error) {
+      if (error.status !== 401) replace(feedback, message("error", error.message));
+    }
+  }));
+  return h("fieldset", { class: "confirm" },
+    h("legend", {}, `Confirm your ${what}`),
+    h("p", { class: "hint" }, `Nothing is sent to ${address} until you confirm it with the code we send there.`),
+    send, " ", code, " ", confirm, feedback);
+}
+
 function preferencesForm(prefs, onSaved, notice) {
   const feedback = h("div", {}, notice ? message("success", notice) : null);
   const submit = h("button", { type: "submit" }, "Save preferences");
@@ -70,6 +103,8 @@ function preferencesForm(prefs, onSaved, notice) {
         h("input", { type: "number", min: 0, max: 100, step: 5, value: Math.round(prefs.min_confidence * 100) }), "Percent, 0–100."),
       field("pref_digest", "Daily summary at", digest, `Your time zone: ${prefs.timezone}.`),
     ),
+    confirmBlock(prefs, "email", onSaved),
+    confirmBlock(prefs, "sms", onSaved),
     h("fieldset", { class: "quiet" },
       h("legend", {}, "Quiet hours"),
       h("label", { class: "check" }, quietOn, " Hold notifications during quiet hours"),
