@@ -51,6 +51,7 @@ from cloud.vision.worker import process_pending
 from mailcam.mailboxes import Item, Mailbox, Wake, random_contents
 
 CLASSES = ("empty", "letters", "package", "magazine")
+VERBOSE = False
 console = Console()
 
 
@@ -90,7 +91,7 @@ def frame_accuracy(first: int, boxes: int, per_class: int) -> dict:
             result = provider.judge(picture(box.frame(items, Wake(wake, **{flaw: True}))), [reference]).result
             right[f"{flaw} flagged"]["n"] += 1
             right[f"{flaw} flagged"]["ok"] += result.image_quality == ("too_dark" if flaw == "dark" else "blurry")
-    return {"right": right, "cold": (cold_mail_on_empty, cold_total), "median_s": statistics.median(seconds)}
+    return {"right": right, "cold": (cold_mail_on_empty, cold_total), "median_s": statistics.median(seconds) if seconds else 0.0}
 
 
 # --- 2. deliveries through the real pipeline -----------------------------------------------------
@@ -105,15 +106,16 @@ def timeline(rng: random.Random, days: int) -> list[tuple[list[Item], Wake, str]
         for _ in range(rng.randint(1, 3)):  # quiet timer wakes
             wake += 1
             shots.append((list(contents), Wake(wake, night=rng.random() < 0.25), "still" if contents else "empty"))
-        if not contents and rng.random() < 0.7:
+        roll = rng.random()
+        if not contents and roll < 0.7:
             contents = random_contents(rng, rng.choice(["letters", "letters", "package", "magazine"]))
             wake += 1
             shots.append((list(contents), Wake(wake), "arrived"))
-        elif contents and rng.random() < 0.3:
+        elif contents and roll < 0.35:
             contents = contents + random_contents(rng, rng.choice(["letters", "magazine"]))
             wake += 1
             shots.append((list(contents), Wake(wake), "more"))
-        elif contents and rng.random() < 0.7:
+        elif contents and roll < 0.8:
             contents = []
             wake += 1
             shots.append(([], Wake(wake), "collected"))
@@ -170,6 +172,8 @@ def delivery_run(first: int, count: int, days: int, workdir: Path) -> dict:
             tally["right alerts" if happened in ("arrived", "more") else "false alerts"] += 1
         if happened in ("arrived", "more") and got not in ("arrived", "more"):
             tally["missed"] += 1
+        if VERBOSE and (got or None) != (happened if happened in ("arrived", "more", "collected") else None):
+            console.print(f"  {capture_id}: happened {happened}, said {got}")
         if got == "collected":
             tally["collected said"] += 1
             tally["collected right"] += happened == "collected"
@@ -184,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=4, help="frames per class and box")
     parser.add_argument("--timelines", type=int, default=12, help="boxes living through a delivery timeline")
     parser.add_argument("--days", type=int, default=12, help="days per timeline")
+    parser.add_argument("--verbose", action="store_true", help="list every photo the delivery state got wrong")
     args = parser.parse_args(argv)
+    global VERBOSE
+    VERBOSE = args.verbose
 
     frames = frame_accuracy(args.first, args.boxes, args.per_class)
     table = Table(title=f"Offline analyser on {args.boxes} held-out boxes (seeds {args.first}+), "

@@ -4,8 +4,10 @@
       ↑ simulated mailboxes (the real firmware cycle under CPython)
       ↓ gateway (durable outbox) → cloud (SQLite, offline analyzer, console notifier)
 
-A demo user owns the mailboxes; the live log shows captures, analyses and
-notifications as they happen. Ctrl-C stops everything, in reverse order.
+A demo user owns the mailboxes; the live log shows captures, analyses, mail
+deliveries and notifications as they happen. The demo plays the installer too:
+each box's first photo (taken empty) is marked "this is empty", which calibrates
+it. Ctrl-C stops everything, in reverse order.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 import shutil
 import threading
 import time
@@ -53,6 +56,8 @@ class LiveFeed:
     analyses: int = 0
     done: threading.Event = field(default_factory=threading.Event)
     target: int | None = None
+    # Photos the installer should mark "this is empty" (each box's first, taken with the box empty).
+    to_calibrate: queue.Queue = field(default_factory=queue.Queue)
 
     def emit(self, session: Session, event: Event) -> None:
         data = event.data
@@ -68,6 +73,12 @@ class LiveFeed:
             self.console.print(f"[magenta]🔎 vision[/]  {serial}: {verdict} "
                                f"(confidence {data.get('confidence') or 0:.2f}) {data.get('description') or ''}")
             self._count()
+        elif event.kind == EventKind.CALIBRATION_NEEDED:
+            self.to_calibrate.put(data.get("capture_id"))
+        elif event.kind == EventKind.MAIL_DELIVERY:
+            words = {"arrived": "[bold green]mail arrived[/] (alert)", "more": "[bold green]more mail[/] (alert)",
+                     "collected": "mail collected"}
+            self.console.print(f"[green]📬 mailbox[/] {serial}: {words.get(data.get('transition'), '?')}")
         elif event.kind == EventKind.ANALYSIS_FAILED:
             self.console.print(f"[red]🔎 vision[/]  {serial}: analysis failed: {data.get('error')}")
             self._count()
@@ -114,6 +125,28 @@ def _seed_demo_account(base_url: str, serials: list[str]) -> str:
         gateway = client.post("/api/gateways/", json={"name": "demo gateway"}, headers=headers)
         gateway.raise_for_status()
         return gateway.json()["gateway_token"]
+
+
+def _installer(base_url: str, feed: LiveFeed, stop: threading.Event) -> threading.Thread:
+    """Plays the installer: each box's first photo shows it empty, so it becomes the box's reference."""
+
+    def main() -> None:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            token = client.post("/api/auth/token/", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD})
+            headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            while not stop.is_set():
+                try:
+                    capture_id = feed.to_calibrate.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                reply = client.post(f"/api/captures/{capture_id}/reference", headers=headers)
+                if reply.status_code == 201:
+                    feed.console.print(f"[yellow]🛠  installer[/] {reply.json()['device_serial']}: photo {capture_id} "
+                                       "marked 'this is empty' — the box is calibrated, mail alerts are on")
+
+    thread = threading.Thread(target=main, name="installer", daemon=True)
+    thread.start()
+    return thread
 
 
 def _run_gateway(settings, stop: threading.Event) -> threading.Thread:  # noqa: ANN001
@@ -172,6 +205,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     base_url = f"http://127.0.0.1:{options.port}"
     serials = [f"demo-{n}" for n in range(1, options.devices + 1)]
     gateway_token = _seed_demo_account(base_url, serials)
+    _installer(base_url, feed, stop)
     gateway_settings = GatewaySettings(
         cloud_url=base_url, token=gateway_token, broker_host="127.0.0.1", broker_port=broker.port,
         data_dir=data_dir / "gateway", metrics_port=0, trigger_wait_s=10,

@@ -272,6 +272,7 @@ def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 PACKAGE_MIN_SHARE = 0.07  # a parcel covers at least this share of the frame; a brown envelope less
+_BROWN_SHARE = 0.45  # of an object's pixels in cardboard colours to call it a parcel (tape and labels are not)
 BIG_SOLID_SHARE = 0.1  # one solid, plain block this large is a parcel or a mailer bag, not an envelope
 
 
@@ -292,7 +293,7 @@ def _kind(rgb: np.ndarray, part: np.ndarray, share: float) -> str:
     brown = (h >= 12) & (h <= 48) & (s >= 0.22) & (s <= 0.8) & (v >= 0.22) & (v <= 0.92)
     colourful = (s >= 0.35) & ~brown
     colour_spread = float(np.std(h[s >= 0.3])) if (s >= 0.3).sum() > 20 else 0.0
-    if brown.mean() >= 0.45 and share >= PACKAGE_MIN_SHARE:
+    if brown.mean() >= _BROWN_SHARE and share >= PACKAGE_MIN_SHARE:
         return "package"
     if colourful.mean() >= 0.35 and (colour_spread > 25 or colourful.mean() >= 0.6):
         return "magazine" if share >= 0.07 else "flyer"

@@ -92,9 +92,10 @@ def test_reference_api_owner_and_installer_allowed_others_not(make_env):
     env = make_env()
     installer = new_account(env.api, "ian@example.com")
     box = new_device(env.api, installer, "box-9")  # registered by the installer...
-    claim = env.api.post("/api/devices/", json={"serial": "box-10"}, headers=installer.headers).json()
-    env.api.post("/api/devices/claim/", json={"claim_code": claim["claim_code"]}, headers=env.owner.headers)
-    env.device = type(box)("box-10", claim["device_token"])  # ...and claimed by alice
+    registered = env.api.post("/api/devices/", json={"serial": "box-10"}, headers=installer.headers).json()
+    claim = env.api.post("/api/devices/claim/", json={"claim_code": registered["claim_code"]},
+                         headers=env.owner.headers).json()
+    env.device = type(box)("box-10", claim["device_token"])  # ...and claimed by alice (a new device token)
     capture_id = shoot(env, [], 1)
     assert env.calibrate(capture_id, installer)["source"] == "installer"
     assert env.calibrate(capture_id)["source"] == "owner"
