@@ -91,7 +91,8 @@ def frame_accuracy(first: int, boxes: int, per_class: int) -> dict:
             result = provider.judge(picture(box.frame(items, Wake(wake, **{flaw: True}))), [reference]).result
             right[f"{flaw} flagged"]["n"] += 1
             right[f"{flaw} flagged"]["ok"] += result.image_quality == ("too_dark" if flaw == "dark" else "blurry")
-    return {"right": right, "cold": (cold_mail_on_empty, cold_total), "median_s": statistics.median(seconds) if seconds else 0.0}
+    median_s = statistics.median(seconds) if seconds else 0.0
+    return {"right": right, "cold": (cold_mail_on_empty, cold_total), "median_s": median_s}
 
 
 # --- 2. deliveries through the real pipeline -----------------------------------------------------
