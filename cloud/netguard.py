@@ -128,9 +128,16 @@ class Policy:
     def check_url(self, url: str) -> None:
         """At save time: refuse what is refused already. A name that does not resolve yet is left
         to the send-time check (the one that counts: a name's addresses can change)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError as exc:
+            raise TargetRefused("the URL's host is not a valid address") from exc
+        if parts.scheme not in ("http", "https") or not host:
             raise TargetRefused("the URL must be http:// or https:// with a host")
+        # A bracketed host must be an IPv6 address (urlsplit checks this itself only from Python 3.11.4).
+        if parts.netloc.rpartition("@")[2].startswith("[") and not _is_ipv6(host):
+            raise TargetRefused("the URL's host is not a valid address")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError as exc:
@@ -139,6 +146,14 @@ class Policy:
             self.resolve(parts.hostname, port)
         except NameNotResolved:
             return
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 # --- httpx transport ------------------------------------------------------------------------

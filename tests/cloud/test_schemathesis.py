@@ -5,9 +5,12 @@ does not state, no response that breaks its schema, and no schema-valid request 
 document states what the server enforces: time zones, E.164, URL schemes, cursor format, ids).
 """
 
+import ipaddress
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -15,7 +18,10 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.specs.openapi import unregister_string_format
 
+from cloud.netguard import is_public
+from cloud.notify.schemas import WEBHOOK_URL_FORMAT
 from tests.cloudkit import b64, capture_body, jpeg_bytes, new_account, new_device
 
 CHECKS = [
@@ -38,6 +44,25 @@ CREDENTIAL_ENDING = {
 }
 
 
+def _webhook_urls() -> st.SearchStrategy[str]:
+    """Values of the schema's "webhook-url" format: URLs whose host the default outbound policy allows.
+    The pattern states the shape; which hosts are public depends on DNS, so hypothesis is told here
+    (what is refused, and in which words, is tests/notify/test_netguard.py's)."""
+    ipv4 = st.ip_addresses(v=4).filter(is_public).map(str)
+    # Global unicast (2000::/3), with is_public removing its special ranges (6to4 around a private address, …).
+    ipv6 = st.integers(0x2000 << 112, (0x4000 << 112) - 1).map(ipaddress.IPv6Address).filter(is_public)
+    name = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True).map("{}.example.com".format)
+    host = st.one_of(ipv4, ipv6.map("[{}]".format), name)
+    return st.builds(
+        "{}://{}{}{}{}".format,
+        st.sampled_from(["http", "https"]),
+        st.sampled_from(["", "user:secret@"]),
+        host,
+        st.one_of(st.just(""), st.integers(1, 65535).map(":{}".format)),
+        st.from_regex(r"([/?#][!-~]{0,40})?", fullmatch=True),
+    )
+
+
 @pytest.fixture
 def api_schema(api):
     """The schema of the live test app, with a user, a device and a gateway to act as."""
@@ -45,9 +70,11 @@ def api_schema(api):
     box = new_device(api, alice, "box-1")
     gateway = api.post("/api/gateways/", json={"name": "home"}, headers=alice.headers).json()["gateway_token"]
     api.post("/api/device/capture/", json=capture_body("box-1", capture_id="known-capture"), headers=box.headers)
+    schemathesis.openapi.format(WEBHOOK_URL_FORMAT, _webhook_urls())
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.app)
     schema.tokens = {"user": alice.headers, "device": box.headers, "gateway": {"Authorization": f"Bearer {gateway}"}}
-    return schema
+    yield schema
+    unregister_string_format(WEBHOOK_URL_FORMAT)
 
 
 def _headers_for(schema, case) -> dict:

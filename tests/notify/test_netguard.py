@@ -63,6 +63,18 @@ def test_public_targets_are_accepted(api, cloud_ctx, url):
     assert api.post("/api/notifications/webhooks/", headers=alice.headers, json={"url": url}).status_code == 201
 
 
+@pytest.mark.parametrize("url", ["http://[:::::]/hook", "http://[1.2.3.4]/hook", "http://[12345::1]/hook"])
+def test_a_bracketed_host_that_is_no_ipv6_address_is_refused_in_words(api, cloud_ctx, url):
+    """The URL pattern admits bracketed hosts so that netguard judges IPv6 literals itself.
+    Expected: 422 saying the host is not valid, nothing saved. Before: urlsplit's ValueError
+    escaped the save-time check (a 500)."""
+    alice = fast_account(cloud_ctx, "alice@example.com")
+    response = api.post("/api/notifications/webhooks/", headers=alice.headers, json={"url": url})
+    assert response.status_code == 422, (url, response.text)
+    assert response.json()["error"] == "invalid_request" and "not a valid" in response.json()["detail"]
+    assert api.get("/api/notifications/webhooks/", headers=alice.headers).json() == []
+
+
 def test_the_allow_list_lets_a_lan_home_assistant_in_and_nothing_else(api, cloud_ctx):
     cloud_ctx.settings.notify.outbound_allow = ["192.168.1.0/24", "homeassistant.local"]
     alice = fast_account(cloud_ctx, "alice@example.com")
