@@ -203,7 +203,9 @@ def compare(ref: Picture, new: Picture) -> Change:
     total = changed.size
     regions: list[Region] = []
     mask = np.zeros_like(changed)
-    g_new, g_ref = _gradients(new.luma), _gradients(_shifted(ref.luma, dy, dx))
+    # edges of lightly blurred frames: sensor noise at night is not "new print"
+    g_new = _gradients(ndimage.gaussian_filter(new.luma, 0.6))
+    g_ref = _gradients(ndimage.gaussian_filter(_shifted(ref.luma, dy, dx), 0.6))
     light = 0.0
     for index, slices in enumerate(ndimage.find_objects(labels), start=1):
         if slices is None:
@@ -251,12 +253,16 @@ def _is_light(raw: np.ndarray, part: np.ndarray, g_new: np.ndarray, g_ref: np.nd
     coef, *_ = np.linalg.lstsq(plane, values, rcond=None)
     spread = np.median(np.abs(values - plane @ coef), axis=0).max() * 1.4826
     tint = float(gain.max() - gain.min())
+    # Light's colour changes smoothly across the spectrum: green sits between red and blue, and a
+    # patch that brightens (sun) is neutral or warm, never cool; paper on a coloured floor need not be.
+    red, green, blue = (float(g) for g in gain)
+    light_like = abs(green - (red + blue) / 2) <= 0.1 and (red - blue >= -0.05 if gain.mean() > 0 else True)
     tolerance = max(0.12, 4 * noise)
     ref_max = ndimage.maximum_filter(g_ref, size=5)[core]
     ref_min = ndimage.minimum_filter(g_ref, size=5)[core]
     edges_new = float((g_new[core] > ref_max + tolerance).mean())
     edges_lost = float((g_new[core] < ref_min - tolerance).mean())
-    return bool(spread < max(_LIGHT_SPREAD, 3 * noise) and tint < _LIGHT_TINT
+    return bool(light_like and spread < max(_LIGHT_SPREAD, 3 * noise) and tint < _LIGHT_TINT
                 and edges_new < _LIGHT_NEW_EDGES and edges_lost < 0.02
                 and abs(float(gain.mean())) < 0.75)
 
