@@ -2,12 +2,17 @@
 
     wake -> config -> watchdog -> battery -> capture (to flash) -> Wi-Fi -> MQTT session -> sleep
 
-MQTT session, pipelined so a cycle without a trigger costs 3 broker round trips:
-  1. CONNECT / CONNACK (persistent session, LWT ``status`` = "lost")
-  2. SUBSCRIBE cmd + every queued chunk + telemetry, then SUBACKs/PUBACKs (and the retained cmd) collected
-     once per window of ``broker.window`` messages
-  3. only with a new trigger: the manual capture's chunks / PUBACKs
-  4. DISCONNECT (a clean close: the broker drops the LWT)
+MQTT session, pipelined so a cycle costs 3 broker round trips (with or without a trigger):
+  1. CONNECT + SUBSCRIBE (cmd, clock) + PINGREQ in one write; CONNACK, SUBACK, the retained clock and
+     cmd, PINGRESP back (persistent session, LWT ``status`` = "lost"). The clock sets the RTC and
+     corrects this power-on's captures not sent yet; a new trigger is photographed right away.
+  2. every unacknowledged telemetry of earlier wakes, every queued chunk, this wake's telemetry; the
+     PUBACKs collected once per window of ``broker.window`` messages
+  3. DISCONNECT (a clean close: the broker drops the LWT)
+
+What must outlive RTC memory (a power loss empties it) is in flash next to the queue: the answered
+trigger ids (``answered.json``) and telemetry the broker has not acknowledged (``telemetry.json``,
+re-sent with its packet id on the next connection of the session, MQTT-4.4.0-1).
 
 Failures (Wi-Fi, broker, timeouts) keep the captures in flash, record the error in RTC memory, and
 sleep a backed-off retry interval. A bad config sleeps ``config.SAFE_SLEEP_S``. Nothing here may
@@ -18,12 +23,13 @@ import gc
 import json
 import os
 
-from . import FW_VERSION, config, protocol
+from . import FW_VERSION, config, flashjson, protocol
 from .compat import hexstr, ticks_diff
 from .mqtt import MQTTClient, MQTTError
 from .store import Store
 
-MAX_TIDS = 4  # answered trigger ids remembered in RTC memory
+MAX_TIDS = 4  # answered trigger ids remembered (RTC memory and flash)
+MAX_TELEMETRY = 4  # unacknowledged telemetry messages kept for redelivery
 PID_CHUNK_RANGE = 60000  # chunk packet ids live in 1..60000; SUBSCRIBE/telemetry above
 
 
@@ -57,8 +63,10 @@ class Cycle:
         self.buf = None
         self.inflight = {}  # pid -> (key, chunk index)
         self.metas = {}  # key -> meta dict of captures touched this session
+        self.telemetry = []  # [{"pid", "msg", "sent"}] not yet acknowledged by the broker
         self.result = {"captures": [], "manual_tid": None, "error": None, "round_trips": 0,
-                       "bytes_out": 0, "bytes_in": 0, "wifi_mode": None, "wake": None}
+                       "bytes_out": 0, "bytes_in": 0, "wifi_mode": None, "wake": None,
+                       "client_id": None, "clock_step": None}
         self.heap_hw = 0
 
     # ---------------------------------------------------------------- RTC state
@@ -70,12 +78,18 @@ class Cycle:
             st = json.loads(raw) if raw else None
         except ValueError:
             st = None
-        if not isinstance(st, dict):
-            st = {}
+        if not isinstance(st, dict) or not st:
+            # RTC memory lost (power-on): the answered triggers are in flash too
+            st = {"tids": flashjson.read(self._path("answered.json")) or []}
+        if "pe" not in st:
+            st["pe"] = hexstr(os.urandom(4))  # a power epoch: the RTC clock counts from this reset
         for k, v in (("boot", 0), ("ch", None), ("bssid", None), ("awake_ms", None), ("err", None),
                      ("tids", []), ("fails", 0), ("pid", 1), ("retry", False)):
             st.setdefault(k, v)
         return st
+
+    def _path(self, name):
+        return self.queue_dir + "/" + name
 
     def _save_state(self):
         self.hal.rtc_save(json.dumps(self.st).encode())
@@ -153,9 +167,17 @@ class Cycle:
             self.camera_on = True
         jpeg = self.hal.camera_capture(flash)
         cid = self.cfg["serial"] + "-" + hexstr(os.urandom(8))
-        key = self.store.put(jpeg, cid, trig, tid, self.hal.time(), self.bat)
+        ts = self.hal.time()
+        key = self.store.put(jpeg, cid, trig, tid, ts, self.bat)
         jpeg = None
         gc.collect()
+        if not protocol.time_is_sane(ts):
+            # stamped by an unset clock: marked, and tied to this power epoch so a later clock fix
+            # (same RTC, still counting from the same reset) can correct it
+            meta = self.store.meta(key)
+            meta["tu"] = 1
+            meta["pe"] = self.st["pe"]
+            self.store.save_meta(key, meta)
         self.result["captures"].append(cid)
         self.log("captured " + cid + " (" + trig + ")")
         return key
@@ -180,35 +202,97 @@ class Cycle:
         self.result["wifi_mode"] = info.get("mode")
         self.hal.wdt_feed()
         b = cfg["broker"]
-        c = MQTTClient(cfg["serial"], b["host"], b["port"], b["user"], b["password"], b["keepalive"],
+        cid = protocol.client_id(cfg["serial"])
+        self.result["client_id"] = cid
+        c = MQTTClient(cid, b["host"], b["port"], b["user"], b["password"], b["keepalive"],
                        b["timeout_ms"], sock_factory=self.hal.socket)
         self.client = c
         c.set_last_will(self._topic(protocol.STATUS), protocol.STATUS_LOST, retain=False, qos=1)
-        cmds = []
-        c.set_callback(lambda topic, msg, retained, dup: cmds.append(msg))
-        c.connect(clean_session=False)
+        cmd_topic = self._topic(protocol.CMD)
+        got = []
+        c.set_callback(lambda topic, msg, retained, dup: got.append((topic, msg)))
+        sub_pid = self._ctl_pid()
+        c.connect(clean_session=False, subscribe=[(cmd_topic, 1), (protocol.CLOCK_TOPIC, 1)], sub_pid=sub_pid)
         self.hal.wdt_feed()
-        c.subscribe(self._topic(protocol.CMD), 1, pid=self._ctl_pid())
+        granted = c.granted.get(sub_pid) or [0x80]
+        if granted[0] == 0x80:
+            raise UploadError("broker refused the cmd subscription (ACL?)")
+        cmd_b = cmd_topic.encode()
+        clock_b = protocol.CLOCK_TOPIC.encode()
+        self._sync_clock([m for t, m in got if t == clock_b])
+        tid = self._new_trigger([m for t, m in got if t == cmd_b])
+        got = None
+        if tid:
+            self.capture(protocol.MANUAL, tid, flash=cfg["camera"]["flash"] and not low)
+            self._answered(tid)
+            self.result["manual_tid"] = tid
         self.buf = bytearray(cfg["chunk_size"])
         try:
+            self._resend_telemetry()
             for key in self.store.keys():
                 self.send_capture(key)
+            ts = self.hal.time()
             tele = protocol.encode_telemetry(
-                ts=self.hal.time(), bat=self.bat, rssi=self.rssi, wake=wake, awake_ms=self.st["awake_ms"],
-                fw=FW_VERSION, boot=self.st["boot"], err=self.st["err"], pending=backlog)
-            c.publish(self._topic(protocol.TELEMETRY), tele, qos=1, pid=self._ctl_pid())
+                ts=ts, bat=self.bat, rssi=self.rssi, wake=wake, awake_ms=self.st["awake_ms"], fw=FW_VERSION,
+                boot=self.st["boot"], err=self.st["err"], pending=backlog, tu=not protocol.time_is_sane(ts))
+            self._publish_telemetry({"pid": self._ctl_pid(), "msg": tele.decode(), "sent": False})
             self._collect()
-            c.check_msg(0)
-            tid = self._new_trigger(cmds)
-            if tid:
-                key = self.capture(protocol.MANUAL, tid, flash=cfg["camera"]["flash"] and not low)
-                self._remember_tid(tid)
-                self.result["manual_tid"] = tid
-                self.send_capture(key)
-                self._collect()
         finally:
             self._record_acks()
+            self._keep_telemetry()
         c.disconnect()
+
+    # ---------------------------------------------------------------- time
+
+    def _sync_clock(self, raws):
+        """Move the RTC into the window the gateway's retained clock allows; fix this power epoch's
+        unsent captures stamped by the unset clock (the step is exact for them: same RTC, same reset)."""
+        clock = None
+        for raw in raws:
+            try:
+                clock = protocol.decode_clock(raw) or clock
+            except protocol.ProtocolError as e:
+                self.log("ignoring bad clock: " + str(e))
+        if clock is None:
+            self.log("no clock from the gateway")
+            return
+        before = self.hal.time()
+        now = protocol.corrected_time(before, clock)
+        self.result["clock_step"] = now - before
+        if now == before:
+            return
+        self.hal.set_time(now)
+        self.log("clock set, step %d s" % (now - before))
+        for key in self.store.keys():
+            meta = self.store.meta(key)
+            if meta and meta.get("tu") and meta.get("pe") == self.st["pe"] and not meta["sent"]:
+                meta["ts"] += now - before
+                if protocol.time_is_sane(meta["ts"]):
+                    del meta["tu"]
+                self.store.save_meta(key, meta)
+
+    # ---------------------------------------------------------------- telemetry (MQTT-4.4.0-1)
+
+    def _resend_telemetry(self):
+        """Telemetry of earlier wakes the broker never acknowledged: same packet id, DUP only if sent."""
+        for t in flashjson.read(self._path("telemetry.json")) or []:
+            self._publish_telemetry(t)
+
+    def _publish_telemetry(self, t):
+        while t["pid"] in self.client.pending:  # after an RTC loss the control ids restart
+            t["pid"] = self._ctl_pid()
+        self.telemetry.append(t)
+        self.client.publish(self._topic(protocol.TELEMETRY), t["msg"].encode(), qos=1, pid=t["pid"], dup=t["sent"])
+        t["sent"] = True
+
+    def _keep_telemetry(self):
+        """Write what is still unacknowledged to flash (or clear the file): the next wake re-sends it."""
+        pending = self.client.pending if self.client else {}
+        keep = [t for t in self.telemetry if t["pid"] in pending][-MAX_TELEMETRY:]
+        if keep:
+            flashjson.write(self._path("telemetry.json"), keep)
+        elif self.telemetry:
+            flashjson.remove(self._path("telemetry.json"))
 
     def _ctl_pid(self):
         p = self.st.get("cpid", PID_CHUNK_RANGE)
@@ -248,12 +332,13 @@ class Cycle:
                 f.seek(i * cs)
                 got = f.readinto(mv)
                 hdr = protocol.encode_chunk_header(meta["cid"], i, n, meta["size"], meta["sha"], meta["trig"],
-                                                   meta["tid"], meta["ts"], meta["bat"])
+                                                   meta["tid"], meta["ts"], meta["bat"], meta.get("tu", 0))
                 self.inflight[pid] = (key, i)
+                # §4.4: a PUBLISH re-sent in a new connection of the same session keeps its packet id,
+                # DUP=1 (§3.3.1.1) only if it really went out before: ``sent`` moves after the write
+                c.publish(topic, [hdr, mv[:got]], qos=1, pid=pid, dup=i < resent_upto)
                 if i + 1 > meta["sent"]:
                     meta["sent"] = i + 1
-                # §4.4: a PUBLISH re-sent in a new connection of the same session keeps its packet id, DUP=1
-                c.publish(topic, [hdr, mv[:got]], qos=1, pid=pid, dup=i < resent_upto)
         self._note_heap()
 
     def _collect(self):
@@ -287,7 +372,7 @@ class Cycle:
                 continue
             if cmd is None or cmd["tid"] in self.st["tids"]:
                 continue
-            if now > 1600000000 and cmd["exp"] < now:
+            if protocol.time_is_sane(now) and cmd["exp"] < now:
                 self.log("ignoring expired trigger " + cmd["tid"])
                 self._remember_tid(cmd["tid"])
                 continue
@@ -296,6 +381,12 @@ class Cycle:
 
     def _remember_tid(self, tid):
         self.st["tids"] = (self.st["tids"] + [tid])[-MAX_TIDS:]
+
+    def _answered(self, tid):
+        """An answered trigger id goes to flash as well: the cmd stays retained until the gateway
+        clears it, and a power loss must not make the device answer it again."""
+        self._remember_tid(tid)
+        flashjson.write(self._path("answered.json"), self.st["tids"])
 
     def _close_network(self):
         if self.client is not None:

@@ -8,6 +8,8 @@ compile) anywhere, and a board without the camera module fails with a clear erro
 import time
 
 RTC_BYTES = 2048
+# time.time() counts from 2000-01-01 on older ESP32 builds and from 1970 on newer ones: ask the port
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
 
 class HAL:
@@ -23,7 +25,14 @@ class HAL:
         return time.ticks_ms()
 
     def time(self):
-        return time.time() + 946684800  # MicroPython's ESP32 epoch is 2000-01-01
+        """Unix seconds from the RTC, which runs on through deep sleep (and reads 2000-01-01 after
+        a power loss: the cycle then marks readings ``tu`` until the gateway's clock sets it)."""
+        return time.time() + _EPOCH_OFFSET
+
+    def set_time(self, unix_s):
+        import machine
+        y, mo, d, h, mi, s, wd = time.gmtime(unix_s - _EPOCH_OFFSET)[:7]
+        machine.RTC().datetime((y, mo, d, wd, h, mi, s, 0))  # RTC.datetime() order: weekday 4th
 
     def wake_reason(self):
         import machine
