@@ -239,3 +239,24 @@ def test_chunk_whose_first_send_failed_goes_out_without_dup(make_device, chatty_
     dups = log.publishes(cut["client_id"], "capture")  # chunk i has packet id i + 1
     assert {p: dups[p] for p in range(1, 9)} == {1: "1", 2: "1", 3: "1", 4: "0", 5: "0", 6: "0", 7: "0", 8: "0"}
     assert captures(w.messages)[cid][1] == dev.jpeg and chunks(w.messages, cid)
+
+
+# ---------------------------------------------------------------- battery
+
+
+def test_camera_rail_is_switched_on_for_the_photo_and_held_off_in_deep_sleep(make_device, mosquitto, serial):
+    """A board with the camera rail on a transistor (camera.rail_pin): on before the sensor starts, held
+    off through deep sleep (the unmodified board's camera rail draws about a milliampere asleep)."""
+    dev = make_device(mosquitto, serial, 2000, camera={"rail_pin": 14, "rail_on": 1},
+                      sleep={"pulldown_pins": [2, 12, 15]})
+    assert dev.wake()["error"] is None
+    s = dev.slept
+    assert s["events"] == [["rail", 14, 1], ["camera_init"]]
+    assert s["holds"] == {"32": 1, "4": 0, "14": 0} and 14 not in s["pulldowns"]
+
+
+def test_camera_rail_pin_that_is_also_pulled_down_is_a_config_error(make_device, mosquitto, serial):
+    dev = make_device(mosquitto, serial, 2000, camera={"rail_pin": 14})
+    result = dev.wake()
+    assert result["error"] == "config: camera.rail_pin 14 is also in sleep.pulldown_pins"
+    assert result["sleep_s"] == 3600

@@ -163,6 +163,8 @@ class Cycle:
     def capture(self, trig, tid, flash):
         cam = self.cfg["camera"]
         if not self.camera_on:
+            if cam["rail_pin"] >= 0:
+                self.hal.camera_power(cam["rail_pin"], cam["rail_on"])  # the switched 3.3 V/2.8 V/1.2 V rail
             self.hal.camera_init(cam["framesize"], cam["quality"])
             self.camera_on = True
         jpeg = self.hal.camera_capture(flash)
@@ -401,7 +403,8 @@ class Cycle:
     # ---------------------------------------------------------------- sleep
 
     def _sleep(self, seconds, low):
-        """Camera off (PWDN high), flash LED held low, unused pins pulled down, then deep sleep."""
+        """Camera off (PWDN high, its rail switched off when one is configured), flash LED held low,
+        unused pins pulled down, then deep sleep."""
         cfg = self.cfg or config.DEFAULTS
         cam = cfg["camera"]
         if self.camera_on:
@@ -411,6 +414,8 @@ class Cycle:
             self.hal.pin_hold(cam["pwdn_pin"], 1)
         if cam["flash_pin"] >= 0:
             self.hal.pin_hold(cam["flash_pin"], 0)
+        if cam["rail_pin"] >= 0:
+            self.hal.pin_hold(cam["rail_pin"], 1 - cam["rail_on"])  # camera rail off through deep sleep
         for p in cfg["sleep"]["pulldown_pins"]:
             self.hal.pin_pull_down(p)
         awake = ticks_diff(self.hal.ticks_ms(), self.t0)

@@ -70,6 +70,12 @@ class HAL:
         return adc.read_uv()  # factory-calibrated microvolts
 
     # camera
+    def camera_power(self, pin, level):
+        """Switch the camera rail on (a transistor on a spare GPIO, see firmware/README.md)."""
+        import machine
+        machine.Pin(pin, machine.Pin.OUT, value=level, hold=False)
+        time.sleep_ms(5)  # let the LDOs of the sensor settle before its XCLK starts
+
     def camera_init(self, framesize, quality):
         import camera
         import machine

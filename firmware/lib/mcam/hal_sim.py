@@ -187,6 +187,7 @@ class HAL:
         self.wdt_feeds = 0
         self.slept = None
         self.lines = []
+        self.events = []  # camera power steps in order (the rail must be on before the sensor starts)
         if s["power_loss"]:
             self._forget_rtc()
 
@@ -245,7 +246,12 @@ class HAL:
         return int(self.settings["battery_mv"] * 1000 / self.settings["divider"])
 
     # camera
+    def camera_power(self, pin, level):
+        self.holds.pop(str(pin), None)
+        self.events.append(["rail", pin, level])
+
     def camera_init(self, framesize, quality):
+        self.events.append(["camera_init"])
         self.camera_on = True
         self.virtual_ms += self.settings["camera_ms"]
 
@@ -300,7 +306,7 @@ class HAL:
     def deep_sleep(self, ms, wake_pin, wake_level):
         self.slept = {"ms": ms, "wake_pin": wake_pin, "wake_level": wake_level, "holds": self.holds,
                       "pulldowns": self.pulldowns, "camera_on": self.camera_on, "wifi_on": self.wifi_on,
-                      "flash_used": self.flash_used, "wdt_ms": self.wdt_ms}
+                      "flash_used": self.flash_used, "wdt_ms": self.wdt_ms, "events": self.events}
         with open(self.dir + "/sleep.json", "w") as f:
             f.write(json.dumps(self.slept))
 
