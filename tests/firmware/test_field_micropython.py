@@ -260,3 +260,17 @@ def test_camera_rail_pin_that_is_also_pulled_down_is_a_config_error(make_device,
     result = dev.wake()
     assert result["error"] == "config: camera.rail_pin 14 is also in sleep.pulldown_pins"
     assert result["sleep_s"] == 3600
+
+
+def test_a_drifted_clock_is_pulled_back_and_this_wakes_capture_restamped(make_device, chatty_mosquitto, serial, watch):
+    """The ESP32's RC clock drifts in deep sleep; a capture taken with an RTC 10 minutes fast is
+    restamped by the step the clock takes (before its chunks go out)."""
+    dev = make_device(chatty_mosquitto, serial, 3000)
+    (dev.dir / "clock.json").write_text('{"offset": 600}')  # the RTC runs 10 minutes ahead
+    t0 = clock_now(chatty_mosquitto)
+    w = watch(chatty_mosquitto, f"mailcam/v1/{serial}/capture")
+    result = dev.wake()
+    assert result["error"] is None and -600 <= result["clock_step"] <= -560
+    w.wait(lambda ms: len(captures(ms)) == 1)
+    (h, _), = captures(w.messages).values()
+    assert t0 - 2 <= h["ts"] <= int(time.time()) + 35

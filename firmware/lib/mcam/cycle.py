@@ -247,8 +247,9 @@ class Cycle:
     # ---------------------------------------------------------------- time
 
     def _sync_clock(self, raws):
-        """Move the RTC into the window the gateway's retained clock allows; fix this power epoch's
-        unsent captures stamped by the unset clock (the step is exact for them: same RTC, same reset)."""
+        """Move the RTC into the window the gateway's retained clock allows, and restamp unsent captures
+        by the same step where it is exact for them: this wake's (a drifted RTC) and this power-on's
+        taken with the unset clock (same RTC, counting from the same reset)."""
         clock = None
         for raw in raws:
             try:
@@ -267,10 +268,13 @@ class Cycle:
         self.log("clock set, step %d s" % (now - before))
         for key in self.store.keys():
             meta = self.store.meta(key)
-            if meta and meta.get("tu") and meta.get("pe") == self.st["pe"] and not meta["sent"]:
+            if not meta or meta["sent"]:
+                continue  # chunks with the old stamp went out already: one capture, one header
+            # this wake's captures (seconds before the step), or any of this power-on's unset clock
+            if meta["cid"] in self.result["captures"] or (meta.get("tu") and meta.get("pe") == self.st["pe"]):
                 meta["ts"] += now - before
                 if protocol.time_is_sane(meta["ts"]):
-                    del meta["tu"]
+                    meta.pop("tu", None)
                 self.store.save_meta(key, meta)
 
     # ---------------------------------------------------------------- telemetry (MQTT-4.4.0-1)
