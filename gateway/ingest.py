@@ -299,7 +299,7 @@ class Ingestor:
             self._topics[raw_topic] = (topic, serial, kind)
         else:
             topic, serial, kind = parsed
-        if kind == protocol.CMD:
+        if kind in (protocol.CMD, protocol.SETTINGS):
             return "ignored"  # our own retained commands, echoed back
         held = self.settings.validate_devices and self._known is not None and serial not in self._known
         if held and self.on_unknown_device:

@@ -274,3 +274,61 @@ def test_a_drifted_clock_is_pulled_back_and_this_wakes_capture_restamped(make_de
     w.wait(lambda ms: len(captures(ms)) == 1)
     (h, _), = captures(w.messages).values()
     assert t0 - 2 <= h["ts"] <= int(time.time()) + 35
+
+
+# ---------------------------------------------------------------- remote settings (device side)
+
+
+def settings_now(broker: Mosquitto, serial: str, ver: int, values: dict) -> None:
+    publish_retained(broker, protocol.topic(serial, protocol.SETTINGS), protocol.encode_settings(ver, values))
+
+
+def test_remote_settings_are_kept_applied_next_wake_and_reported(make_device, chatty_mosquitto, serial, watch):
+    dev = make_device(chatty_mosquitto, serial, 9000)
+    settings_now(chatty_mosquitto, serial, 3, {"wake_interval_s": 600, "chunk_size": 2048, "camera.quality": 20})
+    w = watch(chatty_mosquitto, f"mailcam/v1/{serial}/#")
+    first = dev.wake()
+    assert first["error"] is None and first["settings_kept"] == 3 and first["round_trips"] <= 3
+    assert first["sleep_s"] == 1800  # in effect from the next wake
+    second = dev.wake()
+    assert second["error"] is None and second["sleep_s"] == 600 and "settings_kept" not in second
+    w.wait(lambda ms: len(telemetry(ms)) == 2 and len(captures(ms)) == 2)
+    assert [(t["cfgv"], t["cfge"]) for t in telemetry(w.messages)] == [(None, None), (3, None)]
+    ns = sorted(h["n"] for h, _ in captures(w.messages).values())
+    assert ns == [3, 5]  # 9000 bytes in 4096-byte chunks, then in 2048-byte chunks
+
+
+def test_bad_remote_settings_are_refused_with_the_reason_and_change_nothing(
+    make_device, chatty_mosquitto, serial, watch
+):
+    dev = make_device(chatty_mosquitto, serial, 3000)
+    settings_now(chatty_mosquitto, serial, 4, {"camera.quality": 99})
+    w = watch(chatty_mosquitto, f"mailcam/v1/{serial}/telemetry")
+    refused = dev.wake()
+    assert refused["error"] is None and "settings_kept" not in refused
+    settings_now(chatty_mosquitto, serial, 5, {"broker.host": "evil.example"})
+    again = dev.wake()
+    assert again["sleep_s"] == 1800 and not (dev.dir / "queue" / "settings.json").exists()
+    w.wait(lambda ms: len(telemetry(ms)) == 2)
+    reasons = [t["cfge"] for t in telemetry(w.messages)]
+    assert reasons == ["ver 4: camera.quality must be an integer in 2..63, got 99",
+                       "ver 5: broker.host cannot be set remotely"]
+    assert all(t["cfgv"] is None for t in telemetry(w.messages))
+
+
+def test_a_settings_change_that_invalidates_a_partly_sent_capture_keeps_its_chunking(
+    make_device, chatty_mosquitto, serial, watch
+):
+    """A capture cut off mid-upload keeps the chunk size it started with after chunk_size changes: its
+    remaining chunks fit the ones the gateway already has (one header for one capture)."""
+    dev = make_device(chatty_mosquitto, serial, 8 * 4096, chunk_size=4096)
+    w = watch(chatty_mosquitto, f"mailcam/v1/{serial}/capture")
+    cut = dev.wake(drop_after_publishes=3)
+    assert cut["error"] and len(dev.queued()) == 1
+    (dev.dir / "queue" / "settings.json").write_text('{"ver": 9, "set": {"chunk_size": 1024}}')
+    done = dev.wake(drop_after_publishes=0)
+    assert done["error"] is None and dev.queued() == []
+    cid = cut["captures"][0]
+    w.wait(lambda ms: cid in captures(ms))
+    assert {h["n"] for h, _, _ in chunks(w.messages, cid)} == {8}
+    assert captures(w.messages)[cid][1] == dev.jpeg

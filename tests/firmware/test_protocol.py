@@ -82,7 +82,7 @@ def test_telemetry_round_trip_ignores_extra_keys_and_validates():
     fields = dict(ts=1700000000, bat=3712, rssi=-70, wake="door", awake_ms=2100, fw="1.0.0", boot=7,
                   err=None, pending=2)
     d = p.decode_telemetry(p.encode_telemetry(**fields))
-    assert d == dict(fields, v=1, tu=False)
+    assert d == dict(fields, v=1, tu=False, cfgv=None, cfge=None)
     extra = json.loads(p.encode_telemetry(**fields))
     extra["future"] = 1
     assert "future" not in p.decode_telemetry(json.dumps(extra).encode())
@@ -137,6 +137,16 @@ def test_client_id_is_the_serial_only_when_every_broker_must_accept_it(serial, p
     cid = p.client_id(serial)
     assert cid == portable if portable else (len(cid) <= 23 and cid.isalnum() and cid == p.client_id(serial))
     assert p.client_id("mb-0001") != p.client_id("mb_0001")
+
+
+def test_settings_round_trip_and_rejections():
+    assert p.decode_settings(p.encode_settings(3, {"wake_interval_s": 600})) == {
+        "v": 1, "ver": 3, "set": {"wake_interval_s": 600}}
+    assert p.decode_settings(b"") is None
+    for bad in [b"{}", b'{"v":1,"ver":0,"set":{}}', b'{"v":1,"ver":2,"set":[]}', b"x"]:
+        with pytest.raises(p.ProtocolError):
+            p.decode_settings(bad)
+    assert p.parse_topic("mailcam/v1/mb-1/settings") == ("mb-1", "settings")
 
 
 def test_same_module_runs_under_micropython(tmp_path):

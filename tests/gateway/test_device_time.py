@@ -86,8 +86,11 @@ def test_telemetry_from_an_unset_clock_gets_the_receive_time(store, clock):
     assert item.kind == TELEMETRY and item.meta["timestamp"] == int(clock.now)
 
 
-def test_own_clock_echo_is_ignored_not_dead_lettered(store):
-    assert feed(make_ingestor(store), protocol.CLOCK_TOPIC, protocol.encode_clock(1_800_000_000, 30)) == "ignored"
+def test_own_clock_and_settings_echoes_are_ignored_not_dead_lettered(store):
+    ingestor = make_ingestor(store)
+    assert feed(ingestor, protocol.CLOCK_TOPIC, protocol.encode_clock(1_800_000_000, 30)) == "ignored"
+    settings = protocol.encode_settings(2, {"wake_interval_s": 600})
+    assert feed(ingestor, protocol.topic("dev1", protocol.SETTINGS), settings) == "ignored"
     assert store.dead_letters() == [] and store.pending(10) == []
 
 

@@ -146,3 +146,23 @@ def load(path):
     except OSError as e:
         raise ConfigError("cannot read {}: {}".format(path, e)) from e
     return parse(text)
+
+
+def with_settings(cfg, values):
+    """A copy of a valid ``cfg`` with remote settings applied ({path: value}, protocol.SETTABLE paths),
+    validated by the same rules as config.json; ConfigError names the first bad path."""
+    from .protocol import SETTABLE
+    if not isinstance(values, dict):
+        raise ConfigError("settings must be an object")
+    out = json.loads(json.dumps(cfg))  # deep copy, also on MicroPython
+    for path in values:
+        if path not in SETTABLE:
+            raise ConfigError("{} cannot be set remotely".format(path))
+        parts = path.split(".")
+        node = out
+        for part in parts[:-1]:
+            if node.get(part) is None:
+                raise ConfigError("{} is not configured on this device".format(path))
+            node = node[part]
+        node[parts[-1]] = values[path]
+    return validate(out)

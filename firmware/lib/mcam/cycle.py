@@ -3,16 +3,17 @@
     wake -> config -> watchdog -> battery -> capture (to flash) -> Wi-Fi -> MQTT session -> sleep
 
 MQTT session, pipelined so a cycle costs 3 broker round trips (with or without a trigger):
-  1. CONNECT + SUBSCRIBE (cmd, clock) + PINGREQ in one write; CONNACK, SUBACK, the retained clock and
-     cmd, PINGRESP back (persistent session, LWT ``status`` = "lost"). The clock sets the RTC and
+  1. CONNECT + SUBSCRIBE (cmd, clock, settings) + PINGREQ in one write; CONNACK, SUBACK, the retained
+     clock, cmd and settings, PINGRESP back (persistent session, LWT ``status`` = "lost"). The clock sets the RTC and
      corrects this power-on's captures not sent yet; a new trigger is photographed right away.
   2. every unacknowledged telemetry of earlier wakes, every queued chunk, this wake's telemetry; the
      PUBACKs collected once per window of ``broker.window`` messages
   3. DISCONNECT (a clean close: the broker drops the LWT)
 
 What must outlive RTC memory (a power loss empties it) is in flash next to the queue: the answered
-trigger ids (``answered.json``) and telemetry the broker has not acknowledged (``telemetry.json``,
-re-sent with its packet id on the next connection of the session, MQTT-4.4.0-1).
+trigger ids (``answered.json``), telemetry the broker has not acknowledged (``telemetry.json``,
+re-sent with its packet id on the next connection of the session, MQTT-4.4.0-1), and the remote
+settings in effect (``settings.json``, from the retained ``settings`` topic read in round trip 1).
 
 Failures (Wi-Fi, broker, timeouts) keep the captures in flash, record the error in RTC memory, and
 sleep a backed-off retry interval. A bad config sleeps ``config.SAFE_SLEEP_S``. Nothing here may
@@ -55,6 +56,8 @@ class Cycle:
         self.t0 = hal.ticks_ms()
         self.st = self._load_state()
         self.cfg = None
+        self.base_cfg = None  # config.json alone, without remote settings
+        self.cfgv = None  # version of the remote settings in effect this wake
         self.client = None
         self.store = None
         self.bat = 0
@@ -110,12 +113,13 @@ class Cycle:
         wake = self.hal.wake_reason()
         self.result["wake"] = wake
         try:
-            self.cfg = config.load(self.config_path)
+            self.base_cfg = config.load(self.config_path)
         except config.ConfigError as e:
             self.st["err"] = "config: " + str(e)
             self.log("bad config, safe sleep: " + str(e))
             self.result["error"] = self.st["err"]
             return self._sleep(config.SAFE_SLEEP_S, low=True)
+        self.cfg = self._apply_kept_settings(self.base_cfg)
         cfg = self.cfg
         self.hal.wdt_start(cfg["watchdog_ms"])
         self.bat = self.read_battery_mv()
@@ -214,7 +218,9 @@ class Cycle:
         got = []
         c.set_callback(lambda topic, msg, retained, dup: got.append((topic, msg)))
         sub_pid = self._ctl_pid()
-        c.connect(clean_session=False, subscribe=[(cmd_topic, 1), (protocol.CLOCK_TOPIC, 1)], sub_pid=sub_pid)
+        settings_topic = self._topic(protocol.SETTINGS)
+        c.connect(clean_session=False, subscribe=[(cmd_topic, 1), (protocol.CLOCK_TOPIC, 1), (settings_topic, 1)],
+                  sub_pid=sub_pid)
         self.hal.wdt_feed()
         granted = c.granted.get(sub_pid) or [0x80]
         if granted[0] == 0x80:
@@ -222,6 +228,8 @@ class Cycle:
         cmd_b = cmd_topic.encode()
         clock_b = protocol.CLOCK_TOPIC.encode()
         self._sync_clock([m for t, m in got if t == clock_b])
+        settings_b = settings_topic.encode()
+        self._take_settings([m for t, m in got if t == settings_b])
         tid = self._new_trigger([m for t, m in got if t == cmd_b])
         got = None
         if tid:
@@ -236,13 +244,52 @@ class Cycle:
             ts = self.hal.time()
             tele = protocol.encode_telemetry(
                 ts=ts, bat=self.bat, rssi=self.rssi, wake=wake, awake_ms=self.st["awake_ms"], fw=FW_VERSION,
-                boot=self.st["boot"], err=self.st["err"], pending=backlog, tu=not protocol.time_is_sane(ts))
+                boot=self.st["boot"], err=self.st["err"], pending=backlog, tu=not protocol.time_is_sane(ts),
+                cfgv=self.cfgv, cfge=self.st.get("cfge"))
             self._publish_telemetry({"pid": self._ctl_pid(), "msg": tele.decode(), "sent": False})
             self._collect()
         finally:
             self._record_acks()
             self._keep_telemetry()
         c.disconnect()
+
+    # ---------------------------------------------------------------- remote settings
+
+    def _apply_kept_settings(self, cfg):
+        """config.json + the remote settings kept in flash (validated when they arrived)."""
+        kept = flashjson.read(self._path("settings.json"))
+        if not kept:
+            return cfg
+        try:
+            applied = config.with_settings(cfg, kept["set"])
+        except (config.ConfigError, KeyError, TypeError) as e:  # e.g. config.json changed under them
+            self.st["cfge"] = ("ver %s no longer applies: " % kept.get("ver") + str(e))[:120]
+            return cfg
+        self.cfgv = kept["ver"]
+        return applied
+
+    def _take_settings(self, raws):
+        """A new retained settings version: validated against config.json, kept in flash for the next
+        wake, or refused with the reason (reported as ``cfge`` until a newer version arrives)."""
+        for raw in raws:
+            try:
+                s = protocol.decode_settings(raw)
+            except protocol.ProtocolError as e:
+                self.st["cfge"] = ("settings: " + str(e))[:120]
+                continue
+            if s is None or s["ver"] == self.cfgv or s["ver"] == self.st.get("cfgr"):
+                continue  # none, in effect, or refused before
+            try:
+                config.with_settings(self.base_cfg, s["set"])
+            except config.ConfigError as e:
+                self.st["cfgr"] = s["ver"]
+                self.st["cfge"] = ("ver %d: " % s["ver"] + str(e))[:120]
+                self.log("refused settings " + self.st["cfge"])
+                continue
+            flashjson.write(self._path("settings.json"), {"ver": s["ver"], "set": s["set"]})
+            self.st["cfge"] = None
+            self.result["settings_kept"] = s["ver"]
+            self.log("settings ver %d kept, in effect from the next wake" % s["ver"])
 
     # ---------------------------------------------------------------- time
 
@@ -319,7 +366,9 @@ class Cycle:
         meta = self.store.meta(key)
         if meta is None:
             return
-        cs = self.cfg["chunk_size"]
+        if not meta["pid0"]:
+            meta["cs"] = self.cfg["chunk_size"]  # a capture keeps its chunking if chunk_size changes
+        cs = meta.get("cs") or self.cfg["chunk_size"]
         n = protocol.chunk_count(meta["size"], cs)
         if not meta["pid0"]:
             meta["pid0"] = self._chunk_pid0(n)
@@ -327,7 +376,11 @@ class Cycle:
         acked = meta["acked"]
         resent_upto = meta["sent"]
         topic = self._topic(protocol.CAPTURE)
-        mv = memoryview(self.buf)
+        if len(self.buf) < cs:
+            self.buf = None
+            gc.collect()
+            self.buf = bytearray(cs)
+        mv = memoryview(self.buf)[:cs]
         with self.store.open_image(key) as f:
             for i in range(n):
                 if i in acked:
@@ -359,10 +412,9 @@ class Cycle:
         for pid in [p for p in self.inflight if p not in self.client.pending]:
             key, i = self.inflight.pop(pid)
             self.metas[key]["acked"].append(i)
-        cs = self.cfg["chunk_size"]
         for key in list(self.metas):
             meta = self.metas[key]
-            if len(meta["acked"]) >= protocol.chunk_count(meta["size"], cs):
+            if len(meta["acked"]) >= protocol.chunk_count(meta["size"], meta.get("cs") or self.cfg["chunk_size"]):
                 self.store.remove(key)
                 del self.metas[key]
             else:

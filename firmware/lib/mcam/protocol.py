@@ -7,6 +7,10 @@ Topics: ``mailcam/v1/<serial>/<kind>`` with kind one of
 - ``cmd``       gateway -> device, QoS 1, RETAINED JSON ``{"v":1,"tid":"...","exp":<unix s>}``;
                 an empty retained payload means "no pending trigger"
 - ``status``    LWT: payload ``b"lost"`` on an unplanned loss; nothing is published on a planned sleep
+- ``settings``  gateway -> device, QoS 1, RETAINED JSON ``{"v":1,"ver":<int >= 1>,"set":{<path>: value}}``:
+                remote settings, ``path`` one of ``SETTABLE``; the device validates them with its config
+                rules, keeps them in flash, applies them from its next wake, and reports ``cfgv`` (the
+                version in effect) and ``cfge`` (why a version was refused) in telemetry
 
 and one topic shared by every device, ``mailcam/v1/clock`` (gateway -> devices, QoS 1, RETAINED JSON
 ``{"v":1,"t":<unix s>,"every":<s>}``): the gateway republishes it every ``every`` seconds, so the retained
@@ -27,7 +31,8 @@ header: chunks may arrive repeated or out of order.
 
 Telemetry keys: ``v``, ``ts``, ``bat``, ``rssi`` (int or null), ``wake`` (timer|door|power_on|manual),
 ``awake_ms`` (previous cycle, int or null), ``fw``, ``boot``, ``err`` (str or null), ``pending`` (int),
-``tu`` (optional; true: ``ts`` came from an unset clock).
+``tu`` (optional; true: ``ts`` came from an unset clock), ``cfgv`` (optional int: settings version in
+effect), ``cfge`` (optional str: why the newest settings were refused).
 
 Errors: everything malformed raises ``ProtocolError`` (a ``ValueError``).
 
@@ -48,7 +53,11 @@ CAPTURE = "capture"
 TELEMETRY = "telemetry"
 CMD = "cmd"
 STATUS = "status"
-KINDS = (CAPTURE, TELEMETRY, CMD, STATUS)
+SETTINGS = "settings"
+KINDS = (CAPTURE, TELEMETRY, CMD, STATUS, SETTINGS)
+# What the owner may change remotely (config.json paths); the device's config rules validate the values
+SETTABLE = ("wake_interval_s", "camera.framesize", "camera.quality", "camera.flash", "low_battery.mv",
+            "chunk_size", "door.level")
 CLOCK_TOPIC = TOPIC_ROOT + "/clock"
 
 SANE_EPOCH = 1704067200  # 2024-01-01T00:00:00Z: anything earlier came from an unset clock
@@ -242,6 +251,9 @@ def encode_telemetry(**fields):
         d["pending"] = 0
     if fields.get("tu"):
         d["tu"] = True
+    for k in ("cfgv", "cfge"):
+        if fields.get(k) is not None:
+            d[k] = fields[k]
     _check_telemetry(d)
     return json.dumps(d).encode()
 
@@ -264,6 +276,9 @@ def _check_telemetry(d):
         raise ProtocolError("err must be a string or null")
     if not isinstance(d.get("tu", False), bool):
         raise ProtocolError("tu must be true or false")
+    _nullable_int(d, "cfgv")
+    if d.get("cfge") is not None and not isinstance(d["cfge"], str):
+        raise ProtocolError("cfge must be a string or null")
 
 
 def decode_telemetry(payload):
@@ -276,6 +291,8 @@ def decode_telemetry(payload):
     for k in ("v", "ts", "bat", "rssi", "wake", "awake_ms", "fw", "boot", "err", "pending"):
         out[k] = d.get(k)
     out["tu"] = d.get("tu", False)
+    out["cfgv"] = d.get("cfgv")
+    out["cfge"] = d.get("cfge")
     return out
 
 
@@ -351,3 +368,32 @@ def corrected_time(local, clock, slack=5):
     if local > hi:
         return hi
     return local
+
+
+def encode_settings(ver, values):
+    """The retained settings command: version ``ver`` sets ``values`` ({path: value}, paths in SETTABLE)."""
+    d = {"v": VERSION, "ver": ver, "set": values}
+    _check_settings(d)
+    return json.dumps(d).encode()
+
+
+def _check_settings(d):
+    if not isinstance(d, dict) or d.get("v") != VERSION:
+        raise ProtocolError("settings is not a v1 JSON object")
+    if not _is_int(d.get("ver")) or d["ver"] < 1:
+        raise ProtocolError("bad settings ver: {!r}".format(d.get("ver")))
+    if not isinstance(d.get("set"), dict):
+        raise ProtocolError("settings set must be an object")
+
+
+def decode_settings(payload):
+    """JSON settings -> {"v", "ver", "set"}; None for an empty retained payload. Which keys and values
+    are acceptable is the device's decision (it reports a refusal with the version)."""
+    if payload is None or len(payload) == 0:
+        return None
+    try:
+        d = json.loads(bytes(payload).decode())
+    except (ValueError, UnicodeError, TypeError):
+        raise ProtocolError("settings is not valid UTF-8 JSON") from None
+    _check_settings(d)
+    return {"v": d["v"], "ver": d["ver"], "set": d["set"]}
