@@ -38,7 +38,9 @@ from gateway.spool import MQTT, TELEMETRY, Spool
 
 log = logging.getLogger("mailcam.gateway.ingest")
 
-SUBSCRIPTION = "mailcam/#"
+# Every device's topics (mailcam/v1/<serial>/<kind>), not our own retained clock (mailcam/v1/clock):
+# echoes of it every few seconds, queued in our persistent session while we are away, would be noise.
+SUBSCRIPTION = "mailcam/v1/+/+"
 PUBACK = 0x40  # MQTT control packet type 4; remaining length 2 (the packet id)
 _PUBACK = struct.Struct("!BBH")
 
@@ -128,6 +130,8 @@ class MqttLink:
         if settings.broker_username:
             password = settings.broker_password.get_secret_value() if settings.broker_password else None
             client.username_pw_set(settings.broker_username, password)
+        # If we vanish, the broker clears the retained clock: a stale one would set devices back in time
+        client.will_set(protocol.CLOCK_TOPIC, b"", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
@@ -188,6 +192,8 @@ class MqttLink:
 
     def stop(self) -> None:
         """Disconnect and stop paho's thread; what was not committed stays unacked."""
+        if self.connected.is_set():  # a clean disconnect skips our will: clear the clock ourselves
+            self.publish(protocol.CLOCK_TOPIC, b"", retain=True, timeout_s=2.0)
         self.closing = True
         self.drain()
         self.client.disconnect()
@@ -279,6 +285,8 @@ class Ingestor:
     def handle(self, raw_topic: bytes, payload: bytes) -> str:
         """Validate and store one message (inside a transaction); returns the outcome."""
         parsed = self._topics.get(raw_topic)
+        if parsed is None and _topic_text(raw_topic) == protocol.CLOCK_TOPIC:
+            return "ignored"  # our own retained clock, echoed back
         if parsed is None:
             topic = _topic_text(raw_topic)
             try:
@@ -291,7 +299,7 @@ class Ingestor:
             self._topics[raw_topic] = (topic, serial, kind)
         else:
             topic, serial, kind = parsed
-        if kind == protocol.CMD:
+        if kind in (protocol.CMD, protocol.SETTINGS):
             return "ignored"  # our own retained commands, echoed back
         held = self.settings.validate_devices and self._known is not None and serial not in self._known
         if held and self.on_unknown_device:
@@ -309,6 +317,9 @@ class Ingestor:
             self.store.dead_letter("malformed_chunk", size=len(payload), topic=topic, serial=serial, detail=str(exc))
             return "dead"
         cid = header["cid"]
+        if header.get("tu") or not protocol.time_is_sane(header["ts"]):
+            # stamped by an unset clock: it was taken no later than now; keep it marked as an estimate
+            header = dict(header, ts=int(self.store.clock()), tu=1)
         if header["size"] > self.settings.max_image_bytes:
             self.store.dead_letter("too_large", size=len(payload), topic=topic, serial=serial, key=cid,
                                    detail=f"image of {header['size']} bytes > {self.settings.max_image_bytes}")
@@ -329,7 +340,10 @@ class Ingestor:
             self.store.dead_letter("malformed_telemetry", size=len(payload), topic=topic, serial=serial,
                                    detail=str(exc))
             return "dead"
-        self.store.enqueue(TELEMETRY, serial, f"{serial}:{t['ts']}", telemetry_body(serial, t), held=held)
+        key = f"{serial}:{t['ts']}"  # the device's own stamp: a redelivered copy has the same key
+        if t["tu"] or not protocol.time_is_sane(t["ts"]):
+            t = dict(t, ts=int(self.store.clock()))  # sent seconds ago by a device whose clock was unset
+        self.store.enqueue(TELEMETRY, serial, key, telemetry_body(serial, t), held=held)
         self.store.device_seen(serial, "awake")
         if self.on_ingested:
             self.on_ingested(serial, protocol.TELEMETRY)

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from gateway.clock import ClockBeacon
 from gateway.cloud import CloudClient, CloudError
 from gateway.forwarder import Forwarder
 from gateway.ingest import Ingestor, IngestThread, MqttLink
@@ -47,7 +48,7 @@ class ServiceFailed(RuntimeError):
 class Gateway:
     """One gateway process; keyword `transport` lets tests or tools route HTTP elsewhere.
 
-    Supervision: the asyncio tasks (forwarder, trigger relay, device list, housekeeping, watchdog)
+    Supervision: the asyncio tasks (forwarder, trigger relay, clock, device list, housekeeping, watchdog)
     must run forever; the ingest thread and paho's network thread must stay alive and the ingest
     thread must keep turning. Any of them ending, raising or stalling stops the service with
     `ServiceFailed` (exit status 1 under `run_service`). The watchdog writes a heartbeat to the
@@ -138,6 +139,7 @@ class Gateway:
         tasks = [
             asyncio.create_task(forwarder.run(), name="forwarder"),
             asyncio.create_task(relay.run(), name="trigger-relay"),
+            asyncio.create_task(ClockBeacon(link, every_s=settings.clock_every_s).run(), name="clock"),
             asyncio.create_task(self._devices_loop(cloud, store, ingestor, forwarder), name="devices"),
             asyncio.create_task(self._housekeeping(store, forwarder), name="housekeeping"),
             asyncio.create_task(self._watchdog(store, ingest, link), name="watchdog"),

@@ -67,6 +67,11 @@ class GatewaySettings(BaseSettings):
     # Trigger relay
     trigger_wait_s: float = Field(25.0, ge=0, le=60, description="Long-poll wait per request")
 
+    # Device clock
+    clock_every_s: int = Field(
+        30, ge=1, le=3600, description="Republish the retained clock this often: devices set their RTC to within it"
+    )
+
     # Housekeeping and metrics
     housekeeping_s: float = Field(30.0, gt=0)
     heartbeat_s: float = Field(5.0, gt=0, description="Watchdog period; `status` trusts a heartbeat < 3 periods old")

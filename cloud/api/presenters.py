@@ -63,6 +63,7 @@ def capture_public(capture: Capture, device_serial: str) -> schemas.CapturePubli
         trigger_id=capture.trigger_id,
         battery_voltage=capture.battery_voltage,
         taken_at=capture.taken_at,
+        taken_at_uncertain=capture.taken_at_uncertain,
         received_at=capture.received_at,
         width=capture.width,
         height=capture.height,

@@ -190,6 +190,9 @@ class CaptureCreate(Strict):
     timestamp: datetime
     capture_id: CaptureId | None = Field(default=None, description="Device-made idempotency key")
     trigger_id: str | None = Field(default=None, max_length=64)
+    time_uncertain: bool = Field(
+        default=False, description="The timestamp is an estimate (the device's clock was unset); a timestamp "
+        "before 2024-01-01 counts as one and is replaced by the receive time")
 
 
 class CaptureSaved(BaseModel):
@@ -224,6 +227,7 @@ class CapturePublic(BaseModel):
     trigger_id: str | None
     battery_voltage: float | None
     taken_at: datetime
+    taken_at_uncertain: bool = Field(description="taken_at is an estimate: the device's clock was unset")
     received_at: datetime
     width: int
     height: int

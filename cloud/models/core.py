@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -165,6 +166,8 @@ class Capture(Base):
     trigger_id: Mapped[str | None] = mapped_column(String(64))
     battery_voltage: Mapped[float | None] = mapped_column(Float)
     taken_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # taken_at is an estimate (the receive time): the device's clock was unset when it took the photo
+    taken_at_uncertain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     image_sha256: Mapped[str] = mapped_column(String(64), index=True)
     image_bytes: Mapped[int] = mapped_column(Integer)

@@ -8,6 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from mcam.protocol import SANE_EPOCH as _SANE_EPOCH_S
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,6 +20,8 @@ from cloud.models import Analysis, AnalysisJob, Capture, Device, JobStatus, Trig
 from cloud.services import devices, triggers
 from cloud.services.images import CheckedJpeg, check_jpeg, hold_image
 
+SANE_EPOCH = datetime.fromtimestamp(_SANE_EPOCH_S, UTC)  # the wire protocol's: earlier = unset clock
+
 
 @dataclass(frozen=True)
 class CaptureIn:
@@ -28,6 +31,7 @@ class CaptureIn:
     taken_at: datetime
     capture_id: str | None = None
     trigger_id: str | None = None
+    time_uncertain: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,14 @@ def _aware(taken_at: datetime) -> datetime:
     return taken_at if taken_at.tzinfo else taken_at.replace(tzinfo=UTC)
 
 
+def _taken_at(capture: CaptureIn, now: datetime) -> dict[str, object]:
+    """A stamp from before the sane epoch came from an unset device clock (the ESP32 RTC starts at
+    2000-01-01): store our receive time instead, and mark it an estimate, as for a ``time_uncertain`` one."""
+    taken_at = _aware(capture.taken_at)
+    sane = taken_at >= SANE_EPOCH
+    return {"taken_at": taken_at if sane else now, "taken_at_uncertain": capture.time_uncertain or not sane}
+
+
 def _record(
     session: Session,
     ctx: AppContext,
@@ -150,7 +162,7 @@ def _record(
         "trigger_type": capture.trigger_type,
         "trigger_id": capture.trigger_id,
         "battery_voltage": capture.battery_voltage,
-        "taken_at": _aware(capture.taken_at),
+        **_taken_at(capture, now),
         "received_at": now,
         "image_sha256": image.jpeg.sha256,
         "image_bytes": len(image.data),

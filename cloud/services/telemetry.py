@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
@@ -11,6 +11,7 @@ from cloud.context import AppContext
 from cloud.events import Event, EventKind
 from cloud.models import Device, Telemetry
 from cloud.services import devices
+from cloud.services.ingest import SANE_EPOCH
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,11 @@ class TelemetryIn:
 
 def record(session: Session, ctx: AppContext, device: Device, report: TelemetryIn) -> Telemetry:
     now = ctx.clock.now()
-    row = Telemetry(device_id=device.id, received_at=now, **report.__dict__)
+    fields = dict(report.__dict__)
+    reported = fields["reported_at"]
+    if reported is not None and (reported if reported.tzinfo else reported.replace(tzinfo=UTC)) < SANE_EPOCH:
+        fields["reported_at"] = None  # an unset device clock's 2000-01-01: received_at is the truth
+    row = Telemetry(device_id=device.id, received_at=now, **fields)
     session.add(row)
     devices.mark_seen(device, now, report.battery_voltage)
     if report.rssi is not None:

@@ -37,11 +37,12 @@ PARTIAL_OVERHEAD = 200  # bytes counted against a device's quota per partial cap
 class _Partial:
     """A capture being reassembled: its first chunk's header fields and the chunk indexes stored."""
 
-    __slots__ = ("wanted", "ts", "bat", "received", "stored", "bodies")
+    __slots__ = ("wanted", "ts", "tu", "bat", "received", "stored", "bodies")
 
-    def __init__(self, wanted: tuple[Any, ...], ts: int, bat: int, received: set[int], stored: int) -> None:
+    def __init__(self, wanted: tuple[Any, ...], ts: int, tu: bool, bat: int, received: set[int], stored: int) -> None:
         self.wanted = wanted  # (n, size, sha, trig, tid)
         self.ts = ts
+        self.tu = tu  # ts is an estimate (the device's clock was unset)
         self.bat = bat
         self.received = received
         self.stored = stored  # chunk bytes stored (or buffered) so far
@@ -109,13 +110,13 @@ class Reassembly(SpoolBase):
                     self.count("duplicate_chunks")
                     return "duplicate"
                 self._db.execute(
-                    "INSERT INTO partials(serial, cid, n, size, sha, trig, tid, ts, bat, first_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (serial, cid, *wanted, header["ts"], header["bat"], self.clock()),
+                    "INSERT INTO partials(serial, cid, n, size, sha, trig, tid, ts, bat, first_at, tu) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (serial, cid, *wanted, header["ts"], header["bat"], self.clock(), int(bool(header.get("tu")))),
                 )
                 if header["tid"]:
                     self._enqueue(DELIVERED, serial, header["tid"], {"trigger_id": header["tid"]}, None, held=held)
-                state = _Partial(wanted, header["ts"], header["bat"], set(), 0)
+                state = _Partial(wanted, header["ts"], bool(header.get("tu")), header["bat"], set(), 0)
                 device_bytes[serial] = device_bytes.get(serial, 0) + PARTIAL_OVERHEAD
             self._partials[key] = state
         if state.wanted != wanted:
@@ -154,12 +155,12 @@ class Reassembly(SpoolBase):
 
     def _load_partial(self, key: tuple[str, str]) -> _Partial | None:
         row = self._db.execute(
-            "SELECT n, size, sha, trig, tid, ts, bat FROM partials WHERE serial = ? AND cid = ?", key
+            "SELECT n, size, sha, trig, tid, ts, bat, tu FROM partials WHERE serial = ? AND cid = ?", key
         ).fetchone()
         if row is None:
             return None
         sizes = dict(self._db.execute("SELECT i, length(data) FROM chunks WHERE serial = ? AND cid = ?", key))
-        return _Partial(tuple(row[:5]), row[5], row[6], set(sizes), sum(sizes.values()))
+        return _Partial(tuple(row[:5]), row[5], bool(row[7]), row[6], set(sizes), sum(sizes.values()))
 
     def _load_device_bytes(self) -> dict[str, int]:
         totals = {serial: count * PARTIAL_OVERHEAD
@@ -245,6 +246,7 @@ class Reassembly(SpoolBase):
             self.dead_letter(reason, size=len(image), topic=topic, serial=serial, key=cid, detail=detail)
             return "dead"
         meta = {"capture_id": cid, "trigger_type": trig, "trigger_id": tid, "ts": state.ts, "bat_mv": state.bat,
+                "time_uncertain": state.tu,
                 "size": size}
         self._enqueue(CAPTURE, serial, cid, meta, None, held=held)  # the image stays in `chunks` until forwarded
         db.execute("INSERT OR REPLACE INTO completed(serial, cid, at) VALUES (?,?,?)", (serial, cid, self.clock()))

@@ -122,3 +122,40 @@ def test_other_users_cannot_see_or_delete_my_capture(api):
 
 def test_base64_image_helper_roundtrip():
     assert base64.b64decode(b64(b"\xff\xd8abc")) == b"\xff\xd8abc"
+
+
+def test_capture_stamped_by_an_unset_clock_is_stored_at_its_receive_time_and_marked(api, clock):
+    """An ESP32 whose RTC lost power stamps 2000-01-01: expected the receive time, marked an estimate;
+    before, the capture was stored as taken in 2000 (and sorted as the oldest photo of the mailbox)."""
+    alice, box = _setup(api)
+    body = capture_body("box-1", capture_id="box-1-unset", timestamp="2000-01-01T00:00:42Z")
+    assert api.post("/api/device/capture/", json=body, headers=box.headers).status_code == 200
+    capture = api.get("/api/captures/box-1-unset", headers=alice.headers).json()
+    assert capture["taken_at_uncertain"] is True
+    assert capture["taken_at"] == capture["received_at"]
+    assert capture["taken_at"].startswith(clock.now().date().isoformat())
+
+
+def test_capture_the_gateway_marked_keeps_its_time_and_the_mark(api):
+    alice, box = _setup(api)
+    api.post("/api/device/capture/", json=capture_body("box-1", capture_id="box-1-est", timestamp=1_790_000_000,
+                                                       time_uncertain=True), headers=box.headers)
+    api.post("/api/device/capture/", json=capture_body("box-1", jpeg_bytes(seed=5), capture_id="box-1-ok",
+                                                       timestamp=1_790_000_000), headers=box.headers)
+    marked = api.get("/api/captures/box-1-est", headers=alice.headers).json()
+    sure = api.get("/api/captures/box-1-ok", headers=alice.headers).json()
+    assert marked["taken_at_uncertain"] is True and sure["taken_at_uncertain"] is False
+    assert marked["taken_at"].startswith("2026-09-21") and sure["taken_at"] == marked["taken_at"]
+
+
+def test_telemetry_stamped_by_an_unset_clock_keeps_no_2000_timestamp(api, cloud_ctx):
+    from cloud.models import Telemetry
+
+    _, box = _setup(api)
+    for stamp in ("2000-01-01T00:01:00Z", "2026-09-21T12:00:00Z"):
+        response = api.post("/api/device/telemetry/", json={"serial_number": "box-1", "battery_voltage": 3.9,
+                                                            "timestamp": stamp}, headers=box.headers)
+        assert response.status_code == 200
+    with cloud_ctx.sessions() as session:
+        reported = [r.reported_at for r in session.scalars(select(Telemetry).order_by(Telemetry.id))]
+    assert reported[0] is None and reported[1].year == 2026

@@ -82,7 +82,7 @@ def test_telemetry_round_trip_ignores_extra_keys_and_validates():
     fields = dict(ts=1700000000, bat=3712, rssi=-70, wake="door", awake_ms=2100, fw="1.0.0", boot=7,
                   err=None, pending=2)
     d = p.decode_telemetry(p.encode_telemetry(**fields))
-    assert d == dict(fields, v=1)
+    assert d == dict(fields, v=1, tu=False, cfgv=None, cfge=None)
     extra = json.loads(p.encode_telemetry(**fields))
     extra["future"] = 1
     assert "future" not in p.decode_telemetry(json.dumps(extra).encode())
@@ -101,6 +101,54 @@ def test_cmd_round_trip_and_empty_means_none():
             p.decode_cmd(bad)
 
 
+def test_clock_round_trip_and_rejections():
+    assert p.decode_clock(p.encode_clock(1800000000, 30)) == {"v": 1, "t": 1800000000, "every": 30}
+    assert p.decode_clock(b"") is None  # cleared when the gateway stops
+    for bad in [b"{}", b'{"v":1,"t":946684800,"every":30}', b'{"v":1,"t":1800000000,"every":0}', b"x"]:
+        with pytest.raises(p.ProtocolError):
+            p.decode_clock(bad)
+
+
+def test_corrected_time_moves_the_clock_only_into_the_window_the_beacon_allows():
+    clock = {"v": 1, "t": 1800000000, "every": 30}
+    assert p.corrected_time(946684800 + 12, clock) == 1800000000  # unset RTC: the earliest possible time
+    assert p.corrected_time(1800000010, clock) == 1800000010  # already inside [t, t + every + slack]
+    assert p.corrected_time(1800000000 + 3600, clock) == 1800000035  # ran fast: back to the latest possible
+
+
+def test_sane_epoch_and_uncertain_time_marks():
+    assert not p.time_is_sane(946684800 + 5) and p.time_is_sane(p.SANE_EPOCH)
+    h, _ = p.decode_chunk(p.encode_chunk(*header(ts=12).values(), IMG[:100], tu=True))
+    assert h["tu"] == 1 and h["ts"] == 12
+    with pytest.raises(p.ProtocolError):
+        p.decode_chunk(json.dumps(header(tu=2)).encode() + b"\n" + IMG[:10])
+    fields = dict(ts=5, bat=3900, rssi=None, wake="power_on", awake_ms=None, fw="1", boot=1, err=None, pending=0)
+    assert p.decode_telemetry(p.encode_telemetry(tu=True, **fields))["tu"] is True
+
+
+@pytest.mark.parametrize(("serial", "portable"), [
+    ("mb0001", "mb0001"),
+    ("a" * 23, "a" * 23),
+    ("a" * 24, None),
+    ("mb-0001", None),
+    ("mb_0001", None),
+])
+def test_client_id_is_the_serial_only_when_every_broker_must_accept_it(serial, portable):
+    cid = p.client_id(serial)
+    assert cid == portable if portable else (len(cid) <= 23 and cid.isalnum() and cid == p.client_id(serial))
+    assert p.client_id("mb-0001") != p.client_id("mb_0001")
+
+
+def test_settings_round_trip_and_rejections():
+    assert p.decode_settings(p.encode_settings(3, {"wake_interval_s": 600})) == {
+        "v": 1, "ver": 3, "set": {"wake_interval_s": 600}}
+    assert p.decode_settings(b"") is None
+    for bad in [b"{}", b'{"v":1,"ver":0,"set":{}}', b'{"v":1,"ver":2,"set":[]}', b"x"]:
+        with pytest.raises(p.ProtocolError):
+            p.decode_settings(bad)
+    assert p.parse_topic("mailcam/v1/mb-1/settings") == ("mb-1", "settings")
+
+
 def test_same_module_runs_under_micropython(tmp_path):
     script = tmp_path / "t.py"
     script.write_text(
@@ -110,6 +158,8 @@ def test_same_module_runs_under_micropython(tmp_path):
         "assert bytes(b) == b'abc' and h['tid'] == 't'\n"
         "assert p.parse_topic('mailcam/v1/d-1/status') == ('d-1', 'status')\n"
         "assert p.decode_cmd(p.encode_cmd('x', 5))['tid'] == 'x'\n"
+        "assert p.client_id('mb-0001') == '" + p.client_id("mb-0001") + "'\n"
+        "assert p.corrected_time(3, p.decode_clock(p.encode_clock(1800000000, 30))) == 1800000000\n"
         "try:\n    p.decode_chunk(b'{}\\nabc')\nexcept p.ProtocolError:\n    print('OK')\n"
     )
     env = dict(os.environ, MICROPYPATH=str(FIRMWARE / "lib"))

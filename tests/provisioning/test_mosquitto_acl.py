@@ -92,3 +92,34 @@ def test_wrong_password_and_anonymous_are_refused(secured):
         Publisher(broker.host, broker.port, username="devA", password="wrong")
     with pytest.raises(ConnectionError):
         Publisher(broker.host, broker.port)
+
+
+def test_device_reads_the_gateways_clock_and_cannot_forge_it(secured):
+    broker, logins = secured
+    gateway = login(broker, logins, broker_auth.GATEWAY_USER)
+    gateway.publish(protocol.CLOCK_TOPIC, protocol.encode_clock(1_800_000_000, 30), retain=True)
+    gateway.close()
+    device_a = login(broker, logins, "devA")
+    try:
+        device_a.publish(protocol.CLOCK_TOPIC, protocol.encode_clock(1_900_000_000, 30), retain=True)  # dropped
+        device_a.subscribe(protocol.CLOCK_TOPIC)
+        wait_until(lambda: device_a.received, 10, "the retained clock")
+        assert [protocol.decode_clock(m.payload)["t"] for m in device_a.received] == [1_800_000_000]
+    finally:
+        device_a.close()
+
+
+def test_device_reads_only_its_own_settings(secured):
+    broker, logins = secured
+    gateway = login(broker, logins, broker_auth.GATEWAY_USER)
+    gateway.publish(protocol.topic("devB", protocol.SETTINGS), protocol.encode_settings(1, {}), retain=True)
+    gateway.publish(protocol.topic("devA", protocol.SETTINGS), protocol.encode_settings(2, {}), retain=True)
+    gateway.close()
+    device_a = login(broker, logins, "devA")
+    try:
+        device_a.subscribe(protocol.topic("devB", protocol.SETTINGS))
+        device_a.subscribe(protocol.topic("devA", protocol.SETTINGS))
+        wait_until(lambda: device_a.received, 10, "devA's settings")
+        assert [protocol.decode_settings(m.payload)["ver"] for m in device_a.received] == [2]
+    finally:
+        device_a.close()

@@ -49,6 +49,7 @@ def post_capture(
             taken_at=body.timestamp,
             capture_id=body.capture_id,
             trigger_id=body.trigger_id,
+            time_uncertain=body.time_uncertain,
         ),
     )
     return schemas.CaptureSaved(capture_id=result.capture_id, analysis_queued=result.analysis_queued)

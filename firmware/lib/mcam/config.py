@@ -16,7 +16,8 @@ DEFAULTS = {
     "wake_interval_s": 3600,
     "low_battery": {"mv": 3400, "interval_s": 21600},
     "chunk_size": 4096,
-    "camera": {"framesize": "SVGA", "quality": 12, "flash": False, "flash_pin": 4, "pwdn_pin": 32},
+    "camera": {"framesize": "SVGA", "quality": 12, "flash": False, "flash_pin": 4, "pwdn_pin": 32,
+               "rail_pin": -1, "rail_on": 1},
     "adc": {"pin": 33, "divider": 2.0, "calibration": 1.0, "samples": 16},
     "door": {"pin": 13, "level": 0},
     "watchdog_ms": 60000,
@@ -109,6 +110,8 @@ def validate(cfg):
         raise ConfigError("camera.flash must be true or false")
     _int(cfg, "camera.flash_pin", -1, 39)
     _int(cfg, "camera.pwdn_pin", -1, 39)
+    _int(cfg, "camera.rail_pin", -1, 39)
+    _int(cfg, "camera.rail_on", 0, 1)
     _int(cfg, "adc.pin", 0, 39)
     _num(cfg, "adc.divider", 1.0, 100.0)
     _num(cfg, "adc.calibration", 0.5, 1.5)
@@ -123,6 +126,8 @@ def validate(cfg):
     pins = cfg["sleep"]["pulldown_pins"]
     if not isinstance(pins, list) or [p for p in pins if not isinstance(p, int) or not 0 <= p <= 39]:
         raise ConfigError("sleep.pulldown_pins must be a list of GPIO numbers")
+    if cfg["camera"]["rail_pin"] in pins:
+        raise ConfigError("camera.rail_pin {} is also in sleep.pulldown_pins".format(cfg["camera"]["rail_pin"]))
     return cfg
 
 
@@ -141,3 +146,23 @@ def load(path):
     except OSError as e:
         raise ConfigError("cannot read {}: {}".format(path, e)) from e
     return parse(text)
+
+
+def with_settings(cfg, values):
+    """A copy of a valid ``cfg`` with remote settings applied ({path: value}, protocol.SETTABLE paths),
+    validated by the same rules as config.json; ConfigError names the first bad path."""
+    from .protocol import SETTABLE
+    if not isinstance(values, dict):
+        raise ConfigError("settings must be an object")
+    out = json.loads(json.dumps(cfg))  # deep copy, also on MicroPython
+    for path in values:
+        if path not in SETTABLE:
+            raise ConfigError("{} cannot be set remotely".format(path))
+        parts = path.split(".")
+        node = out
+        for part in parts[:-1]:
+            if node.get(part) is None:
+                raise ConfigError("{} is not configured on this device".format(path))
+            node = node[part]
+        node[parts[-1]] = values[path]
+    return validate(out)

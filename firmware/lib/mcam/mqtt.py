@@ -10,6 +10,8 @@ packet ids still unacknowledged, so after a failure the caller knows exactly wha
 
     MQTTError
       raised for: socket errors and timeouts, CONNACK refusals (``code`` set), protocol violations
+
+A refused subscription is not an error here: ``granted[pid]`` holds the SUBACK's return codes.
 """
 
 import socket
@@ -129,8 +131,12 @@ def puback_packet(pid):
 
 
 def subscribe_packet(pid, topic, qos=1):
-    """SUBSCRIBE, §3.8: fixed header flags MUST be 0010 (§3.8.1), one topic filter + requested QoS."""
-    body = _u16(pid) + _utf8(topic) + bytes((qos,))
+    """SUBSCRIBE, §3.8: fixed header flags MUST be 0010 (§3.8.1); ``topic`` is one filter (with ``qos``)
+    or a list of (filter, qos) pairs (§3.8.3: the payload holds one or more of them)."""
+    pairs = topic if isinstance(topic, list) else [(topic, qos)]
+    body = _u16(pid)
+    for t, q in pairs:
+        body += _utf8(t) + bytes((q,))
     return bytes((SUBSCRIBE | 0x02,)) + encode_remaining_length(len(body)) + body
 
 
@@ -178,7 +184,7 @@ class MQTTClient:
         self.bytes_out = 0
         self.bytes_in = 0
         self._wrote = False
-        self._hdr = bytearray(5)
+        self._sent_at = ticks_ms()  # when we last wrote a control packet (keepalive, §3.1.2.10)
 
     def set_last_will(self, topic, msg, retain=False, qos=0):
         self.will = (topic, msg, retain, qos)
@@ -214,14 +220,31 @@ class MQTTClient:
             mv = mv[n:]
             self.bytes_out += n
         self._wrote = True
+        self._sent_at = ticks_ms()
+
+    def _ping_due_in(self):
+        """ms until a PINGREQ is due (None: keepalive off). We ping at 3/4 of the Keep Alive so the
+        broker (which allows 1.5x, §3.1.2.10) never sees a silence longer than the Keep Alive."""
+        if not self.keepalive:
+            return None
+        return self.keepalive * 750 - ticks_diff(ticks_ms(), self._sent_at)
 
     def _read(self, n, deadline):
         buf = bytearray()
         while len(buf) < n:
-            self.sock.settimeout(self._remaining(deadline) / 1000)
+            wait = self._remaining(deadline)
+            due = self._ping_due_in()
+            if due is not None and due <= 0:
+                # MQTT-3.1.2-23: a client that sends nothing else within the Keep Alive MUST send
+                # PINGREQ, also while it waits for acknowledgements (the PINGRESP is handled by _handle)
+                self._write(PINGREQ_PACKET, deadline)
+                continue
+            self.sock.settimeout((wait if due is None else min(wait, due)) / 1000)
             try:
                 got = self.sock.recv(n - len(buf))
             except OSError as e:
+                if _is_timeout(e) and due is not None and due < wait:
+                    continue  # woke up to ping, not because the deadline passed
                 raise MQTTError(f"recv failed: {e!r}") from e
             if not got:
                 raise MQTTError("connection closed by broker")
@@ -247,16 +270,25 @@ class MQTTClient:
 
     # -- protocol
 
-    def connect(self, clean_session=False):
-        """Open the socket, CONNECT, wait for CONNACK (§3.2). Returns session-present (bool)."""
+    def connect(self, clean_session=False, subscribe=None, sub_pid=1):
+        """Open the socket, CONNECT, wait for CONNACK (§3.2). Returns session-present (bool).
+
+        With ``subscribe`` (a list of (filter, qos)), SUBSCRIBE and a PINGREQ go out in the same write
+        (§3.1.4: a client need not wait for CONNACK), and this returns only after the PINGRESP: the
+        broker answers in order, so the SUBACK and the retained messages of those filters have reached
+        the callback by then, all in the one round trip that brings the CONNACK.
+        """
         deadline = self._deadline()
         try:
             self.sock = self.sock_factory(self.server, self.port, self.timeout_ms)
         except OSError as e:
             raise MQTTError(f"cannot reach broker {self.server}:{self.port}: {e!r}") from e
         will = self.will or (None, None, False, 0)
-        self._write(connect_packet(self.client_id, self.keepalive, clean_session, self.user,
-                                   self.password, will[0], will[1], will[3], will[2]), deadline)
+        out = connect_packet(self.client_id, self.keepalive, clean_session, self.user,
+                             self.password, will[0], will[1], will[3], will[2])
+        if subscribe:
+            out += subscribe_packet(sub_pid, subscribe) + PINGREQ_PACKET
+        self._write(out, deadline)
         self._start_wait()
         first, body = self._read_packet(deadline)
         if first != CONNACK or len(body) != 2:
@@ -264,7 +296,19 @@ class MQTTClient:
         if body[1]:
             raise MQTTError(f"connection refused: {CONNACK_REASONS.get(body[1], body[1])}", body[1])
         self.pending = {}
+        if subscribe:
+            self.pending[sub_pid] = True
+            self._until_pingresp(deadline)
+            if sub_pid in self.pending:
+                raise MQTTError("PINGRESP before SUBACK")
         return bool(body[0] & 0x01)  # §3.2.2.2 Session Present
+
+    def _until_pingresp(self, deadline):
+        while True:
+            first, body = self._read_packet(deadline)
+            if first == PINGRESP:
+                return
+            self._handle(first, body)
 
     def _start_wait(self):
         if self._wrote:
@@ -318,12 +362,7 @@ class MQTTClient:
         """PINGREQ (§3.12), wait for PINGRESP (§3.13)."""
         self._write(PINGREQ_PACKET)
         self._start_wait()
-        deadline = self._deadline()
-        while True:
-            first, body = self._read_packet(deadline)
-            if first == PINGRESP:
-                return
-            self._handle(first, body)
+        self._until_pingresp(self._deadline())
 
     def _handle(self, first, body):
         kind = first & 0xF0
@@ -332,10 +371,8 @@ class MQTTClient:
                 raise MQTTError("short acknowledgement")
             pid = (body[0] << 8) | body[1]
             if kind == SUBACK:
-                self.granted[pid] = body[2] if len(body) > 2 else 0x80
-                if self.granted[pid] == 0x80:
-                    self.pending.pop(pid, None)
-                    raise MQTTError("subscription refused (§3.9.3)")
+                # §3.9.3: one return code per filter, 0x80 = refused; the caller decides what it needs
+                self.granted[pid] = list(body[2:])
             self.pending.pop(pid, None)
         elif kind == PUBLISH:
             self._incoming_publish(first, body)

@@ -7,15 +7,32 @@ Topics: ``mailcam/v1/<serial>/<kind>`` with kind one of
 - ``cmd``       gateway -> device, QoS 1, RETAINED JSON ``{"v":1,"tid":"...","exp":<unix s>}``;
                 an empty retained payload means "no pending trigger"
 - ``status``    LWT: payload ``b"lost"`` on an unplanned loss; nothing is published on a planned sleep
+- ``settings``  gateway -> device, QoS 1, RETAINED JSON ``{"v":1,"ver":<int >= 1>,"set":{<path>: value}}``:
+                remote settings, ``path`` one of ``SETTABLE``; the device validates them with its config
+                rules, keeps them in flash, applies them from its next wake, and reports ``cfgv`` (the
+                version in effect) and ``cfge`` (why a version was refused) in telemetry
+
+and one topic shared by every device, ``mailcam/v1/clock`` (gateway -> devices, QoS 1, RETAINED JSON
+``{"v":1,"t":<unix s>,"every":<s>}``): the gateway republishes it every ``every`` seconds, so the retained
+copy a device receives on subscribing says the true time lies in ``[t, t + every]`` (``clock_bounds``).
+The device reads it in the round trip that brings its CONNACK and its retained ``cmd``: true time at no
+extra round trip, even on the first wake after the RTC lost power.
+
+Time: a timestamp before ``SANE_EPOCH`` (2024-01-01) was made by an unset clock (the ESP32 RTC starts at
+2000-01-01). The device marks such readings ``tu`` (time uncertain); the gateway and cloud never store them
+as taken in 2000 but substitute their receive time and keep the mark.
 
 Capture chunk = UTF-8 JSON header + ``b"\\n"`` + raw JPEG bytes of that chunk. Header keys:
 ``v`` (1), ``cid`` (capture id, 1-64 of [A-Za-z0-9_-], unique, made by the device), ``i`` (0-based index),
 ``n`` (chunk count >= 1), ``size`` (whole image bytes), ``sha`` (hex SHA-256 of the whole image),
 ``trig`` ("automatic" | "manual"), ``tid`` (trigger id or null; required when manual), ``ts`` (unix s),
-``bat`` (battery mV). Every chunk carries the full header: chunks may arrive repeated or out of order.
+``bat`` (battery mV), optional ``tu`` (1: ``ts`` came from an unset clock). Every chunk carries the full
+header: chunks may arrive repeated or out of order.
 
 Telemetry keys: ``v``, ``ts``, ``bat``, ``rssi`` (int or null), ``wake`` (timer|door|power_on|manual),
-``awake_ms`` (previous cycle, int or null), ``fw``, ``boot``, ``err`` (str or null), ``pending`` (int).
+``awake_ms`` (previous cycle, int or null), ``fw``, ``boot``, ``err`` (str or null), ``pending`` (int),
+``tu`` (optional; true: ``ts`` came from an unset clock), ``cfgv`` (optional int: settings version in
+effect), ``cfge`` (optional str: why the newest settings were refused).
 
 Errors: everything malformed raises ``ProtocolError`` (a ``ValueError``).
 
@@ -27,7 +44,7 @@ import json
 try:
     import hashlib
 except ImportError:  # pragma: no cover - very small ports
-    import uhashlib as hashlib  # noqa: F401
+    import uhashlib as hashlib
 
 VERSION = 1
 TOPIC_ROOT = "mailcam/v1"
@@ -36,7 +53,14 @@ CAPTURE = "capture"
 TELEMETRY = "telemetry"
 CMD = "cmd"
 STATUS = "status"
-KINDS = (CAPTURE, TELEMETRY, CMD, STATUS)
+SETTINGS = "settings"
+KINDS = (CAPTURE, TELEMETRY, CMD, STATUS, SETTINGS)
+# What the owner may change remotely (config.json paths); the device's config rules validate the values
+SETTABLE = ("wake_interval_s", "camera.framesize", "camera.quality", "camera.flash", "low_battery.mv",
+            "chunk_size", "door.level")
+CLOCK_TOPIC = TOPIC_ROOT + "/clock"
+
+SANE_EPOCH = 1704067200  # 2024-01-01T00:00:00Z: anything earlier came from an unset clock
 
 AUTOMATIC = "automatic"
 MANUAL = "manual"
@@ -67,6 +91,22 @@ def _valid_id(s, max_len):
 def valid_serial(s):
     """1-32 chars of [A-Za-z0-9_-]."""
     return _valid_id(s, 32)
+
+
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+MAX_PORTABLE_CLIENT_ID = 23
+
+
+def client_id(serial):
+    """The device's MQTT client id: the serial itself when every broker must accept it (MQTT-3.1.3-5:
+    1-23 chars of [0-9a-zA-Z]), else ``"m"`` + the first 22 hex digits of its SHA-256. Deterministic,
+    so the broker finds the device's persistent session on every wake."""
+    if not valid_serial(serial):
+        raise ProtocolError(f"bad serial: {serial!r}")
+    if len(serial) <= MAX_PORTABLE_CLIENT_ID and not serial.strip(_ALNUM):
+        return serial
+    digest = hashlib.sha256(serial.encode()).digest()
+    return "m" + "".join("%02x" % b for b in digest[:11])
 
 
 def valid_capture_id(s):
@@ -110,6 +150,11 @@ def _is_int(x):
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def time_is_sane(ts):
+    """False for a timestamp an unset clock made (before ``SANE_EPOCH``)."""
+    return _is_int(ts) and ts >= SANE_EPOCH
+
+
 def chunk_count(size, chunk_size):
     """Number of chunks for an image of ``size`` bytes (>= 1)."""
     if not _is_int(size) or size < 1 or not _is_int(chunk_size) or chunk_size < 1:
@@ -147,21 +192,25 @@ def _check_header(h):
         raise ProtocolError("bad ts: {!r}".format(h.get("ts")))
     if not _is_int(h.get("bat")) or not 0 <= h["bat"] <= 100000:
         raise ProtocolError("bad bat: {!r}".format(h.get("bat")))
+    if h.get("tu", 0) not in (0, 1):
+        raise ProtocolError("bad tu: {!r}".format(h.get("tu")))
 
 
-def encode_chunk_header(cid, i, n, size, sha, trig, tid, ts, bat):
+def encode_chunk_header(cid, i, n, size, sha, trig, tid, ts, bat, tu=False):
     """The JSON header of one chunk, ending with b"\\n"; the caller writes the body after it."""
     h = {"v": VERSION, "cid": cid, "i": i, "n": n, "size": size, "sha": sha,
          "trig": trig, "tid": tid, "ts": ts, "bat": bat}
+    if tu:
+        h["tu"] = 1
     _check_header(h)
     return json.dumps(h).encode() + b"\n"
 
 
-def encode_chunk(cid, i, n, size, sha, trig, tid, ts, bat, data):
+def encode_chunk(cid, i, n, size, sha, trig, tid, ts, bat, data, tu=False):
     """Header + body in one bytes object (convenience for tests and the gateway)."""
     if len(data) > size or len(data) < 1:
         raise ProtocolError(f"chunk body length {len(data)} outside 1..size")
-    return encode_chunk_header(cid, i, n, size, sha, trig, tid, ts, bat) + bytes(data)
+    return encode_chunk_header(cid, i, n, size, sha, trig, tid, ts, bat, tu) + bytes(data)
 
 
 def decode_chunk(payload):
@@ -200,6 +249,11 @@ def encode_telemetry(**fields):
         d[k] = fields.get(k)
     if d["pending"] is None:
         d["pending"] = 0
+    if fields.get("tu"):
+        d["tu"] = True
+    for k in ("cfgv", "cfge"):
+        if fields.get(k) is not None:
+            d[k] = fields[k]
     _check_telemetry(d)
     return json.dumps(d).encode()
 
@@ -220,6 +274,11 @@ def _check_telemetry(d):
         raise ProtocolError("fw must be a non-empty string")
     if d.get("err") is not None and not isinstance(d["err"], str):
         raise ProtocolError("err must be a string or null")
+    if not isinstance(d.get("tu", False), bool):
+        raise ProtocolError("tu must be true or false")
+    _nullable_int(d, "cfgv")
+    if d.get("cfge") is not None and not isinstance(d["cfge"], str):
+        raise ProtocolError("cfge must be a string or null")
 
 
 def decode_telemetry(payload):
@@ -231,6 +290,9 @@ def decode_telemetry(payload):
     out = {}
     for k in ("v", "ts", "bat", "rssi", "wake", "awake_ms", "fw", "boot", "err", "pending"):
         out[k] = d.get(k)
+    out["tu"] = d.get("tu", False)
+    out["cfgv"] = d.get("cfgv")
+    out["cfge"] = d.get("cfge")
     return out
 
 
@@ -260,3 +322,78 @@ def decode_cmd(payload):
         raise ProtocolError("cmd is not valid UTF-8 JSON") from None
     _check_cmd(d)
     return {"v": d["v"], "tid": d["tid"], "exp": d["exp"]}
+
+
+MAX_CLOCK_EVERY = 3600
+
+
+def encode_clock(t, every):
+    """The retained clock: true time was ``t`` when published, republished every ``every`` s."""
+    d = {"v": VERSION, "t": t, "every": every}
+    _check_clock(d)
+    return json.dumps(d).encode()
+
+
+def _check_clock(d):
+    if not isinstance(d, dict) or d.get("v") != VERSION:
+        raise ProtocolError("clock is not a v1 JSON object")
+    if not time_is_sane(d.get("t")):
+        raise ProtocolError("bad clock t: {!r}".format(d.get("t")))
+    if not _is_int(d.get("every")) or not 1 <= d["every"] <= MAX_CLOCK_EVERY:
+        raise ProtocolError("bad clock every: {!r}".format(d.get("every")))
+
+
+def decode_clock(payload):
+    """JSON clock -> {"v", "t", "every"}; None for an empty (cleared) retained payload."""
+    if payload is None or len(payload) == 0:
+        return None
+    try:
+        d = json.loads(bytes(payload).decode())
+    except (ValueError, UnicodeError, TypeError):
+        raise ProtocolError("clock is not valid UTF-8 JSON") from None
+    _check_clock(d)
+    return {"v": d["v"], "t": d["t"], "every": d["every"]}
+
+
+def clock_bounds(clock, slack=5):
+    """(earliest, latest) true time a received retained clock allows, ``slack`` s for delivery."""
+    return clock["t"], clock["t"] + clock["every"] + slack
+
+
+def corrected_time(local, clock, slack=5):
+    """The local clock moved into the window the clock message allows (unchanged when already in it)."""
+    lo, hi = clock_bounds(clock, slack)
+    if local < lo:
+        return lo
+    if local > hi:
+        return hi
+    return local
+
+
+def encode_settings(ver, values):
+    """The retained settings command: version ``ver`` sets ``values`` ({path: value}, paths in SETTABLE)."""
+    d = {"v": VERSION, "ver": ver, "set": values}
+    _check_settings(d)
+    return json.dumps(d).encode()
+
+
+def _check_settings(d):
+    if not isinstance(d, dict) or d.get("v") != VERSION:
+        raise ProtocolError("settings is not a v1 JSON object")
+    if not _is_int(d.get("ver")) or d["ver"] < 1:
+        raise ProtocolError("bad settings ver: {!r}".format(d.get("ver")))
+    if not isinstance(d.get("set"), dict):
+        raise ProtocolError("settings set must be an object")
+
+
+def decode_settings(payload):
+    """JSON settings -> {"v", "ver", "set"}; None for an empty retained payload. Which keys and values
+    are acceptable is the device's decision (it reports a refusal with the version)."""
+    if payload is None or len(payload) == 0:
+        return None
+    try:
+        d = json.loads(bytes(payload).decode())
+    except (ValueError, UnicodeError, TypeError):
+        raise ProtocolError("settings is not valid UTF-8 JSON") from None
+    _check_settings(d)
+    return {"v": d["v"], "ver": d["ver"], "set": d["set"]}
