@@ -81,3 +81,16 @@ class NotifySettings(BaseModel):
     # Integration API keys: requests per minute per key, by the owner's tier.
     api_rate_free_per_min: int = 60
     api_rate_premium_per_min: int = 600
+
+    # Web Push (browsers, no app): VAPID key from here (base64url raw or DER), else generated on first
+    # use into vapid_key_file (default: data_dir/vapid_private.pem). See cloud/notify/webpush.py.
+    webpush: bool = True
+    vapid_private_key: str | None = None
+    vapid_key_file: str | None = None
+    vapid_subject: str = Field(default="mailto:alerts@mailcam.local", description="contact the push services see")
+    webpush_timeout_s: float = 10.0
+    webpush_ttl_s: int = Field(default=24 * 3600, ge=0, description="how long a push service keeps an alert")
+    # Thumbnail links in alerts (no bearer token): signed, valid this long.
+    alert_link_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # The dashboard's address as users reach it (absolute links in Apprise and email alerts).
+    public_url: str | None = None

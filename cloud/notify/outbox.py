@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from cloud.context import AppContext
 from cloud.events import Event, EventKind
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
-from cloud.notify import alerts, confirmations, kinds, preferences
+from cloud.notify import alerts, confirmations, kinds, preferences, webpush
 from cloud.notify.base import (
     ChannelError,
     OutgoingMessage,
@@ -140,6 +140,8 @@ def _recipients(session: Session, prefs: preferences.Preferences, channel: str) 
         # An address gets nothing until its owner has confirmed it (cloud.notify.confirmations).
         address = prefs.email_address if channel == kinds.EMAIL else prefs.phone
         return [address] if address and confirmations.is_confirmed(session, prefs.user_id, channel, address) else []
+    if channel == kinds.WEBPUSH:
+        return webpush.recipients(session, prefs.user_id)
     if channel == kinds.PUSH:
         ids = session.scalars(select(PushToken.id).where(PushToken.user_id == prefs.user_id).order_by(PushToken.id))
         return [f"token:{i}" for i in ids]
@@ -263,6 +265,8 @@ def _prefs(
 
 
 def _resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str, dict[str, str]] | None:
+    if row.channel == kinds.WEBPUSH:
+        return webpush.resolve(session, ctx, row)
     if row.channel == kinds.PUSH:
         token = session.get(PushToken, int(row.recipient.removeprefix("token:")))
         return (token.token, {}) if token and token.user_id == row.user_id else None
@@ -376,6 +380,8 @@ def _forget_recipient(session: Session, item: Claimed) -> None:
             .values(status=SKIPPED, last_error="the push token was unregistered")
             .execution_options(synchronize_session=False)
         )
+    elif item.channel == kinds.WEBPUSH:
+        webpush.forget(session, item.recipient)
     elif item.channel == kinds.WEBHOOK:
         hook_id = int(item.recipient.removeprefix("webhook:"))
         session.execute(update(Webhook).where(Webhook.id == hook_id).values(active=False))

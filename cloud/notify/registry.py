@@ -25,6 +25,8 @@ def available(settings: NotifySettings) -> list[str]:
         names.append(kinds.SMS)
     if settings.fcm_credentials_file:
         names.append(kinds.PUSH)
+    if settings.webpush:
+        names.append(kinds.WEBPUSH)
     return [n for n in kinds.ALL_CHANNELS if n in names]
 
 
@@ -66,6 +68,11 @@ class ChannelRegistry:
             from cloud.notify.sms import SmsChannel
 
             return SmsChannel(s)
+        if name == kinds.WEBPUSH:
+            from cloud.netguard import Policy
+            from cloud.notify.webpush import WebPushChannel
+
+            return WebPushChannel(s, policy=Policy.from_allow(s.outbound_allow))
         from cloud.notify.fcm import FcmChannel
 
         return FcmChannel(s)

@@ -1,0 +1,94 @@
+"""Alerts on my phone without an app: Web Push subscriptions, and signed thumbnail links."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, status
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from cloud import netguard
+from cloud.api import schemas as core_schemas
+from cloud.api.deps import AccountUser, CtxDep, CurrentUser, SessionDep
+from cloud.api.schemas import RowId
+from cloud.errors import NotFound, ValidationFailed
+from cloud.models import Capture, WebPushSubscription
+from cloud.notify import links, webpush
+from cloud.notify import phone_schemas as s
+
+router = APIRouter(prefix="/api/notifications/webpush", tags=["notifications"])
+links_router = APIRouter(prefix=links.PATH, tags=["notifications"])
+_err = {"model": core_schemas.ErrorBody}
+
+
+@router.get("/key", response_model=s.WebPushKey)
+def vapid_public_key(ctx: CtxDep) -> s.WebPushKey:
+    """The server's VAPID public key, to subscribe a browser with."""
+    return s.WebPushKey(public_key=webpush.application_server_key(webpush.load_vapid(ctx.settings.notify)))
+
+
+def _public(sub: WebPushSubscription) -> s.WebPushSubscriptionPublic:
+    return s.WebPushSubscriptionPublic(id=sub.id, name=sub.name, created_at=sub.created_at,
+                                       last_sent_at=sub.last_sent_at)
+
+
+@router.post("/subscriptions/", status_code=status.HTTP_201_CREATED, response_model=s.WebPushSubscriptionPublic,
+             responses={422: _err})
+def subscribe(
+    body: s.WebPushSubscriptionCreate, user: AccountUser, session: SessionDep, ctx: CtxDep,
+    user_agent: Annotated[str | None, Header(max_length=1000)] = None,
+) -> s.WebPushSubscriptionPublic:
+    """Notify me on this browser (re-subscribing the same browser updates it)."""
+    try:
+        netguard.Policy.from_allow(ctx.settings.notify.outbound_allow).check_url(body.endpoint)
+    except netguard.TargetRefused as exc:
+        raise ValidationFailed(f"the push service's address is not allowed: {exc.reason}") from exc
+    digest = hashlib.sha256(body.endpoint.encode()).hexdigest()
+    sub = session.scalar(select(WebPushSubscription).where(WebPushSubscription.endpoint_sha256 == digest))
+    if sub is None:
+        sub = WebPushSubscription(endpoint=body.endpoint, endpoint_sha256=digest, created_at=ctx.clock.now())
+        session.add(sub)
+    sub.user_id, sub.p256dh, sub.auth = user.id, body.keys.p256dh, body.keys.auth
+    sub.name = webpush.device_name(user_agent)
+    session.commit()
+    return _public(sub)
+
+
+@router.get("/subscriptions/", response_model=list[s.WebPushSubscriptionPublic])
+def list_subscriptions(user: CurrentUser, session: SessionDep) -> list[s.WebPushSubscriptionPublic]:
+    """The browsers that get my alerts."""
+    rows = session.scalars(
+        select(WebPushSubscription).where(WebPushSubscription.user_id == user.id).order_by(WebPushSubscription.id)
+    )
+    return [_public(r) for r in rows]
+
+
+@router.delete("/subscriptions/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: _err})
+def unsubscribe(subscription_id: RowId, user: AccountUser, session: SessionDep) -> None:
+    """Stop notifying a browser."""
+    sub = session.get(WebPushSubscription, subscription_id)
+    if sub is None or sub.user_id != user.id:
+        raise NotFound("no such browser subscription", subscription_id=subscription_id)
+    session.delete(sub)
+    session.commit()
+
+
+@links_router.get("/{capture_pk}", response_class=Response, responses={404: _err, 200: {"content": {"image/jpeg": {}}}})
+def signed_thumbnail(
+    capture_pk: RowId, ctx: CtxDep, session: SessionDep,
+    exp: Annotated[int, Query(ge=0, le=2**40)], sig: Annotated[str, Query(pattern=r"^[0-9a-f]{32}$")],
+) -> Response:
+    """A capture's thumbnail through the signed link in an alert (no login; expires)."""
+    if not links.is_valid(ctx.settings.secret_key, capture_pk, exp, sig, now=ctx.clock.now()):
+        raise NotFound("this link has expired or is not valid")
+    sha = session.scalar(select(Capture.image_sha256).where(Capture.id == capture_pk))
+    try:
+        data = ctx.images.read(sha, thumbnail=True) if sha else None
+    except FileNotFoundError:
+        data = None
+    if data is None:
+        raise NotFound("the photo has been deleted")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600",
+                                                            "Referrer-Policy": "no-referrer"})
