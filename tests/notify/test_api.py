@@ -28,7 +28,8 @@ def test_preferences_default_then_update(api):
     body = put.json()
     assert body["events"]["mailbox_empty"] == ["console", "email"]
     assert body["events"]["mail_arrived"] == ["sms"]
-    assert body["events"]["package_arrived"] == ["console", "push", "webpush", "apprise", "webhook"]  # untouched kinds keep defaults
+    # untouched kinds keep defaults
+    assert body["events"]["package_arrived"] == ["console", "push", "webpush", "apprise", "webhook"]
     assert body["quiet_hours"] == {"start": "22:30", "end": "07:00"}
     assert (body["phone"], body["min_confidence"]) == ("+33612345678", 0.8)
     again = api.put("/api/notifications/preferences", headers=alice.headers, json={"digest_hour": 7}).json()
