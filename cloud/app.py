@@ -72,6 +72,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(phone_alerts.router)
     app.include_router(phone_alerts.links_router)
+    app.include_router(phone_alerts.apprise_router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

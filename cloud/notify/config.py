@@ -94,3 +94,6 @@ class NotifySettings(BaseModel):
     alert_link_ttl_s: int = Field(default=24 * 3600, ge=60)
     # The dashboard's address as users reach it (absolute links in Apprise and email alerts).
     public_url: str | None = None
+    # Apprise ("Other apps": ntfy, Telegram, …): on by default; per-request socket timeout.
+    apprise: bool = True
+    apprise_timeout_s: float = 10.0

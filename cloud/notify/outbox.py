@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from cloud.context import AppContext
 from cloud.events import Event, EventKind
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
-from cloud.notify import alerts, confirmations, kinds, preferences, webpush
+from cloud.notify import alerts, apprise_channel, confirmations, kinds, preferences, webpush
 from cloud.notify.base import (
     ChannelError,
     OutgoingMessage,
@@ -142,6 +142,8 @@ def _recipients(session: Session, prefs: preferences.Preferences, channel: str) 
         return [address] if address and confirmations.is_confirmed(session, prefs.user_id, channel, address) else []
     if channel == kinds.WEBPUSH:
         return webpush.recipients(session, prefs.user_id)
+    if channel == kinds.APPRISE:
+        return apprise_channel.recipients(session, prefs.user_id)
     if channel == kinds.PUSH:
         ids = session.scalars(select(PushToken.id).where(PushToken.user_id == prefs.user_id).order_by(PushToken.id))
         return [f"token:{i}" for i in ids]
@@ -267,6 +269,8 @@ def _prefs(
 def _resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str, dict[str, str]] | None:
     if row.channel == kinds.WEBPUSH:
         return webpush.resolve(session, ctx, row)
+    if row.channel == kinds.APPRISE:
+        return apprise_channel.resolve(session, ctx, row)
     if row.channel == kinds.PUSH:
         token = session.get(PushToken, int(row.recipient.removeprefix("token:")))
         return (token.token, {}) if token and token.user_id == row.user_id else None

@@ -53,3 +53,20 @@ class WebPushSubscriptionPublic(BaseModel):
 
 class WebPushKey(BaseModel):
     public_key: str = Field(description="VAPID public key: pushManager.subscribe's applicationServerKey")
+
+
+class AppriseTargetCreate(Strict):
+    url: str = Field(min_length=6, max_length=2000, pattern=r"^[a-z][a-z0-9+.-]{1,20}://[!-~]+$",
+                     description="An Apprise URL, e.g. ntfy://ntfy.sh/my-mailbox or tgram://bot-token/chat-id")
+
+
+class AppriseTargetPublic(BaseModel):
+    id: int
+    label: str = Field(description="The URL with its secrets masked: the full URL is never shown again")
+    active: bool
+    created_at: datetime
+
+
+class AppriseTestResult(BaseModel):
+    sent: bool
+    detail: str

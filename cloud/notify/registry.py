@@ -27,6 +27,8 @@ def available(settings: NotifySettings) -> list[str]:
         names.append(kinds.PUSH)
     if settings.webpush:
         names.append(kinds.WEBPUSH)
+    if settings.apprise:
+        names.append(kinds.APPRISE)
     return [n for n in kinds.ALL_CHANNELS if n in names]
 
 
@@ -73,6 +75,11 @@ class ChannelRegistry:
             from cloud.notify.webpush import WebPushChannel
 
             return WebPushChannel(s, policy=Policy.from_allow(s.outbound_allow))
+        if name == kinds.APPRISE:
+            from cloud.netguard import Policy
+            from cloud.notify.apprise_channel import AppriseChannel
+
+            return AppriseChannel(s, policy=Policy.from_allow(s.outbound_allow))
         from cloud.notify.fcm import FcmChannel
 
         return FcmChannel(s)

@@ -1,4 +1,4 @@
-"""Alerts on my phone without an app: Web Push subscriptions, and signed thumbnail links."""
+"""Alerts on my phone without an app: Web Push subscriptions, Apprise links ("Other apps"), signed thumbnail links."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from cloud import netguard
 from cloud.api import schemas as core_schemas
 from cloud.api.deps import AccountUser, CtxDep, CurrentUser, SessionDep
 from cloud.api.schemas import RowId
-from cloud.errors import NotFound, ValidationFailed
-from cloud.models import Capture, WebPushSubscription
-from cloud.notify import links, webpush
+from cloud.errors import Conflict, NotFound, ValidationFailed
+from cloud.models import AppriseTarget, Capture, WebPushSubscription
+from cloud.notify import apprise_channel, links, webpush
 from cloud.notify import phone_schemas as s
+from cloud.notify.base import ChannelError, OutgoingMessage
 
 router = APIRouter(prefix="/api/notifications/webpush", tags=["notifications"])
 links_router = APIRouter(prefix=links.PATH, tags=["notifications"])
@@ -92,3 +93,77 @@ def signed_thumbnail(
         raise NotFound("the photo has been deleted")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600",
                                                             "Referrer-Policy": "no-referrer"})
+
+
+# --- "Other apps" (Apprise URLs) ---------------------------------------------------------------
+
+apprise_router = APIRouter(prefix="/api/notifications/apprise", tags=["notifications"])
+
+
+def _target_public(target: AppriseTarget) -> s.AppriseTargetPublic:
+    return s.AppriseTargetPublic(id=target.id, label=target.label, active=target.active,
+                                 created_at=target.created_at)
+
+
+def _owned_target(session: SessionDep, user_id: int, target_id: int) -> AppriseTarget:
+    target = session.get(AppriseTarget, target_id)
+    if target is None or target.user_id != user_id:
+        raise NotFound("no such app link", target_id=target_id)
+    return target
+
+
+@apprise_router.post("/targets/", status_code=status.HTTP_201_CREATED, response_model=s.AppriseTargetPublic,
+                     responses={409: _err, 422: _err})
+def add_target(
+    body: s.AppriseTargetCreate, user: AccountUser, session: SessionDep, ctx: CtxDep
+) -> s.AppriseTargetPublic:
+    """Send my alerts to another app through an Apprise URL (stored encrypted, shown masked)."""
+    secret = ctx.settings.secret_key
+    try:
+        apprise_channel.check_target(body.url, netguard.Policy.from_allow(ctx.settings.notify.outbound_allow))
+        label = apprise_channel.label(body.url)
+    except apprise_channel.InvalidTarget as exc:
+        raise ValidationFailed(exc.reason) from exc
+    digest = apprise_channel.fingerprint(secret, body.url)
+    known = select(AppriseTarget.id).where(AppriseTarget.user_id == user.id, AppriseTarget.url_sha256 == digest)
+    if session.scalar(known) is not None:
+        raise Conflict("this app link is already added")
+    target = AppriseTarget(user_id=user.id, url_encrypted=apprise_channel.encrypt(secret, body.url), url_sha256=digest,
+                           label=label, active=True, created_at=ctx.clock.now())
+    session.add(target)
+    session.commit()
+    return _target_public(target)
+
+
+@apprise_router.get("/targets/", response_model=list[s.AppriseTargetPublic])
+def list_targets(user: CurrentUser, session: SessionDep) -> list[s.AppriseTargetPublic]:
+    """My app links (masked)."""
+    rows = session.scalars(select(AppriseTarget).where(AppriseTarget.user_id == user.id).order_by(AppriseTarget.id))
+    return [_target_public(t) for t in rows]
+
+
+@apprise_router.delete("/targets/{target_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: _err})
+def remove_target(target_id: RowId, user: AccountUser, session: SessionDep) -> None:
+    """Stop sending my alerts to this app."""
+    session.delete(_owned_target(session, user.id, target_id))
+    session.commit()
+
+
+@apprise_router.post("/targets/{target_id}/test", response_model=s.AppriseTestResult, responses={404: _err})
+def test_target(target_id: RowId, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.AppriseTestResult:
+    """Send a test message to this app now."""
+    target = _owned_target(session, user.id, target_id)
+    try:
+        url = apprise_channel.decrypt(ctx.settings.secret_key, target.url_encrypted)
+    except ValueError:
+        return s.AppriseTestResult(sent=False, detail="this link was saved under another server secret: add it again")
+    notify = ctx.settings.notify
+    channel = apprise_channel.AppriseChannel(notify, policy=netguard.Policy.from_allow(notify.outbound_allow))
+    message = OutgoingMessage(notification_id=0, kind="test", event_key="test", title="mailcam test",
+                              body="This app will get your mailbox alerts.", data={}, created_at=ctx.clock.now(),
+                              address=url, extras={"label": target.label})
+    try:
+        channel.send(message)
+    except ChannelError as exc:
+        return s.AppriseTestResult(sent=False, detail=exc.detail)
+    return s.AppriseTestResult(sent=True, detail=f"Sent to {target.label}.")
