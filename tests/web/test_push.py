@@ -126,3 +126,23 @@ def test_a_pushed_alert_shows_with_its_photo_and_tapping_it_opens_the_capture(pu
     expect(dialog.get_by_role("heading", name="Photo taken")).to_be_visible()
     expect(page).to_have_url(f"{live.url}/#/mailbox/box-1")
     assert _shown(page, 0) == []  # tapping closes it
+
+
+def test_other_apps_are_added_tested_and_removed_from_the_notifications_page(page, home):
+    from tests.notify.fakes import FakeHttp, Reply
+
+    home.ctx.settings.notify.outbound_allow = ["127.0.0.0/8"]  # the local receiver stands in for a LAN Gotify
+    with FakeHttp(lambda seen: Reply(200, {})) as receiver:
+        open_dashboard(page, home, "#/notifications")
+        expect(page.get_by_role("heading", name="Other apps")).to_be_visible()
+        url = f"json://mailcam:app-secret-93@127.0.0.1:{receiver.server.server_address[1]}/alerts"
+        page.get_by_label("App link (Apprise URL)").fill(url)
+        page.get_by_role("button", name="Add app").click()
+        expect(page.get_by_text("Added json://")).to_be_visible()
+        assert "app-secret-93" not in page.content()  # shown masked, never in full
+        page.get_by_role("button", name="Send test").click()
+        expect(page.get_by_text("Sent to json://")).to_be_visible()
+        assert receiver.requests("/alerts")[0].json()["title"] == "mailcam test"
+        page.get_by_role("button", name="Remove").click()
+        expect(page.get_by_text("gets no more alerts")).to_be_visible()
+        expect(page.get_by_role("button", name="Send test")).to_have_count(0)

@@ -3,6 +3,7 @@
 import { endpoints } from "../api.js";
 import { busy, h, message, replace } from "../dom.js";
 import { dateTime } from "../format.js";
+import { appsCard } from "../apps.js";
 import { pushCard } from "../push.js";
 
 const KIND_LABELS = {
@@ -155,11 +156,14 @@ export async function notificationsView(app, page, scope) {
   const formSlot = h("section", { class: "card", "aria-labelledby": "events-title" }, h("p", { class: "muted" }, "Loading…"));
   const recent = h("div", {});
   const pushSlot = h("div", {});
-  replace(page, h("h1", {}, "Notifications"), pushSlot, formSlot,
+  const appsSlot = h("div", {});
+  replace(page, h("h1", {}, "Notifications"), pushSlot, appsSlot, formSlot,
     h("section", { class: "card", "aria-labelledby": "recent-title" }, h("h2", { id: "recent-title" }, "Recently sent"), recent));
-  const [prefs, log, push] = await Promise.all([endpoints.preferences(), endpoints.notifications(10), pushCard()]);
+  const [prefs, log, push, apps] = await Promise.all([endpoints.preferences(), endpoints.notifications(10), pushCard(),
+    appsCard()]);
   if (!scope.alive) return;
   replace(pushSlot, push);
+  replace(appsSlot, apps);
   const render = (current, notice) => replace(formSlot, preferencesForm(current, render, notice));
   render(prefs);
   replace(recent, recentList(log.items, app.timeZone));
