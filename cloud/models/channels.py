@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.models.base import Base, UTCDateTime
@@ -41,3 +41,16 @@ class AppriseTarget(Base):
     label: Mapped[str] = mapped_column(String(200))  # scheme and host only, e.g. "ntfy://ntfy.sh/…"
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SendCount(Base):
+    """Messages that cost money or reach a stranger (email, SMS, confirmation codes), counted per key
+    (a user, a recipient) in a fixed window; taken by an atomic upsert (``cloud.notify.send_limits``)."""
+
+    __tablename__ = "send_counts"
+    __table_args__ = (UniqueConstraint("key", "window"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120))
+    window: Mapped[int] = mapped_column(BigInteger)  # epoch seconds // window length
+    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -97,3 +97,12 @@ class NotifySettings(BaseModel):
     # Apprise ("Other apps": ntfy, Telegram, …): on by default; per-request socket timeout.
     apprise: bool = True
     apprise_timeout_s: float = 10.0
+
+    # Send limits (cloud/notify/send_limits.py): email and SMS alerts per user and per recipient each
+    # hour (over it, an alert waits for the next hour); confirmation codes per user an hour and per
+    # address a day (over it: 429).
+    email_per_user_per_hour: int = Field(default=30, ge=0)
+    sms_per_user_per_hour: int = Field(default=10, ge=0)
+    sends_per_recipient_per_hour: int = Field(default=20, ge=0)
+    confirm_codes_per_user_per_hour: int = Field(default=5, ge=0)
+    confirm_codes_per_address_per_day: int = Field(default=5, ge=0)

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from cloud.context import AppContext
 from cloud.events import Event, EventKind
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
-from cloud.notify import alerts, apprise_channel, confirmations, kinds, preferences, webpush
+from cloud.notify import alerts, apprise_channel, confirmations, kinds, preferences, send_limits, webpush
 from cloud.notify.base import (
     ChannelError,
     OutgoingMessage,
@@ -247,6 +247,13 @@ def claim_due(
             if resolved is None:
                 row.status, row.last_error = SKIPPED, "the recipient was removed before sending"
                 continue
+            if row.channel in (kinds.EMAIL, kinds.SMS):
+                until = send_limits.take_alert(session, settings, user_id=row.user_id, channel=row.channel,
+                                               address=row.recipient, now=now)
+                if until is not None:  # over the hourly allowance: waits for the next hour, not dropped
+                    row.status, row.next_attempt_at = PENDING, until
+                    row.last_error = f"hourly {row.channel} limit reached; sent after {until:%H:%M} UTC"
+                    continue
             address, extras = resolved
             row.status, row.locked_by, row.locked_at = SENDING, WORKER_ID, now
             row.attempts += 1

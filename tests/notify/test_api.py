@@ -18,7 +18,7 @@ def test_preferences_default_then_update(api):
     assert got["events"]["mail_arrived"] == ["console", "push", "webpush", "apprise", "webhook"]
     assert got["events"]["mailbox_empty"] == []
     assert got["email"] == "alice@example.com" and got["timezone"] == "Europe/Paris"
-    assert got["available_channels"] == ["console", "webpush", "webhook"]
+    assert got["available_channels"] == ["console", "webpush", "apprise", "webhook"]
 
     put = api.put("/api/notifications/preferences", headers=alice.headers, json={
         "events": {"mailbox_empty": ["console", "email"], "mail_arrived": ["sms", "sms"]},

@@ -1,4 +1,4 @@
-"""phone alerts: Web Push subscriptions, Apprise targets
+"""phone alerts: Web Push subscriptions, Apprise targets, send counts
 
 Revision ID: 0008_webpush
 Revises: 0006_tokens
@@ -51,7 +51,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_apprise_targets_user_id'), ['user_id'], unique=False)
 
 
+    op.create_table('send_counts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=120), nullable=False),
+    sa.Column('window', sa.BigInteger(), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_send_counts')),
+    sa.UniqueConstraint('key', 'window', name=op.f('uq_send_counts_key'))
+    )
+
+
 def downgrade() -> None:
+    op.drop_table('send_counts')
     with op.batch_alter_table('apprise_targets', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_apprise_targets_user_id'))
     op.drop_table('apprise_targets')
