@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 
 
 class NotifySettings(BaseModel):
-    # Console: logs what would have been sent (the embedded default, for demos).
-    console: bool = True
+    # Console: logs what would have been sent, for development and demos. Unset: on except in production
+    # (an operator's tool; a homeowner is reached by Web Push, Apprise, email or SMS).
+    console: bool | None = None
 
     # Email (SMTP)
     smtp_host: str | None = None
