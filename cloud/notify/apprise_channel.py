@@ -35,7 +35,7 @@ from cloud.context import AppContext
 from cloud.models import AppriseTarget, Notification
 from cloud.notify.base import OutgoingMessage, PermanentFailure, SendResult, TemporaryFailure
 from cloud.notify.config import NotifySettings
-from cloud.notify.webpush import alert_extras
+from cloud.notify.webpush import alert_extras, with_context
 
 CHANNEL = "apprise"
 PREFIX = "apprise:"
@@ -128,14 +128,15 @@ def resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str, 
     extras = alert_extras(session, ctx, row)
     base = ctx.settings.notify.public_url
     image = f"{base.rstrip('/')}{extras['image']}" if base and "image" in extras else ""
-    return url, {"image": image, "label": target.label}
+    return url, {"image": image, "label": target.label, "device": extras.get("device", ""),
+                 "when": extras.get("when", "")}
 
 
 # --- sending --------------------------------------------------------------------------------
 
 
 def text_of(message: OutgoingMessage) -> str:
-    lines = [message.body]
+    lines = [with_context(message)]
     if message.extras.get("image"):
         lines.append(f"Photo: {message.extras['image']}")
     return "\n".join(line for line in lines if line)

@@ -54,7 +54,7 @@ def test_alerts_reach_ntfy_and_a_json_endpoint_and_the_urls_stay_secret(api, nct
     assert to_ntfy.headers["authorization"] == "Basic " + base64.b64encode(f"alice:{NTFY_PASSWORD}".encode()).decode()
     sent = to_ntfy.json()
     assert sent["topic"] == "mailbox" and sent["title"] == "Mail in Front gate"
-    assert sent["message"].startswith("2 letters, 1 magazine — Two letters and a magazine")
+    assert sent["message"].startswith("2 letters, 1 magazine — Two letters and a magazine\nFront gate · ")
     assert "Photo: https://mailcam.example/api/alert-links/thumbnails/" in sent["message"]
     [to_json] = receiver.requests("/hook")
     assert to_json.json()["title"] == "Mail in Front gate"

@@ -4,10 +4,11 @@ VAPID JWT and decrypts the payload with the browser's keys."""
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from cloud.models import AuthToken
+from cloud.models import AuthToken, Capture, User
 from cloud.notify import outbox, webpush
 from cloud.notify.config import NotifySettings
 from cloud.security import hash_token, new_token
@@ -50,6 +51,9 @@ def test_mail_alert_reaches_each_browser_encrypted_and_signed(api, nctx, owner, 
     made = subscribe(api, phone, push, "/push/phone")
     assert made["name"] == "Safari on iPhone"
     subscribe(api, headers_for(nctx, owner.user_id, ANDROID), push, "/push/pixel")
+    with nctx.sessions() as session:
+        session.get(User, owner.user_id).timezone = "Pacific/Auckland"
+        session.commit()
     pk = store_capture(nctx, owner, "cap-1")
     emit(nctx, analysis_event(owner, pk, "cap-1"))
     outbox.deliver_due(nctx)
@@ -57,7 +61,11 @@ def test_mail_alert_reaches_each_browser_encrypted_and_signed(api, nctx, owner, 
     assert push.errors == []
     [alert] = push.delivered["/push/phone"]
     assert alert["title"] == "Mail in Front gate"
-    assert alert["body"] == "2 letters, 1 magazine — Two letters and a magazine"
+    text, context = alert["body"].split("\n")
+    assert text == "2 letters, 1 magazine — Two letters and a magazine"
+    with nctx.sessions() as session:  # which mailbox, and when in the owner's zone (not the server's)
+        taken = session.get(Capture, pk).taken_at.astimezone(ZoneInfo("Pacific/Auckland"))
+    assert context == f"Front gate · {taken:%H:%M, %a %d %b}"
     assert alert["url"] == f"/#/mailbox/{owner.serial}/capture/cap-1"
     assert alert["actions"] == [{"action": "take-photo", "title": "Take a photo now"}]  # 3 free clicks left
     assert len(push.delivered["/push/pixel"]) == 1
@@ -141,3 +149,13 @@ def test_vapid_key_is_made_once_in_the_data_dir_or_taken_from_the_environment(tm
                                              ("curl/8.0", "This browser"), (None, "This browser")])
 def test_browsers_are_named_by_user_agent(agent, name):
     assert webpush.device_name(agent) == name
+
+
+def test_take_a_photo_is_offered_only_while_clicks_are_left(api, nctx, owner, push):
+    nctx.settings.free_clicks_per_day = 0  # none left today
+    subscribe(api, headers_for(nctx, owner.user_id), push, "/push/phone")
+    pk = store_capture(nctx, owner, "cap-1")
+    emit(nctx, analysis_event(owner, pk, "cap-1"))
+    outbox.deliver_due(nctx)
+    [alert] = push.delivered["/push/phone"]
+    assert alert["title"] == "Mail in Front gate" and "actions" not in alert
