@@ -346,6 +346,8 @@ def deliver_one(ctx: AppContext, registry: ChannelRegistry, item: Claimed) -> bo
                     last_error=None, locked_by=None, locked_at=None)
             .execution_options(synchronize_session=False)
         )
+        if item.channel == kinds.WEBPUSH:
+            webpush.mark_sent(session, item.recipient, ctx.clock.now())
         session.commit()
     return True
 

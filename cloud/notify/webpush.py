@@ -22,6 +22,7 @@ import json
 import os
 import re
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,13 @@ def _clicks_left(session: Session, ctx: AppContext, user_id: int) -> bool:
     now = ctx.clock.now()
     window = clicks.window(session, user, accounts.effective_tier(user, now), now, ctx.settings.free_clicks_per_day)
     return window.limit is None or window.used < window.limit
+
+
+def mark_sent(session: Session, recipient: str, now: datetime) -> None:
+    """The browser got an alert: the devices list shows when it last did."""
+    session.execute(update(WebPushSubscription)
+                    .where(WebPushSubscription.id == int(recipient.removeprefix(PREFIX)))
+                    .values(last_sent_at=now))
 
 
 def forget(session: Session, recipient: str) -> None:

@@ -70,6 +70,8 @@ def test_mail_alert_reaches_each_browser_encrypted_and_signed(api, nctx, owner, 
     assert alert["actions"] == [{"action": "take-photo", "title": "Take a photo now"}]  # 3 free clicks left
     assert len(push.delivered["/push/pixel"]) == 1
     assert {r.status for r in notifications(nctx, channel="webpush")} == {"sent"}
+    listed = api.get("/api/notifications/webpush/subscriptions/", headers=phone).json()
+    assert all(s["last_sent_at"] is not None for s in listed)
 
     # The thumbnail comes through a signed link, never the bearer token; it expires.
     image = api.get(alert["image"])

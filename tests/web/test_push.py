@@ -127,6 +127,17 @@ def test_a_pushed_alert_shows_with_its_photo_and_tapping_it_opens_the_capture(pu
     expect(page).to_have_url(f"{live.url}/#/mailbox/box-1")
     assert _shown(page, 0) == []  # tapping closes it
 
+    # The same alert again, tapped on its "Take a photo now" action: the mailbox is asked for a photo.
+    page.keyboard.press("Escape")
+    cdp.send("ServiceWorker.deliverPushMessage", {
+        "origin": live.url, "registrationId": registration, "data": json.dumps(webpush.payload(message))})
+    _shown(page, 1)
+    worker.evaluate(TAP, "take-photo")
+    expect(page.get_by_text("Requested — the mailbox will answer on its next wake")).to_be_visible()
+    expect(page).to_have_url(f"{live.url}/#/mailbox/box-1")
+    triggers = http.get("/api/devices/box-1/triggers/", headers=home.account.headers).json()
+    assert len(triggers) == 1
+
 
 def test_other_apps_are_added_tested_and_removed_from_the_notifications_page(page, home):
     from tests.notify.fakes import FakeHttp, Reply

@@ -83,7 +83,8 @@ export async function pushCard({ compact = false } = {}) {
       support === "unsupported" ? h("p", { class: "hint" }, "This browser cannot show push alerts.") : null,
       notice ? message("success", notice) : null,
       feedback,
-      compact ? null : deviceList(items, render),
+      compact ? h("p", { class: "hint" }, "Or get them in another app (ntfy, Telegram, …) or by email: ",
+        h("a", { href: "#/notifications" }, "Notifications"), ".") : deviceList(items, render),
     );
   };
   render(subscriptions);
