@@ -25,10 +25,10 @@ def _b64url_bytes(size: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-B64URL = r"^[A-Za-z0-9_-]+={0,2}$"
-# The browser's P-256 public key (an uncompressed point, 65 bytes) and its 16-byte auth secret.
-P256dh = Annotated[str, Field(min_length=86, max_length=90, pattern=B64URL), _b64url_bytes(65)]
-AuthSecret = Annotated[str, Field(min_length=22, max_length=24, pattern=B64URL), _b64url_bytes(16)]
+# The browser's P-256 public key (an uncompressed point, 65 bytes) and its 16-byte auth secret, base64url:
+# the patterns are exactly the lengths those sizes encode to (the validators check the decoding too).
+P256dh = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{87}=?$"), _b64url_bytes(65)]
+AuthSecret = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{22}(==)?$"), _b64url_bytes(16)]
 
 
 class WebPushKeys(Strict):
