@@ -35,7 +35,7 @@ from cloud.context import AppContext
 from cloud.models import AppriseTarget, Notification
 from cloud.notify.base import OutgoingMessage, PermanentFailure, SendResult, TemporaryFailure
 from cloud.notify.config import NotifySettings
-from cloud.notify.webpush import alert_extras, with_context
+from cloud.notify.rich import alert_extras, with_context
 
 CHANNEL = "apprise"
 PREFIX = "apprise:"

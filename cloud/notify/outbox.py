@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from cloud.context import AppContext
 from cloud.events import Event, EventKind
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
-from cloud.notify import alerts, apprise_channel, confirmations, kinds, preferences, send_limits, webpush
+from cloud.notify import alerts, apprise_channel, confirmations, kinds, preferences, rich, send_limits, webpush
 from cloud.notify.base import (
     ChannelError,
     OutgoingMessage,
@@ -286,6 +286,8 @@ def _resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str,
         if hook is None or not hook.active or hook.user_id != row.user_id:
             return None
         return hook.url, {"secret": webhook_secret(ctx.settings.secret_key, hook.secret_salt)}
+    if row.channel == kinds.EMAIL:
+        return row.recipient, rich.alert_extras(session, ctx, row)
     return row.recipient, {}
 
 
