@@ -89,6 +89,9 @@ def test_test_button_sends_now(api, nctx, owner, receiver):
     result = api.post(f"/api/notifications/apprise/targets/{target['id']}/test", headers=headers)
     assert result.status_code == 200 and result.json()["sent"] is True
     assert receiver.requests("/hook")[0].json()["title"] == "mailcam test"
+    answers = [api.post(f"/api/notifications/apprise/targets/{target['id']}/test", headers=headers).status_code
+               for _ in range(10)]
+    assert answers == [200] * 9 + [429]  # ten an hour: the button cannot hammer an endpoint
 
 
 def test_bad_private_duplicate_and_foreign_targets_are_refused(api, nctx, owner, receiver):

@@ -13,9 +13,9 @@ from cloud import netguard
 from cloud.api import schemas as core_schemas
 from cloud.api.deps import AccountUser, CtxDep, CurrentUser, SessionDep
 from cloud.api.schemas import RowId
-from cloud.errors import Conflict, NotFound, ValidationFailed
+from cloud.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from cloud.models import AppriseTarget, Capture, WebPushSubscription
-from cloud.notify import apprise_channel, links, webpush
+from cloud.notify import apprise_channel, links, send_limits, webpush
 from cloud.notify import phone_schemas as s
 from cloud.notify.base import ChannelError, OutgoingMessage
 
@@ -98,6 +98,7 @@ def signed_thumbnail(
 # --- "Other apps" (Apprise URLs) ---------------------------------------------------------------
 
 apprise_router = APIRouter(prefix="/api/notifications/apprise", tags=["notifications"])
+TESTS_PER_HOUR = 10
 
 
 def _target_public(target: AppriseTarget) -> s.AppriseTargetPublic:
@@ -149,10 +150,16 @@ def remove_target(target_id: RowId, user: AccountUser, session: SessionDep) -> N
     session.commit()
 
 
-@apprise_router.post("/targets/{target_id}/test", response_model=s.AppriseTestResult, responses={404: _err})
+@apprise_router.post("/targets/{target_id}/test", response_model=s.AppriseTestResult, responses={404: _err, 429: _err})
 def test_target(target_id: RowId, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.AppriseTestResult:
     """Send a test message to this app now."""
     target = _owned_target(session, user.id, target_id)
+    now = ctx.clock.now()
+    until = send_limits.take(session, f"apprise-test:{user.id}", now=now, window_s=send_limits.HOUR,
+                             limit=TESTS_PER_HOUR)
+    if until is not None:  # the button must not become a way to hammer someone's endpoint
+        raise RateLimited("too many test messages; try again later", retry_after=int((until - now).total_seconds()) + 1)
+    session.commit()
     try:
         url = apprise_channel.decrypt(ctx.settings.secret_key, target.url_encrypted)
     except ValueError:
