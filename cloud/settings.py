@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     def _refuse_default_secret_in_production(self) -> Settings:
         if self.environment == "production" and self.secret_key == DEV_SECRET:
             raise ValueError("MAILCAM_SECRET_KEY must be set to a real secret in production")
+        if self.notify.console is None:
+            self.notify.console = self.environment != "production"
+        if self.notify.vapid_key_file is None:  # Web Push's key pair lives with the data
+            self.notify.vapid_key_file = str(self.data_dir / "vapid_private.pem")
         return self
 
     @property

@@ -217,7 +217,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         f"[bold]mailcam demo[/] — {options.devices} simulated mailboxes waking every {options.interval_s:g}s\n\n"
         f"Dashboard:  {base_url}/\nAPI docs:   {base_url}/docs\n"
         f"Login:      {DEMO_EMAIL} / {DEMO_PASSWORD}\n\n"
-        "Press [bold]Take a photo now[/] in the dashboard to send a manual trigger.\nCtrl-C stops everything.",
+        "Press [bold]Take a photo now[/] in the dashboard to send a manual trigger.\n"
+        "Press [bold]Notify me on this device[/] there to get the mail alerts as browser notifications.\n"
+        "Ctrl-C stops everything.",
         title="running", border_style="green",
     ))
 

@@ -1,6 +1,7 @@
 """All ORM models; importing this package registers every table on ``Base.metadata``."""
 
 from cloud.models.base import Base, UTCDateTime
+from cloud.models.channels import AppriseTarget, SendCount, WebPushSubscription
 from cloud.models.core import (
     Analysis,
     AnalysisJob,
@@ -41,6 +42,9 @@ from cloud.models.vision import (
 )
 
 __all__ = [
+    "AppriseTarget",
+    "WebPushSubscription",
+    "SendCount",
     "ApiKey",
     "ApiRateWindow",
     "DeviceAlertState",

@@ -2,8 +2,10 @@
 
 - ``outbox``: the event sink (``install(ctx)``), the durable outbox and ``deliver_due``.
 - ``mapping``: which notification a domain event means; ``preferences``: who wants what, when.
-- channels, one module each behind ``base.Channel``: ``console``, ``fcm`` (push), ``sms``
-  (Twilio), ``email`` (SMTP), ``webhook`` (signed JSON POST).
+- channels, one module each behind ``base.Channel``: ``console``, ``fcm`` (push), ``webpush``
+  (browsers, the dashboard's PWA), ``apprise_channel`` (ntfy, Telegram, … "Other apps"), ``sms``
+  (Twilio), ``email`` (SMTP), ``webhook`` (signed JSON POST); ``rich`` and ``links`` (thumbnail
+  link, mailbox name, local time in alerts), ``send_limits`` (email/SMS/code send limits).
 - ``alerts`` (battery hysteresis, offline), ``digest``, ``jobs`` (the scheduled ones),
   ``worker`` (the delivery thread), ``apikeys`` (integration API keys and rate limits).
 """

@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 
 
 class NotifySettings(BaseModel):
-    # Console: logs what would have been sent (the embedded default, for demos).
-    console: bool = True
+    # Console: logs what would have been sent, for development and demos. Unset: on except in production
+    # (an operator's tool; a homeowner is reached by Web Push, Apprise, email or SMS).
+    console: bool | None = None
 
     # Email (SMTP)
     smtp_host: str | None = None
@@ -81,3 +82,28 @@ class NotifySettings(BaseModel):
     # Integration API keys: requests per minute per key, by the owner's tier.
     api_rate_free_per_min: int = 60
     api_rate_premium_per_min: int = 600
+
+    # Web Push (browsers, no app): VAPID key from here (base64url raw or DER), else generated on first
+    # use into vapid_key_file (default: data_dir/vapid_private.pem). See cloud/notify/webpush.py.
+    webpush: bool = True
+    vapid_private_key: str | None = None
+    vapid_key_file: str | None = None
+    vapid_subject: str = Field(default="mailto:alerts@mailcam.local", description="contact the push services see")
+    webpush_timeout_s: float = 10.0
+    webpush_ttl_s: int = Field(default=24 * 3600, ge=0, description="how long a push service keeps an alert")
+    # Thumbnail links in alerts (no bearer token): signed, valid this long.
+    alert_link_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # The dashboard's address as users reach it (absolute links in Apprise and email alerts).
+    public_url: str | None = None
+    # Apprise ("Other apps": ntfy, Telegram, …): on by default; per-request socket timeout.
+    apprise: bool = True
+    apprise_timeout_s: float = 10.0
+
+    # Send limits (cloud/notify/send_limits.py): email and SMS alerts per user and per recipient each
+    # hour (over it, an alert waits for the next hour); confirmation codes per user an hour and per
+    # address a day (over it: 429).
+    email_per_user_per_hour: int = Field(default=30, ge=0)
+    sms_per_user_per_hour: int = Field(default=10, ge=0)
+    sends_per_recipient_per_hour: int = Field(default=20, ge=0)
+    confirm_codes_per_user_per_hour: int = Field(default=5, ge=0)
+    confirm_codes_per_address_per_day: int = Field(default=5, ge=0)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from cloud.context import AppContext
 from cloud.errors import Conflict, RateLimited, ServiceUnavailable, ValidationFailed
 from cloud.models import RecipientConfirmation, User
-from cloud.notify import kinds, preferences
+from cloud.notify import kinds, preferences, send_limits
 from cloud.notify.base import ChannelError, OutgoingMessage
 from cloud.notify.registry import ChannelRegistry, available
 
@@ -76,6 +76,10 @@ def send_code(
     if row.sent_at is not None and now < row.sent_at + timedelta(seconds=s.confirm_resend_interval_s):
         wait = int((row.sent_at + timedelta(seconds=s.confirm_resend_interval_s) - now).total_seconds()) + 1
         raise RateLimited("a code was sent moments ago; wait before asking again", retry_after=wait)
+    until = send_limits.take_code(session, s, user_id=user.id, channel=channel, address=address, now=now)
+    if until is not None:
+        raise RateLimited("too many codes were sent; try again later",
+                          retry_after=int((until - now).total_seconds()) + 1)
     code = f"{secrets.randbelow(1_000_000):06d}"
     row.code_hash = _code_hash(ctx, row, code)
     row.sent_at, row.expires_at, row.attempts = now, now + timedelta(seconds=s.confirm_code_ttl_s), 0

@@ -9,6 +9,7 @@ from email.utils import make_msgid
 
 from cloud.notify.base import OutgoingMessage, PermanentFailure, SendResult, TemporaryFailure, short
 from cloud.notify.config import NotifySettings
+from cloud.notify.rich import with_context
 
 
 class EmailChannel:
@@ -25,7 +26,7 @@ class EmailChannel:
         mail["To"] = message.address
         mail["Subject"] = message.title
         mail["Message-ID"] = make_msgid(idstring=f"mailcam-{message.notification_id}", domain="mailcam.local")
-        mail.set_content(f"{message.body}\n\n— mailcam")
+        mail.set_content(f"{with_context(message)}\n\n— mailcam")
         thumbnail = message.thumbnail()
         if thumbnail:
             mail.add_attachment(thumbnail, maintype="image", subtype="jpeg", filename="mailbox.jpg")

@@ -42,6 +42,8 @@ PUSH = "push"
 SMS = "sms"
 EMAIL = "email"
 WEBHOOK = "webhook"
-ALL_CHANNELS = (CONSOLE, PUSH, SMS, EMAIL, WEBHOOK)
+WEBPUSH = "webpush"  # browsers (cloud.notify.webpush)
+APPRISE = "apprise"  # ntfy, Telegram, … (cloud.notify.apprise_channel)
+ALL_CHANNELS = (CONSOLE, PUSH, WEBPUSH, APPRISE, SMS, EMAIL, WEBHOOK)
 # Channels that cost nothing and need no address from the owner: on by default for DEFAULT_ON kinds.
-DEFAULT_CHANNELS = (CONSOLE, PUSH, WEBHOOK)
+DEFAULT_CHANNELS = (CONSOLE, PUSH, WEBPUSH, APPRISE, WEBHOOK)

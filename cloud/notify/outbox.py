@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from cloud.context import AppContext
 from cloud.events import Event, EventKind
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
-from cloud.notify import alerts, confirmations, kinds, preferences
+from cloud.notify import alerts, apprise_channel, confirmations, kinds, preferences, rich, send_limits, webpush
 from cloud.notify.base import (
     ChannelError,
     OutgoingMessage,
@@ -140,6 +140,10 @@ def _recipients(session: Session, prefs: preferences.Preferences, channel: str) 
         # An address gets nothing until its owner has confirmed it (cloud.notify.confirmations).
         address = prefs.email_address if channel == kinds.EMAIL else prefs.phone
         return [address] if address and confirmations.is_confirmed(session, prefs.user_id, channel, address) else []
+    if channel == kinds.WEBPUSH:
+        return webpush.recipients(session, prefs.user_id)
+    if channel == kinds.APPRISE:
+        return apprise_channel.recipients(session, prefs.user_id)
     if channel == kinds.PUSH:
         ids = session.scalars(select(PushToken.id).where(PushToken.user_id == prefs.user_id).order_by(PushToken.id))
         return [f"token:{i}" for i in ids]
@@ -243,6 +247,13 @@ def claim_due(
             if resolved is None:
                 row.status, row.last_error = SKIPPED, "the recipient was removed before sending"
                 continue
+            if row.channel in (kinds.EMAIL, kinds.SMS):
+                until = send_limits.take_alert(session, settings, user_id=row.user_id, channel=row.channel,
+                                               address=row.recipient, now=now)
+                if until is not None:  # over the hourly allowance: waits for the next hour, not dropped
+                    row.status, row.next_attempt_at = PENDING, until
+                    row.last_error = f"hourly {row.channel} limit reached; sent after {until:%H:%M} UTC"
+                    continue
             address, extras = resolved
             row.status, row.locked_by, row.locked_at = SENDING, WORKER_ID, now
             row.attempts += 1
@@ -263,6 +274,10 @@ def _prefs(
 
 
 def _resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str, dict[str, str]] | None:
+    if row.channel == kinds.WEBPUSH:
+        return webpush.resolve(session, ctx, row)
+    if row.channel == kinds.APPRISE:
+        return apprise_channel.resolve(session, ctx, row)
     if row.channel == kinds.PUSH:
         token = session.get(PushToken, int(row.recipient.removeprefix("token:")))
         return (token.token, {}) if token and token.user_id == row.user_id else None
@@ -271,6 +286,8 @@ def _resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str,
         if hook is None or not hook.active or hook.user_id != row.user_id:
             return None
         return hook.url, {"secret": webhook_secret(ctx.settings.secret_key, hook.secret_salt)}
+    if row.channel == kinds.EMAIL:
+        return row.recipient, rich.alert_extras(session, ctx, row)
     return row.recipient, {}
 
 
@@ -331,6 +348,8 @@ def deliver_one(ctx: AppContext, registry: ChannelRegistry, item: Claimed) -> bo
                     last_error=None, locked_by=None, locked_at=None)
             .execution_options(synchronize_session=False)
         )
+        if item.channel == kinds.WEBPUSH:
+            webpush.mark_sent(session, item.recipient, ctx.clock.now())
         session.commit()
     return True
 
@@ -376,6 +395,8 @@ def _forget_recipient(session: Session, item: Claimed) -> None:
             .values(status=SKIPPED, last_error="the push token was unregistered")
             .execution_options(synchronize_session=False)
         )
+    elif item.channel == kinds.WEBPUSH:
+        webpush.forget(session, item.recipient)
     elif item.channel == kinds.WEBHOOK:
         hook_id = int(item.recipient.removeprefix("webhook:"))
         session.execute(update(Webhook).where(Webhook.id == hook_id).values(active=False))

@@ -25,6 +25,10 @@ def available(settings: NotifySettings) -> list[str]:
         names.append(kinds.SMS)
     if settings.fcm_credentials_file:
         names.append(kinds.PUSH)
+    if settings.webpush:
+        names.append(kinds.WEBPUSH)
+    if settings.apprise:
+        names.append(kinds.APPRISE)
     return [n for n in kinds.ALL_CHANNELS if n in names]
 
 
@@ -66,6 +70,16 @@ class ChannelRegistry:
             from cloud.notify.sms import SmsChannel
 
             return SmsChannel(s)
+        if name == kinds.WEBPUSH:
+            from cloud.netguard import Policy
+            from cloud.notify.webpush import WebPushChannel
+
+            return WebPushChannel(s, policy=Policy.from_allow(s.outbound_allow))
+        if name == kinds.APPRISE:
+            from cloud.netguard import Policy
+            from cloud.notify.apprise_channel import AppriseChannel
+
+            return AppriseChannel(s, policy=Policy.from_allow(s.outbound_allow))
         from cloud.notify.fcm import FcmChannel
 
         return FcmChannel(s)

@@ -15,7 +15,7 @@ Kind = Literal[
     "retake_needed", "analysis_failed",
     "low_battery", "device_offline", "trigger_fulfilled", "trigger_expired", "ai_budget_reached", "daily_digest",
 ]
-ChannelName = Literal["console", "push", "sms", "email", "webhook"]
+ChannelName = Literal["console", "push", "webpush", "apprise", "sms", "email", "webhook"]
 Status = Literal["pending", "held", "sending", "sent", "failed", "skipped", "unknown"]
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 

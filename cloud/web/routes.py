@@ -39,6 +39,19 @@ def dashboard() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=_PAGE_HEADERS)
 
 
+@router.get("/sw.js", response_class=FileResponse)
+def service_worker() -> FileResponse:
+    """The service worker, at the root so that its scope is the whole dashboard (Web Push alerts)."""
+    return FileResponse(STATIC_DIR / "sw.js", media_type="text/javascript", headers=_PAGE_HEADERS)
+
+
+@router.get("/manifest.webmanifest", response_class=FileResponse)
+def manifest() -> FileResponse:
+    """The web app manifest: the dashboard installs as an app (needed for push on iOS)."""
+    return FileResponse(STATIC_DIR / "manifest.webmanifest", media_type="application/manifest+json",
+                        headers=_PAGE_HEADERS)
+
+
 class _RevalidatedStaticFiles(StaticFiles):
     """Static files that the browser revalidates (ETag) on each load: no stale modules after an upgrade."""
 

@@ -31,6 +31,9 @@ CHECKS = [
     response_schema_conformance,
     content_type_conformance,
 ]
+# Bodies only a library can judge: whether an Apprise URL names a service is Apprise's parse, which
+# no JSON Schema pattern states (a 422 says so in words); every other check still applies.
+LIBRARY_PARSED = {("POST", "/api/notifications/apprise/targets/")}
 # These end the credentials the run uses (log out, new password, token rotation, gateway revocation):
 # they run last, so every other operation is exercised while the tokens still work.
 CREDENTIAL_ENDING = {
@@ -107,6 +110,8 @@ def test_api_has_no_server_errors_and_matches_its_schema(api_schema):
                   phases=[Phase.explicit, Phase.generate])
         def check(case) -> None:
             _prepare(case)
-            case.call_and_validate(headers=_headers_for(api_schema, case), checks=CHECKS)
+            key = (case.operation.method.upper(), case.operation.path)
+            checks = [c for c in CHECKS if c is not positive_data_acceptance] if key in LIBRARY_PARSED else CHECKS
+            case.call_and_validate(headers=_headers_for(api_schema, case), checks=checks)
 
         check()

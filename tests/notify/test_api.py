@@ -15,10 +15,10 @@ from tests.notify.conftest import Owner, analysis_event, emit, fast_account
 def test_preferences_default_then_update(api):
     alice = new_account(api, "alice@example.com", timezone="Europe/Paris")
     got = api.get("/api/notifications/preferences", headers=alice.headers).json()
-    assert got["events"]["mail_arrived"] == ["console", "push", "webhook"]
+    assert got["events"]["mail_arrived"] == ["console", "push", "webpush", "apprise", "webhook"]
     assert got["events"]["mailbox_empty"] == []
     assert got["email"] == "alice@example.com" and got["timezone"] == "Europe/Paris"
-    assert got["available_channels"] == ["console", "webhook"]
+    assert got["available_channels"] == ["console", "webpush", "apprise", "webhook"]
 
     put = api.put("/api/notifications/preferences", headers=alice.headers, json={
         "events": {"mailbox_empty": ["console", "email"], "mail_arrived": ["sms", "sms"]},
@@ -28,7 +28,8 @@ def test_preferences_default_then_update(api):
     body = put.json()
     assert body["events"]["mailbox_empty"] == ["console", "email"]
     assert body["events"]["mail_arrived"] == ["sms"]
-    assert body["events"]["package_arrived"] == ["console", "push", "webhook"]  # untouched kinds keep defaults
+    # untouched kinds keep defaults
+    assert body["events"]["package_arrived"] == ["console", "push", "webpush", "apprise", "webhook"]
     assert body["quiet_hours"] == {"start": "22:30", "end": "07:00"}
     assert (body["phone"], body["min_confidence"]) == ("+33612345678", 0.8)
     again = api.put("/api/notifications/preferences", headers=alice.headers, json={"digest_hour": 7}).json()

@@ -77,7 +77,8 @@ def test_email_over_starttls_with_login_carries_the_thumbnail(nctx, owner, tmp_p
     assert envelope.rcpt_tos == ["me@example.org"]
     message = email.message_from_bytes(envelope.content, policy=policy.default)
     assert message["Subject"] == "Mail in Front gate"
-    assert "2 letters, 1 magazine" in message.get_body(("plain",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    assert "2 letters, 1 magazine" in text and "Front gate · " in text  # which mailbox, and when
     [attachment] = list(message.iter_attachments())
     assert attachment.get_content_type() == "image/jpeg"
     with nctx.sessions() as session:

@@ -249,7 +249,8 @@ def test_notification_preferences_are_saved_and_read_back(page, home):
     expect(page.get_by_role("heading", level=1, name="Notifications")).to_be_visible()
     prefs = home.http.get("/api/notifications/preferences", headers=home.account.headers).json()
     channel = next(c for c in prefs["available_channels"] if c != "console")  # console: for operators, not shown
-    labels = {"push": "App", "email": "Email", "sms": "SMS", "webhook": "Webhook"}
+    labels = {"push": "App", "webpush": "Browser push", "apprise": "Other apps", "email": "Email", "sms": "SMS",
+              "webhook": "Webhook"}
     channel_label = labels[channel]
     empty_box = page.get_by_role("checkbox", name=f"Mail collected by {channel_label}")
     expect(empty_box).not_to_be_checked()  # opt-in

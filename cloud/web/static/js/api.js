@@ -121,6 +121,7 @@ export const endpoints = {
   triggers: (serial) => api.get(`/api/devices/${enc(serial)}/triggers/`),
   cancelTrigger: (triggerId) => api.post(`/api/device/trigger/${enc(triggerId)}/cancel/`),
   captures: (serial, cursor, limit) => api.get(`/api/devices/${enc(serial)}/captures/`, { cursor, limit }),
+  capture: (captureId) => api.get(`/api/captures/${enc(captureId)}`),
   deleteCapture: (captureId) => api.del(`/api/captures/${enc(captureId)}`),
   thumbnail: (captureId) => api.blob(`/api/captures/${enc(captureId)}/thumbnail`),
   image: (captureId) => api.blob(`/api/captures/${enc(captureId)}/image`),

@@ -4,6 +4,7 @@ import { auth, endpoints, onUnauthorized } from "./api.js";
 import { h, message, replace } from "./dom.js";
 import { browserTimeZone } from "./format.js";
 import { forgetImages } from "./images.js";
+import { registerServiceWorker } from "./push.js";
 import { accountView } from "./views/account.js";
 import { loginView, signupView } from "./views/auth.js";
 import { notificationsView } from "./views/notifications.js";
@@ -109,7 +110,7 @@ function newScope() {
 const ROUTES = [
   { pattern: /^#\/login$/, view: loginView, anonymous: true },
   { pattern: /^#\/signup$/, view: signupView, anonymous: true },
-  { pattern: /^#\/mailbox\/([^/]+)$/, view: deviceView },
+  { pattern: /^#\/mailbox\/([^/]+)(?:\/(capture\/[^/]+|take-photo))?$/, view: deviceView },
   { pattern: /^#\/account$/, view: accountView },
   { pattern: /^#\/notifications$/, view: notificationsView },
   { pattern: /^(#\/?)?$/, view: devicesView },
@@ -164,7 +165,7 @@ async function route() {
   renderHeader();
   const page = h("div", { class: "page" });
   replace(app.main, page);
-  const params = match.m.slice(1).map((p) => decodeURIComponent(p));
+  const params = match.m.slice(1).map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
   const loading = match.r.view(app, page, pageScope, ...params);
   // Views draw their heading before their first await: move focus there for screen readers.
   const target = page.querySelector("[autofocus]") || page.querySelector("h1");
@@ -180,6 +181,13 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
+// A tapped push alert asks an open dashboard to show its capture (see sw.js).
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.addEventListener("message", (event) => {
+    if (event.data && event.data.type === "mailcam:open" && typeof event.data.hash === "string") app.navigate(event.data.hash);
+  });
+}
+registerServiceWorker();
 // The skip link moves focus without touching the route held in the hash.
 document.querySelector(".skip-link").addEventListener("click", (event) => {
   event.preventDefault();

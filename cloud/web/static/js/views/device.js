@@ -20,7 +20,8 @@ function resultBlock(analysis, actions) {
   );
 }
 
-export async function deviceView(app, page, scope, serial) {
+// `extra`: "capture/<id>" opens that photo (a tapped alert), "take-photo" asks the mailbox for one (an alert's action).
+export async function deviceView(app, page, scope, serial, extra) {
   const tz = () => app.timeZone;
   const els = {
     title: h("h1", {}, serial),
@@ -311,4 +312,12 @@ export async function deviceView(app, page, scope, serial) {
     if (error.status !== 401) app.flash("error", error.message);
   }));
   await Promise.all([loadStatus(), loadTriggers(), loadHistory()]);
+  if (!extra || !scope.alive) return;
+  // Back to the mailbox's own address: a reload must not open the photo or spend a click again.
+  history.replaceState(null, "", `#/mailbox/${encodeURIComponent(serial)}`);
+  if (extra.startsWith("capture/")) {
+    openPhoto(await endpoints.capture(extra.slice("capture/".length)));
+  } else if (extra === "take-photo" && !els.triggerButton.disabled) {
+    await takePhoto(els.triggerButton);
+  }
 }

@@ -4,6 +4,7 @@ import { endpoints } from "../api.js";
 import { busy, h, message, replace } from "../dom.js";
 import { battery, describeAnalysis, relativeTime } from "../format.js";
 import { authImage, thumbnailUrl } from "../images.js";
+import { pushCard } from "../push.js";
 
 export function statusPill(status) {
   const online = status === "online";
@@ -83,7 +84,10 @@ function claimForm(onClaimed) {
 
 export async function devicesView(app, page, scope) {
   const list = h("div", { class: "device-list", "aria-live": "polite", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading your mailboxes…"));
-  replace(page, h("h1", {}, "My mailboxes"), list, claimForm(() => load()));
+  const welcome = h("div", {});
+  replace(page, h("h1", {}, "My mailboxes"), welcome, list, claimForm(() => load()));
+  // Walk a user with no alert channel yet to one: push on this device (the others are under Notifications).
+  pushCard({ compact: true }).then((card) => scope.alive && replace(welcome, card)).catch(() => null);
   let shown = null;
 
   async function load() {

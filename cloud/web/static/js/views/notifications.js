@@ -3,6 +3,8 @@
 import { endpoints } from "../api.js";
 import { busy, h, message, replace } from "../dom.js";
 import { dateTime } from "../format.js";
+import { appsCard } from "../apps.js";
+import { pushCard } from "../push.js";
 
 const KIND_LABELS = {
   mail_arrived: "Mail arrived",
@@ -20,7 +22,8 @@ const KIND_LABELS = {
   ai_budget_reached: "AI budget reached",
   daily_digest: "Daily summary",
 };
-const CHANNEL_LABELS = { push: "App", email: "Email", sms: "SMS", webhook: "Webhook", console: "Server log" };
+const CHANNEL_LABELS = { push: "App", webpush: "Browser push", apprise: "Other apps", email: "Email", sms: "SMS",
+  webhook: "Webhook", console: "Server log" };
 
 const label = (table, key) => table[key] || key.replace(/_/g, " ");
 // The server's console channel is an operator's tool, not something a homeowner picks.
@@ -152,10 +155,15 @@ function recentList(items, timeZone) {
 export async function notificationsView(app, page, scope) {
   const formSlot = h("section", { class: "card", "aria-labelledby": "events-title" }, h("p", { class: "muted" }, "Loading…"));
   const recent = h("div", {});
-  replace(page, h("h1", {}, "Notifications"), formSlot,
+  const pushSlot = h("div", {});
+  const appsSlot = h("div", {});
+  replace(page, h("h1", {}, "Notifications"), pushSlot, appsSlot, formSlot,
     h("section", { class: "card", "aria-labelledby": "recent-title" }, h("h2", { id: "recent-title" }, "Recently sent"), recent));
-  const [prefs, log] = await Promise.all([endpoints.preferences(), endpoints.notifications(10)]);
+  const [prefs, log, push, apps] = await Promise.all([endpoints.preferences(), endpoints.notifications(10), pushCard(),
+    appsCard()]);
   if (!scope.alive) return;
+  replace(pushSlot, push);
+  replace(appsSlot, apps);
   const render = (current, notice) => replace(formSlot, preferencesForm(current, render, notice));
   render(prefs);
   replace(recent, recentList(log.items, app.timeZone));
