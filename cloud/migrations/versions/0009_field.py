@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0009_field'
-down_revision = '0006_tokens'
+down_revision = '0008_webpush'
 branch_labels = None
 depends_on = None
 
