@@ -317,3 +317,21 @@ def test_an_email_address_is_confirmed_with_the_code_sent_there(page, home, tmp_
         server.stop()
     prefs = home.http.get("/api/notifications/preferences", headers=home.account.headers).json()
     assert prefs["email_confirmed"] is True
+
+
+def test_a_new_mailbox_asks_for_calibration_and_this_is_empty_calibrates_it(page, home):
+    box = home.mailbox("box-1", name="Front gate")
+    empty = home.capture(box, 1)
+    home.analyse(empty, mail_detected=None, confidence=0.0, provider="offline", image_quality="ok",
+                 description="Not calibrated yet: open the mailbox, take a photo of it empty and press "
+                             "'This is empty', so mailcam knows what your mailbox looks like without mail.")
+    open_dashboard(page, home, "#/mailbox/box-1")
+    notice = page.get_by_role("note", name="Calibration")
+    expect(notice).to_contain_text("Uncalibrated")
+    latest = page.locator("section", has=page.get_by_role("heading", name="Latest photo"))
+    expect(latest).to_contain_text("Not calibrated yet")
+    latest.get_by_role("button", name="This is empty").click()
+    expect(latest.get_by_role("status")).to_contain_text("Saved as your empty mailbox")
+    expect(notice).to_be_hidden()
+    device = home.http.get("/api/devices/box-1/", headers=home.account.headers).json()
+    assert device["calibrated"] is True
