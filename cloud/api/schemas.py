@@ -193,6 +193,9 @@ class CaptureCreate(Strict):
     time_uncertain: bool = Field(
         default=False, description="The timestamp is an estimate (the device's clock was unset); a timestamp "
         "before 2024-01-01 counts as one and is replaced by the receive time")
+    wake_reason: Literal["timer", "door", "power_on", "manual"] | None = Field(
+        default=None, description="Why the device woke: a door opening with a visible change is stronger "
+        "evidence of a delivery than a timer wake")
 
 
 class CaptureSaved(BaseModel):

@@ -168,6 +168,7 @@ class Capture(Base):
     taken_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # taken_at is an estimate (the receive time): the device's clock was unset when it took the photo
     taken_at_uncertain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    wake_reason: Mapped[str | None] = mapped_column(String(20))  # timer | door | power_on | manual
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     image_sha256: Mapped[str] = mapped_column(String(64), index=True)
     image_bytes: Mapped[int] = mapped_column(Integer)

@@ -32,6 +32,7 @@ class CaptureIn:
     capture_id: str | None = None
     trigger_id: str | None = None
     time_uncertain: bool = False
+    wake_reason: str | None = None  # timer | door | power_on | manual, when the device says
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ def _record(
         "device_id": device.id,
         "trigger_type": capture.trigger_type,
         "trigger_id": capture.trigger_id,
+        "wake_reason": capture.wake_reason,
         "battery_voltage": capture.battery_voltage,
         **_taken_at(capture, now),
         "received_at": now,

@@ -4,7 +4,8 @@
       ▲                   │  └─same mail again──────► mail   (silence: still there)
       └──────collected────┘                                 (event "collected", opt-in notice)
 
-Frames are evidence; only a confident verdict on a good photo moves the state. "More" needs
+Frames are evidence; only a confident verdict on a good photo moves the state, and a photo taken
+because the door opened needs less confidence than one taken on a timer. "More" needs
 something new since the previous photo that is also not part of the empty box (pixels, when the
 device is calibrated), or, from a model without a reference, higher counts. Re-analyses never
 move the state: the delivery they would announce was announced (or not) by the first look.
@@ -29,6 +30,11 @@ ARRIVED, MORE, COLLECTED = "arrived", "more", "collected"
 ARRIVE_MIN_CONFIDENCE = 0.6
 COLLECT_MIN_CONFIDENCE = 0.8
 MORE_MIN_SHARE = 0.008  # of the frame: new objects since the previous photo (a postcard is ~2 %)
+# The door just opened: someone put something in or took it out, so a visible change needs less to
+# be believed. A timer wake has no such witness.
+DOOR_ARRIVE_MIN_CONFIDENCE = 0.5
+DOOR_COLLECT_MIN_CONFIDENCE = 0.7
+DOOR_MORE_MIN_SHARE = 0.004
 
 
 @dataclass(frozen=True)
@@ -39,20 +45,24 @@ class Evidence:
     categories: dict[str, int]
     package: bool
     added_share: float | None = None  # new objects since the previous photo; None: not measured
+    wake: str | None = None  # why the device woke for this photo: door | timer | power_on | manual
 
 
 def transition(state: str, evidence: Evidence, previous_categories: dict[str, int] | None) -> str | None:
     """What this frame does to a mailbox in ``state`` (empty | mail): arrived | more | collected | None."""
     if evidence.mail is None or evidence.quality != "ok":
         return None
+    door = evidence.wake == "door"
+    arrive = DOOR_ARRIVE_MIN_CONFIDENCE if door else ARRIVE_MIN_CONFIDENCE
     if state == "empty":
-        return ARRIVED if evidence.mail and evidence.confidence >= ARRIVE_MIN_CONFIDENCE else None
+        return ARRIVED if evidence.mail and evidence.confidence >= arrive else None
     if not evidence.mail:
-        return COLLECTED if evidence.confidence >= COLLECT_MIN_CONFIDENCE else None
-    if evidence.confidence < ARRIVE_MIN_CONFIDENCE:
+        return COLLECTED if evidence.confidence >= (DOOR_COLLECT_MIN_CONFIDENCE if door else COLLECT_MIN_CONFIDENCE) \
+            else None
+    if evidence.confidence < arrive:
         return None
     if evidence.added_share is not None:
-        return MORE if evidence.added_share >= MORE_MIN_SHARE else None
+        return MORE if evidence.added_share >= (DOOR_MORE_MIN_SHARE if door else MORE_MIN_SHARE) else None
     before = previous_categories or {}
     grew = any(n > int(before.get(name) or 0) for name, n in evidence.categories.items())
     return MORE if grew else None

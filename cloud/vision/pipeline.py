@@ -149,6 +149,7 @@ class Plan:
     over_budget: str | None  # why no paid call is allowed this month (device or owner budget), or None
     analysis_status: JobStatus
     taken_at: datetime
+    wake_reason: str | None = None
     references: list[references.Reference] = field(default_factory=list)
     mailbox_state: str | None = None  # empty | mail (None: no state yet)
     calibration_requested: bool = False
@@ -240,6 +241,7 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
         over_budget=budget_exhausted(session, ctx.settings.vision, device.id, device.owner_id, month),
         analysis_status=analysis.status if analysis else JobStatus.QUEUED,
         taken_at=capture.taken_at,
+        wake_reason=capture.wake_reason,
         references=references.load(session, device.id),
         mailbox_state=state.state if state else None,
         calibration_requested=bool(state and state.calibration_requested_at),
@@ -319,14 +321,16 @@ def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
         return Outcome(error=str(exc), operations=[])
     if plan.kind == "initial":
         if plan.duplicate is not None:
-            return _with_evidence(_reuse(plan, now, plan.duplicate, "cache", phash), added_share=0.0)
+            return _with_evidence(_reuse(plan, now, plan.duplicate, "cache", phash), added_share=0.0,
+                                  wake=plan.wake_reason)
         for prev in plan.previous:
             if (
                 s.unchanged_phash_distance >= 0
                 and now - prev["updated_at"] <= timedelta(seconds=s.unchanged_max_age_s)
                 and phash_distance(phash, prev["phash"]) <= s.unchanged_phash_distance
             ):
-                return _with_evidence(_reuse(plan, now, prev, "unchanged", phash), added_share=0.0)
+                return _with_evidence(_reuse(plan, now, prev, "unchanged", phash), added_share=0.0,
+                                      wake=plan.wake_reason)
 
     primary = plan.options.get("provider") or s.provider
     if plan.kind == "initial" and primary != "offline":
@@ -366,13 +370,14 @@ def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
     return _finish_evidence(engine, plan, outcome, judged, image, now)
 
 
-def _with_evidence(outcome: Outcome, *, added_share: float) -> Outcome:
+def _with_evidence(outcome: Outcome, *, added_share: float, wake: str | None) -> Outcome:
     """A reused result is the same scene as before: nothing new arrived."""
     result = outcome.result
     assert result is not None
     outcome.evidence = delivery.Evidence(
         mail=result.mail_detected, confidence=result.confidence, quality=result.image_quality,
         categories=dict(result.categories or {}), package=bool(result.package_present), added_share=added_share,
+        wake=wake,
     )
     return outcome
 
@@ -387,6 +392,7 @@ def _finish_evidence(engine: VisionEngine, plan: Plan, outcome: Outcome, judged:
     outcome.evidence = delivery.Evidence(
         mail=result.mail_detected, confidence=result.confidence, quality=result.image_quality,
         categories=dict(result.categories or {}), package=bool(result.package_present), added_share=added,
+        wake=plan.wake_reason,
     )
     offline = judged.result
     learn = (

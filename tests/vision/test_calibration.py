@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from cloud.models import Capture, DeliveryEvent, MailboxReference
 from mailcam.mailboxes import Item, Mailbox, Wake
-from tests.cloudkit import new_account, new_device
+from tests.cloudkit import capture_body, new_account, new_device
 from tests.vision.fake_openai import EMPTY, Reply
 
 BOX = Mailbox(721)
@@ -150,3 +150,17 @@ def test_openai_sees_the_empty_reference_next_to_the_new_photo(openai_env, fake_
     assert fake_openai.problems == []
     assert all(d == "low" for d in fake_openai.image_details())
     assert deliveries(env) == ["arrived"]
+
+
+def test_a_capture_says_why_the_device_woke_and_bad_reasons_are_refused(make_env):
+    env = make_env()
+    body = capture_body("box-1", BOX.frame([], Wake(1)), capture_id="box-1-door", wake_reason="door",
+                        timestamp=env.now().isoformat())
+    assert env.api.post("/api/device/capture/", json=body, headers=env.device.headers).status_code == 200
+    with env.ctx.sessions() as session:
+        assert session.scalar(select(Capture.wake_reason).where(Capture.capture_id == "box-1-door")) == "door"
+    body.update(capture_id="box-1-odd", wake_reason="earthquake")
+    refused = env.api.post("/api/device/capture/", json=body, headers=env.device.headers)
+    assert refused.status_code == 422
+    with env.ctx.sessions() as session:
+        assert session.scalar(select(Capture).where(Capture.capture_id == "box-1-odd")) is None

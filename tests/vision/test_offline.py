@@ -6,6 +6,7 @@ Box seeds 0-99 were used to tune ``cloud/vision/change.py``; these tests use 700
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -117,3 +118,23 @@ EVIDENCE = {
 )
 def test_delivery_transitions(state, frame, expected):
     assert delivery.transition(state, EVIDENCE[frame], {"letter": 1}) == expected
+
+
+DOUBTFUL_MAIL = delivery.Evidence(mail=True, confidence=0.55, quality="ok", categories={"letter": 1}, package=False)
+SMALL_ADDITION = delivery.Evidence(mail=True, confidence=0.9, quality="ok", categories={"letter": 1}, package=False,
+                                   added_share=0.005)
+
+
+@pytest.mark.parametrize(
+    ("state", "evidence", "wake", "expected"),
+    [
+        ("empty", DOUBTFUL_MAIL, "timer", None),
+        ("empty", DOUBTFUL_MAIL, "door", "arrived"),
+        ("mail", SMALL_ADDITION, "timer", None),
+        ("mail", SMALL_ADDITION, "door", "more"),
+        ("mail", EVIDENCE["unsure empty"], "timer", None),
+        ("mail", EVIDENCE["unsure empty"], "door", "collected"),
+    ],
+)
+def test_a_door_wake_is_stronger_evidence_than_a_timer_wake(state, evidence, wake, expected):
+    assert delivery.transition(state, replace(evidence, wake=wake), {"letter": 1}) == expected

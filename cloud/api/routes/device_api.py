@@ -50,6 +50,7 @@ def post_capture(
             capture_id=body.capture_id,
             trigger_id=body.trigger_id,
             time_uncertain=body.time_uncertain,
+            wake_reason=body.wake_reason,
         ),
     )
     return schemas.CaptureSaved(capture_id=result.capture_id, analysis_queued=result.analysis_queued)
