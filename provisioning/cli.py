@@ -5,6 +5,7 @@ config.json and flash the firmware with mpremote.
     mailcam provision mosquitto-user mb-0001 --passwd /etc/mosquitto/mailcam.passwd --acl /etc/mosquitto/mailcam.acl
     mailcam provision config mb-0001 --ssid Home --wifi-password … --broker-host 192.168.1.10 --broker-password …
     mailcam provision flash --port /dev/ttyUSB0 --config config.json
+    mailcam provision calibrate mb-0001 --cloud https://… --token …   # last step: the box empty
 """
 
 from __future__ import annotations
@@ -172,3 +173,52 @@ def flash(
                     raise typer.Exit(1)
                 progress.advance(task)
     typer.echo(f"flashed {port}; the board is resetting")
+
+
+@provision_app.command("calibrate")
+def calibrate(
+    serial: Annotated[str, typer.Argument(help="The device serial")],
+    cloud: Annotated[str, typer.Option(envvar="MAILCAM_PROVISION_CLOUD", help="Cloud base URL")],
+    token: Annotated[str, typer.Option(envvar="MAILCAM_PROVISION_TOKEN", help="Installer's access token")],
+    capture: Annotated[str | None, typer.Option(help="A capture id that shows the box empty (default: the "
+                                                     "first photo the box takes from now on)")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for that photo")] = 300.0,
+) -> None:
+    """The last install step: a photo of the mailbox EMPTY becomes its reference.
+
+    Empty the mailbox and close it, then run this and wake the board (press reset, or open and
+    close the door): its next photo is marked "this is empty". Until a mailbox is calibrated it
+    sends no mail alerts, because it cannot tell mail from the box itself.
+    """
+    import time
+    from datetime import UTC, datetime
+
+    import httpx
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    url = f"{cloud.rstrip('/')}/api/devices/{serial}/reference"
+    body: dict[str, object] = {"capture_id": capture} if capture else {"taken_after": datetime.now(UTC).isoformat()}
+    deadline = time.monotonic() + wait
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client, \
+            console.status(f"waiting for a photo of {serial} (empty, closed); wake the board now…"):
+        while True:
+            try:
+                response = client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                typer.echo(f"cannot reach the cloud: {exc}", err=True)
+                raise typer.Exit(2) from exc
+            if response.status_code == 201:
+                data = response.json()
+                typer.echo(f"calibrated {serial}: photo {data['capture_id']} is its empty reference "
+                           f"({data['references']} reference(s)); mail alerts are on")
+                return
+            if response.status_code != 409 or capture or time.monotonic() >= deadline:
+                break
+            time.sleep(2)  # the board is waking, connecting, uploading: ask again shortly
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    typer.echo(f"calibration failed ({response.status_code}): {detail}", err=True)
+    raise typer.Exit(1)

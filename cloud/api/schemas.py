@@ -179,6 +179,14 @@ class ReferenceSet(BaseModel):
     references: int = Field(description="How many references the device now has (day and night, refined)")
 
 
+class ReferenceRequest(Strict):
+    """Which photo shows the mailbox empty: the one named, or the newest (taken after ``taken_after``)."""
+
+    capture_id: CaptureId | None = None
+    taken_after: datetime | None = Field(
+        default=None, description="Only a photo taken after this counts (e.g. when the installer closed the box)")
+
+
 class CaptureCreate(Strict):
     serial_number: Serial
     image: str = Field(

@@ -101,6 +101,14 @@ def owned_device(session: Session, user: User, serial: str) -> Device:
     return device
 
 
+def managed_device(session: Session, user: User, serial: str) -> Device:
+    """A device the caller owns, or registered as its installer (calibration at install); else 404."""
+    device = session.scalar(select(Device).where(Device.serial == serial))
+    if device is None or user.id not in (device.owner_id, device.installer_id):
+        raise NotFound("no such device", device_serial=serial)
+    return device
+
+
 def device_for_token(session: Session, token: str) -> Device | None:
     return session.scalar(select(Device).where(Device.token_hash == hash_token(token)))
 

@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from cloud.errors import ImageRejected
+from cloud.errors import Conflict, ImageRejected, NotFound
 from cloud.models import Capture, Device, MailboxReference
+from cloud.services.images import ImageStore
 from cloud.vision import delivery
 from cloud.vision.change import Picture, picture, picture_from_png
 from cloud.vision.prep import BadImage, prepare_jpeg
@@ -85,6 +86,28 @@ def add(session: Session, device: Device, image: bytes, source: str, now: dateti
         if capture is not None:
             delivery.mark_empty(session, device.id, capture.id, capture.taken_at, now)
     return row
+
+
+def add_from_capture(session: Session, images: ImageStore, device: Device, capture: Capture, source: str,
+                     now: datetime) -> MailboxReference:
+    """"The mailbox is empty in this photo": the capture's image becomes a reference (404 if it is gone)."""
+    try:
+        image = images.read(capture.image_sha256)
+    except FileNotFoundError as exc:
+        raise NotFound("the image file is gone", capture_id=capture.capture_id) from exc
+    return add(session, device, image, source, now, capture=capture)
+
+
+def newest_capture(session: Session, device: Device, taken_after: datetime | None = None) -> Capture:
+    """The device's newest photo (taken after ``taken_after``), or 409 when there is none yet."""
+    query = select(Capture).where(Capture.device_id == device.id)
+    if taken_after is not None:
+        query = query.where(Capture.taken_at > taken_after)
+    capture = session.scalar(query.order_by(Capture.taken_at.desc(), Capture.id.desc()).limit(1))
+    if capture is None:
+        raise Conflict("no photo from this mailbox yet: wake it (reset or open the door) and try again",
+                       device_serial=device.serial)
+    return capture
 
 
 def _prune(session: Session, device_id: int) -> None:

@@ -138,3 +138,29 @@ def test_flash_refuses_an_invalid_config(tmp_path, fake_mpremote):
     result = runner.invoke(provision_app, ["flash", "--port", "/dev/ttyUSB0", "--config", str(bad)], env=env)
     assert result.exit_code == 1
     assert not log.exists()
+
+
+def test_calibrate_marks_the_boxs_next_photo_as_empty_and_refuses_strangers(cloud_app):
+    from datetime import UTC, datetime, timedelta
+
+    from mailcam.mailboxes import Mailbox, Wake
+    from tests.cloudkit import capture_body
+
+    with LiveServer(cloud_app) as server, httpx.Client(base_url=server.url) as client:
+        installer = new_account(client, "installer@example.com")
+        registered = client.post("/api/devices/", json={"serial": "mb-cal-1"}, headers=installer.headers).json()
+        device = {"Authorization": f"Bearer {registered['device_token']}"}
+        args = ["calibrate", "mb-cal-1", "--cloud", server.url, "--token", installer.token, "--wait", "0"]
+        nothing_yet = runner.invoke(provision_app, args)
+        assert nothing_yet.exit_code == 1 and "no photo from this mailbox yet" in nothing_yet.output
+        # The board wakes after the installer closed the box: its photo is taken after the command started.
+        later = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+        body = capture_body("mb-cal-1", Mailbox(730).frame([], Wake(1)), capture_id="mb-cal-1-first", timestamp=later)
+        assert client.post("/api/device/capture/", json=body, headers=device).status_code == 200
+        result = runner.invoke(provision_app, args)
+        assert result.exit_code == 0, result.output
+        assert "calibrated mb-cal-1: photo mb-cal-1-first" in result.output
+        stranger = new_account(client, "stranger@example.com")
+        refused = runner.invoke(provision_app, ["calibrate", "mb-cal-1", "--cloud", server.url,
+                                                "--token", stranger.token, "--capture", "mb-cal-1-first"])
+        assert refused.exit_code == 1 and "(404)" in refused.output

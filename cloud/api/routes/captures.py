@@ -91,12 +91,8 @@ def get_thumbnail(owned: OwnedCapture, ctx: CtxDep) -> Response:
 def set_reference(managed: ManagedCapture, session: SessionDep, ctx: CtxDep, user: CurrentUser) -> schemas.ReferenceSet:
     """Say "the mailbox is empty in this photo": it becomes the device's empty reference."""
     capture, device = managed
-    try:
-        image = ctx.images.read(capture.image_sha256)
-    except FileNotFoundError as exc:
-        raise NotFound("the image file is gone", capture_id=capture.capture_id) from exc
     source = "owner" if user.id == device.owner_id else "installer"
-    row = references.add(session, device, image, source, ctx.clock.now(), capture=capture)
+    row = references.add_from_capture(session, ctx.images, device, capture, source, ctx.clock.now())
     count = len(references.load(session, device.id))
     session.commit()
     return schemas.ReferenceSet(capture_id=capture.capture_id, device_serial=device.serial, reference_id=row.id,

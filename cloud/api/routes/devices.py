@@ -12,8 +12,10 @@ from sqlalchemy.orm import selectinload
 from cloud.api import schemas
 from cloud.api.deps import AccountUser, CtxDep, CurrentUser, OwnedDevice, SessionDep
 from cloud.api.presenters import capture_public, device_public, trigger_public
+from cloud.errors import NotFound
 from cloud.models import Capture, Device, ManualTrigger
 from cloud.services import devices
+from cloud.vision import references
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
 _errors = {404: {"model": schemas.ErrorBody}}
@@ -73,6 +75,32 @@ def revoke_device_token(serial: schemas.SerialPath, user: AccountUser, session: 
     """Revoke my device's token (its gateway may still post for it)."""
     devices.revoke_device_token(session, devices.owned_device(session, user, serial))
     session.commit()
+
+
+@router.post(
+    "/{serial}/reference",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.ReferenceSet,
+    responses={401: _errors[404], 404: _errors[404], 409: _errors[404], 422: _errors[404]},
+)
+def set_device_reference(
+    serial: schemas.SerialPath, body: schemas.ReferenceRequest, user: CurrentUser, session: SessionDep, ctx: CtxDep
+) -> schemas.ReferenceSet:
+    """Calibrate: a photo of this mailbox empty (the newest one, unless named) becomes its reference."""
+    device = devices.managed_device(session, user, serial)
+    if body.capture_id is not None:
+        capture = session.scalar(select(Capture).where(Capture.capture_id == body.capture_id,
+                                                       Capture.device_id == device.id))
+        if capture is None:
+            raise NotFound("no such capture of this device", capture_id=body.capture_id)
+    else:
+        capture = references.newest_capture(session, device, body.taken_after)
+    source = "owner" if user.id == device.owner_id else "installer"
+    row = references.add_from_capture(session, ctx.images, device, capture, source, ctx.clock.now())
+    count = len(references.load(session, device.id))
+    session.commit()
+    return schemas.ReferenceSet(capture_id=capture.capture_id, device_serial=device.serial, reference_id=row.id,
+                                source=source, references=count)
 
 
 @router.get("/", response_model=list[schemas.DevicePublic])
