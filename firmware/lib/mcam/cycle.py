@@ -46,6 +46,10 @@ def _mem_peak():
         return None
 
 
+def _ignore_publish(topic, msg, retained, dup):
+    pass
+
+
 class Cycle:
     """State of one wake; ``run()`` returns a result dict (what the tests, simulator and bench read)."""
 
@@ -231,6 +235,10 @@ class Cycle:
         settings_b = settings_topic.encode()
         self._take_settings([m for t, m in got if t == settings_b])
         tid = self._new_trigger([m for t, m in got if t == cmd_b])
+        # From here on, what arrives (the clock republished, a new trigger) waits for the next wake:
+        # retained, it is delivered again then. The callback must still accept it (a None list here
+        # crashed the cycle mid-upload when the gateway republished the clock).
+        c.set_callback(_ignore_publish)
         got = None
         if tid:
             self.capture(protocol.MANUAL, tid, flash=cfg["camera"]["flash"] and not low)
