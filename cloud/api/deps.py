@@ -15,8 +15,7 @@ from cloud.api.schemas import SerialPath
 from cloud.context import AppContext
 from cloud.errors import Forbidden, NotAuthenticated, NotFound
 from cloud.models import Device, Gateway, User
-from cloud.notify import apikeys
-from cloud.services import accounts, devices
+from cloud.services import accounts, api_keys, devices
 
 _bearer = HTTPBearer(
     auto_error=False, description="`mcu_…` user token, `mck_…` API key, `mcd_…` device or `mcg_…` gateway token"
@@ -49,9 +48,9 @@ TokenDep = Annotated[str, Depends(bearer_token)]
 
 
 def current_user(request: Request, session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:
-    if apikeys.is_api_key(token):
+    if api_keys.is_api_key(token):
         # Scope and rate limit are checked (and counted) in their own transaction, before ours begins.
-        caller = apikeys.authenticate(ctx, token, method=request.method, path=request.url.path)
+        caller = api_keys.authenticate(ctx, token, method=request.method, path=request.url.path)
         user = session.get(User, caller.user_id)
         if user is None:
             raise NotAuthenticated("invalid or revoked API key")
@@ -65,7 +64,7 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 def account_user(session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:
     """The caller logged in as themselves: endpoints about the account refuse integration API keys."""
-    if apikeys.is_api_key(token):
+    if api_keys.is_api_key(token):
         raise Forbidden("this endpoint needs a user login, not an API key")
     return accounts.user_for_token(session, token, ctx.clock.now())
 

@@ -4,6 +4,8 @@
 - ``mapping``: which notification a domain event means; ``preferences``: who wants what, when.
 - channels, one module each behind ``base.Channel``: ``console``, ``fcm`` (push), ``sms``
   (Twilio), ``email`` (SMTP), ``webhook`` (signed JSON POST).
-- ``alerts`` (battery hysteresis, offline), ``digest``, ``jobs`` (the scheduled ones),
-  ``worker`` (the delivery thread), ``apikeys`` (integration API keys and rate limits).
+- ``digest``, ``jobs`` (the scheduled ones), ``worker`` (the delivery thread).
+
+Device health (battery, offline) lives in ``cloud.services.device_health`` and API keys in
+``cloud.services.api_keys``: they raise events or guard requests, they are not delivery.
 """

@@ -16,7 +16,7 @@ from cloud.context import AppContext
 from cloud.errors import Conflict, ImageRejected, ImageTooLarge
 from cloud.events import Event, EventKind
 from cloud.models import Analysis, AnalysisJob, Capture, Device, JobStatus, TriggerType
-from cloud.services import devices, triggers
+from cloud.services import device_health, devices, triggers
 from cloud.services.images import CheckedJpeg, check_jpeg, hold_image
 
 
@@ -181,6 +181,7 @@ def _record(
     )
     if capture.trigger_type == TriggerType.MANUAL:
         triggers.fulfil_with_capture(session, ctx, device, capture.trigger_id, capture_pk)
+    device_health.on_device_activity(session, ctx, device, device.last_battery_voltage)
     ctx.events.emit(
         session,
         Event(

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from cloud.context import AppContext
 from cloud.events import Event, EventKind
 from cloud.models import Device, Telemetry
-from cloud.services import devices
+from cloud.services import device_health, devices
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ def record(session: Session, ctx: AppContext, device: Device, report: TelemetryI
     if report.firmware_version:
         device.firmware_version = report.firmware_version
     session.flush()
+    device_health.on_device_activity(session, ctx, device, report.battery_voltage)
     ctx.events.emit(
         session,
         Event(

@@ -8,8 +8,8 @@ from cloud.api import schemas as core_schemas
 from cloud.api.deps import AccountUser, CtxDep, SessionDep
 from cloud.api.schemas import RowId
 from cloud.models import ApiKey
-from cloud.notify import apikeys
 from cloud.notify import schemas as s
+from cloud.services import api_keys
 
 router = APIRouter(prefix="/api/keys", tags=["api keys"])
 
@@ -22,7 +22,7 @@ def _public(row: ApiKey) -> s.ApiKeyPublic:
 @router.post("/", status_code=status.HTTP_201_CREATED, response_model=s.ApiKeyCreated)
 def create_key(body: s.ApiKeyCreate, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.ApiKeyCreated:
     """Create an API key for home automation; the key is shown only here."""
-    row, key = apikeys.create(session, user, name=body.name, scope=body.scope, now=ctx.clock.now())
+    row, key = api_keys.create(session, user, name=body.name, scope=body.scope, now=ctx.clock.now())
     session.commit()
     return s.ApiKeyCreated(**_public(row).model_dump(), key=key)
 
@@ -30,11 +30,11 @@ def create_key(body: s.ApiKeyCreate, user: AccountUser, session: SessionDep, ctx
 @router.get("/", response_model=list[s.ApiKeyPublic])
 def list_keys(user: AccountUser, session: SessionDep) -> list[s.ApiKeyPublic]:
     """My API keys (the keys themselves are never shown again)."""
-    return [_public(row) for row in apikeys.list_keys(session, user)]
+    return [_public(row) for row in api_keys.list_keys(session, user)]
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {"model": core_schemas.ErrorBody}})
 def revoke_key(key_id: RowId, user: AccountUser, session: SessionDep, ctx: CtxDep) -> None:
     """Revoke an API key; it stops working at once."""
-    apikeys.revoke(session, user, key_id, ctx.clock.now())
+    api_keys.revoke(session, user, key_id, ctx.clock.now())
     session.commit()

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
+from cloud.db import upsert
 from cloud.errors import Forbidden, NotAuthenticated, NotFound, RateLimited, ValidationFailed
 from cloud.models import ApiKey, ApiRateWindow, Tier, User
 from cloud.security import hash_token, new_token
@@ -100,9 +100,8 @@ def per_minute(ctx: AppContext, tier: Tier) -> int:
 
 
 def _count(session: Session, key_id: int, window: int) -> int:
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(ApiRateWindow)
+        upsert(session, ApiRateWindow)
         .values(api_key_id=key_id, window=window, count=1)
         .on_conflict_do_update(
             index_elements=[ApiRateWindow.api_key_id, ApiRateWindow.window], set_={"count": ApiRateWindow.count + 1}
@@ -113,3 +112,9 @@ def _count(session: Session, key_id: int, window: int) -> int:
     if used == 1:  # first request of a new window: drop this key's old windows
         session.execute(delete(ApiRateWindow).where(ApiRateWindow.api_key_id == key_id, ApiRateWindow.window < window))
     return used
+
+
+def prune_windows(session: Session, now: datetime) -> int:
+    """Drop rate-limit windows that ended before the current minute; returns how many."""
+    spent = delete(ApiRateWindow).where(ApiRateWindow.window < int(now.timestamp()) // 60 - 1)
+    return session.execute(spent).rowcount or 0
