@@ -19,6 +19,7 @@ from cloud.events import Event, EventKind
 from cloud.notify import kinds
 from cloud.notify.base import short
 from cloud.notify.preferences import Preferences
+from cloud.vision.base import MailCategory
 
 # Events that already are user-facing notification kinds (raised by the scheduled checks).
 PASS_THROUGH = {
@@ -30,13 +31,7 @@ PASS_THROUGH = {
     kinds.DAILY_DIGEST,
 }
 NOT_DAMAGED = {None, "", "none", "no", "intact", "unknown", "ok"}
-CATEGORY_WORDS = {
-    "letter": ("letter", "letters"),
-    "package": ("package", "packages"),
-    "magazine": ("magazine", "magazines"),
-    "flyer": ("flyer", "flyers"),
-    "postcard": ("postcard", "postcards"),
-}
+CATEGORY_WORDS = {category.value: (category.value, category.plural) for category in MailCategory}
 
 
 @dataclass(frozen=True)
