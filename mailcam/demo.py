@@ -117,11 +117,11 @@ def _seed_demo_account(base_url: str, serials: list[str]) -> str:
 
 
 def _run_gateway(settings, stop: threading.Event) -> threading.Thread:  # noqa: ANN001
-    from gateway.service import Gateway
+    from gateway.service import GatewayService
 
     def main() -> None:
         async def run() -> None:
-            gateway = Gateway(settings)
+            gateway = GatewayService(settings)
             task = asyncio.create_task(gateway.run())
             while not stop.is_set() and not task.done():
                 await asyncio.sleep(0.2)

@@ -20,8 +20,8 @@ import os
 
 from . import FW_VERSION, config, protocol
 from .compat import hexstr, ticks_diff
+from .flash_queue import FlashQueue
 from .mqtt import MQTTClient, MQTTError
-from .store import Store
 
 MAX_TIDS = 4  # answered trigger ids remembered in RTC memory
 PID_CHUNK_RANGE = 60000  # chunk packet ids live in 1..60000; SUBSCRIBE/telemetry above
@@ -107,7 +107,7 @@ class Cycle:
         self.bat = self.read_battery_mv()
         low = self.bat < cfg["low_battery"]["mv"]
         self.result["low_battery"] = low
-        self.store = Store(self.queue_dir, cfg["max_queued"])
+        self.store = FlashQueue(self.queue_dir, cfg["max_queued"])
         backlog = len(self.store.keys())
         if wake != "timer" or not self.st["retry"]:
             self.capture(protocol.AUTOMATIC, None, flash=cfg["camera"]["flash"] and not low)

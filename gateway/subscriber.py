@@ -1,4 +1,5 @@
-"""MQTT ingest: paho-mqtt 2.x with manual acknowledgement, committed to the store before the PUBACK.
+"""The MQTT subscriber (the gateway's ingest): paho-mqtt 2.x with manual acknowledgement, committed
+to the spool before the PUBACK.
 
 Why paho and not aiomqtt: aiomqtt 2.5 sends the PUBACK of a QoS 1 message as soon as it arrives,
 before our code sees it (and drops messages from a full queue after acking them). paho 2.x has
@@ -36,7 +37,7 @@ from gateway.cloudformat import telemetry_body
 from gateway.settings import GatewaySettings
 from gateway.spool import MQTT, TELEMETRY, Spool
 
-log = logging.getLogger("mailcam.gateway.ingest")
+log = logging.getLogger("mailcam.gateway.ingest")  # the logger keeps its name: operators filter on it
 
 SUBSCRIPTION = "mailcam/#"
 PUBACK = 0x40  # MQTT control packet type 4; remaining length 2 (the packet id)
@@ -408,7 +409,7 @@ class IngestThread(threading.Thread):
                 self.on_committed(len(batch))
 
     def _has_room(self) -> bool:
-        """Outbox-full policy: drop the oldest telemetry; if still full, stop taking messages."""
+        """Spool-full policy: drop the oldest telemetry; if still full, stop taking messages."""
         store = self.ingestor.store
         if store.used_bytes < self.outbox_max_bytes:
             return True
