@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.panel import Panel
 from sqlalchemy.orm import Session
 
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent, Event
 from mailcam.broker import LocalBroker, free_port
 from mailcam.orchestration import wait_gateway_connected
 
@@ -57,10 +57,10 @@ class LiveFeed:
     def emit(self, session: Session, event: Event) -> None:
         data = event.data
         serial = data.get("device_serial", "?")
-        if event.kind == EventKind.CAPTURE_RECEIVED:
+        if event.kind == DomainEvent.CAPTURE_RECEIVED:
             self.console.print(f"[cyan]☁  cloud[/]   {serial}: capture {data.get('capture_id')} stored "
                                f"({data.get('trigger_type')})")
-        elif event.kind == EventKind.ANALYSIS_COMPLETED:
+        elif event.kind == DomainEvent.ANALYSIS_COMPLETED:
             verdict = "[bold green]mail[/]" if data.get("mail_detected") else "empty"
             quality = data.get("image_quality")
             if quality and quality != "ok":
@@ -68,10 +68,10 @@ class LiveFeed:
             self.console.print(f"[magenta]🔎 vision[/]  {serial}: {verdict} "
                                f"(confidence {data.get('confidence') or 0:.2f}) {data.get('description') or ''}")
             self._count()
-        elif event.kind == EventKind.ANALYSIS_FAILED:
+        elif event.kind == DomainEvent.ANALYSIS_FAILED:
             self.console.print(f"[red]🔎 vision[/]  {serial}: analysis failed: {data.get('error')}")
             self._count()
-        elif event.kind == EventKind.TRIGGER_FULFILLED:
+        elif event.kind == DomainEvent.TRIGGER_FULFILLED:
             self.console.print(f"[green]📸 trigger[/] {serial}: manual trigger {data.get('trigger_id')} answered")
 
     def _count(self) -> None:

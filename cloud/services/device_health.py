@@ -19,9 +19,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cloud import events
 from cloud.context import AppContext
 from cloud.db import upsert
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent
 from cloud.models import Device, DeviceAlertState
 
 
@@ -68,17 +69,10 @@ def check_battery(session: Session, ctx: AppContext, device: Device, voltage: fl
     ).scalar_one_or_none()
     if alert_no is None:
         return False
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.LOW_BATTERY,
-            user_id=device.owner_id,
-            device_id=device.id,
-            key=f"low-battery:{device.id}:{alert_no}",
-            data={"device_serial": device.serial, "battery_voltage": voltage,
-                  "threshold_v": settings.low_battery_v},
-        ),
-    )
+    low: events.LowBattery = {"device_serial": device.serial, "battery_voltage": voltage,
+                              "threshold_v": settings.low_battery_v}
+    events.emit(ctx.events, session, DomainEvent.LOW_BATTERY, low, user_id=device.owner_id, device_id=device.id,
+                key=f"low-battery:{device.id}:{alert_no}")
     return True
 
 
@@ -107,18 +101,11 @@ def detect_offline(session: Session, ctx: AppContext) -> int:
         if alert_no is None:
             continue
         alerted += 1
-        ctx.events.emit(
-            session,
-            Event(
-                EventKind.DEVICE_OFFLINE,
-                user_id=device.owner_id,
-                device_id=device.id,
-                key=f"device-offline:{device.id}:{alert_no}",
-                data={
-                    "device_serial": device.serial,
-                    "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
-                    "missed_wakes": int((now - since).total_seconds() // device.wake_interval_s),
-                },
-            ),
-        )
+        offline: events.DeviceOffline = {
+            "device_serial": device.serial,
+            "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
+            "missed_wakes": int((now - since).total_seconds() // device.wake_interval_s),
+        }
+        events.emit(ctx.events, session, DomainEvent.DEVICE_OFFLINE, offline, user_id=device.owner_id,
+                    device_id=device.id, key=f"device-offline:{device.id}:{alert_no}")
     return alerted

@@ -12,9 +12,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cloud import events
 from cloud.context import AppContext
 from cloud.errors import Conflict, ImageRejected, ImageTooLarge
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent
 from cloud.models import Analysis, AnalysisJob, Capture, Device, JobStatus, TriggerType
 from cloud.services import device_health, devices, triggers
 from cloud.services.images import CheckedJpeg, check_jpeg, hold_image
@@ -182,17 +183,10 @@ def _record(
     if capture.trigger_type == TriggerType.MANUAL:
         triggers.fulfil_with_capture(session, ctx, device, capture.trigger_id, capture_pk)
     device_health.on_device_activity(session, ctx, device, device.last_battery_voltage)
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.CAPTURE_RECEIVED,
-            user_id=device.owner_id,
-            device_id=device.id,
-            capture_pk=capture_pk,
-            key=f"capture:{capture_id}",
-            data={"capture_id": capture_id, "device_serial": device.serial, "trigger_type": capture.trigger_type},
-        ),
-    )
+    received: events.CaptureReceived = {"capture_id": capture_id, "device_serial": device.serial,
+                                        "trigger_type": capture.trigger_type}
+    events.emit(ctx.events, session, DomainEvent.CAPTURE_RECEIVED, received, user_id=device.owner_id,
+                device_id=device.id, capture_pk=capture_pk, key=f"capture:{capture_id}")
     session.flush()
     return IngestResult(capture_id=capture_id, analysis_queued=True, created=True)
 

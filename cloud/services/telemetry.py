@@ -7,8 +7,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from cloud import events
 from cloud.context import AppContext
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent
 from cloud.models import Device, Telemetry
 from cloud.services import device_health, devices
 
@@ -39,14 +40,7 @@ def record(session: Session, ctx: AppContext, device: Device, report: TelemetryI
         device.firmware_version = report.firmware_version
     session.flush()
     device_health.on_device_activity(session, ctx, device, report.battery_voltage)
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.TELEMETRY_RECEIVED,
-            user_id=device.owner_id,
-            device_id=device.id,
-            key=f"telemetry:{row.id}",
-            data={"battery_voltage": report.battery_voltage, "device_serial": device.serial},
-        ),
-    )
+    reported: events.TelemetryReceived = {"battery_voltage": report.battery_voltage, "device_serial": device.serial}
+    events.emit(ctx.events, session, DomainEvent.TELEMETRY_RECEIVED, reported, user_id=device.owner_id,
+                device_id=device.id, key=f"telemetry:{row.id}")
     return row

@@ -31,8 +31,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from cloud import events
 from cloud.context import AppContext
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent
 from cloud.models import (
     AIBudgetNotice,
     AIOperation,
@@ -548,12 +549,12 @@ def _keep_operations(ctx: AppContext, plan: Plan, outcome: Outcome) -> None:
         session.add_all(outcome.operations)
 
 
-def event_data(plan: Plan, analysis: Analysis) -> dict:
+def event_data(plan: Plan, analysis: Analysis) -> events.AnalysisDone:
     previous = plan.previous[0] if plan.previous else None
     return {
         "capture_id": plan.capture_id,
         "device_serial": plan.device_serial,
-        "kind": plan.kind,
+        "analysis_kind": plan.kind,
         "status": analysis.status.value,
         **{name: getattr(analysis, name) for name in RESULT_FIELDS},
         "provider": analysis.provider,
@@ -595,17 +596,8 @@ def _write_result(session: Session, ctx: AppContext, plan: Plan, outcome: Outcom
         _emit_delivery(session, ctx, plan, analysis, applied)
     if outcome.result.mail_detected is None and not plan.references and plan.kind == "initial":
         _ask_for_calibration(session, ctx, plan, now)
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.ANALYSIS_COMPLETED,
-            user_id=plan.user_id,
-            device_id=plan.device_id,
-            capture_pk=plan.capture_pk,
-            key=f"analysis:{plan.capture_id}:{plan.job_id}",
-            data=event_data(plan, analysis),
-        ),
-    )
+    _emit(session, ctx, plan, DomainEvent.ANALYSIS_COMPLETED, event_data(plan, analysis),
+          key=f"analysis:{plan.capture_id}:{plan.job_id}")
 
 
 def _write_failure(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
@@ -620,33 +612,22 @@ def _write_failure(session: Session, ctx: AppContext, plan: Plan, outcome: Outco
     analysis.phash = outcome.phash
     analysis.updated_at = now
     session.flush()
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.ANALYSIS_FAILED,
-            user_id=plan.user_id,
-            device_id=plan.device_id,
-            capture_pk=plan.capture_pk,
-            key=f"analysis:{plan.capture_id}:{plan.job_id}",
-            data=event_data(plan, analysis),
-        ),
-    )
+    _emit(session, ctx, plan, DomainEvent.ANALYSIS_FAILED, event_data(plan, analysis),
+          key=f"analysis:{plan.capture_id}:{plan.job_id}")
+
+
+def _emit(session: Session, ctx: AppContext, plan: Plan, kind: DomainEvent, data: object, *, key: str,
+          about_capture: bool = True) -> None:
+    """Raise an event about this job's device (and, unless told otherwise, its capture)."""
+    events.emit(ctx.events, session, kind, data, user_id=plan.user_id, device_id=plan.device_id,
+                capture_pk=plan.capture_pk if about_capture else None, key=key)
 
 
 def _emit_delivery(session: Session, ctx: AppContext, plan: Plan, analysis: Analysis,
                    applied: delivery.Applied) -> None:
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.MAIL_DELIVERY,
-            user_id=plan.user_id,
-            device_id=plan.device_id,
-            capture_pk=plan.capture_pk,
-            key=f"delivery:{plan.capture_id}:{applied.transition}",
-            data={**event_data(plan, analysis), "transition": applied.transition,
-                  "since": applied.since.isoformat()},
-        ),
-    )
+    data: events.MailDelivery = {**event_data(plan, analysis), "transition": applied.transition,
+                                 "since": applied.since.isoformat()}
+    _emit(session, ctx, plan, DomainEvent.MAIL_DELIVERY, data, key=f"delivery:{plan.capture_id}:{applied.transition}")
 
 
 def _ask_for_calibration(session: Session, ctx: AppContext, plan: Plan, now: datetime) -> None:
@@ -657,17 +638,9 @@ def _ask_for_calibration(session: Session, ctx: AppContext, plan: Plan, now: dat
     if state.calibration_requested_at is not None:
         return
     state.calibration_requested_at = now
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.CALIBRATION_NEEDED,
-            user_id=plan.user_id,
-            device_id=plan.device_id,
-            capture_pk=plan.capture_pk,
-            key=f"calibration:{plan.device_serial}",
-            data={"device_serial": plan.device_serial, "capture_id": plan.capture_id},
-        ),
-    )
+    _emit(session, ctx, plan, DomainEvent.CALIBRATION_NEEDED,
+          {"device_serial": plan.device_serial, "capture_id": plan.capture_id},
+          key=f"calibration:{plan.device_serial}")
 
 
 def _budget_notice(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
@@ -683,17 +656,10 @@ def _budget_notice(session: Session, ctx: AppContext, plan: Plan, outcome: Outco
             )
     except IntegrityError:
         return  # the owner was told already this month
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.AI_BUDGET_REACHED,
-            user_id=plan.user_id,
-            device_id=plan.device_id,
-            key=f"ai_budget:{plan.device_serial}:{plan.month}",
-            data={"device_serial": plan.device_serial, "month": plan.month, "spent_usd": round(spent, 6),
-                  "budget_usd": s.monthly_budget_usd},
-        ),
-    )
+    budget: events.AIBudgetReached = {"device_serial": plan.device_serial, "month": plan.month,
+                                      "spent_usd": round(spent, 6), "budget_usd": s.monthly_budget_usd}
+    _emit(session, ctx, plan, DomainEvent.AI_BUDGET_REACHED, budget,
+          key=f"ai_budget:{plan.device_serial}:{plan.month}", about_capture=False)
 
 
 # --- one job -----------------------------------------------------------------------------------
