@@ -1,21 +1,26 @@
-"""Dependency shortcuts: the context, a session, and who is calling."""
+"""Dependency shortcuts: the context, a session, who is calling, and what of theirs a request is about.
+
+Ownership has one rule, kept here: a row that does not exist and one that is not the caller's look
+the same (404). Every ``Owned…`` dependency below applies it; routes take the dependency, never
+repeat the check.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.api.schemas import SerialPath
+from cloud.api.schemas import IdPath, RowId, SerialPath
 from cloud.context import AppContext
 from cloud.errors import Forbidden, NotAuthenticated, NotFound
-from cloud.models import Device, Gateway, User
-from cloud.services import accounts, api_keys, devices
+from cloud.models import ApiKey, Capture, Device, Gateway, PushToken, User, Webhook
+from cloud.services import accounts, api_keys, captures, devices
 
 _bearer = HTTPBearer(
     auto_error=False, description="`mcu_…` user token, `mck_…` API key, `mcd_…` device or `mcg_…` gateway token"
@@ -72,11 +77,69 @@ def account_user(session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:
 AccountUser = Annotated[User, Depends(account_user)]
 
 
+# --- ownership -----------------------------------------------------------------------------------
+
+Row = TypeVar("Row")
+
+
+def _theirs(row: Row | None, owner_id: int | None, user: User, what: str, **context: object) -> Row:
+    if row is None or owner_id != user.id:
+        raise NotFound(f"no such {what}", **context)
+    return row
+
+
 def owned_device(session: SessionDep, user: CurrentUser, serial: SerialPath) -> Device:
-    return devices.owned_device(session, user, serial)
+    """The caller's device (also called directly where the serial comes in a body or query)."""
+    device = devices.by_serial(session, serial)
+    return _theirs(device, device.owner_id if device else None, user, "device", device_serial=serial)
+
+
+def account_device(session: SessionDep, user: AccountUser, serial: SerialPath) -> Device:
+    return owned_device(session, user, serial)
+
+
+def owned_capture(session: SessionDep, user: CurrentUser, capture_id: IdPath) -> tuple[Capture, Device]:
+    found = captures.with_device(session, capture_id)
+    return _theirs(found, found[1].owner_id if found else None, user, "capture", capture_id=capture_id)
+
+
+def managed_capture(session: SessionDep, user: CurrentUser, capture_id: IdPath) -> tuple[Capture, Device]:
+    """A capture of a device I own, or that I registered as its installer (calibration at install)."""
+    found = captures.with_device(session, capture_id)
+    if found is not None and user.id == found[1].installer_id:
+        return found
+    return _theirs(found, found[1].owner_id if found else None, user, "capture", capture_id=capture_id)
+
+
+def owned_gateway(session: SessionDep, user: AccountUser, gateway_id: RowId) -> Gateway:
+    gateway = session.get(Gateway, gateway_id)
+    return _theirs(gateway, gateway.owner_id if gateway else None, user, "gateway", gateway_id=gateway_id)
+
+
+def owned_webhook(session: SessionDep, user: AccountUser, webhook_id: RowId) -> Webhook:
+    hook = session.get(Webhook, webhook_id)
+    return _theirs(hook, hook.user_id if hook else None, user, "webhook", webhook_id=webhook_id)
+
+
+def owned_push_token(session: SessionDep, user: AccountUser, token_id: RowId) -> PushToken:
+    row = session.get(PushToken, token_id)
+    return _theirs(row, row.user_id if row else None, user, "push token", token_id=token_id)
+
+
+def owned_api_key(session: SessionDep, user: AccountUser, key_id: RowId) -> ApiKey:
+    row = session.get(ApiKey, key_id)
+    return _theirs(row, row.user_id if row else None, user, "API key", key_id=key_id)
 
 
 OwnedDevice = Annotated[Device, Depends(owned_device)]
+# The same device, for endpoints about its credentials: integration API keys are refused.
+AccountDevice = Annotated[Device, Depends(account_device)]
+OwnedCapture = Annotated[tuple[Capture, Device], Depends(owned_capture)]
+ManagedCapture = Annotated[tuple[Capture, Device], Depends(managed_capture)]
+OwnedGateway = Annotated[Gateway, Depends(owned_gateway)]
+OwnedWebhook = Annotated[Webhook, Depends(owned_webhook)]
+OwnedPushToken = Annotated[PushToken, Depends(owned_push_token)]
+OwnedApiKey = Annotated[ApiKey, Depends(owned_api_key)]
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,12 @@ def fulfil_with_capture(
                         device_id=device.id, capture_pk=capture_pk, key=f"trigger-fulfilled:{trigger.trigger_id}")
 
 
+def latest_for_device(session: Session, device: Device, limit: int) -> list[ManualTrigger]:
+    """The device's manual triggers, newest first."""
+    query = select(ManualTrigger).where(ManualTrigger.device_id == device.id).order_by(ManualTrigger.id.desc())
+    return list(session.scalars(query.limit(limit)))
+
+
 def open_for_devices(session: Session, device_ids: list[int], now: datetime) -> list[ManualTrigger]:
     if not device_ids:
         return []

@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from cloud.api import schemas as core_schemas
-from cloud.api.deps import AccountUser, CtxDep, SessionDep
-from cloud.api.schemas import RowId
+from cloud.api.deps import AccountUser, CtxDep, OwnedApiKey, SessionDep
 from cloud.models import ApiKey
 from cloud.notify import schemas as s
 from cloud.services import api_keys
@@ -34,7 +33,7 @@ def list_keys(user: AccountUser, session: SessionDep) -> list[s.ApiKeyPublic]:
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {"model": core_schemas.ErrorBody}})
-def revoke_key(key_id: RowId, user: AccountUser, session: SessionDep, ctx: CtxDep) -> None:
+def revoke_key(key: OwnedApiKey, session: SessionDep, ctx: CtxDep) -> None:
     """Revoke an API key; it stops working at once."""
-    api_keys.revoke(session, user, key_id, ctx.clock.now())
+    api_keys.revoke(session, key, ctx.clock.now())
     session.commit()

@@ -2,50 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response, status
-from sqlalchemy import select
+from fastapi import APIRouter, Response, status
 
 from cloud.api import schemas
-from cloud.api.deps import CtxDep, CurrentUser, SessionDep
+from cloud.api.deps import CtxDep, CurrentUser, ManagedCapture, OwnedCapture, SessionDep
 from cloud.api.presenters import capture_public
 from cloud.errors import NotFound
-from cloud.models import Capture, Device
+from cloud.models import Capture
 from cloud.services import retention
 from cloud.vision import references
 
 router = APIRouter(prefix="/api/captures", tags=["captures"])
 _errors = {404: {"model": schemas.ErrorBody}}
-
-
-def owned_capture(
-    session: SessionDep, user: CurrentUser, capture_id: schemas.IdPath
-) -> tuple[Capture, Device]:
-    row = session.execute(
-        select(Capture, Device).join(Device, Capture.device_id == Device.id).where(Capture.capture_id == capture_id)
-    ).first()
-    if row is None or row[1].owner_id != user.id:
-        raise NotFound("no such capture", capture_id=capture_id)
-    return row[0], row[1]
-
-
-OwnedCapture = Annotated[tuple[Capture, Device], Depends(owned_capture)]
-
-
-def managed_capture(
-    session: SessionDep, user: CurrentUser, capture_id: schemas.IdPath
-) -> tuple[Capture, Device]:
-    """A capture of a device I own, or that I registered as its installer (calibration at install)."""
-    row = session.execute(
-        select(Capture, Device).join(Device, Capture.device_id == Device.id).where(Capture.capture_id == capture_id)
-    ).first()
-    if row is None or user.id not in (row[1].owner_id, row[1].installer_id):
-        raise NotFound("no such capture", capture_id=capture_id)
-    return row[0], row[1]
-
-
-ManagedCapture = Annotated[tuple[Capture, Device], Depends(managed_capture)]
 
 
 @router.get("/{capture_id}", response_model=schemas.CapturePublic, responses=_errors)

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, FastAPI, Query, status
 
 from cloud.api import schemas as core_schemas
-from cloud.api.deps import CtxDep, CurrentUser, SessionDep
-from cloud.api.routes.captures import OwnedCapture
+from cloud.api.deps import CtxDep, CurrentUser, OwnedCapture, SessionDep
 from cloud.vision import owner, schemas
 from cloud.vision.config import VisionSettings
 from cloud.vision.pipeline import month_of
