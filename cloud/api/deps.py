@@ -35,12 +35,17 @@ CtxDep = Annotated[AppContext, Depends(get_ctx)]
 
 
 def get_session(ctx: CtxDep) -> Iterator[Session]:
-    # Handlers commit explicitly; anything left uncommitted (an error) is rolled back here.
+    """The request's session. Services flush; this boundary commits, once the handler has returned
+    and before the response is sent (``scope="function"``), so a 2xx always means committed. An
+    error rolls everything back. A service commits early only where its transaction must end
+    before slow or outside work, and its docstring says so (ingest, confirmations, retention, the
+    login and API-key counters)."""
     with ctx.sessions() as session:
         yield session
+        session.commit()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 async def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:

@@ -13,7 +13,7 @@ class Recorder:
     def __init__(self) -> None:
         self.seen: list[events.Event] = []
 
-    def emit(self, session, event) -> None:  # noqa: ANN001
+    def emit(self, session, event) -> None:
         self.seen.append(event)
 
 

@@ -22,7 +22,6 @@ def _public(row: ApiKey) -> s.ApiKeyPublic:
 def create_key(body: s.ApiKeyCreate, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.ApiKeyCreated:
     """Create an API key for home automation; the key is shown only here."""
     row, key = api_keys.create(session, user, name=body.name, scope=body.scope, now=ctx.clock.now())
-    session.commit()
     return s.ApiKeyCreated(**_public(row).model_dump(), key=key)
 
 
@@ -36,4 +35,3 @@ def list_keys(user: AccountUser, session: SessionDep) -> list[s.ApiKeyPublic]:
 def revoke_key(key: OwnedApiKey, session: SessionDep, ctx: CtxDep) -> None:
     """Revoke an API key; it stops working at once."""
     api_keys.revoke(session, key, ctx.clock.now())
-    session.commit()

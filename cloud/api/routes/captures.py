@@ -66,7 +66,6 @@ def set_reference(managed: ManagedCapture, session: SessionDep, ctx: CtxDep, use
     source = "owner" if user.id == device.owner_id else "installer"
     row = references.add(session, device, image, source, ctx.clock.now(), capture=capture)
     count = len(references.load(session, device.id))
-    session.commit()
     return schemas.ReferenceSet(capture_id=capture.capture_id, device_serial=device.serial, reference_id=row.id,
                                 source=source, references=count)
 

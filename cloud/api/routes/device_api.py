@@ -64,7 +64,6 @@ def post_telemetry(
     device = caller.device_for(session, body.serial_number)
     fields = body.model_dump(exclude={"serial_number", "timestamp"})
     telemetry.record(session, ctx, device, telemetry.TelemetryIn(reported_at=body.timestamp, **fields))
-    session.commit()
     return schemas.TelemetryAccepted()
 
 
@@ -85,7 +84,6 @@ def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: Sessio
         raise Forbidden("user_id is not the caller's", user_id=body.user_id)
     device = owned_device(session, user, body.device_serial)
     outcome = triggers.request_trigger(session, ctx, user, device)
-    session.commit()
     accepted = schemas.TriggerAccepted(
         status="triggered" if outcome.device_online else "queued",
         message=TRIGGERED_MESSAGE if outcome.device_online else QUEUED_MESSAGE,
@@ -107,7 +105,6 @@ def cancel_trigger(
 ) -> schemas.TriggerPublic:
     """Cancel a trigger; its click is given back only if the device has not picked it up yet."""
     trigger = triggers.cancel(session, ctx, user, trigger_id)
-    session.commit()
     return trigger_public(session, trigger, session.get(Device, trigger.device_id).serial)
 
 

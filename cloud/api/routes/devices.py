@@ -37,7 +37,6 @@ def register_device(
         wake_interval_s=body.wake_interval_s or ctx.settings.default_wake_interval_s,
         reserved_serials=ctx.settings.reserved_serials,
     )
-    session.commit()
     return schemas.DeviceRegistered(serial=device.serial, device_token=token, claim_code=claim_code)
 
 
@@ -49,7 +48,6 @@ def claim_device(
     device, token = devices.claim_device(
         session, code=body.claim_code, user=user, now=ctx.clock.now(), name=body.name
     )
-    session.commit()
     return schemas.DeviceClaimed(**device_public(device, ctx).model_dump(), device_token=token)
 
 
@@ -57,7 +55,6 @@ def claim_device(
 def rotate_device_token(device: AccountDevice, session: SessionDep) -> schemas.DeviceToken:
     """Give my device a new token; the old one stops working (shown once)."""
     token = devices.rotate_device_token(session, device)
-    session.commit()
     return schemas.DeviceToken(serial=device.serial, device_token=token)
 
 
@@ -65,7 +62,6 @@ def rotate_device_token(device: AccountDevice, session: SessionDep) -> schemas.D
 def revoke_device_token(device: AccountDevice, session: SessionDep) -> None:
     """Revoke my device's token (its gateway may still post for it)."""
     devices.revoke_device_token(session, device)
-    session.commit()
 
 
 @router.get("/", response_model=list[schemas.DevicePublic])
@@ -87,7 +83,6 @@ def update_device(
     """Rename a device or change its timezone or wake interval."""
     for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
         setattr(device, field, value)
-    session.commit()
     return device_public(device, ctx)
 
 

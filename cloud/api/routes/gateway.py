@@ -46,7 +46,6 @@ def register_gateway(
 ) -> schemas.GatewayRegistered:
     """Register a gateway for my devices; its token is shown only here."""
     gateway, token = devices.create_gateway(session, owner=user, name=body.name, now=ctx.clock.now())
-    session.commit()
     return schemas.GatewayRegistered(gateway_id=gateway.id, name=gateway.name, gateway_token=token)
 
 
@@ -64,7 +63,6 @@ def list_gateways(user: AccountUser, session: SessionDep) -> list[schemas.Gatewa
 def rotate_gateway_token(gateway: OwnedGateway, session: SessionDep) -> schemas.GatewayToken:
     """Give my gateway a new token; the old one stops working (shown once)."""
     token = devices.rotate_gateway_token(session, gateway)
-    session.commit()
     return schemas.GatewayToken(gateway_id=gateway.id, gateway_token=token)
 
 
@@ -72,14 +70,12 @@ def rotate_gateway_token(gateway: OwnedGateway, session: SessionDep) -> schemas.
 def revoke_gateway(gateway: OwnedGateway, session: SessionDep) -> None:
     """Revoke my gateway: its token stops working and it is forgotten."""
     session.delete(gateway)
-    session.commit()
 
 
 @router.get("/gateway/devices/", response_model=list[schemas.GatewayDevice])
 def gateway_devices(gateway: GatewayDep, session: SessionDep) -> list[schemas.GatewayDevice]:
     """The devices this gateway serves."""
     rows = devices.devices_of(session, gateway.owner_id)
-    session.commit()  # records the gateway's last_seen_at
     return [schemas.GatewayDevice(serial=d.serial, wake_interval_s=d.wake_interval_s) for d in rows]
 
 
@@ -148,7 +144,6 @@ def trigger_delivered(
     """Report that the device has picked up a trigger."""
     device_ids = DeviceCaller(gateway=gateway).device_ids(session)
     trigger = triggers.mark_delivered(session, device_ids, trigger_id, ctx.clock.now())
-    session.commit()
     serial = devices.serials(session, [trigger.device_id])[trigger.device_id]
     status_value = trigger.status.value if trigger.status.is_open else "delivered"
     return schemas.GatewayTrigger(

@@ -75,7 +75,6 @@ def put_preferences(
     """Change my notification preferences; fields left out keep their value."""
     changes = body.model_dump(exclude_unset=True)
     preferences.save(session, user, changes, ctx.clock.now())
-    session.commit()
     return _preferences_public(session, ctx, user)
 
 
@@ -114,7 +113,6 @@ def register_push_token(
 ) -> s.PushTokenPublic:
     """Register this app install's FCM token (re-registering moves it to me)."""
     row = notifications.register_push_token(session, user, body.token, body.platform, ctx.clock.now())
-    session.commit()
     return s.PushTokenPublic(id=row.id, platform=row.platform, created_at=row.created_at)
 
 
@@ -129,7 +127,6 @@ def list_push_tokens(user: CurrentUser, session: SessionDep) -> list[s.PushToken
 def delete_push_token(row: OwnedPushToken, session: SessionDep) -> None:
     """Forget an app install's token (log-out on the phone)."""
     session.delete(row)
-    session.commit()
 
 
 def _webhook_public(hook: Webhook) -> s.WebhookPublic:
@@ -141,7 +138,6 @@ def _webhook_public(hook: Webhook) -> s.WebhookPublic:
 def create_webhook(body: s.WebhookCreate, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
     """Add a webhook; its signing secret is shown only here."""
     hook = notifications.create_webhook(session, ctx, user, body.url, body.description)
-    session.commit()
     secret = webhook_secret(ctx.settings.secret_key, hook.secret_salt)
     return s.WebhookCreated(**_webhook_public(hook).model_dump(), secret=secret)
 
@@ -156,7 +152,6 @@ def list_webhooks(user: CurrentUser, session: SessionDep) -> list[s.WebhookPubli
 def update_webhook(hook: OwnedWebhook, body: s.WebhookUpdate, session: SessionDep, ctx: CtxDep) -> s.WebhookPublic:
     """Change a webhook's URL or description, or switch it on or off."""
     notifications.update_webhook(session, ctx, hook, body.model_dump(exclude_unset=True, exclude_none=True))
-    session.commit()
     return _webhook_public(hook)
 
 
@@ -164,7 +159,6 @@ def update_webhook(hook: OwnedWebhook, body: s.WebhookUpdate, session: SessionDe
 def rotate_webhook_secret(hook: OwnedWebhook, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
     """Replace a webhook's signing secret; the new one is shown only here."""
     hook.secret_salt = new_salt()
-    session.commit()
     return s.WebhookCreated(**_webhook_public(hook).model_dump(),
                             secret=webhook_secret(ctx.settings.secret_key, hook.secret_salt))
 
@@ -173,4 +167,3 @@ def rotate_webhook_secret(hook: OwnedWebhook, session: SessionDep, ctx: CtxDep) 
 def delete_webhook(hook: OwnedWebhook, session: SessionDep) -> None:
     """Remove a webhook."""
     session.delete(hook)
-    session.commit()

@@ -43,7 +43,6 @@ def reanalyse(
     """Queue a new analysis of a capture, e.g. with a stronger model or detail=high."""
     capture, device = owned
     job = owner.request_reanalysis(session, ctx, capture, device, body or schemas.ReanalyseIn())
-    session.commit()
     return schemas.ReanalyseQueued(capture_id=capture.capture_id, job_id=job.id)
 
 
@@ -57,7 +56,6 @@ def feedback(
 ) -> schemas.FeedbackPublic:
     """Say whether an analysis was right, and what the truth was."""
     result = owner.record_feedback(session, ctx, user, owned[0], body)
-    session.commit()
     return result
 
 
