@@ -116,24 +116,26 @@ def managed_capture(session: SessionDep, user: CurrentUser, capture_id: IdPath) 
     return _theirs(found, found[1].owner_id if found else None, user, "capture", capture_id=capture_id)
 
 
+def _users_row(session: Session, model: type[Row], row_id: int, user: User, what: str, **context: object) -> Row:
+    row = session.get(model, row_id)
+    return _theirs(row, row.user_id if row else None, user, what, **context)
+
+
 def owned_gateway(session: SessionDep, user: AccountUser, gateway_id: RowId) -> Gateway:
     gateway = session.get(Gateway, gateway_id)
     return _theirs(gateway, gateway.owner_id if gateway else None, user, "gateway", gateway_id=gateway_id)
 
 
 def owned_webhook(session: SessionDep, user: AccountUser, webhook_id: RowId) -> Webhook:
-    hook = session.get(Webhook, webhook_id)
-    return _theirs(hook, hook.user_id if hook else None, user, "webhook", webhook_id=webhook_id)
+    return _users_row(session, Webhook, webhook_id, user, "webhook", webhook_id=webhook_id)
 
 
 def owned_push_token(session: SessionDep, user: AccountUser, token_id: RowId) -> PushToken:
-    row = session.get(PushToken, token_id)
-    return _theirs(row, row.user_id if row else None, user, "push token", token_id=token_id)
+    return _users_row(session, PushToken, token_id, user, "push token", token_id=token_id)
 
 
 def owned_api_key(session: SessionDep, user: AccountUser, key_id: RowId) -> ApiKey:
-    row = session.get(ApiKey, key_id)
-    return _theirs(row, row.user_id if row else None, user, "API key", key_id=key_id)
+    return _users_row(session, ApiKey, key_id, user, "API key", key_id=key_id)
 
 
 OwnedDevice = Annotated[Device, Depends(owned_device)]
