@@ -39,7 +39,7 @@ from sqlalchemy import select
 from cloud import migrate
 from cloud.clock import ManualClock
 from cloud.context import AppContext
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent, Event
 from cloud.models import Analysis, Capture, Device, TriggerType
 from cloud.services import accounts, devices, ingest
 from cloud.settings import Settings
@@ -131,7 +131,7 @@ def delivery_run(first: int, count: int, days: int, workdir: Path) -> dict:
 
     class Recorder:
         def emit(self, session: object, event: Event) -> None:
-            if event.kind == EventKind.MAIL_DELIVERY:
+            if event.kind == DomainEvent.MAIL_DELIVERY:
                 transitions.append(event)
 
     ctx.events.sinks[:] = [Recorder()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +14,9 @@ from cloud.events import EventSink, FanoutSink, LogSink
 from cloud.services.images import ImageStore
 from cloud.settings import Settings
 
+if TYPE_CHECKING:
+    from cloud.vision.pipeline import VisionPipeline
+
 
 @dataclass
 class AppContext:
@@ -22,6 +26,8 @@ class AppContext:
     images: ImageStore
     clock: Clock = field(default_factory=SystemClock)
     events: FanoutSink = field(default_factory=lambda: FanoutSink(LogSink()))
+    # The vision providers of this context, built on first use (``cloud.vision.worker.pipeline_for``).
+    vision: VisionPipeline | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> AppContext:

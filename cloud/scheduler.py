@@ -12,7 +12,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
 from cloud.models import JobRun
-from cloud.services import accounts, triggers
+from cloud.services import accounts, api_keys, device_health, retention, triggers
 
 log = logging.getLogger("mailcam.scheduler")
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -57,6 +57,19 @@ def run_once_per_period(ctx: AppContext, job: PeriodicJob) -> bool:
     return True
 
 
+def _offline(session: Session, ctx: AppContext) -> int:
+    return device_health.detect_offline(session, ctx)
+
+
+def _retention(session: Session, ctx: AppContext) -> int:
+    cutoff = ctx.clock.now() - timedelta(days=ctx.settings.notify.retention_days)
+    return retention.purge_older_than(session, ctx, cutoff, batch=ctx.settings.notify.retention_batch)
+
+
+def _prune_rate_windows(session: Session, ctx: AppContext) -> int:
+    return api_keys.prune_windows(session, ctx.clock.now())
+
+
 def _expire_triggers(session: Session, ctx: AppContext) -> int:
     return triggers.expire_overdue(session, ctx)
 
@@ -66,10 +79,21 @@ def _purge_expired_tokens(session: Session, ctx: AppContext) -> int:
 
 
 def core_jobs(ctx: AppContext) -> list[PeriodicJob]:
-    return [
+    """Jobs on devices, captures and accounts (notifications add theirs in ``cloud.notify.jobs``).
+
+    The names ``notify_offline`` and ``image_retention`` predate the move out of ``notify``; they
+    key the ``job_runs`` rows, so they stay.
+    """
+    s = ctx.settings.notify  # offline and retention settings kept their MAILCAM_NOTIFY__ names
+    jobs = [
         PeriodicJob("expire_triggers", ctx.settings.trigger_expiry_interval_s, _expire_triggers),
         PeriodicJob("purge_expired_tokens", ctx.settings.token_purge_interval_s, _purge_expired_tokens),
+        PeriodicJob("notify_offline", s.offline_check_interval_s, _offline),
+        PeriodicJob("api_rate_windows", s.retention_interval_s, _prune_rate_windows),
     ]
+    if s.retention_days > 0:
+        jobs.append(PeriodicJob("image_retention", s.retention_interval_s, _retention))
+    return jobs
 
 
 class Scheduler:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from mcam import protocol
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,7 +34,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = 64 * 1024
 
     # Ingest
-    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_bytes: int = Field(default=protocol.MAX_IMAGE_BYTES, ge=1024, le=protocol.MAX_IMAGE_BYTES)
     min_image_side: int = 32
     # The largest side an image may have: an ESP32-CAM's largest frame (OV2640 UXGA) is 1600x1200.
     # Checked on the JPEG header before decoding; a larger image only costs memory in analysis.

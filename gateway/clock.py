@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from mcam import protocol
 
-from gateway.ingest import MqttLink
+from gateway.subscriber import MqttLink
 
 log = logging.getLogger("mailcam.gateway.clock")
 

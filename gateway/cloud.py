@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from gateway.cloudformat import capture_body
-from gateway.spool import CAPTURE, DELIVERED, TELEMETRY, OutboxItem
+from gateway.spool import CAPTURE, DELIVERED, TELEMETRY, Upload
 
 RETRYABLE_STATUS = {401, 408, 425, 429}
 TRANSIENT_CODES = {"not_authenticated", "rate_limited", "method_not_allowed"}
@@ -105,7 +105,7 @@ class CloudClient:
         except ValueError as exc:  # a proxy's HTML page, a truncated body: not the cloud's answer
             raise Retryable(f"HTTP {response.status_code} with a body that is not JSON") from exc
 
-    async def send(self, item: OutboxItem, image: bytes | None = None) -> Any:
+    async def send(self, item: Upload, image: bytes | None = None) -> Any:
         """Forward one outbox item (a capture with its `image`); raises Retryable or Rejected."""
         if item.kind == CAPTURE:
             return await self._request("POST", "/api/device/capture/",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from gateway.cloud import CloudClient, Rejected, Retryable
 from gateway.settings import GatewaySettings
-from gateway.spool import CAPTURE, OutboxItem, Spool
+from gateway.spool import CAPTURE, Spool, Upload
 
 log = logging.getLogger("mailcam.gateway.forwarder")
 
@@ -42,7 +42,7 @@ class Forwarder:
     """Sends outbox items to the cloud until stopped."""
 
     def __init__(self, settings: GatewaySettings, store: Spool, cloud: CloudClient,
-                 *, on_forwarded: Callable[[OutboxItem], None] | None = None) -> None:
+                 *, on_forwarded: Callable[[Upload], None] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.cloud = cloud
@@ -68,14 +68,14 @@ class Forwarder:
                 log.info("cloud unavailable; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
 
-    async def round(self, items: list[OutboxItem]) -> bool:
+    async def round(self, items: list[Upload]) -> bool:
         """Forward one batch; returns False if any lane hit a retryable failure."""
-        lanes: dict[str, list[OutboxItem]] = {}
+        lanes: dict[str, list[Upload]] = {}
         for item in items:
             lanes.setdefault(item.serial, []).append(item)
         gate = asyncio.Semaphore(self.settings.forward_concurrency)
 
-        async def lane(queue: list[OutboxItem]) -> bool:
+        async def lane(queue: list[Upload]) -> bool:
             async with gate:
                 for item in queue:
                     if not await self.forward(item):
@@ -85,7 +85,7 @@ class Forwarder:
         results = await asyncio.gather(*(lane(queue) for queue in lanes.values()))
         return all(results)
 
-    async def forward(self, item: OutboxItem) -> bool:
+    async def forward(self, item: Upload) -> bool:
         """Send one item; True when it is settled (delivered or dead-lettered)."""
         image = None
         if item.kind == CAPTURE:  # a replayed capture carries its image; otherwise it is in the chunks

@@ -39,7 +39,7 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(PREFIX + "outbox_bytes", "Bytes queued (outbox + partial captures)",
                                 value=s["used_bytes"])
         yield GaugeMetricFamily(PREFIX + "partial_captures", "Captures being reassembled", value=s["partials"])
-        yield GaugeMetricFamily(PREFIX + "held_items", "Outbox items held for devices the cloud does not list",
+        yield GaugeMetricFamily(PREFIX + "held_items", "Uploads held for devices the cloud does not list",
                                 value=s["held"])
         yield GaugeMetricFamily(PREFIX + "quarantined_dead_letters", "Dead letters kept with their bytes (replayable)",
                                 value=s["dead_letters_replayable"])

@@ -23,9 +23,9 @@ from mcam import protocol
 
 from gateway.cloud import CloudClient, CloudError
 from gateway.forwarder import Backoff
-from gateway.ingest import MqttLink
 from gateway.settings import GatewaySettings
 from gateway.spool import Spool
+from gateway.subscriber import MqttLink
 
 log = logging.getLogger("mailcam.gateway.relay")
 

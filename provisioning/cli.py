@@ -19,10 +19,10 @@ from typing import Annotated
 
 import typer
 
+from provisioning.firmware import FIRMWARE_DIR, stage_firmware
+
 provision_app = typer.Typer(help="Install a mailbox: cloud registration, broker login, config, flashing.")
 
-FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "firmware"
-NOT_ON_BOARD = {"hal_sim.py"}
 
 
 @provision_app.command("register")
@@ -111,31 +111,17 @@ def config(
     typer.echo(f"wrote {out}")
 
 
-def flash_plan(port: str, config_path: Path, staged_lib: Path, firmware_dir: Path = FIRMWARE_DIR) -> list[list[str]]:
-    """The mpremote commands that install the firmware (arguments after `mpremote`)."""
+def flash_plan(port: str, config_path: Path, staged: list[tuple[Path, str]]) -> list[list[str]]:
+    """The mpremote commands that install the staged firmware (arguments after `mpremote`)."""
     connect = ["connect", port]
-    plan = [connect + ["fs", "cp", str(firmware_dir / name), f":{name}"] for name in ("boot.py", "main.py")]
+    top = [(local, remote) for local, remote in staged if "/" not in remote]
+    lib = [(local, remote) for local, remote in staged if "/" in remote]
+    plan = [connect + ["fs", "cp", str(local), f":{remote}"] for local, remote in top]
     plan += [connect + ["fs", "mkdir", ":lib"], connect + ["fs", "mkdir", ":lib/mcam"]]
-    for path in sorted(staged_lib.iterdir()):
-        plan.append(connect + ["fs", "cp", str(path), f":lib/mcam/{path.name}"])
+    plan += [connect + ["fs", "cp", str(local), f":{remote}"] for local, remote in lib]
     plan.append(connect + ["fs", "cp", str(config_path), ":config.json"])
     plan.append(connect + ["reset"])
     return plan
-
-
-def _stage_lib(firmware_dir: Path, into: Path, compile_mpy: bool) -> None:
-    """Copy (or mpy-cross compile) firmware/lib/mcam into `into`, without simulator-only modules."""
-    mpy_cross = shutil.which("mpy-cross") if compile_mpy else None
-    if compile_mpy and not mpy_cross:
-        raise typer.BadParameter("mpy-cross not found; install it or pass --no-compile")
-    for source in sorted((firmware_dir / "lib" / "mcam").glob("*.py")):
-        if source.name in NOT_ON_BOARD:
-            continue
-        if mpy_cross:
-            target = into / (source.stem + ".mpy")
-            subprocess.run([mpy_cross, "-o", str(target), str(source)], check=True, capture_output=True, timeout=60)
-        else:
-            shutil.copy(source, into / source.name)
 
 
 @provision_app.command("flash")
@@ -159,9 +145,11 @@ def flash(
         typer.echo("mpremote not found on PATH (pip install mpremote)", err=True)
         raise typer.Exit(2)
     with tempfile.TemporaryDirectory(prefix="mailcam-flash-") as tmp:
-        staged = Path(tmp)
-        _stage_lib(firmware_dir, staged, compile_mpy)
-        plan = flash_plan(port, config_path, staged, firmware_dir)
+        mpy_cross = shutil.which("mpy-cross") if compile_mpy else None
+        if compile_mpy and not mpy_cross:
+            raise typer.BadParameter("mpy-cross not found; install it or pass --no-compile")
+        staged = stage_firmware(Path(tmp), mpy_cross=mpy_cross, firmware_dir=firmware_dir)
+        plan = flash_plan(port, config_path, staged)
         with Progress() as progress:
             task = progress.add_task(f"flashing {port}", total=len(plan))
             for args in plan:

@@ -1,22 +1,26 @@
-"""Dependency shortcuts: the context, a session, and who is calling."""
+"""Dependency shortcuts: the context, a session, who is calling, and what of theirs a request is about.
+
+Ownership has one rule, kept here: a row that does not exist and one that is not the caller's look
+the same (404). Every ``Owned…`` dependency below applies it; routes take the dependency, never
+repeat the check.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.api.schemas import SerialPath
+from cloud.api.schemas import IdPath, RowId, SerialPath
 from cloud.context import AppContext
 from cloud.errors import Forbidden, NotAuthenticated, NotFound
-from cloud.models import Device, Gateway, User
-from cloud.notify import apikeys
-from cloud.services import accounts, devices
+from cloud.models import ApiKey, Capture, Device, Gateway, PushToken, User, Webhook
+from cloud.services import accounts, api_keys, captures, devices
 
 _bearer = HTTPBearer(
     auto_error=False, description="`mcu_…` user token, `mck_…` API key, `mcd_…` device or `mcg_…` gateway token"
@@ -31,12 +35,17 @@ CtxDep = Annotated[AppContext, Depends(get_ctx)]
 
 
 def get_session(ctx: CtxDep) -> Iterator[Session]:
-    # Handlers commit explicitly; anything left uncommitted (an error) is rolled back here.
+    """The request's session. Services flush; this boundary commits, once the handler has returned
+    and before the response is sent (``scope="function"``), so a 2xx always means committed. An
+    error rolls everything back. A service commits early only where its transaction must end
+    before slow or outside work, and its docstring says so (ingest, confirmations, retention, the
+    login and API-key counters)."""
     with ctx.sessions() as session:
         yield session
+        session.commit()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 async def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
@@ -49,9 +58,9 @@ TokenDep = Annotated[str, Depends(bearer_token)]
 
 
 def current_user(request: Request, session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:
-    if apikeys.is_api_key(token):
+    if api_keys.is_api_key(token):
         # Scope and rate limit are checked (and counted) in their own transaction, before ours begins.
-        caller = apikeys.authenticate(ctx, token, method=request.method, path=request.url.path)
+        caller = api_keys.authenticate(ctx, token, method=request.method, path=request.url.path)
         user = session.get(User, caller.user_id)
         if user is None:
             raise NotAuthenticated("invalid or revoked API key")
@@ -65,7 +74,7 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 def account_user(session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:
     """The caller logged in as themselves: endpoints about the account refuse integration API keys."""
-    if apikeys.is_api_key(token):
+    if api_keys.is_api_key(token):
         raise Forbidden("this endpoint needs a user login, not an API key")
     return accounts.user_for_token(session, token, ctx.clock.now())
 
@@ -73,11 +82,80 @@ def account_user(session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:
 AccountUser = Annotated[User, Depends(account_user)]
 
 
+# --- ownership -----------------------------------------------------------------------------------
+
+Row = TypeVar("Row")
+
+
+def _theirs(row: Row | None, owner_id: int | None, user: User, what: str, **context: object) -> Row:
+    if row is None or owner_id != user.id:
+        raise NotFound(f"no such {what}", **context)
+    return row
+
+
 def owned_device(session: SessionDep, user: CurrentUser, serial: SerialPath) -> Device:
-    return devices.owned_device(session, user, serial)
+    """The caller's device (also called directly where the serial comes in a body or query)."""
+    device = devices.by_serial(session, serial)
+    return _theirs(device, device.owner_id if device else None, user, "device", device_serial=serial)
+
+
+def account_device(session: SessionDep, user: AccountUser, serial: SerialPath) -> Device:
+    return owned_device(session, user, serial)
+
+
+def managed_device(session: SessionDep, user: CurrentUser, serial: SerialPath) -> Device:
+    """A device I own, or that I registered as its installer (calibration at install)."""
+    device = devices.by_serial(session, serial)
+    if device is not None and user.id == device.installer_id:
+        return device
+    return _theirs(device, device.owner_id if device else None, user, "device", device_serial=serial)
+
+
+def owned_capture(session: SessionDep, user: CurrentUser, capture_id: IdPath) -> tuple[Capture, Device]:
+    found = captures.with_device(session, capture_id)
+    return _theirs(found, found[1].owner_id if found else None, user, "capture", capture_id=capture_id)
+
+
+def managed_capture(session: SessionDep, user: CurrentUser, capture_id: IdPath) -> tuple[Capture, Device]:
+    """A capture of a device I own, or that I registered as its installer (calibration at install)."""
+    found = captures.with_device(session, capture_id)
+    if found is not None and user.id == found[1].installer_id:
+        return found
+    return _theirs(found, found[1].owner_id if found else None, user, "capture", capture_id=capture_id)
+
+
+def _users_row(session: Session, model: type[Row], row_id: int, user: User, what: str, **context: object) -> Row:
+    row = session.get(model, row_id)
+    return _theirs(row, row.user_id if row else None, user, what, **context)
+
+
+def owned_gateway(session: SessionDep, user: AccountUser, gateway_id: RowId) -> Gateway:
+    gateway = session.get(Gateway, gateway_id)
+    return _theirs(gateway, gateway.owner_id if gateway else None, user, "gateway", gateway_id=gateway_id)
+
+
+def owned_webhook(session: SessionDep, user: AccountUser, webhook_id: RowId) -> Webhook:
+    return _users_row(session, Webhook, webhook_id, user, "webhook", webhook_id=webhook_id)
+
+
+def owned_push_token(session: SessionDep, user: AccountUser, token_id: RowId) -> PushToken:
+    return _users_row(session, PushToken, token_id, user, "push token", token_id=token_id)
+
+
+def owned_api_key(session: SessionDep, user: AccountUser, key_id: RowId) -> ApiKey:
+    return _users_row(session, ApiKey, key_id, user, "API key", key_id=key_id)
 
 
 OwnedDevice = Annotated[Device, Depends(owned_device)]
+# The same device, for endpoints about its credentials: integration API keys are refused.
+AccountDevice = Annotated[Device, Depends(account_device)]
+OwnedCapture = Annotated[tuple[Capture, Device], Depends(owned_capture)]
+ManagedCapture = Annotated[tuple[Capture, Device], Depends(managed_capture)]
+ManagedDevice = Annotated[Device, Depends(managed_device)]
+OwnedGateway = Annotated[Gateway, Depends(owned_gateway)]
+OwnedWebhook = Annotated[Webhook, Depends(owned_webhook)]
+OwnedPushToken = Annotated[PushToken, Depends(owned_push_token)]
+OwnedApiKey = Annotated[ApiKey, Depends(owned_api_key)]
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from sqlalchemy.orm import Session
 
 from cloud.api import schemas
 from cloud.context import AppContext
-from cloud.models import Analysis, Capture, Device, ManualTrigger
+from cloud.models import Analysis, Capture, Device, MailboxReference, ManualTrigger
 from cloud.services import devices
+from cloud.vision import references
 
 
 def device_public(device: Device, ctx: AppContext) -> schemas.DevicePublic:
@@ -30,6 +31,11 @@ def device_public(device: Device, ctx: AppContext) -> schemas.DevicePublic:
         mail_since=mailbox.since if has_mail else None,
         mail_categories=mailbox.categories if has_mail else None,
     )
+
+
+def reference_set(session: Session, row: MailboxReference, capture: Capture, device: Device) -> schemas.ReferenceSet:
+    return schemas.ReferenceSet(capture_id=capture.capture_id, device_serial=device.serial, reference_id=row.id,
+                                source=row.source, references=len(references.load(session, device.id)))
 
 
 def analysis_public(analysis: Analysis | None) -> schemas.AnalysisPublic | None:

@@ -3,16 +3,14 @@
 from cloud.models.base import Base, UTCDateTime
 from cloud.models.channels import AppriseTarget, SendCount, WebPushSubscription
 from cloud.models.core import (
-    Analysis,
-    AnalysisJob,
     AuthToken,
     Capture,
     ClickUsage,
     Device,
+    DeviceAlertState,
     Gateway,
     ImageFile,
     JobRun,
-    JobStatus,
     ManualTrigger,
     Subscription,
     Telemetry,
@@ -22,21 +20,21 @@ from cloud.models.core import (
     User,
 )
 from cloud.models.notify import (
-    ApiKey,
-    ApiRateWindow,
-    DeviceAlertState,
     Notification,
     NotificationPreference,
     PushToken,
     RecipientConfirmation,
     Webhook,
 )
-from cloud.models.security import LoginFailureWindow
+from cloud.models.security import ApiKey, ApiRateWindow, LoginFailureWindow
 from cloud.models.vision import (
     AIBudgetNotice,
     AIOperation,
+    Analysis,
     AnalysisFeedback,
+    AnalysisJob,
     DeliveryEvent,
+    JobStatus,
     MailboxReference,
     MailboxState,
 )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
+from sqlalchemy import DateTime, Enum, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING = {
@@ -40,3 +41,8 @@ class UTCDateTime(TypeDecorator):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def str_enum(cls: type[enum.Enum]) -> Enum:
+    """A StrEnum column stored as plain strings: portable, readable in psql, and no ALTER TYPE to add a value."""
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])

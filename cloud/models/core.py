@@ -1,4 +1,4 @@
-"""Accounts, devices, captures, manual triggers and click usage."""
+"""Accounts, devices (with their alert state), captures, manual triggers and click usage."""
 
 from __future__ import annotations
 
@@ -11,26 +11,19 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
-    Enum,
     Float,
     ForeignKey,
     Integer,
     String,
-    Text,
     UniqueConstraint,
     false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from cloud.models.base import Base, UTCDateTime
+from cloud.models.base import Base, UTCDateTime, str_enum
 
 if TYPE_CHECKING:
-    from cloud.models.vision import MailboxState
-
-
-def _enum(cls: type[enum.Enum]) -> Enum:
-    # Stored as plain strings: portable, readable in psql, and no ALTER TYPE to add a value.
-    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+    from cloud.models.vision import Analysis, MailboxState
 
 
 class Tier(enum.StrEnum):
@@ -53,13 +46,6 @@ class TriggerStatus(enum.StrEnum):
     @property
     def is_open(self) -> bool:
         return self in (TriggerStatus.PENDING, TriggerStatus.DELIVERED)
-
-
-class JobStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
 
 
 class User(Base):
@@ -92,7 +78,7 @@ class Subscription(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
-    tier: Mapped[Tier] = mapped_column(_enum(Tier), default=Tier.FREE)
+    tier: Mapped[Tier] = mapped_column(str_enum(Tier), default=Tier.FREE)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -137,6 +123,18 @@ class Device(Base):
     mailbox: Mapped[MailboxState | None] = relationship(lazy="select", uselist=False, viewonly=True)
 
 
+class DeviceAlertState(Base):
+    """Per-device alert state: hysteresis for battery, one alert per offline spell."""
+
+    __tablename__ = "device_alert_state"
+
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    battery_low: Mapped[bool] = mapped_column(Boolean, default=False)
+    battery_alerts: Mapped[int] = mapped_column(Integer, default=0)
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    offline_alerts: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Telemetry(Base):
     """One row per device report: the history behind battery and presence alerts."""
 
@@ -162,7 +160,7 @@ class Capture(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     capture_id: Mapped[str] = mapped_column(String(64), unique=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
-    trigger_type: Mapped[TriggerType] = mapped_column(_enum(TriggerType))
+    trigger_type: Mapped[TriggerType] = mapped_column(str_enum(TriggerType))
     trigger_id: Mapped[str | None] = mapped_column(String(64))
     battery_voltage: Mapped[float | None] = mapped_column(Float)
     taken_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -193,56 +191,6 @@ class ImageFile(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class Analysis(Base):
-    """The vision result of one capture. ``status`` failed is never read as "no mail"."""
-
-    __tablename__ = "analyses"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    capture_pk: Mapped[int] = mapped_column(ForeignKey("captures.id", ondelete="CASCADE"), unique=True)
-    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.QUEUED)
-    mail_detected: Mapped[bool | None] = mapped_column(Boolean)
-    confidence: Mapped[float | None] = mapped_column(Float)
-    description: Mapped[str | None] = mapped_column(Text)
-    items: Mapped[list | None] = mapped_column(JSON)
-    categories: Mapped[dict | None] = mapped_column(JSON)
-    package_present: Mapped[bool | None] = mapped_column(Boolean)
-    package_damage: Mapped[str | None] = mapped_column(String(20))
-    package_damage_confidence: Mapped[float | None] = mapped_column(Float)
-    image_quality: Mapped[str | None] = mapped_column(String(20))
-    provider: Mapped[str | None] = mapped_column(String(40))
-    model: Mapped[str | None] = mapped_column(String(80))
-    source: Mapped[str | None] = mapped_column(String(20))  # model | cache | unchanged | prefilter | budget
-    # 64-bit perceptual hash of the analysed image (vision: "unchanged scene" detection).
-    phash: Mapped[str | None] = mapped_column(String(16))
-    # The mailbox's state change this frame caused: arrived | more | collected (None: no change).
-    delivery: Mapped[str | None] = mapped_column(String(20))
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    capture: Mapped[Capture] = relationship(back_populates="analysis")
-
-
-class AnalysisJob(Base):
-    """A durable work item for the vision worker (claimed with FOR UPDATE SKIP LOCKED on PostgreSQL)."""
-
-    __tablename__ = "analysis_jobs"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    capture_pk: Mapped[int] = mapped_column(ForeignKey("captures.id", ondelete="CASCADE"), index=True)
-    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.QUEUED, index=True)
-    kind: Mapped[str] = mapped_column(String(20), default="initial")  # initial | reanalyse
-    options: Mapped[dict | None] = mapped_column(JSON)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    locked_by: Mapped[str | None] = mapped_column(String(80))
-    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
 class ManualTrigger(Base):
     __tablename__ = "manual_triggers"
 
@@ -250,7 +198,7 @@ class ManualTrigger(Base):
     trigger_id: Mapped[str] = mapped_column(String(64), unique=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    status: Mapped[TriggerStatus] = mapped_column(_enum(TriggerStatus), index=True)
+    status: Mapped[TriggerStatus] = mapped_column(str_enum(TriggerStatus), index=True)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,4 +1,4 @@
-"""Notification preferences, channels' recipients, the delivery outbox, alert state and API keys."""
+"""Notification preferences, channels' recipients and the delivery outbox."""
 
 from __future__ import annotations
 
@@ -108,43 +108,3 @@ class Notification(Base):
     provider_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class DeviceAlertState(Base):
-    """Per-device alert state: hysteresis for battery, one alert per offline spell."""
-
-    __tablename__ = "device_alert_state"
-
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
-    battery_low: Mapped[bool] = mapped_column(Boolean, default=False)
-    battery_alerts: Mapped[int] = mapped_column(Integer, default=0)
-    offline: Mapped[bool] = mapped_column(Boolean, default=False)
-    offline_alerts: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class ApiKey(Base):
-    """An integration key (``mck_…``); only its SHA-256 is stored."""
-
-    __tablename__ = "api_keys"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(100))
-    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to recognise a key in a list
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    scope: Mapped[str] = mapped_column(String(10))  # read | trigger
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class ApiRateWindow(Base):
-    """Requests of one key in one fixed one-minute window (counted by an atomic upsert)."""
-
-    __tablename__ = "api_rate_windows"
-    __table_args__ = (UniqueConstraint("api_key_id", "window"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
-    window: Mapped[int] = mapped_column(BigInteger)  # epoch minute
-    count: Mapped[int] = mapped_column(Integer, default=0)

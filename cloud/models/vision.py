@@ -1,8 +1,11 @@
-"""Vision bookkeeping: the AI operation log, empty-mailbox references, delivery state, feedback, budget notices."""
+"""Vision: analyses and their work queue, the AI operation log, empty-mailbox references,
+delivery state, feedback, budget notices."""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
@@ -17,9 +20,69 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from cloud.models.base import Base, UTCDateTime
+from cloud.models.base import Base, UTCDateTime, str_enum
+
+if TYPE_CHECKING:
+    from cloud.models.core import Capture
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Analysis(Base):
+    """The vision result of one capture. ``status`` failed is never read as "no mail"."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    capture_pk: Mapped[int] = mapped_column(ForeignKey("captures.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[JobStatus] = mapped_column(str_enum(JobStatus), default=JobStatus.QUEUED)
+    mail_detected: Mapped[bool | None] = mapped_column(Boolean)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    description: Mapped[str | None] = mapped_column(Text)
+    items: Mapped[list | None] = mapped_column(JSON)
+    categories: Mapped[dict | None] = mapped_column(JSON)
+    package_present: Mapped[bool | None] = mapped_column(Boolean)
+    package_damage: Mapped[str | None] = mapped_column(String(20))
+    package_damage_confidence: Mapped[float | None] = mapped_column(Float)
+    image_quality: Mapped[str | None] = mapped_column(String(20))
+    provider: Mapped[str | None] = mapped_column(String(40))
+    model: Mapped[str | None] = mapped_column(String(80))
+    source: Mapped[str | None] = mapped_column(String(20))  # model | cache | unchanged | prefilter | budget
+    # 64-bit perceptual hash of the analysed image (vision: "unchanged scene" detection).
+    phash: Mapped[str | None] = mapped_column(String(16))
+    # The mailbox's state change this frame caused: arrived | more | collected (None: no change).
+    delivery: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    capture: Mapped[Capture] = relationship(back_populates="analysis")
+
+
+class AnalysisJob(Base):
+    """A durable work item for the vision worker (claimed with FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+
+    __tablename__ = "analysis_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    capture_pk: Mapped[int] = mapped_column(ForeignKey("captures.id", ondelete="CASCADE"), index=True)
+    status: Mapped[JobStatus] = mapped_column(str_enum(JobStatus), default=JobStatus.QUEUED, index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="initial")  # initial | reanalyse
+    options: Mapped[dict | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    locked_by: Mapped[str | None] = mapped_column(String(80))
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AIOperation(Base):

@@ -6,6 +6,8 @@
   (browsers, the dashboard's PWA), ``apprise_channel`` (ntfy, Telegram, … "Other apps"), ``sms``
   (Twilio), ``email`` (SMTP), ``webhook`` (signed JSON POST); ``rich`` and ``links`` (thumbnail
   link, mailbox name, local time in alerts), ``send_limits`` (email/SMS/code send limits).
-- ``alerts`` (battery hysteresis, offline), ``digest``, ``jobs`` (the scheduled ones),
-  ``worker`` (the delivery thread), ``apikeys`` (integration API keys and rate limits).
+- ``digest``, ``jobs`` (the scheduled ones), ``worker`` (the delivery thread).
+
+Device health (battery, offline) lives in ``cloud.services.device_health`` and API keys in
+``cloud.services.api_keys``: they raise events or guard requests, they are not delivery.
 """

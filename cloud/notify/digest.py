@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cloud import events
 from cloud.context import AppContext
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent
 from cloud.models import Analysis, Capture, Device, Notification, NotificationPreference, User
 from cloud.notify import kinds, preferences
 
@@ -30,13 +31,13 @@ def send_digests(session: Session, ctx: AppContext) -> int:
         key = f"digest:{user.id}:{local.date().isoformat()}"
         if session.scalar(select(Notification.id).where(Notification.event_key == f"{kinds.DAILY_DIGEST}:{key}")):
             continue
-        ctx.events.emit(session, Event(EventKind.DAILY_DIGEST, user_id=user.id, key=key,
-                                       data=summary(session, user.id, now - timedelta(days=1), now)))
+        digest = summary(session, user.id, now - timedelta(days=1), now)
+        events.emit(ctx.events, session, DomainEvent.DAILY_DIGEST, digest, user_id=user.id, key=key)
         raised += 1
     return raised
 
 
-def summary(session: Session, user_id: int, start: datetime, end: datetime) -> dict:
+def summary(session: Session, user_id: int, start: datetime, end: datetime) -> events.DailyDigest:
     """Counts for the digest: photos, photos with mail, packages, over [start, end)."""
     base = (
         select(func.count(Capture.id))

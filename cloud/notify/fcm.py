@@ -51,6 +51,27 @@ class _FcmAdapter(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
+class LibraryChanged(RuntimeError):
+    """firebase-admin no longer has the private parts ``messaging_session`` reads."""
+
+
+def messaging_session(app: firebase_admin.App) -> requests.Session:
+    """The requests session firebase-admin's messaging sends on: our one reach into its private parts.
+
+    firebase-admin has no public hook for the transport (7.x: ``_get_messaging_service(app)
+    ._client.session``). An upgrade that moves it raises ``LibraryChanged`` when the channel is
+    built, rather than sending unnoticed with firebase-admin's own retrying adapter (or to Google
+    from a test); tests/notify/test_channels.py checks the installed version.
+    """
+    try:
+        session = messaging._get_messaging_service(app)._client.session
+    except AttributeError as exc:
+        raise LibraryChanged(f"firebase-admin {firebase_admin.__version__}: no messaging session ({exc})") from exc
+    if not isinstance(session, requests.Session):
+        raise LibraryChanged(f"firebase-admin {firebase_admin.__version__}: messaging session is a {type(session)}")
+    return session
+
+
 class FcmChannel:
     name = "push"
 
@@ -61,9 +82,7 @@ class FcmChannel:
         self.app = firebase_admin.initialize_app(
             cred, options={"httpTimeout": settings.fcm_timeout_s}, name=f"mailcam-fcm-{next(_app_names)}"
         )
-        # firebase-admin has no public hook for the transport: mount ours on its messaging session.
-        service = messaging._get_messaging_service(self.app)
-        service._client.session.mount(FCM_ORIGIN, _FcmAdapter(settings.fcm_base_url))
+        messaging_session(self.app).mount(FCM_ORIGIN, _FcmAdapter(settings.fcm_base_url))
 
     def build(self, message: OutgoingMessage) -> messaging.Message:
         data = {"kind": message.kind, "notification_id": str(message.notification_id)}

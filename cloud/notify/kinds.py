@@ -1,23 +1,45 @@
 """The notification kinds an owner can subscribe to, and the channel names."""
 
+
 from __future__ import annotations
 
-from cloud.events import EventKind
+import enum
 
-MAIL_ARRIVED = EventKind.MAIL_ARRIVED
-PACKAGE_ARRIVED = EventKind.PACKAGE_ARRIVED
-PACKAGE_DAMAGED = EventKind.PACKAGE_DAMAGED
-MORE_MAIL = EventKind.MORE_MAIL
-MAILBOX_EMPTY = EventKind.MAILBOX_EMPTY  # the mail was collected: the box is empty again
-CALIBRATION_NEEDED = EventKind.CALIBRATION_NEEDED
-RETAKE_NEEDED = EventKind.RETAKE_NEEDED
-ANALYSIS_FAILED = EventKind.ANALYSIS_FAILED
-LOW_BATTERY = EventKind.LOW_BATTERY
-DEVICE_OFFLINE = EventKind.DEVICE_OFFLINE
-TRIGGER_FULFILLED = EventKind.TRIGGER_FULFILLED
-TRIGGER_EXPIRED = EventKind.TRIGGER_EXPIRED
-AI_BUDGET_REACHED = EventKind.AI_BUDGET_REACHED
-DAILY_DIGEST = EventKind.DAILY_DIGEST
+
+class NotificationKind(enum.StrEnum):
+    """What an owner is told (not what happened: that is ``cloud.events.DomainEvent``)."""
+
+    MAIL_ARRIVED = "mail_arrived"
+    PACKAGE_ARRIVED = "package_arrived"
+    PACKAGE_DAMAGED = "package_damaged"
+    MORE_MAIL = "more_mail"
+    MAILBOX_EMPTY = "mailbox_empty"  # the mail was collected: the box is empty again
+    CALIBRATION_NEEDED = "calibration_needed"
+    RETAKE_NEEDED = "retake_needed"
+    ANALYSIS_FAILED = "analysis_failed"
+    LOW_BATTERY = "low_battery"
+    DEVICE_OFFLINE = "device_offline"
+    TRIGGER_FULFILLED = "trigger_fulfilled"
+    TRIGGER_EXPIRED = "trigger_expired"
+    AI_BUDGET_REACHED = "ai_budget_reached"
+    DAILY_DIGEST = "daily_digest"
+
+
+# Short names, as the rest of the notification code spells them.
+MAIL_ARRIVED = NotificationKind.MAIL_ARRIVED
+PACKAGE_ARRIVED = NotificationKind.PACKAGE_ARRIVED
+PACKAGE_DAMAGED = NotificationKind.PACKAGE_DAMAGED
+MORE_MAIL = NotificationKind.MORE_MAIL
+MAILBOX_EMPTY = NotificationKind.MAILBOX_EMPTY
+CALIBRATION_NEEDED = NotificationKind.CALIBRATION_NEEDED
+RETAKE_NEEDED = NotificationKind.RETAKE_NEEDED
+ANALYSIS_FAILED = NotificationKind.ANALYSIS_FAILED
+LOW_BATTERY = NotificationKind.LOW_BATTERY
+DEVICE_OFFLINE = NotificationKind.DEVICE_OFFLINE
+TRIGGER_FULFILLED = NotificationKind.TRIGGER_FULFILLED
+TRIGGER_EXPIRED = NotificationKind.TRIGGER_EXPIRED
+AI_BUDGET_REACHED = NotificationKind.AI_BUDGET_REACHED
+DAILY_DIGEST = NotificationKind.DAILY_DIGEST
 
 # On unless the owner turns them off.
 DEFAULT_ON = (

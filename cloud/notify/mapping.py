@@ -15,28 +15,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent, Event
 from cloud.notify import kinds
 from cloud.notify.base import short
 from cloud.notify.preferences import Preferences
+from cloud.vision.base import MailCategory
 
-# Events that already are user-facing notification kinds (raised by the scheduled checks).
+# Events told to the owner as they are, one notification each (raised by the scheduled checks).
 PASS_THROUGH = {
-    kinds.LOW_BATTERY,
-    kinds.DEVICE_OFFLINE,
-    kinds.TRIGGER_FULFILLED,
-    kinds.TRIGGER_EXPIRED,
-    kinds.AI_BUDGET_REACHED,
-    kinds.DAILY_DIGEST,
+    DomainEvent.LOW_BATTERY: kinds.LOW_BATTERY,
+    DomainEvent.DEVICE_OFFLINE: kinds.DEVICE_OFFLINE,
+    DomainEvent.TRIGGER_FULFILLED: kinds.TRIGGER_FULFILLED,
+    DomainEvent.TRIGGER_EXPIRED: kinds.TRIGGER_EXPIRED,
+    DomainEvent.AI_BUDGET_REACHED: kinds.AI_BUDGET_REACHED,
+    DomainEvent.DAILY_DIGEST: kinds.DAILY_DIGEST,
 }
 NOT_DAMAGED = {None, "", "none", "no", "intact", "unknown", "ok"}
-CATEGORY_WORDS = {
-    "letter": ("letter", "letters"),
-    "package": ("package", "packages"),
-    "magazine": ("magazine", "magazines"),
-    "flyer": ("flyer", "flyers"),
-    "postcard": ("postcard", "postcards"),
-}
+CATEGORY_WORDS = {category.value: (category.value, category.plural) for category in MailCategory}
 
 
 @dataclass(frozen=True)
@@ -55,25 +50,23 @@ REUSED_SOURCES = {"unchanged", "cache"}
 def drafts_for(event: Event, prefs: Preferences, device_name: str | None) -> list[Draft]:
     """The notifications ``event`` means for its owner (before channels and quiet hours)."""
     data = dict(event.data)
-    if "kind" in data:  # the vision job's kind (initial | reanalyse), not the notification's
-        data["analysis_kind"] = data.pop("kind")
     where = device_name or data.get("device_serial") or "your mailbox"
-    if event.kind == EventKind.ANALYSIS_COMPLETED:
+    if event.kind == DomainEvent.ANALYSIS_COMPLETED:
         if data.get("source") in REUSED_SOURCES or data.get("analysis_kind") == "reanalyse":
             return []
         capture = data.get("capture_id") or event.capture_pk
         return [replace(d, key=f"capture:{capture}") for d in _retake_drafts(data, where)]
-    if event.kind == EventKind.MAIL_DELIVERY:
+    if event.kind == DomainEvent.MAIL_DELIVERY:
         capture = data.get("capture_id") or event.capture_pk
         return [replace(d, key=f"delivery:{capture}") for d in _delivery_drafts(data, prefs, where)]
-    if event.kind == EventKind.CALIBRATION_NEEDED:
+    if event.kind == DomainEvent.CALIBRATION_NEEDED:
         return [replace(render(kinds.CALIBRATION_NEEDED, data, where), key=f"calibration:{event.device_id}")]
-    if event.kind == EventKind.ANALYSIS_FAILED:
+    if event.kind == DomainEvent.ANALYSIS_FAILED:
         capture = data.get("capture_id") or event.capture_pk
         return [Draft(kinds.ANALYSIS_FAILED, f"Could not check {where}", _failed_body(data), data,
                       key=f"capture:{capture}")]
     if event.kind in PASS_THROUGH:
-        return [render(event.kind, data, where)]
+        return [render(PASS_THROUGH[event.kind], data, where)]
     return []
 
 

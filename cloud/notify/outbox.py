@@ -35,13 +35,13 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
-from cloud.events import Event, EventKind
+from cloud.db import upsert
+from cloud.events import Event
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
-from cloud.notify import alerts, apprise_channel, confirmations, kinds, preferences, rich, send_limits, webpush
+from cloud.notify import apprise_channel, confirmations, kinds, preferences, rich, send_limits, webpush
 from cloud.notify.base import (
     ChannelError,
     OutgoingMessage,
@@ -71,8 +71,6 @@ class NotificationSink:
         self.ctx = ctx
 
     def emit(self, session: Session, event: Event) -> None:
-        if event.kind in (EventKind.CAPTURE_RECEIVED, EventKind.TELEMETRY_RECEIVED):
-            alerts.on_device_activity(session, self.ctx, event)
         if event.user_id is None:
             return
         user = session.get(User, event.user_id)
@@ -126,8 +124,7 @@ def enqueue(session: Session, ctx: AppContext, prefs: preferences.Preferences, e
             )
     if not rows:
         return 0
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(Notification).values(rows).on_conflict_do_nothing(
+    stmt = upsert(session, Notification).values(rows).on_conflict_do_nothing(
         index_elements=[Notification.event_key, Notification.channel, Notification.recipient]
     )
     return session.execute(stmt).rowcount or 0

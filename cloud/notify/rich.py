@@ -8,14 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
-from cloud.events import EventKind
 from cloud.models import Capture, Device, Notification, User
-from cloud.notify import links, preferences
+from cloud.notify import kinds, links, preferences
 from cloud.notify.base import OutgoingMessage
 from cloud.services import accounts, clicks
 
 # Alerts after which "Take a photo now" makes sense (a look at what just arrived).
-TAKE_PHOTO_KINDS = (EventKind.MAIL_ARRIVED, EventKind.PACKAGE_ARRIVED, EventKind.MORE_MAIL)
+TAKE_PHOTO_KINDS = (kinds.MAIL_ARRIVED, kinds.PACKAGE_ARRIVED, kinds.MORE_MAIL)
 
 
 def alert_extras(session: Session, ctx: AppContext, row: Notification) -> dict[str, str]:

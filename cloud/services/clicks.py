@@ -17,9 +17,9 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from cloud.db import upsert
 from cloud.models import ClickUsage, Tier, User
 
 
@@ -50,9 +50,7 @@ def try_reserve(session: Session, user_id: int, day: date, limit: int) -> int | 
     """Take one click of ``limit`` for ``day``; the new count, or None when none is left."""
     if limit <= 0:
         return None
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ClickUsage).values(user_id=user_id, day=day, used=1)
+    stmt = upsert(session, ClickUsage).values(user_id=user_id, day=day, used=1)
     stmt = stmt.on_conflict_do_update(
         index_elements=[ClickUsage.user_id, ClickUsage.day],
         set_={"used": ClickUsage.used + 1},
@@ -79,9 +77,7 @@ def carry_over(session: Session, user_id: int, old_tz: str, new_tz: str, now: da
     used = session.scalar(select(ClickUsage.used).where(ClickUsage.user_id == user_id, ClickUsage.day == old_day))
     if not used:
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ClickUsage).values(user_id=user_id, day=new_day, used=used)
+    stmt = upsert(session, ClickUsage).values(user_id=user_id, day=new_day, used=used)
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=[ClickUsage.user_id, ClickUsage.day],

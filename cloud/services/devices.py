@@ -93,20 +93,22 @@ def revoke_device_token(session: Session, device: Device) -> None:
     session.flush()
 
 
-def owned_device(session: Session, user: User, serial: str) -> Device:
-    """The caller's device; a device that does not exist and one that is not yours look the same."""
-    device = session.scalar(select(Device).where(Device.serial == serial))
-    if device is None or device.owner_id != user.id:
-        raise NotFound("no such device", device_serial=serial)
-    return device
+def by_serial(session: Session, serial: str) -> Device | None:
+    return session.scalar(select(Device).where(Device.serial == serial))
 
 
-def managed_device(session: Session, user: User, serial: str) -> Device:
-    """A device the caller owns, or registered as its installer (calibration at install); else 404."""
-    device = session.scalar(select(Device).where(Device.serial == serial))
-    if device is None or user.id not in (device.owner_id, device.installer_id):
-        raise NotFound("no such device", device_serial=serial)
-    return device
+def devices_of(session: Session, owner_id: int) -> list[Device]:
+    """An owner's devices, by serial."""
+    return list(session.scalars(select(Device).where(Device.owner_id == owner_id).order_by(Device.serial)))
+
+
+def gateways_of(session: Session, user: User) -> list[Gateway]:
+    return list(session.scalars(select(Gateway).where(Gateway.owner_id == user.id).order_by(Gateway.id)))
+
+
+def serials(session: Session, device_ids: list[int]) -> dict[int, str]:
+    """Serial by device id."""
+    return dict(session.execute(select(Device.id, Device.serial).where(Device.id.in_(device_ids))).all())
 
 
 def device_for_token(session: Session, token: str) -> Device | None:
@@ -123,13 +125,6 @@ def create_gateway(session: Session, *, owner: User, name: str, now: datetime) -
     session.add(gateway)
     session.flush()
     return gateway, token
-
-
-def owned_gateway(session: Session, user: User, gateway_id: int) -> Gateway:
-    gateway = session.get(Gateway, gateway_id)
-    if gateway is None or gateway.owner_id != user.id:
-        raise NotFound("no such gateway", gateway_id=gateway_id)
-    return gateway
 
 
 def rotate_gateway_token(session: Session, gateway: Gateway) -> str:

@@ -32,9 +32,9 @@ from datetime import datetime
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from cloud.db import upsert
 from cloud.errors import ImageRejected
 from cloud.models import ImageFile
 
@@ -166,7 +166,6 @@ def _fsync_dir(directory: Path) -> None:
 
 def hold_image(session: Session, sha256: str, now: datetime) -> None:
     """Lock this image file's row until ``session`` ends (see the module docstring)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(ImageFile).values(sha256=sha256, created_at=now)
+    stmt = upsert(session, ImageFile).values(sha256=sha256, created_at=now)
     # DO UPDATE, not DO NOTHING: only an update locks an existing row on PostgreSQL.
     session.execute(stmt.on_conflict_do_update(index_elements=[ImageFile.sha256], set_={"sha256": sha256}))

@@ -13,11 +13,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cloud import events
 from cloud.context import AppContext
 from cloud.errors import Conflict, ImageRejected, ImageTooLarge
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent
 from cloud.models import Analysis, AnalysisJob, Capture, Device, JobStatus, TriggerType
-from cloud.services import devices, triggers
+from cloud.services import device_health, devices, triggers
 from cloud.services.images import CheckedJpeg, check_jpeg, hold_image
 
 SANE_EPOCH = datetime.fromtimestamp(_SANE_EPOCH_S, UTC)  # the wire protocol's: earlier = unset clock
@@ -195,17 +196,11 @@ def _record(
     )
     if capture.trigger_type == TriggerType.MANUAL:
         triggers.fulfil_with_capture(session, ctx, device, capture.trigger_id, capture_pk)
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.CAPTURE_RECEIVED,
-            user_id=device.owner_id,
-            device_id=device.id,
-            capture_pk=capture_pk,
-            key=f"capture:{capture_id}",
-            data={"capture_id": capture_id, "device_serial": device.serial, "trigger_type": capture.trigger_type},
-        ),
-    )
+    device_health.on_device_activity(session, ctx, device, device.last_battery_voltage)
+    received: events.CaptureReceived = {"capture_id": capture_id, "device_serial": device.serial,
+                                        "trigger_type": capture.trigger_type}
+    events.emit(ctx.events, session, DomainEvent.CAPTURE_RECEIVED, received, user_id=device.owner_id,
+                device_id=device.id, capture_pk=capture_pk, key=f"capture:{capture_id}")
     session.flush()
     return IngestResult(capture_id=capture_id, analysis_queued=True, created=True)
 

@@ -20,10 +20,10 @@ import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
+from cloud.db import upsert
 from cloud.errors import RateLimited
 from cloud.models import LoginFailureWindow
 
@@ -80,9 +80,8 @@ def _give_back(session: Session, key: str, window: int) -> None:
 
 
 def _count(session: Session, key: str, window: int) -> int:
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(LoginFailureWindow)
+        upsert(session, LoginFailureWindow)
         .values(key_hash=key, window=window, count=1)
         .on_conflict_do_update(
             index_elements=[LoginFailureWindow.key_hash, LoginFailureWindow.window],

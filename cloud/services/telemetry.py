@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
+from cloud import events
 from cloud.context import AppContext
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent
 from cloud.models import Device, Telemetry
-from cloud.services import devices
+from cloud.services import device_health, devices
 from cloud.services.ingest import SANE_EPOCH
 
 
@@ -43,14 +44,8 @@ def record(session: Session, ctx: AppContext, device: Device, report: TelemetryI
     if report.firmware_version:
         device.firmware_version = report.firmware_version
     session.flush()
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.TELEMETRY_RECEIVED,
-            user_id=device.owner_id,
-            device_id=device.id,
-            key=f"telemetry:{row.id}",
-            data={"battery_voltage": report.battery_voltage, "device_serial": device.serial},
-        ),
-    )
+    device_health.on_device_activity(session, ctx, device, report.battery_voltage)
+    reported: events.TelemetryReceived = {"battery_voltage": report.battery_voltage, "device_serial": device.serial}
+    events.emit(ctx.events, session, DomainEvent.TELEMETRY_RECEIVED, reported, user_id=device.owner_id,
+                device_id=device.id, key=f"telemetry:{row.id}")
     return row

@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cloud import events
 from cloud.context import AppContext
 from cloud.errors import ClickLimitExceeded, NotFound
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent
 from cloud.models import Device, ManualTrigger, Tier, TriggerStatus, User
 from cloud.services import accounts, clicks, devices
 
@@ -116,20 +117,11 @@ def expire_overdue(session: Session, ctx: AppContext) -> int:
             _refund(session, trigger)
             expired += 1
             device = session.get(Device, trigger.device_id)
-            ctx.events.emit(
-                session,
-                Event(
-                    EventKind.TRIGGER_EXPIRED,
-                    user_id=trigger.requested_by,
-                    device_id=trigger.device_id,
-                    key=f"trigger-expired:{trigger.trigger_id}",
-                    data={
-                        "trigger_id": trigger.trigger_id,
-                        "device_serial": device.serial if device else None,
-                        "click_refunded": refunded,
-                    },
-                ),
-            )
+            expiry: events.TriggerExpired = {"trigger_id": trigger.trigger_id,
+                                             "device_serial": device.serial if device else None,
+                                             "click_refunded": refunded}
+            events.emit(ctx.events, session, DomainEvent.TRIGGER_EXPIRED, expiry, user_id=trigger.requested_by,
+                        device_id=trigger.device_id, key=f"trigger-expired:{trigger.trigger_id}")
     return expired
 
 
@@ -180,17 +172,15 @@ def fulfil_with_capture(
         if _end(session, trigger.id, TriggerStatus.FULFILLED, now, **values):
             if extra:
                 _refund(session, trigger)
-            ctx.events.emit(
-                session,
-                Event(
-                    EventKind.TRIGGER_FULFILLED,
-                    user_id=trigger.requested_by,
-                    device_id=device.id,
-                    capture_pk=capture_pk,
-                    key=f"trigger-fulfilled:{trigger.trigger_id}",
-                    data={"trigger_id": trigger.trigger_id, "device_serial": device.serial},
-                ),
-            )
+            fulfilled: events.TriggerFulfilled = {"trigger_id": trigger.trigger_id, "device_serial": device.serial}
+            events.emit(ctx.events, session, DomainEvent.TRIGGER_FULFILLED, fulfilled, user_id=trigger.requested_by,
+                        device_id=device.id, capture_pk=capture_pk, key=f"trigger-fulfilled:{trigger.trigger_id}")
+
+
+def latest_for_device(session: Session, device: Device, limit: int) -> list[ManualTrigger]:
+    """The device's manual triggers, newest first."""
+    query = select(ManualTrigger).where(ManualTrigger.device_id == device.id).order_by(ManualTrigger.id.desc())
+    return list(session.scalars(query.limit(limit)))
 
 
 def open_for_devices(session: Session, device_ids: list[int], now: datetime) -> list[ManualTrigger]:

@@ -14,6 +14,8 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from pydantic import BaseModel, Field, create_model
+
 
 class ImageQuality(enum.StrEnum):
     OK = "ok"
@@ -29,11 +31,31 @@ class Damage(enum.StrEnum):
     SEVERE = "severe"
 
 
-CATEGORIES = ("letter", "package", "magazine", "flyer", "postcard")
+class MailCategory(enum.StrEnum):
+    """The kinds of mail we count: the one list behind the model's schema, the API and the texts."""
+
+    LETTER = "letter"
+    PACKAGE = "package"
+    MAGAZINE = "magazine"
+    FLYER = "flyer"
+    POSTCARD = "postcard"
+
+    @property
+    def plural(self) -> str:
+        return f"{self.value}s"
+
+
+CATEGORIES = tuple(category.value for category in MailCategory)
 
 
 def empty_counts() -> dict[str, int]:
     return dict.fromkeys(CATEGORIES, 0)
+
+
+def counts_model(name: str, *, base: type[BaseModel] = BaseModel, most: int | None = None) -> type[BaseModel]:
+    """A pydantic model with one non-negative count per category (at most ``most`` each)."""
+    fields: dict[str, Any] = {c: (int, Field(default=0, ge=0, le=most)) for c in CATEGORIES}
+    return create_model(name, __base__=base, **fields)
 
 
 @dataclass

@@ -85,7 +85,7 @@ def _from_arrays(rgb: np.ndarray, grey: np.ndarray | None) -> Picture:
 @dataclass
 class Region:
     share: float  # of the frame
-    kind: str  # letter | package | magazine | flyer | light
+    kind: str  # a MailCategory (letter, package, magazine, flyer), or "light"
     bbox: tuple[int, int, int, int]
 
 

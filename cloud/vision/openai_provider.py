@@ -27,6 +27,7 @@ from cloud.vision.base import (
     ProviderError,
     TransientProviderError,
     VisionResult,
+    counts_model,
 )
 from cloud.vision.config import VisionSettings
 from cloud.vision.prep import prepare_jpeg
@@ -91,12 +92,7 @@ class _Item(BaseModel):
         return {"description": value} if isinstance(value, str) else value
 
 
-class _Counts(BaseModel):
-    letter: int = Field(default=0, ge=0)
-    package: int = Field(default=0, ge=0)
-    magazine: int = Field(default=0, ge=0)
-    flyer: int = Field(default=0, ge=0)
-    postcard: int = Field(default=0, ge=0)
+_Counts = counts_model("_Counts")
 
 
 class ModelAnswer(BaseModel):

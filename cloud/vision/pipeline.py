@@ -31,8 +31,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from cloud import events
 from cloud.context import AppContext
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent
 from cloud.models import (
     AIBudgetNotice,
     AIOperation,
@@ -73,8 +74,10 @@ def month_of(when: datetime) -> str:
     return when.strftime("%Y-%m")
 
 
-class VisionEngine:
-    """The providers of one app context, built once (the OpenAI client is reused across jobs)."""
+class VisionPipeline:
+    """What every step of one app context's analyses shares: the vision settings and the providers,
+    built once (the OpenAI client is reused across jobs). Kept as ``ctx.vision``; not to be
+    confused with ``ctx.engine``, the database engine."""
 
     def __init__(self, ctx: AppContext, *, sleep: Callable[[float], object] | None = None) -> None:
         self.ctx = ctx
@@ -311,12 +314,12 @@ def _reuse(plan: Plan, now: datetime, found: dict, source: str, phash: str) -> O
     )
 
 
-def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
-    s = engine.settings
-    now = engine.ctx.clock.now()
+def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
+    s = pipeline.settings
+    now = pipeline.ctx.clock.now()
     try:
         phash = perceptual_hash(image)
-        judged = engine.offline.judge(picture(image), plan.references)
+        judged = pipeline.offline.judge(picture(image), plan.references)
     except InvalidAnswer as exc:
         return Outcome(error=str(exc), operations=[])
     if plan.kind == "initial":
@@ -334,10 +337,10 @@ def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
 
     primary = plan.options.get("provider") or s.provider
     if plan.kind == "initial" and primary != "offline":
-        gated = _offline_prefilter(engine, plan, judged, now)
+        gated = _offline_prefilter(pipeline, plan, judged, now)
         if gated is not None:
             gated.phash = phash
-            return _finish_evidence(engine, plan, gated, judged, image, now)
+            return _finish_evidence(pipeline, plan, gated, judged, image, now)
     request = AnalyseRequest(
         image=image,
         device_id=plan.device_id,
@@ -357,17 +360,17 @@ def decide(engine: VisionEngine, plan: Plan, image: bytes) -> Outcome:
         primary, source, budget_reached = "offline", "budget", True
 
     if primary == "offline":  # already judged above; the offline provider makes no call to retry
-        outcome = Outcome(result=judged.result, provider=engine.offline.name, model=engine.offline.model,
+        outcome = Outcome(result=judged.result, provider=pipeline.offline.name, model=pipeline.offline.model,
                           operations=_call_operations(plan, now, [CallRecord(provider="offline",
-                                                                             model=engine.offline.model)]))
+                                                                             model=pipeline.offline.model)]))
     else:
-        outcome = _run_providers(engine, plan, request, primary, now)
+        outcome = _run_providers(pipeline, plan, request, primary, now)
     outcome.operations[:0] = operations
     outcome.phash = phash
     if outcome.result is not None:
         outcome.source = source
     outcome.budget_reached = budget_reached
-    return _finish_evidence(engine, plan, outcome, judged, image, now)
+    return _finish_evidence(pipeline, plan, outcome, judged, image, now)
 
 
 def _with_evidence(outcome: Outcome, *, added_share: float, wake: str | None) -> Outcome:
@@ -382,13 +385,13 @@ def _with_evidence(outcome: Outcome, *, added_share: float, wake: str | None) ->
     return outcome
 
 
-def _finish_evidence(engine: VisionEngine, plan: Plan, outcome: Outcome, judged: Judgement, image: bytes,
+def _finish_evidence(pipeline: VisionPipeline, plan: Plan, outcome: Outcome, judged: Judgement, image: bytes,
                      now: datetime) -> Outcome:
     """Delivery evidence for the state machine, and whether this frame should refine the references."""
     result = outcome.result
     if result is None or plan.kind != "initial":
         return outcome
-    added = _added_share(engine, plan, judged) if plan.mailbox_state == "mail" and result.mail_detected else None
+    added = _added_share(pipeline, plan, judged) if plan.mailbox_state == "mail" and result.mail_detected else None
     outcome.evidence = delivery.Evidence(
         mail=result.mail_detected, confidence=result.confidence, quality=result.image_quality,
         categories=dict(result.categories or {}), package=bool(result.package_present), added_share=added,
@@ -400,19 +403,19 @@ def _finish_evidence(engine: VisionEngine, plan: Plan, outcome: Outcome, judged:
         and offline.mail_detected is False
         and result.mail_detected is False
         and offline.image_quality == ImageQuality.OK.value
-        and offline.confidence >= engine.settings.offline_learn_min_confidence
+        and offline.confidence >= pipeline.settings.offline_learn_min_confidence
         and references.worth_learning(plan.references, judged.frame, now)
     )
     outcome.learn_image = image if learn else None
     return outcome
 
 
-def _added_share(engine: VisionEngine, plan: Plan, judged: Judgement) -> float | None:
+def _added_share(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> float | None:
     """Objects in this frame that were not in the previous photo (and are not the empty box)."""
     if judged.change is None or judged.change.mask is None or plan.previous_image_sha256 is None:
         return None
     try:
-        previous = picture(engine.ctx.images.read(plan.previous_image_sha256))
+        previous = picture(pipeline.ctx.images.read(plan.previous_image_sha256))
     except (FileNotFoundError, BadImage):
         return None
     since = compare(previous, judged.frame)
@@ -420,13 +423,13 @@ def _added_share(engine: VisionEngine, plan: Plan, judged: Judgement) -> float |
     return float((since.mask & judged.change.mask).mean())
 
 
-def _offline_prefilter(engine: VisionEngine, plan: Plan, judged: Judgement, now: datetime) -> Outcome | None:
+def _offline_prefilter(pipeline: VisionPipeline, plan: Plan, judged: Judgement, now: datetime) -> Outcome | None:
     """Answer offline, without a paid call, when the model could add nothing: too dark, or surely empty.
 
     "Surely empty" needs a calibrated device: only a comparison with this box's own empty photo can
     say "unchanged from empty"; without one, every frame goes to the model.
     """
-    s = engine.settings
+    s = pipeline.settings
     result = judged.result
     dark = s.skip_dark_frames and result.image_quality == ImageQuality.TOO_DARK.value
     empty = (
@@ -437,19 +440,21 @@ def _offline_prefilter(engine: VisionEngine, plan: Plan, judged: Judgement, now:
     )
     if not (dark or empty):
         return None
-    op = _operation(plan, now, "prefilter", provider=engine.offline.name, model=engine.offline.model, status="ok",
+    op = _operation(plan, now, "prefilter", provider=pipeline.offline.name, model=pipeline.offline.model, status="ok",
                     error="too dark to send" if dark else None)
     return Outcome(
-        result=result, provider=engine.offline.name, model=engine.offline.model, source="prefilter",
+        result=result, provider=pipeline.offline.name, model=pipeline.offline.model, source="prefilter",
         operations=[op],
     )
 
 
-def _run_providers(engine: VisionEngine, plan: Plan, request: AnalyseRequest, primary: str, now: datetime) -> Outcome:
-    s = engine.settings
+def _run_providers(
+    pipeline: VisionPipeline, plan: Plan, request: AnalyseRequest, primary: str, now: datetime
+) -> Outcome:
+    s = pipeline.settings
     operations: list[AIOperation] = []
     try:
-        answer = engine.analyse_with_retries(engine.provider(primary), request)
+        answer = pipeline.analyse_with_retries(pipeline.provider(primary), request)
     except ProviderError as exc:
         operations += _call_operations(plan, now, exc.calls)
         primary_error = f"{primary}: {exc}"
@@ -462,7 +467,7 @@ def _run_providers(engine: VisionEngine, plan: Plan, request: AnalyseRequest, pr
     if fallback in (None, "none", primary):
         return Outcome(error=primary_error, transient=transient, operations=operations)
     try:
-        answer = engine.analyse_with_retries(engine.provider(fallback), request)
+        answer = pipeline.analyse_with_retries(pipeline.provider(fallback), request)
     except ProviderError as exc:
         operations += _call_operations(plan, now, exc.calls)
         error = f"{primary_error}; fallback {fallback}: {exc}"
@@ -482,9 +487,9 @@ class LeaseLost(Exception):
     """Another worker took the job over (our lease expired): our result is not written."""
 
 
-def finish(engine: VisionEngine, plan: Plan, outcome: Outcome, worker_id: str) -> str:
+def finish(pipeline: VisionPipeline, plan: Plan, outcome: Outcome, worker_id: str) -> str:
     """Write the outcome; returns done | failed | retry | lost."""
-    ctx, s = engine.ctx, engine.settings
+    ctx, s = pipeline.ctx, pipeline.settings
     now = ctx.clock.now()
     if outcome.result is not None:
         status = "done"
@@ -550,12 +555,12 @@ def _keep_operations(ctx: AppContext, plan: Plan, outcome: Outcome) -> None:
         session.add_all(outcome.operations)
 
 
-def event_data(plan: Plan, analysis: Analysis) -> dict:
+def event_data(plan: Plan, analysis: Analysis) -> events.AnalysisDone:
     previous = plan.previous[0] if plan.previous else None
     return {
         "capture_id": plan.capture_id,
         "device_serial": plan.device_serial,
-        "kind": plan.kind,
+        "analysis_kind": plan.kind,
         "status": analysis.status.value,
         **{name: getattr(analysis, name) for name in RESULT_FIELDS},
         "provider": analysis.provider,
@@ -597,17 +602,8 @@ def _write_result(session: Session, ctx: AppContext, plan: Plan, outcome: Outcom
         _emit_delivery(session, ctx, plan, analysis, applied)
     if outcome.result.mail_detected is None and not plan.references and plan.kind == "initial":
         _ask_for_calibration(session, ctx, plan, now)
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.ANALYSIS_COMPLETED,
-            user_id=plan.user_id,
-            device_id=plan.device_id,
-            capture_pk=plan.capture_pk,
-            key=f"analysis:{plan.capture_id}:{plan.job_id}",
-            data=event_data(plan, analysis),
-        ),
-    )
+    _emit(session, ctx, plan, DomainEvent.ANALYSIS_COMPLETED, event_data(plan, analysis),
+          key=f"analysis:{plan.capture_id}:{plan.job_id}")
 
 
 def _write_failure(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
@@ -622,33 +618,22 @@ def _write_failure(session: Session, ctx: AppContext, plan: Plan, outcome: Outco
     analysis.phash = outcome.phash
     analysis.updated_at = now
     session.flush()
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.ANALYSIS_FAILED,
-            user_id=plan.user_id,
-            device_id=plan.device_id,
-            capture_pk=plan.capture_pk,
-            key=f"analysis:{plan.capture_id}:{plan.job_id}",
-            data=event_data(plan, analysis),
-        ),
-    )
+    _emit(session, ctx, plan, DomainEvent.ANALYSIS_FAILED, event_data(plan, analysis),
+          key=f"analysis:{plan.capture_id}:{plan.job_id}")
+
+
+def _emit(session: Session, ctx: AppContext, plan: Plan, kind: DomainEvent, data: object, *, key: str,
+          about_capture: bool = True) -> None:
+    """Raise an event about this job's device (and, unless told otherwise, its capture)."""
+    events.emit(ctx.events, session, kind, data, user_id=plan.user_id, device_id=plan.device_id,
+                capture_pk=plan.capture_pk if about_capture else None, key=key)
 
 
 def _emit_delivery(session: Session, ctx: AppContext, plan: Plan, analysis: Analysis,
                    applied: delivery.Applied) -> None:
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.MAIL_DELIVERY,
-            user_id=plan.user_id,
-            device_id=plan.device_id,
-            capture_pk=plan.capture_pk,
-            key=f"delivery:{plan.capture_id}:{applied.transition}",
-            data={**event_data(plan, analysis), "transition": applied.transition,
-                  "since": applied.since.isoformat()},
-        ),
-    )
+    data: events.MailDelivery = {**event_data(plan, analysis), "transition": applied.transition,
+                                 "since": applied.since.isoformat()}
+    _emit(session, ctx, plan, DomainEvent.MAIL_DELIVERY, data, key=f"delivery:{plan.capture_id}:{applied.transition}")
 
 
 def _ask_for_calibration(session: Session, ctx: AppContext, plan: Plan, now: datetime) -> None:
@@ -659,17 +644,9 @@ def _ask_for_calibration(session: Session, ctx: AppContext, plan: Plan, now: dat
     if state.calibration_requested_at is not None:
         return
     state.calibration_requested_at = now
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.CALIBRATION_NEEDED,
-            user_id=plan.user_id,
-            device_id=plan.device_id,
-            capture_pk=plan.capture_pk,
-            key=f"calibration:{plan.device_serial}",
-            data={"device_serial": plan.device_serial, "capture_id": plan.capture_id},
-        ),
-    )
+    _emit(session, ctx, plan, DomainEvent.CALIBRATION_NEEDED,
+          {"device_serial": plan.device_serial, "capture_id": plan.capture_id},
+          key=f"calibration:{plan.device_serial}")
 
 
 def _budget_notice(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
@@ -685,25 +662,18 @@ def _budget_notice(session: Session, ctx: AppContext, plan: Plan, outcome: Outco
             )
     except IntegrityError:
         return  # the owner was told already this month
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.AI_BUDGET_REACHED,
-            user_id=plan.user_id,
-            device_id=plan.device_id,
-            key=f"ai_budget:{plan.device_serial}:{plan.month}",
-            data={"device_serial": plan.device_serial, "month": plan.month, "spent_usd": round(spent, 6),
-                  "budget_usd": s.monthly_budget_usd},
-        ),
-    )
+    budget: events.AIBudgetReached = {"device_serial": plan.device_serial, "month": plan.month,
+                                      "spent_usd": round(spent, 6), "budget_usd": s.monthly_budget_usd}
+    _emit(session, ctx, plan, DomainEvent.AI_BUDGET_REACHED, budget,
+          key=f"ai_budget:{plan.device_serial}:{plan.month}", about_capture=False)
 
 
 # --- one job -----------------------------------------------------------------------------------
 
 
-def run_job(engine: VisionEngine, job_id: int, worker_id: str) -> str:
+def run_job(pipeline: VisionPipeline, job_id: int, worker_id: str) -> str:
     """Run a claimed job to its end (or to its next retry); returns done | failed | retry | lost."""
-    ctx, s = engine.ctx, engine.settings
+    ctx, s = pipeline.ctx, pipeline.settings
     with ctx.sessions() as session:
         job = session.get(AnalysisJob, job_id)
         if job is None or job.status != JobStatus.RUNNING or job.locked_by != worker_id:
@@ -711,14 +681,14 @@ def run_job(engine: VisionEngine, job_id: int, worker_id: str) -> str:
         plan = _plan(session, ctx, job)
     if plan.attempts > s.max_attempts:
         outcome = Outcome(error=f"gave up after {plan.attempts - 1} attempts")
-        return finish(engine, plan, outcome, worker_id)
+        return finish(pipeline, plan, outcome, worker_id)
     try:
         image = ctx.images.read(plan.image_sha256)
     except FileNotFoundError:
-        return finish(engine, plan, Outcome(error="the image file is missing"), worker_id)
+        return finish(pipeline, plan, Outcome(error="the image file is missing"), worker_id)
     try:
-        outcome = decide(engine, plan, image)
+        outcome = decide(pipeline, plan, image)
     except Exception as exc:  # a bug must not lose the job: record it and retry with backoff
         log.exception("vision job %s crashed", job_id)
         outcome = Outcome(error=f"internal error: {type(exc).__name__}: {exc}", transient=True)
-    return finish(engine, plan, outcome, worker_id)
+    return finish(pipeline, plan, outcome, worker_id)

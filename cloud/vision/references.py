@@ -98,6 +98,18 @@ def add_from_capture(session: Session, images: ImageStore, device: Device, captu
     return add(session, device, image, source, now, capture=capture)
 
 
+def capture_of(session: Session, device: Device, capture_id: str) -> Capture:
+    capture = session.scalar(select(Capture).where(Capture.capture_id == capture_id, Capture.device_id == device.id))
+    if capture is None:
+        raise NotFound("no such capture of this device", capture_id=capture_id)
+    return capture
+
+
+def source_for(user_id: int, device: Device) -> str:
+    """Who says the box is empty: its owner, or (at install, before the claim) its installer."""
+    return "owner" if user_id == device.owner_id else "installer"
+
+
 def newest_capture(session: Session, device: Device, taken_after: datetime | None = None) -> Capture:
     """The device's newest photo (taken after ``taken_after``), or 409 when there is none yet."""
     query = select(Capture).where(Capture.device_id == device.id)

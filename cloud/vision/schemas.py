@@ -8,12 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.api.schemas import Strict
+from cloud.vision.base import counts_model
 
 Month = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 class ReanalyseIn(Strict):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(protected_namespaces=())  # merged with Strict's: a field may be called model
 
     provider: Literal["offline", "openai"] | None = Field(default=None, description="Default: the configured one")
     model: str | None = Field(
@@ -29,14 +30,7 @@ class ReanalyseQueued(BaseModel):
     job_id: int
 
 
-class CategoryCounts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    letter: int = Field(default=0, ge=0, le=100)
-    package: int = Field(default=0, ge=0, le=100)
-    magazine: int = Field(default=0, ge=0, le=100)
-    flyer: int = Field(default=0, ge=0, le=100)
-    postcard: int = Field(default=0, ge=0, le=100)
+CategoryCounts = counts_model("CategoryCounts", base=Strict, most=100)
 
 
 class FeedbackIn(Strict):

@@ -20,7 +20,7 @@ from sqlalchemy import and_, or_, select, update
 from cloud.context import AppContext
 from cloud.db import is_sqlite
 from cloud.models import Analysis, AnalysisJob, JobStatus
-from cloud.vision.pipeline import VisionEngine, run_job
+from cloud.vision.pipeline import VisionPipeline, run_job
 
 log = logging.getLogger("mailcam.vision.worker")
 
@@ -63,30 +63,29 @@ def claim_next(ctx: AppContext, worker_id: str) -> int | None:
     return job_id
 
 
-_engine_lock = threading.Lock()
+_pipeline_lock = threading.Lock()
 
 
-def engine_for(ctx: AppContext) -> VisionEngine:
-    """One engine (so one OpenAI client and connection pool) per app context, kept on the context."""
-    with _engine_lock:
-        engine = vars(ctx).get("_vision_engine")
-        if engine is None:
-            engine = vars(ctx)["_vision_engine"] = VisionEngine(ctx)
-        return engine
+def pipeline_for(ctx: AppContext) -> VisionPipeline:
+    """One pipeline (so one OpenAI client and connection pool) per app context, kept on the context."""
+    with _pipeline_lock:
+        if ctx.vision is None:
+            ctx.vision = VisionPipeline(ctx)
+        return ctx.vision
 
 
 def process_pending(
-    ctx: AppContext, limit: int | None = None, *, engine: VisionEngine | None = None, worker_id: str | None = None
+    ctx: AppContext, limit: int | None = None, *, pipeline: VisionPipeline | None = None, worker_id: str | None = None
 ) -> int:
     """Run due jobs until the queue is empty (or ``limit`` jobs ran); returns how many ran."""
-    engine = engine or engine_for(ctx)
+    pipeline = pipeline or pipeline_for(ctx)
     worker_id = worker_id or new_worker_id()
     done = 0
     while limit is None or done < limit:
         job_id = claim_next(ctx, worker_id)
         if job_id is None:
             break
-        run_job(engine, job_id, worker_id)
+        run_job(pipeline, job_id, worker_id)
         done += 1
     return done
 
@@ -100,7 +99,7 @@ class VisionWorker:
         self.worker_id = new_worker_id()
         self._stop = threading.Event()
         # Retry waits sleep on the stop event, so stop() never waits out a backoff.
-        self.engine = VisionEngine(ctx, sleep=self._stop.wait)
+        self.pipeline = VisionPipeline(ctx, sleep=self._stop.wait)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -113,7 +112,7 @@ class VisionWorker:
         while not self._stop.is_set():
             try:
                 ran = process_pending(
-                    self.ctx, 1, engine=self.engine, worker_id=self.worker_id
+                    self.ctx, 1, pipeline=self.pipeline, worker_id=self.worker_id
                 )
             except Exception:  # a database hiccup must not end the worker; the jobs stay in the table
                 log.exception("vision worker pass failed; retrying")

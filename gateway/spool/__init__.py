@@ -5,7 +5,7 @@ several of them and is acked only once it has committed as a whole):
 
 - `base`: the file, schema upgrades, transactions, counters, the kv table (state for `status`)
 - `reassembly`: chunks → captures, with per-device budgets
-- `outbox`: what waits for the cloud, and rows *held* for devices the cloud does not list yet
+- `uploads`: what waits for the cloud, and rows *held* for devices the cloud does not list yet
 - `dead_letters`: what was refused, and the quarantine (bytes kept, replayable) with its retention
 - `devices`: the cloud's device list, cached
 - `commands`: retained trigger commands and answered triggers
@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING
 from gateway.spool.commands import Commands
 from gateway.spool.dead_letters import MQTT, DeadLetter, DeadLetters, Quarantined
 from gateway.spool.devices import DeviceCache
-from gateway.spool.outbox import CAPTURE, DELIVERED, TELEMETRY, Outbox, OutboxItem
 from gateway.spool.reassembly import Reassembly
+from gateway.spool.uploads import CAPTURE, DELIVERED, TELEMETRY, Upload, Uploads
 
 if TYPE_CHECKING:
     from gateway.settings import GatewaySettings
 
-__all__ = ["CAPTURE", "DELIVERED", "MQTT", "TELEMETRY", "DeadLetter", "OutboxItem", "Quarantined", "Spool"]
+__all__ = ["CAPTURE", "DELIVERED", "MQTT", "TELEMETRY", "DeadLetter", "Upload", "Quarantined", "Spool"]
 
 
-class Spool(Outbox, Reassembly, DeadLetters, DeviceCache, Commands):
+class Spool(Uploads, Reassembly, DeadLetters, DeviceCache, Commands):
     """The SQLite file; every method is one short transaction (or runs inside `transaction()`)."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", clock: Callable[[], float] = time.time,

@@ -25,7 +25,7 @@ import sqlite3
 from typing import Any
 
 from gateway.spool.base import SpoolBase
-from gateway.spool.outbox import CAPTURE, DELIVERED
+from gateway.spool.uploads import CAPTURE, DELIVERED
 
 SOI = b"\xff\xd8"
 EOI = b"\xff\xd9"

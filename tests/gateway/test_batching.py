@@ -12,9 +12,9 @@ import pytest
 from mcam import protocol
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.ingest import Inbox, Incoming, Ingestor, MqttLink
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, Spool
+from gateway.subscriber import Inbox, Incoming, Ingestor, MqttLink
 from tests.gateway.kit import chunks_of, fake_jpeg, wait_until
 
 SERIALS = [f"dev{k}" for k in range(5)]

@@ -7,9 +7,9 @@ import random
 import pytest
 from mcam import protocol
 
-from gateway.ingest import Ingestor
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, DELIVERED, TELEMETRY, Spool
+from gateway.subscriber import Ingestor
 from tests.gateway.kit import chunks_of, fake_jpeg
 
 

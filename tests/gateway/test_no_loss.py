@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from gateway.cli import gateway_app
 from gateway.cloud import CloudClient, Retryable
 from gateway.forwarder import Forwarder
-from gateway.ingest import Incoming, Ingestor
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, TELEMETRY, Spool
+from gateway.subscriber import Incoming, Ingestor
 from tests.gateway.kit import chunks_of, fake_jpeg
 
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import gateway_app
-from gateway.service import Gateway, State
+from gateway.service import GatewayService, State
 from gateway.settings import GatewaySettings
 from tests.brokers import free_port
 from tests.cloudkit import jpeg_bytes
@@ -87,7 +87,7 @@ def test_status_without_a_store_says_so(tmp_path):
 def test_gateway_runs_in_process_and_stops(tmp_path, cloud, mosquitto):
     env = gateway_env(cloud, mosquitto)
     settings = GatewaySettings(data_dir=tmp_path / "inproc", metrics_port=0, **env)
-    gateway = Gateway(settings)
+    gateway = GatewayService(settings)
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_until_complete, args=(gateway.run(),))
     runner.start()

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import gateway_app
-from gateway.ingest import Ingestor, MqttLink
-from gateway.service import Gateway, ServiceFailed, State, run_service
+from gateway.service import GatewayService, ServiceFailed, State, run_service
 from gateway.settings import GatewaySettings
+from gateway.subscriber import Ingestor, MqttLink
 from mailcam.orchestration import gateway_connected
 from tests.cloudkit import jpeg_bytes
 from tests.gateway.conftest import gateway_env
@@ -38,7 +38,7 @@ def test_a_dying_ingest_thread_stops_the_service_and_status_says_so(tmp_path, cl
     died silently, the service stayed up and `status` kept printing "broker: connected"."""
     settings = GatewaySettings(data_dir=tmp_path / "gw", metrics_port=0, heartbeat_s=0.2,
                                **gateway_env(cloud, mosquitto))
-    gateway = Gateway(settings)
+    gateway = GatewayService(settings)
     loop = asyncio.new_event_loop()
     outcome: dict[str, BaseException] = {}
 

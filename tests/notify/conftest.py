@@ -126,7 +126,7 @@ def store_capture(ctx: AppContext, owner: Owner, capture_id: str, *, seed: int =
 
 
 def analysis_event(owner: Owner, capture_pk: int, capture_id: str, **data):
-    from cloud.events import Event, EventKind
+    from cloud.events import DomainEvent, Event
 
     values = {"mail_detected": True, "confidence": 0.9, "description": "Two letters and a magazine",
               "categories": {"letter": 2, "magazine": 1}, "items": [], "package_present": False,
@@ -138,7 +138,7 @@ def analysis_event(owner: Owner, capture_pk: int, capture_id: str, **data):
     delivered = values.get("mail_detected") and values.get("image_quality") == "ok"
     if delivered:
         values.setdefault("transition", "arrived")
-    kind = EventKind.MAIL_DELIVERY if delivered else EventKind.ANALYSIS_COMPLETED
+    kind = DomainEvent.MAIL_DELIVERY if delivered else DomainEvent.ANALYSIS_COMPLETED
     return Event(kind, user_id=owner.user_id, device_id=owner.device_id,
                  capture_pk=capture_pk, key=f"analysis:{capture_id}", data=values)
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from cloud.models import Capture, Device
 from cloud.notify import outbox
 from cloud.notify.jobs import notify_jobs
-from cloud.scheduler import run_once_per_period
+from cloud.scheduler import core_jobs, run_once_per_period
 from cloud.services import telemetry
 from tests.notify.conftest import analysis_event, emit, notifications, set_prefs, store_capture
 
@@ -21,7 +21,7 @@ def _telemetry(ctx, owner, volts: float | None) -> None:
 
 
 def _job(ctx, name: str):
-    return next(job for job in notify_jobs(ctx) if job.name == name)
+    return next(job for job in core_jobs(ctx) + notify_jobs(ctx) if job.name == name)
 
 
 def test_low_battery_alerts_once_per_discharge_with_hysteresis(nctx, owner, clock):
@@ -122,7 +122,7 @@ def test_retention_deletes_old_captures_and_unshared_files(nctx, owner, clock):
 
 def test_retention_zero_keeps_everything(nctx):
     nctx.settings.notify.retention_days = 0
-    assert "image_retention" not in [job.name for job in notify_jobs(nctx)]
+    assert "image_retention" not in [job.name for job in core_jobs(nctx) + notify_jobs(nctx)]
 
 
 def test_housekeeping_prunes_old_final_log_rows_only(nctx, owner, clock):

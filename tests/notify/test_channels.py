@@ -283,6 +283,19 @@ def test_push_outage_is_retried(nctx, owner, fcm, clock):
     assert len(fcm.messages) == 1
 
 
+def test_the_installed_firebase_admin_still_has_the_transport_hook(nctx, fcm):
+    """Fails loudly when a firebase-admin upgrade moves the private messaging session our adapter is
+    mounted on (``cloud.notify.fcm.messaging_session``): pushes would bypass our transport."""
+    from cloud.notify.fcm import FCM_ORIGIN, FcmChannel, _FcmAdapter, messaging_session
+
+    channel = FcmChannel(nctx.settings.notify)
+    try:
+        adapter = messaging_session(channel.app).get_adapter(f"{FCM_ORIGIN}/v1/projects/{PROJECT}/messages:send")
+        assert isinstance(adapter, _FcmAdapter)
+    finally:
+        channel.close()
+
+
 def test_a_channel_that_cannot_start_is_retried_not_lost(nctx, owner, tmp_path, clock):
     """Regression guard: an unreadable FCM credentials file must not strand rows in 'sending'."""
     nctx.settings.notify.fcm_credentials_file = str(tmp_path / "missing.json")

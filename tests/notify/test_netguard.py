@@ -91,9 +91,9 @@ def receiver():
 
 
 def _event(nctx, owner):
-    from cloud.events import Event, EventKind
+    from cloud.events import DomainEvent, Event
 
-    emit(nctx, Event(EventKind.AI_BUDGET_REACHED, user_id=owner.user_id, key="budget:1"))
+    emit(nctx, Event(DomainEvent.AI_BUDGET_REACHED, user_id=owner.user_id, key="budget:1"))
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "2130706433", "0"])

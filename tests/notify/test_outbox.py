@@ -70,7 +70,7 @@ def test_mail_arrived_goes_to_console_and_signed_webhook_once(nctx, owner, clock
         ({"package_present": True, "package_damage": "crushed", "package_damage_confidence": 0.2}, {},
          ["package_arrived"]),
         ({}, {"events": {"mail_arrived": []}}, []),
-        ({"source": "model", "kind": "reanalyse"}, {}, ["mail_arrived"]),
+        ({"source": "model", "analysis_kind": "reanalyse"}, {}, ["mail_arrived"]),
     ],
 )
 def test_vision_result_maps_to_the_right_notification(data, prefs, expected):
@@ -231,9 +231,9 @@ def test_claim_lost_mid_send_is_not_resent(nctx, owner, clock):
 
 
 def test_event_for_unowned_device_or_missing_user_is_ignored(nctx, owner):
-    from cloud.events import Event, EventKind
+    from cloud.events import DomainEvent, Event
 
-    emit(nctx, Event(EventKind.AI_BUDGET_REACHED, user_id=None, key="budget:x"))
-    emit(nctx, Event(EventKind.AI_BUDGET_REACHED, user_id=99999, key="budget:y"))
-    emit(nctx, Event(EventKind.AI_BUDGET_REACHED, user_id=owner.user_id, key="budget:z"))
+    emit(nctx, Event(DomainEvent.AI_BUDGET_REACHED, user_id=None, key="budget:x"))
+    emit(nctx, Event(DomainEvent.AI_BUDGET_REACHED, user_id=99999, key="budget:y"))
+    emit(nctx, Event(DomainEvent.AI_BUDGET_REACHED, user_id=owner.user_id, key="budget:z"))
     assert [r.kind for r in notifications(nctx)] == ["ai_budget_reached"]

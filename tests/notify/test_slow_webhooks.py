@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cloud import netguard
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent, Event
 from cloud.notify.base import OutgoingMessage, TemporaryFailure
 from cloud.notify.webhook import WebhookChannel
 from cloud.notify.worker import DeliveryWorker
@@ -168,9 +168,9 @@ def test_slow_webhooks_of_one_user_do_not_hold_another_users_notifications(nctx,
         add_webhook(nctx, bob, receiver.url + "/bob")
         worker.start()
         try:
-            emit(nctx, Event(EventKind.AI_BUDGET_REACHED, user_id=alice.user_id, key="budget:alice"))
+            emit(nctx, Event(DomainEvent.AI_BUDGET_REACHED, user_id=alice.user_id, key="budget:alice"))
             dripper.wait_for_connections(2)  # Alice's sends are in flight, dripping
-            emit(nctx, Event(EventKind.AI_BUDGET_REACHED, user_id=bob.user_id, key="budget:bob"))
+            emit(nctx, Event(DomainEvent.AI_BUDGET_REACHED, user_id=bob.user_id, key="budget:bob"))
             receiver.wait_for(1, "/bob", timeout=DEADLINE_S)
             deadline = time.monotonic() + 60
             while len([r for r in notifications(nctx, channel="webhook", user_id=alice.user_id)

@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 
 from cloud.context import AppContext
-from cloud.events import Event, EventKind
+from cloud.events import DomainEvent, Event
 from cloud.notify import outbox
 from cloud.notify.worker import DeliveryWorker, WorkerState
 from tests.notify.conftest import add_webhook, analysis_event, emit, notifications, store_capture
@@ -35,7 +35,7 @@ def test_two_processes_deliver_each_notification_exactly_once(nctx, owner, cloud
         add_webhook(nctx, owner, receiver.url + "/hook")
         with nctx.sessions() as session:
             for n in range(40):
-                nctx.events.emit(session, Event(EventKind.AI_BUDGET_REACHED, user_id=owner.user_id, key=f"b:{n}"))
+                nctx.events.emit(session, Event(DomainEvent.AI_BUDGET_REACHED, user_id=owner.user_id, key=f"b:{n}"))
             session.commit()
         other = AppContext.build(cloud_settings, clock=clock)
         other.settings.notify.batch_size = nctx.settings.notify.batch_size = 5

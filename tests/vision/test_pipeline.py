@@ -113,15 +113,15 @@ def test_restarting_the_worker_mid_queue_loses_no_job(make_env, clock):
 
 
 def test_a_late_result_from_a_worker_that_lost_its_lease_is_discarded(make_env, clock):
-    from cloud.vision.pipeline import VisionEngine, run_job
+    from cloud.vision.pipeline import VisionPipeline, run_job
 
     env = make_env(lease_timeout_s=60)
     capture_id = env.capture(scenes.render("letters", 20))
     job_id = claim_next(env.ctx, "slow-worker")
     clock.advance(61)
     assert claim_next(env.ctx, "fresh-worker") == job_id  # lease reclaimed
-    assert run_job(VisionEngine(env.ctx), job_id, "slow-worker") == "lost"
-    assert run_job(VisionEngine(env.ctx), job_id, "fresh-worker") == "done"
+    assert run_job(VisionPipeline(env.ctx), job_id, "slow-worker") == "lost"
+    assert run_job(VisionPipeline(env.ctx), job_id, "fresh-worker") == "done"
     assert env.analysis(capture_id)["status"] == "done"
     assert env.sink.kinds().count("analysis_completed") == 1
 

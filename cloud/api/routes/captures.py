@@ -2,50 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response, status
-from sqlalchemy import select
+from fastapi import APIRouter, Response, status
 
 from cloud.api import schemas
-from cloud.api.deps import CtxDep, CurrentUser, SessionDep
-from cloud.api.presenters import capture_public
+from cloud.api.deps import CtxDep, CurrentUser, ManagedCapture, OwnedCapture, SessionDep
+from cloud.api.presenters import capture_public, reference_set
 from cloud.errors import NotFound
-from cloud.models import Capture, Device
+from cloud.models import Capture
 from cloud.services import retention
 from cloud.vision import references
 
 router = APIRouter(prefix="/api/captures", tags=["captures"])
 _errors = {404: {"model": schemas.ErrorBody}}
-
-
-def owned_capture(
-    session: SessionDep, user: CurrentUser, capture_id: schemas.IdPath
-) -> tuple[Capture, Device]:
-    row = session.execute(
-        select(Capture, Device).join(Device, Capture.device_id == Device.id).where(Capture.capture_id == capture_id)
-    ).first()
-    if row is None or row[1].owner_id != user.id:
-        raise NotFound("no such capture", capture_id=capture_id)
-    return row[0], row[1]
-
-
-OwnedCapture = Annotated[tuple[Capture, Device], Depends(owned_capture)]
-
-
-def managed_capture(
-    session: SessionDep, user: CurrentUser, capture_id: schemas.IdPath
-) -> tuple[Capture, Device]:
-    """A capture of a device I own, or that I registered as its installer (calibration at install)."""
-    row = session.execute(
-        select(Capture, Device).join(Device, Capture.device_id == Device.id).where(Capture.capture_id == capture_id)
-    ).first()
-    if row is None or user.id not in (row[1].owner_id, row[1].installer_id):
-        raise NotFound("no such capture", capture_id=capture_id)
-    return row[0], row[1]
-
-
-ManagedCapture = Annotated[tuple[Capture, Device], Depends(managed_capture)]
 
 
 @router.get("/{capture_id}", response_model=schemas.CapturePublic, responses=_errors)
@@ -91,12 +59,9 @@ def get_thumbnail(owned: OwnedCapture, ctx: CtxDep) -> Response:
 def set_reference(managed: ManagedCapture, session: SessionDep, ctx: CtxDep, user: CurrentUser) -> schemas.ReferenceSet:
     """Say "the mailbox is empty in this photo": it becomes the device's empty reference."""
     capture, device = managed
-    source = "owner" if user.id == device.owner_id else "installer"
+    source = references.source_for(user.id, device)
     row = references.add_from_capture(session, ctx.images, device, capture, source, ctx.clock.now())
-    count = len(references.load(session, device.id))
-    session.commit()
-    return schemas.ReferenceSet(capture_id=capture.capture_id, device_serial=device.serial, reference_id=row.id,
-                                source=source, references=count)
+    return reference_set(session, row, capture, device)
 
 
 @router.delete("/{capture_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)

@@ -6,15 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from cloud.api import schemas
-from cloud.api.deps import CtxDep, CurrentUser, DeviceCallerDep, SessionDep
+from cloud.api.deps import CtxDep, CurrentUser, DeviceCallerDep, SessionDep, owned_device
 from cloud.api.presenters import capture_public, trigger_public
 from cloud.errors import Forbidden
-from cloud.models import Capture, Device, TriggerType
-from cloud.services import accounts, clicks, devices, ingest, telemetry, triggers
+from cloud.models import Device, TriggerType
+from cloud.services import accounts, captures, clicks, devices, ingest, telemetry, triggers
 
 router = APIRouter(prefix="/api/device", tags=["device"])
 # The seed's wording, which its clients show as is.
@@ -68,7 +66,6 @@ def post_telemetry(
     device = caller.device_for(session, body.serial_number)
     fields = body.model_dump(exclude={"serial_number", "timestamp"})
     telemetry.record(session, ctx, device, telemetry.TelemetryIn(reported_at=body.timestamp, **fields))
-    session.commit()
     return schemas.TelemetryAccepted()
 
 
@@ -87,9 +84,8 @@ def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: Sessio
     # mismatch is a 403 (not a 404): it says nothing about the device, only that the caller is not that user.
     if body.user_id is not None and body.user_id != user.id:
         raise Forbidden("user_id is not the caller's", user_id=body.user_id)
-    device = devices.owned_device(session, user, body.device_serial)
+    device = owned_device(session, user, body.device_serial)
     outcome = triggers.request_trigger(session, ctx, user, device)
-    session.commit()
     accepted = schemas.TriggerAccepted(
         status="triggered" if outcome.device_online else "queued",
         message=TRIGGERED_MESSAGE if outcome.device_online else QUEUED_MESSAGE,
@@ -111,7 +107,6 @@ def cancel_trigger(
 ) -> schemas.TriggerPublic:
     """Cancel a trigger; its click is given back only if the device has not picked it up yet."""
     trigger = triggers.cancel(session, ctx, user, trigger_id)
-    session.commit()
     return trigger_public(session, trigger, session.get(Device, trigger.device_id).serial)
 
 
@@ -123,15 +118,9 @@ def get_status(
     ctx: CtxDep,
 ) -> schemas.DeviceStatus:
     """A device's status, last capture and my clicks today."""
-    device = devices.owned_device(session, user, device_serial)
+    device = owned_device(session, user, device_serial)
     now = ctx.clock.now()
-    last = session.scalar(
-        select(Capture)
-        .where(Capture.device_id == device.id)
-        .options(selectinload(Capture.analysis))
-        .order_by(Capture.received_at.desc(), Capture.id.desc())
-        .limit(1)
-    )
+    last = captures.latest(session, device)
     tier = accounts.effective_tier(user, now)
     window = clicks.window(session, user, tier, now, ctx.settings.free_clicks_per_day)
     return schemas.DeviceStatus(

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from cloud.api import schemas
-from cloud.api.deps import AccountUser, CtxDep, CurrentUser, OwnedDevice, SessionDep
-from cloud.api.presenters import capture_public, device_public, trigger_public
-from cloud.errors import NotFound
-from cloud.models import Capture, Device, ManualTrigger
-from cloud.services import devices
+from cloud.api.deps import AccountDevice, CtxDep, CurrentUser, ManagedDevice, OwnedDevice, SessionDep
+from cloud.api.presenters import capture_public, device_public, reference_set, trigger_public
+from cloud.services import captures, devices, triggers
 from cloud.vision import references
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -43,7 +38,6 @@ def register_device(
         wake_interval_s=body.wake_interval_s or ctx.settings.default_wake_interval_s,
         reserved_serials=ctx.settings.reserved_serials,
     )
-    session.commit()
     return schemas.DeviceRegistered(serial=device.serial, device_token=token, claim_code=claim_code)
 
 
@@ -55,26 +49,20 @@ def claim_device(
     device, token = devices.claim_device(
         session, code=body.claim_code, user=user, now=ctx.clock.now(), name=body.name
     )
-    session.commit()
     return schemas.DeviceClaimed(**device_public(device, ctx).model_dump(), device_token=token)
 
 
 @router.post("/{serial}/token/", response_model=schemas.DeviceToken, responses=_owner_errors)
-def rotate_device_token(
-    serial: schemas.SerialPath, user: AccountUser, session: SessionDep
-) -> schemas.DeviceToken:
+def rotate_device_token(device: AccountDevice, session: SessionDep) -> schemas.DeviceToken:
     """Give my device a new token; the old one stops working (shown once)."""
-    device = devices.owned_device(session, user, serial)
     token = devices.rotate_device_token(session, device)
-    session.commit()
     return schemas.DeviceToken(serial=device.serial, device_token=token)
 
 
 @router.delete("/{serial}/token/", status_code=status.HTTP_204_NO_CONTENT, responses=_owner_errors)
-def revoke_device_token(serial: schemas.SerialPath, user: AccountUser, session: SessionDep) -> None:
+def revoke_device_token(device: AccountDevice, session: SessionDep) -> None:
     """Revoke my device's token (its gateway may still post for it)."""
-    devices.revoke_device_token(session, devices.owned_device(session, user, serial))
-    session.commit()
+    devices.revoke_device_token(session, device)
 
 
 @router.post(
@@ -84,30 +72,22 @@ def revoke_device_token(serial: schemas.SerialPath, user: AccountUser, session: 
     responses={401: _errors[404], 404: _errors[404], 409: _errors[404], 422: _errors[404]},
 )
 def set_device_reference(
-    serial: schemas.SerialPath, body: schemas.ReferenceRequest, user: CurrentUser, session: SessionDep, ctx: CtxDep
+    device: ManagedDevice, body: schemas.ReferenceRequest, user: CurrentUser, session: SessionDep, ctx: CtxDep
 ) -> schemas.ReferenceSet:
     """Calibrate: a photo of this mailbox empty (the newest one, unless named) becomes its reference."""
-    device = devices.managed_device(session, user, serial)
     if body.capture_id is not None:
-        capture = session.scalar(select(Capture).where(Capture.capture_id == body.capture_id,
-                                                       Capture.device_id == device.id))
-        if capture is None:
-            raise NotFound("no such capture of this device", capture_id=body.capture_id)
+        capture = references.capture_of(session, device, body.capture_id)
     else:
         capture = references.newest_capture(session, device, body.taken_after)
-    source = "owner" if user.id == device.owner_id else "installer"
+    source = references.source_for(user.id, device)
     row = references.add_from_capture(session, ctx.images, device, capture, source, ctx.clock.now())
-    count = len(references.load(session, device.id))
-    session.commit()
-    return schemas.ReferenceSet(capture_id=capture.capture_id, device_serial=device.serial, reference_id=row.id,
-                                source=source, references=count)
+    return reference_set(session, row, capture, device)
 
 
 @router.get("/", response_model=list[schemas.DevicePublic])
 def list_devices(user: CurrentUser, session: SessionDep, ctx: CtxDep) -> list[schemas.DevicePublic]:
     """List my devices."""
-    rows = session.scalars(select(Device).where(Device.owner_id == user.id).order_by(Device.serial))
-    return [device_public(d, ctx) for d in rows]
+    return [device_public(d, ctx) for d in devices.devices_of(session, user.id)]
 
 
 @router.get("/{serial}/", response_model=schemas.DevicePublic, responses=_errors)
@@ -123,23 +103,7 @@ def update_device(
     """Rename a device or change its timezone or wake interval."""
     for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
         setattr(device, field, value)
-    session.commit()
     return device_public(device, ctx)
-
-
-def _encode_cursor(capture: Capture) -> str:
-    micros = (capture.received_at - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}-{capture.id}"
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    # The pattern (CURSOR_PATTERN, in the OpenAPI document) bounds both numbers: every cursor it
-    # admits decodes (≤ 17 digits of µs is before the year 5138), and the id is clamped to INTEGER.
-    micros, pk = cursor.split("-")
-    return _EPOCH + timedelta(microseconds=int(micros)), min(int(pk), 2**31 - 1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @router.get("/{serial}/captures/", response_model=schemas.CapturePage, responses=_errors)
@@ -150,22 +114,8 @@ def list_captures(
     cursor: Annotated[str | None, Query(pattern=schemas.CURSOR_PATTERN)] = None,
 ) -> schemas.CapturePage:
     """Page through a device's captures, newest first."""
-    query = (
-        select(Capture)
-        .where(Capture.device_id == device.id)
-        .options(selectinload(Capture.analysis))
-        .order_by(Capture.received_at.desc(), Capture.id.desc())
-        .limit(limit + 1)
-    )
-    if cursor:
-        when, pk = _decode_cursor(cursor)
-        query = query.where((Capture.received_at < when) | ((Capture.received_at == when) & (Capture.id < pk)))
-    rows = list(session.scalars(query))
-    page, more = rows[:limit], len(rows) > limit
-    return schemas.CapturePage(
-        items=[capture_public(c, device.serial) for c in page],
-        next_cursor=_encode_cursor(page[-1]) if more else None,
-    )
+    page, next_cursor = captures.page(session, device, limit, cursor)
+    return schemas.CapturePage(items=[capture_public(c, device.serial) for c in page], next_cursor=next_cursor)
 
 
 @router.get("/{serial}/triggers/", response_model=list[schemas.TriggerPublic], responses=_errors)
@@ -173,7 +123,4 @@ def list_triggers(
     device: OwnedDevice, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> list[schemas.TriggerPublic]:
     """My device's manual triggers, newest first."""
-    rows = session.scalars(
-        select(ManualTrigger).where(ManualTrigger.device_id == device.id).order_by(ManualTrigger.id.desc()).limit(limit)
-    )
-    return [trigger_public(session, t, device.serial) for t in rows]
+    return [trigger_public(session, t, device.serial) for t in triggers.latest_for_device(session, device, limit)]

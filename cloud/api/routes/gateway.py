@@ -15,7 +15,6 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api import schemas
@@ -25,14 +24,14 @@ from cloud.api.deps import (
     CurrentUser,
     DeviceCaller,
     GatewayDep,
+    OwnedGateway,
     SessionDep,
     TokenDep,
     device_caller,
     gateway_caller,
 )
-from cloud.api.schemas import RowId
 from cloud.context import AppContext
-from cloud.models import Device, Gateway
+from cloud.models import Gateway
 from cloud.services import devices, triggers
 from cloud.services.trigger_watch import TriggerWatch
 
@@ -47,14 +46,13 @@ def register_gateway(
 ) -> schemas.GatewayRegistered:
     """Register a gateway for my devices; its token is shown only here."""
     gateway, token = devices.create_gateway(session, owner=user, name=body.name, now=ctx.clock.now())
-    session.commit()
     return schemas.GatewayRegistered(gateway_id=gateway.id, name=gateway.name, gateway_token=token)
 
 
 @router.get("/gateways/", response_model=list[schemas.GatewayPublic])
 def list_gateways(user: AccountUser, session: SessionDep) -> list[schemas.GatewayPublic]:
     """My gateways."""
-    rows = session.scalars(select(Gateway).where(Gateway.owner_id == user.id).order_by(Gateway.id))
+    rows = devices.gateways_of(session, user)
     return [
         schemas.GatewayPublic(gateway_id=g.id, name=g.name, created_at=g.created_at, last_seen_at=g.last_seen_at)
         for g in rows
@@ -62,26 +60,22 @@ def list_gateways(user: AccountUser, session: SessionDep) -> list[schemas.Gatewa
 
 
 @router.post("/gateways/{gateway_id}/token/", response_model=schemas.GatewayToken, responses=_owner_errors)
-def rotate_gateway_token(gateway_id: RowId, user: AccountUser, session: SessionDep) -> schemas.GatewayToken:
+def rotate_gateway_token(gateway: OwnedGateway, session: SessionDep) -> schemas.GatewayToken:
     """Give my gateway a new token; the old one stops working (shown once)."""
-    gateway = devices.owned_gateway(session, user, gateway_id)
     token = devices.rotate_gateway_token(session, gateway)
-    session.commit()
     return schemas.GatewayToken(gateway_id=gateway.id, gateway_token=token)
 
 
 @router.delete("/gateways/{gateway_id}/", status_code=status.HTTP_204_NO_CONTENT, responses=_owner_errors)
-def revoke_gateway(gateway_id: RowId, user: AccountUser, session: SessionDep) -> None:
+def revoke_gateway(gateway: OwnedGateway, session: SessionDep) -> None:
     """Revoke my gateway: its token stops working and it is forgotten."""
-    session.delete(devices.owned_gateway(session, user, gateway_id))
-    session.commit()
+    session.delete(gateway)
 
 
 @router.get("/gateway/devices/", response_model=list[schemas.GatewayDevice])
 def gateway_devices(gateway: GatewayDep, session: SessionDep) -> list[schemas.GatewayDevice]:
     """The devices this gateway serves."""
-    rows = session.scalars(select(Device).where(Device.owner_id == gateway.owner_id).order_by(Device.serial))
-    session.commit()  # records the gateway's last_seen_at
+    rows = devices.devices_of(session, gateway.owner_id)
     return [schemas.GatewayDevice(serial=d.serial, wake_interval_s=d.wake_interval_s) for d in rows]
 
 
@@ -96,7 +90,7 @@ def _snapshot(ctx: AppContext, gateway_id: int) -> schemas.GatewayTriggers:
     with ctx.sessions() as session:
         gateway = session.get(Gateway, gateway_id)
         device_ids = DeviceCaller(gateway=gateway).device_ids(session)
-        serials = dict(session.execute(select(Device.id, Device.serial).where(Device.id.in_(device_ids))).all())
+        serials = devices.serials(session, device_ids)
         rows = triggers.open_for_devices(session, device_ids, ctx.clock.now())
         items = [
             schemas.GatewayTrigger(
@@ -150,8 +144,7 @@ def trigger_delivered(
     """Report that the device has picked up a trigger."""
     device_ids = DeviceCaller(gateway=gateway).device_ids(session)
     trigger = triggers.mark_delivered(session, device_ids, trigger_id, ctx.clock.now())
-    session.commit()
-    serial = session.scalar(select(Device.serial).where(Device.id == trigger.device_id))
+    serial = devices.serials(session, [trigger.device_id])[trigger.device_id]
     status_value = trigger.status.value if trigger.status.is_open else "delivered"
     return schemas.GatewayTrigger(
         trigger_id=trigger.trigger_id, device_serial=serial, status=status_value, expires_at=trigger.expires_at

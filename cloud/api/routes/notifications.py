@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy import select
 
-from cloud import netguard
 from cloud.api import schemas as core_schemas
-from cloud.api.deps import AccountUser, CtxDep, CurrentUser, SessionDep
-from cloud.api.schemas import RowId
-from cloud.errors import NotFound, ValidationFailed
-from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
+from cloud.api.deps import AccountUser, CtxDep, CurrentUser, OwnedPushToken, OwnedWebhook, SessionDep
+from cloud.models import User, Webhook
 from cloud.notify import confirmations, preferences, registry
 from cloud.notify import schemas as s
 from cloud.notify.webhook import new_salt, webhook_secret
+from cloud.services import notifications
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
 _err = {"model": core_schemas.ErrorBody}
@@ -34,19 +30,7 @@ def delivery_log(
     status_: Annotated[s.Status | None, Query(alias="status")] = None,
 ) -> s.NotificationPage:
     """What was (or will be) sent to me, newest first."""
-    query = (
-        select(Notification, Device.serial, Capture.capture_id)
-        .outerjoin(Device, Device.id == Notification.device_id)
-        .outerjoin(Capture, Capture.id == Notification.capture_pk)
-        .where(Notification.user_id == user.id)
-    )
-    if before_id is not None:
-        query = query.where(Notification.id < before_id)
-    if kind is not None:
-        query = query.where(Notification.kind == kind)
-    if status_ is not None:
-        query = query.where(Notification.status == status_)
-    rows = session.execute(query.order_by(Notification.id.desc()).limit(limit)).all()
+    rows = notifications.delivery_log(session, user, limit=limit, before_id=before_id, kind=kind, status=status_)
     items = [
         s.NotificationPublic(
             id=n.id, kind=n.kind, channel=n.channel, recipient=n.recipient, title=n.title, body=n.body,
@@ -91,7 +75,6 @@ def put_preferences(
     """Change my notification preferences; fields left out keep their value."""
     changes = body.model_dump(exclude_unset=True)
     preferences.save(session, user, changes, ctx.clock.now())
-    session.commit()
     return _preferences_public(session, ctx, user)
 
 
@@ -129,40 +112,21 @@ def register_push_token(
     body: s.PushTokenCreate, user: AccountUser, session: SessionDep, ctx: CtxDep
 ) -> s.PushTokenPublic:
     """Register this app install's FCM token (re-registering moves it to me)."""
-    digest = hashlib.sha256(body.token.encode()).hexdigest()
-    row = session.scalar(select(PushToken).where(PushToken.token_sha256 == digest))
-    if row is None:
-        row = PushToken(user_id=user.id, token=body.token, token_sha256=digest, platform=body.platform,
-                        created_at=ctx.clock.now())
-        session.add(row)
-    else:
-        row.user_id, row.platform = user.id, body.platform or row.platform
-    session.commit()
+    row = notifications.register_push_token(session, user, body.token, body.platform, ctx.clock.now())
     return s.PushTokenPublic(id=row.id, platform=row.platform, created_at=row.created_at)
 
 
 @router.get("/push-tokens/", response_model=list[s.PushTokenPublic])
 def list_push_tokens(user: CurrentUser, session: SessionDep) -> list[s.PushTokenPublic]:
     """My registered app installs (the tokens themselves are not shown)."""
-    rows = session.scalars(select(PushToken).where(PushToken.user_id == user.id).order_by(PushToken.id))
+    rows = notifications.push_tokens(session, user)
     return [s.PushTokenPublic(id=r.id, platform=r.platform, created_at=r.created_at) for r in rows]
 
 
 @router.delete("/push-tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
-def delete_push_token(token_id: RowId, user: AccountUser, session: SessionDep) -> None:
+def delete_push_token(row: OwnedPushToken, session: SessionDep) -> None:
     """Forget an app install's token (log-out on the phone)."""
-    row = session.get(PushToken, token_id)
-    if row is None or row.user_id != user.id:
-        raise NotFound("no such push token", token_id=token_id)
     session.delete(row)
-    session.commit()
-
-
-def _check_target(url: str, ctx: CtxDep) -> None:
-    try:
-        netguard.Policy.from_allow(ctx.settings.notify.outbound_allow).check_url(url)
-    except netguard.TargetRefused as exc:
-        raise ValidationFailed(f"the webhook URL is not allowed: {exc.reason}") from exc
 
 
 def _webhook_public(hook: Webhook) -> s.WebhookPublic:
@@ -170,21 +134,10 @@ def _webhook_public(hook: Webhook) -> s.WebhookPublic:
                            created_at=hook.created_at)
 
 
-def _owned_webhook(session: SessionDep, user: User, webhook_id: int) -> Webhook:
-    hook = session.get(Webhook, webhook_id)
-    if hook is None or hook.user_id != user.id:
-        raise NotFound("no such webhook", webhook_id=webhook_id)
-    return hook
-
-
 @router.post("/webhooks/", status_code=status.HTTP_201_CREATED, response_model=s.WebhookCreated, responses=_invalid)
 def create_webhook(body: s.WebhookCreate, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
     """Add a webhook; its signing secret is shown only here."""
-    _check_target(body.url, ctx)
-    hook = Webhook(user_id=user.id, url=body.url, description=body.description, secret_salt=new_salt(),
-                   active=True, created_at=ctx.clock.now())
-    session.add(hook)
-    session.commit()
+    hook = notifications.create_webhook(session, ctx, user, body.url, body.description)
     secret = webhook_secret(ctx.settings.secret_key, hook.secret_salt)
     return s.WebhookCreated(**_webhook_public(hook).model_dump(), secret=secret)
 
@@ -192,37 +145,25 @@ def create_webhook(body: s.WebhookCreate, user: AccountUser, session: SessionDep
 @router.get("/webhooks/", response_model=list[s.WebhookPublic])
 def list_webhooks(user: CurrentUser, session: SessionDep) -> list[s.WebhookPublic]:
     """My webhooks (secrets are not shown again)."""
-    rows = session.scalars(select(Webhook).where(Webhook.user_id == user.id).order_by(Webhook.id))
-    return [_webhook_public(h) for h in rows]
+    return [_webhook_public(h) for h in notifications.webhooks(session, user)]
 
 
 @router.patch("/webhooks/{webhook_id}", response_model=s.WebhookPublic, responses={**_errors, **_invalid})
-def update_webhook(
-    webhook_id: RowId, body: s.WebhookUpdate, user: AccountUser, session: SessionDep, ctx: CtxDep
-) -> s.WebhookPublic:
+def update_webhook(hook: OwnedWebhook, body: s.WebhookUpdate, session: SessionDep, ctx: CtxDep) -> s.WebhookPublic:
     """Change a webhook's URL or description, or switch it on or off."""
-    hook = _owned_webhook(session, user, webhook_id)
-    changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    if "url" in changes:
-        _check_target(changes["url"], ctx)
-    for field, value in changes.items():
-        setattr(hook, field, value)
-    session.commit()
+    notifications.update_webhook(session, ctx, hook, body.model_dump(exclude_unset=True, exclude_none=True))
     return _webhook_public(hook)
 
 
 @router.post("/webhooks/{webhook_id}/rotate-secret", response_model=s.WebhookCreated, responses=_errors)
-def rotate_webhook_secret(webhook_id: RowId, user: AccountUser, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
+def rotate_webhook_secret(hook: OwnedWebhook, session: SessionDep, ctx: CtxDep) -> s.WebhookCreated:
     """Replace a webhook's signing secret; the new one is shown only here."""
-    hook = _owned_webhook(session, user, webhook_id)
     hook.secret_salt = new_salt()
-    session.commit()
     return s.WebhookCreated(**_webhook_public(hook).model_dump(),
                             secret=webhook_secret(ctx.settings.secret_key, hook.secret_salt))
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
-def delete_webhook(webhook_id: RowId, user: AccountUser, session: SessionDep) -> None:
+def delete_webhook(hook: OwnedWebhook, session: SessionDep) -> None:
     """Remove a webhook."""
-    session.delete(_owned_webhook(session, user, webhook_id))
-    session.commit()
+    session.delete(hook)

@@ -36,7 +36,6 @@ def register(body: schemas.UserCreate, session: SessionDep, ctx: CtxDep) -> sche
         name=body.name,
         timezone=body.timezone,
     )
-    session.commit()
     return _public(user, ctx)
 
 
@@ -57,7 +56,7 @@ def login(body: schemas.LoginIn, request: Request, session: SessionDep, ctx: Ctx
         session.rollback()  # first: on SQLite the open transaction holds the process's writer gate
         login_limits.not_checked(ctx, attempt)
         raise
-    session.commit()
+    session.commit()  # first: the counter below has its own transaction, and ours holds SQLite's writer gate
     login_limits.succeeded(ctx, attempt)
     return schemas.TokenOut(access_token=token, expires_at=row.expires_at)
 
@@ -66,14 +65,12 @@ def login(body: schemas.LoginIn, request: Request, session: SessionDep, ctx: Ctx
 def logout(session: SessionDep, user: AccountUser, token: TokenDep) -> None:
     """Revoke the token used for this request."""
     accounts.logout(session, token)
-    session.commit()
 
 
 @router.delete("/auth/tokens/", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
 def logout_everywhere(session: SessionDep, user: AccountUser) -> None:
     """Log out everywhere: revoke every login token of mine, this one included."""
     accounts.logout_everywhere(session, user)
-    session.commit()
 
 
 @router.post("/users/me/password/", response_model=schemas.TokenOut, responses={**_errors, 422: _err})
@@ -85,7 +82,6 @@ def change_password(
         session, user, current=body.current_password, new=body.new_password, now=ctx.clock.now(),
         ttl_s=ctx.settings.user_token_ttl_s,
     )
-    session.commit()
     return schemas.TokenOut(access_token=token, expires_at=row.expires_at)
 
 
@@ -103,5 +99,4 @@ def update_me(body: schemas.UserUpdate, user: AccountUser, session: SessionDep, 
         clicks.carry_over(session, user.id, user.timezone, changes["timezone"], ctx.clock.now())
     for field, value in changes.items():
         setattr(user, field, value)
-    session.commit()
     return _public(user, ctx)

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, FastAPI, Query, status
 
 from cloud.api import schemas as core_schemas
-from cloud.api.deps import CtxDep, CurrentUser, SessionDep
-from cloud.api.routes.captures import OwnedCapture
+from cloud.api.deps import CtxDep, CurrentUser, OwnedCapture, SessionDep
 from cloud.vision import owner, schemas
 from cloud.vision.config import VisionSettings
 from cloud.vision.pipeline import month_of
@@ -44,7 +43,6 @@ def reanalyse(
     """Queue a new analysis of a capture, e.g. with a stronger model or detail=high."""
     capture, device = owned
     job = owner.request_reanalysis(session, ctx, capture, device, body or schemas.ReanalyseIn())
-    session.commit()
     return schemas.ReanalyseQueued(capture_id=capture.capture_id, job_id=job.id)
 
 
@@ -58,7 +56,6 @@ def feedback(
 ) -> schemas.FeedbackPublic:
     """Say whether an analysis was right, and what the truth was."""
     result = owner.record_feedback(session, ctx, user, owned[0], body)
-    session.commit()
     return result
 
 

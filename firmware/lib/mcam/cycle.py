@@ -26,8 +26,8 @@ import os
 
 from . import FW_VERSION, config, flashjson, protocol
 from .compat import hexstr, ticks_diff
+from .flash_queue import FlashQueue
 from .mqtt import MQTTClient, MQTTError
-from .store import Store
 
 MAX_TIDS = 4  # answered trigger ids remembered (RTC memory and flash)
 MAX_TELEMETRY = 4  # unacknowledged telemetry messages kept for redelivery
@@ -129,7 +129,7 @@ class Cycle:
         self.bat = self.read_battery_mv()
         low = self.bat < cfg["low_battery"]["mv"]
         self.result["low_battery"] = low
-        self.store = Store(self.queue_dir, cfg["max_queued"])
+        self.store = FlashQueue(self.queue_dir, cfg["max_queued"])
         backlog = len(self.store.keys())
         if wake != "timer" or not self.st["retry"]:
             self.capture(protocol.AUTOMATIC, None, flash=cfg["camera"]["flash"] and not low)

@@ -70,7 +70,7 @@ WAKE_REASONS = ("timer", "door", "power_on", "manual")
 
 STATUS_LOST = b"lost"
 
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # the one image cap: gateway and cloud settings may only lower it
 DEFAULT_CHUNK_SIZE = 4096
 MAX_HEADER_BYTES = 1024
 MAX_TID_LEN = 64

@@ -1,4 +1,8 @@
-"""The outbox: what waits for the cloud (captures, telemetry, trigger delivery reports).
+"""Uploads: what waits for the cloud (captures, telemetry, trigger delivery reports).
+
+(Not to be confused with the cloud's notification outbox. The SQLite table and the
+``outbox_*`` counters and settings keep their old name: renaming them would change the file
+format and the operators' settings.)
 
 Autoincrement id, read ``ORDER BY id``, deleted after the cloud's 2xx. A capture row carries no
 image: the image stays in the reassembly chunks (written once) until the cloud has it; a capture
@@ -20,11 +24,11 @@ from gateway.spool.base import SpoolBase
 CAPTURE = "capture"
 TELEMETRY = "telemetry"
 DELIVERED = "delivered"
-ROW_OVERHEAD = 200  # bytes counted per outbox row besides its body
+ROW_OVERHEAD = 200  # bytes counted per upload row besides its body
 
 
 @dataclass(frozen=True)
-class OutboxItem:
+class Upload:
     id: int
     kind: str
     serial: str
@@ -34,7 +38,7 @@ class OutboxItem:
     attempts: int
 
 
-class Outbox(SpoolBase):
+class Uploads(SpoolBase):
     def _enqueue(self, kind: str, serial: str, key: str, meta: dict[str, Any], body: bytes | None,
                  *, held: bool = False) -> None:
         size = len(body or b"") + ROW_OVERHEAD
@@ -49,25 +53,25 @@ class Outbox(SpoolBase):
         with self.transaction():
             self._enqueue(kind, serial, key, meta, body, held=held)
 
-    def pending(self, limit: int) -> list[OutboxItem]:
+    def pending(self, limit: int) -> list[Upload]:
         """The oldest `limit` rows that may be forwarded (not held), oldest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, kind, serial, key, meta, body, attempts FROM outbox WHERE held = 0 ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
+        return [Upload(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
 
-    def held(self, limit: int = 1000) -> list[OutboxItem]:
+    def held(self, limit: int = 1000) -> list[Upload]:
         """Rows held for devices the cloud does not list (yet), oldest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, kind, serial, key, meta, body, attempts FROM outbox WHERE held = 1 ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
+        return [Upload(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
 
-    def _remove(self, item: OutboxItem) -> bool:
+    def _remove(self, item: Upload) -> bool:
         size = self._scalar("SELECT bytes FROM outbox WHERE id = ?", item.id)
         if size is None:
             return False
@@ -77,7 +81,7 @@ class Outbox(SpoolBase):
             self._drop_chunks(item.serial, item.key)
         return True
 
-    def done(self, item: OutboxItem, counter: str | None = None) -> None:
+    def done(self, item: Upload, counter: str | None = None) -> None:
         """The cloud took it: delete it and a capture's chunks (and count it under `counter`)."""
         with self.transaction():
             if self._remove(item) and counter:
@@ -88,7 +92,7 @@ class Outbox(SpoolBase):
             db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error[:300], item_id))
             self.count("retried")
 
-    def quarantine(self, item: OutboxItem, reason: str, detail: str, image: bytes | None = None) -> None:
+    def quarantine(self, item: Upload, reason: str, detail: str, image: bytes | None = None) -> None:
         """Move an item to the dead letters *with* what is needed to send it again (its image, its body)."""
         with self.transaction():
             if item.kind == CAPTURE and image is None:
@@ -99,7 +103,7 @@ class Outbox(SpoolBase):
                 self.dead_letter(reason, size=size, serial=item.serial, key=item.key, detail=detail,
                                  kind=item.kind, meta=item.meta, payload=payload)
 
-    def reject(self, item: OutboxItem, reason: str, detail: str, image: bytes | None = None) -> None:
+    def reject(self, item: Upload, reason: str, detail: str, image: bytes | None = None) -> None:
         """The cloud refused it for good (its own JSON error code): quarantine it as ``cloud_<reason>``."""
         self.quarantine(item, f"cloud_{reason}", detail, image)
 
@@ -122,7 +126,7 @@ class Outbox(SpoolBase):
                 "ORDER BY id", (cutoff,),
             ).fetchall()
         for r in rows:
-            item = OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6])
+            item = Upload(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6])
             self.quarantine(item, "unknown_device",
                             f"the cloud did not list this serial for {hold_s / 3600:.0f} h; replayable")
         return len(rows)

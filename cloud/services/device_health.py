@@ -1,4 +1,7 @@
-"""Device alerts: low battery with hysteresis, offline after N missed wakes.
+"""Device health: low battery with hysteresis, offline after N missed wakes.
+
+Ingest and telemetry report activity here (``on_device_activity``); the offline check is a
+core periodic job. Both raise events; notifications are one consumer of them.
 
 Battery: a device alerts once when its voltage falls to ``low_battery_v`` and is re-armed
 only when it climbs back to ``battery_recovered_v`` (a charged or new battery). Readings
@@ -14,30 +17,25 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from cloud import events
 from cloud.context import AppContext
-from cloud.events import Event, EventKind
+from cloud.db import upsert
+from cloud.events import DomainEvent
 from cloud.models import Device, DeviceAlertState
 
 
 def _ensure_state(session: Session, device_id: int) -> None:
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(
-        insert(DeviceAlertState)
+        upsert(session, DeviceAlertState)
         .values(device_id=device_id, battery_low=False, battery_alerts=0, offline=False, offline_alerts=0)
         .on_conflict_do_nothing(index_elements=[DeviceAlertState.device_id])
     )
 
 
-def on_device_activity(session: Session, ctx: AppContext, event: Event) -> None:
-    """A capture or telemetry arrived: the device is back, and its battery reading counts."""
-    if event.device_id is None:
-        return
-    device = session.get(Device, event.device_id)
-    if device is None:
-        return
+def on_device_activity(session: Session, ctx: AppContext, device: Device, voltage: float | None) -> None:
+    """A capture or telemetry arrived: the device is back, and its battery reading (if any) counts."""
     _ensure_state(session, device.id)
     session.execute(
         update(DeviceAlertState)
@@ -45,7 +43,6 @@ def on_device_activity(session: Session, ctx: AppContext, event: Event) -> None:
         .values(offline=False)
         .execution_options(synchronize_session=False)
     )
-    voltage = event.data["battery_voltage"] if "battery_voltage" in event.data else device.last_battery_voltage
     if voltage is not None:
         check_battery(session, ctx, device, float(voltage))
 
@@ -72,17 +69,10 @@ def check_battery(session: Session, ctx: AppContext, device: Device, voltage: fl
     ).scalar_one_or_none()
     if alert_no is None:
         return False
-    ctx.events.emit(
-        session,
-        Event(
-            EventKind.LOW_BATTERY,
-            user_id=device.owner_id,
-            device_id=device.id,
-            key=f"low-battery:{device.id}:{alert_no}",
-            data={"device_serial": device.serial, "battery_voltage": voltage,
-                  "threshold_v": settings.low_battery_v},
-        ),
-    )
+    low: events.LowBattery = {"device_serial": device.serial, "battery_voltage": voltage,
+                              "threshold_v": settings.low_battery_v}
+    events.emit(ctx.events, session, DomainEvent.LOW_BATTERY, low, user_id=device.owner_id, device_id=device.id,
+                key=f"low-battery:{device.id}:{alert_no}")
     return True
 
 
@@ -111,18 +101,11 @@ def detect_offline(session: Session, ctx: AppContext) -> int:
         if alert_no is None:
             continue
         alerted += 1
-        ctx.events.emit(
-            session,
-            Event(
-                EventKind.DEVICE_OFFLINE,
-                user_id=device.owner_id,
-                device_id=device.id,
-                key=f"device-offline:{device.id}:{alert_no}",
-                data={
-                    "device_serial": device.serial,
-                    "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
-                    "missed_wakes": int((now - since).total_seconds() // device.wake_interval_s),
-                },
-            ),
-        )
+        offline: events.DeviceOffline = {
+            "device_serial": device.serial,
+            "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
+            "missed_wakes": int((now - since).total_seconds() // device.wake_interval_s),
+        }
+        events.emit(ctx.events, session, DomainEvent.DEVICE_OFFLINE, offline, user_id=device.owner_id,
+                    device_id=device.id, key=f"device-offline:{device.id}:{alert_no}")
     return alerted

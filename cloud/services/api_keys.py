@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
-from cloud.errors import Forbidden, NotAuthenticated, NotFound, RateLimited, ValidationFailed
+from cloud.db import upsert
+from cloud.errors import Forbidden, NotAuthenticated, RateLimited, ValidationFailed
 from cloud.models import ApiKey, ApiRateWindow, Tier, User
 from cloud.security import hash_token, new_token
 from cloud.services import accounts
@@ -54,10 +54,8 @@ def list_keys(session: Session, user: User) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id)))
 
 
-def revoke(session: Session, user: User, key_id: int, now: datetime) -> ApiKey:
-    row = session.get(ApiKey, key_id)
-    if row is None or row.user_id != user.id:
-        raise NotFound("no such API key", key_id=key_id)
+def revoke(session: Session, row: ApiKey, now: datetime) -> ApiKey:
+    """Revoke the key (the caller's: ``cloud.api.deps.OwnedApiKey``); revoking twice changes nothing."""
     if row.revoked_at is None:
         row.revoked_at = now
     session.flush()
@@ -100,9 +98,8 @@ def per_minute(ctx: AppContext, tier: Tier) -> int:
 
 
 def _count(session: Session, key_id: int, window: int) -> int:
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(ApiRateWindow)
+        upsert(session, ApiRateWindow)
         .values(api_key_id=key_id, window=window, count=1)
         .on_conflict_do_update(
             index_elements=[ApiRateWindow.api_key_id, ApiRateWindow.window], set_={"count": ApiRateWindow.count + 1}
@@ -113,3 +110,9 @@ def _count(session: Session, key_id: int, window: int) -> int:
     if used == 1:  # first request of a new window: drop this key's old windows
         session.execute(delete(ApiRateWindow).where(ApiRateWindow.api_key_id == key_id, ApiRateWindow.window < window))
     return used
+
+
+def prune_windows(session: Session, now: datetime) -> int:
+    """Drop rate-limit windows that ended before the current minute; returns how many."""
+    spent = delete(ApiRateWindow).where(ApiRateWindow.window < int(now.timestamp()) // 60 - 1)
+    return session.execute(spent).rowcount or 0

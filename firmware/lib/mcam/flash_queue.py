@@ -43,7 +43,7 @@ def _rm(path):
         pass
 
 
-class Store:
+class FlashQueue:
     def __init__(self, root, max_items):
         self.root = root
         self.max_items = max_items

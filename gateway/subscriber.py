@@ -1,4 +1,5 @@
-"""MQTT ingest: paho-mqtt 2.x with manual acknowledgement, committed to the store before the PUBACK.
+"""The MQTT subscriber (the gateway's ingest): paho-mqtt 2.x with manual acknowledgement, committed
+to the spool before the PUBACK.
 
 Why paho and not aiomqtt: aiomqtt 2.5 sends the PUBACK of a QoS 1 message as soon as it arrives,
 before our code sees it (and drops messages from a full queue after acking them). paho 2.x has
@@ -22,7 +23,6 @@ from __future__ import annotations
 import collections
 import logging
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -32,17 +32,16 @@ import paho.mqtt.client as paho
 from mcam import protocol
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway import paho_private
 from gateway.cloudformat import telemetry_body
 from gateway.settings import GatewaySettings
 from gateway.spool import MQTT, TELEMETRY, Spool
 
-log = logging.getLogger("mailcam.gateway.ingest")
+log = logging.getLogger("mailcam.gateway.ingest")  # the logger keeps its name: operators filter on it
 
 # Every device's topics (mailcam/v1/<serial>/<kind>), not our own retained clock (mailcam/v1/clock):
 # echoes of it every few seconds, queued in our persistent session while we are away, would be noise.
 SUBSCRIPTION = "mailcam/v1/+/+"
-PUBACK = 0x40  # MQTT control packet type 4; remaining length 2 (the packet id)
-_PUBACK = struct.Struct("!BBH")
 
 
 class Incoming(NamedTuple):
@@ -138,6 +137,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self.client = client
+        self._write_pubacks = paho_private.puback_writer(client)
 
     # paho thread ------------------------------------------------------------------------------
     def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object, props: object) -> None:
@@ -164,7 +164,7 @@ class MqttLink:
             self.on_state(False)
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
-        item = Incoming(self.generation, message.mid, message.qos, message._topic, message.payload)
+        item = Incoming(self.generation, message.mid, message.qos, paho_private.raw_topic(message), message.payload)
         while not self.closing:  # while closing, drop it unacked: the broker redelivers it
             if self.inbox.put(item, timeout=0.5):
                 return
@@ -178,12 +178,11 @@ class MqttLink:
     def network_alive(self) -> bool:
         """False if paho's network thread died while it should be running (a bug in a callback).
 
-        The one place that reads paho's private ``_thread`` (tests/gateway/test_supervision.py fails
-        loudly if an upgrade renames it).
+        paho has no public way to ask (see ``gateway.paho_private``).
         """
         if self.closing:
             return True
-        thread = self.client._thread
+        thread = paho_private.network_thread(self.client)
         return thread is not None and thread.is_alive()
 
     def drain(self) -> None:
@@ -205,19 +204,17 @@ class MqttLink:
 
         The QoS 1 PUBACKs of a batch go out as one write (one queued buffer of back-to-back 4-byte
         packets, one wake-up of paho's thread) instead of one per message; anything else (QoS 2, or a
-        paho without the internal queue) goes through `client.ack` one by one.
+        paho whose internals changed: ``gateway.paho_private``) goes through `client.ack` one by one.
         """
-        queue_packet = getattr(self.client, "_packet_queue", None)
         with self._ack_lock:
             generation = self.generation
             current = [m for m in messages if m.generation == generation and m.qos > 0]
-            if queue_packet is None:
+            if self._write_pubacks is None:
                 others = current
             else:
-                pack = _PUBACK.pack
-                pubacks = b"".join([pack(PUBACK, 2, m.mid) for m in current if m.qos == 1])
-                if pubacks:
-                    queue_packet(PUBACK, pubacks, 0, 1)
+                mids = [m.mid for m in current if m.qos == 1]
+                if mids:
+                    self._write_pubacks(mids)
                 others = [m for m in current if m.qos != 1]
             for message in others:
                 self.client.ack(message.mid, message.qos)
@@ -422,7 +419,7 @@ class IngestThread(threading.Thread):
                 self.on_committed(len(batch))
 
     def _has_room(self) -> bool:
-        """Outbox-full policy: drop the oldest telemetry; if still full, stop taking messages."""
+        """Spool-full policy: drop the oldest telemetry; if still full, stop taking messages."""
         store = self.ingestor.store
         if store.used_bytes < self.outbox_max_bytes:
             return True

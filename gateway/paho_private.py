@@ -1,0 +1,58 @@
+"""Every reach into paho-mqtt's private parts, in one place.
+
+paho 2.x has no public way to do three things the gateway needs:
+
+- read a message's topic as bytes: ``MQTTMessage.topic`` decodes UTF-8 and raises on a device's
+  malformed topic, which must become a dead letter, not a crash (``raw_topic``);
+- queue a batch of PUBACKs as one write: ``client.ack`` queues one packet and wakes the network
+  thread per message, the cost bench/gateway_throughput.py measured (``puback_writer``);
+- tell whether its network thread is still alive (``network_thread``).
+
+``puback_writer`` checks the private method's signature once, when the link is built. If an
+upgrade changed it, the gateway logs an error and acks through the public ``client.ack`` (slower,
+still correct) instead of raising inside the ingest thread. tests/gateway/test_paho_private.py
+fails loudly on such an upgrade, so the fast path is never lost unnoticed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import struct
+import threading
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+from paho.mqtt import __version__ as PAHO_VERSION
+
+log = logging.getLogger("mailcam.gateway.paho")
+
+# paho 2.2: Client._packet_queue(self, command, packet, mid, qos, info=None)
+PACKET_QUEUE_PARAMETERS = ("command", "packet", "mid", "qos", "info")
+PUBACK = 0x40  # MQTT 3.1.1 §3.4: control packet type 4; remaining length 2 (the packet id)
+_PUBACK = struct.Struct("!BBH")
+
+
+def raw_topic(message: paho.MQTTMessage) -> bytes | str:
+    """The topic as it came off the wire (bytes), undecoded."""
+    return message._topic
+
+
+def puback_writer(client: paho.Client) -> Callable[[list[int]], None] | None:
+    """A function that queues the QoS 1 PUBACKs of these packet ids as one write; None if paho changed."""
+    queue_packet = getattr(client, "_packet_queue", None)
+    if queue_packet is None or tuple(inspect.signature(queue_packet).parameters) != PACKET_QUEUE_PARAMETERS:
+        log.error("paho-mqtt %s changed Client._packet_queue: PUBACKs go one by one through client.ack",
+                  PAHO_VERSION)
+        return None
+
+    def write(mids: list[int]) -> None:
+        pack = _PUBACK.pack
+        queue_packet(PUBACK, b"".join([pack(PUBACK, 2, mid) for mid in mids]), 0, 1)
+
+    return write
+
+
+def network_thread(client: paho.Client) -> threading.Thread | None:
+    """The thread ``loop_start`` started (None before it, or after ``loop_stop``)."""
+    return client._thread
