@@ -155,9 +155,11 @@ def delivery_run(first: int, count: int, days: int, workdir: Path) -> dict:
             capture_id = f"box-{seed}-{n:04d}"
             truth[capture_id] = happened
             with ctx.sessions() as session:
+                # deliveries and collections open the door; the quiet photos are timer wakes
+                reason = "door" if happened in ("arrived", "more", "collected") else "timer"
                 ingest.ingest_capture(session, ctx, session.get(Device, device_id), ingest.CaptureIn(
                     image_b64=base64.b64encode(box.frame(items, wake)).decode(), trigger_type=TriggerType.AUTOMATIC,
-                    battery_voltage=3.9, taken_at=clock.now(), capture_id=capture_id))
+                    battery_voltage=3.9, taken_at=clock.now(), capture_id=capture_id, wake_reason=reason))
                 session.commit()
             process_pending(ctx)
     with ctx.sessions() as session:

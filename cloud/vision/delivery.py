@@ -29,12 +29,12 @@ from cloud.models import DeliveryEvent, MailboxState
 ARRIVED, MORE, COLLECTED = "arrived", "more", "collected"
 ARRIVE_MIN_CONFIDENCE = 0.6
 COLLECT_MIN_CONFIDENCE = 0.8
-MORE_MIN_SHARE = 0.008  # of the frame: new objects since the previous photo (a postcard is ~2 %)
+MORE_MIN_SHARE = 0.02  # of the frame: new objects where the box was empty (an envelope is ~5 %)
 # The door just opened: someone put something in or took it out, so a visible change needs less to
 # be believed. A timer wake has no such witness.
 DOOR_ARRIVE_MIN_CONFIDENCE = 0.5
 DOOR_COLLECT_MIN_CONFIDENCE = 0.7
-DOOR_MORE_MIN_SHARE = 0.004
+DOOR_MORE_MIN_SHARE = 0.008
 
 
 @dataclass(frozen=True)

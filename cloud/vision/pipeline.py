@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from scipy import ndimage
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -411,16 +412,24 @@ def _finish_evidence(pipeline: VisionPipeline, plan: Plan, outcome: Outcome, jud
 
 
 def _added_share(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> float | None:
-    """Objects in this frame that were not in the previous photo (and are not the empty box)."""
-    if judged.change is None or judged.change.mask is None or plan.previous_image_sha256 is None:
+    """Objects in this frame that were not in the previous photo, where the box was empty before.
+
+    Changed since the previous photo, an object now (against the empty reference), and outside
+    what was already mail then: the same letters under other light or a shifted lid are not "more".
+    """
+    if judged.change is None or judged.change.mask is None or judged.reference is None:
+        return None
+    if plan.previous_image_sha256 is None:
         return None
     try:
         previous = picture(pipeline.ctx.images.read(plan.previous_image_sha256))
     except (FileNotFoundError, BadImage):
         return None
     since = compare(previous, judged.frame)
-    assert since.mask is not None
-    return float((since.mask & judged.change.mask).mean())
+    before = compare(judged.reference.picture, previous)
+    assert since.mask is not None and before.mask is not None
+    was_mail = ndimage.binary_dilation(before.mask, iterations=3)
+    return float((since.mask & judged.change.mask & ~was_mail).mean())
 
 
 def _offline_prefilter(pipeline: VisionPipeline, plan: Plan, judged: Judgement, now: datetime) -> Outcome | None:

@@ -122,7 +122,7 @@ def test_delivery_transitions(state, frame, expected):
 
 DOUBTFUL_MAIL = delivery.Evidence(mail=True, confidence=0.55, quality="ok", categories={"letter": 1}, package=False)
 SMALL_ADDITION = delivery.Evidence(mail=True, confidence=0.9, quality="ok", categories={"letter": 1}, package=False,
-                                   added_share=0.005)
+                                   added_share=0.012)
 
 
 @pytest.mark.parametrize(
