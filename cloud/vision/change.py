@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage, spatial
 
+from cloud.vision.base import empty_counts
 from cloud.vision.prep import open_jpeg
 
 WORK = (160, 120)  # width, height of the working frame
@@ -312,8 +313,7 @@ LETTER_SHARE = 0.05  # about one envelope's share of the frame, to turn letter a
 
 
 def categories(change: Change) -> dict[str, int]:
-    from cloud.vision.base import empty_counts
-
+    """Counts by category from the object regions (letters by area: overlapping envelopes merge)."""
     counts = empty_counts()
     letter_area = 0.0
     for region in change.objects:
