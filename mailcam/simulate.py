@@ -1,9 +1,10 @@
 """Virtual mailboxes: N devices running the real firmware cycle (``mcam.cycle``) under CPython.
 
 Each device is a thread with its own flash/RTC directory and the simulated HAL (``mcam.hal_sim``); its
-camera returns ``mailcam.scenes`` JPEGs (what is in the box changes when the door opens), its battery
-discharges with the modelled awake time, and the door opens at random. Use it as the demo's device
-and as the load tests' device::
+camera photographs a box of its own (``mailcam.mailboxes``: the same box every wake, the light and the
+camera's pose varying a little), whose contents change only when the door opens: the postman adds mail,
+or the owner takes it all. Its battery discharges with the modelled awake time; the door opens at random.
+Use it as the demo's device and as the load tests' device::
 
     from mailcam import simulate
     simulate.run("127.0.0.1", 1883, devices=3, interval_s=5, duration_s=60)
@@ -23,7 +24,7 @@ from typing import Any
 
 from mcam import cycle, hal_sim
 
-from . import scenes
+from .mailboxes import Item, Mailbox, Wake, random_contents
 
 Credentials = Mapping[str, tuple[str, str]] | Callable[[str], tuple[str, str] | None] | None
 
@@ -53,8 +54,23 @@ class VirtualMailbox:
     dir: Path
     rng: random.Random
     battery_mv: float = 4150.0
-    contents: str = "empty"
+    items: list[Item] = field(default_factory=list)
     cycles: int = 0
+    box: Mailbox | None = None
+
+    def __post_init__(self) -> None:
+        if self.box is None:
+            self.box = Mailbox(self.rng.randrange(1 << 30))
+
+    @property
+    def contents(self) -> str:
+        """What is in the box, in one word (for the log)."""
+        kinds = {item.kind for item in self.items}
+        if not kinds:
+            return "empty"
+        if "package" in kinds:
+            return "package"
+        return "letters" if kinds == {"letter"} else "mail"
 
     def next_wake(self, door_probability: float) -> str:
         if self.cycles == 0:
@@ -62,13 +78,22 @@ class VirtualMailbox:
         return "door" if self.rng.random() < door_probability else "timer"
 
     def update_contents(self, wake: str) -> None:
-        if wake == "door":  # the postman, or the owner emptying the box
-            self.contents = "empty" if self.contents != "empty" and self.rng.random() < 0.4 else \
-                self.rng.choice(scenes.MAIL_KINDS)
+        if wake != "door":
+            return  # nothing moves in a closed mailbox
+        if self.items and self.rng.random() < 0.4:
+            self.items = []  # the owner collected the mail
+        else:  # the postman: more on top of what is there
+            kind = self.rng.choice(["letters", "letters", "package", "magazine"])
+            self.items = self.items + random_contents(self.rng, kind)
 
-    def light(self) -> float:
+    def photo(self, day: bool, flash: bool, wake_seed: int) -> bytes:
+        """The camera's JPEG: lit by day or by the flash; without either, too dark to see."""
+        assert self.box is not None
+        return self.box.frame(self.items, Wake(wake_seed, night=not day and flash, dark=not day and not flash))
+
+    def daylight(self) -> bool:
         hour = (time.time() / 3600 + self.cycles) % 24
-        return 1.0 if 7 <= hour <= 19 else 0.3
+        return 7 <= hour <= 19
 
     def discharge(self, awake_ms: int, interval_s: float) -> None:
         mah = (ACTIVE_MA * awake_ms / 3.6e6) + SLEEP_MA * interval_s / 3600
@@ -97,15 +122,13 @@ def run_device_cycle(box: VirtualMailbox, door_probability: float, interval_s: f
     wake = box.next_wake(door_probability)
     box.update_contents(wake)
     seed = box.rng.randrange(1 << 30)
-    light = box.light()
+    day = box.daylight()
     rendered: list[str] = []
 
     def camera() -> bytes:
         # The flash LED lights the box at night, unless the firmware saved it for a low battery.
-        lit = 1.0 if hal.flash_used else light
-        kind = "dark" if box.contents == "empty" and lit < 0.5 else box.contents
-        rendered.append(kind)
-        return scenes.render(kind, seed, lit)
+        rendered.append(box.contents if day or hal.flash_used else "dark")
+        return box.photo(day, hal.flash_used, seed)
 
     settings = {"wake": wake, "battery_mv": int(box.battery_mv), "quiet": True}
     hal = hal_sim.HAL(str(box.dir), settings=settings, jpeg=camera)

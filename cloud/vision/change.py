@@ -98,6 +98,9 @@ class Change:
     shift: tuple[int, int] = (0, 0)
     noise: float = 0.0
     light_share: float = 0.0  # share explained away as light (sun, shadow)
+    # The box's own strongest edges now, as a share of their strength in the reference: a blurred
+    # or fogged photo softens them; sensor noise (which a plain Laplacian mistakes for detail) does not.
+    edge_ratio: float = 1.0
 
     @property
     def objects(self) -> list[Region]:
@@ -225,7 +228,20 @@ def compare(ref: Picture, new: Picture) -> Change:
         regions.append(Region(share, _kind(new.rgb[slices], part, share), bbox))
         mask[slices] |= part
     return Change(share=float(mask.sum()) / total, regions=regions, mask=mask, shift=(dy, dx), noise=noise,
-                  light_share=light)
+                  light_share=light, edge_ratio=_edge_ratio(g_ref, g_new, mask))
+
+
+def _edge_ratio(g_ref: np.ndarray, g_new: np.ndarray, objects: np.ndarray) -> float:
+    """How sharp the reference's strongest edges (top 3 %, away from new objects) still are."""
+    inner = np.zeros_like(objects)
+    inner[MAX_SHIFT:-MAX_SHIFT, MAX_SHIFT:-MAX_SHIFT] = True
+    usable = inner & ~ndimage.binary_dilation(objects, iterations=3)
+    if usable.sum() < 100:
+        return 1.0
+    strongest = usable & (g_ref >= np.percentile(g_ref[usable], 97))
+    near_new = ndimage.maximum_filter(g_new, size=5)  # tolerate the camera's small shift and roll
+    ref_strength = float(np.median(g_ref[strongest]))
+    return float(np.median(near_new[strongest])) / ref_strength if ref_strength > 0.05 else 1.0
 
 
 _LIGHT_SPREAD = 0.12  # log-gain spread inside a patch of light (sun, shadow) at most

@@ -25,7 +25,8 @@ UNCALIBRATED = (
 )
 _ALWAYS_DARK = 10.0  # mean grey level below which nothing can be seen, whatever the box
 _DARK_RATIO = 0.35  # below the offline_dark_mean, darker than this share of the box's reference is too dark
-_BLUR_RATIO = 0.3  # sharpness below this share of the reference's (exposure-free) means blurred
+_BLUR_RATIO = 0.3  # Laplacian detail below this share of the reference's (exposure-free) ...
+_EDGE_RATIO = 0.9  # ... and the box's strongest edges below this share of their strength there: blurred
 _UNCALIBRATED_BLUR = 0.0002  # the same without a reference (normalised Laplacian variance)
 
 
@@ -64,7 +65,9 @@ class OfflineProvider:
                 best = (change, reference)
         assert best is not None
         change, reference = best
-        blurry = frame.sharpness < _BLUR_RATIO * reference.picture.sharpness
+        # Both: detail gone (a Laplacian alone mistakes a noisier reference for a sharper one) and the
+        # box's own strongest edges softened.
+        blurry = frame.sharpness < _BLUR_RATIO * reference.picture.sharpness and change.edge_ratio < _EDGE_RATIO
         return Judgement(self._verdict(change, blurry), frame, change, reference)
 
     def _too_dark(self, frame: Picture, references: list[Reference]) -> bool:
