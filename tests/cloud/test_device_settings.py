@@ -46,8 +46,8 @@ def test_settings_of_other_peoples_devices_are_404_and_the_installer_may_set_the
     installer, mallory = new_account(api, "installer@example.com"), new_account(api, "mallory@example.com")
     new_device(api, new_account(api, "alice@example.com"), "alice-box")
     assert api.get("/api/devices/alice-box/settings", headers=mallory.headers).status_code == 404
-    put = api.put("/api/devices/alice-box/settings", json={"settings": {"wake_interval_s": 60}}, headers=mallory.headers)
-    assert put.status_code == 404
+    body = {"settings": {"wake_interval_s": 60}}
+    assert api.put("/api/devices/alice-box/settings", json=body, headers=mallory.headers).status_code == 404
     assert api.get("/api/devices/no-such/settings", headers=mallory.headers).status_code == 404
     assert api.post("/api/devices/", json={"serial": "new-box"}, headers=installer.headers).status_code == 201
     put = api.put("/api/devices/new-box/settings", json={"settings": {"door.level": 1}}, headers=installer.headers)
