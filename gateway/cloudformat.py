@@ -41,4 +41,6 @@ def telemetry_body(serial: str, t: dict[str, Any]) -> dict[str, Any]:
         "last_error": (t["err"] or None) and t["err"][:200],
         "pending_captures": t["pending"],
         "timestamp": t["ts"],
+        "settings_version": t.get("cfgv"),
+        "settings_error": (t.get("cfge") or None) and t["cfge"][:200],
     }

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from gateway import remote_settings
 from gateway.clock import ClockBeacon
 from gateway.cloud import CloudClient, CloudError
 from gateway.forwarder import Forwarder
@@ -141,7 +142,7 @@ class GatewayService:
             asyncio.create_task(forwarder.run(), name="forwarder"),
             asyncio.create_task(relay.run(), name="trigger-relay"),
             asyncio.create_task(ClockBeacon(link, every_s=settings.clock_every_s).run(), name="clock"),
-            asyncio.create_task(self._devices_loop(cloud, store, ingestor, forwarder), name="devices"),
+            asyncio.create_task(self._devices_loop(cloud, store, ingestor, forwarder, link), name="devices"),
             asyncio.create_task(self._housekeeping(store, forwarder), name="housekeeping"),
             asyncio.create_task(self._watchdog(store, ingest, link), name="watchdog"),
         ]
@@ -201,8 +202,10 @@ class GatewayService:
             self._last_unknown_refresh = time.monotonic()
             self._refresh_devices.set()
 
-    async def _devices_loop(self, cloud: CloudClient, store: Spool, ingestor: Ingestor, forwarder: Forwarder) -> None:
-        """Cache the cloud's device list (validation keeps working while the cloud is away); release held rows."""
+    async def _devices_loop(self, cloud: CloudClient, store: Spool, ingestor: Ingestor, forwarder: Forwarder,
+                            link: MqttLink) -> None:
+        """Cache the cloud's device list (validation keeps working while the cloud is away); release held
+        rows; publish new versions of the devices' remote settings."""
         while True:
             try:
                 devices = await cloud.devices()
@@ -214,6 +217,8 @@ class GatewayService:
                     forwarder.wake.set()
                 await asyncio.to_thread(store.set_kv, "cloud", "reachable")
                 delay = self.settings.devices_refresh_s
+                if not await remote_settings.publish_changed(store, link, devices):
+                    delay = min(30.0, delay)  # the broker was away: try again soon
             except CloudError as exc:
                 log.info("device list refresh failed: %s", exc)
                 await asyncio.to_thread(store.set_kv, "cloud", "unreachable")

@@ -33,6 +33,18 @@ def device_public(device: Device, ctx: AppContext) -> schemas.DevicePublic:
     )
 
 
+def device_settings_public(device: Device) -> schemas.DeviceSettings:
+    return schemas.DeviceSettings(
+        serial=device.serial,
+        desired=device.settings_desired or {},
+        version=device.settings_version,
+        applied_version=device.settings_applied_version,
+        applied=device.settings_version is not None and device.settings_applied_version == device.settings_version,
+        error=device.settings_error,
+        wake_interval_s=device.wake_interval_s,
+    )
+
+
 def reference_set(session: Session, row: MailboxReference, capture: Capture, device: Device) -> schemas.ReferenceSet:
     return schemas.ReferenceSet(capture_id=capture.capture_id, device_serial=device.serial, reference_id=row.id,
                                 source=row.source, references=len(references.load(session, device.id)))

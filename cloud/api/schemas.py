@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from fastapi import Path
+from mcam.protocol import SETTABLE
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -270,6 +271,9 @@ class TelemetryCreate(Strict):
     last_error: str | None = Field(default=None, max_length=200)
     pending_captures: int | None = Field(default=None, ge=0, le=10_000)
     timestamp: datetime | None = None
+    settings_version: int | None = Field(default=None, ge=1, description="Remote settings version in effect")
+    settings_error: str | None = Field(default=None, max_length=200,
+                                       description="Why the newest remote settings were refused")
 
 
 class TelemetryAccepted(BaseModel):
@@ -356,6 +360,24 @@ class GatewayToken(BaseModel):
 class GatewayDevice(BaseModel):
     serial: str
     wake_interval_s: int
+    settings_version: int | None = Field(default=None, description="Desired remote settings version")
+    settings: dict[str, Any] | None = Field(default=None, description="Desired remote settings {path: value}")
+
+
+class SettingsUpdate(Strict):
+    settings: dict[str, Any] = Field(
+        description="The desired remote settings {path: value}; paths: " + ", ".join(SETTABLE))
+
+
+class DeviceSettings(BaseModel):
+    serial: str
+    desired: dict[str, Any] = Field(description="What the owner asked for (empty: the device's own config)")
+    version: int | None = Field(description="Version of the desired settings (None: never set)")
+    applied_version: int | None = Field(description="The version the device reports in effect")
+    applied: bool = Field(description="The device reports the desired version in effect")
+    error: str | None = Field(description="Why the device refused the newest version it received")
+    wake_interval_s: int = Field(description="The wake interval 'offline' is measured against")
+    settable: list[str] = Field(default=list(SETTABLE), description="The paths that may be set remotely")
 
 
 class GatewayTrigger(BaseModel):

@@ -118,6 +118,12 @@ class Device(Base):
     last_rssi: Mapped[int | None] = mapped_column(Integer)
     last_wake_reason: Mapped[str | None] = mapped_column(String(20))
     firmware_version: Mapped[str | None] = mapped_column(String(40))
+    # Remote settings (cloud.services.device_settings): what the owner wants ({path: value}) at which
+    # version, and what the device last reported (the version in effect, why a version was refused).
+    settings_desired: Mapped[dict | None] = mapped_column(JSON)
+    settings_version: Mapped[int | None] = mapped_column(Integer)
+    settings_applied_version: Mapped[int | None] = mapped_column(Integer)
+    settings_error: Mapped[str | None] = mapped_column(String(200))
 
     # The delivery state and calibration (cloud.vision.delivery), if the device has been judged yet.
     mailbox: Mapped[MailboxState | None] = relationship(lazy="select", uselist=False, viewonly=True)

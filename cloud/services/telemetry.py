@@ -11,7 +11,7 @@ from cloud import events
 from cloud.context import AppContext
 from cloud.events import DomainEvent
 from cloud.models import Device, Telemetry
-from cloud.services import device_health, devices
+from cloud.services import device_health, device_settings, devices
 from cloud.services.ingest import SANE_EPOCH
 
 
@@ -26,11 +26,14 @@ class TelemetryIn:
     last_error: str | None = None
     pending_captures: int | None = None
     reported_at: datetime | None = None
+    settings_version: int | None = None  # the remote settings version in effect (device_settings)
+    settings_error: str | None = None  # why the newest remote settings were refused
 
 
 def record(session: Session, ctx: AppContext, device: Device, report: TelemetryIn) -> Telemetry:
     now = ctx.clock.now()
     fields = dict(report.__dict__)
+    del fields["settings_version"], fields["settings_error"]  # the device's state, not history
     reported = fields["reported_at"]
     if reported is not None and (reported if reported.tzinfo else reported.replace(tzinfo=UTC)) < SANE_EPOCH:
         fields["reported_at"] = None  # an unset device clock's 2000-01-01: received_at is the truth
@@ -43,6 +46,7 @@ def record(session: Session, ctx: AppContext, device: Device, report: TelemetryI
         device.last_wake_reason = report.wake_reason
     if report.firmware_version:
         device.firmware_version = report.firmware_version
+    device_settings.on_report(device, report.settings_version, report.settings_error)
     session.flush()
     device_health.on_device_activity(session, ctx, device, report.battery_voltage)
     reported: events.TelemetryReceived = {"battery_voltage": report.battery_voltage, "device_serial": device.serial}

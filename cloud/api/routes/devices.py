@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, status
 
 from cloud.api import schemas
 from cloud.api.deps import AccountDevice, CtxDep, CurrentUser, ManagedDevice, OwnedDevice, SessionDep
-from cloud.api.presenters import capture_public, device_public, reference_set, trigger_public
-from cloud.services import captures, devices, triggers
+from cloud.api.presenters import capture_public, device_public, device_settings_public, reference_set, trigger_public
+from cloud.services import captures, device_settings, devices, triggers
 from cloud.vision import references
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -82,6 +82,23 @@ def set_device_reference(
     source = references.source_for(user.id, device)
     row = references.add_from_capture(session, ctx.images, device, capture, source, ctx.clock.now())
     return reference_set(session, row, capture, device)
+
+
+@router.get("/{serial}/settings", response_model=schemas.DeviceSettings, responses=_errors)
+def get_device_settings(device: ManagedDevice) -> schemas.DeviceSettings:
+    """Remote settings of my device (owner, or its installer): desired vs what the device reports."""
+    return device_settings_public(device)
+
+
+@router.put("/{serial}/settings", response_model=schemas.DeviceSettings,
+            responses={401: _errors[404], 404: _errors[404], 422: _errors[404]})
+def put_device_settings(
+    device: ManagedDevice, body: schemas.SettingsUpdate, session: SessionDep
+) -> schemas.DeviceSettings:
+    """Set my device's desired remote settings (checked with the device's rules); the gateway sends
+    each new version to the device, which applies it from its next wake."""
+    device_settings.set_desired(session, device, body.settings)
+    return device_settings_public(device)
 
 
 @router.get("/", response_model=list[schemas.DevicePublic])

@@ -74,9 +74,13 @@ def revoke_gateway(gateway: OwnedGateway, session: SessionDep) -> None:
 
 @router.get("/gateway/devices/", response_model=list[schemas.GatewayDevice])
 def gateway_devices(gateway: GatewayDep, session: SessionDep) -> list[schemas.GatewayDevice]:
-    """The devices this gateway serves."""
+    """The devices this gateway serves, with their desired remote settings (published retained)."""
     rows = devices.devices_of(session, gateway.owner_id)
-    return [schemas.GatewayDevice(serial=d.serial, wake_interval_s=d.wake_interval_s) for d in rows]
+    return [
+        schemas.GatewayDevice(serial=d.serial, wake_interval_s=d.wake_interval_s,
+                              settings_version=d.settings_version, settings=d.settings_desired)
+        for d in rows
+    ]
 
 
 def _authenticate_gateway(ctx: AppContext, token: str) -> int:

@@ -7,6 +7,7 @@ import { clicksLeft, dateTime, describeAnalysis, localMoment, relativeTime } fro
 import { authImage, thumbnailUrl } from "../images.js";
 import { confirmDialog, photoDialog } from "./dialogs.js";
 import { batteryInfo, statusPill } from "./devices.js";
+import { settingsCard } from "./device_settings.js";
 
 export const PAGE_SIZE = 12;
 const REQUESTED = "Requested — the mailbox will answer on its next wake";
@@ -36,6 +37,7 @@ export async function deviceView(app, page, scope, serial, extra) {
     history: h("div", { class: "history" }),
     historyFeedback: h("div", {}),
     pager: h("nav", { class: "pager", "aria-label": "History pages" }),
+    settings: settingsCard(serial),
   };
   let status = null;
   const pages = [null]; // the cursor of each page we have visited
@@ -57,6 +59,7 @@ export async function deviceView(app, page, scope, serial, extra) {
     ),
     h("section", { class: "card", "aria-labelledby": "history-title" },
       h("h2", { id: "history-title" }, "History"), els.historyFeedback, els.history, els.pager),
+    els.settings,
   );
 
   // --- device facts and status -------------------------------------------------
@@ -305,13 +308,14 @@ export async function deviceView(app, page, scope, serial, extra) {
   }
 
   async function refresh() {
-    await Promise.all([loadStatus(), loadTriggers(), pages.length === 1 ? loadHistory({ quiet: true }) : null]);
+    await Promise.all([loadStatus(), loadTriggers(), els.settings.load(),
+      pages.length === 1 ? loadHistory({ quiet: true }) : null]);
   }
 
   scope.every(() => refresh().catch((error) => {
     if (error.status !== 401) app.flash("error", error.message);
   }));
-  await Promise.all([loadStatus(), loadTriggers(), loadHistory()]);
+  await Promise.all([loadStatus(), loadTriggers(), loadHistory(), els.settings.load()]);
   if (!extra || !scope.alive) return;
   // Back to the mailbox's own address: a reload must not open the photo or spend a click again.
   history.replaceState(null, "", `#/mailbox/${encodeURIComponent(serial)}`);
