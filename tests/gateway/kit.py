@@ -36,6 +36,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = 
         time.sleep(0.05)
 
 
+class ManualClock:
+    """The spool's clock in unit tests: ``now`` moves only when a test moves it."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def fake_jpeg(size: int, seed: int = 0) -> bytes:
     """SOI + deterministic bytes + EOI, exactly `size` bytes (the gateway checks markers, not pixels)."""
     block = hashlib.sha256(str(seed).encode()).digest()

@@ -15,22 +15,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, Spool
 from gateway.subscriber import Inbox, Incoming, Ingestor, MqttLink
-from tests.gateway.kit import chunks_of, fake_jpeg, wait_until
+from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg, wait_until
 
 SERIALS = [f"dev{k}" for k in range(5)]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 def open_store(path, clock) -> Spool:

@@ -16,23 +16,15 @@ from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, TELEMETRY, Spool
 from gateway.subscriber import MqttLink
 from tests.firmware.conftest import Watcher
-from tests.gateway.kit import chunks_of, fake_jpeg
+from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg
 from tests.gateway.test_ingest import CAP, feed, make_ingestor
 
 UNSET = 946684800 + 42  # what an ESP32 RTC reads 42 s after a power loss
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(1_800_000_000.0)
 
 
 @pytest.fixture

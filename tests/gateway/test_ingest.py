@@ -10,20 +10,12 @@ from mcam import protocol
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, DELIVERED, TELEMETRY, Spool
 from gateway.subscriber import Ingestor
-from tests.gateway.kit import chunks_of, fake_jpeg
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture

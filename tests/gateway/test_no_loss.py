@@ -18,20 +18,12 @@ from gateway.forwarder import Forwarder
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, TELEMETRY, Spool
 from gateway.subscriber import Incoming, Ingestor
-from tests.gateway.kit import chunks_of, fake_jpeg
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
