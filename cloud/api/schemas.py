@@ -7,12 +7,15 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from fastapi import Path
+from mcam.config import FRAMESIZES
 from mcam.protocol import SETTABLE
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     StringConstraints,
     WithJsonSchema,
     field_validator,
@@ -364,9 +367,27 @@ class GatewayDevice(BaseModel):
     settings: dict[str, Any] | None = Field(default=None, description="Desired remote settings {path: value}")
 
 
+class RemoteSettings(Strict):
+    """The settings a device takes over the air (``mcam.protocol.SETTABLE``) with the firmware's own
+    ranges (``mcam.config.validate``): the one description of what the device accepts. Requests are
+    checked by the firmware's rules themselves (their messages name the path); this model gives the
+    OpenAPI document the same rules, so every schema-valid request is one the device takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wake_interval_s: StrictInt = Field(default=None, ge=10, le=7 * 86400)
+    camera_framesize: Literal[FRAMESIZES] = Field(default=None, alias="camera.framesize")  # type: ignore[valid-type]
+    camera_quality: StrictInt = Field(default=None, ge=2, le=63, alias="camera.quality")
+    camera_flash: StrictBool = Field(default=None, alias="camera.flash")
+    low_battery_mv: StrictInt = Field(default=None, ge=0, le=10000, alias="low_battery.mv")
+    chunk_size: StrictInt = Field(default=None, ge=256, le=65536)
+    door_level: StrictInt = Field(default=None, ge=0, le=1, alias="door.level")
+
+
 class SettingsUpdate(Strict):
-    settings: dict[str, Any] = Field(
-        description="The desired remote settings {path: value}; paths: " + ", ".join(SETTABLE))
+    settings: Annotated[
+        dict[str, Any], WithJsonSchema(RemoteSettings.model_json_schema(by_alias=True))
+    ] = Field(description="The desired remote settings {path: value}; an empty object clears them")
 
 
 class DeviceSettings(BaseModel):

@@ -74,3 +74,12 @@ def test_desired_vs_reported_and_offline_uses_the_interval_the_device_applied(ap
     shown = api.get(url, headers=alice.headers).json()
     assert (shown["version"], shown["applied_version"], shown["applied"]) == (2, 1, False)
     assert shown["error"].startswith("ver 2:") and shown["wake_interval_s"] == 7200
+
+
+def test_the_settings_schema_offers_exactly_what_the_firmware_takes():
+    """Before: the body was a free {path: value} object, so schema-valid requests (any key) got a 422."""
+    from mcam.protocol import SETTABLE
+
+    from cloud.api.schemas import RemoteSettings
+
+    assert sorted(field.alias or name for name, field in RemoteSettings.model_fields.items()) == sorted(SETTABLE)
