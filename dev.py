@@ -2,7 +2,7 @@
 """Bootstrap and run mailcam on a fresh machine with only Python 3.11+.
 
     python3 dev.py demo      # the whole system on this machine (broker, cloud, gateway, mailboxes)
-    python3 dev.py test      # the whole test suite (any pytest arguments may follow)
+    python3 dev.py test      # the whole test suite, 3 workers (any pytest arguments may follow)
     python3 dev.py run ARGS  # any `mailcam` command inside the project's virtualenv
 
 It creates ./.venv, installs the project with its test extras when
@@ -62,6 +62,17 @@ def ensure_system_packages(names: list[str]) -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
+def parallel(pytest_args: list[str]) -> list[str]:
+    """Spread the tests over worker processes (pytest-xdist) unless the caller chose otherwise.
+
+    Most tests wait on brokers, subprocesses and the browser rather than compute, so a few more
+    workers than cores pays; `MAILCAM_TEST_WORKERS=0` (or `-n 0`) runs them in this process.
+    """
+    if any(arg.startswith(("-n", "--numprocesses", "--dist")) for arg in pytest_args):
+        return []
+    return ["-n", os.environ.get("MAILCAM_TEST_WORKERS", "3")]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(__doc__)
@@ -71,7 +82,7 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     if command == "test":
         ensure_system_packages(list(SYSTEM_PACKAGES))
-        return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest])
+        return subprocess.call([str(BIN / "python"), "-m", "pytest", *parallel(rest), *rest])
     if command == "demo":
         return subprocess.call([str(BIN / "mailcam"), "demo", *rest])
     if command == "run":

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from cloud import migrate
 from cloud.db import make_engine
@@ -59,11 +60,21 @@ class PostgresDatabase:
         engine.dispose()
 
     def truncate(self) -> None:
+        # A previous test's background thread may still be finishing a query: TRUNCATE then waits for
+        # its locks, and PostgreSQL may pick the TRUNCATE as a deadlock victim. Try again.
         engine = create_engine(self.url)
-        with engine.begin() as conn:
-            if self.tables:
-                conn.execute(text(f"TRUNCATE {', '.join(self.tables)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
+        try:
+            for attempt in range(5):
+                try:
+                    with engine.begin() as conn:
+                        if self.tables:
+                            conn.execute(text(f"TRUNCATE {', '.join(self.tables)} RESTART IDENTITY CASCADE"))
+                    return
+                except OperationalError:
+                    if attempt == 4:
+                        raise
+        finally:
+            engine.dispose()
 
     def drop(self) -> None:
         admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")

@@ -38,7 +38,8 @@ from tests.brokers import Mosquitto, free_port, wait_for_port
 from tests.cloudkit import jpeg_bytes, new_account, new_device
 from tests.gateway.kit import Publisher, chunks_of, wait_until
 
-pytestmark = pytest.mark.slow
+# An event-driven scenario of a few minutes: its length follows the machine's load, not a clock.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 DEVICES = 4
 PARTIAL_QUOTA = 1024 * 1024  # the flooding device's budget of partial captures at the gateway
 
