@@ -10,6 +10,11 @@ platform's ``_PLATFORM_SCHEMA_BASE``/``DISCOVERY_SCHEMA`` in ``binary_sensor.py`
 documentation (discovery topic format). Home Assistant's discovery schemas drop unknown keys
 silently (``extra=vol.REMOVE_EXTRA``), so a misspelt key would simply do nothing there: ``check``
 refuses any key outside the platform's schema.
+
+Cross-check, by hand (2026-11-30, not in the suite: it needs its own virtualenv): every payload of
+``gateway.homeassistant.discovery`` passed the ``DISCOVERY_SCHEMA`` of Home Assistant 2024.3.3's own
+``homeassistant.components.mqtt.<platform>`` modules; the only key that release drops is
+``default_entity_id`` (added in 2025.10; older releases name the entities after the device).
 """
 
 from __future__ import annotations
