@@ -118,7 +118,7 @@ def _origin(sw_version: str) -> dict[str, str]:
 
 
 def mailbox_configs(box: Mailbox, *, prefix: str, gateway: str, sw_version: str) -> dict[str, dict[str, Any]]:
-    """Config topic → payload for every entity of one mailbox."""
+    """Config topic → payload for every entity of one mailbox (and its "package arrived" device trigger)."""
     t = Topics(box.serial)
     common = {
         "device": _device(box, gateway),
@@ -136,7 +136,7 @@ def mailbox_configs(box: Mailbox, *, prefix: str, gateway: str, sw_version: str)
         return config_topic(prefix, component, box.serial, obj), payload
 
     state = t.state
-    return dict(
+    configs = dict(
         [
             entity(
                 "binary_sensor",
@@ -253,6 +253,18 @@ def mailbox_configs(box: Mailbox, *, prefix: str, gateway: str, sw_version: str)
             ),
         ]
     )
+    # A device trigger too, for automations made in the UI from the device page ("package arrived").
+    configs[config_topic(prefix, "device_automation", box.serial, "package_arrived")] = {
+        "automation_type": "trigger",
+        "topic": t.delivery,
+        "type": "package_arrived",
+        "subtype": "mailbox",
+        "payload": "package_arrived",
+        "value_template": "{{ value_json.event_type }}",
+        "device": common["device"],
+        "origin": common["origin"],
+    }
+    return configs
 
 
 def gateway_config(*, prefix: str, gateway: str, sw_version: str) -> tuple[str, dict[str, Any]]:

@@ -88,6 +88,11 @@ PLATFORMS: dict[str, dict[str, set[str]]] = {
         | _COMMON
         | {"content_type", "name", "url_topic", "image_topic", "image_encoding", "url_template"},
     },
+    "device_automation": {  # device_trigger.py TRIGGER_DISCOVERY_SCHEMA (not an entity: no unique_id)
+        "required": {"automation_type", "device", "subtype", "topic", "type"},
+        "allowed": _BASE
+        | {"automation_type", "device", "origin", "payload", "subtype", "topic", "type", "value_template"},
+    },
     "event": {
         "required": {"state_topic", "event_types"},
         "allowed": _BASE | _COMMON | _RO | {"device_class", "name", "event_types"},
@@ -116,6 +121,11 @@ DEVICE_CLASSES = {
     "binary_sensor": {"occupancy", "connectivity", "presence", "problem", "battery", "motion", "opening"},
     "sensor": {"voltage", "battery", "signal_strength", "timestamp", "duration", "enum"},
     "button": {"identify", "restart", "update"},
+    "device_automation": {  # device_trigger.py TRIGGER_DISCOVERY_SCHEMA (not an entity: no unique_id)
+        "required": {"automation_type", "device", "subtype", "topic", "type"},
+        "allowed": _BASE
+        | {"automation_type", "device", "origin", "payload", "subtype", "topic", "type", "value_template"},
+    },
     "event": {"button", "doorbell", "motion"},
 }
 # Units Home Assistant accepts for these sensor device classes (sensor/const.py DEVICE_CLASS_UNITS).
@@ -152,7 +162,7 @@ def check(component: str, payload: dict[str, Any]) -> list[str]:
         problems.append("exactly one of image_topic / url_topic")
     if component == "image" and "content_type" in payload and "url_topic" in payload:
         problems.append("content_type with url_topic")
-    for key in ("state_topic", "json_attributes_topic", "image_topic", "url_topic", "availability_topic"):
+    for key in ("state_topic", "json_attributes_topic", "image_topic", "url_topic", "availability_topic", "topic"):
         if key in payload and not _valid_topic(payload[key], publish=False):
             problems.append(f"bad topic {key}")
     if "command_topic" in payload and not _valid_topic(payload["command_topic"], publish=True):
@@ -177,7 +187,7 @@ def check(component: str, payload: dict[str, Any]) -> list[str]:
         problems += [f"unknown device key {key}" for key in sorted(device.keys() - DEVICE_KEYS)]
         if not (device.get("identifiers") or device.get("connections")):
             problems.append("device without identifiers or connections")
-        if "unique_id" not in payload:  # the entity registry (and so the device) needs it
+        if component != "device_automation" and "unique_id" not in payload:  # the entity registry needs it
             problems.append("device without unique_id")
     origin = payload.get("origin")
     if origin is not None:

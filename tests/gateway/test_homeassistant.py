@@ -26,6 +26,7 @@ from tests.gateway.test_end_to_end import start_gateway
 pytestmark = pytest.mark.slow
 PREFIX = "homeassistant"
 ENTITIES = 12  # per mailbox: see gateway/homeassistant/discovery.py
+CONFIGS = ENTITIES + 1  # and the "package arrived" device trigger
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_each_mailbox_appears_with_valid_configs_and_follows_the_clouds_delivery
         gw = start_gateway(tmp_path, cloud, mosquitto, gateway_proc, homeassistant="true")
         serial, other = cloud.serials
         topics = discovery.Topics(serial)
-        wait_until(lambda: len(configs_of(mosquitto, serial)) == ENTITIES, 20, "discovery configs")
+        wait_until(lambda: len(configs_of(mosquitto, serial)) == CONFIGS, 20, "discovery configs")
 
         # Retained under <prefix>/<component>/<serial>/<object>/config, each valid for its platform.
         pattern = ha_mqtt_schema.discovery_topic_re(PREFIX)
@@ -108,15 +109,16 @@ def test_each_mailbox_appears_with_valid_configs_and_follows_the_clouds_delivery
             assert ha_mqtt_schema.check(component, payload) == [], topic
             assert payload["device"]["identifiers"] == [f"mailcam_{serial}"]
             assert payload["device"]["via_device"].startswith("mailcam_gateway_")
-            unique_ids.add(payload["unique_id"])
+            if component != "device_automation":
+                unique_ids.add(payload["unique_id"])
         assert len(unique_ids) == ENTITIES
         components = sorted(pattern.match(t)["component"] for t in configs)
         assert components.count("binary_sensor") == 2 and components.count("sensor") == 7
-        assert {"button", "image", "event"} <= set(components)
+        assert {"button", "image", "event", "device_automation"} <= set(components)
         gateway_configs = retained(mosquitto, f"{PREFIX}/binary_sensor/+/online/config")
         via = configs[f"{PREFIX}/binary_sensor/{serial}/mail/config"]["device"]["via_device"]
         assert any(json.loads(p)["device"]["identifiers"] == [via] for p in gateway_configs.values())
-        assert len(configs_of(mosquitto, other)) == ENTITIES
+        assert len(configs_of(mosquitto, other)) == CONFIGS
 
         # Not judged yet; the gateway is available; the mailbox has not been heard from.
         available = discovery.availability_topic(discovery.gateway_id(gw.env["client_id"]))
@@ -146,10 +148,10 @@ def test_each_mailbox_appears_with_valid_configs_and_follows_the_clouds_delivery
         # A restart keeps the entities (same retained configs, same unique ids) and fires no event twice.
         gw.stop()
         assert retained(mosquitto, available) == {available: b"offline"}  # unavailable while it is away
-        assert {p["unique_id"] for p in configs_of(mosquitto, serial).values()} == unique_ids
+        assert {p.get("unique_id") for p in configs_of(mosquitto, serial).values()} - {None} == unique_ids
         gw.start()
         wait_until(lambda: retained(mosquitto, available) == {available: b"online"}, 20, "available again")
-        assert {p["unique_id"] for p in configs_of(mosquitto, serial).values()} == unique_ids
+        assert {p.get("unique_id") for p in configs_of(mosquitto, serial).values()} - {None} == unique_ids
         assert retained(mosquitto, topics.mail)[topics.mail] == b"ON"
         assert len(ha.events(serial)) == 1
     finally:
@@ -164,7 +166,7 @@ def test_the_photo_button_goes_through_the_clouds_click_limit_and_removal_clears
         start_gateway(tmp_path, cloud, mosquitto, gateway_proc, homeassistant="true")
         serial, other = cloud.serials
         topics = discovery.Topics(serial)
-        wait_until(lambda: len(configs_of(mosquitto, serial)) == ENTITIES, 20, "discovery configs")
+        wait_until(lambda: len(configs_of(mosquitto, serial)) == CONFIGS, 20, "discovery configs")
 
         ha.press(serial)  # the free tier has one click a day here
         first = json.loads(wait_until(lambda: ha.latest(topics.press_result), 10, "the press's result"))
@@ -190,6 +192,6 @@ def test_the_photo_button_goes_through_the_clouds_click_limit_and_removal_clears
             assert client.delete(f"/api/devices/{serial}/", headers=cloud.account.headers).status_code == 204
         wait_until(lambda: configs_of(mosquitto, serial) == {}, 15, "configs cleared")
         assert retained(mosquitto, f"{topics.base}/#") == {}  # and its retained states
-        assert len(configs_of(mosquitto, other)) == ENTITIES
+        assert len(configs_of(mosquitto, other)) == CONFIGS
     finally:
         ha.close()
