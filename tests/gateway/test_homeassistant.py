@@ -187,6 +187,13 @@ def test_the_photo_button_goes_through_the_clouds_click_limit_and_removal_clears
         with cloud.client() as client:
             assert len(client.get(f"/api/devices/{serial}/triggers/", headers=cloud.account.headers).json()) == 1
 
+        # A broker that lost its retained messages: Home Assistant's birth message brings the configs back.
+        mail_config = f"{PREFIX}/binary_sensor/{serial}/mail/config"
+        ha.client.publish(mail_config, b"", retain=True)
+        assert mail_config not in configs_of(mosquitto, serial)
+        ha.client.publish(f"{PREFIX}/status", b"online")
+        wait_until(lambda: mail_config in configs_of(mosquitto, serial), 10, "configs republished")
+
         # The owner deletes the mailbox: its entities go (empty retained configs), the other one's stay.
         with cloud.client() as client:
             assert client.delete(f"/api/devices/{serial}/", headers=cloud.account.headers).status_code == 204
