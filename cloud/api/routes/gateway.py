@@ -27,6 +27,7 @@ from cloud.api.deps import (
     CurrentUser,
     DeviceCaller,
     GatewayDep,
+    GatewayDevice,
     OwnedGateway,
     SessionDep,
     TokenDep,
@@ -171,9 +172,8 @@ async def gateway_device_states(
         429: {"model": schemas.ClickLimitBody},
     },
 )
-def gateway_trigger(serial: schemas.SerialPath, gateway: GatewayDep, session: SessionDep, ctx: CtxDep) -> JSONResponse:
+def gateway_trigger(device: GatewayDevice, gateway: GatewayDep, session: SessionDep, ctx: CtxDep) -> JSONResponse:
     """Ask one of my devices for a photo now, for my owner (the same click limit as the owner's own click)."""
-    device = DeviceCaller(gateway=gateway).device_for(session, serial)
     owner = session.get(User, gateway.owner_id)
     return trigger_accepted(triggers.request_trigger(session, ctx, owner, device), device)
 
