@@ -158,12 +158,12 @@ def test_each_mailbox_appears_with_valid_configs_and_follows_the_clouds_delivery
         ha.close()
 
 
-def test_the_photo_button_goes_through_the_clouds_click_limit_and_removal_clears_the_configs(
+def test_the_photo_button_goes_through_the_clouds_click_limit_and_deleting_a_mailbox_clears_its_configs(
     tmp_path, cloud, mosquitto, gateway_proc
 ):
     ha = HomeAssistant(mosquitto)
     try:
-        start_gateway(tmp_path, cloud, mosquitto, gateway_proc, homeassistant="true")
+        gw = start_gateway(tmp_path, cloud, mosquitto, gateway_proc, homeassistant="true")
         serial, other = cloud.serials
         topics = discovery.Topics(serial)
         wait_until(lambda: len(configs_of(mosquitto, serial)) == CONFIGS, 20, "discovery configs")
@@ -200,5 +200,12 @@ def test_the_photo_button_goes_through_the_clouds_click_limit_and_removal_clears
         wait_until(lambda: configs_of(mosquitto, serial) == {}, 15, "configs cleared")
         assert retained(mosquitto, f"{topics.base}/#") == {}  # and its retained states
         assert len(configs_of(mosquitto, other)) == CONFIGS
+
+        # Deleted while the gateway is away: it remembers what it published and clears it when back.
+        gw.stop()
+        with cloud.client() as client:
+            assert client.delete(f"/api/devices/{other}/", headers=cloud.account.headers).status_code == 204
+        gw.start()
+        wait_until(lambda: configs_of(mosquitto, other) == {}, 15, "the other's configs cleared after the restart")
     finally:
         ha.close()
