@@ -16,6 +16,7 @@ from cloud.background import build_services
 from cloud.clock import Clock
 from cloud.context import AppContext
 from cloud.errors import document_error_bodies, install_error_handlers
+from cloud.models import Analysis, Capture, DeliveryEvent, Device, MailboxState, Telemetry
 from cloud.notify import outbox as notify_outbox
 from cloud.services.trigger_watch import TriggerWatch
 from cloud.settings import Settings
@@ -60,6 +61,10 @@ def create_app(
     )
     app.state.ctx = ctx
     app.state.trigger_watch = TriggerWatch().install(ctx.sessions)
+    # What Home Assistant shows through the gateway (/api/gateway/states/) follows these tables.
+    app.state.state_watch = TriggerWatch(
+        (Capture, Analysis, MailboxState, DeliveryEvent, Telemetry, Device)
+    ).install(ctx.sessions)
     app.add_middleware(
         BodyLimit,
         default=Cap(settings.max_request_bytes),

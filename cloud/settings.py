@@ -51,9 +51,11 @@ class Settings(BaseSettings):
     password_hash_concurrency: int = 2
     password_hash_wait_s: float = 10.0
     token_purge_interval_s: int = Field(default=24 * 3600, ge=60, description="Expired login tokens deleted")
-    # Serials that are broker logins of our own (a device's broker username is its serial); any
+    # Serials that are broker logins of our own or Home Assistant's (a device's broker username is its serial); any
     # serial starting with "mailcam" is refused as well.
-    reserved_serials: list[str] = Field(default_factory=lambda: ["mailcam-gateway", "admin", "root", "mosquitto"])
+    reserved_serials: list[str] = Field(
+        default_factory=lambda: ["mailcam-gateway", "homeassistant", "admin", "root", "mosquitto"]
+    )
     free_clicks_per_day: int = 3
     trigger_ttl_s: int = 24 * 3600
     default_wake_interval_s: int = 3600

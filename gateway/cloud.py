@@ -81,29 +81,15 @@ class CloudClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, url: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
+    async def _send(self, method: str, url: str, *, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
         try:
             extra = {"timeout": timeout} if timeout is not None else {}
-            response = await self._http.request(method, url, **kwargs, **extra)
+            return await self._http.request(method, url, **kwargs, **extra)
         except httpx.TransportError as exc:  # connect errors, timeouts, protocol errors
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
-            raise Retryable(f"HTTP {response.status_code}: {response.text[:200]}")
-        if response.status_code >= 400:
-            error = cloud_error(response)
-            if error is None:
-                kind = response.headers.get("content-type", "no content type").split(";")[0]
-                raise Retryable(f"HTTP {response.status_code} ({kind}) from something that is not the cloud's API")
-            code, detail = error
-            if code in TRANSIENT_CODES or (code, detail) == ROUTE_MISSING:
-                raise Retryable(f"HTTP {response.status_code} {code}: {detail[:200]}")
-            raise Rejected(response.status_code, code, detail)
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError as exc:  # a proxy's HTML page, a truncated body: not the cloud's answer
-            raise Retryable(f"HTTP {response.status_code} with a body that is not JSON") from exc
+
+    async def _request(self, method: str, url: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
+        return _answer(await self._send(method, url, timeout=timeout, **kwargs))
 
     async def send(self, item: Upload, image: bytes | None = None) -> Any:
         """Forward one outbox item (a capture with its `image`); raises Retryable or Rejected."""
@@ -124,3 +110,53 @@ class CloudClient:
         if version:
             params["version"] = version
         return await self._request("GET", "/api/gateway/triggers/", params=params, timeout=wait + 15)
+
+    async def states(self, *, version: str | None, wait: float) -> dict[str, Any]:
+        """The owner's devices as Home Assistant shows them; long-polls while nothing changed since `version`."""
+        params: dict[str, Any] = {"wait": wait}
+        if version:
+            params["version"] = version
+        return await self._request("GET", "/api/gateway/states/", params=params, timeout=wait + 15)
+
+    async def trigger(self, serial: str) -> tuple[int, dict[str, Any]]:
+        """Ask for a photo now on the owner's behalf: (200 triggered | 202 queued | 429 click limit, the
+        cloud's body). A 429 of the click limit is an answer to show, not a moment to wait out."""
+        response = await self._send("POST", f"/api/gateway/devices/{serial}/trigger/")
+        error = cloud_error(response)
+        if response.status_code == 429 and error is not None and error[0] == "click_limit_exceeded":
+            return response.status_code, response.json()
+        return response.status_code, _answer(response)
+
+    async def image(self, path: str) -> bytes:
+        """The bytes behind a signed image path the cloud gave us (a thumbnail link)."""
+        response = await self._send("GET", path)
+        _raise_for(response)
+        if response.headers.get("content-type", "").split(";")[0].strip() != "image/jpeg":
+            raise Retryable(f"HTTP {response.status_code}: not a JPEG")
+        return response.content
+
+
+def _raise_for(response: httpx.Response) -> None:
+    """Raise Retryable or Rejected for an error answer (see the module docstring)."""
+    if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
+        raise Retryable(f"HTTP {response.status_code}: {response.text[:200]}")
+    if response.status_code >= 400:
+        error = cloud_error(response)
+        if error is None:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise Retryable(f"HTTP {response.status_code} ({kind}) from something that is not the cloud's API")
+        code, detail = error
+        if code in TRANSIENT_CODES or (code, detail) == ROUTE_MISSING:
+            raise Retryable(f"HTTP {response.status_code} {code}: {detail[:200]}")
+        raise Rejected(response.status_code, code, detail)
+
+
+def _answer(response: httpx.Response) -> Any:
+    """The cloud's JSON answer, or Retryable / Rejected."""
+    _raise_for(response)
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:  # a proxy's HTML page, a truncated body: not the cloud's answer
+        raise Retryable(f"HTTP {response.status_code} with a body that is not JSON") from exc

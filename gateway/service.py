@@ -24,6 +24,7 @@ from gateway import remote_settings
 from gateway.clock import ClockBeacon
 from gateway.cloud import CloudClient, CloudError
 from gateway.forwarder import Forwarder
+from gateway.homeassistant.bridge import HomeAssistantBridge
 from gateway.relay import TriggerRelay
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, Spool, Upload
@@ -140,6 +141,8 @@ class GatewayService:
         link.start()
         tasks = [
             asyncio.create_task(forwarder.run(), name="forwarder"),
+            *([asyncio.create_task(HomeAssistantBridge(settings, store, cloud).run(), name="homeassistant")]
+              if settings.homeassistant else []),
             asyncio.create_task(relay.run(), name="trigger-relay"),
             asyncio.create_task(ClockBeacon(link, every_s=settings.clock_every_s).run(), name="clock"),
             asyncio.create_task(self._devices_loop(cloud, store, ingestor, forwarder, link), name="devices"),

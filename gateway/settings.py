@@ -75,6 +75,13 @@ class GatewaySettings(BaseSettings):
         30, ge=1, le=3600, description="Republish the retained clock this often: devices set their RTC to within it"
     )
 
+    # Home Assistant (MQTT discovery; see docs/home-assistant.md)
+    homeassistant: bool = Field(False, description="Publish each mailbox to Home Assistant by MQTT discovery")
+    homeassistant_prefix: str = Field(
+        "homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="Home Assistant's discovery prefix (its MQTT integration's setting)",
+    )
+
     # Housekeeping and metrics
     housekeeping_s: float = Field(30.0, gt=0)
     heartbeat_s: float = Field(5.0, gt=0, description="Watchdog period; `status` trusts a heartbeat < 3 periods old")

@@ -15,6 +15,7 @@ from pathlib import Path
 from mcam import protocol
 
 GATEWAY_USER = "mailcam-gateway"
+HOMEASSISTANT_USER = "homeassistant"  # the login Home Assistant's MQTT integration uses (docs/home-assistant.md)
 
 
 def acl_text(gateway_user: str = GATEWAY_USER) -> str:
@@ -33,6 +34,14 @@ def acl_text(gateway_user: str = GATEWAY_USER) -> str:
         "# The gateway reads every device's topics and writes the retained cmd topics.",
         f"user {gateway_user}",
         "topic readwrite mailcam/#",
+        "# With MAILCAM_GATEWAY_HOMEASSISTANT=true: Home Assistant's discovery configs (default prefix).",
+        "topic readwrite homeassistant/#",
+        "",
+        "# Home Assistant's own login: discovery, the mailboxes' states, and the 'Take a photo now' button.",
+        f"user {HOMEASSISTANT_USER}",
+        "topic readwrite homeassistant/#",
+        "topic read mailcam/ha/#",
+        "topic write mailcam/ha/+/photo/press",
         "",
     ])
 
@@ -51,7 +60,7 @@ def _passwd_binary() -> str:
 
 def set_password(passwd_file: Path, username: str, password: str) -> None:
     """Add or replace one login in a Mosquitto password file (hashed by mosquitto_passwd)."""
-    if username != GATEWAY_USER and not protocol.valid_serial(username):
+    if username not in (GATEWAY_USER, HOMEASSISTANT_USER) and not protocol.valid_serial(username):
         raise ValueError(f"not a device serial: {username!r}")
     passwd_file.parent.mkdir(parents=True, exist_ok=True)
     args = [_passwd_binary(), "-b", str(passwd_file), username, password]

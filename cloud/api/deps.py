@@ -204,3 +204,11 @@ def gateway_caller(caller: DeviceCallerDep) -> Gateway:
 
 
 GatewayDep = Annotated[Gateway, Depends(gateway_caller)]
+
+
+def gateway_device(session: SessionDep, gateway: GatewayDep, serial: SerialPath) -> Device:
+    """A device of the gateway's owner (the gateway acts for them): not found or not theirs → 404."""
+    return DeviceCaller(gateway=gateway).device_for(session, serial)
+
+
+GatewayDevice = Annotated[Device, Depends(gateway_device)]

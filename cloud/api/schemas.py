@@ -413,6 +413,55 @@ class GatewayTriggers(BaseModel):
     triggers: list[GatewayTrigger]
 
 
+class MailState(BaseModel):
+    """The mailbox's delivery state as the cloud decided it (``cloud.vision.delivery``)."""
+
+    state: Literal["mail", "empty"] | None = Field(description="None: not judged yet")
+    since: datetime | None = None
+    items: list[Any] = Field(default_factory=list, description="What the last photo that moved the state showed")
+    categories: dict[str, int] = Field(default_factory=dict)
+    confidence: float | None = None
+    package: bool = False
+
+
+class LatestPhoto(BaseModel):
+    capture_id: str
+    taken_at: datetime
+    thumbnail: str = Field(description="Signed, expiring path of its thumbnail (relative to the API's base URL)")
+
+
+class DeliveryNews(BaseModel):
+    """The newest delivery transition (an id the gateway remembers, so each is announced once)."""
+
+    id: int
+    kind: Literal["arrived", "more", "collected"]
+    at: datetime
+    package: bool
+
+
+class GatewayDeviceState(BaseModel):
+    """One device as Home Assistant shows it, through the gateway."""
+
+    serial: str
+    name: str
+    firmware_version: str | None
+    online: bool
+    last_seen_at: datetime | None
+    battery_voltage: float | None
+    battery_percent: int | None = Field(description="Estimate for one Li-ion cell, from the voltage")
+    rssi: int | None
+    awake_ms: int | None
+    pending_captures: int | None
+    mail: MailState
+    latest_photo: LatestPhoto | None
+    last_delivery: DeliveryNews | None
+
+
+class GatewayStates(BaseModel):
+    version: str = Field(description="Pass back as `version` to long-poll for a change")
+    devices: list[GatewayDeviceState]
+
+
 class ErrorBody(BaseModel):
     error: str
     detail: str

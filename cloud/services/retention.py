@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
-from cloud.models import Capture, ImageFile
+from cloud.models import Capture, Device, ImageFile
 from cloud.services.images import hold_image
 
 
@@ -41,6 +41,16 @@ def delete_captures(session: Session, ctx: AppContext, capture_pks: list[int]) -
         session.execute(delete(ImageFile).where(ImageFile.sha256.in_(unused)))
     session.commit()
     return deleted or 0
+
+
+def delete_device(session: Session, ctx: AppContext, device: Device, *, batch: int = 500) -> None:
+    """Delete a device with its captures and their no-longer-shared files (commits per batch of captures;
+    the device row goes in the caller's transaction, its other rows follow by ON DELETE CASCADE)."""
+    device_id = device.id
+    while pks := list(session.scalars(select(Capture.id).where(Capture.device_id == device_id).limit(batch))):
+        delete_captures(session, ctx, pks)
+    session.delete(session.get(Device, device_id))
+    session.flush()
 
 
 def purge_older_than(session: Session, ctx: AppContext, cutoff: datetime, *, batch: int = 500) -> int:

@@ -6,6 +6,9 @@ or an UPDATE statement on the table) wakes all waiters of this process; each tak
 snapshot and waits again if its own gateway's triggers did not change. Triggers changed by
 another replica are found by the slow safety poll (``gateway_long_poll_safety_s``).
 
+The same watch, given other tables, wakes the gateway's state feed (``/api/gateway/states/``:
+captures, analyses, delivery state, telemetry), which Home Assistant's entities follow.
+
 At most ``gateway_long_polls_per_gateway`` waiters per gateway: a new one releases the
 oldest, which answers at once with what it has. A gateway whose old connection died
 silently gets through at once, and a leaked token cannot pile up waiters.
@@ -46,9 +49,13 @@ class Waiter:
 
 
 class TriggerWatch:
-    def __init__(self) -> None:
+    """Long-poll waiters per gateway, woken by commits that wrote to ``models``' tables."""
+
+    def __init__(self, models: tuple[type, ...] = (ManualTrigger,)) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[int, list[Waiter]] = {}
+        self._models = models
+        self._tables = {model.__table__ for model in models}
 
     @contextmanager
     def waiting(self, gateway_id: int, *, limit: int) -> Iterator[Waiter]:
@@ -79,23 +86,24 @@ class TriggerWatch:
             waiter.wake()
 
     def install(self, sessions: sessionmaker[Session]) -> TriggerWatch:
-        """Call ``changed`` after each commit of ``sessions`` that touched the triggers table."""
+        """Call ``changed`` after each commit of ``sessions`` that touched one of the watched tables."""
+        flag = f"{_CHANGED}:{id(self)}"  # one flag per watch: several watches share a session
 
         def after_flush(session: Session, _context: object) -> None:
-            if any(isinstance(obj, ManualTrigger) for obj in (*session.new, *session.dirty)):
-                session.info[_CHANGED] = True
+            if any(isinstance(obj, self._models) for obj in (*session.new, *session.dirty, *session.deleted)):
+                session.info[flag] = True
 
         def do_orm_execute(state: ORMExecuteState) -> None:
-            writes = state.is_update or state.is_insert
-            if writes and getattr(state.statement, "table", None) is ManualTrigger.__table__:
-                state.session.info[_CHANGED] = True
+            writes = state.is_update or state.is_insert or state.is_delete
+            if writes and getattr(state.statement, "table", None) in self._tables:
+                state.session.info[flag] = True
 
         def after_commit(session: Session) -> None:
-            if session.info.pop(_CHANGED, False):
+            if session.info.pop(flag, False):
                 self.changed()
 
         def after_rollback(session: Session) -> None:
-            session.info.pop(_CHANGED, None)
+            session.info.pop(flag, None)
 
         event.listen(sessions, "after_flush", after_flush)
         event.listen(sessions, "do_orm_execute", do_orm_execute)

@@ -34,7 +34,8 @@ CHECKS = [
 # Bodies only a library can judge: whether an Apprise URL names a service is Apprise's parse, which
 # no JSON Schema pattern states (a 422 says so in words); every other check still applies.
 LIBRARY_PARSED = {("POST", "/api/notifications/apprise/targets/")}
-# These end the credentials the run uses (log out, new password, token rotation, gateway revocation):
+# These end the credentials the run uses (log out, new password, token rotation, gateway revocation,
+# deleting the device):
 # they run last, so every other operation is exercised while the tokens still work.
 CREDENTIAL_ENDING = {
     ("DELETE", "/api/auth/token/"),
@@ -42,6 +43,7 @@ CREDENTIAL_ENDING = {
     ("POST", "/api/users/me/password/"),
     ("POST", "/api/devices/{serial}/token/"),
     ("DELETE", "/api/devices/{serial}/token/"),
+    ("DELETE", "/api/devices/{serial}/"),
     ("POST", "/api/gateways/{gateway_id}/token/"),
     ("DELETE", "/api/gateways/{gateway_id}/"),
 }
@@ -91,7 +93,7 @@ def _headers_for(schema, case) -> dict:
 
 def _prepare(case) -> None:
     path = case.operation.path
-    if path == "/api/gateway/triggers/" and case.query:
+    if path in ("/api/gateway/triggers/", "/api/gateway/states/") and case.query:
         case.query["wait"] = 0  # a long-poll would only slow the run down
     if path == "/api/device/capture/" and isinstance(case.body, dict) and "image" in case.body:
         # The schema says "base64 JPEG" (contentMediaType image/jpeg); hypothesis cannot make one.

@@ -30,7 +30,8 @@ def shipped_conf(passwd: Path, acl: Path) -> str:
 def secured(tmp_path):
     passwd, acl = tmp_path / "auth" / "mailcam.passwd", tmp_path / "auth" / "mailcam.acl"
     logins = {"devA": broker_auth.new_password(), "devB": broker_auth.new_password(),
-              broker_auth.GATEWAY_USER: broker_auth.new_password()}
+              broker_auth.GATEWAY_USER: broker_auth.new_password(),
+              broker_auth.HOMEASSISTANT_USER: broker_auth.new_password()}
     for user, password in logins.items():
         broker_auth.set_password(passwd, user, password)
     broker_auth.write_acl(acl)
@@ -123,3 +124,30 @@ def test_device_reads_only_its_own_settings(secured):
         assert [protocol.decode_settings(m.payload)["ver"] for m in device_a.received] == [2]
     finally:
         device_a.close()
+
+
+def test_home_assistant_reads_the_mailboxes_and_presses_only_the_photo_button(secured):
+    broker, logins = secured
+    gateway = login(broker, logins, broker_auth.GATEWAY_USER)
+    gateway.publish("homeassistant/binary_sensor/devA/mail/config", b'{"name": "Mail"}', retain=True)
+    gateway.publish("mailcam/ha/devA/mail", b"ON", retain=True)
+    gateway.subscribe("mailcam/#")
+    ha = login(broker, logins, broker_auth.HOMEASSISTANT_USER)
+    device_a = login(broker, logins, "devA")
+    try:
+        ha.subscribe("homeassistant/#")
+        ha.subscribe("mailcam/#")  # granted for mailcam/ha/# only: the devices' own topics stay private
+        wait_until(lambda: len(ha.received) >= 2, 10, "discovery config and state")
+        device_a.publish("mailcam/ha/devA/photo/press", b"PRESS")  # a device cannot press for itself: dropped
+        device_a.publish(protocol.topic("devA", protocol.TELEMETRY), b"{}")  # not for Home Assistant's eyes
+        ha.publish(protocol.topic("devA", protocol.CMD), b"x", retain=True)  # dropped: only the gateway commands
+        ha.publish("mailcam/ha/devA/photo/press", b"PRESS")
+        wait_until(lambda: any(m.topic.endswith("photo/press") for m in gateway.received), 10, "the press")
+        assert [m.topic for m in gateway.received if m.topic != "mailcam/ha/devA/mail"] == [
+            "mailcam/v1/devA/telemetry", "mailcam/ha/devA/photo/press"]
+        assert {m.topic for m in ha.received} == {"homeassistant/binary_sensor/devA/mail/config",
+                                                   "mailcam/ha/devA/mail", "mailcam/ha/devA/photo/press"}
+    finally:
+        device_a.close()
+        ha.close()
+        gateway.close()

@@ -85,7 +85,11 @@ def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: Sessio
     if body.user_id is not None and body.user_id != user.id:
         raise Forbidden("user_id is not the caller's", user_id=body.user_id)
     device = owned_device(session, user, body.device_serial)
-    outcome = triggers.request_trigger(session, ctx, user, device)
+    return trigger_accepted(triggers.request_trigger(session, ctx, user, device), device)
+
+
+def trigger_accepted(outcome: triggers.TriggerOutcome, device: Device) -> JSONResponse:
+    """The seed's answer to a trigger: 200 triggered (device online) or 202 queued (offline)."""
     accepted = schemas.TriggerAccepted(
         status="triggered" if outcome.device_online else "queued",
         message=TRIGGERED_MESSAGE if outcome.device_online else QUEUED_MESSAGE,

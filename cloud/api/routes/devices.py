@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 from cloud.api import schemas
 from cloud.api.deps import AccountDevice, CtxDep, CurrentUser, ManagedDevice, OwnedDevice, SessionDep
 from cloud.api.presenters import capture_public, device_public, device_settings_public, reference_set, trigger_public
-from cloud.services import captures, device_settings, devices, triggers
+from cloud.services import captures, device_settings, devices, retention, triggers
 from cloud.vision import references
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -121,6 +121,12 @@ def update_device(
     for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
         setattr(device, field, value)
     return device_public(device, ctx)
+
+
+@router.delete("/{serial}/", status_code=status.HTTP_204_NO_CONTENT, responses=_owner_errors)
+def delete_device(device: AccountDevice, session: SessionDep, ctx: CtxDep) -> None:
+    """Delete my device with all its photos; its token stops working and my gateway forgets it."""
+    retention.delete_device(session, ctx, device)
 
 
 @router.get("/{serial}/captures/", response_model=schemas.CapturePage, responses=_errors)

@@ -1,4 +1,5 @@
-"""The edge gateway's API: its devices, pending triggers (long-poll) and delivery reports.
+"""The edge gateway's API: its devices, pending triggers (long-poll), delivery reports, and for Home
+Assistant its devices' states (long-poll) and "take a photo now" on the owner's behalf.
 
 Long-poll, not SSE or a fixed poll: the gateway asks with the ``version`` it
 last saw and the request returns as soon as the set of open triggers changes
@@ -12,30 +13,35 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from cloud.api import schemas
+from cloud.api import gateway_states, schemas
 from cloud.api.deps import (
     AccountUser,
     CtxDep,
     CurrentUser,
     DeviceCaller,
     GatewayDep,
+    GatewayDevice,
     OwnedGateway,
     SessionDep,
     TokenDep,
     device_caller,
     gateway_caller,
 )
+from cloud.api.routes.device_api import trigger_accepted
 from cloud.context import AppContext
-from cloud.models import Gateway
+from cloud.models import Gateway, User
 from cloud.services import devices, triggers
 from cloud.services.trigger_watch import TriggerWatch
 
 router = APIRouter(prefix="/api", tags=["gateways"])
+Snapshot = TypeVar("Snapshot", schemas.GatewayTriggers, schemas.GatewayStates)
 _err = {"model": schemas.ErrorBody}
 _owner_errors = {401: _err, 403: _err, 404: _err}
 
@@ -109,32 +115,67 @@ def _snapshot(ctx: AppContext, gateway_id: int) -> schemas.GatewayTriggers:
     return schemas.GatewayTriggers(version=digest, triggers=items)
 
 
-@router.get("/gateway/triggers/", response_model=schemas.GatewayTriggers)
-async def gateway_triggers(
-    request: Request,
-    ctx: CtxDep,
-    token: TokenDep,
-    wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")] = 0,
-    version: Annotated[
-        str | None, Query(pattern=r"^[0-9a-f]{1,64}$", description="The version last seen")
-    ] = None,
-) -> schemas.GatewayTriggers:
-    """Open manual triggers for my devices; long-polls while nothing changed since `version`."""
+async def _long_poll(
+    watch: TriggerWatch, ctx: AppContext, token: str, wait: float, version: str | None,
+    snapshot: Callable[[AppContext, int], Snapshot],
+) -> Snapshot:
+    """Answer with ``snapshot`` once its version differs from ``version`` (or after ``wait`` s)."""
     # No request-long session here: on SQLite an open transaction holds the write lock.
     gateway_id = await run_in_threadpool(_authenticate_gateway, ctx, token)
     if wait <= 0 or version is None:  # nothing to wait for: answer at once, take no waiter's place
-        return await run_in_threadpool(_snapshot, ctx, gateway_id)
-    watch: TriggerWatch = request.app.state.trigger_watch
+        return await run_in_threadpool(snapshot, ctx, gateway_id)
     settings = ctx.settings
     deadline = time.monotonic() + wait
     with watch.waiting(gateway_id, limit=settings.gateway_long_polls_per_gateway) as waiter:
         while True:
             waiter.clear()  # before the snapshot: a change committed during it wakes the next wait
-            snapshot = await run_in_threadpool(_snapshot, ctx, gateway_id)
+            answer = await run_in_threadpool(snapshot, ctx, gateway_id)
             remaining = deadline - time.monotonic()
-            if snapshot.version != version or remaining <= 0 or waiter.released:
-                return snapshot
+            if answer.version != version or remaining <= 0 or waiter.released:
+                return answer
             await waiter.wait(min(remaining, settings.gateway_long_poll_safety_s))
+
+
+Wait = Annotated[float, Query(ge=0, le=60, description="Seconds to wait for a change")]
+Version = Annotated[str | None, Query(pattern=r"^[0-9a-f]{1,64}$", description="The version last seen")]
+
+
+@router.get("/gateway/triggers/", response_model=schemas.GatewayTriggers)
+async def gateway_triggers(
+    request: Request, ctx: CtxDep, token: TokenDep, wait: Wait = 0, version: Version = None
+) -> schemas.GatewayTriggers:
+    """Open manual triggers for my devices; long-polls while nothing changed since `version`."""
+    return await _long_poll(request.app.state.trigger_watch, ctx, token, wait, version, _snapshot)
+
+
+def _states(ctx: AppContext, gateway_id: int) -> schemas.GatewayStates:
+    with ctx.sessions() as session:
+        gateway = session.get(Gateway, gateway_id)
+        return gateway_states.snapshot(session, ctx, gateway.owner_id)
+
+
+@router.get("/gateway/states/", response_model=schemas.GatewayStates)
+async def gateway_device_states(
+    request: Request, ctx: CtxDep, token: TokenDep, wait: Wait = 0, version: Version = None
+) -> schemas.GatewayStates:
+    """My devices as the cloud sees them (mail, latest photo, presence, battery: what Home Assistant
+    shows); long-polls while nothing changed since `version`."""
+    return await _long_poll(request.app.state.state_watch, ctx, token, wait, version, _states)
+
+
+@router.post(
+    "/gateway/devices/{serial}/trigger/",
+    response_model=schemas.TriggerAccepted,
+    responses={
+        202: {"model": schemas.TriggerAccepted, "description": "Queued: the device is offline"},
+        404: {"model": schemas.ErrorBody},
+        429: {"model": schemas.ClickLimitBody},
+    },
+)
+def gateway_trigger(device: GatewayDevice, gateway: GatewayDep, session: SessionDep, ctx: CtxDep) -> JSONResponse:
+    """Ask one of my devices for a photo now, for my owner (the same click limit as the owner's own click)."""
+    owner = session.get(User, gateway.owner_id)
+    return trigger_accepted(triggers.request_trigger(session, ctx, owner, device), device)
 
 
 @router.post(
