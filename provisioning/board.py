@@ -168,7 +168,7 @@ def _interrupt(transport: SerialTransport, port: str, timeout: float) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         serial.write(b"\r\x03")
-        seen = (seen + serial.read(256))[-512:]
+        seen = (seen + serial.read(max(1, serial.in_waiting)))[-512:]
         if b">>> " in seen or b"raw REPL" in seen:
             serial.timeout = None
             return

@@ -39,6 +39,14 @@ def install_args(serial: str, port: str, cloud: str, token: str, state_dir: Path
             "--state-dir", str(state_dir), "--yes", *extra]
 
 
+NO_CLOUD = "http://127.0.0.1:1"  # the failures below come first: had the run gone on, it would stop at register
+
+
+def assert_nothing_registered(output: str) -> None:
+    assert "✓ register" not in output and "│ register" not in output
+    assert "cannot reach the cloud" not in output
+
+
 def registered(cloud_ctx, serial: str) -> bool:
     from cloud.models import Device
 
@@ -131,49 +139,82 @@ def live_cloud(cloud_app):
         yield server.url, new_account(client, "installer@example.com")
 
 
-def test_a_wrong_port_is_named_and_nothing_is_registered(tmp_path, live_cloud, cloud_ctx):
-    url, installer = live_cloud
-    result = runner.invoke(provision_app, install_args("mb-port", "/dev/ttyNOPE0", url, installer.token, tmp_path))
+def test_a_wrong_port_is_named_and_nothing_is_registered(tmp_path):
+    result = runner.invoke(provision_app, install_args("mb-port", "/dev/ttyNOPE0", NO_CLOUD, "t", tmp_path))
     assert result.exit_code == 1
     assert "stopped at firmware" in result.output and "/dev/ttyNOPE0 does not exist" in result.output
-    assert not registered(cloud_ctx, "mb-port")
+    assert_nothing_registered(result.output)
 
 
-def test_a_board_that_does_not_answer_is_named_and_nothing_is_registered(tmp_path, live_cloud, cloud_ctx):
-    url, installer = live_cloud
+def test_a_board_that_does_not_answer_is_named_and_nothing_is_registered(tmp_path):
     master, slave = os.openpty()  # a serial line with nothing behind it
     try:
         port = os.ttyname(slave)
-        result = runner.invoke(provision_app, install_args("mb-mute", port, url, installer.token, tmp_path,
+        result = runner.invoke(provision_app, install_args("mb-mute", port, NO_CLOUD, "t", tmp_path,
                                                            "--board-timeout", "1"))
     finally:
         os.close(master)
         os.close(slave)
     assert result.exit_code == 1
     assert "no MicroPython REPL answered" in result.output and "--micropython" in result.output
-    assert not registered(cloud_ctx, "mb-mute")
+    assert_nothing_registered(result.output)
 
 
 @pytest.mark.micropython
-def test_a_bad_wifi_password_is_found_on_the_board_before_registering(tmp_path, live_cloud, cloud_ctx):
-    url, installer = live_cloud
+def test_a_bad_wifi_password_is_found_on_the_board_before_registering(tmp_path):
     with PtyBoard(tmp_path / "flash", jpeg=camera_jpeg(), sim=WIFI) as board:
-        result = runner.invoke(provision_app, install_args("mb-wifi", board.port, url, installer.token,
-                                                           tmp_path / "state", wifi_password="wrong-pw"))
+        result = runner.invoke(provision_app, install_args("mb-wifi", board.port, NO_CLOUD, "t", tmp_path / "state",
+                                                           wifi_password="wrong-pw"))
     assert result.exit_code == 1
     assert "stopped at precheck" in result.output
     assert "cannot join 'Home'" in result.output and "password" in result.output
     assert "wrong-pw" not in result.output
-    assert not registered(cloud_ctx, "mb-wifi")
+    assert_nothing_registered(result.output)
 
 
 @pytest.mark.micropython
-def test_a_damaged_copy_fails_the_hash_check_before_registering(tmp_path, live_cloud, cloud_ctx):
-    url, installer = live_cloud
+def test_a_damaged_copy_fails_the_hash_check_before_registering(tmp_path):
     with PtyBoard(tmp_path / "flash", sim=WIFI, corrupt={"lib/mcam/cycle.py"}) as board:
-        result = runner.invoke(provision_app, install_args("mb-hash", board.port, url, installer.token,
-                                                           tmp_path / "state", "--no-compile"))
+        result = runner.invoke(provision_app, install_args("mb-hash", board.port, NO_CLOUD, "t", tmp_path / "state",
+                                                           "--no-compile"))
     assert result.exit_code == 1
     assert "stopped at firmware" in result.output
     assert "differ from what was sent: lib/mcam/cycle.py" in result.output
-    assert not registered(cloud_ctx, "mb-hash")
+    assert_nothing_registered(result.output)
+
+
+@pytest.mark.micropython
+def test_a_stopped_install_continues_where_it_stopped_without_registering_twice(tmp_path, live_cloud, cloud_ctx):
+    url, installer = live_cloud
+    broker_files = ["--passwd", str(tmp_path / "b" / "passwd"), "--acl", str(tmp_path / "b" / "acl")]
+    with PtyBoard(tmp_path / "flash", jpeg=camera_jpeg(), sim=WIFI) as board:
+        args = install_args("mb-resume", board.port, url, installer.token, tmp_path / "state", *broker_files)
+        first = runner.invoke(provision_app, [*args, "--reload-command", "false"])
+        assert first.exit_code == 1
+        assert "stopped at broker-login" in first.output and "Run the same command again" in first.output
+        assert registered(cloud_ctx, "mb-resume")
+
+        second = runner.invoke(provision_app, [*args, "--reload-command", "true"])
+    assert second.exit_code == 1
+    assert "register     │ pass (earlier run)" in second.output  # not registered again (that would be a 409)
+    assert "✓ broker-login:" in second.output and "✓ config:" in second.output
+    assert "stopped at reset" in second.output and "cannot reach the broker at 127.0.0.1:1" in second.output
+    assert json.loads((tmp_path / "flash" / "config.json").read_text())["broker"]["user"] == "mb-resume"
+
+
+def test_the_claim_sheet_has_the_code_as_text_terminal_qr_png_and_printable_page(tmp_path):
+    import io
+
+    from PIL import Image
+    from rich.console import Console
+
+    from provisioning.install import claim_url, write_claim_sheet
+
+    out = io.StringIO()
+    sheet = write_claim_sheet(tmp_path, "mb-sheet", "https://mailcam.example", "ABCD-EFGH", Console(file=out))
+    assert "█" in out.getvalue() or "▀" in out.getvalue()  # the QR code, drawn in the terminal
+    with Image.open(sheet.png) as png:
+        assert png.width == png.height >= 200
+    page = sheet.html.read_text()
+    assert "ABCD-EFGH" in page and claim_url("https://mailcam.example", "ABCD-EFGH") in page
+    assert "data:image/svg+xml;base64," in page
