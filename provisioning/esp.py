@@ -3,7 +3,7 @@ stable): detect the chip, erase the flash, write the image, verify it.
 
 Which image: a MicroPython build with the camera driver. The maintained one is
 cnadler86/micropython-camera-API (https://github.com/cnadler86/micropython-camera-API/releases):
-take the ESP32-CAM (AI-Thinker, ``ESP32_GENERIC-CAM``) ``firmware.bin`` of the newest release;
+take the ESP32-CAM (AI-Thinker) firmware image of the newest release (its ``firmware.bin``);
 ``mcam/hal_esp32.py`` drives its ``camera.Camera`` API. The image goes at 0x1000 on an ESP32 and
 an ESP32-S2 (the second-stage bootloader's place), at 0x0 on the S3/C3/C6 families.
 
