@@ -229,8 +229,9 @@ class Installer:
 
         with boards.open_board(self.opts.port, timeout=self.opts.board_timeout_s) as board:
             # A board that is not an ESP32 is the virtual one: its "hardware" is the simulator HAL.
-            files = stage_firmware(self.build_dir, mpy_cross=self.opts.mpy_cross,
-                                   include_sim=board.platform() != "esp32")
+            files = stage_firmware(
+                self.build_dir, mpy_cross=self.opts.mpy_cross, include_sim=board.platform() != "esp32"
+            )
             done: list[str] = []
 
             def progress(remote: str) -> None:  # each file twice: copied, then hash-checked
@@ -268,12 +269,16 @@ class Installer:
         import httpx
 
         o = self.opts
-        response = httpx.post(
-            f"{o.cloud.rstrip('/')}/api/devices/claim/",
-            json={"claim_code": self.state.data["claim_code"], "name": o.name},
-            headers={"Authorization": f"Bearer {o.token}"},
-            timeout=30,
-        )
+        body = {"claim_code": self.state.data["claim_code"], "name": o.name}
+        try:
+            response = httpx.post(
+                f"{o.cloud.rstrip('/')}/api/devices/claim/",
+                json=body,
+                headers={"Authorization": f"Bearer {o.token}"},
+                timeout=30,
+            )
+        except httpx.HTTPError as exc:
+            raise StepFailed("claim", f"cannot reach the cloud: {exc}") from exc
         if response.status_code != 200:
             raise StepFailed("claim", f"the cloud refused the claim ({response.status_code}): {response.text[:200]}")
         self.state.data["claimed"] = True
@@ -300,7 +305,10 @@ class Installer:
         except (OSError, subprocess.CalledProcessError, ValueError) as exc:
             raise StepFailed("broker-login", f"cannot write the broker login to {o.passwd}: {exc}") from exc
         if o.reload_command:
-            proc = subprocess.run(shlex.split(o.reload_command), capture_output=True, text=True, timeout=60)
+            try:
+                proc = subprocess.run(shlex.split(o.reload_command), capture_output=True, text=True, timeout=60)
+            except OSError as exc:
+                raise StepFailed("broker-login", f"cannot run `{o.reload_command}`: {exc}") from exc
             if proc.returncode != 0:
                 raise StepFailed("broker-login", f"`{o.reload_command}` failed: {proc.stderr.strip()[:300]}")
         return f"login {o.serial} (password: its device token {mask('x')}) in {o.passwd}; ACL {o.acl}"
