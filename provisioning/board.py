@@ -3,7 +3,7 @@
 mpremote is used as a library (its ``SerialTransport``), so a whole install — folders, every file,
 the hash check, the self-test, the reset — is one connection and one raw REPL, not one mpremote
 process per file. This module is the adapter around mpremote's transport: if an upgrade changes
-it, tests/provisioning/test_board_session.py fails here, not somewhere in the installer.
+it, tests/provisioning/test_board_session.py fails, not somewhere in the installer.
 
 Errors (all ``BoardError``, each with a message an installer can act on)::
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -174,6 +175,8 @@ class Installer:
             self.state.save()
         except StepFailed as exc:
             self.outcomes.append(Outcome(exc.step, False, str(exc)))
+        finally:
+            shutil.rmtree(self.build_dir, ignore_errors=True)
         return self.outcomes
 
     def _step(self, name: str, fn: Callable[[], str]) -> None:
