@@ -209,6 +209,8 @@ def calibrate(
     capture: Annotated[str | None, typer.Option(help="A capture id that shows the box empty (default: the "
                                                      "first photo the box takes from now on)")] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for that photo")] = 300.0,
+    since: Annotated[str | None, typer.Option(help="Take the first photo after this ISO time instead of now "
+                                                   "(as `install` prints it for a mailbox claimed later)")] = None,
 ) -> None:
     """The last install step: a photo of the mailbox EMPTY becomes its reference.
 
@@ -218,7 +220,9 @@ def calibrate(
     """
     from datetime import UTC, datetime
 
-    body: dict[str, object] = {"capture_id": capture} if capture else {"taken_after": datetime.now(UTC).isoformat()}
+    body: dict[str, object] = (
+        {"capture_id": capture} if capture else {"taken_after": since or datetime.now(UTC).isoformat()}
+    )
     try:
         data = take_reference(cloud, token, serial, body, wait=0 if capture else wait)
     except CalibrationError as exc:
@@ -229,9 +233,10 @@ def calibrate(
 
 
 class CalibrationError(RuntimeError):
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, status: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.status = status  # the cloud's HTTP status; 409: no photo from the mailbox yet
 
 
 def take_reference(cloud: str, token: str, serial: str, body: dict[str, object], *, wait: float) -> dict:
@@ -261,7 +266,7 @@ def take_reference(cloud: str, token: str, serial: str, body: dict[str, object],
         detail = response.json().get("detail", response.text)
     except ValueError:
         detail = response.text
-    raise CalibrationError(f"calibration failed ({response.status_code}): {detail}", 1)
+    raise CalibrationError(f"calibration failed ({response.status_code}): {detail}", 1, response.status_code)
 
 
 @provision_app.command("install")
@@ -332,6 +337,8 @@ def install(
         if installer.state.data.get("device_token"):
             console.print(f"Run the same command again to continue (progress kept in {installer.state.path}).")
         raise typer.Exit(1)
+    for pending in (o for o in outcomes if o.ok is None and o.detail.startswith("pending")):
+        console.print(f"[yellow]{pending.step} is still to do[/]: {pending.detail[len('pending: '):]}")
     code = installer.state.data.get("claim_code")
     if installer.state.data.get("claimed") or not code:
         console.print(f"[green]{serial} is installed and claimed[/]")

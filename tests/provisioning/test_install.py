@@ -218,3 +218,25 @@ def test_the_claim_sheet_has_the_code_as_text_terminal_qr_png_and_printable_page
     page = sheet.html.read_text()
     assert "ABCD-EFGH" in page and claim_url("https://mailcam.example", "ABCD-EFGH") in page
     assert "data:image/svg+xml;base64," in page
+
+
+def test_calibrating_an_unclaimed_mailbox_is_left_pending_with_the_command_for_later(tmp_path, live_cloud):
+    """The homeowner's gateway sends an unclaimed mailbox's photo only once it is claimed: the install
+    does not fail on that, it names what to run afterwards."""
+    import io
+
+    from rich.console import Console
+
+    from provisioning.install import Installer, InstallOptions
+
+    url, installer = live_cloud
+    httpx.post(f"{url}/api/devices/", json={"serial": "mb-later"}, headers=installer.headers).raise_for_status()
+    opts = InstallOptions(serial="mb-later", port="/dev/null", cloud=url, token=installer.token, ssid="Home",
+                          wifi_password="", broker_host="127.0.0.1", state_dir=tmp_path, calibrate_wait_s=0)
+    run = Installer(opts, Console(file=io.StringIO()), confirm=lambda q: True)
+    run.state.data["reset_at"] = "2026-11-30T02:00:00+00:00"
+    run._cloud_step("calibrate", run._calibrate)
+    (outcome,) = run.outcomes
+    assert outcome.ok is None and outcome.detail.startswith("pending")
+    assert "mailcam provision calibrate mb-later --since 2026-11-30T02:00:00+00:00" in outcome.detail
+    assert run.state.done("calibrate") is None  # a later run does it
