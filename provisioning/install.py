@@ -156,14 +156,18 @@ class Installer:
     def run(self) -> list[Outcome]:
         o = self.opts
         try:
-            if o.micropython:
-                self._step("micropython", self._write_micropython)
-            else:
-                self._skip("micropython", "not asked (--micropython FIRMWARE.bin writes MicroPython first)")
-            if self.state.done("reset"):
+            if self.state.done("reset"):  # the board runs our firmware: never erase it again on a re-run
+                self._skip(
+                    "micropython",
+                    "not written again: the board runs mailcam since an earlier run" if o.micropython else "not asked",
+                )
                 self._skip("firmware", "installed by an earlier run", earlier=True)
                 self._skip("precheck", "passed in an earlier run", earlier=True)
             else:
+                if o.micropython:
+                    self._step("micropython", self._write_micropython)
+                else:
+                    self._skip("micropython", "not asked (--micropython FIRMWARE.bin writes MicroPython first)")
                 self._step("firmware", self._copy_firmware)
                 self._step("precheck", self._precheck)
             self._cloud_step("register", self._register)

@@ -240,3 +240,15 @@ def test_calibrating_an_unclaimed_mailbox_is_left_pending_with_the_command_for_l
     assert outcome.ok is None and outcome.detail.startswith("pending")
     assert "mailcam provision calibrate mb-later --since 2026-11-30T02:00:00+00:00" in outcome.detail
     assert run.state.done("calibrate") is None  # a later run does it
+
+
+def test_rerunning_a_finished_install_never_erases_the_board_and_prints_the_claim_sheet_again(tmp_path):
+    from provisioning.install import CLOUD_STEPS
+
+    state = {"serial": "mb-done", "claim_code": "WXYZ-2345", "done": {step: "ok" for step in CLOUD_STEPS}}
+    (tmp_path / "mb-done.json").write_text(json.dumps(state))
+    result = runner.invoke(provision_app, install_args("mb-done", "/dev/ttyNOPE0", NO_CLOUD, "t", tmp_path,
+                                                       "--micropython", str(tmp_path / "missing.bin")))
+    assert result.exit_code == 0, result.output
+    assert "not written again" in result.output  # neither esptool nor the board was touched
+    assert "WXYZ-2345" in result.output and (tmp_path / "mb-done-claim.png").exists()
