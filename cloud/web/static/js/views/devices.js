@@ -60,6 +60,9 @@ function claimForm(onClaimed) {
     feedback,
     submit,
   );
+  // The installer's QR code opens /?claim=CODE: the code is filled in, the homeowner only confirms.
+  const linked = new URLSearchParams(location.search).get("claim");
+  if (linked) form.claim_code.value = linked;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     replace(feedback);
