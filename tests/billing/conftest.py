@@ -11,9 +11,12 @@ from sqlalchemy import select
 
 from cloud.app import create_app
 from cloud.models import Subscription, User
+from cloud.services import accounts
 from tests.billing import stripe_events
 from tests.billing.fake_stripe import API_KEY, FakeStripe
-from tests.cloudkit import LiveServer, make_settings, new_account
+from tests.cloudkit import Account, LiveServer, make_settings
+
+PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +52,20 @@ class Billing:
 
     def __init__(self, api, ctx) -> None:
         self.api, self.ctx = api, ctx
-        self.account = new_account(api, "alice@example.com")
-        self.user_id = api.get("/api/users/me/", headers=self.account.headers).json()["id"]
+        with ctx.sessions() as session:  # made here, not by sign-up and log-in: one argon2 hash, not two
+            user = accounts.create_user(session, email="alice@example.com", password=PASSWORD, now=ctx.clock.now())
+            self.user_id = user.id
+            session.commit()
+        self.relogin()
         self.customer, self.sub_id = "cus_test_alice", "sub_test_alice"
+
+    def relogin(self) -> None:
+        """A fresh login token (after the clock has jumped past the old one's lifetime)."""
+        with self.ctx.sessions() as session:
+            token, _ = accounts.issue_token(session, session.get(User, self.user_id), now=self.ctx.clock.now(),
+                                            ttl_s=self.ctx.settings.user_token_ttl_s)
+            session.commit()
+        self.account = Account("alice@example.com", token)
 
     def post(self, payload: dict | str, **sign) -> object:
         body, headers = stripe_events.signed(payload, **sign)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import stripe
-from pydantic import SecretStr
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
