@@ -64,7 +64,10 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         default=Cap(settings.max_request_bytes),
-        routes={"/api/device/capture/": Cap(settings.max_capture_request_bytes, "image_too_large")},
+        routes={
+            "/api/device/capture/": Cap(settings.max_capture_request_bytes, "image_too_large"),
+            "/api/billing/stripe-webhook": Cap(settings.billing.webhook_max_bytes),
+        },
     )
     install_error_handlers(app)
     document_error_bodies(app)

@@ -17,6 +17,8 @@ class BillingSettings(BaseModel):
     stripe_price_yearly: str | None = Field(default=None, description="price_… of the yearly premium plan")
     stripe_api_base: str | None = Field(default=None, description="replaces https://api.stripe.com (tests, a proxy)")
     stripe_timeout_s: float = 15.0
+    # Stripe's events are larger than the app's other bodies (an invoice lists its lines).
+    webhook_max_bytes: int = Field(default=512 * 1024, ge=1024)
     # A webhook whose signed timestamp is older than this is refused as a replay (the SDK's check).
     webhook_tolerance_s: int = Field(default=300, ge=1)
     # After a renewal payment fails (past_due) premium goes on this long while Stripe retries the card.

@@ -14,6 +14,7 @@ class BillingPublic(BaseModel):
     enabled: bool  # false: payments are not set up here (no upgrade button)
     plans: list[Literal["monthly", "yearly"]]
     tier: Literal["free", "premium"]
+    free_clicks_per_day: int  # the free tier's photos on request a day
     status: str | None  # Stripe's subscription status, if there is one
     current_period_end: datetime | None
     cancel_at_period_end: bool

@@ -25,6 +25,7 @@ class BillingSummary:
     enabled: bool
     plans: list[str]
     tier: str
+    free_clicks_per_day: int
     status: str | None
     current_period_end: datetime | None
     cancel_at_period_end: bool
@@ -49,12 +50,15 @@ def summary(ctx: AppContext, user: User, now: datetime) -> BillingSummary:
     grace = sub.grace_until if sub and sub.status == "past_due" and sub.grace_until and sub.grace_until > now else None
     notice = None
     if grace is not None:
-        notice = (f"Your last payment failed. Premium goes on until {grace:%-d %B %Y} while the card is "
-                  "tried again; update it under Manage subscription.")
+        notice = (
+            f"Your last payment failed. Premium goes on until {grace:%-d %B %Y} while the card is "
+            "tried again; update it under Manage subscription."
+        )
     return BillingSummary(
         enabled=ctx.settings.billing.enabled,
         plans=list(ctx.settings.billing.prices) if ctx.settings.billing.enabled else [],
         tier=tier.value,
+        free_clicks_per_day=ctx.settings.free_clicks_per_day,
         status=sub.status if sub else None,
         current_period_end=sub.current_period_end if sub else None,
         cancel_at_period_end=bool(sub and sub.cancel_at_period_end),
@@ -74,8 +78,12 @@ def checkout_url(ctx: AppContext, user: User, plan: str, base_url: str) -> str:
         raise Conflict("you already have a subscription: use Manage subscription", status=sub.status)
     base = (ctx.settings.notify.public_url or base_url).rstrip("/")
     return api.checkout_url(
-        plan=plan, user_id=user.id, email=user.email, customer_id=sub.stripe_customer_id if sub else None,
-        success_url=base + SUCCESS_PATH, cancel_url=base + CANCEL_PATH,
+        plan=plan,
+        user_id=user.id,
+        email=user.email,
+        customer_id=sub.stripe_customer_id if sub else None,
+        success_url=base + SUCCESS_PATH,
+        cancel_url=base + CANCEL_PATH,
     )
 
 

@@ -86,9 +86,7 @@ class StripeApi:
             raise BadWebhook("the webhook body is not UTF-8") from exc
         secret = self.settings.stripe_webhook_secret.get_secret_value()
         try:
-            event = stripe.Webhook.construct_event(
-                text, signature, secret, tolerance=self.settings.webhook_tolerance_s
-            )
+            event = stripe.Webhook.construct_event(text, signature, secret, tolerance=self.settings.webhook_tolerance_s)
         except stripe.SignatureVerificationError as exc:
             raise BadWebhook(f"the Stripe-Signature is not valid: {exc.user_message or exc}") from exc
         except (ValueError, AttributeError) as exc:  # signed, but not a JSON object (json.loads, .get)

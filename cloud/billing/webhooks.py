@@ -76,8 +76,7 @@ class _Subscription(_Object):
     def period(self) -> tuple[datetime | None, datetime | None]:
         starts = [item.current_period_start for item in self.items.data] + [self.current_period_start]
         ends = [item.current_period_end for item in self.items.data] + [self.current_period_end]
-        return (_time(min((s for s in starts if s), default=None)),
-                _time(max((e for e in ends if e), default=None)))
+        return (_time(min((s for s in starts if s), default=None)), _time(max((e for e in ends if e), default=None)))
 
 
 class _LinePeriod(BaseModel):
@@ -152,8 +151,10 @@ class _Run:
     def find(self, *, subscription_id: str | None, customer: str | None, user_hint: str | None) -> Subscription | None:
         """The user's subscription row, locked (PostgreSQL) so two events of one user apply one after the other."""
         query = select(Subscription).with_for_update()
-        for column, value in ((Subscription.stripe_subscription_id, subscription_id),
-                              (Subscription.stripe_customer_id, customer)):
+        for column, value in (
+            (Subscription.stripe_subscription_id, subscription_id),
+            (Subscription.stripe_customer_id, customer),
+        ):
             if value:
                 found = self.session.scalar(query.where(column == value))
                 if found is not None:
@@ -169,8 +170,12 @@ class _Run:
         return None
 
     def unknown(self, customer: str | None, payload: dict[str, Any]) -> str:
-        log.warning("Stripe event %s (%s) is for a customer we do not know (%s): recorded",
-                    self.event.id, self.event.type, customer)
+        log.warning(
+            "Stripe event %s (%s) is for a customer we do not know (%s): recorded",
+            self.event.id,
+            self.event.type,
+            customer,
+        )
         self.row.stripe_customer_id = customer
         self.row.payload = payload
         return "unknown_customer"
@@ -188,22 +193,41 @@ class _Run:
     def stale(self, sub: Subscription) -> bool:
         return sub.stripe_synced_at is not None and self.created < sub.stripe_synced_at
 
-    def apply(self, sub: Subscription, status: str, *, period_start: datetime | None = None,
-              period_end: datetime | None = None, cancel_at_period_end: bool | None = None) -> str:
+    def apply(
+        self,
+        sub: Subscription,
+        status: str,
+        *,
+        period_start: datetime | None = None,
+        period_end: datetime | None = None,
+        cancel_at_period_end: bool | None = None,
+    ) -> str:
         if cancel_at_period_end is not None:
             sub.cancel_at_period_end = cancel_at_period_end
         if period_end is not None:
             sub.current_period_end = period_end
         current = Grant(sub.tier if sub.active else Tier.FREE, sub.ends_at, sub.grace_until)
         grant = grant_for(
-            status, period_start=period_start, period_end=sub.current_period_end,
-            cancel_at_period_end=sub.cancel_at_period_end, current=current,
-            grace=timedelta(days=self.settings.grace_days), now=self.now,
+            status,
+            period_start=period_start,
+            period_end=sub.current_period_end,
+            cancel_at_period_end=sub.cancel_at_period_end,
+            current=current,
+            grace=timedelta(days=self.settings.grace_days),
+            now=self.now,
         )
         sub.grace_until = grant.grace_until
         sub.stripe_synced_at = max(self.created, sub.stripe_synced_at or self.created)
-        accounts.change_tier(self.session, sub, tier=grant.tier, ends_at=grant.ends_at, status=status,
-                             now=self.now, source="stripe", stripe_event_id=self.event.id)
+        accounts.change_tier(
+            self.session,
+            sub,
+            tier=grant.tier,
+            ends_at=grant.ends_at,
+            status=status,
+            now=self.now,
+            source="stripe",
+            stripe_event_id=self.event.id,
+        )
         return "applied"
 
     # --- one method per event type ---
@@ -212,8 +236,11 @@ class _Run:
         checkout = _parse(_CheckoutSession, values)
         if checkout.mode not in (None, "subscription"):
             return "ignored"
-        sub = self.find(subscription_id=checkout.subscription, customer=checkout.customer,
-                        user_hint=checkout.client_reference_id or checkout.metadata.get("mailcam_user_id"))
+        sub = self.find(
+            subscription_id=checkout.subscription,
+            customer=checkout.customer,
+            user_hint=checkout.client_reference_id or checkout.metadata.get("mailcam_user_id"),
+        )
         if sub is None:
             return self.unknown(checkout.customer, values)
         self.link(sub, customer=checkout.customer, subscription_id=checkout.subscription)
@@ -225,14 +252,18 @@ class _Run:
 
     def subscription_changed(self, values: dict[str, Any]) -> str:
         stripe_sub = _parse(_Subscription, values)
-        sub = self.find(subscription_id=stripe_sub.id, customer=stripe_sub.customer,
-                        user_hint=stripe_sub.metadata.get("mailcam_user_id"))
+        sub = self.find(
+            subscription_id=stripe_sub.id,
+            customer=stripe_sub.customer,
+            user_hint=stripe_sub.metadata.get("mailcam_user_id"),
+        )
         if sub is None:
             return self.unknown(stripe_sub.customer, values)
         if sub.stripe_subscription_id not in (None, stripe_sub.id) and sub.status in ("active", "trialing", "past_due"):
             # A second subscription of one customer (bought twice): the live one keeps the say.
-            log.warning("Stripe subscription %s ignored: user %s has %s", stripe_sub.id, sub.user_id,
-                        sub.stripe_subscription_id)
+            log.warning(
+                "Stripe subscription %s ignored: user %s has %s", stripe_sub.id, sub.user_id, sub.stripe_subscription_id
+            )
             self.row.user_id = sub.user_id
             return "other_subscription"
         self.link(sub, customer=stripe_sub.customer, subscription_id=stripe_sub.id)
@@ -240,8 +271,9 @@ class _Run:
             return "stale"
         start, end = stripe_sub.period()
         status = "canceled" if self.event.type == "customer.subscription.deleted" else stripe_sub.status
-        return self.apply(sub, status, period_start=start, period_end=end,
-                          cancel_at_period_end=stripe_sub.cancel_at_period_end)
+        return self.apply(
+            sub, status, period_start=start, period_end=end, cancel_at_period_end=stripe_sub.cancel_at_period_end
+        )
 
     def invoice_event(self, values: dict[str, Any]) -> str:
         invoice = _parse(_Invoice, values)
@@ -270,8 +302,13 @@ def process(session: Session, settings: BillingSettings, values: dict[str, Any],
         return "ignored"
     claimed = session.execute(
         upsert(session, StripeEvent)
-        .values(event_id=event.id, type=event.type, created_at=_time(event.created) or now, received_at=now,
-                outcome="processing")
+        .values(
+            event_id=event.id,
+            type=event.type,
+            created_at=_time(event.created) or now,
+            received_at=now,
+            outcome="processing",
+        )
         .on_conflict_do_nothing(index_elements=[StripeEvent.event_id])
         .returning(StripeEvent.id)
     ).scalar_one_or_none()

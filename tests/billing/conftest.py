@@ -62,8 +62,12 @@ class Billing:
     def relogin(self) -> None:
         """A fresh login token (after the clock has jumped past the old one's lifetime)."""
         with self.ctx.sessions() as session:
-            token, _ = accounts.issue_token(session, session.get(User, self.user_id), now=self.ctx.clock.now(),
-                                            ttl_s=self.ctx.settings.user_token_ttl_s)
+            token, _ = accounts.issue_token(
+                session,
+                session.get(User, self.user_id),
+                now=self.ctx.clock.now(),
+                ttl_s=self.ctx.settings.user_token_ttl_s,
+            )
             session.commit()
         self.account = Account("alice@example.com", token)
 

@@ -92,34 +92,45 @@ class FakeStripe:
                 if form["line_items[0][price]"] not in PRICES:
                     return self._error(400, f"No such price: '{form['line_items[0][price]']}'", "line_items[0][price]")
                 if form.get("customer") and form.get("customer_email"):
-                    return self._error(400, "You may only specify one of these parameters: customer, customer_email.",
-                                       "customer")
+                    return self._error(
+                        400, "You may only specify one of these parameters: customer, customer_email.", "customer"
+                    )
                 session_id = "cs_test_" + secrets.token_hex(12)
-                self._send(200, json.dumps({
-                    "id": session_id,
-                    "object": "checkout.session",
-                    "mode": form["mode"],
-                    "client_reference_id": form.get("client_reference_id"),
-                    "customer": form.get("customer"),
-                    "customer_email": form.get("customer_email"),
-                    "success_url": form["success_url"],
-                    "cancel_url": form["cancel_url"],
-                    "status": "open",
-                    "payment_status": "unpaid",
-                    "url": f"{fake.url}/c/pay/{session_id}",
-                }))
+                self._send(
+                    200,
+                    json.dumps(
+                        {
+                            "id": session_id,
+                            "object": "checkout.session",
+                            "mode": form["mode"],
+                            "client_reference_id": form.get("client_reference_id"),
+                            "customer": form.get("customer"),
+                            "customer_email": form.get("customer_email"),
+                            "success_url": form["success_url"],
+                            "cancel_url": form["cancel_url"],
+                            "status": "open",
+                            "payment_status": "unpaid",
+                            "url": f"{fake.url}/c/pay/{session_id}",
+                        }
+                    ),
+                )
 
             def _portal(self, form: dict[str, str]) -> None:
                 if not form.get("customer"):
                     return self._error(400, "Missing required param: customer.", "customer")
                 session_id = "bps_" + secrets.token_hex(12)
-                self._send(200, json.dumps({
-                    "id": session_id,
-                    "object": "billing_portal.session",
-                    "customer": form["customer"],
-                    "return_url": form.get("return_url"),
-                    "url": f"{fake.url}/p/session/{session_id}",
-                }))
+                self._send(
+                    200,
+                    json.dumps(
+                        {
+                            "id": session_id,
+                            "object": "billing_portal.session",
+                            "customer": form["customer"],
+                            "return_url": form.get("return_url"),
+                            "url": f"{fake.url}/p/session/{session_id}",
+                        }
+                    ),
+                )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="fake-stripe", daemon=True)

@@ -33,60 +33,98 @@ def event(kind: str, obj: dict, created: datetime, event_id: str | None = None) 
 
 
 def checkout_completed(user_id: int, customer: str, subscription: str, created: datetime) -> dict:
-    return event("checkout.session.completed", {
-        "id": f"cs_test_{next(_ids):06d}",
-        "object": "checkout.session",
-        "mode": "subscription",
-        "status": "complete",
-        "payment_status": "paid",
-        "client_reference_id": str(user_id),
-        "customer": customer,
-        "customer_details": {"email": "alice@example.com"},
-        "subscription": subscription,
-        "metadata": {"mailcam_user_id": str(user_id)},
-    }, created)
+    return event(
+        "checkout.session.completed",
+        {
+            "id": f"cs_test_{next(_ids):06d}",
+            "object": "checkout.session",
+            "mode": "subscription",
+            "status": "complete",
+            "payment_status": "paid",
+            "client_reference_id": str(user_id),
+            "customer": customer,
+            "customer_details": {"email": "alice@example.com"},
+            "subscription": subscription,
+            "metadata": {"mailcam_user_id": str(user_id)},
+        },
+        created,
+    )
 
 
-def subscription(kind: str, sub_id: str, customer: str, status: str, start: datetime, *,
-                 created: datetime | None = None, cancel_at_period_end: bool = False,
-                 user_id: int | None = None, period: timedelta = MONTH) -> dict:
+def subscription(
+    kind: str,
+    sub_id: str,
+    customer: str,
+    status: str,
+    start: datetime,
+    *,
+    created: datetime | None = None,
+    cancel_at_period_end: bool = False,
+    user_id: int | None = None,
+    period: timedelta = MONTH,
+) -> dict:
     end = start + period
-    return event(f"customer.subscription.{kind}", {
-        "id": sub_id,
-        "object": "subscription",
-        "customer": customer,
-        "status": status,
-        "cancel_at_period_end": cancel_at_period_end,
-        "cancel_at": _stamp(end) if cancel_at_period_end else None,
-        "ended_at": _stamp(created or start) if status == "canceled" else None,
-        "metadata": {"mailcam_user_id": str(user_id)} if user_id else {},
-        "items": {"object": "list", "data": [{
-            "id": f"si_test_{next(_ids):06d}",
-            "object": "subscription_item",
-            "current_period_start": _stamp(start),
-            "current_period_end": _stamp(end),
-            "price": {"id": "price_monthly_test", "object": "price"},
-            "quantity": 1,
-        }]},
-    }, created or start)
+    return event(
+        f"customer.subscription.{kind}",
+        {
+            "id": sub_id,
+            "object": "subscription",
+            "customer": customer,
+            "status": status,
+            "cancel_at_period_end": cancel_at_period_end,
+            "cancel_at": _stamp(end) if cancel_at_period_end else None,
+            "ended_at": _stamp(created or start) if status == "canceled" else None,
+            "metadata": {"mailcam_user_id": str(user_id)} if user_id else {},
+            "items": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": f"si_test_{next(_ids):06d}",
+                        "object": "subscription_item",
+                        "current_period_start": _stamp(start),
+                        "current_period_end": _stamp(end),
+                        "price": {"id": "price_monthly_test", "object": "price"},
+                        "quantity": 1,
+                    }
+                ],
+            },
+        },
+        created or start,
+    )
 
 
-def invoice(kind: str, sub_id: str, customer: str, period_start: datetime, *, created: datetime | None = None,
-            period: timedelta = MONTH) -> dict:
+def invoice(
+    kind: str,
+    sub_id: str,
+    customer: str,
+    period_start: datetime,
+    *,
+    created: datetime | None = None,
+    period: timedelta = MONTH,
+) -> dict:
     paid = kind == "invoice.paid"
-    return event(kind, {
-        "id": f"in_test_{next(_ids):06d}",
-        "object": "invoice",
-        "customer": customer,
-        "created": _stamp(period_start),
-        "status": "paid" if paid else "open",
-        "billing_reason": "subscription_cycle",
-        "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub_id}},
-        "lines": {"object": "list", "data": [{
-            "id": f"il_test_{next(_ids):06d}",
-            "period": {"start": _stamp(period_start), "end": _stamp(period_start + period)},
-        }]},
-    }, created or period_start)
+    return event(
+        kind,
+        {
+            "id": f"in_test_{next(_ids):06d}",
+            "object": "invoice",
+            "customer": customer,
+            "created": _stamp(period_start),
+            "status": "paid" if paid else "open",
+            "billing_reason": "subscription_cycle",
+            "parent": {"type": "subscription_details", "subscription_details": {"subscription": sub_id}},
+            "lines": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": f"il_test_{next(_ids):06d}",
+                        "period": {"start": _stamp(period_start), "end": _stamp(period_start + period)},
+                    }
+                ],
+            },
+        },
+        created or period_start,
+    )
 
 
 def signed(payload: dict | str, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> tuple[str, dict]:

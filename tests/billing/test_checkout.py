@@ -44,8 +44,9 @@ def test_upgrade_opens_a_checkout_session_for_the_plan_the_email_and_the_way_bac
 def test_a_returning_customer_checks_out_as_the_same_stripe_customer(billing, fake_stripe, clock):
     start = clock.now()
     billing.upgrade(start)
-    billing.deliver(e.subscription("deleted", billing.sub_id, billing.customer, "canceled", start,
-                                   created=start + e.MONTH / 2))
+    billing.deliver(
+        e.subscription("deleted", billing.sub_id, billing.customer, "canceled", start, created=start + e.MONTH / 2)
+    )
 
     r = billing.api.post("/api/billing/checkout/", json={"plan": "monthly"}, headers=billing.account.headers)
     assert r.status_code == 200, r.text
@@ -113,8 +114,9 @@ def test_without_stripe_configured_there_is_no_upgrade_and_set_tier_still_works(
             hook = api.post("/api/billing/stripe-webhook", content=body, headers=headers)
             assert hook.status_code == 404 and hook.json()["error"] == "billing_disabled"
 
-            result = CliRunner().invoke(cli, ["set-tier", "alice@example.com", "premium"],
-                                        env={"MAILCAM_DATABASE_URL": database_url})
+            result = CliRunner().invoke(
+                cli, ["set-tier", "alice@example.com", "premium"], env={"MAILCAM_DATABASE_URL": database_url}
+            )
             assert result.exit_code == 0, result.output
             assert api.get("/api/billing/", headers=alice.headers).json()["tier"] == "premium"
             with ctx.sessions() as session:

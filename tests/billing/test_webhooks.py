@@ -53,16 +53,22 @@ def test_upgrade_makes_premium_and_twenty_concurrent_triggers_are_all_accepted(b
     with billing.ctx.sessions() as session:
         (change,) = session.scalars(select(TierChange)).all()  # one change: free → premium (then no-ops)
         assert (change.source, change.old_tier, change.new_tier, change.new_status) == (
-            "stripe", "free", "premium", "active")
+            "stripe",
+            "free",
+            "premium",
+            "active",
+        )
 
     async def trigger(client):
-        return await client.post("/api/device/trigger/", json={"device_serial": "box-1"},
-                                 headers=billing.account.headers)
+        return await client.post(
+            "/api/device/trigger/", json={"device_serial": "box-1"}, headers=billing.account.headers
+        )
 
     codes = [r.status_code for r in _fire(live.url, 20, trigger)]
     assert codes == [202] * 20, codes
-    status = billing.api.get("/api/device/status/", params={"device_serial": "box-1"},
-                             headers=billing.account.headers).json()
+    status = billing.api.get(
+        "/api/device/status/", params={"device_serial": "box-1"}, headers=billing.account.headers
+    ).json()
     assert status["user_tier"] == "premium" and status["clicks_limit"] is None
 
 
@@ -87,8 +93,11 @@ def test_a_failed_renewal_keeps_premium_through_the_grace_period_with_a_notice_t
     renewal = start + e.MONTH
     clock.set(renewal + timedelta(hours=1))
     billing.deliver(e.invoice("invoice.payment_failed", billing.sub_id, billing.customer, renewal))
-    billing.deliver(e.subscription("updated", billing.sub_id, billing.customer, "past_due", renewal,
-                                   created=renewal + timedelta(hours=1)))
+    billing.deliver(
+        e.subscription(
+            "updated", billing.sub_id, billing.customer, "past_due", renewal, created=renewal + timedelta(hours=1)
+        )
+    )
     billing.relogin()
 
     me = billing.me()
@@ -109,8 +118,7 @@ def test_a_failed_renewal_keeps_premium_through_the_grace_period_with_a_notice_t
     assert [billing.trigger("box-1").status_code for _ in range(4)] == [202, 202, 202, 429]
 
     # The card is updated and the invoice paid: premium again.
-    billing.deliver(e.invoice("invoice.paid", billing.sub_id, billing.customer, renewal,
-                              created=clock.now()))
+    billing.deliver(e.invoice("invoice.paid", billing.sub_id, billing.customer, renewal, created=clock.now()))
     assert billing.me()["tier"] == "premium" and billing.me()["status"] == "active"
 
 
@@ -120,8 +128,11 @@ def test_cancellation_at_period_end_keeps_premium_until_then_and_the_free_limit_
     billing.upgrade(start)
     period_end = start + e.MONTH
     clock.advance(timedelta(days=10))
-    billing.deliver(e.subscription("updated", billing.sub_id, billing.customer, "active", start,
-                                   created=clock.now(), cancel_at_period_end=True))
+    billing.deliver(
+        e.subscription(
+            "updated", billing.sub_id, billing.customer, "active", start, created=clock.now(), cancel_at_period_end=True
+        )
+    )
 
     me = billing.me()
     assert me["tier"] == "premium" and me["cancel_at_period_end"] is True
@@ -139,8 +150,11 @@ def test_cancellation_at_period_end_keeps_premium_until_then_and_the_free_limit_
     limited = billing.trigger("box-1").json()
     assert limited["error"] == "click_limit_exceeded" and limited["clicks_limit"] == 3
 
-    billing.deliver(e.subscription("deleted", billing.sub_id, billing.customer, "canceled", start,
-                                   created=period_end + timedelta(seconds=2)))
+    billing.deliver(
+        e.subscription(
+            "deleted", billing.sub_id, billing.customer, "canceled", start, created=period_end + timedelta(seconds=2)
+        )
+    )
     me = billing.me()
     assert (me["tier"], me["status"]) == ("free", "canceled")
     with billing.ctx.sessions() as session:
@@ -164,16 +178,22 @@ def test_a_duplicate_delivery_is_processed_once_even_when_it_arrives_at_once(bil
     assert sorted(r.json()["status"] for r in replies) == ["duplicate"] * 5 + ["processed"]
     assert _counts(billing.ctx) == (events_before + 1, changes_before + 1)
 
-    billing.deliver(e.invoice("invoice.paid", billing.sub_id, billing.customer, start + e.MONTH,
-                              created=clock.now() + timedelta(minutes=1)))
+    billing.deliver(
+        e.invoice(
+            "invoice.paid",
+            billing.sub_id,
+            billing.customer,
+            start + e.MONTH,
+            created=clock.now() + timedelta(minutes=1),
+        )
+    )
     assert billing.post(failed).json()["status"] == "duplicate"  # a late redelivery: still once
     billing.relogin()
     assert billing.me()["status"] == "active"
 
 
 def test_bad_webhooks_are_refused_and_change_nothing(billing, clock):
-    good = e.subscription("created", billing.sub_id, billing.customer, "active", clock.now(),
-                          user_id=billing.user_id)
+    good = e.subscription("created", billing.sub_id, billing.customer, "active", clock.now(), user_id=billing.user_id)
     body, headers = e.signed(good)
     hook = "/api/billing/stripe-webhook"
     refused = {
@@ -218,7 +238,8 @@ def test_unknown_types_are_ignored_and_unknown_customers_recorded_not_a_500(bill
 def test_an_older_event_arriving_late_does_not_undo_a_newer_one(billing, clock):
     start = clock.now()
     billing.upgrade(start)
-    late = e.subscription("updated", billing.sub_id, billing.customer, "incomplete", start,
-                          created=start - timedelta(seconds=30))
+    late = e.subscription(
+        "updated", billing.sub_id, billing.customer, "incomplete", start, created=start - timedelta(seconds=30)
+    )
     assert billing.deliver(late)["outcome"] == "stale"
     assert billing.me()["tier"] == "premium"
