@@ -21,6 +21,7 @@ from cloud.models import Tier
 PREMIUM_STATUSES = ("active", "trialing")
 GRACE_STATUS = "past_due"
 ENDED_STATUSES = ("canceled", "unpaid", "incomplete_expired")
+LIVE_STATUSES = (*PREMIUM_STATUSES, GRACE_STATUS)  # a subscription that still bills: buy no second one
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from cloud.billing.entitlement import LIVE_STATUSES
 from cloud.billing.stripe_api import StripeApi
 from cloud.context import AppContext
 from cloud.errors import Conflict, NotFound
@@ -74,7 +75,7 @@ def checkout_url(ctx: AppContext, user: User, plan: str, base_url: str) -> str:
     if plan not in ctx.settings.billing.prices:
         raise NotFound(f"no {plan} plan is on sale", plan=plan)
     sub = user.subscription
-    if sub is not None and sub.status in ("active", "trialing", "past_due"):
+    if sub is not None and sub.status in LIVE_STATUSES:
         raise Conflict("you already have a subscription: use Manage subscription", status=sub.status)
     base = (ctx.settings.notify.public_url or base_url).rstrip("/")
     return api.checkout_url(

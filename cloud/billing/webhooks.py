@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.billing.config import BillingSettings
-from cloud.billing.entitlement import Grant, grant_for
+from cloud.billing.entitlement import LIVE_STATUSES, Grant, grant_for
 from cloud.billing.stripe_api import BadWebhook
 from cloud.db import upsert
 from cloud.models import StripeEvent, Subscription, Tier, User
@@ -243,10 +243,12 @@ class _Run:
         )
         if sub is None:
             return self.unknown(checkout.customer, values)
+        if self.stale(sub):  # e.g. a first delivery retried for days, after the subscription ended
+            return "stale"
         self.link(sub, customer=checkout.customer, subscription_id=checkout.subscription)
-        # Paid: premium at once (the customer is on the success page); the subscription's own events,
-        # which may have come first, refine it with the status and the period.
-        if checkout.payment_status in ("paid", "no_payment_required") and sub.status is None:
+        # Paid: premium at once (the customer is on the success page). The subscription's own events,
+        # which may have come first (then this changes nothing), refine it with the status and period.
+        if checkout.payment_status in ("paid", "no_payment_required") and sub.status not in LIVE_STATUSES:
             return self.apply(sub, "active")
         return "applied"
 
@@ -259,7 +261,7 @@ class _Run:
         )
         if sub is None:
             return self.unknown(stripe_sub.customer, values)
-        if sub.stripe_subscription_id not in (None, stripe_sub.id) and sub.status in ("active", "trialing", "past_due"):
+        if sub.stripe_subscription_id not in (None, stripe_sub.id) and sub.status in LIVE_STATUSES:
             # A second subscription of one customer (bought twice): the live one keeps the say.
             log.warning(
                 "Stripe subscription %s ignored: user %s has %s", stripe_sub.id, sub.user_id, sub.stripe_subscription_id
@@ -289,7 +291,7 @@ class _Run:
                 period_end = None  # an old invoice paid late does not shorten the period
             status = "active" if sub.status in (None, "past_due", "unpaid", "incomplete") else sub.status
             return self.apply(sub, status, period_end=period_end)
-        if sub.status in ("active", "trialing", "past_due"):  # a renewal failed: grace from the invoice's date
+        if sub.status in LIVE_STATUSES:  # a renewal failed: grace from the invoice's date
             return self.apply(sub, "past_due", period_start=_time(invoice.created))
         return "applied"
 

@@ -243,3 +243,31 @@ def test_an_older_event_arriving_late_does_not_undo_a_newer_one(billing, clock):
     )
     assert billing.deliver(late)["outcome"] == "stale"
     assert billing.me()["tier"] == "premium"
+
+
+def test_checkout_first_then_events_of_api_versions_before_2025_03_31(billing, clock):
+    """Checkout's event may come before the subscription's (premium at once); an account on an older API
+    version sends the period on the subscription and the subscription id on the invoice."""
+    start = clock.now()
+    assert (
+        billing.deliver(e.checkout_completed(billing.user_id, billing.customer, billing.sub_id, start))["outcome"]
+        == "applied"
+    )
+    assert billing.me()["tier"] == "premium"
+
+    old = e.subscription("updated", billing.sub_id, billing.customer, "active", start, cancel_at_period_end=True)
+    item = old["data"]["object"].pop("items")["data"][0]
+    old["data"]["object"].update(
+        current_period_start=item["current_period_start"], current_period_end=item["current_period_end"]
+    )
+    billing.deliver(old)
+    me = billing.me()
+    assert me["premium_until"].startswith((start + e.MONTH).isoformat()[:19])
+
+    failed = e.invoice(
+        "invoice.payment_failed", billing.sub_id, billing.customer, start, created=start + timedelta(seconds=1)
+    )
+    invoice = failed["data"]["object"]
+    invoice["subscription"] = invoice.pop("parent")["subscription_details"]["subscription"]
+    assert billing.deliver(failed)["outcome"] == "applied"
+    assert billing.me()["status"] == "past_due"
