@@ -15,6 +15,7 @@ from cloud.services.images import ImageStore
 from cloud.settings import Settings
 
 if TYPE_CHECKING:
+    from cloud.billing.stripe_api import StripeApi
     from cloud.vision.pipeline import VisionPipeline
 
 
@@ -28,6 +29,8 @@ class AppContext:
     events: FanoutSink = field(default_factory=lambda: FanoutSink(LogSink()))
     # The vision providers of this context, built on first use (``cloud.vision.worker.pipeline_for``).
     vision: VisionPipeline | None = field(default=None, repr=False)
+    # The Stripe client, built on first use when billing is configured (``cloud.billing.service.stripe_api``).
+    stripe: StripeApi | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> AppContext:

@@ -14,6 +14,7 @@ from mcam import protocol
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cloud.billing.config import BillingSettings
 from cloud.notify.config import NotifySettings
 from cloud.vision.config import VisionSettings
 
@@ -75,6 +76,7 @@ class Settings(BaseSettings):
 
     vision: VisionSettings = Field(default_factory=VisionSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:

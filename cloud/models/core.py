@@ -74,6 +74,12 @@ class AuthToken(Base):
 
 
 class Subscription(Base):
+    """A user's tier: what ``accounts.effective_tier`` reads (``tier`` while ``active``, until ``ends_at``).
+
+    ``mailcam set-tier`` writes it by hand; with Stripe configured the webhooks write it
+    (``cloud.billing.webhooks``) and the ``stripe_*`` columns, ``status`` and the period say why.
+    """
+
     __tablename__ = "subscriptions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -82,8 +88,56 @@ class Subscription(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Stripe's view (None without a Stripe subscription): its status (active, trialing, past_due,
+    # canceled, unpaid, incomplete, …), ids, the paid period and whether it ends with that period.
+    status: Mapped[str | None] = mapped_column(String(30))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # past_due: premium goes on until here while Stripe retries the card (set once per failure).
+    grace_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When Stripe created the newest subscription event applied: an older one arriving late is skipped.
+    stripe_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(back_populates="subscription")
+
+
+class TierChange(Base):
+    """The audit of tier changes: who or what (Stripe event, the CLI) changed a subscription, from what to what."""
+
+    __tablename__ = "tier_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(20))  # stripe | cli
+    stripe_event_id: Mapped[str | None] = mapped_column(String(255))
+    old_tier: Mapped[Tier | None] = mapped_column(str_enum(Tier))
+    new_tier: Mapped[Tier] = mapped_column(str_enum(Tier))
+    old_status: Mapped[str | None] = mapped_column(String(30))
+    new_status: Mapped[str | None] = mapped_column(String(30))
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class StripeEvent(Base):
+    """Each Stripe event id once: inserting this row is how one replica claims the event.
+
+    ``outcome`` says what came of it (applied, stale, unknown_customer, ignored); an event for a
+    customer we do not know keeps its payload, so an operator can see what Stripe sent.
+    """
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())  # Stripe's time of the event
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(30))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict | None] = mapped_column(JSON)
 
 
 class Gateway(Base):

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.errors import Conflict, Forbidden, NotAuthenticated
-from cloud.models import AuthToken, Subscription, Tier, User
+from cloud.models import AuthToken, Subscription, Tier, TierChange, User
 from cloud.security import hash_password, hash_token, new_token, verify_password
 
 
@@ -97,14 +97,37 @@ def effective_tier(user: User, now: datetime) -> Tier:
 
 
 def set_tier(session: Session, user: User, tier: Tier, now: datetime, ends_at: datetime | None = None) -> None:
+    """An operator's change (``mailcam set-tier``): audited; a later Stripe event may change it again."""
     if user.subscription is None:
-        user.subscription = Subscription(tier=tier, active=True, started_at=now, ends_at=ends_at)
-    else:
-        user.subscription.tier = tier
-        user.subscription.active = True
-        user.subscription.started_at = now
-        user.subscription.ends_at = ends_at
+        user.subscription = Subscription(tier=Tier.FREE, active=True, started_at=now)
+        session.flush()
+    change_tier(session, user.subscription, tier=tier, ends_at=ends_at, status=user.subscription.status,
+                now=now, source="cli")
+    user.subscription.started_at = now
     session.flush()
+
+
+def change_tier(
+    session: Session,
+    sub: Subscription,
+    *,
+    tier: Tier,
+    ends_at: datetime | None,
+    status: str | None,
+    now: datetime,
+    source: str,
+    stripe_event_id: str | None = None,
+) -> bool:
+    """Set what ``sub`` grants, with a ``TierChange`` row when that differs from before; True if it did."""
+    before = (sub.tier if sub.active else None, sub.ends_at, sub.status)
+    if before == (tier, ends_at, status):
+        return False
+    session.add(TierChange(
+        user_id=sub.user_id, at=now, source=source, stripe_event_id=stripe_event_id,
+        old_tier=before[0], new_tier=tier, old_status=before[2], new_status=status, ends_at=ends_at,
+    ))
+    sub.tier, sub.active, sub.ends_at, sub.status = tier, True, ends_at, status
+    return True
 
 
 _DUMMY_HASH = hash_password("not-a-real-password-just-timing")

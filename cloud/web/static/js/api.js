@@ -138,4 +138,7 @@ export const endpoints = {
   apiKeys: () => api.get("/api/keys/"),
   createApiKey: (name, scope) => api.post("/api/keys/", { name, scope }),
   revokeApiKey: (id) => api.del(`/api/keys/${enc(id)}`),
+  billing: () => api.get("/api/billing/"),
+  checkout: (plan) => api.post("/api/billing/checkout/", { plan }),
+  billingPortal: () => api.post("/api/billing/portal/"),
 };

@@ -6,6 +6,7 @@ import { browserTimeZone } from "./format.js";
 import { forgetImages } from "./images.js";
 import { registerServiceWorker } from "./push.js";
 import { accountView } from "./views/account.js";
+import { billingReturnView } from "./views/billing.js";
 import { loginView, signupView } from "./views/auth.js";
 import { notificationsView } from "./views/notifications.js";
 import { deviceView } from "./views/device.js";
@@ -113,6 +114,7 @@ const ROUTES = [
   { pattern: /^#\/mailbox\/([^/]+)(?:\/(capture\/[^/]+|take-photo))?$/, view: deviceView },
   { pattern: /^#\/account$/, view: accountView },
   { pattern: /^#\/notifications$/, view: notificationsView },
+  { pattern: /^#\/billing\/(success|cancelled)$/, view: billingReturnView },
   { pattern: /^(#\/?)?$/, view: devicesView },
 ];
 

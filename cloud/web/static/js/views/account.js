@@ -3,6 +3,7 @@
 import { endpoints } from "../api.js";
 import { busy, h, message, replace } from "../dom.js";
 import { browserTimeZone, dateTime, relativeTime } from "../format.js";
+import { billingCard } from "./billing.js";
 import { confirmDialog } from "./dialogs.js";
 
 function profileCard(app) {
@@ -155,5 +156,5 @@ function apiKeysCard(app) {
 }
 
 export async function accountView(app, page) {
-  replace(page, h("h1", {}, "Account"), profileCard(app), usageCard(), apiKeysCard(app));
+  replace(page, h("h1", {}, "Account"), profileCard(app), billingCard(app), usageCard(), apiKeysCard(app));
 }

@@ -5,6 +5,7 @@ import { endpoints } from "../api.js";
 import { busy, h, message, replace } from "../dom.js";
 import { clicksLeft, dateTime, describeAnalysis, localMoment, relativeTime } from "../format.js";
 import { authImage, thumbnailUrl } from "../images.js";
+import { upgradeOffer } from "./billing.js";
 import { confirmDialog, photoDialog } from "./dialogs.js";
 import { batteryInfo, statusPill } from "./devices.js";
 import { settingsCard } from "./device_settings.js";
@@ -172,9 +173,9 @@ export async function deviceView(app, page, scope, serial, extra) {
   }
 
   function limitMessage(used, limit, resetAt) {
-    const box = message("error", `Daily limit reached: you have used ${used} of ${limit} photos today. More from ${localMoment(resetAt, tz())}.`);
-    box.classList.add("limit");
-    return box;
+    return h("div", { class: "limit" },
+      message("error", `Daily limit reached: you have used ${used} of ${limit} photos today. More from ${localMoment(resetAt, tz())}.`),
+      upgradeOffer());
   }
 
   async function loadStatus() {

@@ -5,6 +5,7 @@ import { busy, h, message, replace } from "../dom.js";
 import { battery, describeAnalysis, relativeTime } from "../format.js";
 import { authImage, thumbnailUrl } from "../images.js";
 import { pushCard } from "../push.js";
+import { billingNotice } from "./billing.js";
 
 export function statusPill(status) {
   const online = status === "online";
@@ -88,7 +89,7 @@ function claimForm(onClaimed) {
 export async function devicesView(app, page, scope) {
   const list = h("div", { class: "device-list", "aria-live": "polite", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading your mailboxes…"));
   const welcome = h("div", {});
-  replace(page, h("h1", {}, "My mailboxes"), welcome, list, claimForm(() => load()));
+  replace(page, h("h1", {}, "My mailboxes"), billingNotice(app), welcome, list, claimForm(() => load()));
   // Walk a user with no alert channel yet to one: push on this device (the others are under Notifications).
   pushCard({ compact: true }).then((card) => scope.alive && replace(welcome, card)).catch(() => null);
   let shown = null;
