@@ -21,9 +21,13 @@ PASSWORD = "correct horse battery"
 WAIT_MS = 15_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """One headless Chromium for the session (each test gets its own context)."""
+    """One headless Chromium per test module (each test gets its own context).
+
+    Not per session: Playwright's sync API keeps an event loop running in this thread while it is
+    started, and then any later test here that calls `asyncio.run` fails.
+    """
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import expect, sync_playwright
