@@ -34,8 +34,14 @@ def check(values: dict[str, Any]) -> None:
         raise ValidationFailed(str(exc)) from None
 
 
+def _whole(value: Any) -> Any:
+    """900.0 → 900: JSON (and JSON Schema's "integer") does not tell them apart; the firmware's rules do."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def set_desired(session: Session, device: Device, values: dict[str, Any]) -> None:
     """The device's desired settings become ``values``; a change gets the next version."""
+    values = {path: _whole(value) for path, value in values.items()}
     check(values)
     if device.settings_version is not None and device.settings_desired == values:
         return  # nothing changed: no new version for the gateway to publish

@@ -26,6 +26,19 @@ def test_owner_sets_settings_and_each_change_gets_the_next_version(api):
     assert api.get(url, headers=alice.headers).json()["desired"] == {"wake_interval_s": 1200}
 
 
+def test_a_whole_number_written_as_a_float_is_taken_as_the_integer(api):
+    """Schemathesis found it: JSON Schema's "integer" admits 900.0, which the firmware's rules refused (422)."""
+    alice = new_account(api, "alice@example.com")
+    new_device(api, alice, "box-1")
+    response = api.put("/api/devices/box-1/settings", json={"settings": {"wake_interval_s": 77197.0}},
+                       headers=alice.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["desired"] == {"wake_interval_s": 77197}
+    assert isinstance(response.json()["desired"]["wake_interval_s"], int)  # the device gets 77197, not 77197.0
+    half = api.put("/api/devices/box-1/settings", json={"settings": {"wake_interval_s": 900.5}}, headers=alice.headers)
+    assert half.status_code == 422
+
+
 def test_values_the_device_would_refuse_are_422_and_change_nothing(api):
     alice = new_account(api, "alice@example.com")
     new_device(api, alice, "box-1")
