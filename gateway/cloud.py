@@ -81,7 +81,8 @@ class CloudClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, url: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
+    async def _request(self, method: str, url: str, *, timeout: float | None = None, raw: bool = False,
+                       **kwargs: Any) -> Any:
         try:
             extra = {"timeout": timeout} if timeout is not None else {}
             response = await self._http.request(method, url, **kwargs, **extra)
@@ -98,6 +99,8 @@ class CloudClient:
             if code in TRANSIENT_CODES or (code, detail) == ROUTE_MISSING:
                 raise Retryable(f"HTTP {response.status_code} {code}: {detail[:200]}")
             raise Rejected(response.status_code, code, detail)
+        if raw:
+            return response.content
         if not response.content:
             return None
         try:
@@ -118,6 +121,13 @@ class CloudClient:
 
     async def devices(self) -> list[dict[str, Any]]:
         return await self._request("GET", "/api/gateway/devices/")
+
+    async def firmware(self, release_id: int, *, offset: int = 0, length: int | None = None) -> bytes:
+        """A release's bundle, or ``length`` bytes of it from ``offset``."""
+        params: dict[str, Any] = {"offset": offset}
+        if length is not None:
+            params["length"] = length
+        return await self._request("GET", f"/api/gateway/firmware/{release_id}", params=params, raw=True)
 
     async def triggers(self, *, version: str | None, wait: float) -> dict[str, Any]:
         params: dict[str, Any] = {"wait": wait}

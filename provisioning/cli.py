@@ -90,6 +90,8 @@ def config(
     broker_port: Annotated[int, typer.Option()] = 1883,
     broker_password: Annotated[str | None, typer.Option(help="From `mosquitto-user`")] = None,
     wake_interval_s: Annotated[int, typer.Option()] = 3600,
+    ota_key: Annotated[str | None, typer.Option(help="The cloud's firmware release key (GET /api/firmware/key, "
+                                                     "64 hex); without it the device takes no update")] = None,
     out: Annotated[Path, typer.Option(help="Where to write config.json")] = Path("config.json"),
 ) -> None:
     """Write the firmware's config.json (validated by the firmware's own config module)."""
@@ -102,6 +104,8 @@ def config(
                    "password": broker_password},
         "wake_interval_s": wake_interval_s,
     }
+    if ota_key:
+        given["ota"] = {"key": ota_key.lower()}
     try:
         fw_config.parse(json.dumps(given))
     except fw_config.ConfigError as exc:

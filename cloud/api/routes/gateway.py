@@ -14,7 +14,8 @@ import hashlib
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
+from mcam import protocol
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api import schemas
@@ -31,8 +32,8 @@ from cloud.api.deps import (
     gateway_caller,
 )
 from cloud.context import AppContext
-from cloud.models import Gateway
-from cloud.services import devices, triggers
+from cloud.models import FirmwareRelease, Gateway
+from cloud.services import devices, firmware, triggers
 from cloud.services.trigger_watch import TriggerWatch
 
 router = APIRouter(prefix="/api", tags=["gateways"])
@@ -76,11 +77,31 @@ def revoke_gateway(gateway: OwnedGateway, session: SessionDep) -> None:
 def gateway_devices(gateway: GatewayDep, session: SessionDep) -> list[schemas.GatewayDevice]:
     """The devices this gateway serves, with their desired remote settings (published retained)."""
     rows = devices.devices_of(session, gateway.owner_id)
+    offered = firmware.offers(session, [d.id for d in rows])
     return [
         schemas.GatewayDevice(serial=d.serial, wake_interval_s=d.wake_interval_s,
-                              settings_version=d.settings_version, settings=d.settings_desired)
+                              settings_version=d.settings_version, settings=d.settings_desired,
+                              firmware=_offer(offered.get(d.id)))
         for d in rows
     ]
+
+
+def _offer(release: FirmwareRelease | None) -> schemas.GatewayFirmwareOffer | None:
+    if release is None:
+        return None
+    return schemas.GatewayFirmwareOffer(release_id=release.id, version=release.version, size=release.size,
+                                        signature=release.signature)
+
+
+@router.get("/gateway/firmware/{release_id}", response_class=Response, responses={404: _err})
+def gateway_firmware(
+    release_id: schemas.RowId, gateway: GatewayDep, session: SessionDep,
+    offset: Annotated[int, Query(ge=0, le=protocol.MAX_BUNDLE_BYTES)] = 0,
+    length: Annotated[int | None, Query(ge=1, le=protocol.MAX_BUNDLE_BYTES)] = None,
+) -> Response:
+    """A firmware release's bundle (or `length` bytes of it from `offset`), for the devices this gateway serves."""
+    data = firmware.bundle_range(session, release_id, offset, length)
+    return Response(data, media_type="application/octet-stream")
 
 
 def _authenticate_gateway(ctx: AppContext, token: str) -> int:
