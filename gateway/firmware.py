@@ -61,8 +61,9 @@ class FirmwareRelay:
                 continue
             try:
                 topic = protocol.topic(serial, protocol.OTA)
-                payload = protocol.encode_offer(fw["release_id"], fw["version"], fw["size"], fw["signature"]) if fw \
-                    else b""
+                payload = (
+                    protocol.encode_offer(fw["release_id"], fw["version"], fw["size"], fw["signature"]) if fw else b""
+                )
             except (protocol.ProtocolError, KeyError, TypeError) as exc:
                 log.warning("cloud listed an unusable firmware offer for %r: %s", serial[:40], exc)
                 continue
@@ -98,7 +99,7 @@ class FirmwareRelay:
         topic = protocol.topic(serial, protocol.FW)
         cs = req["cs"]
         for pos in range(0, len(data), cs):
-            chunk = protocol.encode_fw_chunk(req["rid"], off + pos, size, data[pos:pos + cs])
+            chunk = protocol.encode_fw_chunk(req["rid"], off + pos, size, data[pos : pos + cs])
             if not self.link.publish_qos0(topic, chunk):
                 log.info("broker away while sending release %s to %s", req["rid"], serial)
                 return

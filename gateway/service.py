@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from gateway import remote_settings
-from gateway.firmware import FirmwareRelay
 from gateway.clock import ClockBeacon
 from gateway.cloud import CloudClient, CloudError
+from gateway.firmware import FirmwareRelay
 from gateway.forwarder import Forwarder
 from gateway.relay import TriggerRelay
 from gateway.settings import GatewaySettings

@@ -29,8 +29,7 @@ class ReleaseError(ValueError):
 def new_key() -> tuple[bytes, str]:
     """(private key PEM, public key as 64 hex chars): the pair a cloud signs its releases with."""
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return pem, public_hex(key)
 
 
@@ -45,8 +44,14 @@ def public_hex(key: Ed25519PrivateKey) -> str:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
 
-def build(version: str, key: Ed25519PrivateKey, *, mpy_cross: str, firmware_dir: Path = FIRMWARE_DIR,
-          include_sim: bool = False) -> bytes:
+def build(
+    version: str,
+    key: Ed25519PrivateKey,
+    *,
+    mpy_cross: str,
+    firmware_dir: Path = FIRMWARE_DIR,
+    include_sim: bool = False,
+) -> bytes:
     """The release file of ``firmware_dir`` as version ``version``, signed with ``key``."""
     if not protocol.valid_fw_version(version):
         raise ReleaseError(f"bad version {version!r}: 1-40 of A-Z a-z 0-9 . _ + -")
@@ -66,4 +71,3 @@ def build(version: str, key: Ed25519PrivateKey, *, mpy_cross: str, firmware_dir:
     bundle = line + b"\n" + b"".join(blobs)
     signature = key.sign(protocol.release_message(line)).hex()
     return protocol.encode_release_file(signature, bundle)
-

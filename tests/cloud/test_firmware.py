@@ -34,8 +34,9 @@ def cloud_settings(tmp_path, database_url):
 
 
 def upload(api, account, data: bytes):
-    return api.post("/api/firmware/releases", content=data,
-                    headers={**account.headers, "Content-Type": "application/octet-stream"})
+    return api.post(
+        "/api/firmware/releases", content=data, headers={**account.headers, "Content-Type": "application/octet-stream"}
+    )
 
 
 def report(api, gateway_token: str, serial: str, fw: str = "1.0.0", **update):
@@ -93,8 +94,11 @@ def test_upload_without_a_release_key_is_503(tmp_path, database_url):
 def test_a_staged_rollout_halts_when_its_first_wave_fails(api):
     alice, serials, gw = fleet(api, 4)
     assert upload(api, alice, release_file("2.0.0")).status_code == 201
-    r = api.post("/api/firmware/rollouts", json={"version": "2.0.0", "percent": 100, "first_wave": 2,
-                                                 "max_failure_rate": 0.4}, headers=alice.headers)
+    r = api.post(
+        "/api/firmware/rollouts",
+        json={"version": "2.0.0", "percent": 100, "first_wave": 2, "max_failure_rate": 0.4},
+        headers=alice.headers,
+    )
     assert r.status_code == 201, r.text
     rollout = r.json()
     wave1 = [d["serial"] for d in rollout["devices"] if d["wave"] == 1]
@@ -105,8 +109,15 @@ def test_a_staged_rollout_halts_when_its_first_wave_fails(api):
     report(api, gw, wave1[0], release_id=rid, version="2.0.0", state="downloading", percent=40)
     shown = api.get(f"/api/devices/{wave1[0]}/firmware", headers=alice.headers).json()
     assert shown["update"]["state"] == "downloading" and shown["update"]["progress"] == 40
-    report(api, gw, wave1[1], release_id=rid, version="2.0.0", state="rolled_back",
-           reason="no complete wake in 3 boots: RuntimeError('boom')")
+    report(
+        api,
+        gw,
+        wave1[1],
+        release_id=rid,
+        version="2.0.0",
+        state="rolled_back",
+        reason="no complete wake in 3 boots: RuntimeError('boom')",
+    )
     after = api.get(f"/api/firmware/rollouts/{rollout['rollout_id']}", headers=alice.headers).json()
     assert after["status"] == "halted" and "1 of 2 first-wave devices failed" in after["halted_reason"]
     states = {d["serial"]: (d["state"], d["reason"]) for d in after["devices"]}
@@ -118,8 +129,11 @@ def test_a_staged_rollout_halts_when_its_first_wave_fails(api):
 def test_the_second_wave_opens_when_the_first_is_installed(api):
     alice, serials, gw = fleet(api, 3)
     upload(api, alice, release_file("2.0.0"))
-    r = api.post("/api/firmware/rollouts", json={"version": "2.0.0", "serials": serials[:3], "first_wave": 1},
-                 headers=alice.headers)
+    r = api.post(
+        "/api/firmware/rollouts",
+        json={"version": "2.0.0", "serials": serials[:3], "first_wave": 1},
+        headers=alice.headers,
+    )
     assert offered(api, gw) == {serials[0]: "2.0.0"}
     report(api, gw, serials[0], fw="2.0.0")  # the device runs it: installed
     assert offered(api, gw) == {serials[1]: "2.0.0", serials[2]: "2.0.0"}
@@ -134,11 +148,13 @@ def test_a_rollout_targets_only_my_devices(api):
     bob = new_account(api, "bob@example.com")
     new_device(api, bob, "bobs-box")
     upload(api, alice, release_file("2.0.0"))
-    for body, code in (({"version": "2.0.0", "serials": ["bobs-box"]}, 404),
-                       ({"version": "9.9.9", "serials": serials}, 404),
-                       ({"version": "2.0.0"}, 422),
-                       ({"version": "2.0.0", "serials": serials, "percent": 50}, 422),
-                       ({"version": "2.0.0", "percent": 0}, 422)):
+    for body, code in (
+        ({"version": "2.0.0", "serials": ["bobs-box"]}, 404),
+        ({"version": "9.9.9", "serials": serials}, 404),
+        ({"version": "2.0.0"}, 422),
+        ({"version": "2.0.0", "serials": serials, "percent": 50}, 422),
+        ({"version": "2.0.0", "percent": 0}, 422),
+    ):
         r = api.post("/api/firmware/rollouts", json=body, headers=alice.headers)
         assert r.status_code == code, (body, r.text)
     assert api.get("/api/devices/bobs-box/firmware", headers=alice.headers).status_code == 404

@@ -40,8 +40,9 @@ def releases(signing_key, tmp_path_factory) -> dict[str, bytes]:
     shutil.copytree(firmware, broken)
     cycle = broken / "lib" / "mcam" / "cycle.py"
     cycle.write_text('raise RuntimeError("boom at import")\n' + cycle.read_text())
-    build = lambda ver, src: release.build(ver, key, mpy_cross=tool("mpy-cross"), firmware_dir=src,  # noqa: E731
-                                           include_sim=True)
+    def build(ver: str, src: Path) -> bytes:
+        return release.build(ver, key, mpy_cross=tool("mpy-cross"), firmware_dir=src, include_sim=True)
+
     return {GOOD: build(GOOD, firmware), BOOM: build(BOOM, broken)}
 
 
@@ -52,16 +53,22 @@ def cloud_settings(tmp_path, database_url, signing_key):
 
 def publish(cloud, data: bytes) -> dict:
     with cloud.client() as client:
-        r = client.post("/api/firmware/releases", content=data,
-                        headers={**cloud.account.headers, "Content-Type": "application/octet-stream"})
+        r = client.post(
+            "/api/firmware/releases",
+            content=data,
+            headers={**cloud.account.headers, "Content-Type": "application/octet-stream"},
+        )
     assert r.status_code == 201, r.text
     return r.json()
 
 
 def rollout(cloud, version: str, serials: list[str], **extra) -> int:
     with cloud.client() as client:
-        r = client.post("/api/firmware/rollouts", json={"version": version, "serials": serials, **extra},
-                        headers=cloud.account.headers)
+        r = client.post(
+            "/api/firmware/rollouts",
+            json={"version": version, "serials": serials, **extra},
+            headers=cloud.account.headers,
+        )
     assert r.status_code == 201, r.text
     return r.json()["rollout_id"]
 
@@ -82,7 +89,13 @@ def ota_config(key: str, **extra) -> dict:
 
 
 def test_update_arrives_over_interrupted_wakes_and_runs_from_the_next_boot(
-    tmp_path, cloud, mosquitto, gateway_proc, make_device, releases, signing_key  # noqa: F811
+    tmp_path,
+    cloud,
+    mosquitto,
+    gateway_proc,
+    make_device,  # noqa: F811
+    releases,
+    signing_key,
 ):
     """A bounded piece per wake, resumed across a dropped link and a power loss (RTC memory gone), only
     above the battery threshold; checked and staged when complete; the next boot runs it, its first
@@ -119,9 +132,12 @@ def test_update_arrives_over_interrupted_wakes_and_runs_from_the_next_boot(
     assert staged["ota"] == {"rid": rel["release_id"], "ver": GOOD, "st": "staged", "pct": 100}
 
     running = dev.wake()  # boot.py switches to the staged slot
-    assert running["error"] is None and "firmware %s completed a wake: confirmed" % GOOD in running["stdout"]
-    report = wait_until(lambda: (s := shown(cloud, serial))["update"]["state"] == "installed" and s, 20,
-                        "the cloud sees the new version")
+    assert running["error"] is None and f"firmware {GOOD} completed a wake: confirmed" in running["stdout"]
+    report = wait_until(
+        lambda: (s := shown(cloud, serial))["update"]["state"] == "installed" and s,
+        20,
+        "the cloud sees the new version",
+    )
     assert report["running"] == GOOD and report["update"]["progress"] == 100
     wait_until(lambda: gw.kv(f"ota:{serial}") == "", 20, "offer cleared once installed")
     plain = dev.wake()
@@ -130,7 +146,13 @@ def test_update_arrives_over_interrupted_wakes_and_runs_from_the_next_boot(
 
 
 def test_bad_signature_and_wrong_hash_are_refused_and_reported(
-    tmp_path, cloud, mosquitto, gateway_proc, make_device, releases, signing_key  # noqa: F811
+    tmp_path,
+    cloud,
+    mosquitto,
+    gateway_proc,
+    make_device,  # noqa: F811
+    releases,
+    signing_key,
 ):
     """Device A trusts another cloud's key: the signature fails. Device B gets a bundle the gateway's
     storage corrupted (one byte of a module flipped): its hash fails. Both keep running their version,
@@ -164,7 +186,13 @@ def test_bad_signature_and_wrong_hash_are_refused_and_reported(
 
 
 def test_a_release_that_raises_on_boot_is_rolled_back_and_halts_the_rollout(
-    tmp_path, cloud, mosquitto, gateway_proc, make_device, releases, signing_key  # noqa: F811
+    tmp_path,
+    cloud,
+    mosquitto,
+    gateway_proc,
+    make_device,  # noqa: F811
+    releases,
+    signing_key,
 ):
     """The new version dies on every boot: after ota.boots boots without a complete wake, boot.py goes
     back to the previous version, which reports why; the first wave (this device) failed, so the cloud

@@ -14,23 +14,36 @@ _err = {"model": schemas.ErrorBody}
 
 
 def _release(r: FirmwareRelease) -> schemas.ReleasePublic:
-    return schemas.ReleasePublic(release_id=r.id, version=r.version, size=r.size, files=r.files, sha256=r.sha256,
-                                 created_at=r.created_at)
+    return schemas.ReleasePublic(
+        release_id=r.id, version=r.version, size=r.size, files=r.files, sha256=r.sha256, created_at=r.created_at
+    )
 
 
 def _update(row: RolloutDevice, version: str) -> dict:
-    return {"rollout_id": row.rollout_id, "version": version, "wave": row.wave, "state": row.state.value,
-            "progress": row.progress, "reason": row.reason, "updated_at": row.updated_at}
+    return {
+        "rollout_id": row.rollout_id,
+        "version": version,
+        "wave": row.wave,
+        "state": row.state.value,
+        "progress": row.progress,
+        "reason": row.reason,
+        "updated_at": row.updated_at,
+    }
 
 
 def _rollout(session: SessionDep, rollout: Rollout) -> schemas.RolloutPublic:
     release = session.get(FirmwareRelease, rollout.release_id)
     rows = firmware.rollout_devices(session, rollout)
     return schemas.RolloutPublic(
-        rollout_id=rollout.id, version=release.version, status=rollout.status.value,
-        halted_reason=rollout.halted_reason, first_wave=rollout.first_wave,
-        max_failure_rate=rollout.max_failure_rate, created_at=rollout.created_at,
-        devices=[schemas.RolloutDevicePublic(serial=d.serial, **_update(r, release.version)) for r, d in rows])
+        rollout_id=rollout.id,
+        version=release.version,
+        status=rollout.status.value,
+        halted_reason=rollout.halted_reason,
+        first_wave=rollout.first_wave,
+        max_failure_rate=rollout.max_failure_rate,
+        created_at=rollout.created_at,
+        devices=[schemas.RolloutDevicePublic(serial=d.serial, **_update(r, release.version)) for r, d in rows],
+    )
 
 
 @router.get("/firmware/key", response_model=schemas.FirmwareKey)
@@ -39,11 +52,21 @@ def release_key(user: CurrentUser, ctx: CtxDep) -> schemas.FirmwareKey:
     return schemas.FirmwareKey(public_key=ctx.settings.firmware_public_key)
 
 
-@router.post("/firmware/releases", status_code=status.HTTP_201_CREATED, response_model=schemas.ReleasePublic,
-             responses={401: _err, 409: _err, 413: _err, 422: _err, 503: _err},
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
-async def upload_release(request: Request, user: CurrentUser, session: SessionDep, ctx: CtxDep) -> schemas.ReleasePublic:
+@router.post(
+    "/firmware/releases",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.ReleasePublic,
+    responses={401: _err, 409: _err, 413: _err, 422: _err, 503: _err},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload_release(
+    request: Request, user: CurrentUser, session: SessionDep, ctx: CtxDep
+) -> schemas.ReleasePublic:
     """Upload a release file from `mailcam release build` (refused unless signed with this cloud's key)."""
     data = await request.body()
     release = firmware.add_release(session, ctx.settings.firmware_public_key, data, user, ctx.clock.now())
@@ -56,15 +79,27 @@ def list_releases(user: CurrentUser, session: SessionDep) -> list[schemas.Releas
     return [_release(r) for r in firmware.releases(session)]
 
 
-@router.post("/firmware/rollouts", status_code=status.HTTP_201_CREATED, response_model=schemas.RolloutPublic,
-             responses={401: _err, 404: _err, 422: _err})
-def create_rollout(body: schemas.RolloutCreate, user: CurrentUser, session: SessionDep,
-                   ctx: CtxDep) -> schemas.RolloutPublic:
+@router.post(
+    "/firmware/rollouts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.RolloutPublic,
+    responses={401: _err, 404: _err, 422: _err},
+)
+def create_rollout(
+    body: schemas.RolloutCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep
+) -> schemas.RolloutPublic:
     """Roll a release out to one of my devices, a list, or a percentage of them, first wave first."""
     release = firmware.release_by_version(session, body.version)
     targets = firmware.choose_targets(session, user, release, serials=body.serials, percent=body.percent)
-    rollout = firmware.start_rollout(session, user, release, targets, first_wave=body.first_wave,
-                                     max_failure_rate=body.max_failure_rate, now=ctx.clock.now())
+    rollout = firmware.start_rollout(
+        session,
+        user,
+        release,
+        targets,
+        first_wave=body.first_wave,
+        max_failure_rate=body.max_failure_rate,
+        now=ctx.clock.now(),
+    )
     return _rollout(session, rollout)
 
 

@@ -20,7 +20,6 @@ the operator publishes a new one. ``report`` is what telemetry says (``protocol.
 """
 
 import gc
-import json
 import os
 
 from . import FW_VERSION, flashjson, protocol
@@ -202,25 +201,28 @@ class Updater:
         if why:
             _rmtree(root)
             return why
-        self.st["try"] = {"slot": slot, "ver": o["ver"], "rid": o["rid"], "boots": 0, "max": install_boots,
-                          "err": None}
+        self.st["try"] = {"slot": slot, "ver": o["ver"], "rid": o["rid"], "boots": 0, "max": install_boots, "err": None}
         self.st["rb"] = None
         return None
 
     def _check_signature(self, line, o):
         from binascii import unhexlify
+
         gc.collect()
         from . import ed25519
+
         try:
             ok = ed25519.verify(unhexlify(self.cfg["key"]), unhexlify(o["sig"]), protocol.release_message(line))
         finally:
             import sys
+
             sys.modules.pop(ed25519.__name__, None)  # ~40 KB of module and tables, needed once
             gc.collect()
         return None if ok else "bad signature (not signed by this device's cloud key)"
 
     def _copy_files(self, f, files, root):
         import hashlib
+
         buf = bytearray(COPY_BUF)
         mv = memoryview(buf)
         for path, size, sha in files:
@@ -228,7 +230,7 @@ class Updater:
             left = size
             with open(root + "/" + path, "wb") as out:
                 while left:
-                    n = f.readinto(mv[:min(COPY_BUF, left)])
+                    n = f.readinto(mv[: min(COPY_BUF, left)])
                     if not n:
                         return "bundle ends inside " + path
                     h.update(mv[:n])
@@ -263,4 +265,3 @@ class Updater:
             _mkdirs(DIR)
             flashjson.write(STATE, self.st)
             self.dirty = False
-
