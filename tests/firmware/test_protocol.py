@@ -82,7 +82,7 @@ def test_telemetry_round_trip_ignores_extra_keys_and_validates():
     fields = dict(ts=1700000000, bat=3712, rssi=-70, wake="door", awake_ms=2100, fw="1.0.0", boot=7,
                   err=None, pending=2)
     d = p.decode_telemetry(p.encode_telemetry(**fields))
-    assert d == dict(fields, v=1, tu=False, cfgv=None, cfge=None)
+    assert d == dict(fields, v=1, tu=False, cfgv=None, cfge=None, ota=None)
     extra = json.loads(p.encode_telemetry(**fields))
     extra["future"] = 1
     assert "future" not in p.decode_telemetry(json.dumps(extra).encode())
