@@ -19,7 +19,6 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
 SERIAL_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
@@ -451,20 +450,22 @@ class ReleasePublic(BaseModel):
     created_at: datetime
 
 
-class RolloutCreate(Strict):
+class _RolloutBase(Strict):
     version: str = Field(max_length=40, description="The release to roll out")
-    serials: list[Serial] | None = Field(default=None, min_length=1, max_length=1000,
-                                         description="These devices (one or a list)...")
-    percent: int | None = Field(default=None, ge=1, le=100, description="...or this share of my devices")
     first_wave: int | None = Field(default=None, ge=1, description="Devices in the first wave (default 10%, >= 1)")
     max_failure_rate: float = Field(default=0.2, ge=0, le=1,
                                     description="Halt when more than this share of the first wave fails")
 
-    @model_validator(mode="after")
-    def _one_target(self) -> RolloutCreate:
-        if (self.serials is None) == (self.percent is None):
-            raise ValueError("give either serials or percent")
-        return self
+
+class RolloutToDevices(_RolloutBase):
+    serials: list[Serial] = Field(min_length=1, max_length=1000, description="These devices (one or a list)")
+
+
+class RolloutToShare(_RolloutBase):
+    percent: int = Field(ge=1, le=100, description="This share of the devices I own or installed")
+
+
+RolloutCreate = RolloutToDevices | RolloutToShare
 
 
 class DeviceUpdatePublic(BaseModel):

@@ -30,7 +30,7 @@ from mcam import protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from cloud.errors import Conflict, NotFound, ValidationFailed
 from cloud.models import Device, FirmwareRelease, Rollout, RolloutDevice, RolloutStatus, UpdateState, User
 
 _REPORTED = {
@@ -49,7 +49,7 @@ _OFFERED = (UpdateState.PENDING, UpdateState.DOWNLOADING, UpdateState.STAGED)
 def verify_release(public_key: str | None, data: bytes) -> tuple[str, bytes, dict[str, Any]]:
     """A release file -> (signature, bundle, manifest), or ValidationFailed saying why it is refused."""
     if not public_key:
-        raise ServiceUnavailable("this cloud has no release key (MAILCAM_FIRMWARE_PUBLIC_KEY)")
+        raise Conflict("this cloud takes no releases: it has no release key (MAILCAM_FIRMWARE_PUBLIC_KEY)")
     try:
         signature, bundle = protocol.decode_release_file(data)
         line, manifest = protocol.check_bundle(bundle)

@@ -80,7 +80,7 @@ def test_only_releases_signed_with_this_clouds_key_are_stored(api):
     assert upload(api, alice, b"x" * (protocol.MAX_BUNDLE_BYTES + 4096)).status_code == 413
 
 
-def test_upload_without_a_release_key_is_503(tmp_path, database_url):
+def test_upload_without_a_release_key_is_409(tmp_path, database_url):
     from fastapi.testclient import TestClient
 
     from cloud.app import create_app
@@ -88,7 +88,7 @@ def test_upload_without_a_release_key_is_503(tmp_path, database_url):
     with TestClient(create_app(make_settings(tmp_path, database_url))) as api:
         alice = new_account(api, "alice@example.com")
         r = upload(api, alice, release_file("2.0.0"))
-        assert r.status_code == 503 and "MAILCAM_FIRMWARE_PUBLIC_KEY" in r.json()["detail"]
+        assert r.status_code == 409 and "MAILCAM_FIRMWARE_PUBLIC_KEY" in r.json()["detail"]
 
 
 def test_a_staged_rollout_halts_when_its_first_wave_fails(api):

@@ -56,7 +56,7 @@ def release_key(user: CurrentUser, ctx: CtxDep) -> schemas.FirmwareKey:
     "/firmware/releases",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.ReleasePublic,
-    responses={401: _err, 409: _err, 413: _err, 422: _err, 503: _err},
+    responses={401: _err, 409: _err, 413: _err, 422: _err},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -90,7 +90,8 @@ def create_rollout(
 ) -> schemas.RolloutPublic:
     """Roll a release out to one of my devices, a list, or a percentage of them, first wave first."""
     release = firmware.release_by_version(session, body.version)
-    targets = firmware.choose_targets(session, user, release, serials=body.serials, percent=body.percent)
+    targets = firmware.choose_targets(session, user, release, serials=getattr(body, "serials", None),
+                                      percent=getattr(body, "percent", None))
     rollout = firmware.start_rollout(
         session,
         user,
