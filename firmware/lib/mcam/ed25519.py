@@ -6,8 +6,8 @@ have no Ed25519 and no SHA-512 (``hashlib`` offers sha1/sha256 only; ``cryptolib
 C modules that do (e.g. ucryptography) need a custom firmware build. Verification only, once per
 release: big-int arithmetic (MicroPython's mpz) in extended twisted-Edwards coordinates, one
 double-scalar multiplication. The message is short (``protocol.release_message``: 51 bytes), so
-the SHA-512 below runs over a single block. Cost measured under the unix port with a 256 KB heap:
-see firmware/README.md ("Firmware updates").
+the SHA-512 below runs over a single block. Cost measured under the unix port: see firmware/README.md
+("Firmware updates").
 
 Not constant time: it handles only public data (key, signature, message).
 """

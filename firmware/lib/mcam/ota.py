@@ -214,9 +214,13 @@ class Updater:
         try:
             ok = ed25519.verify(unhexlify(self.cfg["key"]), unhexlify(o["sig"]), protocol.release_message(line))
         finally:
+            # ~13 KB of module and tables, needed once per release: forget it (module and package attribute)
             import sys
 
-            sys.modules.pop(ed25519.__name__, None)  # ~40 KB of module and tables, needed once
+            sys.modules.pop(ed25519.__name__, None)
+            package = sys.modules.get(__name__.rsplit(".", 1)[0])
+            if package is not None and hasattr(package, "ed25519"):
+                delattr(package, "ed25519")
             gc.collect()
         return None if ok else "bad signature (not signed by this device's cloud key)"
 
