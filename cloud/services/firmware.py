@@ -180,6 +180,12 @@ def rollout_of(session: Session, user: User, rollout_id: int) -> Rollout:
     return rollout
 
 
+def cancel(rollout: Rollout) -> None:
+    """Stop offering the release (devices that installed it keep it; a download in progress stops)."""
+    if rollout.status is RolloutStatus.ACTIVE:
+        rollout.status = RolloutStatus.CANCELLED
+
+
 def rollout_devices(session: Session, rollout: Rollout) -> list[tuple[RolloutDevice, Device]]:
     rows = session.execute(
         select(RolloutDevice, Device)

@@ -139,6 +139,9 @@ def test_the_second_wave_opens_when_the_first_is_installed_and_only_my_devices_a
     assert offered(api, gw) == {serials[1]: "2.0.0", serials[2]: "2.0.0"}
     shown = api.get(f"/api/firmware/rollouts/{r.json()['rollout_id']}", headers=alice.headers).json()
     assert shown["status"] == "active" and [d["state"] for d in shown["devices"]] == ["installed", "pending", "pending"]
+    cancelled = api.post(f"/api/firmware/rollouts/{r.json()['rollout_id']}/cancel", headers=alice.headers)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert offered(api, gw) == {}  # withdrawn from everyone
     device = api.get(f"/api/devices/{serials[0]}/firmware", headers=alice.headers).json()
     assert device["running"] == "2.0.0" and device["update"]["state"] == "installed"
 

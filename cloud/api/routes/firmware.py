@@ -110,6 +110,14 @@ def get_rollout(rollout_id: schemas.RowId, user: CurrentUser, session: SessionDe
     return _rollout(session, firmware.rollout_of(session, user, rollout_id))
 
 
+@router.post("/firmware/rollouts/{rollout_id}/cancel", response_model=schemas.RolloutPublic, responses={404: _err})
+def cancel_rollout(rollout_id: schemas.RowId, user: CurrentUser, session: SessionDep) -> schemas.RolloutPublic:
+    """Stop one of my rollouts: the release is offered to no device any more."""
+    rollout = firmware.rollout_of(session, user, rollout_id)
+    firmware.cancel(rollout)
+    return _rollout(session, rollout)
+
+
 @router.get("/devices/{serial}/firmware", response_model=schemas.DeviceFirmware, responses={404: _err})
 def device_firmware(device: ManagedDevice, session: SessionDep) -> schemas.DeviceFirmware:
     """My device's firmware: the version it runs and its newest update (pending, downloading n%, installed,
