@@ -145,11 +145,12 @@ def test_the_second_wave_opens_when_the_first_is_installed_and_only_my_devices_a
     device = api.get(f"/api/devices/{serials[0]}/firmware", headers=alice.headers).json()
     assert device["running"] == "2.0.0" and device["update"]["state"] == "installed"
 
-
-    for body, code in (({"version": "2.0.0", "serials": ["not-my-box"]}, 404),
-                       ({"version": "9.9.9", "serials": serials}, 404),
-                       ({"version": "2.0.0"}, 422),
-                       ({"version": "2.0.0", "serials": serials, "percent": 50}, 422),
-                       ({"version": "2.0.0", "percent": 0}, 422)):
+    for body, code in (
+        ({"version": "2.0.0", "serials": ["not-my-box"]}, 404),
+        ({"version": "9.9.9", "serials": serials}, 404),
+        ({"version": "2.0.0"}, 422),
+        ({"version": "2.0.0", "serials": serials, "percent": 50}, 422),
+        ({"version": "2.0.0", "percent": 0}, 422),
+    ):
         r = api.post("/api/firmware/rollouts", json=body, headers=alice.headers)
         assert r.status_code == code, (body, r.text)

@@ -14,12 +14,18 @@ from tests.firmware.conftest import FIRMWARE, HEAP, tool
 
 # RFC 8032 §7.1, TEST 1 and TEST 2: (public key, message, signature)
 RFC_8032 = [
-    ("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
-     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe2"
-     "4655141438e7a100b"),
-    ("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
-     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302ae"
-     "eb00d291612bb0c00"),
+    (
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+        "",
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe2"
+        "4655141438e7a100b",
+    ),
+    (
+        "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+        "72",
+        "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302ae"
+        "eb00d291612bb0c00",
+    ),
 ]
 
 SCRIPT = """
@@ -39,9 +45,14 @@ print(json.dumps({"ok": out, "worst_ms": worst}))
 
 
 def run(cases: list[tuple[str, str, str]]) -> dict:
-    proc = subprocess.run([tool("micropython"), "-X", f"heapsize={HEAP}", "-c", SCRIPT], input=json.dumps(cases),
-                          env=dict(os.environ, MICROPYPATH=str(FIRMWARE / "lib")), capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [tool("micropython"), "-X", f"heapsize={HEAP}", "-c", SCRIPT],
+        input=json.dumps(cases),
+        env=dict(os.environ, MICROPYPATH=str(FIRMWARE / "lib")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

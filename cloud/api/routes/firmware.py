@@ -90,8 +90,9 @@ def create_rollout(
 ) -> schemas.RolloutPublic:
     """Roll a release out to one of my devices, a list, or a percentage of them, first wave first."""
     release = firmware.release_by_version(session, body.version)
-    targets = firmware.choose_targets(session, user, release, serials=getattr(body, "serials", None),
-                                      percent=getattr(body, "percent", None))
+    targets = firmware.choose_targets(
+        session, user, release, serials=getattr(body, "serials", None), percent=getattr(body, "percent", None)
+    )
     rollout = firmware.start_rollout(
         session,
         user,
