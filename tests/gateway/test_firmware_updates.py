@@ -197,8 +197,9 @@ def test_a_release_that_raises_on_boot_is_rolled_back_and_halts_the_rollout(
 ):
     """The new version dies on every boot: after ota.boots boots without a complete wake, boot.py goes
     back to the previous version, which reports why; the first wave (this device) failed, so the cloud
-    halts the rollout and never offers it to the second wave. The gateway keeps no copy of releases
-    here: it relays each request's range from the cloud."""
+    halts the rollout and never offers it to the second wave. A fixed release then gets through, its
+    progress reported (before, the old rollback report hid it until the new one was staged). The gateway
+    keeps no copy of releases here: it relays each request's range from the cloud."""
     a, b = cloud.serials
     rel = publish(cloud, releases[BOOM])
     rid = rollout(cloud, BOOM, [a, b], first_wave=1, max_failure_rate=0.0)
@@ -229,3 +230,14 @@ def test_a_release_that_raises_on_boot_is_rolled_back_and_halts_the_rollout(
     assert shown(cloud, a)["running"] == FACTORY
     gw_devices = wait_until(lambda: gw.kv(f"ota:{a}") == "" and gw, 20, "offer withdrawn")
     assert gw_devices.kv(f"ota:{b}") is None  # never offered
+
+    # The operator publishes a fixed release: the device takes it, and reports that one from now on
+    fixed = publish(cloud, releases[GOOD])
+    rollout(cloud, GOOD, [a])
+    wait_until(lambda: gw.kv(f"ota:{a}") == str(fixed["release_id"]), 20, "fixed release offered")
+    dev.config["ota"]["bytes_per_wake"] = fixed["size"] // 2 + 1  # two download wakes
+    half = dev.wake()["ota"]
+    assert (half["rid"], half["st"], half["pct"]) == (fixed["release_id"], "downloading", 50)  # not the old rollback
+    assert dev.wake()["ota"] == {"rid": fixed["release_id"], "ver": GOOD, "st": "staged", "pct": 100}
+    assert dev.wake()["error"] is None
+    wait_until(lambda: shown(cloud, a)["running"] == GOOD, 20, "the fixed release runs")

@@ -164,6 +164,8 @@ class Updater:
             self._report("staged", o, pct=100)
 
     def _report(self, st, o, pct=None, why=None):
+        if self.st["rb"] and self.st["rb"]["rid"] != o["rid"]:
+            self.st["rb"] = None  # reported since (kept telemetry is re-sent): the newer release's state counts now
         r = {"rid": o["rid"], "ver": o["ver"], "st": st}
         if pct is not None:
             r["pct"] = pct
