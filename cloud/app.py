@@ -10,7 +10,17 @@ from fastapi import FastAPI
 
 from cloud import migrate, security
 from cloud.api.body_limit import BodyLimit, Cap
-from cloud.api.routes import api_keys, captures, device_api, devices, gateway, notifications, phone_alerts, users
+from cloud.api.routes import (
+    api_keys,
+    captures,
+    device_api,
+    devices,
+    firmware,
+    gateway,
+    notifications,
+    phone_alerts,
+    users,
+)
 from cloud.api.routes import billing as billing_api
 from cloud.api.routes import vision as vision_routes
 from cloud.background import build_services
@@ -72,12 +82,14 @@ def create_app(
         routes={
             "/api/device/capture/": Cap(settings.max_capture_request_bytes, "image_too_large"),
             "/api/billing/stripe-webhook": Cap(settings.billing.webhook_max_bytes),
+            "/api/firmware/releases": Cap(settings.max_release_bytes),
         },
     )
     install_error_handlers(app)
     document_error_bodies(app)
     vision_routes.document_allowed_models(app, ctx.settings.vision)
-    for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys, billing_api):
+    for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys, billing_api,
+                   firmware):
         app.include_router(module.router)
     app.include_router(phone_alerts.router)
     app.include_router(phone_alerts.links_router)

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     gateway_long_polls_per_gateway: int = 2
     gateway_long_poll_safety_s: float = 5.0
 
+    # Firmware updates (cloud.services.firmware): the Ed25519 public key (64 hex) releases must be signed
+    # with, the one devices are provisioned with (`mailcam release keygen` makes the pair)
+    firmware_public_key: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    max_release_bytes: int = Field(default=protocol.MAX_BUNDLE_BYTES + 1024, ge=1024)
+
     # Workers
     run_workers: bool = True
     run_scheduler: bool = True

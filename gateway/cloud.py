@@ -88,8 +88,13 @@ class CloudClient:
         except httpx.TransportError as exc:  # connect errors, timeouts, protocol errors
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _request(self, method: str, url: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
-        return _answer(await self._send(method, url, timeout=timeout, **kwargs))
+    async def _request(self, method: str, url: str, *, timeout: float | None = None, raw: bool = False,
+                       **kwargs: Any) -> Any:
+        response = await self._send(method, url, timeout=timeout, **kwargs)
+        if raw:
+            _raise_for(response)
+            return response.content
+        return _answer(response)
 
     async def send(self, item: Upload, image: bytes | None = None) -> Any:
         """Forward one outbox item (a capture with its `image`); raises Retryable or Rejected."""
@@ -104,6 +109,13 @@ class CloudClient:
 
     async def devices(self) -> list[dict[str, Any]]:
         return await self._request("GET", "/api/gateway/devices/")
+
+    async def firmware(self, release_id: int, *, offset: int = 0, length: int | None = None) -> bytes:
+        """A release's bundle, or ``length`` bytes of it from ``offset``."""
+        params: dict[str, Any] = {"offset": offset}
+        if length is not None:
+            params["length"] = length
+        return await self._request("GET", f"/api/gateway/firmware/{release_id}", params=params, raw=True)
 
     async def triggers(self, *, version: str | None, wait: float) -> dict[str, Any]:
         params: dict[str, Any] = {"wait": wait}

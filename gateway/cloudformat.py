@@ -43,4 +43,12 @@ def telemetry_body(serial: str, t: dict[str, Any]) -> dict[str, Any]:
         "timestamp": t["ts"],
         "settings_version": t.get("cfgv"),
         "settings_error": (t.get("cfge") or None) and t["cfge"][:200],
+        "firmware_update": _firmware_update(t.get("ota")),
     }
+
+
+def _firmware_update(ota: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not ota:
+        return None
+    return {"release_id": ota["rid"], "version": ota["ver"], "state": ota["st"], "percent": ota.get("pct") or 0,
+            "reason": (ota.get("why") or None) and ota["why"][:200]}

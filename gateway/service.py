@@ -23,6 +23,7 @@ import httpx
 from gateway import remote_settings
 from gateway.clock import ClockBeacon
 from gateway.cloud import CloudClient, CloudError
+from gateway.firmware import FirmwareRelay
 from gateway.forwarder import Forwarder
 from gateway.homeassistant.bridge import HomeAssistantBridge
 from gateway.relay import TriggerRelay
@@ -119,7 +120,18 @@ class GatewayService:
                 task.add_done_callback(settled)
 
         forwarder = Forwarder(settings, store, cloud, on_forwarded=forwarded)
-        ingestor = Ingestor(settings, store, on_unknown_device=lambda: loop.call_soon_threadsafe(self._unknown_seen))
+        firmware = FirmwareRelay(cloud=cloud, link=link, store=store,
+                                 cache_dir=settings.data_dir / "firmware" if settings.firmware_cache else None)
+
+        def fw_request(serial: str, payload: bytes) -> None:  # runs in the ingest thread
+            def start() -> None:
+                task = loop.create_task(firmware.serve(serial, payload), name="firmware-request")
+                pending.add(task)
+                task.add_done_callback(settled)
+            loop.call_soon_threadsafe(start)
+
+        ingestor = Ingestor(settings, store, on_unknown_device=lambda: loop.call_soon_threadsafe(self._unknown_seen),
+                            on_fw_request=fw_request)
         ingest = IngestThread(
             link, ingestor, batch_max=settings.ingest_batch_max, outbox_max_bytes=settings.outbox_max_bytes,
             on_paused=lambda paused: store.set_kv("ingest_paused", "1" if paused else "0"),
@@ -145,7 +157,7 @@ class GatewayService:
               if settings.homeassistant else []),
             asyncio.create_task(relay.run(), name="trigger-relay"),
             asyncio.create_task(ClockBeacon(link, every_s=settings.clock_every_s).run(), name="clock"),
-            asyncio.create_task(self._devices_loop(cloud, store, ingestor, forwarder, link), name="devices"),
+            asyncio.create_task(self._devices_loop(cloud, store, ingestor, forwarder, link, firmware), name="devices"),
             asyncio.create_task(self._housekeeping(store, forwarder), name="housekeeping"),
             asyncio.create_task(self._watchdog(store, ingest, link), name="watchdog"),
         ]
@@ -206,9 +218,9 @@ class GatewayService:
             self._refresh_devices.set()
 
     async def _devices_loop(self, cloud: CloudClient, store: Spool, ingestor: Ingestor, forwarder: Forwarder,
-                            link: MqttLink) -> None:
+                            link: MqttLink, firmware: FirmwareRelay) -> None:
         """Cache the cloud's device list (validation keeps working while the cloud is away); release held
-        rows; publish new versions of the devices' remote settings."""
+        rows; publish new versions of the devices' remote settings and changed firmware offers."""
         while True:
             try:
                 devices = await cloud.devices()
@@ -220,7 +232,8 @@ class GatewayService:
                     forwarder.wake.set()
                 await asyncio.to_thread(store.set_kv, "cloud", "reachable")
                 delay = self.settings.devices_refresh_s
-                if not await remote_settings.publish_changed(store, link, devices):
+                published = await remote_settings.publish_changed(store, link, devices)
+                if not await firmware.publish_offers(devices) or not published:
                     delay = min(30.0, delay)  # the broker was away: try again soon
             except CloudError as exc:
                 log.info("device list refresh failed: %s", exc)

@@ -82,6 +82,11 @@ class GatewaySettings(BaseSettings):
         description="Home Assistant's discovery prefix (its MQTT integration's setting)",
     )
 
+    # Firmware updates (gateway.firmware)
+    firmware_cache: bool = Field(
+        True, description="Keep each release's bundle on disk (fetched once); off: fetch each device's request's range"
+    )
+
     # Housekeeping and metrics
     housekeeping_s: float = Field(30.0, gt=0)
     heartbeat_s: float = Field(5.0, gt=0, description="Watchdog period; `status` trusts a heartbeat < 3 periods old")

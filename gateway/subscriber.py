@@ -220,6 +220,10 @@ class MqttLink:
                 self.client.ack(message.mid, message.qos)
         return len(current)
 
+    def publish_qos0(self, topic: str, payload: bytes) -> bool:
+        """Publish QoS 0 without waiting (firmware chunks: a lost one is asked for again)."""
+        return self.client.publish(topic, payload, qos=0).rc == paho.MQTT_ERR_SUCCESS
+
     def publish(self, topic: str, payload: bytes, *, retain: bool, timeout_s: float = 10.0) -> bool:
         """Publish QoS 1 and wait for the broker's PUBACK (blocking; call from a worker thread)."""
         info = self.client.publish(topic, payload, qos=1, retain=retain)
@@ -239,11 +243,13 @@ class Ingestor:
     """
 
     def __init__(self, settings: GatewaySettings, store: Spool, *, on_unknown_device: Callable[[], None] | None = None,
-                 on_ingested: Callable[[str, str], None] | None = None) -> None:
+                 on_ingested: Callable[[str, str], None] | None = None,
+                 on_fw_request: Callable[[str, bytes], None] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.on_unknown_device = on_unknown_device
         self.on_ingested = on_ingested
+        self.on_fw_request = on_fw_request  # a device asks for a piece of a firmware release (gateway.firmware)
         self._known: set[str] | None = store.known_devices()
         self._topics: dict[bytes | str, tuple[str, str, str]] = {}  # valid raw topic -> (text, serial, kind)
 
@@ -296,8 +302,12 @@ class Ingestor:
             self._topics[raw_topic] = (topic, serial, kind)
         else:
             topic, serial, kind = parsed
-        if kind in (protocol.CMD, protocol.SETTINGS):
-            return "ignored"  # our own retained commands, echoed back
+        if kind in (protocol.CMD, protocol.SETTINGS, protocol.OTA, protocol.FW):
+            return "ignored"  # our own retained commands and firmware chunks, echoed back
+        if kind == protocol.FWREQ:
+            if self.on_fw_request:  # answered at once, never stored: the device asks again next wake
+                self.on_fw_request(serial, bytes(payload))
+            return "relayed"
         held = self.settings.validate_devices and self._known is not None and serial not in self._known
         if held and self.on_unknown_device:
             self.on_unknown_device()

@@ -95,6 +95,10 @@ from provisioning.cli import provision_app  # noqa: E402
 
 app.add_typer(provision_app, name="provision")
 
+from mailcam.release_cli import release_app  # noqa: E402
+
+app.add_typer(release_app, name="release")
+
 
 from mailcam.simulate_cli import simulate  # noqa: E402
 

@@ -111,9 +111,11 @@ def build_config(
     broker_port: int = 1883,
     broker_password: str | None = None,
     wake_interval_s: int = 3600,
+    ota_key: str | None = None,
 ) -> dict:
     """The firmware's config.json as a dict, checked by the firmware's own config module (ConfigError).
-    The broker login is the device's serial with its device token as the password."""
+    The broker login is the device's serial with its device token as the password; ``ota_key`` (the
+    cloud's firmware release key, 64 hex) lets the device take signed updates."""
     from mcam import config as fw_config
 
     given = {
@@ -123,6 +125,8 @@ def build_config(
                    "password": broker_password},
         "wake_interval_s": wake_interval_s,
     }
+    if ota_key:
+        given["ota"] = {"key": ota_key.lower()}
     fw_config.parse(json.dumps(given))
     return given
 
@@ -136,6 +140,8 @@ def config(
     broker_port: Annotated[int, typer.Option()] = 1883,
     broker_password: Annotated[str | None, typer.Option(help="The device token from `register`")] = None,
     wake_interval_s: Annotated[int, typer.Option()] = 3600,
+    ota_key: Annotated[str | None, typer.Option(help="The cloud's firmware release key (GET /api/firmware/key, "
+                                                     "64 hex); without it the device takes no update")] = None,
     out: Annotated[Path, typer.Option(help="Where to write config.json")] = Path("config.json"),
 ) -> None:
     """Write the firmware's config.json (validated by the firmware's own config module)."""
@@ -144,7 +150,7 @@ def config(
     try:
         given = build_config(serial, ssid=ssid, broker_host=broker_host, wifi_password=wifi_password,
                              broker_port=broker_port, broker_password=broker_password,
-                             wake_interval_s=wake_interval_s)
+                             wake_interval_s=wake_interval_s, ota_key=ota_key)
     except fw_config.ConfigError as exc:
         typer.echo(f"invalid config: {exc}", err=True)
         raise typer.Exit(1) from exc

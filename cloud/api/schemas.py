@@ -263,6 +263,14 @@ class CapturePage(BaseModel):
 
 
 # Telemetry
+class FirmwareUpdateReport(Strict):
+    release_id: int = Field(ge=1)
+    version: str = Field(max_length=40)
+    state: Literal["downloading", "staged", "installed", "rolled_back", "refused"]
+    percent: int = Field(default=0, ge=0, le=100)
+    reason: str | None = Field(default=None, max_length=200)
+
+
 class TelemetryCreate(Strict):
     serial_number: Serial
     battery_voltage: float | None = Field(default=None, ge=0, le=30)
@@ -277,6 +285,8 @@ class TelemetryCreate(Strict):
     settings_version: int | None = Field(default=None, ge=1, description="Remote settings version in effect")
     settings_error: str | None = Field(default=None, max_length=200,
                                        description="Why the newest remote settings were refused")
+    firmware_update: FirmwareUpdateReport | None = Field(
+        default=None, description="Where the device's firmware update stands (its `ota` report)")
 
 
 class TelemetryAccepted(BaseModel):
@@ -360,11 +370,19 @@ class GatewayToken(BaseModel):
     gateway_token: str = Field(description="Shown once; the gateway's earlier token stops working")
 
 
+class GatewayFirmwareOffer(BaseModel):
+    release_id: int
+    version: str
+    size: int
+    signature: str
+
+
 class GatewayDevice(BaseModel):
     serial: str
     wake_interval_s: int
     settings_version: int | None = Field(default=None, description="Desired remote settings version")
     settings: dict[str, Any] | None = Field(default=None, description="Desired remote settings {path: value}")
+    firmware: GatewayFirmwareOffer | None = Field(default=None, description="The firmware release offered to it")
 
 
 class RemoteSettings(Strict):
@@ -465,3 +483,65 @@ class GatewayStates(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     detail: str
+
+
+# Firmware updates
+class FirmwareKey(BaseModel):
+    public_key: str | None = Field(description="This cloud's Ed25519 release key (64 hex); provision devices with it")
+
+
+class ReleasePublic(BaseModel):
+    release_id: int
+    version: str
+    size: int
+    files: int
+    sha256: str
+    created_at: datetime
+
+
+class _RolloutBase(Strict):
+    version: str = Field(max_length=40, description="The release to roll out")
+    first_wave: int | None = Field(default=None, ge=1, description="Devices in the first wave (default 10%, >= 1)")
+    max_failure_rate: float = Field(default=0.2, ge=0, le=1,
+                                    description="Halt when more than this share of the first wave fails")
+
+
+class RolloutToDevices(_RolloutBase):
+    serials: list[Serial] = Field(min_length=1, max_length=1000, description="These devices (one or a list)")
+
+
+class RolloutToShare(_RolloutBase):
+    percent: int = Field(ge=1, le=100, description="This share of the devices I own or installed")
+
+
+RolloutCreate = RolloutToDevices | RolloutToShare
+
+
+class DeviceUpdatePublic(BaseModel):
+    rollout_id: int
+    version: str
+    wave: int
+    state: Literal["waiting", "pending", "downloading", "staged", "installed", "rolled_back", "refused"]
+    progress: int = Field(description="Percent downloaded")
+    reason: str | None = Field(description="Why it was refused or rolled back")
+    updated_at: datetime
+
+
+class RolloutDevicePublic(DeviceUpdatePublic):
+    serial: str
+
+
+class RolloutPublic(BaseModel):
+    rollout_id: int
+    version: str
+    status: Literal["active", "halted", "cancelled"]
+    halted_reason: str | None
+    first_wave: int
+    max_failure_rate: float
+    created_at: datetime
+    devices: list[RolloutDevicePublic]
+
+
+class DeviceFirmware(BaseModel):
+    running: str | None = Field(description="The firmware version the device last reported")
+    update: DeviceUpdatePublic | None = Field(description="Its newest rollout, if any")

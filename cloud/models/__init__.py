@@ -21,6 +21,7 @@ from cloud.models.core import (
     TriggerType,
     User,
 )
+from cloud.models.firmware import FirmwareRelease, Rollout, RolloutDevice, RolloutStatus, UpdateState
 from cloud.models.notify import (
     Notification,
     NotificationPreference,
@@ -42,6 +43,11 @@ from cloud.models.vision import (
 )
 
 __all__ = [
+    "FirmwareRelease",
+    "Rollout",
+    "RolloutDevice",
+    "RolloutStatus",
+    "UpdateState",
     "AppriseTarget",
     "WebPushSubscription",
     "SendCount",

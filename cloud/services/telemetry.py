@@ -11,7 +11,7 @@ from cloud import events
 from cloud.context import AppContext
 from cloud.events import DomainEvent
 from cloud.models import Device, Telemetry
-from cloud.services import device_health, device_settings, devices
+from cloud.services import device_health, device_settings, devices, firmware
 from cloud.services.ingest import SANE_EPOCH
 
 
@@ -28,12 +28,13 @@ class TelemetryIn:
     reported_at: datetime | None = None
     settings_version: int | None = None  # the remote settings version in effect (device_settings)
     settings_error: str | None = None  # why the newest remote settings were refused
+    firmware_update: dict | None = None  # the device's update report (cloud.services.firmware)
 
 
 def record(session: Session, ctx: AppContext, device: Device, report: TelemetryIn) -> Telemetry:
     now = ctx.clock.now()
     fields = dict(report.__dict__)
-    del fields["settings_version"], fields["settings_error"]  # the device's state, not history
+    del fields["settings_version"], fields["settings_error"], fields["firmware_update"]  # state, not history
     reported = fields["reported_at"]
     if reported is not None and (reported if reported.tzinfo else reported.replace(tzinfo=UTC)) < SANE_EPOCH:
         fields["reported_at"] = None  # an unset device clock's 2000-01-01: received_at is the truth
@@ -47,6 +48,7 @@ def record(session: Session, ctx: AppContext, device: Device, report: TelemetryI
     if report.firmware_version:
         device.firmware_version = report.firmware_version
     device_settings.on_report(device, report.settings_version, report.settings_error)
+    firmware.on_report(session, device, report.firmware_update, report.firmware_version, now)
     session.flush()
     device_health.on_device_activity(session, ctx, device, report.battery_voltage)
     reported: events.TelemetryReceived = {"battery_voltage": report.battery_voltage, "device_serial": device.serial}

@@ -33,7 +33,8 @@ CHECKS = [
 ]
 # Bodies only a library can judge: whether an Apprise URL names a service is Apprise's parse, which
 # no JSON Schema pattern states (a 422 says so in words); every other check still applies.
-LIBRARY_PARSED = {("POST", "/api/notifications/apprise/targets/")}
+# A firmware release file is judged by its Ed25519 signature and hashes: no schema states a valid one.
+LIBRARY_PARSED = {("POST", "/api/notifications/apprise/targets/"), ("POST", "/api/firmware/releases")}
 # These end the credentials the run uses (log out, new password, token rotation, gateway revocation,
 # deleting the device):
 # they run last, so every other operation is exercised while the tokens still work.

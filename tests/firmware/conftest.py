@@ -22,6 +22,9 @@ __all__ = ["FIRMWARE", "Watcher", "publish_retained", "tool"]
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware"
 HEAP = "256k"
+# A wake as on the board: boot.py (which chooses the firmware slot, mcam.ota) then main.py, one namespace
+WAKE = (f"exec(open({str(FIRMWARE / 'boot.py')!r}).read());"
+        f"exec(open({str(FIRMWARE / 'main.py')!r}).read())")
 
 
 def tool(name: str) -> str:
@@ -66,7 +69,7 @@ class Device:
         self.write()
         env = dict(os.environ, MICROPYPATH=str(FIRMWARE / "lib"), MCAM_SIM_DIR=str(self.dir))
         proc = subprocess.run(
-            [tool("micropython"), "-X", f"heapsize={HEAP}", str(FIRMWARE / "main.py")],
+            [tool("micropython"), "-X", f"heapsize={HEAP}", "-c", WAKE],
             cwd=self.dir, env=env, capture_output=True, text=True, timeout=timeout,
         )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MCAM_RESULT ")]

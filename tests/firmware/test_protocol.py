@@ -82,7 +82,7 @@ def test_telemetry_round_trip_ignores_extra_keys_and_validates():
     fields = dict(ts=1700000000, bat=3712, rssi=-70, wake="door", awake_ms=2100, fw="1.0.0", boot=7,
                   err=None, pending=2)
     d = p.decode_telemetry(p.encode_telemetry(**fields))
-    assert d == dict(fields, v=1, tu=False, cfgv=None, cfge=None)
+    assert d == dict(fields, v=1, tu=False, cfgv=None, cfge=None, ota=None)
     extra = json.loads(p.encode_telemetry(**fields))
     extra["future"] = 1
     assert "future" not in p.decode_telemetry(json.dumps(extra).encode())
@@ -165,3 +165,44 @@ def test_same_module_runs_under_micropython(tmp_path):
     env = dict(os.environ, MICROPYPATH=str(FIRMWARE / "lib"))
     out = subprocess.run([tool("micropython"), str(script)], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "OK", out.stderr
+
+
+# ---------------------------------------------------------------- firmware updates
+
+
+def test_firmware_update_messages_round_trip_and_refuse_what_a_device_must_not_take():
+    sig = "ab" * 64
+    assert p.decode_offer(p.encode_offer(3, "1.2.0", 5000, sig)) == {
+        "rid": 3, "ver": "1.2.0", "size": 5000, "sig": sig}
+    assert p.decode_offer(b"") is None
+    assert p.decode_fwreq(p.encode_fwreq(3, 4096, 2048, 1024)) == {
+        "rid": 3, "off": 4096, "len": 2048, "cs": 1024}
+    header, body = p.decode_fw_chunk(p.encode_fw_chunk(3, 100, 200, b"x" * 100))
+    assert header == {"rid": 3, "off": 100, "size": 200} and bytes(body) == b"x" * 100
+    for bad in (
+        lambda: p.encode_offer(3, "1.2.0 beta", 5000, sig),  # version with a space
+        lambda: p.encode_offer(3, "1.2.0", p.MAX_BUNDLE_BYTES + 1, sig),
+        lambda: p.encode_fw_chunk(3, 150, 200, b"x" * 100),  # past the bundle's end
+        lambda: p.decode_fw_chunk(b'{"v":1,"rid":3,"off":150,"size":200}\n' + b"x" * 100),
+        lambda: p.encode_fwreq(3, 0, 10, 64),  # chunk below 256 bytes
+        lambda: p.encode_manifest("1.0", [("../boot.py", 1, "0" * 64)]),  # outside the slot
+        lambda: p.encode_manifest("1.0", [("mcam/x/y.mpy", 1, "0" * 64)]),  # a subfolder
+        lambda: p.encode_manifest("1.0", [("main.py", 1, "0" * 64)]),  # the loader is never replaced
+        lambda: p.decode_release_file(b"MCFW1 " + b"z" * 128 + b"\nxx"),
+    ):
+        with pytest.raises(p.ProtocolError):
+            bad()
+
+
+def test_check_bundle_finds_a_changed_byte_in_any_file():
+    files = [("mcam/a.mpy", b"first"), ("mcam/b.mpy", b"second file")]
+    line = p.encode_manifest("2.0", [(p, len(b), hashlib.sha256(b).hexdigest()) for p, b in files])
+    bundle = line + b"\n" + b"".join(b for _, b in files)
+    assert p.check_bundle(bundle)[1]["ver"] == "2.0"
+    for i in range(len(line) + 1, len(bundle)):
+        broken = bytearray(bundle)
+        broken[i] ^= 0x20
+        with pytest.raises(p.ProtocolError, match="hash mismatch"):
+            p.check_bundle(bytes(broken))
+    with pytest.raises(p.ProtocolError, match="after its last file"):
+        p.check_bundle(bundle + b"!")

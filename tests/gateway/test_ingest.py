@@ -152,7 +152,8 @@ def test_manual_capture_queues_a_delivered_report_first(store):
 def test_telemetry_becomes_a_cloud_body_in_volts(store):
     ingestor = make_ingestor(store)
     payload = protocol.encode_telemetry(ts=1_700_000_000, bat=3712, rssi=-71, wake="door", awake_ms=850,
-                                        fw="1.2.0", boot=12, err=None, pending=1, cfgv=3, cfge="ver 4: no")
+                                        fw="1.2.0", boot=12, err=None, pending=1, cfgv=3, cfge="ver 4: no",
+                                        ota={"rid": 7, "ver": "1.3.0", "st": "downloading", "pct": 40})
     feed(ingestor, protocol.topic("dev2", protocol.TELEMETRY), payload)
     (item,) = store.pending(10)
     assert item.kind == TELEMETRY
@@ -160,6 +161,7 @@ def test_telemetry_becomes_a_cloud_body_in_volts(store):
         "serial_number": "dev2", "battery_voltage": 3.712, "rssi": -71, "wake_reason": "door", "awake_ms": 850,
         "firmware_version": "1.2.0", "boot_count": 12, "last_error": None, "pending_captures": 1,
         "timestamp": 1_700_000_000, "settings_version": 3, "settings_error": "ver 4: no",
+        "firmware_update": {"release_id": 7, "version": "1.3.0", "state": "downloading", "percent": 40, "reason": None},
     }
 
 

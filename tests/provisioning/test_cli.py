@@ -65,6 +65,21 @@ def test_config_writes_a_file_the_firmware_accepts(tmp_path):
     assert "invalid config" in bad.output
 
 
+def test_config_carries_the_clouds_release_key_for_firmware_updates(tmp_path):
+    """Without the key a device takes no update; a key that is not 64 hex digits is refused."""
+    out = tmp_path / "config.json"
+    base = ["config", "mb-0001", "--ssid", "Home", "--broker-host", "192.168.1.10", "--out", str(out)]
+    key = "AB" * 32
+    result = runner.invoke(provision_app, [*base, "--ota-key", key])
+    assert result.exit_code == 0, result.output
+    assert fw_config.load(str(out))["ota"]["key"] == key.lower()
+    assert runner.invoke(provision_app, base).exit_code == 0
+    assert fw_config.load(str(out))["ota"]["key"] is None
+    short = runner.invoke(provision_app, [*base, "--ota-key", "ab" * 31])
+    assert short.exit_code == 1 and "ota.key" in short.output
+
+
+
 def write_config(tmp_path) -> Path:
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"serial": "mb-0001", "wifi": {"ssid": "Home"}, "broker": {"host": "10.0.0.2"}}))

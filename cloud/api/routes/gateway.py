@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from mcam import protocol
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api import gateway_states, schemas
@@ -36,8 +37,8 @@ from cloud.api.deps import (
 )
 from cloud.api.routes.device_api import trigger_accepted
 from cloud.context import AppContext
-from cloud.models import Gateway, User
-from cloud.services import devices, triggers
+from cloud.models import FirmwareRelease, Gateway, User
+from cloud.services import devices, firmware, triggers
 from cloud.services.trigger_watch import TriggerWatch
 
 router = APIRouter(prefix="/api", tags=["gateways"])
@@ -82,11 +83,31 @@ def revoke_gateway(gateway: OwnedGateway, session: SessionDep) -> None:
 def gateway_devices(gateway: GatewayDep, session: SessionDep) -> list[schemas.GatewayDevice]:
     """The devices this gateway serves, with their desired remote settings (published retained)."""
     rows = devices.devices_of(session, gateway.owner_id)
+    offered = firmware.offers(session, [d.id for d in rows])
     return [
         schemas.GatewayDevice(serial=d.serial, wake_interval_s=d.wake_interval_s,
-                              settings_version=d.settings_version, settings=d.settings_desired)
+                              settings_version=d.settings_version, settings=d.settings_desired,
+                              firmware=_offer(offered.get(d.id)))
         for d in rows
     ]
+
+
+def _offer(release: FirmwareRelease | None) -> schemas.GatewayFirmwareOffer | None:
+    if release is None:
+        return None
+    return schemas.GatewayFirmwareOffer(release_id=release.id, version=release.version, size=release.size,
+                                        signature=release.signature)
+
+
+@router.get("/gateway/firmware/{release_id}", response_class=Response, responses={404: _err})
+def gateway_firmware(
+    release_id: schemas.RowId, gateway: GatewayDep, session: SessionDep,
+    offset: Annotated[int, Query(ge=0, le=protocol.MAX_BUNDLE_BYTES)] = 0,
+    length: Annotated[int | None, Query(ge=1, le=protocol.MAX_BUNDLE_BYTES)] = None,
+) -> Response:
+    """A firmware release's bundle (or `length` bytes of it from `offset`), for the devices this gateway serves."""
+    data = firmware.bundle_range(session, release_id, offset, length)
+    return Response(data, media_type="application/octet-stream")
 
 
 def _authenticate_gateway(ctx: AppContext, token: str) -> int:

@@ -24,6 +24,9 @@ DEFAULTS = {
     "max_queued": 5,
     "retry": {"base_s": 60, "max_s": 3600},
     "sleep": {"pulldown_pins": [2, 12, 14, 15]},
+    # firmware updates (mcam.ota): ``key`` is the owner's cloud's Ed25519 public key (64 hex chars), from
+    # `mailcam provision config --ota-key`; without it the device takes no update
+    "ota": {"key": None, "bytes_per_wake": 16384, "chunk": 2048, "wait_ms": 4000, "min_mv": 3600, "boots": 3},
 }
 
 FRAMESIZES = ("QQVGA", "QVGA", "CIF", "VGA", "SVGA", "XGA", "HD", "SXGA", "UXGA")
@@ -126,6 +129,14 @@ def validate(cfg):
     pins = cfg["sleep"]["pulldown_pins"]
     if not isinstance(pins, list) or [p for p in pins if not isinstance(p, int) or not 0 <= p <= 39]:
         raise ConfigError("sleep.pulldown_pins must be a list of GPIO numbers")
+    key = cfg["ota"]["key"]
+    if key is not None and (not isinstance(key, str) or len(key) != 64 or key.strip("0123456789abcdef")):
+        raise ConfigError("ota.key must be null or the cloud's Ed25519 public key as 64 lowercase hex chars")
+    _int(cfg, "ota.bytes_per_wake", 1024, 1024 * 1024)
+    _int(cfg, "ota.chunk", 256, 8192)
+    _int(cfg, "ota.wait_ms", 500, 60000)
+    _int(cfg, "ota.min_mv", 0, 10000)
+    _int(cfg, "ota.boots", 1, 20)
     if cfg["camera"]["rail_pin"] in pins:
         raise ConfigError("camera.rail_pin {} is also in sleep.pulldown_pins".format(cfg["camera"]["rail_pin"]))
     return cfg

@@ -10,6 +10,11 @@ MQTT session, pipelined so a cycle costs 3 broker round trips (with or without a
      PUBACKs collected once per window of ``broker.window`` messages
   3. DISCONNECT (a clean close: the broker drops the LWT)
 
+A firmware update (``mcam.ota``) adds one exchange only to the wakes that download: the retained
+offer comes with round trip 1, the request for the next piece goes out with round trip 2, and the
+gateway's chunks are awaited once (``ota.wait_ms``) before DISCONNECT. Installing (signature, hashes,
+copy to the free slot) happens after the radio is off.
+
 What must outlive RTC memory (a power loss empties it) is in flash next to the queue: the answered
 trigger ids (``answered.json``), telemetry the broker has not acknowledged (``telemetry.json``,
 re-sent with its packet id on the next connection of the session, MQTT-4.4.0-1), and the remote
@@ -75,6 +80,7 @@ class Cycle:
                        "bytes_out": 0, "bytes_in": 0, "wifi_mode": None, "wake": None,
                        "client_id": None, "clock_step": None}
         self.heap_hw = 0
+        self.ota = None  # mcam.ota.Updater when the config has an update key
 
     # ---------------------------------------------------------------- RTC state
 
@@ -138,6 +144,8 @@ class Cycle:
             self.upload(wake, backlog, low)
             self.st["fails"] = 0
             self.st["err"] = None
+            if self.ota and self.ota.confirm():
+                self.log("firmware " + FW_VERSION + " completed a wake: confirmed")
         except (UploadError, MQTTError, OSError) as e:
             self.st["fails"] += 1
             self.st["err"] = str(e)[:120]
@@ -145,6 +153,8 @@ class Cycle:
             self.log("upload failed: " + self.st["err"])
         finally:
             self._close_network()
+        if self.ota:
+            self._finish_update()
         pending = len(self.store.keys())
         self.result["pending"] = pending
         self.st["retry"] = pending > 0
@@ -223,8 +233,12 @@ class Cycle:
         c.set_callback(lambda topic, msg, retained, dup: got.append((topic, msg)))
         sub_pid = self._ctl_pid()
         settings_topic = self._topic(protocol.SETTINGS)
-        c.connect(clean_session=False, subscribe=[(cmd_topic, 1), (protocol.CLOCK_TOPIC, 1), (settings_topic, 1)],
-                  sub_pid=sub_pid)
+        subs = [(cmd_topic, 1), (protocol.CLOCK_TOPIC, 1), (settings_topic, 1)]
+        if cfg["ota"]["key"]:
+            from .ota import Updater
+            self.ota = Updater(cfg, self.bat)
+            subs += [(self._topic(protocol.OTA), 1), (self._topic(protocol.FW), 0)]  # chunks: QoS 0
+        c.connect(clean_session=False, subscribe=subs, sub_pid=sub_pid)
         self.hal.wdt_feed()
         granted = c.granted.get(sub_pid) or [0x80]
         if granted[0] == 0x80:
@@ -235,10 +249,20 @@ class Cycle:
         settings_b = settings_topic.encode()
         self._take_settings([m for t, m in got if t == settings_b])
         tid = self._new_trigger([m for t, m in got if t == cmd_b])
+        fwreq = None
+        if self.ota:
+            ota_b = self._topic(protocol.OTA).encode()
+            fwreq = self.ota.take_offer([m for t, m in got if t == ota_b])
         # From here on, what arrives (the clock republished, a new trigger) waits for the next wake:
         # retained, it is delivered again then. The callback must still accept it (a None list here
-        # crashed the cycle mid-upload when the gateway republished the clock).
-        c.set_callback(_ignore_publish)
+        # crashed the cycle mid-upload when the gateway republished the clock). Firmware chunks go
+        # to the updater.
+        if fwreq:
+            fw_b = self._topic(protocol.FW).encode()
+            updater = self.ota
+            c.set_callback(lambda topic, msg, retained, dup: topic == fw_b and updater.on_chunk(msg))
+        else:
+            c.set_callback(_ignore_publish)
         got = None
         if tid:
             self.capture(protocol.MANUAL, tid, flash=cfg["camera"]["flash"] and not low)
@@ -253,13 +277,35 @@ class Cycle:
             tele = protocol.encode_telemetry(
                 ts=ts, bat=self.bat, rssi=self.rssi, wake=wake, awake_ms=self.st["awake_ms"], fw=FW_VERSION,
                 boot=self.st["boot"], err=self.st["err"], pending=backlog, tu=not protocol.time_is_sane(ts),
-                cfgv=self.cfgv, cfge=self.st.get("cfge"))
+                cfgv=self.cfgv, cfge=self.st.get("cfge"), ota=self.ota and self.ota.report())
             self._publish_telemetry({"pid": self._ctl_pid(), "msg": tele.decode(), "sent": False})
+            if fwreq:
+                c.publish(self._topic(protocol.FWREQ), fwreq, qos=1, pid=self._ctl_pid())
             self._collect()
+            if fwreq:
+                self._receive_update()
         finally:
             self._record_acks()
             self._keep_telemetry()
         c.disconnect()
+
+    # ---------------------------------------------------------------- firmware updates (mcam.ota)
+
+    def _receive_update(self):
+        """Wait (bounded by ``ota.wait_ms``) for the chunks the gateway sends in answer to this wake's request."""
+        u = self.ota
+        if not u.done_receiving():
+            self.client.wait_until(u.done_receiving, self.cfg["ota"]["wait_ms"])
+        self.hal.wdt_feed()
+        self.result["ota_bytes"] = u.got
+
+    def _finish_update(self):
+        """After the radio is off: install a complete download (signature, hashes, the free slot)."""
+        self.ota.finish(self.cfg["ota"]["boots"])
+        self.ota.save()
+        self.result["ota"] = self.ota.report()
+        self.hal.wdt_feed()
+        self._note_heap()
 
     # ---------------------------------------------------------------- remote settings
 

@@ -358,6 +358,29 @@ class MQTTClient:
             self.bytes_in += 1
             self._handle(*self._read_packet(self._deadline(), b[0]))
 
+    def wait_until(self, done, timeout_ms):
+        """Handle incoming packets until ``done()`` or ``timeout_ms`` passed (False then): waiting for an
+        answer that another client sends (the gateway's firmware chunks), one more round trip."""
+        self.round_trips += 1
+        self._wrote = False
+        deadline = ticks_add(ticks_ms(), timeout_ms)
+        while not done():
+            left = ticks_diff(deadline, ticks_ms())
+            if left <= 0:
+                return False
+            self.sock.settimeout(left / 1000)
+            try:
+                b = self.sock.recv(1)
+            except OSError as e:
+                if _is_timeout(e):
+                    return False
+                raise MQTTError(f"recv failed: {e!r}") from e
+            if not b:
+                raise MQTTError("connection closed by broker")
+            self.bytes_in += 1
+            self._handle(*self._read_packet(self._deadline(), b[0]))
+        return True
+
     def ping(self):
         """PINGREQ (§3.12), wait for PINGRESP (§3.13)."""
         self._write(PINGREQ_PACKET)

@@ -11,6 +11,12 @@ Topics: ``mailcam/v1/<serial>/<kind>`` with kind one of
                 remote settings, ``path`` one of ``SETTABLE``; the device validates them with its config
                 rules, keeps them in flash, applies them from its next wake, and reports ``cfgv`` (the
                 version in effect) and ``cfge`` (why a version was refused) in telemetry
+- ``ota``       gateway -> device, QoS 1, RETAINED JSON offer ``{"v":1,"rid":<release id>,"ver":"1.1.0",
+                "size":<bundle bytes>,"sig":<hex Ed25519 signature>}``; empty: no update for this device
+- ``fwreq``     device -> gateway, QoS 1, JSON ``{"v":1,"rid":..,"off":<byte offset>,"len":<bytes>,"cs":<chunk>}``:
+                "send me this part of the bundle" (a bounded amount per wake; ``off`` resumes a download)
+- ``fw``        gateway -> device, QoS 0, bundle chunks: JSON header ``{"v":1,"rid","off","size"}`` + ``b"\\n"``
+                + bytes (QoS 0: a lost chunk is simply asked for again; nothing queues for a sleeping device)
 
 and one topic shared by every device, ``mailcam/v1/clock`` (gateway -> devices, QoS 1, RETAINED JSON
 ``{"v":1,"t":<unix s>,"every":<s>}``): the gateway republishes it every ``every`` seconds, so the retained
@@ -32,7 +38,13 @@ header: chunks may arrive repeated or out of order.
 Telemetry keys: ``v``, ``ts``, ``bat``, ``rssi`` (int or null), ``wake`` (timer|door|power_on|manual),
 ``awake_ms`` (previous cycle, int or null), ``fw``, ``boot``, ``err`` (str or null), ``pending`` (int),
 ``tu`` (optional; true: ``ts`` came from an unset clock), ``cfgv`` (optional int: settings version in
-effect), ``cfge`` (optional str: why the newest settings were refused).
+effect), ``cfge`` (optional str: why the newest settings were refused), ``ota`` (optional object, the
+firmware update's state: ``{"rid","ver","st","pct","why"}``, ``st`` one of ``OTA_STATES``).
+
+A firmware release (``mailcam release build``) is one **bundle**: the manifest, one JSON line
+``{"v":1,"ver":"1.1.0","files":[[path, size, sha256 hex], ...]}`` + ``b"\\n"``, then every file's bytes in
+manifest order. The release's Ed25519 signature covers ``release_message(manifest line)``; each file's
+SHA-256 is checked against the manifest, so the signature covers every byte the device installs.
 
 Errors: everything malformed raises ``ProtocolError`` (a ``ValueError``).
 
@@ -54,7 +66,12 @@ TELEMETRY = "telemetry"
 CMD = "cmd"
 STATUS = "status"
 SETTINGS = "settings"
-KINDS = (CAPTURE, TELEMETRY, CMD, STATUS, SETTINGS)
+OTA = "ota"
+FWREQ = "fwreq"
+FW = "fw"
+KINDS = (CAPTURE, TELEMETRY, CMD, STATUS, SETTINGS, OTA, FWREQ, FW)
+# What a device reports of an update (telemetry ``ota.st``)
+OTA_STATES = ("downloading", "staged", "installed", "rolled_back", "refused")
 # What the owner may change remotely (config.json paths); the device's config rules validate the values
 SETTABLE = ("wake_interval_s", "camera.framesize", "camera.quality", "camera.flash", "low_battery.mv",
             "chunk_size", "door.level")
@@ -251,7 +268,7 @@ def encode_telemetry(**fields):
         d["pending"] = 0
     if fields.get("tu"):
         d["tu"] = True
-    for k in ("cfgv", "cfge"):
+    for k in ("cfgv", "cfge", "ota"):
         if fields.get(k) is not None:
             d[k] = fields[k]
     _check_telemetry(d)
@@ -279,6 +296,19 @@ def _check_telemetry(d):
     _nullable_int(d, "cfgv")
     if d.get("cfge") is not None and not isinstance(d["cfge"], str):
         raise ProtocolError("cfge must be a string or null")
+    if d.get("ota") is not None:
+        _check_ota_report(d["ota"])
+
+
+def _check_ota_report(o):
+    if not isinstance(o, dict) or o.get("st") not in OTA_STATES:
+        raise ProtocolError("ota must be an object with st in {}".format(OTA_STATES))
+    if not _is_int(o.get("rid")) or o["rid"] < 1 or not valid_fw_version(o.get("ver")):
+        raise ProtocolError("ota needs rid and ver")
+    if not _is_int(o.get("pct", 0)) or not 0 <= o.get("pct", 0) <= 100:
+        raise ProtocolError("ota pct must be 0..100")
+    if o.get("why") is not None and not isinstance(o["why"], str):
+        raise ProtocolError("ota why must be a string or null")
 
 
 def decode_telemetry(payload):
@@ -293,6 +323,7 @@ def decode_telemetry(payload):
     out["tu"] = d.get("tu", False)
     out["cfgv"] = d.get("cfgv")
     out["cfge"] = d.get("cfge")
+    out["ota"] = d.get("ota")
     return out
 
 
@@ -397,3 +428,187 @@ def decode_settings(payload):
         raise ProtocolError("settings is not valid UTF-8 JSON") from None
     _check_settings(d)
     return {"v": d["v"], "ver": d["ver"], "set": d["set"]}
+
+
+# ---------------------------------------------------------------- firmware updates
+
+MAX_FW_VERSION = 40
+MAX_BUNDLE_BYTES = 2 * 1024 * 1024  # an ESP32-CAM's flash file system is 2-3 MB: one release must fit twice
+MAX_MANIFEST_BYTES = 4096
+MAX_FW_CHUNK = 8192
+SIGNATURE_HEX = 128
+
+
+def valid_fw_version(s):
+    """1-40 chars of [A-Za-z0-9._+-] (e.g. ``1.2.0``, ``1.2.0-rc1``)."""
+    return isinstance(s, str) and 1 <= len(s) <= MAX_FW_VERSION and not s.strip(_ID_CHARS + ".+")
+
+
+def _json_obj(payload, what):
+    try:
+        d = json.loads(bytes(payload).decode())
+    except (ValueError, UnicodeError, TypeError):
+        raise ProtocolError(what + " is not valid UTF-8 JSON") from None
+    if not isinstance(d, dict) or d.get("v") != VERSION:
+        raise ProtocolError(what + " is not a v1 JSON object")
+    return d
+
+
+def _check_int(d, key, lo, hi, what):
+    x = d.get(key)
+    if not _is_int(x) or not lo <= x <= hi:
+        raise ProtocolError("bad {} {}: {!r}".format(what, key, x))
+
+
+def _check_offer(d):
+    _check_int(d, "rid", 1, 2 ** 31, "offer")
+    if not valid_fw_version(d.get("ver")):
+        raise ProtocolError("bad offer ver: {!r}".format(d.get("ver")))
+    _check_int(d, "size", 1, MAX_BUNDLE_BYTES, "offer")
+    sig = d.get("sig")
+    if not isinstance(sig, str) or len(sig) != SIGNATURE_HEX or sig.strip(_HEX):
+        raise ProtocolError("offer sig must be 128 lowercase hex chars")
+
+
+def encode_offer(rid, ver, size, sig):
+    """The retained update offer of one device: release ``rid`` (version ``ver``), its bundle's size and
+    signature."""
+    d = {"v": VERSION, "rid": rid, "ver": ver, "size": size, "sig": sig}
+    _check_offer(d)
+    return json.dumps(d).encode()
+
+
+def decode_offer(payload):
+    """-> {"rid", "ver", "size", "sig"}; None for an empty (cleared) retained payload."""
+    if payload is None or len(payload) == 0:
+        return None
+    d = _json_obj(payload, "offer")
+    _check_offer(d)
+    return {"rid": d["rid"], "ver": d["ver"], "size": d["size"], "sig": d["sig"]}
+
+
+def _check_fwreq(d):
+    _check_int(d, "rid", 1, 2 ** 31, "fwreq")
+    _check_int(d, "off", 0, MAX_BUNDLE_BYTES - 1, "fwreq")
+    _check_int(d, "len", 1, MAX_BUNDLE_BYTES, "fwreq")
+    _check_int(d, "cs", 256, MAX_FW_CHUNK, "fwreq")
+
+
+def encode_fwreq(rid, off, length, cs):
+    d = {"v": VERSION, "rid": rid, "off": off, "len": length, "cs": cs}
+    _check_fwreq(d)
+    return json.dumps(d).encode()
+
+
+def decode_fwreq(payload):
+    d = _json_obj(payload, "fwreq")
+    _check_fwreq(d)
+    return {"rid": d["rid"], "off": d["off"], "len": d["len"], "cs": d["cs"]}
+
+
+def encode_fw_chunk(rid, off, size, data):
+    """One bundle chunk: header line + ``data`` (the bundle's bytes at ``off``)."""
+    if not 1 <= len(data) <= MAX_FW_CHUNK or off + len(data) > size:
+        raise ProtocolError("fw chunk body outside the bundle")
+    h = {"v": VERSION, "rid": rid, "off": off, "size": size}
+    return json.dumps(h).encode() + b"\n" + bytes(data)
+
+
+def decode_fw_chunk(payload):
+    """-> (header {"rid","off","size"}, body memoryview)."""
+    mv = memoryview(payload)
+    nl = bytes(mv[:MAX_HEADER_BYTES]).find(b"\n")
+    if nl < 0:
+        raise ProtocolError("fw chunk has no header line")
+    h = _json_obj(mv[:nl], "fw chunk header")
+    _check_int(h, "rid", 1, 2 ** 31, "fw chunk")
+    _check_int(h, "size", 1, MAX_BUNDLE_BYTES, "fw chunk")
+    _check_int(h, "off", 0, h["size"] - 1, "fw chunk")
+    body = mv[nl + 1:]
+    if not 1 <= len(body) <= MAX_FW_CHUNK or h["off"] + len(body) > h["size"]:
+        raise ProtocolError("fw chunk body outside the bundle")
+    return {"rid": h["rid"], "off": h["off"], "size": h["size"]}, body
+
+
+def release_message(manifest_line):
+    """What a release's Ed25519 signature signs: a domain tag + the SHA-256 of the manifest line (a short
+    message keeps the device's pure-Python SHA-512 at one block)."""
+    return b"mailcam-release-v1:" + hashlib.sha256(bytes(manifest_line)).digest()
+
+
+def encode_manifest(ver, files):
+    """The manifest line of a bundle; ``files`` = [(path, size, sha256 hex)] in bundle order."""
+    d = {"v": VERSION, "ver": ver, "files": [[p, s, h] for p, s, h in files]}
+    _check_manifest(d)
+    return json.dumps(d, separators=(",", ":")).encode()
+
+
+def _check_manifest(d):
+    if not valid_fw_version(d.get("ver")):
+        raise ProtocolError("bad manifest ver: {!r}".format(d.get("ver")))
+    files = d.get("files")
+    if not isinstance(files, list) or not files:
+        raise ProtocolError("manifest files must be a non-empty list")
+    for f in files:
+        if not isinstance(f, list) or len(f) != 3:
+            raise ProtocolError("manifest file entries are [path, size, sha]")
+        path, size, sha = f
+        # a module of the mcam package: nothing outside its slot, no directories
+        if not isinstance(path, str) or not path.startswith("mcam/") or "/" in path[5:] or ".." in path \
+                or not 6 <= len(path) <= 64 or path[5:].strip(_ID_CHARS + "."):
+            raise ProtocolError("bad manifest path: {!r}".format(path))
+        if not _is_int(size) or not 0 <= size <= MAX_BUNDLE_BYTES or not valid_sha(sha):
+            raise ProtocolError("bad manifest entry for {}".format(path))
+
+
+def decode_manifest(line):
+    """Manifest line -> {"ver", "files": [[path, size, sha]]}."""
+    d = _json_obj(line, "manifest")
+    _check_manifest(d)
+    return {"ver": d["ver"], "files": d["files"]}
+
+
+RELEASE_MAGIC = b"MCFW1 "
+
+
+def encode_release_file(sig, bundle):
+    """A release file (``mailcam release build``): ``MCFW1 <signature hex>\\n`` + the bundle."""
+    if not isinstance(sig, str) or len(sig) != SIGNATURE_HEX or sig.strip(_HEX):
+        raise ProtocolError("signature must be 128 lowercase hex chars")
+    return RELEASE_MAGIC + sig.encode() + b"\n" + bytes(bundle)
+
+
+def decode_release_file(data):
+    """Release file -> (signature hex, bundle bytes)."""
+    data = bytes(data)
+    head = len(RELEASE_MAGIC) + SIGNATURE_HEX
+    if not data.startswith(RELEASE_MAGIC) or len(data) <= head + 1 or data[head:head + 1] != b"\n":
+        raise ProtocolError("not a mailcam release file (MCFW1 header)")
+    sig = data[len(RELEASE_MAGIC):head].decode()
+    if sig.strip(_HEX):
+        raise ProtocolError("release signature must be lowercase hex")
+    return sig, data[head + 1:]
+
+
+def check_bundle(bundle):
+    """Bundle -> (manifest line, manifest) after checking its size and every file's SHA-256 (the host's
+    check on upload; the device checks the same while it installs)."""
+    bundle = bytes(bundle)
+    if len(bundle) > MAX_BUNDLE_BYTES:
+        raise ProtocolError("bundle larger than {} bytes".format(MAX_BUNDLE_BYTES))
+    nl = bundle.find(b"\n", 0, MAX_MANIFEST_BYTES + 1)
+    if nl < 0:
+        raise ProtocolError("bundle has no manifest line")
+    line = bundle[:nl]
+    manifest = decode_manifest(line)
+    pos = nl + 1
+    for path, size, sha in manifest["files"]:
+        part = bundle[pos:pos + size]
+        if len(part) != size:
+            raise ProtocolError("bundle ends inside " + path)
+        if hashlib.sha256(part).digest().hex() != sha:
+            raise ProtocolError("hash mismatch: " + path)
+        pos += size
+    if pos != len(bundle):
+        raise ProtocolError("bundle has bytes after its last file")
+    return line, manifest

@@ -8,6 +8,7 @@ import { authImage, thumbnailUrl } from "../images.js";
 import { upgradeOffer } from "./billing.js";
 import { confirmDialog, photoDialog } from "./dialogs.js";
 import { batteryInfo, statusPill } from "./devices.js";
+import { firmwareCard } from "./device_firmware.js";
 import { settingsCard } from "./device_settings.js";
 
 export const PAGE_SIZE = 12;
@@ -39,6 +40,7 @@ export async function deviceView(app, page, scope, serial, extra) {
     historyFeedback: h("div", {}),
     pager: h("nav", { class: "pager", "aria-label": "History pages" }),
     settings: settingsCard(serial),
+    firmware: firmwareCard(serial),
   };
   let status = null;
   const pages = [null]; // the cursor of each page we have visited
@@ -61,6 +63,7 @@ export async function deviceView(app, page, scope, serial, extra) {
     h("section", { class: "card", "aria-labelledby": "history-title" },
       h("h2", { id: "history-title" }, "History"), els.historyFeedback, els.history, els.pager),
     els.settings,
+    els.firmware,
   );
 
   // --- device facts and status -------------------------------------------------
@@ -309,14 +312,14 @@ export async function deviceView(app, page, scope, serial, extra) {
   }
 
   async function refresh() {
-    await Promise.all([loadStatus(), loadTriggers(), els.settings.load(),
+    await Promise.all([loadStatus(), loadTriggers(), els.settings.load(), els.firmware.load(),
       pages.length === 1 ? loadHistory({ quiet: true }) : null]);
   }
 
   scope.every(() => refresh().catch((error) => {
     if (error.status !== 401) app.flash("error", error.message);
   }));
-  await Promise.all([loadStatus(), loadTriggers(), loadHistory(), els.settings.load()]);
+  await Promise.all([loadStatus(), loadTriggers(), loadHistory(), els.settings.load(), els.firmware.load()]);
   if (!extra || !scope.alive) return;
   // Back to the mailbox's own address: a reload must not open the photo or spend a click again.
   history.replaceState(null, "", `#/mailbox/${encodeURIComponent(serial)}`);
