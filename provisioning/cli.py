@@ -80,6 +80,23 @@ def register_device(cloud: str, token: str, serial: str, *, name: str | None = N
     return response.json()
 
 
+def release_key(cloud: str, token: str) -> str | None:
+    """The cloud's firmware release key (``GET /api/firmware/key``): None when the cloud signs no releases
+    (its operator set no ``MAILCAM_FIRMWARE_PUBLIC_KEY``) or is too old to have one."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{cloud.rstrip('/')}/api/firmware/key", headers={"Authorization": f"Bearer {token}"},
+                             timeout=30)
+    except httpx.HTTPError as exc:
+        raise RegistrationError(f"cannot reach the cloud: {exc}", 2) from exc
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise RegistrationError(f"the cloud refused the release key ({response.status_code}): {response.text[:200]}", 1)
+    return response.json().get("public_key")
+
+
 @provision_app.command("mosquitto-user")
 def mosquitto_user(
     serial: Annotated[str, typer.Argument(help="Device serial = its broker username")],

@@ -273,16 +273,18 @@ class Installer:
 
     # ------------------------------------------------------------ the cloud, the broker
     def _register(self) -> str:
-        from provisioning.cli import RegistrationError, register_device
+        from provisioning.cli import RegistrationError, register_device, release_key
 
         o = self.opts
         try:
             data = register_device(o.cloud, o.token, o.serial, name=o.name, wake_interval_s=o.wake_interval_s)
+            ota_key = release_key(o.cloud, o.token)  # public: the device runs only releases signed with it
         except RegistrationError as exc:
             raise StepFailed("register", str(exc)) from exc
-        self.state.data.update(claim_code=data["claim_code"], device_token=data["device_token"])
+        self.state.data.update(claim_code=data["claim_code"], device_token=data["device_token"], ota_key=ota_key)
         self.state.save()
-        return f"{o.serial} registered at {o.cloud}"
+        updates = "takes signed updates" if ota_key else "takes no over-the-air updates (the cloud signs none)"
+        return f"{o.serial} registered at {o.cloud}; {updates}"
 
     def _claim(self) -> str:
         import httpx
@@ -348,6 +350,7 @@ class Installer:
                 broker_port=o.broker_port,
                 broker_password=broker_password,
                 wake_interval_s=o.wake_interval_s,
+                ota_key=self.state.data.get("ota_key"),
             )
         except fw_config.ConfigError as exc:
             raise StepFailed("config", f"invalid config: {exc}") from exc

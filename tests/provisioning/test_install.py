@@ -71,6 +71,8 @@ def broker_accepts(host: str, port: int, user: str, password: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.micropython
 def test_install_takes_a_bare_board_to_a_calibrated_claimed_mailbox_and_check_passes(tmp_path, cloud_ctx):
+    release_key = "5e" * 32  # the cloud's firmware release key: the board must trust it and nothing else
+    cloud_ctx.settings.firmware_public_key = release_key
     gw_password = "gateway-" + uuid.uuid4().hex
     passwd, acl = tmp_path / "broker" / "mailcam.passwd", tmp_path / "broker" / "mailcam.acl"
     broker_auth.set_password(passwd, broker_auth.GATEWAY_USER, gw_password)
@@ -107,7 +109,10 @@ def test_install_takes_a_bare_board_to_a_calibrated_claimed_mailbox_and_check_pa
             assert device["battery_voltage"] == pytest.approx(3.9) and device["last_seen_at"]
             # The device token is the device's broker password: on the board, hashed in the broker's
             # password file, never printed, gone from the installer's state file.
-            token = json.loads((tmp_path / "flash" / "config.json").read_text())["broker"]["password"]
+            on_board = json.loads((tmp_path / "flash" / "config.json").read_text())
+            assert on_board["ota"]["key"] == release_key  # fetched from the cloud, no copy-paste
+            assert "takes signed updates" in result.output
+            token = on_board["broker"]["password"]
             assert token.startswith("mcd_")
             assert token not in result.output and "correct-wifi-pw" not in result.output
             assert token not in passwd.read_text()
