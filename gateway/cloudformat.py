@@ -25,6 +25,7 @@ def capture_body(serial: str, meta: dict[str, Any], image: bytes) -> dict[str, A
         "capture_id": meta["capture_id"],
         "trigger_id": meta["trigger_id"],
         "time_uncertain": bool(meta.get("time_uncertain")),
+        "wake_reason": meta.get("wake"),
     }
 
 

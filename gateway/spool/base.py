@@ -24,7 +24,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS partials (
     serial TEXT NOT NULL, cid TEXT NOT NULL, n INTEGER NOT NULL, size INTEGER NOT NULL, sha TEXT NOT NULL,
     trig TEXT NOT NULL, tid TEXT, ts INTEGER NOT NULL, bat INTEGER NOT NULL, first_at REAL NOT NULL,
-    tu INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (serial, cid)
+    tu INTEGER NOT NULL DEFAULT 0, wake TEXT, PRIMARY KEY (serial, cid)
 );
 CREATE INDEX IF NOT EXISTS partials_by_age ON partials (serial, first_at);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 # Columns added after the first release: a store file written by an older gateway gains them on open.
 UPGRADES = {
-    "partials": [("tu", "INTEGER NOT NULL DEFAULT 0")],
+    "partials": [("tu", "INTEGER NOT NULL DEFAULT 0"), ("wake", "TEXT")],
     "outbox": [("held", "INTEGER NOT NULL DEFAULT 0")],
     "dead_letters": [("kind", "TEXT"), ("meta", "TEXT"), ("payload", "BLOB")],
     "devices": [("listed", "INTEGER NOT NULL DEFAULT 1")],

@@ -37,10 +37,12 @@ PARTIAL_OVERHEAD = 200  # bytes counted against a device's quota per partial cap
 class _Partial:
     """A capture being reassembled: its first chunk's header fields and the chunk indexes stored."""
 
-    __slots__ = ("wanted", "ts", "tu", "bat", "received", "stored", "bodies")
+    __slots__ = ("wanted", "ts", "tu", "bat", "received", "stored", "bodies", "wake")
 
-    def __init__(self, wanted: tuple[Any, ...], ts: int, tu: bool, bat: int, received: set[int], stored: int) -> None:
+    def __init__(self, wanted: tuple[Any, ...], ts: int, tu: bool, bat: int, received: set[int], stored: int,
+                 wake: str | None) -> None:
         self.wanted = wanted  # (n, size, sha, trig, tid)
+        self.wake = wake  # what woke the device for this photo (door, timer, ...), None from older firmware
         self.ts = ts
         self.tu = tu  # ts is an estimate (the device's clock was unset)
         self.bat = bat
@@ -110,13 +112,15 @@ class Reassembly(SpoolBase):
                     self.count("duplicate_chunks")
                     return "duplicate"
                 self._db.execute(
-                    "INSERT INTO partials(serial, cid, n, size, sha, trig, tid, ts, bat, first_at, tu) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (serial, cid, *wanted, header["ts"], header["bat"], self.clock(), int(bool(header.get("tu")))),
+                    "INSERT INTO partials(serial, cid, n, size, sha, trig, tid, ts, bat, first_at, tu, wake) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (serial, cid, *wanted, header["ts"], header["bat"], self.clock(), int(bool(header.get("tu"))),
+                     header.get("wake")),
                 )
                 if header["tid"]:
                     self._enqueue(DELIVERED, serial, header["tid"], {"trigger_id": header["tid"]}, None, held=held)
-                state = _Partial(wanted, header["ts"], bool(header.get("tu")), header["bat"], set(), 0)
+                state = _Partial(wanted, header["ts"], bool(header.get("tu")), header["bat"], set(), 0,
+                                 header.get("wake"))
                 device_bytes[serial] = device_bytes.get(serial, 0) + PARTIAL_OVERHEAD
             self._partials[key] = state
         if state.wanted != wanted:
@@ -155,12 +159,12 @@ class Reassembly(SpoolBase):
 
     def _load_partial(self, key: tuple[str, str]) -> _Partial | None:
         row = self._db.execute(
-            "SELECT n, size, sha, trig, tid, ts, bat, tu FROM partials WHERE serial = ? AND cid = ?", key
+            "SELECT n, size, sha, trig, tid, ts, bat, tu, wake FROM partials WHERE serial = ? AND cid = ?", key
         ).fetchone()
         if row is None:
             return None
         sizes = dict(self._db.execute("SELECT i, length(data) FROM chunks WHERE serial = ? AND cid = ?", key))
-        return _Partial(tuple(row[:5]), row[5], bool(row[7]), row[6], set(sizes), sum(sizes.values()))
+        return _Partial(tuple(row[:5]), row[5], bool(row[7]), row[6], set(sizes), sum(sizes.values()), row[8])
 
     def _load_device_bytes(self) -> dict[str, int]:
         totals = {serial: count * PARTIAL_OVERHEAD
@@ -246,7 +250,7 @@ class Reassembly(SpoolBase):
             self.dead_letter(reason, size=len(image), topic=topic, serial=serial, key=cid, detail=detail)
             return "dead"
         meta = {"capture_id": cid, "trigger_type": trig, "trigger_id": tid, "ts": state.ts, "bat_mv": state.bat,
-                "time_uncertain": state.tu,
+                "time_uncertain": state.tu, "wake": state.wake,
                 "size": size}
         self._enqueue(CAPTURE, serial, cid, meta, None, held=held)  # the image stays in `chunks` until forwarded
         db.execute("INSERT OR REPLACE INTO completed(serial, cid, at) VALUES (?,?,?)", (serial, cid, self.clock()))

@@ -113,6 +113,23 @@ def test_broker_down_keeps_capture_backs_off_and_delivers_later(make_device, fre
     assert t["pending"] == 1 and "broker" in t["err"]
 
 
+def test_each_capture_says_what_woke_the_device_even_when_sent_on_a_later_wake(
+        make_device, fresh_mosquitto, serial, watch):
+    """The cloud's delivery rules trust a door wake more than a timer wake. Before, the wake reason went
+    only into telemetry, so a photo taken when the door opened reached the cloud as "why unknown"."""
+    dev = make_device(fresh_mosquitto, serial, 6000)
+    fresh_mosquitto.stop()
+    door = dev.wake(wake="door")  # the photo is taken, the broker is away: queued on flash
+    assert door["error"] and len(dev.queued()) == 1
+    fresh_mosquitto.start()
+    w = watch(fresh_mosquitto, f"mailcam/v1/{serial}/capture")
+    later = dev.wake(wake="timer")  # a timer wake after the backoff: no new photo, the door's goes out
+    assert later["error"] is None and later["captures"] == []
+    w.wait(lambda ms: len(captures(ms)) == 1)
+    (h, _), = captures(w.messages).values()
+    assert (h["cid"], h["wake"]) == (door["captures"][0], "door")
+
+
 def test_wifi_failure_keeps_capture_and_rescans_next_time(make_device, mosquitto, serial, watch):
     dev = make_device(mosquitto, serial, 8000)
     dev.wake()  # remembers channel/BSSID

@@ -114,3 +114,20 @@ def test_clock_is_retained_for_devices_and_cleared_when_the_gateway_goes(mosquit
     late.wait(lambda ms: [m.payload for m in ms][-1] == b"")  # cleared by the clean stop
     for w in watchers:
         w.close()
+
+
+def test_the_wake_reason_of_a_capture_reaches_the_cloud(store, clock):
+    """A chunk's ``wake`` (door, timer, ...) becomes the capture's ``wake_reason`` at the cloud; a device
+    that does not send one (older firmware) gives none, not a guess."""
+    image = fake_jpeg(5000, seed=31)
+    sha = protocol.decode_chunk(chunks_of(image, chunk_size=8192)[1][0])[0]["sha"]
+    door = protocol.encode_chunk("door-1", 0, 1, len(image), sha, "automatic", None, 1_799_999_000, 3900, image,
+                                 wake="door")
+    old_image = fake_jpeg(5000, seed=32)
+    old_cid, old = chunks_of(old_image, chunk_size=8192, ts=1_799_999_000)
+    ingestor = make_ingestor(store)
+    for payload in [door, *old]:
+        feed(ingestor, CAP, payload)
+    bodies = {i.key: capture_body("dev1", i.meta, b"") for i in store.pending(10)}
+    assert bodies["door-1"]["wake_reason"] == "door"
+    assert bodies[old_cid]["wake_reason"] is None

@@ -138,7 +138,7 @@ class Cycle:
         self.store = FlashQueue(self.queue_dir, cfg["max_queued"])
         backlog = len(self.store.keys())
         if wake != "timer" or not self.st["retry"]:
-            self.capture(protocol.AUTOMATIC, None, flash=cfg["camera"]["flash"] and not low)
+            self.capture(protocol.AUTOMATIC, None, flash=cfg["camera"]["flash"] and not low, wake=wake)
         self._note_heap()
         try:
             self.upload(wake, backlog, low)
@@ -178,7 +178,7 @@ class Cycle:
             total += self.hal.adc_read_uv(a["pin"])
         return int(total / a["samples"] * a["divider"] * a["calibration"] / 1000)
 
-    def capture(self, trig, tid, flash):
+    def capture(self, trig, tid, flash, wake):
         cam = self.cfg["camera"]
         if not self.camera_on:
             if cam["rail_pin"] >= 0:
@@ -188,7 +188,7 @@ class Cycle:
         jpeg = self.hal.camera_capture(flash)
         cid = self.cfg["serial"] + "-" + hexstr(os.urandom(8))
         ts = self.hal.time()
-        key = self.store.put(jpeg, cid, trig, tid, ts, self.bat)
+        key = self.store.put(jpeg, cid, trig, tid, ts, self.bat, wake)
         jpeg = None
         gc.collect()
         if not protocol.time_is_sane(ts):
@@ -265,7 +265,7 @@ class Cycle:
             c.set_callback(_ignore_publish)
         got = None
         if tid:
-            self.capture(protocol.MANUAL, tid, flash=cfg["camera"]["flash"] and not low)
+            self.capture(protocol.MANUAL, tid, flash=cfg["camera"]["flash"] and not low, wake="manual")
             self._answered(tid)
             self.result["manual_tid"] = tid
         self.buf = bytearray(cfg["chunk_size"])
@@ -445,7 +445,8 @@ class Cycle:
                 f.seek(i * cs)
                 got = f.readinto(mv)
                 hdr = protocol.encode_chunk_header(meta["cid"], i, n, meta["size"], meta["sha"], meta["trig"],
-                                                   meta["tid"], meta["ts"], meta["bat"], meta.get("tu", 0))
+                                                   meta["tid"], meta["ts"], meta["bat"], meta.get("tu", 0),
+                                                   meta.get("wake"))
                 self.inflight[pid] = (key, i)
                 # §4.4: a PUBLISH re-sent in a new connection of the same session keeps its packet id,
                 # DUP=1 (§3.3.1.1) only if it really went out before: ``sent`` moves after the write

@@ -80,7 +80,7 @@ class FlashQueue:
         seqs.sort()
         return ["%08d" % s for s in seqs]
 
-    def put(self, jpeg, cid, trig, tid, ts, bat):
+    def put(self, jpeg, cid, trig, tid, ts, bat, wake=None):
         """Write a capture to flash; returns its key. Drops the oldest beyond max_items."""
         self.stats["seq"] += 1
         key = "%08d" % self.stats["seq"]
@@ -88,7 +88,7 @@ class FlashQueue:
         with open(self.root + "/" + key + ".jpg", "wb") as f:
             f.write(jpeg)
         meta = {"cid": cid, "size": len(jpeg), "sha": hexstr(hashlib.sha256(jpeg).digest()),
-                "trig": trig, "tid": tid, "ts": ts, "bat": bat, "acked": [], "sent": 0, "pid0": 0}
+                "trig": trig, "tid": tid, "ts": ts, "bat": bat, "wake": wake, "acked": [], "sent": 0, "pid0": 0}
         self._write_json(self.root + "/" + key + ".json", meta)
         keys = self.keys()
         while len(keys) > self.max_items:

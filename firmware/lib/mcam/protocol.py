@@ -32,8 +32,9 @@ Capture chunk = UTF-8 JSON header + ``b"\\n"`` + raw JPEG bytes of that chunk. H
 ``v`` (1), ``cid`` (capture id, 1-64 of [A-Za-z0-9_-], unique, made by the device), ``i`` (0-based index),
 ``n`` (chunk count >= 1), ``size`` (whole image bytes), ``sha`` (hex SHA-256 of the whole image),
 ``trig`` ("automatic" | "manual"), ``tid`` (trigger id or null; required when manual), ``ts`` (unix s),
-``bat`` (battery mV), optional ``tu`` (1: ``ts`` came from an unset clock). Every chunk carries the full
-header: chunks may arrive repeated or out of order.
+``bat`` (battery mV), optional ``tu`` (1: ``ts`` came from an unset clock), optional ``wake`` (what woke
+the device when the photo was taken: one of the telemetry's wake reasons; a photo queued on flash keeps
+it). Every chunk carries the full header: chunks may arrive repeated or out of order.
 
 Telemetry keys: ``v``, ``ts``, ``bat``, ``rssi`` (int or null), ``wake`` (timer|door|power_on|manual),
 ``awake_ms`` (previous cycle, int or null), ``fw``, ``boot``, ``err`` (str or null), ``pending`` (int),
@@ -211,23 +212,27 @@ def _check_header(h):
         raise ProtocolError("bad bat: {!r}".format(h.get("bat")))
     if h.get("tu", 0) not in (0, 1):
         raise ProtocolError("bad tu: {!r}".format(h.get("tu")))
+    if h.get("wake") is not None and h["wake"] not in WAKE_REASONS:
+        raise ProtocolError("bad wake: {!r}".format(h.get("wake")))
 
 
-def encode_chunk_header(cid, i, n, size, sha, trig, tid, ts, bat, tu=False):
+def encode_chunk_header(cid, i, n, size, sha, trig, tid, ts, bat, tu=False, wake=None):
     """The JSON header of one chunk, ending with b"\\n"; the caller writes the body after it."""
     h = {"v": VERSION, "cid": cid, "i": i, "n": n, "size": size, "sha": sha,
          "trig": trig, "tid": tid, "ts": ts, "bat": bat}
     if tu:
         h["tu"] = 1
+    if wake:
+        h["wake"] = wake
     _check_header(h)
     return json.dumps(h).encode() + b"\n"
 
 
-def encode_chunk(cid, i, n, size, sha, trig, tid, ts, bat, data, tu=False):
+def encode_chunk(cid, i, n, size, sha, trig, tid, ts, bat, data, tu=False, wake=None):
     """Header + body in one bytes object (convenience for tests and the gateway)."""
     if len(data) > size or len(data) < 1:
         raise ProtocolError(f"chunk body length {len(data)} outside 1..size")
-    return encode_chunk_header(cid, i, n, size, sha, trig, tid, ts, bat, tu) + bytes(data)
+    return encode_chunk_header(cid, i, n, size, sha, trig, tid, ts, bat, tu, wake) + bytes(data)
 
 
 def decode_chunk(payload):
