@@ -69,9 +69,12 @@ def bucket_medians(times_s: np.ndarray, volts: np.ndarray, bucket_s: int = BUCKE
 def last_change(times: np.ndarray, volts: np.ndarray) -> int | None:
     """Index of the first bucket after the last battery change (a sustained rise above the recent best)."""
     rising = [
-        i for i in _candidates(volts)
-        if _rise(volts[(times >= times[i] - CHANGE_LOOKBACK_S) & (times < times[i])],
-                 volts[(times >= times[i]) & (times < times[i] + CHANGE_AFTER_S)])
+        i
+        for i in _candidates(volts)
+        if _rise(
+            volts[(times >= times[i] - CHANGE_LOOKBACK_S) & (times < times[i])],
+            volts[(times >= times[i]) & (times < times[i] + CHANGE_AFTER_S)],
+        )
     ]
     if not rising:
         return None
@@ -81,7 +84,7 @@ def last_change(times: np.ndarray, volts: np.ndarray) -> int | None:
     while first - 1 in rising:
         first -= 1
     lo, hi = max(first - 1, 0), min(int(np.searchsorted(times, times[last] + CHANGE_AFTER_S)), len(times) - 1)
-    return lo + int(np.argmax(np.diff(volts[lo: hi + 1]))) + 1 if hi > lo else last
+    return lo + int(np.argmax(np.diff(volts[lo : hi + 1]))) + 1 if hi > lo else last
 
 
 def _candidates(volts: np.ndarray) -> np.ndarray:
@@ -117,8 +120,9 @@ def forecast(times_s: np.ndarray, volts: np.ndarray, threshold_v: float, now: da
     since = _utc(times[0])
     if span_days < MIN_DAYS or len(times) < MIN_BUCKETS:
         why = "a battery change was seen recently" if change_at else "too little history"
-        return Forecast("none", f"{why}: {span_days:.1f} days of readings, {MIN_DAYS:g} needed", since=since,
-                        change_at=change_at)
+        return Forecast(
+            "none", f"{why}: {span_days:.1f} days of readings, {MIN_DAYS:g} needed", since=since, change_at=change_at
+        )
     recent = times >= times[-1] - FIT_DAYS * DAY_S
     days = (times[recent] - times[-1]) / DAY_S
     slope, intercept, low, high = theilslopes(medians[recent], days, alpha=CONFIDENCE)
@@ -137,16 +141,22 @@ def forecast(times_s: np.ndarray, volts: np.ndarray, threshold_v: float, now: da
     central = crossing(slope) if slope < 0 else float("inf")
     horizon = min(HORIZON_FACTOR * fitted_days, MAX_HORIZON_DAYS)
     if central > horizon:
-        return Forecast("none", f"the threshold is more than {horizon:.0f} days away at this rate; "
-                                "more history is needed for a date", **common)
+        return Forecast(
+            "none",
+            f"the threshold is more than {horizon:.0f} days away at this rate; more history is needed for a date",
+            **common,
+        )
     # The slope's interval assumes independent readings; weather makes neighbours alike, so the level
     # itself is uncertain by about the residuals' robust spread, whatever the number of readings.
     residuals = medians[recent] - (intercept + slope * days)
     band = float(np.quantile(np.abs(residuals), CONFIDENCE))
     # A Li-ion curve steepens towards its end: the last days' slope, if steeper, bounds the early side.
     last = days >= days[-1] - max(fitted_days / 3, 2.0)
-    steepest = min(low, theilslopes(medians[recent][last], days[last], alpha=CONFIDENCE)[2]) \
-        if np.count_nonzero(last) >= MIN_BUCKETS // 2 else low
+    steepest = (
+        min(low, theilslopes(medians[recent][last], days[last], alpha=CONFIDENCE)[2])
+        if np.count_nonzero(last) >= MIN_BUCKETS // 2
+        else low
+    )
     earliest_days = max((level_now - band - threshold_v) / -steepest, 0.0)
     latest_days = (level_now + band - threshold_v) / -high
     return Forecast(

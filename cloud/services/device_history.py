@@ -57,14 +57,17 @@ class DeviceHistory:
     delivery_times: DeliveryTimes
 
 
-def history(session: Session, device: Device, *, days: int, timezone: str, now: datetime,
-            threshold_v: float) -> DeviceHistory:
+def history(
+    session: Session, device: Device, *, days: int, timezone: str, now: datetime, threshold_v: float
+) -> DeviceHistory:
     zone = ZoneInfo(timezone)
     today = now.astimezone(zone).date()
     local_days = [today - timedelta(days=days - 1 - k) for k in range(days)]
     # Day k runs from edges[k] to edges[k + 1] (UTC seconds); DST days are 23 or 25 hours long.
-    edges = np.array([datetime.combine(d, time(0), zone).timestamp() for d in local_days]
-                     + [datetime.combine(today + timedelta(days=1), time(0), zone).timestamp()])
+    edges = np.array(
+        [datetime.combine(d, time(0), zone).timestamp() for d in local_days]
+        + [datetime.combine(today + timedelta(days=1), time(0), zone).timestamp()]
+    )
     since = min(datetime.fromtimestamp(edges[0], now.tzinfo), now - timedelta(days=FORECAST_DAYS))
 
     telemetry = _telemetry(session, device, since)
@@ -72,15 +75,19 @@ def history(session: Session, device: Device, *, days: int, timezone: str, now: 
     wakes = _per_day(edges, wake_times)
     awake_s = _per_day(edges, wake_times, weights=np.nan_to_num(telemetry[:, 2]) / 1000.0)
 
-    readings = np.concatenate([telemetry[~np.isnan(telemetry[:, 1])][:, :2], _capture_batteries(session, device,
-                                                                                                  since)])
+    readings = np.concatenate(
+        [telemetry[~np.isnan(telemetry[:, 1])][:, :2], _capture_batteries(session, device, since)]
+    )
     readings = readings[np.argsort(readings[:, 0], kind="stable")] if len(readings) else readings
     recent = readings[readings[:, 0] >= now.timestamp() - FORECAST_DAYS * 86400] if len(readings) else readings
     forecast = battery_forecast.forecast(recent[:, 0], recent[:, 1], threshold_v, now)
     shown = readings[(readings[:, 0] >= edges[0]) & (readings[:, 0] < edges[-1])] if len(readings) else readings
     bucket_s = max(3600, int(np.ceil((edges[-1] - edges[0]) / MAX_POINTS / 3600)) * 3600)
-    centres, medians = battery_forecast.bucket_medians(shown[:, 0], shown[:, 1], bucket_s) if len(shown) \
+    centres, medians = (
+        battery_forecast.bucket_medians(shown[:, 0], shown[:, 1], bucket_s)
+        if len(shown)
         else (np.empty(0), np.empty(0))
+    )
 
     delivered = _deliveries(session, device, datetime.fromtimestamp(edges[0], now.tzinfo))
     return DeviceHistory(
@@ -128,26 +135,32 @@ def _at(reported: datetime | None, received: datetime) -> float:
 def _telemetry(session: Session, device: Device, since: datetime) -> np.ndarray:
     """(time, volts or NaN, awake ms or NaN) per telemetry row received since ``since``."""
     rows = session.execute(
-        select(Telemetry.reported_at, Telemetry.received_at, Telemetry.battery_voltage, Telemetry.awake_ms)
-        .where(Telemetry.device_id == device.id, Telemetry.received_at >= since)
+        select(Telemetry.reported_at, Telemetry.received_at, Telemetry.battery_voltage, Telemetry.awake_ms).where(
+            Telemetry.device_id == device.id, Telemetry.received_at >= since
+        )
     ).all()
-    return np.array([(_at(rep, rec), np.nan if v is None else v, np.nan if ms is None else ms)
-                     for rep, rec, v, ms in rows], dtype=float).reshape(-1, 3)
+    return np.array(
+        [(_at(rep, rec), np.nan if v is None else v, np.nan if ms is None else ms) for rep, rec, v, ms in rows],
+        dtype=float,
+    ).reshape(-1, 3)
 
 
 def _capture_batteries(session: Session, device: Device, since: datetime) -> np.ndarray:
     rows = session.execute(
-        select(Capture.taken_at, Capture.battery_voltage)
-        .where(Capture.device_id == device.id, Capture.received_at >= since, Capture.battery_voltage.is_not(None))
+        select(Capture.taken_at, Capture.battery_voltage).where(
+            Capture.device_id == device.id, Capture.received_at >= since, Capture.battery_voltage.is_not(None)
+        )
     ).all()
     return np.array([(t.timestamp(), v) for t, v in rows], dtype=float).reshape(-1, 2)
 
 
 def _deliveries(session: Session, device: Device, since: datetime) -> list[datetime]:
-    return list(session.scalars(
-        select(DeliveryEvent.at)
-        .where(DeliveryEvent.device_id == device.id, DeliveryEvent.at >= since,
-               DeliveryEvent.kind.in_((ARRIVED, MORE)))
-        .order_by(DeliveryEvent.at)
-    ))
-
+    return list(
+        session.scalars(
+            select(DeliveryEvent.at)
+            .where(
+                DeliveryEvent.device_id == device.id, DeliveryEvent.at >= since, DeliveryEvent.kind.in_((ARRIVED, MORE))
+            )
+            .order_by(DeliveryEvent.at)
+        )
+    )

@@ -32,15 +32,29 @@ def _days(when: datetime | None, now: datetime) -> float:
 def _held_out(seed: int) -> tuple[Curve, float]:
     rng = np.random.default_rng(10_000 + seed)  # the tuning runs used seeds below 1,000
     days = float(rng.uniform(6, 80))
-    changes = tuple(sorted((float(rng.uniform(0, days)), float(rng.uniform(3.95, 4.2)))
-                           for _ in range(int(rng.choice([0, 0, 1, 2])))))
-    spells = tuple((float(rng.uniform(0, days)), float(rng.uniform(0.5, 5)), float(rng.uniform(0.02, 0.2)))
-                   for _ in range(int(rng.integers(0, 4))))
+    changes = tuple(
+        sorted(
+            (float(rng.uniform(0, days)), float(rng.uniform(3.95, 4.2))) for _ in range(int(rng.choice([0, 0, 1, 2])))
+        )
+    )
+    spells = tuple(
+        (float(rng.uniform(0, days)), float(rng.uniform(0.5, 5)), float(rng.uniform(0.02, 0.2)))
+        for _ in range(int(rng.integers(0, 4)))
+    )
     gaps = ((float(rng.uniform(0, days)), float(rng.uniform(0.2, 3))),) if rng.random() < 0.4 else ()
-    curve = Curve(days=days, slope=float(rng.uniform(0.001, 0.06)), noise=float(rng.uniform(0.002, 0.05)),
-                  every_s=float(rng.choice([300, 900, 3600, 7200])), v0=float(rng.uniform(3.95, 4.2)),
-                  knee=float(rng.choice([0.0, 0.05, 0.15])), daily_swing=float(rng.uniform(0, 0.1)),
-                  cold_spells=spells, changes=changes, gaps=gaps, seed=seed)
+    curve = Curve(
+        days=days,
+        slope=float(rng.uniform(0.001, 0.06)),
+        noise=float(rng.uniform(0.002, 0.05)),
+        every_s=float(rng.choice([300, 900, 3600, 7200])),
+        v0=float(rng.uniform(3.95, 4.2)),
+        knee=float(rng.choice([0.0, 0.05, 0.15])),
+        daily_swing=float(rng.uniform(0, 0.1)),
+        cold_spells=spells,
+        changes=changes,
+        gaps=gaps,
+        seed=seed,
+    )
     return curve, float(rng.choice([3.3, 3.45, 3.6]))
 
 
@@ -64,12 +78,15 @@ def test_projected_ranges_hold_the_true_day_on_held_out_histories():
     assert np.median(errors) <= 0.2
 
 
-@pytest.mark.parametrize(("curve", "why"), [
-    (Curve(days=2.5, slope=0.03, noise=0.01), "too little history"),
-    (Curve(days=30, slope=0.02, noise=0.01, changes=((27.5, 4.1),)), "battery change"),
-    (Curve(days=30, slope=0.0, noise=0.02, daily_swing=0.06), "no measurable discharge"),
-    (Curve(days=6, slope=0.004, noise=0.01), "more history is needed"),  # months away, seen for days
-])
+@pytest.mark.parametrize(
+    ("curve", "why"),
+    [
+        (Curve(days=2.5, slope=0.03, noise=0.01), "too little history"),
+        (Curve(days=30, slope=0.02, noise=0.01, changes=((27.5, 4.1),)), "battery change"),
+        (Curve(days=30, slope=0.0, noise=0.02, daily_swing=0.06), "no measurable discharge"),
+        (Curve(days=6, slope=0.004, noise=0.01), "more history is needed"),  # months away, seen for days
+    ],
+)
 def test_no_date_when_the_data_cannot_support_one(curve, why):
     result, _ = _run(curve, 3.45)
     assert result.status == "none" and why in result.reason

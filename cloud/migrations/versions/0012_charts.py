@@ -10,19 +10,19 @@ Create Date: 2026-11-30 02:30:00
 from alembic import op
 
 
-revision = '0012_charts'
-down_revision = '0011_settings'
+revision = "0012_charts"
+down_revision = "0011_settings"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('telemetry', schema=None) as batch_op:
-        batch_op.create_index('ix_telemetry_device_received', ['device_id', 'received_at'], unique=False)
-        batch_op.drop_index(batch_op.f('ix_telemetry_device_id'))
+    with op.batch_alter_table("telemetry", schema=None) as batch_op:
+        batch_op.create_index("ix_telemetry_device_received", ["device_id", "received_at"], unique=False)
+        batch_op.drop_index(batch_op.f("ix_telemetry_device_id"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('telemetry', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_telemetry_device_id'), ['device_id'], unique=False)
-        batch_op.drop_index('ix_telemetry_device_received')
+    with op.batch_alter_table("telemetry", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_telemetry_device_id"), ["device_id"], unique=False)
+        batch_op.drop_index("ix_telemetry_device_received")
