@@ -8,6 +8,7 @@ import { authImage, thumbnailUrl } from "../images.js";
 import { confirmDialog, photoDialog } from "./dialogs.js";
 import { batteryInfo, statusPill } from "./devices.js";
 import { settingsCard } from "./device_settings.js";
+import { lifeCard } from "./device_history.js";
 
 export const PAGE_SIZE = 12;
 const REQUESTED = "Requested — the mailbox will answer on its next wake";
@@ -38,6 +39,7 @@ export async function deviceView(app, page, scope, serial, extra) {
     historyFeedback: h("div", {}),
     pager: h("nav", { class: "pager", "aria-label": "History pages" }),
     settings: settingsCard(serial),
+    life: lifeCard(serial, tz),
   };
   let status = null;
   const pages = [null]; // the cursor of each page we have visited
@@ -59,6 +61,7 @@ export async function deviceView(app, page, scope, serial, extra) {
     ),
     h("section", { class: "card", "aria-labelledby": "history-title" },
       h("h2", { id: "history-title" }, "History"), els.historyFeedback, els.history, els.pager),
+    els.life,
     els.settings,
   );
 
@@ -315,7 +318,8 @@ export async function deviceView(app, page, scope, serial, extra) {
   scope.every(() => refresh().catch((error) => {
     if (error.status !== 401) app.flash("error", error.message);
   }));
-  await Promise.all([loadStatus(), loadTriggers(), loadHistory(), els.settings.load()]);
+  // The life charts load once (they change by the day, not by the wake).
+  await Promise.all([loadStatus(), loadTriggers(), loadHistory(), els.settings.load(), els.life.load()]);
   if (!extra || !scope.alive) return;
   // Back to the mailbox's own address: a reload must not open the photo or spend a click again.
   history.replaceState(null, "", `#/mailbox/${encodeURIComponent(serial)}`);
