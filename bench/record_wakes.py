@@ -109,18 +109,23 @@ def record(path: Path = RECORDING) -> dict:
                 if result.get("error"):
                     raise RuntimeError(f"firmware wake {label} failed: {result['error']}")
                 messages = recorder.wait_for(start)
-                wakes.append({
-                    "label": label,
-                    "wake": reason,
-                    "mail": bool(items),
-                    "messages": [{"kind": protocol.parse_topic(t)[1], "qos": q,
-                                  "payload": base64.b64encode(p).decode()} for t, p, q in messages],
-                })
+                wakes.append(
+                    {
+                        "label": label,
+                        "wake": reason,
+                        "mail": bool(items),
+                        "messages": [
+                            {"kind": protocol.parse_topic(t)[1], "qos": q, "payload": base64.b64encode(p).decode()}
+                            for t, p, q in messages
+                        ],
+                    }
+                )
             recorder.close()
         finally:
             broker.stop()
-    fw = subprocess.run([tool("micropython"), "-c", "import sys; print(sys.version)"], capture_output=True,
-                        text=True, check=True).stdout.strip()
+    fw = subprocess.run(
+        [tool("micropython"), "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     telemetry = next(m for m in wakes[0]["messages"] if m["kind"] == "telemetry")
     recording = {
         "about": "MQTT messages the mailcam firmware published, recorded by bench/record_wakes.py",
@@ -140,8 +145,10 @@ def main() -> int:
     args = parser.parse_args()
     recording = record(args.out)
     sizes = [sum(len(m["payload"]) * 3 // 4 for m in w["messages"]) for w in recording["wakes"]]
-    print(f"recorded {len(recording['wakes'])} wakes ({', '.join(f'{s / 1000:.0f} KB' for s in sizes)}) "
-          f"from firmware {recording['firmware_version']} → {args.out}")
+    print(
+        f"recorded {len(recording['wakes'])} wakes ({', '.join(f'{s / 1000:.0f} KB' for s in sizes)}) "
+        f"from firmware {recording['firmware_version']} → {args.out}"
+    )
     return 0
 
 

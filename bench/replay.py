@@ -119,8 +119,10 @@ class Device:
             elif not chunks_sent:
                 chunks_sent = True
                 out.extend(
-                    (protocol.topic(self.serial, "capture"),
-                     message.template.fill(cid=cid, i=i, n=len(bodies), size=size, sha=sha, **common) + b"\n" + body)
+                    (
+                        protocol.topic(self.serial, "capture"),
+                        message.template.fill(cid=cid, i=i, n=len(bodies), size=size, sha=sha, **common) + b"\n" + body,
+                    )
                     for i, body in enumerate(bodies)
                 )
         return cid, out

@@ -19,8 +19,11 @@ def test_replayed_as_the_recorded_device_the_bytes_are_the_recorded_ones():
     assert [w.label for w in wakes] == ["timer-empty", "door-mail", "timer-mail", "door-collected"]
     for index, wake in enumerate(wakes):
         first = protocol.decode_chunk(wake.recorded[0])[0]
-        telemetry = next(protocol.decode_telemetry(p) for p, m in zip(wake.recorded, wake.messages, strict=True)
-                         if m.kind == "telemetry")
+        telemetry = next(
+            protocol.decode_telemetry(p)
+            for p, m in zip(wake.recorded, wake.messages, strict=True)
+            if m.kind == "telemetry"
+        )
         device = replay.Device.prepare(wake.serial, wakes, own_images=False)
         device.boot, device.battery_mv = telemetry["boot"] - 1, first["bat"] + 1
         assert first["ts"] == telemetry["ts"] and first["bat"] == telemetry["bat"]
