@@ -53,6 +53,7 @@ from mailcam.broker import LocalBroker, free_port, wait_for_port  # noqa: E402
 from mailcam.orchestration import wait_gateway_connected  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PUBLISHER = "publisher (this process, while publishing)"
 console = Console()
 
 
@@ -404,11 +405,11 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float, *, f
 
     phases["calibrated"] = time.monotonic()
     sse = SsePushStage.open(cloud_url, owner.token)
-    processes = {"cloud": cloud.pid, "gateway": gateway.pid, "publisher (this process)": os.getpid()}
+    processes = {"cloud": cloud.pid, "gateway": gateway.pid, PUBLISHER: os.getpid()}
     if broker._process is not None:
         processes[f"broker ({broker.kind})"] = broker._process.pid
     # This process started the others: its own CPU only (the replay and the bench's bookkeeping).
-    own = {"publisher (this process)"}
+    own = {PUBLISHER}
     cpu_before = {name: cpu_seconds(pid, children=name not in own) for name, pid in processes.items()}
     spy = start_profiler(cloud.pid, duration_s + 2, workdir / "profile.txt") if profile else None
     started = time.monotonic()
@@ -416,6 +417,7 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float, *, f
         sent = replay(publisher, replayed, 1, interval_s, duration_s)
     publish_window = time.monotonic() - started
     phases["published"] = time.monotonic()
+    publisher_cpu = cpu_seconds(os.getpid(), children=False) - cpu_before[PUBLISHER]  # not the drain's polling
     with console.status("waiting for the pipeline to drain…"):
         deadline = time.monotonic() + 30
         while set(sent) - set(publisher.published) and time.monotonic() < deadline:
@@ -425,6 +427,7 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float, *, f
         rows = db.rows()
     phases["drained"] = time.monotonic()
     cpu = {name: cpu_seconds(pid, children=name not in own) - cpu_before[name] for name, pid in processes.items()}
+    cpu[PUBLISHER] = publisher_cpu
     rss = {name: peak_rss_mb(pid) for name, pid in processes.items()}
     if spy is not None:
         spy.wait(timeout=60)

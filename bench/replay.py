@@ -6,8 +6,9 @@ chunk index and count, image size and hash, time, battery, boot count — cut ou
 time. Replayed as the recording's own device with the recorded values, the bytes are the recorded ones
 (``tests/bench/test_replay.py`` checks it).
 
-Each device's photos carry a JPEG comment naming it (pixels unchanged, see ``device_image``): the cloud
-stores, hashes and deduplicates images by content, and 100 mailboxes do not send one shared photo.
+Each photo carries a JPEG comment naming the device and the wake (pixels unchanged, see ``device_image``):
+the cloud stores, hashes and deduplicates images by content, and 100 mailboxes do not send one shared
+photo, nor one mailbox the same bytes twice (a real camera's noise never does).
 """
 
 from __future__ import annotations
@@ -79,37 +80,37 @@ def load(path: Path = RECORDING) -> list[RecordedWake]:
     return wakes
 
 
-def device_image(image: bytes, serial: str) -> bytes:
-    """The same photo with a JPEG COM segment (ITU T.81 B.2.4.5) naming the device: other bytes, same pixels."""
-    comment = f"mailcam bench {serial}".encode()
+def device_image(image: bytes, label: str) -> bytes:
+    """The same photo with a JPEG COM segment (ITU T.81 B.2.4.5) saying ``label``: other bytes, same pixels."""
+    comment = f"mailcam bench {label}".encode()
     return image[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + image[2:]
 
 
 @dataclass
 class Device:
-    """One replayed mailbox: its photos chunked once; each wake's headers filled in when it publishes."""
+    """One replayed mailbox: the recorded wakes, sent with this device's serial, ids, time and battery."""
 
     serial: str
-    wakes: list[tuple[RecordedWake, str, int, list[bytes]]]  # (wake, image sha, image size, chunk bodies)
+    recording: list[RecordedWake]
+    own_images: bool = True
     boot: int = 0
     battery_mv: int = 3950
 
     @classmethod
     def prepare(cls, serial: str, recording: list[RecordedWake], *, own_images: bool = True) -> Device:
-        prepared = []
-        for wake in recording:
-            image = device_image(wake.image, serial) if own_images else wake.image
-            bodies = [image[k : k + wake.chunk_size] for k in range(0, len(image), wake.chunk_size)]
-            prepared.append((wake, hashlib.sha256(image).hexdigest(), len(image), bodies))
-        return cls(serial, prepared)
+        return cls(serial, recording, own_images)
 
     def messages(self, index: int, now: int, *, cid: str | None = None) -> tuple[str, list[tuple[str, bytes]]]:
         """(capture id, [(topic, payload)]) for wake ``index`` of the recorded round (it repeats), in the
         firmware's order; this device's image may need another number of chunks than the recorded one."""
-        wake, sha, size, bodies = self.wakes[index % len(self.wakes)]
+        wake = self.recording[index % len(self.recording)]
         self.boot += 1
         self.battery_mv -= 1
         cid = cid or f"{self.serial}-{os.urandom(8).hex()}"
+        # Never the same bytes twice (a real camera's sensor noise sees to that): no false cache hits.
+        image = device_image(wake.image, f"{self.serial} wake {self.boot}") if self.own_images else wake.image
+        sha, size = hashlib.sha256(image).hexdigest(), len(image)
+        bodies = [image[k : k + wake.chunk_size] for k in range(0, size, wake.chunk_size)]
         common = {"ts": now, "bat": self.battery_mv}
         out: list[tuple[str, bytes]] = []
         chunks_sent = False

@@ -36,7 +36,12 @@ def test_each_device_sends_its_own_valid_capture_with_a_fresh_id():
     a, b = replay.Device.prepare("box-a", wakes), replay.Device.prepare("box-b", wakes)
     cid_a, sent_a = a.messages(1, 1_800_000_000)
     cid_b, sent_b = b.messages(1, 1_800_000_000)
-    assert cid_a.startswith("box-a-") and cid_b.startswith("box-b-") and cid_a != a.messages(1, 1_800_000_001)[0]
+    assert cid_a.startswith("box-a-") and cid_b.startswith("box-b-")
+    again_cid, again = a.messages(5, 1_800_000_010)  # the same recorded wake, one round later
+    assert (
+        again_cid != cid_a
+        and protocol.decode_chunk(again[0][1])[0]["sha"] != protocol.decode_chunk(sent_a[0][1])[0]["sha"]
+    )
     images = []
     for sent, serial in ((sent_a, "box-a"), (sent_b, "box-b")):
         assert {protocol.parse_topic(topic) for topic, _ in sent} == {(serial, "capture"), (serial, "telemetry")}
@@ -46,6 +51,6 @@ def test_each_device_sends_its_own_valid_capture_with_a_fresh_id():
         assert len(chunks) == header["n"] and hashlib.sha256(image).hexdigest() == header["sha"]
         assert header["ts"] == 1_800_000_000 and header["trig"] == "automatic"
         images.append(image)
-    assert images[0] != images[1]  # stored and hashed as two photos ...
+    assert images[0] != images[1]  # stored and hashed as two photos (and never the same bytes twice) ...
     pixels = [Image.open(io.BytesIO(image)).tobytes() for image in images]
     assert pixels[0] == pixels[1] == Image.open(io.BytesIO(wakes[1].image)).tobytes()  # ... of the same view
