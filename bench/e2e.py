@@ -110,8 +110,9 @@ class Publisher:
         self._client.disconnect()
 
 
-def replay(publisher: Publisher, devices: list[Device], first_wake: int, interval_s: float, duration_s: float
-           ) -> list[str]:
+def replay(
+    publisher: Publisher, devices: list[Device], first_wake: int, interval_s: float, duration_s: float
+) -> list[str]:
     """Every device wakes every ``interval_s`` (staggered over one interval) for ``duration_s``."""
     start = time.monotonic()
     queue = [(start + interval_s * k / len(devices), k, first_wake) for k in range(len(devices))]
@@ -146,8 +147,9 @@ class SsePushStage:
     @classmethod
     def open(cls, cloud_url: str, token: str) -> SsePushStage | None:
         client = httpx.Client(base_url=cloud_url, timeout=httpx.Timeout(10, read=None))
-        request = client.build_request("GET", "/api/events/", headers={"Authorization": f"Bearer {token}",
-                                                                        "Accept": "text/event-stream"})
+        request = client.build_request(
+            "GET", "/api/events/", headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        )
         response = client.send(request, stream=True)
         if response.status_code != 200 or "text/event-stream" not in response.headers.get("content-type", ""):
             response.close()
@@ -226,16 +228,23 @@ def start_cloud(workdir: Path, port: int, fast_polls: bool) -> subprocess.Popen:
     if fast_polls:  # the settings of the figures in issue 16 (polling workers: short intervals)
         env |= {"MAILCAM_VISION__WORKER_POLL_INTERVAL_S": "0.05", "MAILCAM_NOTIFY__WORKER_POLL_INTERVAL_S": "0.2"}
     log = open(workdir / "cloud.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "mailcam.cli", "cloud", "--port", str(port)], env=env,
-                               stdout=log, stderr=log, cwd=ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailcam.cli", "cloud", "--port", str(port)], env=env, stdout=log, stderr=log, cwd=ROOT
+    )
     wait_for_port(port, 60)
     return process
 
 
 def start_gateway(workdir: Path, cloud_url: str, token: str, broker_port: int) -> subprocess.Popen:
-    env = {**os.environ, "MAILCAM_GATEWAY_CLOUD_URL": cloud_url, "MAILCAM_GATEWAY_TOKEN": token,
-           "MAILCAM_GATEWAY_BROKER_PORT": str(broker_port), "MAILCAM_GATEWAY_DATA_DIR": str(workdir / "gateway"),
-           "MAILCAM_GATEWAY_METRICS_PORT": "0", "MAILCAM_GATEWAY_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "MAILCAM_GATEWAY_CLOUD_URL": cloud_url,
+        "MAILCAM_GATEWAY_TOKEN": token,
+        "MAILCAM_GATEWAY_BROKER_PORT": str(broker_port),
+        "MAILCAM_GATEWAY_DATA_DIR": str(workdir / "gateway"),
+        "MAILCAM_GATEWAY_METRICS_PORT": "0",
+        "MAILCAM_GATEWAY_LOG_LEVEL": "WARNING",
+    }
     log = open(workdir / "gateway.log", "wb")
     return subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=log, cwd=ROOT)
 
@@ -270,8 +279,9 @@ def seed(cloud_url: str, serials: list[str]) -> Owner:
     for serial in serials:
         code = api.post("/api/devices/", json={"serial": serial, "wake_interval_s": 60}, headers=owner.headers)
         code.raise_for_status()
-        api.post("/api/devices/claim/", json={"claim_code": code.json()["claim_code"]},
-                 headers=owner.headers).raise_for_status()
+        api.post(
+            "/api/devices/claim/", json={"claim_code": code.json()["claim_code"]}, headers=owner.headers
+        ).raise_for_status()
     gateway = api.post("/api/gateways/", json={"name": "bench"}, headers=owner.headers)
     gateway.raise_for_status()
     owner.gateway_token = gateway.json()["gateway_token"]
@@ -286,11 +296,13 @@ class CloudDb:
 
     def rows(self) -> dict[str, tuple]:
         with self.engine.connect() as conn:
-            found = conn.execute(text(
-                "SELECT c.capture_id, c.received_at, a.status, a.updated_at, "
-                "(SELECT MIN(n.created_at) FROM notifications n WHERE n.capture_pk = c.id) "
-                "FROM captures c LEFT JOIN analyses a ON a.capture_pk = c.id"
-            )).all()
+            found = conn.execute(
+                text(
+                    "SELECT c.capture_id, c.received_at, a.status, a.updated_at, "
+                    "(SELECT MIN(n.created_at) FROM notifications n WHERE n.capture_pk = c.id) "
+                    "FROM captures c LEFT JOIN analyses a ON a.capture_pk = c.id"
+                )
+            ).all()
         return {r[0]: tuple(r[1:]) for r in found}
 
     def wait(self, capture_ids: set[str], timeout_s: float, *, analysed: bool) -> dict[str, tuple]:
@@ -323,15 +335,37 @@ def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen | No
     if not spy.exists():
         console.print("[yellow]--profile needs py-spy in this virtualenv (pip install py-spy); skipped[/]")
         return None
-    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds) + 1),
-                             "--rate", "200", "--format", "raw", "--output", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds) + 1),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 # A sample whose innermost frame is one of these is a thread waiting (py-spy's idle filter misses
 # lock waits with a timeout): it is left out, so the shares below are shares of CPU.
-WAITS = ("wait (threading.py", "take_gate (cloud/db.py", "_worker (concurrent/futures/thread.py",
-         "select (selectors.py", "acquire", "sleep", "get (queue.py")
+WAITS = (
+    "wait (threading.py",
+    "take_gate (cloud/db.py",
+    "_worker (concurrent/futures/thread.py",
+    "select (selectors.py",
+    "acquire",
+    "sleep",
+    "get (queue.py",
+)
 
 
 def profile_tables(raw: Path, top: int = 15) -> list[Table]:
@@ -351,8 +385,9 @@ def profile_tables(raw: Path, top: int = 15) -> list[Table]:
         path = frames[-1].rpartition("(")[2].split(":")[0]
         parts = path.split("/")
         by_package["/".join(parts[:2]) if parts[0] in ("cloud", "gateway") else parts[0]] += n
-        for function in {f"{f.split(' (')[0]} ({f.rpartition('(')[2].split(':')[0]})" for f in frames
-                         if "(cloud/" in f}:
+        for function in {
+            f"{f.split(' (')[0]} ({f.rpartition('(')[2].split(':')[0]})" for f in frames if "(cloud/" in f
+        }:
             by_function[function] += n
     packages = Table(title=f"cloud CPU by package, self time ({active} busy samples; {waiting} waiting left out)")
     functions = Table(title="cloud CPU by cloud function, inclusive")
@@ -369,8 +404,16 @@ def profile_tables(raw: Path, top: int = 15) -> list[Table]:
 # --- the run ---------------------------------------------------------------------------------------
 
 
-def run(devices: int, interval_s: float, duration_s: float, drain_s: float, *, fast_polls: bool = True,
-        profile: bool = False, recording: Path = RECORDING) -> int:
+def run(
+    devices: int,
+    interval_s: float,
+    duration_s: float,
+    drain_s: float,
+    *,
+    fast_polls: bool = True,
+    profile: bool = False,
+    recording: Path = RECORDING,
+) -> int:
     wakes = load(recording)
     phases = {"begin": time.monotonic()}
     workdir = Path(tempfile.mkdtemp(prefix="mailcam-e2e-"))
@@ -387,9 +430,11 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float, *, f
     db = CloudDb(workdir / "cloud" / "mailcam.db")
     replayed = [Device.prepare(serial, wakes) for serial in serials]
     publisher = Publisher(broker.port)
-    console.print(f"[bold]e2e[/]: {devices} devices waking every {interval_s:g}s for {duration_s:g}s, replaying "
-                  f"{recording.name} ({len(wakes)} wakes of the real firmware) from one publisher process; "
-                  f"broker {broker.kind}; {'fast' if fast_polls else 'default'} worker polls; workdir {workdir}")
+    console.print(
+        f"[bold]e2e[/]: {devices} devices waking every {interval_s:g}s for {duration_s:g}s, replaying "
+        f"{recording.name} ({len(wakes)} wakes of the real firmware) from one publisher process; "
+        f"broker {broker.kind}; {'fast' if fast_polls else 'default'} worker polls; workdir {workdir}"
+    )
 
     phases["gateway up"] = time.monotonic()
     with console.status("calibrating: one empty wake per device, then “this is empty”…"):
@@ -454,15 +499,18 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float, *, f
     if sse is None:
         table.add_row("pushed to an open SSE client", "–", "n/a (no /api/events/)", "", "")
     else:
-        table.add_row("pushed to an open SSE client", str(len(pushed)),
-                      *(f"{percentile(pushed, q):.3f}" for q in (50, 95, 99)))
+        table.add_row(
+            "pushed to an open SSE client", str(len(pushed)), *(f"{percentile(pushed, q):.3f}" for q in (50, 95, 99))
+        )
         sse.close()
     console.print(table)
 
     measured = [cid for cid in publisher.published if cid in rows]
     analysed_n = sum(1 for cid in measured if rows[cid][1] in ("done", "failed"))
-    console.print(f"captures published {len(publisher.published)} of {len(sent)}, in the cloud {len(measured)}, "
-                  f"analysed {analysed_n}; sustained {len(measured) / publish_window:.1f} captures/s")
+    console.print(
+        f"captures published {len(publisher.published)} of {len(sent)}, in the cloud {len(measured)}, "
+        f"analysed {analysed_n}; sustained {len(measured) / publish_window:.1f} captures/s"
+    )
     per_capture = 1000 * cpu["cloud"] / max(1, len(measured))
     aims = Table(title="issue 16 aims")
     aims.add_column("aim")
@@ -470,8 +518,11 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float, *, f
     aims.add_column("met")
     p99 = percentile(notified, 99)
     aims.add_row("p99 publish → notification queued ≤ 1 s", f"{p99:.3f} s", "yes" if p99 <= 1 else "no")
-    aims.add_row("cloud CPU ≤ 25 ms per capture (offline analyser)", f"{per_capture:.1f} ms",
-                 "yes" if per_capture <= 25 else "no")
+    aims.add_row(
+        "cloud CPU ≤ 25 ms per capture (offline analyser)",
+        f"{per_capture:.1f} ms",
+        "yes" if per_capture <= 25 else "no",
+    )
     console.print(aims)
     procs = Table(title="per process over the measured run")
     procs.add_column("process")
@@ -496,8 +547,10 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float, *, f
     owner.api.close()
     missing = set(publisher.published) - set(rows)
     if missing:  # still in the gateway's spool, or lost: either way the run did not keep up
-        console.print(f"[red]{len(missing)} published captures had not reached the cloud when the drain ended "
-                      f"(--drain {drain_s:g}); the figures above cover the ones that had[/]")
+        console.print(
+            f"[red]{len(missing)} published captures had not reached the cloud when the drain ended "
+            f"(--drain {drain_s:g}); the figures above cover the ones that had[/]"
+        )
         return 1
     return 0
 
@@ -507,18 +560,32 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between a device's wakes")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of publishing")
-    parser.add_argument("--drain", type=float, default=300.0,
-                        help="at most this many seconds for the pipeline to finish after the last publish")
-    parser.add_argument("--default-polls", action="store_true",
-                        help="the cloud's shipped worker poll intervals (default: the short ones of issue 16)")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=300.0,
+        help="at most this many seconds for the pipeline to finish after the last publish",
+    )
+    parser.add_argument(
+        "--default-polls",
+        action="store_true",
+        help="the cloud's shipped worker poll intervals (default: the short ones of issue 16)",
+    )
     parser.add_argument("--profile", action="store_true", help="sample the cloud with py-spy during the run")
     parser.add_argument("--recording", type=Path, default=RECORDING, help="wakes recorded by record_wakes.py")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (4 devices, 4 s)")
     args = parser.parse_args()
     if args.quick:
         return run(devices=4, interval_s=2.0, duration_s=4.0, drain_s=30.0, fast_polls=not args.default_polls)
-    return run(args.devices, args.interval, args.duration, args.drain, fast_polls=not args.default_polls,
-               profile=args.profile, recording=args.recording)
+    return run(
+        args.devices,
+        args.interval,
+        args.duration,
+        args.drain,
+        fast_polls=not args.default_polls,
+        profile=args.profile,
+        recording=args.recording,
+    )
 
 
 if __name__ == "__main__":
