@@ -9,6 +9,7 @@ from cloud.api import schemas
 from cloud.context import AppContext
 from cloud.models import Analysis, Capture, Device, MailboxReference, ManualTrigger
 from cloud.services import devices
+from cloud.services.device_history import DeviceHistory
 from cloud.vision import references
 
 
@@ -42,6 +43,18 @@ def device_settings_public(device: Device) -> schemas.DeviceSettings:
         applied=device.settings_version is not None and device.settings_applied_version == device.settings_version,
         error=device.settings_error,
         wake_interval_s=device.wake_interval_s,
+    )
+
+
+def device_history_public(serial: str, days: int, h: DeviceHistory) -> schemas.DeviceHistory:
+    return schemas.DeviceHistory(
+        serial=serial,
+        timezone=h.timezone,
+        days=days,
+        daily=schemas.DailyHistory(day=h.days, deliveries=h.deliveries, wakes=h.wakes, awake_s=h.awake_s),
+        battery=schemas.BatteryHistory(points=h.battery_points, threshold_v=h.threshold_v,
+                                       forecast=schemas.BatteryForecast(**h.forecast.__dict__)),
+        delivery_times=schemas.DeliveryTimes(**h.delivery_times.__dict__),
     )
 
 

@@ -545,3 +545,46 @@ class RolloutPublic(BaseModel):
 class DeviceFirmware(BaseModel):
     running: str | None = Field(description="The firmware version the device last reported")
     update: DeviceUpdatePublic | None = Field(description="Its newest rollout, if any")
+
+
+class BatteryForecast(BaseModel):
+    status: Literal["projected", "below", "none"] = Field(
+        description="projected: a date; below: at or under the threshold now; none: no honest date (see reason)")
+    reason: str | None = Field(description="Why there is no date (too little history, a battery change, …)")
+    date: datetime | None = Field(description="The central estimate of reaching the low-battery threshold")
+    earliest: datetime | None = Field(description="The early end of the 90 % range")
+    latest: datetime | None = Field(description="The late end of the range (None: beyond what the data supports)")
+    slope_v_per_day: float | None = Field(description="The fitted discharge rate (negative: falling)")
+    since: datetime | None = Field(description="The first reading used (after the last battery change)")
+    change_at: datetime | None = Field(description="The last battery change or charge seen")
+
+
+class BatteryHistory(BaseModel):
+    points: list[tuple[int, float]] = Field(description="[unix seconds, volts]: median per bucket, oldest first")
+    threshold_v: float = Field(description="The low-battery alert threshold")
+    forecast: BatteryForecast
+
+
+class DeliveryTimes(BaseModel):
+    by_hour: list[int] = Field(description="Deliveries per hour of the owner's day, 0 to 23")
+    typical: str | None = Field(description="Median delivery time HH:MM (None: fewer than 3 deliveries)")
+    usual_from: str | None = Field(description="The middle half of deliveries came from this time …")
+    usual_to: str | None = Field(description="… to this one")
+
+
+class DailyHistory(BaseModel):
+    """Columns, one entry per day of the owner's calendar (compact for charts)."""
+
+    day: list[str] = Field(description="ISO dates, oldest first")
+    deliveries: list[int] = Field(description="Mail arrived or more mail, per day")
+    wakes: list[int] = Field(description="Wakes reported in telemetry, per day")
+    awake_s: list[float] = Field(description="Seconds awake, per day (the battery's cost)")
+
+
+class DeviceHistory(BaseModel):
+    serial: str
+    timezone: str = Field(description="The owner's time zone the days are counted in")
+    days: int
+    daily: DailyHistory
+    battery: BatteryHistory
+    delivery_times: DeliveryTimes

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Date,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -199,9 +200,11 @@ class Telemetry(Base):
     """One row per device report: the history behind battery and presence alerts."""
 
     __tablename__ = "telemetry"
+    # A device's rows over a time range (the device page's history); also serves lookups by device alone.
+    __table_args__ = (Index("ix_telemetry_device_received", "device_id", "received_at"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     battery_voltage: Mapped[float | None] = mapped_column(Float)

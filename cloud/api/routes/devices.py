@@ -8,8 +8,15 @@ from fastapi import APIRouter, Query, status
 
 from cloud.api import schemas
 from cloud.api.deps import AccountDevice, CtxDep, CurrentUser, ManagedDevice, OwnedDevice, SessionDep
-from cloud.api.presenters import capture_public, device_public, device_settings_public, reference_set, trigger_public
-from cloud.services import captures, device_settings, devices, retention, triggers
+from cloud.api.presenters import (
+    capture_public,
+    device_history_public,
+    device_public,
+    device_settings_public,
+    reference_set,
+    trigger_public,
+)
+from cloud.services import captures, device_history, device_settings, devices, retention, triggers
 from cloud.vision import references
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -139,6 +146,21 @@ def list_captures(
     """Page through a device's captures, newest first."""
     page, next_cursor = captures.page(session, device, limit, cursor)
     return schemas.CapturePage(items=[capture_public(c, device.serial) for c in page], next_cursor=next_cursor)
+
+
+@router.get("/{serial}/history", response_model=schemas.DeviceHistory,
+            responses={401: _errors[404], 404: _errors[404], 422: _errors[404]})
+def get_device_history(
+    device: OwnedDevice,
+    user: CurrentUser,
+    session: SessionDep,
+    ctx: CtxDep,
+    days: Annotated[int, Query(ge=1, le=device_history.MAX_DAYS, description="Days back, today included")] = 28,
+) -> schemas.DeviceHistory:
+    """My device's last days in the owner's time zone: battery (with a forecast), deliveries, wakes."""
+    found = device_history.history(session, device, days=days, timezone=user.timezone, now=ctx.clock.now(),
+                                   threshold_v=ctx.settings.notify.low_battery_v)
+    return device_history_public(device.serial, days, found)
 
 
 @router.get("/{serial}/triggers/", response_model=list[schemas.TriggerPublic], responses=_errors)

@@ -129,6 +129,7 @@ export const endpoints = {
   deviceSettings: (serial) => api.get(`/api/devices/${enc(serial)}/settings`),
   saveDeviceSettings: (serial, settings) => api.put(`/api/devices/${enc(serial)}/settings`, { settings }),
   deviceFirmware: (serial) => api.get(`/api/devices/${enc(serial)}/firmware`),
+  deviceHistory: (serial, days) => api.get(`/api/devices/${enc(serial)}/history`, { days }),
   setReference: (captureId) => api.post(`/api/captures/${enc(captureId)}/reference`),
   usage: (month) => api.get("/api/usage", { month }),
   preferences: () => api.get("/api/notifications/preferences"),

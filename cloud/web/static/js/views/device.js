@@ -10,6 +10,7 @@ import { confirmDialog, photoDialog } from "./dialogs.js";
 import { batteryInfo, statusPill } from "./devices.js";
 import { firmwareCard } from "./device_firmware.js";
 import { settingsCard } from "./device_settings.js";
+import { lifeCard } from "./device_history.js";
 
 export const PAGE_SIZE = 12;
 const REQUESTED = "Requested — the mailbox will answer on its next wake";
@@ -41,6 +42,7 @@ export async function deviceView(app, page, scope, serial, extra) {
     pager: h("nav", { class: "pager", "aria-label": "History pages" }),
     settings: settingsCard(serial),
     firmware: firmwareCard(serial),
+    life: lifeCard(serial, tz),
   };
   let status = null;
   const pages = [null]; // the cursor of each page we have visited
@@ -62,6 +64,7 @@ export async function deviceView(app, page, scope, serial, extra) {
     ),
     h("section", { class: "card", "aria-labelledby": "history-title" },
       h("h2", { id: "history-title" }, "History"), els.historyFeedback, els.history, els.pager),
+    els.life,
     els.settings,
     els.firmware,
   );
@@ -319,7 +322,9 @@ export async function deviceView(app, page, scope, serial, extra) {
   scope.every(() => refresh().catch((error) => {
     if (error.status !== 401) app.flash("error", error.message);
   }));
-  await Promise.all([loadStatus(), loadTriggers(), loadHistory(), els.settings.load(), els.firmware.load()]);
+  // The life charts load once (they change by the day, not by the wake).
+  await Promise.all([loadStatus(), loadTriggers(), loadHistory(), els.settings.load(), els.firmware.load(),
+    els.life.load()]);
   if (!extra || !scope.alive) return;
   // Back to the mailbox's own address: a reload must not open the photo or spend a click again.
   history.replaceState(null, "", `#/mailbox/${encodeURIComponent(serial)}`);
