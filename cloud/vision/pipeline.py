@@ -315,6 +315,13 @@ def _reuse(plan: Plan, now: datetime, found: dict, source: str, phash: str) -> O
     )
 
 
+def _judged_since_calibration(plan: Plan, earlier: dict) -> bool:
+    """An earlier answer may be reused only if it was given against today's references: a calibration or
+    an owner's "this is empty" made since changes the verdict (learned references refine, they don't)."""
+    said = [ref.created_at for ref in plan.references if ref.source in references.PEOPLE]
+    return not said or earlier["updated_at"] > max(said)
+
+
 def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
     s = pipeline.settings
     now = pipeline.ctx.clock.now()
@@ -324,12 +331,13 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
     except InvalidAnswer as exc:
         return Outcome(error=str(exc), operations=[])
     if plan.kind == "initial":
-        if plan.duplicate is not None:
+        if plan.duplicate is not None and _judged_since_calibration(plan, plan.duplicate):
             return _with_evidence(_reuse(plan, now, plan.duplicate, "cache", phash), added_share=0.0,
                                   wake=plan.wake_reason)
         for prev in plan.previous:
             if (
-                s.unchanged_phash_distance >= 0
+                _judged_since_calibration(plan, prev)
+                and s.unchanged_phash_distance >= 0
                 and now - prev["updated_at"] <= timedelta(seconds=s.unchanged_max_age_s)
                 and phash_distance(phash, prev["phash"]) <= s.unchanged_phash_distance
             ):

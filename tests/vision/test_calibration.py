@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from cloud.models import Capture, DeliveryEvent, MailboxReference
+from cloud.models import Analysis, Capture, DeliveryEvent, MailboxReference
 from mailcam.mailboxes import Item, Mailbox, Wake
 from tests.cloudkit import capture_body, new_account, new_device
 from tests.vision.fake_openai import EMPTY, Reply
@@ -37,6 +37,29 @@ def test_uncalibrated_device_raises_no_mail_alert_and_asks_once_to_calibrate(mak
     assert env.sink.kinds().count("calibration_needed") == 1
     device = env.api.get("/api/devices/box-1", headers=env.owner.headers).json()
     assert device["calibrated"] is False and device["mailbox"] is None
+
+
+def test_a_photo_seen_before_calibration_is_judged_again_after_it(make_env):
+    """Found by the end-to-end bench: the same bytes as a photo analysed while uncalibrated got the old
+    "not calibrated" answer from the exact-image cache (and, by the same rule, an answer given before the
+    owner said "this is empty" outlived it)."""
+    env = make_env()
+    empty = BOX.frame([], Wake(1))
+    first = env.capture(empty)
+    env.run()
+    assert env.analysis(first)["mail_detected"] is None
+    env.calibrate(first)
+    env.ctx.clock.advance(timedelta(minutes=30))
+    again = env.capture(empty)  # a mailbox's photo can repeat byte for byte (same scene, same encoder)
+    env.run()
+    assert env.analysis(again)["mail_detected"] is False
+    env.ctx.clock.advance(timedelta(minutes=30))
+    third = env.capture(empty)
+    env.run()
+    assert env.analysis(third)["mail_detected"] is False  # after calibration the cache serves again
+    with env.ctx.sessions() as session:
+        sources = [a.source for a in session.scalars(select(Analysis).order_by(Analysis.id))]
+    assert sources[-1] in ("cache", "unchanged")
 
 
 def test_one_alert_per_delivery_more_mail_and_collection(make_env):
