@@ -102,6 +102,9 @@ class UserPublic(BaseModel):
     name: str | None
     timezone: str
     tier: Literal["free", "premium"]
+    role: Literal["homeowner", "installer"] = Field(
+        description="An installer may register devices (an operator grants it: `mailcam set-role`)"
+    )
 
 
 class LoginIn(Strict):
@@ -143,6 +146,9 @@ class DeviceUpdate(Strict):
     name: str | None = Field(default=None, max_length=100)
     timezone: TimeZone | None = None
     wake_interval_s: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
+    installer_access: bool | None = Field(
+        default=None, description="Owner only: the installer who registered it may keep seeing it (read-only)"
+    )
 
 
 class DevicePublic(BaseModel):
@@ -159,6 +165,11 @@ class DevicePublic(BaseModel):
     mailbox: Literal["empty", "mail"] | None = Field(description="The delivery state (None: not judged yet)")
     mail_since: datetime | None = Field(description="When the mail now in the box arrived")
     mail_categories: dict[str, int] | None = None
+    access: Literal["owner", "installer", "read_only"] = Field(
+        description="Mine; one I installed, not claimed yet; or an installer's read-only view the owner allows"
+    )
+    claimed: bool = Field(description="A homeowner has claimed it")
+    installer_access: bool = Field(description="Its installer may still see it (read-only) after the claim")
 
 
 class DeviceClaimed(DevicePublic):

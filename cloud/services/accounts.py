@@ -1,4 +1,4 @@
-"""Users, login tokens and subscription tiers."""
+"""Users, login tokens, subscription tiers and roles."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.errors import Conflict, Forbidden, NotAuthenticated
-from cloud.models import AuthToken, Subscription, Tier, User
+from cloud.models import AuthToken, Role, Subscription, Tier, User
 from cloud.security import hash_password, hash_token, new_token, verify_password
 
 
@@ -105,6 +105,16 @@ def set_tier(session: Session, user: User, tier: Tier, now: datetime, ends_at: d
         user.subscription.started_at = now
         user.subscription.ends_at = ends_at
     session.flush()
+
+
+def set_role(session: Session, email: str, role: Role) -> bool:
+    """Grant ``role`` to the account with this email (an operator's act); False if there is none."""
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        return False
+    user.role = role
+    session.flush()
+    return True
 
 
 _DUMMY_HASH = hash_password("not-a-real-password-just-timing")

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.errors import Conflict, NotFound
 from cloud.models import Device, Gateway, User
 from cloud.security import hash_token, new_claim_code, new_token, normalise_claim_code
+from cloud.services import access
 from cloud.settings import Settings
 
 
@@ -29,7 +31,8 @@ def register_device(
     if is_reserved_serial(serial, reserved_serials):
         # 409 like a taken serial: the name is taken, by one of our own broker logins.
         raise Conflict("this serial is reserved (a broker login of mailcam's own)", serial=serial)
-    if session.scalar(select(Device.id).where(Device.serial == serial)) is not None:
+    # Unique per cloud, whatever the case: "MB-1" and "mb-1" would be two broker logins for one label.
+    if session.scalar(select(Device.id).where(func.lower(Device.serial) == serial.lower())) is not None:
         raise Conflict("a device with this serial is already registered", serial=serial)
     token, claim_code = new_token("mcd"), new_claim_code()
     device = Device(
@@ -42,8 +45,12 @@ def register_device(
         wake_interval_s=wake_interval_s,
         created_at=now,
     )
-    session.add(device)
-    session.flush()
+    try:
+        with session.begin_nested():  # two installers racing for one serial: the loser gets 409, not 500
+            session.add(device)
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict("a device with this serial is already registered", serial=serial) from exc
     return device, token, claim_code
 
 
@@ -95,6 +102,11 @@ def revoke_device_token(session: Session, device: Device) -> None:
 
 def by_serial(session: Session, serial: str) -> Device | None:
     return session.scalar(select(Device).where(Device.serial == serial))
+
+
+def visible_to(session: Session, user: User) -> list[Device]:
+    """The devices ``user`` may see (``cloud.services.access``), by serial."""
+    return list(session.scalars(select(Device).where(access.visible_to(user)).order_by(Device.serial)))
 
 
 def devices_of(session: Session, owner_id: int) -> list[Device]:
