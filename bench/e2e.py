@@ -162,9 +162,13 @@ def start_gateway(workdir: Path, cloud_url: str, token: str, broker_port: int) -
     return subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=log, cwd=ROOT)
 
 
-def seed(cloud_url: str, serials: list[str]) -> str:
+def seed(cloud_url: str, serials: list[str], workdir: Path) -> str:
     with httpx.Client(base_url=cloud_url, timeout=60) as api:
         api.post("/api/users/", json={"email": "bench@example.com", "password": "benchmark-password"})
+        # The operator's step: only installers register devices.
+        subprocess.run([sys.executable, "-m", "mailcam.cli", "set-role", "bench@example.com", "installer"],
+                       env={**os.environ, "MAILCAM_DATA_DIR": str(workdir / "cloud")}, cwd=ROOT, check=True,
+                       capture_output=True)
         login = api.post("/api/auth/token/", json={"email": "bench@example.com", "password": "benchmark-password"})
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         for serial in serials:
@@ -188,7 +192,7 @@ def run(devices: int, interval_s: float, duration_s: float, drain_s: float, proc
     cloud = start_cloud(workdir, port)
     rss.watch("cloud", cloud.pid)
     prefixes = [f"e2e{n:03d}" for n in range(devices)]
-    token = seed(cloud_url, [f"{p}-1" for p in prefixes])
+    token = seed(cloud_url, [f"{p}-1" for p in prefixes], workdir)
     gateway = start_gateway(workdir, cloud_url, token, broker.port)
     rss.watch("gateway", gateway.pid)
     wait_gateway_connected(workdir / "gateway" / "gateway.db")

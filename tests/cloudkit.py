@@ -86,10 +86,13 @@ class OwnedDevice:
 
 
 def grant_installer(client: httpx.Client, account: Account) -> None:
-    """What an operator does with `mailcam set-role EMAIL installer`, on the cloud behind ``client``."""
+    """What an operator does with `mailcam set-role EMAIL installer`, on the cloud behind ``client``
+    (an in-process app; a cloud in another process needs the command itself)."""
     from cloud.models import Role
     from cloud.services import accounts
 
+    if client.get("/api/users/me/", headers=account.headers).json()["role"] == Role.INSTALLER:
+        return
     ctx = _app_behind(client).state.ctx
     with ctx.sessions() as session:
         assert accounts.set_role(session, account.email, Role.INSTALLER), account.email

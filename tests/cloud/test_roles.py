@@ -51,14 +51,20 @@ def world(tmp_path_factory, _sqlite_template, _postgres) -> Iterator[World]:
                 # A photo from before the claim: it is the owner's once the box is claimed.
                 body = capture_body(serial, jpeg_bytes(seed=1), capture_id=f"{serial}-before-claim")
                 assert api.post("/api/device/capture/", json=body, headers=_bearer(tokens[serial])).status_code == 200
-                claim = api.post("/api/devices/claim/", json={"claim_code": reg.json()["claim_code"]},
-                                 headers=owner.headers)
+                claim = api.post(
+                    "/api/devices/claim/", json={"claim_code": reg.json()["claim_code"]}, headers=owner.headers
+                )
                 assert claim.status_code == 200, claim.text
                 tokens[serial] = claim.json()["device_token"]
         allowed = api.patch("/api/devices/shared-box/", json={"installer_access": True}, headers=owner.headers)
         assert allowed.status_code == 200 and allowed.json()["installer_access"] is True
-        people = {"owner": owner, "installer": installer, "other_installer": other_installer,
-                  "other_homeowner": other_homeowner, "anonymous": None}
+        people = {
+            "owner": owner,
+            "installer": installer,
+            "other_installer": other_installer,
+            "other_homeowner": other_homeowner,
+            "anonymous": None,
+        }
         yield World(api, people, tokens)
     ctx.engine.dispose()
 
@@ -86,8 +92,9 @@ def _act(world: World, what: str, serial: str, headers: dict[str, str]) -> int:
         "captures": lambda: api.get(f"/api/devices/{serial}/captures/", headers=headers),
         "image": lambda: api.get(f"/api/captures/{capture_id}/image", headers=headers),
         "settings": lambda: api.get(f"/api/devices/{serial}/settings", headers=headers),
-        "change_settings": lambda: api.put(f"/api/devices/{serial}/settings",
-                                           json={"settings": {"door.level": 1}}, headers=headers),
+        "change_settings": lambda: api.put(
+            f"/api/devices/{serial}/settings", json={"settings": {"door.level": 1}}, headers=headers
+        ),
         "trigger": lambda: api.post("/api/device/trigger/", json={"device_serial": serial}, headers=headers),
         "reference": lambda: api.post(f"/api/captures/{capture_id}/reference", headers=headers),
         "delete": lambda: api.delete(f"/api/captures/{capture_id}", headers=headers),
@@ -98,10 +105,26 @@ def _act(world: World, what: str, serial: str, headers: dict[str, str]) -> int:
     return response.status_code
 
 
-OK = {"read": 200, "captures": 200, "image": 200, "settings": 200, "change_settings": 200, "trigger": 200,
-      "reference": 201, "delete": 204}
-READ_ONLY = {"read": 200, "captures": 200, "image": 200, "settings": 200, "change_settings": 403, "trigger": 403,
-             "reference": 403, "delete": 403}
+OK = {
+    "read": 200,
+    "captures": 200,
+    "image": 200,
+    "settings": 200,
+    "change_settings": 200,
+    "trigger": 200,
+    "reference": 201,
+    "delete": 204,
+}
+READ_ONLY = {
+    "read": 200,
+    "captures": 200,
+    "image": 200,
+    "settings": 200,
+    "change_settings": 403,
+    "trigger": 403,
+    "reference": 403,
+    "delete": 403,
+}
 HIDDEN = dict.fromkeys(OK, 404)
 ANONYMOUS = dict.fromkeys(OK, 401)
 
@@ -120,8 +143,7 @@ MATRIX = {
 CASES = [(who, serial, what, expected[what]) for (who, serial), expected in MATRIX.items() for what in OK]
 
 
-@pytest.mark.parametrize(("who", "serial", "what", "expected"), CASES,
-                         ids=[f"{w}-{s}-{a}" for w, s, a, _ in CASES])
+@pytest.mark.parametrize(("who", "serial", "what", "expected"), CASES, ids=[f"{w}-{s}-{a}" for w, s, a, _ in CASES])
 def test_who_may_do_what_with_a_device(world: World, who: str, serial: str, what: str, expected: int) -> None:
     person = world.people[who]
     assert _act(world, what, serial, person.headers if person else {}) == expected
@@ -161,7 +183,9 @@ def test_only_the_owner_grants_or_revokes_the_installers_look(world: World) -> N
     api = world.api
     refused = api.patch("/api/devices/shared-box/", json={"installer_access": False}, headers=installer)
     assert refused.status_code == 403
-    assert api.patch("/api/devices/unclaimed-box/", json={"installer_access": True}, headers=installer).status_code == 403
+    assert (
+        api.patch("/api/devices/unclaimed-box/", json={"installer_access": True}, headers=installer).status_code == 403
+    )
     assert api.patch("/api/devices/private-box/", json={"installer_access": True}, headers=owner).status_code == 200
     assert api.get("/api/devices/private-box/", headers=installer).status_code == 200
     assert api.patch("/api/devices/private-box/", json={"installer_access": False}, headers=owner).status_code == 200

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from provisioning import mosquitto as broker_auth
 from provisioning.cli import provision_app
-from tests.cloudkit import LiveServer, new_account
+from tests.cloudkit import LiveServer, grant_installer, new_account
 
 runner = CliRunner()
 
@@ -22,6 +22,7 @@ runner = CliRunner()
 def test_register_prints_a_claim_code_the_owner_can_use(cloud_app):
     with LiveServer(cloud_app) as server, httpx.Client(base_url=server.url) as client:
         installer = new_account(client, "installer@example.com")
+        grant_installer(client, installer)
         args = ["register", "mb-prov-1", "--cloud", server.url, "--token", installer.token, "--name", "Front"]
         result = runner.invoke(provision_app, args)
         assert result.exit_code == 0, result.output
@@ -148,6 +149,7 @@ def test_calibrate_marks_the_boxs_next_photo_as_empty_and_refuses_strangers(clou
 
     with LiveServer(cloud_app) as server, httpx.Client(base_url=server.url) as client:
         installer = new_account(client, "installer@example.com")
+        grant_installer(client, installer)
         registered = client.post("/api/devices/", json={"serial": "mb-cal-1"}, headers=installer.headers).json()
         device = {"Authorization": f"Bearer {registered['device_token']}"}
         args = ["calibrate", "mb-cal-1", "--cloud", server.url, "--token", installer.token, "--wait", "0"]
