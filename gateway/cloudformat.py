@@ -44,3 +44,15 @@ def telemetry_body(serial: str, t: dict[str, Any]) -> dict[str, Any]:
         "settings_version": t.get("cfgv"),
         "settings_error": (t.get("cfge") or None) and t["cfge"][:200],
     }
+
+
+def status_body(stats: dict[str, Any], broker: str | None) -> dict[str, Any]:
+    """`POST /api/gateway/status/` from `Spool.outbox_stats()`: what the owner sees in the dashboard."""
+    held = stats["held"]
+    return {
+        "backlog": sum(stats["depth"].values()) - held,  # held rows wait for a claim, not for the cloud
+        "backlog_oldest_s": round(stats["oldest_age_s"], 1),
+        "held": held,
+        "dead_letters": stats["dead_letters"],
+        "broker_connected": broker == "connected",
+    }

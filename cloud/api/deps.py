@@ -193,7 +193,8 @@ OwnedApiKey = Annotated[ApiKey, Depends(owned_api_key)]
 
 @dataclass(frozen=True)
 class DeviceCaller:
-    """A device (acting for itself) or a gateway (acting for its owner's devices)."""
+    """A device (acting for itself) or a gateway (acting for the devices its owner manages: their own,
+    and those they registered as installer that nobody has claimed yet, ``cloud.services.access``)."""
 
     device: Device | None = None
     gateway: Gateway | None = None
@@ -204,8 +205,10 @@ class DeviceCaller:
                 raise Forbidden("a device may only act for itself", device_serial=serial)
             return self.device
         assert self.gateway is not None
-        device = session.scalar(select(Device).where(Device.serial == serial))
-        if device is None or device.owner_id != self.gateway.owner_id:
+        device = session.scalar(
+            select(Device).where(Device.serial == serial, access.managed_by(self.gateway.owner_id))
+        )
+        if device is None:
             raise NotFound("unknown device", device_serial=serial)
         return device
 
@@ -213,7 +216,7 @@ class DeviceCaller:
         if self.device is not None:
             return [self.device.id]
         assert self.gateway is not None
-        return list(session.scalars(select(Device.id).where(Device.owner_id == self.gateway.owner_id)))
+        return list(session.scalars(select(Device.id).where(access.managed_by(self.gateway.owner_id))))
 
 
 def device_caller(session: SessionDep, ctx: CtxDep, token: TokenDep) -> DeviceCaller:

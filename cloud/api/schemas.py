@@ -353,22 +353,50 @@ class GatewayCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
 
 
+class GatewaySetup(BaseModel):
+    """How to start the gateway with its token (shown once, with the token)."""
+
+    command: str = Field(description="The `mailcam gateway` command line, to run it now")
+    env_file: str = Field(description="/etc/mailcam/gateway.env for the systemd unit (holds the token)")
+    systemd_unit: str = Field(description="/etc/systemd/system/mailcam-gateway.service")
+
+
 class GatewayRegistered(BaseModel):
     gateway_id: int
     name: str
     gateway_token: str = Field(description="Shown once")
+    setup: GatewaySetup
 
 
 class GatewayPublic(BaseModel):
     gateway_id: int
     name: str
     created_at: datetime
-    last_seen_at: datetime | None
+    last_seen_at: datetime | None = Field(description="Its last request to the cloud")
+    state: Literal["never_seen", "online", "offline"]
+    reported_at: datetime | None = Field(description="When it last reported the figures below")
+    backlog: int | None = Field(description="Photos and reports waiting at the gateway for the cloud")
+    backlog_oldest_s: float | None = Field(description="Age of the oldest of them, in seconds")
+    held: int | None = Field(description="Items of devices not claimed yet, kept until they are")
+    dead_letters: int | None = Field(description="Messages the gateway refused or could not deliver")
+    broker_connected: bool | None
+
+
+class GatewayStatusReport(BaseModel):
+    """What a gateway says about its spool (``POST /api/gateway/status/``, every housekeeping round).
+    Fields a newer gateway adds are ignored, so an upgrade of either side keeps the report working."""
+
+    backlog: int = Field(ge=0, le=10**9)
+    backlog_oldest_s: float = Field(ge=0, le=10**10)
+    held: int = Field(ge=0, le=10**9)
+    dead_letters: int = Field(ge=0, le=10**9)
+    broker_connected: bool
 
 
 class GatewayToken(BaseModel):
     gateway_id: int
     gateway_token: str = Field(description="Shown once; the gateway's earlier token stops working")
+    setup: GatewaySetup
 
 
 class GatewayDevice(BaseModel):

@@ -65,6 +65,11 @@ def visible_to(user: User) -> ColumnElement[bool]:
     )
 
 
+def managed_by(user_id: int) -> ColumnElement[bool]:
+    """SQL: the devices ``user_id`` manages (their own; their installs not claimed yet). A gateway acts for these."""
+    return or_(Device.owner_id == user_id, and_(Device.owner_id.is_(None), Device.installer_id == user_id))
+
+
 def label(level: Access) -> str:
     """How the dashboard and API name the caller's access."""
     return {Access.OWNER: "owner", Access.MANAGE: "installer", Access.READ: "read_only"}.get(level, "none")

@@ -109,9 +109,9 @@ def visible_to(session: Session, user: User) -> list[Device]:
     return list(session.scalars(select(Device).where(access.visible_to(user)).order_by(Device.serial)))
 
 
-def devices_of(session: Session, owner_id: int) -> list[Device]:
-    """An owner's devices, by serial."""
-    return list(session.scalars(select(Device).where(Device.owner_id == owner_id).order_by(Device.serial)))
+def managed_by(session: Session, user_id: int) -> list[Device]:
+    """The devices ``user_id`` manages (their own, their installs not claimed yet): what their gateways serve."""
+    return list(session.scalars(select(Device).where(access.managed_by(user_id)).order_by(Device.serial)))
 
 
 def gateways_of(session: Session, user: User) -> list[Gateway]:
