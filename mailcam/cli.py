@@ -121,6 +121,7 @@ from gateway.cli import gateway_app  # noqa: E402
 
 app.add_typer(gateway_app, name="gateway")
 
+from provisioning import gateway_setup  # noqa: E402, F401  (adds `provision gateway`)
 from provisioning.cli import provision_app  # noqa: E402
 
 app.add_typer(provision_app, name="provision")
