@@ -138,4 +138,8 @@ export const endpoints = {
   apiKeys: () => api.get("/api/keys/"),
   createApiKey: (name, scope) => api.post("/api/keys/", { name, scope }),
   revokeApiKey: (id) => api.del(`/api/keys/${enc(id)}`),
+  gateways: () => api.get("/api/gateways/"),
+  addGateway: (name) => api.post("/api/gateways/", { name }),
+  revokeGateway: (id) => api.del(`/api/gateways/${enc(id)}/`),
+  setInstallerAccess: (serial, allowed) => api.patch(`/api/devices/${enc(serial)}/`, { installer_access: allowed }),
 };

@@ -10,6 +10,7 @@ import { loginView, signupView } from "./views/auth.js";
 import { notificationsView } from "./views/notifications.js";
 import { deviceView } from "./views/device.js";
 import { devicesView } from "./views/devices.js";
+import { gatewaysView } from "./views/gateways.js";
 
 const DEFAULT_REFRESH_MS = 15000;
 let carried = null; // a flash message for the next page
@@ -113,6 +114,7 @@ const ROUTES = [
   { pattern: /^#\/mailbox\/([^/]+)(?:\/(capture\/[^/]+|take-photo))?$/, view: deviceView },
   { pattern: /^#\/account$/, view: accountView },
   { pattern: /^#\/notifications$/, view: notificationsView },
+  { pattern: /^#\/gateways$/, view: gatewaysView },
   { pattern: /^(#\/?)?$/, view: devicesView },
 ];
 
@@ -127,6 +129,7 @@ function renderHeader() {
     h("nav", { "aria-label": "Main" },
       h("a", { href: "#/" }, "Mailboxes"),
       h("a", { href: "#/notifications" }, "Notifications"),
+      h("a", { href: "#/gateways" }, "Gateways"),
       h("a", { href: "#/account" }, "Account"),
     ),
     h("span", { class: "who", title: app.user.email }, app.user.name || app.user.email),

@@ -8,6 +8,7 @@ import { authImage, thumbnailUrl } from "../images.js";
 import { confirmDialog, photoDialog } from "./dialogs.js";
 import { batteryInfo, statusPill } from "./devices.js";
 import { settingsCard } from "./device_settings.js";
+import { installerAccessCard } from "./installer_access.js";
 
 export const PAGE_SIZE = 12;
 const REQUESTED = "Requested — the mailbox will answer on its next wake";
@@ -38,6 +39,7 @@ export async function deviceView(app, page, scope, serial, extra) {
     historyFeedback: h("div", {}),
     pager: h("nav", { class: "pager", "aria-label": "History pages" }),
     settings: settingsCard(serial),
+    installerAccess: installerAccessCard(serial),
   };
   let status = null;
   const pages = [null]; // the cursor of each page we have visited
@@ -60,12 +62,14 @@ export async function deviceView(app, page, scope, serial, extra) {
     h("section", { class: "card", "aria-labelledby": "history-title" },
       h("h2", { id: "history-title" }, "History"), els.historyFeedback, els.history, els.pager),
     els.settings,
+    els.installerAccess,
   );
 
   // --- device facts and status -------------------------------------------------
 
   function renderMeta(device) {
     els.title.textContent = device.name;
+    els.installerAccess.show(device);
     document.title = `${device.name} — mailcam`;
     replace(els.meta,
       statusPill(device.status), " ",
