@@ -31,8 +31,10 @@ def gateway(
     token: Annotated[str, typer.Option(envvar="MAILCAM_PROVISION_TOKEN", help="The homeowner's access token")],
     write_to: Annotated[
         Path | None,
-        typer.Option(help="Also write <DIR>/mailcam/gateway.env (chmod 600) and "
-                     "<DIR>/systemd/system/mailcam-gateway.service (DIR is /etc on the gateway box)"),
+        typer.Option(
+            help="Also write <DIR>/mailcam/gateway.env (chmod 600) and "
+            "<DIR>/systemd/system/mailcam-gateway.service (DIR is /etc on the gateway box)"
+        ),
     ] = None,
 ) -> None:
     """Register a gateway for the homeowner's mailboxes; prints its token (shown only once), the
@@ -40,8 +42,12 @@ def gateway(
     import httpx
 
     try:
-        response = httpx.post(f"{cloud.rstrip('/')}/api/gateways/", json={"name": name},
-                              headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        response = httpx.post(
+            f"{cloud.rstrip('/')}/api/gateways/",
+            json={"name": name},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
     except httpx.HTTPError as exc:
         typer.echo(f"cannot reach the cloud: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -121,10 +121,7 @@ def visible_device(session: SessionDep, user: CurrentUser, serial: SerialPath) -
 
 def _capture(session: Session, user: User, capture_id: str, need: Access) -> tuple[Capture, Device]:
     found = captures.with_device(session, capture_id)
-    try:
-        access.require(found[1] if found else None, user, need, capture_id=capture_id)
-    except NotFound as exc:
-        raise NotFound("no such capture", capture_id=capture_id) from exc
+    access.require(found[1] if found else None, user, need, what="capture", capture_id=capture_id)
     assert found is not None
     return found
 

@@ -40,11 +40,12 @@ def access_of(device: Device | None, user: User) -> Access:
     return Access.MANAGE if device.installer_id == user.id else Access.NONE
 
 
-def require(device: Device | None, user: User, need: Access, **context: object) -> Device:
-    """The device if ``user`` has at least ``need``; 404 if they cannot see it, 403 if they only may look."""
+def require(device: Device | None, user: User, need: Access, what: str = "device", **context: object) -> Device:
+    """The device if ``user`` has at least ``need``; 404 (no such ``what``) if they cannot see it, 403
+    if they only may look."""
     level = access_of(device, user)
     if level == Access.NONE:
-        raise NotFound("no such device", **context)
+        raise NotFound(f"no such {what}", **context)
     if level < need:
         raise Forbidden(_refusal(level, need), **context)
     assert device is not None

@@ -45,8 +45,9 @@ def test_photos_sent_before_the_claim_are_held_reported_and_delivered_on_the_cla
     assert capture_id not in cloud.capture_counts()  # not the owner's yet: kept at the gateway
 
     with cloud.client() as client:
-        claim = client.post("/api/devices/claim/", json={"claim_code": registered.json()["claim_code"]},
-                            headers=cloud.account.headers)
+        claim = client.post(
+            "/api/devices/claim/", json={"claim_code": registered.json()["claim_code"]}, headers=cloud.account.headers
+        )
         assert claim.status_code == 200
     wait_until(lambda: cloud.capture_counts().get(capture_id) == 1, 20, "the held photo reaches the cloud")
     with cloud.client() as client:
