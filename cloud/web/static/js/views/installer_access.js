@@ -9,8 +9,8 @@ export function installerAccessCard(serial) {
   const feedback = h("div", { "aria-live": "polite" });
   const card = h("section", { class: "card", "aria-labelledby": "installer-access-title", hidden: true },
     h("h2", { id: "installer-access-title" }, "Installer"),
-    h("div", { class: "field checkbox" }, toggle,
-      h("label", { for: "installer-access" }, "Let the installer who set up this mailbox see it (photos and settings, read-only)")),
+    h("label", { class: "check" }, toggle,
+      "Let the installer who set up this mailbox see it (photos and settings, read-only)"),
     feedback,
   );
 
