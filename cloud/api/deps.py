@@ -22,7 +22,7 @@ from cloud.api.schemas import IdPath, RowId, SerialPath
 from cloud.context import AppContext
 from cloud.errors import Forbidden, NotAuthenticated, NotFound
 from cloud.models import ApiKey, Capture, Device, Gateway, PushToken, Role, User, Webhook
-from cloud.services import access, accounts, api_keys, captures, devices
+from cloud.services import access, accounts, api_keys, captures, devices, gateways
 from cloud.services.access import Access
 
 _bearer = HTTPBearer(
@@ -220,7 +220,7 @@ def device_caller(session: SessionDep, ctx: CtxDep, token: TokenDep) -> DeviceCa
     device = devices.device_for_token(session, token)
     if device is not None:
         return DeviceCaller(device=device)
-    gateway = devices.gateway_for_token(session, token)
+    gateway = gateways.gateway_for_token(session, token)
     if gateway is not None:
         gateway.last_seen_at = ctx.clock.now()
         return DeviceCaller(gateway=gateway)

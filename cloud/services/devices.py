@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.errors import Conflict, NotFound
-from cloud.models import Device, Gateway, User
+from cloud.models import Device, User
 from cloud.security import hash_token, new_claim_code, new_token, normalise_claim_code
 from cloud.services import access
 from cloud.settings import Settings
@@ -114,8 +114,6 @@ def managed_by(session: Session, user_id: int) -> list[Device]:
     return list(session.scalars(select(Device).where(access.managed_by(user_id)).order_by(Device.serial)))
 
 
-def gateways_of(session: Session, user: User) -> list[Gateway]:
-    return list(session.scalars(select(Gateway).where(Gateway.owner_id == user.id).order_by(Gateway.id)))
 
 
 def serials(session: Session, device_ids: list[int]) -> dict[int, str]:
@@ -127,23 +125,10 @@ def device_for_token(session: Session, token: str) -> Device | None:
     return session.scalar(select(Device).where(Device.token_hash == hash_token(token)))
 
 
-def gateway_for_token(session: Session, token: str) -> Gateway | None:
-    return session.scalar(select(Gateway).where(Gateway.token_hash == hash_token(token)))
 
 
-def create_gateway(session: Session, *, owner: User, name: str, now: datetime) -> tuple[Gateway, str]:
-    token = new_token("mcg")
-    gateway = Gateway(owner_id=owner.id, name=name, token_hash=hash_token(token), created_at=now)
-    session.add(gateway)
-    session.flush()
-    return gateway, token
 
 
-def rotate_gateway_token(session: Session, gateway: Gateway) -> str:
-    token = new_token("mcg")
-    gateway.token_hash = hash_token(token)
-    session.flush()
-    return token
 
 
 def is_online(device: Device, now: datetime, settings: Settings) -> bool:

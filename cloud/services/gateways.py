@@ -1,4 +1,4 @@
-"""Gateways as their owner sees them: how to start a new one, and how each one is doing.
+"""Gateways as their owner sees them: registering one (its token), how to start it, how each one is doing.
 
 The setup text is made here once, for the dashboard and for `mailcam provision gateway` alike:
 the exact `mailcam gateway` command line, and for a box that should keep it running, an
@@ -11,7 +11,35 @@ import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cloud.models import Gateway
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.models import Gateway, User
+from cloud.security import hash_token, new_token
+
+
+def create_gateway(session: Session, *, owner: User, name: str, now: datetime) -> tuple[Gateway, str]:
+    token = new_token("mcg")
+    gateway = Gateway(owner_id=owner.id, name=name, token_hash=hash_token(token), created_at=now)
+    session.add(gateway)
+    session.flush()
+    return gateway, token
+
+
+def rotate_gateway_token(session: Session, gateway: Gateway) -> str:
+    token = new_token("mcg")
+    gateway.token_hash = hash_token(token)
+    session.flush()
+    return token
+
+
+def gateways_of(session: Session, user: User) -> list[Gateway]:
+    return list(session.scalars(select(Gateway).where(Gateway.owner_id == user.id).order_by(Gateway.id)))
+
+
+def gateway_for_token(session: Session, token: str) -> Gateway | None:
+    return session.scalar(select(Gateway).where(Gateway.token_hash == hash_token(token)))
+
 
 ENV_FILE = "/etc/mailcam/gateway.env"
 UNIT_FILE = "/etc/systemd/system/mailcam-gateway.service"

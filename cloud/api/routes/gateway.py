@@ -68,7 +68,7 @@ def register_gateway(
     body: schemas.GatewayCreate, request: Request, user: CurrentUser, session: SessionDep, ctx: CtxDep
 ) -> schemas.GatewayRegistered:
     """Register a gateway for my devices; its token (with the command to start it) is shown only here."""
-    gateway, token = devices.create_gateway(session, owner=user, name=body.name, now=ctx.clock.now())
+    gateway, token = gateways.create_gateway(session, owner=user, name=body.name, now=ctx.clock.now())
     return schemas.GatewayRegistered(
         gateway_id=gateway.id, name=gateway.name, gateway_token=token, setup=_setup(request, ctx, token)
     )
@@ -77,7 +77,7 @@ def register_gateway(
 @router.get("/gateways/", response_model=list[schemas.GatewayPublic])
 def list_gateways(user: AccountUser, session: SessionDep, ctx: CtxDep) -> list[schemas.GatewayPublic]:
     """My gateways, with what each last reported (backlog, held items, dead letters)."""
-    return [_public(g, ctx) for g in devices.gateways_of(session, user)]
+    return [_public(g, ctx) for g in gateways.gateways_of(session, user)]
 
 
 @router.post("/gateways/{gateway_id}/token/", response_model=schemas.GatewayToken, responses=_owner_errors)
@@ -85,7 +85,7 @@ def rotate_gateway_token(
     gateway: OwnedGateway, request: Request, session: SessionDep, ctx: CtxDep
 ) -> schemas.GatewayToken:
     """Give my gateway a new token; the old one stops working (shown once)."""
-    token = devices.rotate_gateway_token(session, gateway)
+    token = gateways.rotate_gateway_token(session, gateway)
     return schemas.GatewayToken(gateway_id=gateway.id, gateway_token=token, setup=_setup(request, ctx, token))
 
 
