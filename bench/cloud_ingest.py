@@ -73,6 +73,20 @@ def real_app(data_dir: Path):
     return create_app(settings)
 
 
+def grant_installer(data_dir: Path, email: str) -> None:
+    """The operator's `mailcam set-role EMAIL installer`, on the real app's database."""
+    from cloud.db import make_engine, make_session_factory
+    from cloud.models import Role
+    from cloud.services import accounts
+    from cloud.settings import Settings
+
+    engine = make_engine(Settings(environment="test", data_dir=data_dir).resolved_database_url)
+    with make_session_factory(engine)() as session:
+        assert accounts.set_role(session, email, Role.INSTALLER)
+        session.commit()
+    engine.dispose()
+
+
 def serve(kind: str, port: int, data_dir: Path, uvicorn_opts: dict) -> None:
     import uvicorn
 
@@ -231,12 +245,13 @@ class Server:
             self.proc.wait()
 
 
-def register_device(url: str) -> tuple[str, str]:
+def register_device(url: str, data_dir: Path) -> tuple[str, str]:
     import httpx
 
     with httpx.Client(base_url=url, timeout=30) as client:
         email, password = "bench@example.com", "correct horse battery"
         assert client.post("/api/users/", json={"email": email, "password": password}).status_code == 201
+        grant_installer(data_dir, email)
         token = client.post("/api/auth/token/", json={"email": email, "password": password}).json()["access_token"]
         owner = {"Authorization": f"Bearer {token}"}
         reg = client.post("/api/devices/", json={"serial": "bench-1"}, headers=owner)
@@ -287,7 +302,7 @@ def main() -> None:
     try:
         for server in servers.values():
             server.wait_ready()
-        serial, token = register_device(servers["real"].url)
+        serial, token = register_device(servers["real"].url, data_dir)
         headers = {"Authorization": f"Bearer {token}"}
         results: dict[str, list[RoundResult]] = {"real": [], "bare": []}
         for _ in range(args.rounds):

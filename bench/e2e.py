@@ -270,9 +270,13 @@ class Owner:
     headers: dict = field(default_factory=dict)
 
 
-def seed(cloud_url: str, serials: list[str]) -> Owner:
+def seed(cloud_url: str, serials: list[str], workdir: Path) -> Owner:
     api = httpx.Client(base_url=cloud_url, timeout=60)
     api.post("/api/users/", json={"email": "bench@example.com", "password": "benchmark-password"})
+    # The operator's step: only installers register devices.
+    subprocess.run([sys.executable, "-m", "mailcam.cli", "set-role", "bench@example.com", "installer"],
+                   env={**os.environ, "MAILCAM_DATA_DIR": str(workdir / "cloud")}, cwd=ROOT, check=True,
+                   capture_output=True)
     login = api.post("/api/auth/token/", json={"email": "bench@example.com", "password": "benchmark-password"})
     owner = Owner(api, login.json()["access_token"])
     owner.headers = {"Authorization": f"Bearer {owner.token}"}
@@ -423,7 +427,7 @@ def run(
     cloud = start_cloud(workdir, port, fast_polls)
     phases["cloud up"] = time.monotonic()
     serials = [f"e2e{n:03d}-1" for n in range(devices)]
-    owner = seed(cloud_url, serials)
+    owner = seed(cloud_url, serials, workdir)
     phases["seeded"] = time.monotonic()
     gateway = start_gateway(workdir, cloud_url, owner.gateway_token, broker.port)
     wait_gateway_connected(workdir / "gateway" / "gateway.db")

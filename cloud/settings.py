@@ -58,6 +58,8 @@ class Settings(BaseSettings):
         default_factory=lambda: ["mailcam-gateway", "homeassistant", "admin", "root", "mosquitto"]
     )
     free_clicks_per_day: int = 3
+    # A gateway not heard from for this long shows as offline (a running one long-polls every ~25 s).
+    gateway_offline_after_s: float = 120
     trigger_ttl_s: int = 24 * 3600
     default_wake_interval_s: int = 3600
     # A device is "online" if heard from within wake_interval * factor + slack.

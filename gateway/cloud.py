@@ -107,6 +107,10 @@ class CloudClient:
             return await self._request("POST", f"/api/gateway/triggers/{item.key}/delivered/")
         raise Rejected(0, "unknown_kind", f"outbox kind {item.kind!r}")
 
+    async def report_status(self, body: dict[str, Any]) -> None:
+        """Tell the cloud how the spool is doing (`cloudformat.status_body`); its owner sees it."""
+        await self._request("POST", "/api/gateway/status/", json=body)
+
     async def devices(self) -> list[dict[str, Any]]:
         return await self._request("GET", "/api/gateway/devices/")
 

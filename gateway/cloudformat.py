@@ -53,3 +53,15 @@ def _firmware_update(ota: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     return {"release_id": ota["rid"], "version": ota["ver"], "state": ota["st"], "percent": ota.get("pct") or 0,
             "reason": (ota.get("why") or None) and ota["why"][:200]}
+
+
+def status_body(stats: dict[str, Any], broker: str | None) -> dict[str, Any]:
+    """`POST /api/gateway/status/` from `Spool.outbox_stats()`: what the owner sees in the dashboard."""
+    held = stats["held"]
+    return {
+        "backlog": sum(stats["depth"].values()) - held,  # held rows wait for a claim, not for the cloud
+        "backlog_oldest_s": round(stats["oldest_age_s"], 1),
+        "held": held,
+        "dead_letters": stats["dead_letters"],
+        "broker_connected": broker == "connected",
+    }

@@ -4,7 +4,9 @@ Each round reads the oldest rows, groups them by device (a lane per device, in i
 runs up to ``forward_concurrency`` lanes at once. A lane stops at its first retryable failure so
 that a device's items never overtake each other; after a round with failures the forwarder waits
 with capped exponential backoff and full jitter. Only the cloud's own error codes are final
-(see `gateway.cloud`): the item is quarantined with its bytes (replayable), next item.
+(see `gateway.cloud`): the item is quarantined with its bytes (replayable), next item; except the
+cloud's 404 for a capture or telemetry ("unknown device": not claimed yet), which holds the item
+until the cloud lists the device.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 
 from gateway.cloud import CloudClient, Rejected, Retryable
 from gateway.settings import GatewaySettings
-from gateway.spool import CAPTURE, Spool, Upload
+from gateway.spool import CAPTURE, TELEMETRY, Spool, Upload
 
 log = logging.getLogger("mailcam.gateway.forwarder")
 
@@ -42,11 +44,13 @@ class Forwarder:
     """Sends outbox items to the cloud until stopped."""
 
     def __init__(self, settings: GatewaySettings, store: Spool, cloud: CloudClient,
-                 *, on_forwarded: Callable[[Upload], None] | None = None) -> None:
+                 *, on_forwarded: Callable[[Upload], None] | None = None,
+                 on_unknown_device: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.cloud = cloud
         self.on_forwarded = on_forwarded
+        self.on_unknown_device = on_unknown_device
         self.wake = asyncio.Event()
         self.backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
         self.cloud_reachable: bool | None = None
@@ -100,6 +104,15 @@ class Forwarder:
             await asyncio.to_thread(self.store.failed, item.id, str(exc))
             return False
         except Rejected as exc:
+            if exc.status == 404 and item.kind in (CAPTURE, TELEMETRY):
+                # "unknown device": not this gateway's (yet), e.g. not claimed, and our device list
+                # was missing or stale. Held like any unlisted device's item: the claim releases it.
+                log.info("cloud does not know %s for this gateway (yet): holding %s %s", item.serial, item.kind,
+                         item.key)
+                await asyncio.to_thread(self.store.hold, item)
+                if self.on_unknown_device:
+                    self.on_unknown_device()
+                return True
             log.warning("cloud rejected %s %s of %s: %s", item.kind, item.key, item.serial, exc)
             await asyncio.to_thread(self.store.reject, item, exc.reason, exc.detail, image)
             return True

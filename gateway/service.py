@@ -23,6 +23,7 @@ import httpx
 from gateway import remote_settings
 from gateway.clock import ClockBeacon
 from gateway.cloud import CloudClient, CloudError
+from gateway.cloudformat import status_body
 from gateway.firmware import FirmwareRelay
 from gateway.forwarder import Forwarder
 from gateway.homeassistant.bridge import HomeAssistantBridge
@@ -119,7 +120,8 @@ class GatewayService:
                 pending.add(task)
                 task.add_done_callback(settled)
 
-        forwarder = Forwarder(settings, store, cloud, on_forwarded=forwarded)
+        forwarder = Forwarder(settings, store, cloud, on_forwarded=forwarded,
+                              on_unknown_device=self._unknown_seen)
         firmware = FirmwareRelay(cloud=cloud, link=link, store=store,
                                  cache_dir=settings.data_dir / "firmware" if settings.firmware_cache else None)
 
@@ -158,7 +160,7 @@ class GatewayService:
             asyncio.create_task(relay.run(), name="trigger-relay"),
             asyncio.create_task(ClockBeacon(link, every_s=settings.clock_every_s).run(), name="clock"),
             asyncio.create_task(self._devices_loop(cloud, store, ingestor, forwarder, link, firmware), name="devices"),
-            asyncio.create_task(self._housekeeping(store, forwarder), name="housekeeping"),
+            asyncio.create_task(self._housekeeping(store, forwarder, cloud), name="housekeeping"),
             asyncio.create_task(self._watchdog(store, ingest, link), name="watchdog"),
         ]
         log.info("gateway running: broker %s:%s, cloud %s, spool %s", settings.broker_host, settings.broker_port,
@@ -245,9 +247,10 @@ class GatewayService:
             except TimeoutError:
                 pass
 
-    async def _housekeeping(self, store: Spool, forwarder: Forwarder) -> None:
+    async def _housekeeping(self, store: Spool, forwarder: Forwarder, cloud: CloudClient) -> None:
         s = self.settings
         while True:
+            await self._report_status(store, cloud)
             await asyncio.to_thread(store.expire_partials, s.partial_timeout_s)
             await asyncio.to_thread(store.prune_completed, s.completed_retention_s)
             if await asyncio.to_thread(store.release_held):  # rows held by a batch that raced a refresh
@@ -261,6 +264,16 @@ class GatewayService:
                 await asyncio.to_thread(store.set_kv, "recount", "")
                 forwarder.wake.set()
             await asyncio.sleep(s.housekeeping_s)
+
+
+    @staticmethod
+    async def _report_status(store: Spool, cloud: CloudClient) -> None:
+        """Backlog, held items and dead letters for the owner's dashboard; a failed report waits for the next round."""
+        stats, broker = await asyncio.to_thread(lambda: (store.outbox_stats(), store.get_kv("broker")))
+        try:
+            await cloud.report_status(status_body(stats, broker))
+        except CloudError as exc:
+            log.info("status report not delivered: %s", exc)
 
 
 def _warm_http_stack() -> None:

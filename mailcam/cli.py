@@ -87,10 +87,41 @@ def set_tier(
     typer.echo(f"{email} is now {wanted.value}")
 
 
+@app.command("set-role")
+def set_role(
+    email: Annotated[str, typer.Argument(help="The user's email")],
+    role: Annotated[str, typer.Argument(help="installer or homeowner")],
+) -> None:
+    """Make an account an installer (it may register devices) or a plain homeowner again.
+
+    An installer sees the devices they register until a homeowner claims them, then only if the
+    owner allows it (read-only). Taking the role away does not touch devices already registered.
+
+        mailcam set-role fitter@example.com installer
+    """
+    from cloud.db import make_engine, make_session_factory
+    from cloud.models import Role
+    from cloud.services import accounts
+    from cloud.settings import Settings
+
+    try:
+        wanted = Role(role)
+    except ValueError:
+        raise typer.BadParameter("role must be 'installer' or 'homeowner'") from None
+    sessions = make_session_factory(make_engine(Settings().resolved_database_url))
+    with sessions() as session:
+        if not accounts.set_role(session, email, wanted):
+            typer.echo(f"no user {email}", err=True)
+            raise typer.Exit(1)
+        session.commit()
+    typer.echo(f"{email} is now {wanted.value}")
+
+
 from gateway.cli import gateway_app  # noqa: E402
 
 app.add_typer(gateway_app, name="gateway")
 
+from provisioning import gateway_setup  # noqa: E402, F401  (adds `provision gateway`)
 from provisioning.cli import provision_app  # noqa: E402
 
 app.add_typer(provision_app, name="provision")

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.panel import Panel
 from sqlalchemy.orm import Session
 
+from cloud.context import AppContext
 from cloud.events import DomainEvent, Event
 from mailcam.broker import LocalBroker, free_port
 from mailcam.orchestration import wait_gateway_connected
@@ -108,10 +109,16 @@ def _serve_cloud(app, port: int) -> tuple[_Server, threading.Thread]:  # noqa: A
     return server, thread
 
 
-def _seed_demo_account(base_url: str, serials: list[str]) -> str:
-    """Create the demo user, its mailboxes and a gateway; returns the gateway token."""
+def _seed_demo_account(base_url: str, serials: list[str], ctx: AppContext) -> str:
+    """Create the demo user (its own installer), its mailboxes and a gateway; returns the gateway token."""
+    from cloud.models import Role
+    from cloud.services import accounts
+
     with httpx.Client(base_url=base_url, timeout=30) as client:
         client.post("/api/users/", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD, "name": "Demo"})
+        with ctx.sessions() as session:  # the operator's `mailcam set-role EMAIL installer`
+            accounts.set_role(session, DEMO_EMAIL, Role.INSTALLER)
+            session.commit()
         token = client.post("/api/auth/token/", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD})
         token.raise_for_status()
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
@@ -176,7 +183,6 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     logging.getLogger("mailcam.notify").setLevel(logging.INFO)
 
     from cloud.app import create_app
-    from cloud.context import AppContext
     from cloud.settings import Settings
     from gateway.settings import GatewaySettings
     from mailcam import simulate
@@ -204,7 +210,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     server, cloud_thread = _serve_cloud(create_app(ctx=ctx), options.port)
     base_url = f"http://127.0.0.1:{options.port}"
     serials = [f"demo-{n}" for n in range(1, options.devices + 1)]
-    gateway_token = _seed_demo_account(base_url, serials)
+    gateway_token = _seed_demo_account(base_url, serials, ctx)
     _installer(base_url, feed, stop)
     gateway_settings = GatewaySettings(
         cloud_url=base_url, token=gateway_token, broker_host="127.0.0.1", broker_port=broker.port,

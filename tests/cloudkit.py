@@ -85,8 +85,28 @@ class OwnedDevice:
         return {"Authorization": f"Bearer {self.device_token}"}
 
 
+def grant_installer(client: httpx.Client, account: Account) -> None:
+    """What an operator does with `mailcam set-role EMAIL installer`, on the cloud behind ``client``
+    (an in-process app; a cloud in another process needs the command itself)."""
+    from cloud.models import Role
+    from cloud.services import accounts
+
+    if client.get("/api/users/me/", headers=account.headers).json()["role"] == Role.INSTALLER:
+        return
+    ctx = _app_behind(client).state.ctx
+    with ctx.sessions() as session:
+        assert accounts.set_role(session, account.email, Role.INSTALLER), account.email
+        session.commit()
+
+
+def _app_behind(client: httpx.Client):
+    app = getattr(client, "app", None)  # a TestClient holds its app
+    return app if app is not None else LiveServer.serving[str(client.base_url).rstrip("/")]
+
+
 def new_device(client: httpx.Client, owner: Account, serial: str, **extra) -> OwnedDevice:
-    """Register (as installer = owner) and claim a device."""
+    """Register (as installer = owner, made an installer) and claim a device."""
+    grant_installer(client, owner)
     reg = client.post("/api/devices/", json={"serial": serial, **extra}, headers=owner.headers)
     assert reg.status_code == 201, reg.text
     claim = client.post("/api/devices/claim/", json={"claim_code": reg.json()["claim_code"]}, headers=owner.headers)
@@ -97,7 +117,10 @@ def new_device(client: httpx.Client, owner: Account, serial: str, **extra) -> Ow
 class LiveServer:
     """The real app under uvicorn on a free loopback port, in a thread."""
 
+    serving: dict[str, object] = {}  # url → app, so helpers given only an HTTP client can reach its ctx
+
     def __init__(self, app, port: int | None = None) -> None:
+        self.app = app
         self.port = port or free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
@@ -115,8 +138,10 @@ class LiveServer:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.01)
+        LiveServer.serving[self.url] = self.app
         return self
 
     def __exit__(self, *exc: object) -> None:
+        LiveServer.serving.pop(self.url, None)
         self.server.should_exit = True
         self.thread.join(timeout=20)

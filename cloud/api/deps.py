@@ -2,7 +2,9 @@
 
 Ownership has one rule, kept here: a row that does not exist and one that is not the caller's look
 the same (404). Every ``Owned…`` dependency below applies it; routes take the dependency, never
-repeat the check.
+repeat the check. Devices (and their captures) have levels (``cloud.services.access``): ``Owned…``
+for the owner, ``Managed…`` also for the installer until the claim, ``Visible…`` also for the
+installer's read-only view the owner allows (a change through it is 403, not 404).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from sqlalchemy.orm import Session
 from cloud.api.schemas import IdPath, RowId, SerialPath
 from cloud.context import AppContext
 from cloud.errors import Forbidden, NotAuthenticated, NotFound
-from cloud.models import ApiKey, Capture, Device, Gateway, PushToken, User, Webhook
-from cloud.services import accounts, api_keys, captures, devices
+from cloud.models import ApiKey, Capture, Device, Gateway, PushToken, Role, User, Webhook
+from cloud.services import access, accounts, api_keys, captures, devices, gateways
+from cloud.services.access import Access
 
 _bearer = HTTPBearer(
     auto_error=False, description="`mcu_…` user token, `mck_…` API key, `mcd_…` device or `mcg_…` gateway token"
@@ -93,10 +96,13 @@ def _theirs(row: Row | None, owner_id: int | None, user: User, what: str, **cont
     return row
 
 
+def _device(session: Session, user: User, serial: str, need: Access) -> Device:
+    return access.require(devices.by_serial(session, serial), user, need, device_serial=serial)
+
+
 def owned_device(session: SessionDep, user: CurrentUser, serial: SerialPath) -> Device:
     """The caller's device (also called directly where the serial comes in a body or query)."""
-    device = devices.by_serial(session, serial)
-    return _theirs(device, device.owner_id if device else None, user, "device", device_serial=serial)
+    return _device(session, user, serial, Access.OWNER)
 
 
 def account_device(session: SessionDep, user: AccountUser, serial: SerialPath) -> Device:
@@ -104,24 +110,45 @@ def account_device(session: SessionDep, user: AccountUser, serial: SerialPath) -
 
 
 def managed_device(session: SessionDep, user: CurrentUser, serial: SerialPath) -> Device:
-    """A device I own, or that I registered as its installer (calibration at install)."""
-    device = devices.by_serial(session, serial)
-    if device is not None and user.id == device.installer_id:
-        return device
-    return _theirs(device, device.owner_id if device else None, user, "device", device_serial=serial)
+    """A device I own, or that I registered as its installer and nobody has claimed yet."""
+    return _device(session, user, serial, Access.MANAGE)
+
+
+def visible_device(session: SessionDep, user: CurrentUser, serial: SerialPath) -> Device:
+    """A device I may look at: managed, or its installer's read-only view the owner allows."""
+    return _device(session, user, serial, Access.READ)
+
+
+def _capture(session: Session, user: User, capture_id: str, need: Access) -> tuple[Capture, Device]:
+    found = captures.with_device(session, capture_id)
+    access.require(found[1] if found else None, user, need, what="capture", capture_id=capture_id)
+    assert found is not None
+    return found
 
 
 def owned_capture(session: SessionDep, user: CurrentUser, capture_id: IdPath) -> tuple[Capture, Device]:
-    found = captures.with_device(session, capture_id)
-    return _theirs(found, found[1].owner_id if found else None, user, "capture", capture_id=capture_id)
+    return _capture(session, user, capture_id, Access.OWNER)
 
 
 def managed_capture(session: SessionDep, user: CurrentUser, capture_id: IdPath) -> tuple[Capture, Device]:
-    """A capture of a device I own, or that I registered as its installer (calibration at install)."""
-    found = captures.with_device(session, capture_id)
-    if found is not None and user.id == found[1].installer_id:
-        return found
-    return _theirs(found, found[1].owner_id if found else None, user, "capture", capture_id=capture_id)
+    """A capture of a device I manage (owner, or its installer until the claim)."""
+    return _capture(session, user, capture_id, Access.MANAGE)
+
+
+def visible_capture(session: SessionDep, user: CurrentUser, capture_id: IdPath) -> tuple[Capture, Device]:
+    """A capture of a device I may look at."""
+    return _capture(session, user, capture_id, Access.READ)
+
+
+def installer_user(user: CurrentUser) -> User:
+    """The caller, if an operator made them an installer: only installers register devices."""
+    if user.role != Role.INSTALLER:
+        raise Forbidden(
+            "registering devices needs the installer role; an operator grants it with "
+            "`mailcam set-role EMAIL installer`",
+            role=user.role.value,
+        )
+    return user
 
 
 def _users_row(session: Session, model: type[Row], row_id: int, user: User, what: str, **context: object) -> Row:
@@ -151,7 +178,10 @@ OwnedDevice = Annotated[Device, Depends(owned_device)]
 AccountDevice = Annotated[Device, Depends(account_device)]
 OwnedCapture = Annotated[tuple[Capture, Device], Depends(owned_capture)]
 ManagedCapture = Annotated[tuple[Capture, Device], Depends(managed_capture)]
+VisibleCapture = Annotated[tuple[Capture, Device], Depends(visible_capture)]
 ManagedDevice = Annotated[Device, Depends(managed_device)]
+VisibleDevice = Annotated[Device, Depends(visible_device)]
+InstallerUser = Annotated[User, Depends(installer_user)]
 OwnedGateway = Annotated[Gateway, Depends(owned_gateway)]
 OwnedWebhook = Annotated[Webhook, Depends(owned_webhook)]
 OwnedPushToken = Annotated[PushToken, Depends(owned_push_token)]
@@ -160,7 +190,8 @@ OwnedApiKey = Annotated[ApiKey, Depends(owned_api_key)]
 
 @dataclass(frozen=True)
 class DeviceCaller:
-    """A device (acting for itself) or a gateway (acting for its owner's devices)."""
+    """A device (acting for itself) or a gateway (acting for the devices its owner manages: their own,
+    and those they registered as installer that nobody has claimed yet, ``cloud.services.access``)."""
 
     device: Device | None = None
     gateway: Gateway | None = None
@@ -171,8 +202,10 @@ class DeviceCaller:
                 raise Forbidden("a device may only act for itself", device_serial=serial)
             return self.device
         assert self.gateway is not None
-        device = session.scalar(select(Device).where(Device.serial == serial))
-        if device is None or device.owner_id != self.gateway.owner_id:
+        device = session.scalar(
+            select(Device).where(Device.serial == serial, access.managed_by(self.gateway.owner_id))
+        )
+        if device is None:
             raise NotFound("unknown device", device_serial=serial)
         return device
 
@@ -180,14 +213,14 @@ class DeviceCaller:
         if self.device is not None:
             return [self.device.id]
         assert self.gateway is not None
-        return list(session.scalars(select(Device.id).where(Device.owner_id == self.gateway.owner_id)))
+        return list(session.scalars(select(Device.id).where(access.managed_by(self.gateway.owner_id))))
 
 
 def device_caller(session: SessionDep, ctx: CtxDep, token: TokenDep) -> DeviceCaller:
     device = devices.device_for_token(session, token)
     if device is not None:
         return DeviceCaller(device=device)
-    gateway = devices.gateway_for_token(session, token)
+    gateway = gateways.gateway_for_token(session, token)
     if gateway is not None:
         gateway.last_seen_at = ctx.clock.now()
         return DeviceCaller(gateway=gateway)

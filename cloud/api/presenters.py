@@ -7,13 +7,14 @@ from sqlalchemy.orm import Session
 
 from cloud.api import schemas
 from cloud.context import AppContext
-from cloud.models import Analysis, Capture, Device, MailboxReference, ManualTrigger
-from cloud.services import devices
+from cloud.models import Analysis, Capture, Device, MailboxReference, ManualTrigger, User
+from cloud.services import access, devices
 from cloud.services.device_history import DeviceHistory
 from cloud.vision import references
 
 
-def device_public(device: Device, ctx: AppContext) -> schemas.DevicePublic:
+def device_public(device: Device, ctx: AppContext, user: User) -> schemas.DevicePublic:
+    """The device as ``user`` sees it (their access to it is part of the answer)."""
     online = devices.is_online(device, ctx.clock.now(), ctx.settings)
     mailbox = device.mailbox
     has_mail = mailbox is not None and mailbox.state == "mail"
@@ -31,6 +32,9 @@ def device_public(device: Device, ctx: AppContext) -> schemas.DevicePublic:
         mailbox=mailbox.state if mailbox is not None and mailbox.capture_pk is not None else None,
         mail_since=mailbox.since if has_mail else None,
         mail_categories=mailbox.categories if has_mail else None,
+        access=access.label(access.access_of(device, user)),
+        claimed=device.owner_id is not None,
+        installer_access=device.installer_access,
     )
 
 

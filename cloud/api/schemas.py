@@ -102,6 +102,9 @@ class UserPublic(BaseModel):
     name: str | None
     timezone: str
     tier: Literal["free", "premium"]
+    role: Literal["homeowner", "installer"] = Field(
+        description="An installer may register devices (an operator grants it: `mailcam set-role`)"
+    )
 
 
 class LoginIn(Strict):
@@ -143,6 +146,9 @@ class DeviceUpdate(Strict):
     name: str | None = Field(default=None, max_length=100)
     timezone: TimeZone | None = None
     wake_interval_s: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
+    installer_access: bool | None = Field(
+        default=None, description="Owner only: the installer who registered it may keep seeing it (read-only)"
+    )
 
 
 class DevicePublic(BaseModel):
@@ -159,6 +165,11 @@ class DevicePublic(BaseModel):
     mailbox: Literal["empty", "mail"] | None = Field(description="The delivery state (None: not judged yet)")
     mail_since: datetime | None = Field(description="When the mail now in the box arrived")
     mail_categories: dict[str, int] | None = None
+    access: Literal["owner", "installer", "read_only"] = Field(
+        description="Mine; one I installed, not claimed yet; or an installer's read-only view the owner allows"
+    )
+    claimed: bool = Field(description="A homeowner has claimed it")
+    installer_access: bool = Field(description="Its installer may still see it (read-only) after the claim")
 
 
 class DeviceClaimed(DevicePublic):
@@ -352,22 +363,50 @@ class GatewayCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
 
 
+class GatewaySetup(BaseModel):
+    """How to start the gateway with its token (shown once, with the token)."""
+
+    command: str = Field(description="The `mailcam gateway` command line, to run it now")
+    env_file: str = Field(description="/etc/mailcam/gateway.env for the systemd unit (holds the token)")
+    systemd_unit: str = Field(description="/etc/systemd/system/mailcam-gateway.service")
+
+
 class GatewayRegistered(BaseModel):
     gateway_id: int
     name: str
     gateway_token: str = Field(description="Shown once")
+    setup: GatewaySetup
 
 
 class GatewayPublic(BaseModel):
     gateway_id: int
     name: str
     created_at: datetime
-    last_seen_at: datetime | None
+    last_seen_at: datetime | None = Field(description="Its last request to the cloud")
+    state: Literal["never_seen", "online", "offline"]
+    reported_at: datetime | None = Field(description="When it last reported the figures below")
+    backlog: int | None = Field(description="Photos and reports waiting at the gateway for the cloud")
+    backlog_oldest_s: float | None = Field(description="Age of the oldest of them, in seconds")
+    held: int | None = Field(description="Items of devices not claimed yet, kept until they are")
+    dead_letters: int | None = Field(description="Messages the gateway refused or could not deliver")
+    broker_connected: bool | None
+
+
+class GatewayStatusReport(BaseModel):
+    """What a gateway says about its spool (``POST /api/gateway/status/``, every housekeeping round).
+    Fields a newer gateway adds are ignored, so an upgrade of either side keeps the report working."""
+
+    backlog: int = Field(ge=0, le=10**9)
+    backlog_oldest_s: float = Field(ge=0, le=10**10)
+    held: int = Field(ge=0, le=10**9)
+    dead_letters: int = Field(ge=0, le=10**9)
+    broker_connected: bool
 
 
 class GatewayToken(BaseModel):
     gateway_id: int
     gateway_token: str = Field(description="Shown once; the gateway's earlier token stops working")
+    setup: GatewaySetup
 
 
 class GatewayFirmwareOffer(BaseModel):

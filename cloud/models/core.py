@@ -32,6 +32,13 @@ class Tier(enum.StrEnum):
     PREMIUM = "premium"
 
 
+class Role(enum.StrEnum):
+    """What an account may do beyond its own devices; granted by an operator (`mailcam set-role`)."""
+
+    HOMEOWNER = "homeowner"
+    INSTALLER = "installer"  # may register devices (and sees them until they are claimed)
+
+
 class TriggerType(enum.StrEnum):
     AUTOMATIC = "automatic"
     MANUAL = "manual"
@@ -58,6 +65,7 @@ class User(Base):
     name: Mapped[str | None] = mapped_column(String(100))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    role: Mapped[Role] = mapped_column(str_enum(Role), default=Role.HOMEOWNER, server_default=Role.HOMEOWNER.value)
 
     subscription: Mapped[Subscription | None] = relationship(back_populates="user", uselist=False)
 
@@ -152,6 +160,13 @@ class Gateway(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the gateway last reported about its spool (``POST /api/gateway/status/``), and when.
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    backlog: Mapped[int | None] = mapped_column(Integer)  # items waiting for the cloud
+    backlog_oldest_s: Mapped[float | None] = mapped_column(Float)
+    held: Mapped[int | None] = mapped_column(Integer)  # items of devices not (yet) this gateway's
+    dead_letters: Mapped[int | None] = mapped_column(Integer)
+    broker_connected: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Device(Base):
@@ -162,6 +177,8 @@ class Device(Base):
     name: Mapped[str] = mapped_column(String(100))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     installer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The owner lets the installer keep read-only access after the claim (cloud.services.access).
+    installer_access: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     claim_code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)

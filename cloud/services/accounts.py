@@ -1,4 +1,4 @@
-"""Users, login tokens and subscription tiers."""
+"""Users, login tokens, subscription tiers and roles."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.errors import Conflict, Forbidden, NotAuthenticated
-from cloud.models import AuthToken, Subscription, Tier, TierChange, User
+from cloud.models import AuthToken, Role, Subscription, Tier, TierChange, User
 from cloud.security import hash_password, hash_token, new_token, verify_password
 
 
@@ -127,6 +127,16 @@ def change_tier(
         old_tier=before[0], new_tier=tier, old_status=before[2], new_status=status, ends_at=ends_at,
     ))
     sub.tier, sub.active, sub.ends_at, sub.status = tier, True, ends_at, status
+    return True
+
+
+def set_role(session: Session, email: str, role: Role) -> bool:
+    """Grant ``role`` to the account with this email (an operator's act); False if there is none."""
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        return False
+    user.role = role
+    session.flush()
     return True
 
 

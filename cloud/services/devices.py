@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.errors import Conflict, NotFound
-from cloud.models import Device, Gateway, User
+from cloud.models import Device, User
 from cloud.security import hash_token, new_claim_code, new_token, normalise_claim_code
+from cloud.services import access
 from cloud.settings import Settings
 
 
@@ -29,7 +31,8 @@ def register_device(
     if is_reserved_serial(serial, reserved_serials):
         # 409 like a taken serial: the name is taken, by one of our own broker logins.
         raise Conflict("this serial is reserved (a broker login of mailcam's own)", serial=serial)
-    if session.scalar(select(Device.id).where(Device.serial == serial)) is not None:
+    # Unique per cloud, whatever the case: "MB-1" and "mb-1" would be two broker logins for one label.
+    if session.scalar(select(Device.id).where(func.lower(Device.serial) == serial.lower())) is not None:
         raise Conflict("a device with this serial is already registered", serial=serial)
     token, claim_code = new_token("mcd"), new_claim_code()
     device = Device(
@@ -42,8 +45,12 @@ def register_device(
         wake_interval_s=wake_interval_s,
         created_at=now,
     )
-    session.add(device)
-    session.flush()
+    try:
+        with session.begin_nested():  # two installers racing for one serial: the loser gets 409, not 500
+            session.add(device)
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict("a device with this serial is already registered", serial=serial) from exc
     return device, token, claim_code
 
 
@@ -97,13 +104,16 @@ def by_serial(session: Session, serial: str) -> Device | None:
     return session.scalar(select(Device).where(Device.serial == serial))
 
 
-def devices_of(session: Session, owner_id: int) -> list[Device]:
-    """An owner's devices, by serial."""
-    return list(session.scalars(select(Device).where(Device.owner_id == owner_id).order_by(Device.serial)))
+def visible_to(session: Session, user: User) -> list[Device]:
+    """The devices ``user`` may see (``cloud.services.access``), by serial."""
+    return list(session.scalars(select(Device).where(access.visible_to(user)).order_by(Device.serial)))
 
 
-def gateways_of(session: Session, user: User) -> list[Gateway]:
-    return list(session.scalars(select(Gateway).where(Gateway.owner_id == user.id).order_by(Gateway.id)))
+def managed_by(session: Session, user_id: int) -> list[Device]:
+    """The devices ``user_id`` manages (their own, their installs not claimed yet): what their gateways serve."""
+    return list(session.scalars(select(Device).where(access.managed_by(user_id)).order_by(Device.serial)))
+
+
 
 
 def serials(session: Session, device_ids: list[int]) -> dict[int, str]:
@@ -115,23 +125,10 @@ def device_for_token(session: Session, token: str) -> Device | None:
     return session.scalar(select(Device).where(Device.token_hash == hash_token(token)))
 
 
-def gateway_for_token(session: Session, token: str) -> Gateway | None:
-    return session.scalar(select(Gateway).where(Gateway.token_hash == hash_token(token)))
 
 
-def create_gateway(session: Session, *, owner: User, name: str, now: datetime) -> tuple[Gateway, str]:
-    token = new_token("mcg")
-    gateway = Gateway(owner_id=owner.id, name=name, token_hash=hash_token(token), created_at=now)
-    session.add(gateway)
-    session.flush()
-    return gateway, token
 
 
-def rotate_gateway_token(session: Session, gateway: Gateway) -> str:
-    token = new_token("mcg")
-    gateway.token_hash = hash_token(token)
-    session.flush()
-    return token
 
 
 def is_online(device: Device, now: datetime, settings: Settings) -> bool:

@@ -20,7 +20,8 @@ from cloud.context import AppContext
 from cloud.errors import ClickLimitExceeded, NotFound
 from cloud.events import DomainEvent
 from cloud.models import Device, ManualTrigger, Tier, TriggerStatus, User
-from cloud.services import accounts, clicks, devices
+from cloud.services import access, accounts, clicks, devices
+from cloud.services.access import Access
 
 OPEN = (TriggerStatus.PENDING, TriggerStatus.DELIVERED)
 
@@ -87,7 +88,7 @@ def _refund(session: Session, trigger: ManualTrigger) -> None:
 def cancel(session: Session, ctx: AppContext, user: User, trigger_id: str) -> ManualTrigger:
     trigger = session.scalar(select(ManualTrigger).where(ManualTrigger.trigger_id == trigger_id))
     device = session.get(Device, trigger.device_id) if trigger else None
-    if trigger is None or device is None or device.owner_id != user.id:
+    if trigger is None or access.access_of(device, user) < Access.MANAGE:
         raise NotFound("no such trigger", trigger_id=trigger_id)
     now = ctx.clock.now()
     # Only a trigger still pending gives its click back: once delivered, the device has it and

@@ -10,7 +10,8 @@ replayed from the quarantine carries its image in ``body``.
 
 A row whose device the cloud does not list (yet) is **held**: kept with its bytes, not forwarded.
 When a refreshed device list names the device, its rows are released in order; after
-``UNKNOWN_DEVICE_HOLD_S`` they move to the quarantine (a replayable `unknown_device` dead letter).
+``UNKNOWN_DEVICE_HOLD_S`` they move to the quarantine (a replayable `unknown_device` dead letter),
+from where a later listing (the claim) still brings them back.
 """
 
 from __future__ import annotations
@@ -107,12 +108,32 @@ class Uploads(SpoolBase):
         """The cloud refused it for good (its own JSON error code): quarantine it as ``cloud_<reason>``."""
         self.quarantine(item, f"cloud_{reason}", detail, image)
 
+    def hold(self, item: Upload) -> None:
+        """Hold a row the cloud said belongs to no device of ours (yet): like an unlisted device's."""
+        with self.transaction() as db:
+            db.execute("UPDATE outbox SET held = 1 WHERE id = ?", (item.id,))
+            db.execute("UPDATE devices SET listed = 0 WHERE serial = ?", (item.serial,))  # until the cloud lists it
+
     def release_held(self) -> int:
-        """Let rows of devices the cloud now lists be forwarded; returns how many were released."""
+        """Let rows of devices the cloud now lists be forwarded; returns how many were released.
+
+        Those a late claim finds already quarantined (``unknown_device``, past the hold time, bytes
+        kept) go back to the queue too, in the same transaction: the claim is what they waited for.
+        """
         with self.transaction() as db:
             released = db.execute(
                 "UPDATE outbox SET held = 0 WHERE held = 1 AND serial IN (SELECT serial FROM devices WHERE listed = 1)"
             ).rowcount
+            letters = db.execute(
+                "SELECT id, kind, serial, key, meta, payload FROM dead_letters WHERE reason = 'unknown_device' "
+                "AND kind IS NOT NULL AND serial IN (SELECT serial FROM devices WHERE listed = 1) ORDER BY id"
+            ).fetchall()
+            for letter_id, kind, serial, key, meta, payload in letters:
+                db.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
+                self._enqueue(kind, serial, key or "", json.loads(meta) if meta else {}, payload)
+            if letters:
+                self._dead_bytes = None  # the quarantine's kept bytes: counted again when next needed
+            released += len(letters)
             if released:
                 self.count("released_held", released)
         return released

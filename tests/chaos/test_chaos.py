@@ -224,6 +224,8 @@ def test_chaos(tmp_path: Path, fresh_mosquitto: Mosquitto, database_url: str) ->
 
     with httpx.Client(base_url=cloud_url, timeout=30) as api:
         owner = new_account(api, "chaos@example.com")
+        subprocess.run([sys.executable, "-m", "mailcam.cli", "set-role", owner.email, "installer"], check=True,
+                       env={**os.environ, "MAILCAM_DATABASE_URL": database_url}, capture_output=True)
         for n in range(1, DEVICES + 1):
             new_device(api, owner, f"chaos-{n}", wake_interval_s=60)
         new_device(api, owner, "ghost-1", wake_interval_s=60)  # never wakes: its trigger must expire

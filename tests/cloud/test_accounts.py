@@ -16,6 +16,7 @@ def test_register_login_and_me(api):
         "name": "Alice",
         "timezone": "Europe/Berlin",
         "tier": "free",
+        "role": "homeowner",  # registering devices needs an operator to grant "installer"
     }
 
 

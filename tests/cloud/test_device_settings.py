@@ -1,7 +1,7 @@
 """Remote settings (issue 14 item 3), the cloud side: desired settings checked with the device's rules,
 versioned, shown against what the device reports; the reported wake interval decides "offline"."""
 
-from tests.cloudkit import new_account, new_device
+from tests.cloudkit import grant_installer, new_account, new_device
 
 
 def _telemetry(api, box, **extra):
@@ -62,6 +62,7 @@ def test_settings_of_other_peoples_devices_are_404_and_the_installer_may_set_the
     body = {"settings": {"wake_interval_s": 60}}
     assert api.put("/api/devices/alice-box/settings", json=body, headers=mallory.headers).status_code == 404
     assert api.get("/api/devices/no-such/settings", headers=mallory.headers).status_code == 404
+    grant_installer(api, installer)
     assert api.post("/api/devices/", json={"serial": "new-box"}, headers=installer.headers).status_code == 201
     put = api.put("/api/devices/new-box/settings", json={"settings": {"door.level": 1}}, headers=installer.headers)
     assert put.status_code == 200 and put.json()["version"] == 1

@@ -3,11 +3,12 @@
 from sqlalchemy import select
 
 from cloud.models import Device
-from tests.cloudkit import capture_body, new_account, new_device
+from tests.cloudkit import capture_body, grant_installer, new_account, new_device
 
 
 def test_installer_registers_and_homeowner_claims(api, cloud_ctx):
     installer = new_account(api, "installer@example.com")
+    grant_installer(api, installer)
     owner = new_account(api, "owner@example.com")
     reg = api.post("/api/devices/", json={"serial": "MB-0001", "name": "Front gate"}, headers=installer.headers)
     assert reg.status_code == 201

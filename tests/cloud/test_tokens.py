@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from cloud.models import AuthToken
 from cloud.scheduler import core_jobs, run_once_per_period
-from tests.cloudkit import Account, capture_body, new_account, new_device
+from tests.cloudkit import Account, capture_body, grant_installer, new_account, new_device
 
 
 def _post_capture(api, token: str, serial: str, capture_id: str) -> int:
@@ -18,6 +18,7 @@ def test_claiming_revokes_the_token_the_installer_saw(api):
     """Expected: after the homeowner claims, the installer's copy of the device token is dead.
     Happened: the installer could still post captures as the homeowner's mailbox."""
     installer = new_account(api, "installer@example.com")
+    grant_installer(api, installer)
     owner = new_account(api, "owner@example.com")
     reg = api.post("/api/devices/", json={"serial": "MB-0001"}, headers=installer.headers).json()
     claim = api.post("/api/devices/claim/", json={"claim_code": reg["claim_code"]}, headers=owner.headers)
@@ -115,6 +116,7 @@ def test_reserved_serials_cannot_be_registered(api):
     """Expected: the gateway's broker username is not a device serial. Happened: ``mailcam-gateway`` registered
     (and its broker login would then get the gateway's rights from the ACL)."""
     alice = new_account(api, "alice@example.com")
+    grant_installer(api, alice)
     for serial in ("mailcam-gateway", "MAILCAM-GATEWAY", "mailcam_bridge", "admin"):
         response = api.post("/api/devices/", json={"serial": serial}, headers=alice.headers)
         assert response.status_code == 409, serial

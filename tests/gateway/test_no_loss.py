@@ -182,6 +182,47 @@ def test_a_serial_never_listed_is_quarantined_with_its_image_after_the_hold_time
     assert (item.kind, item.key, item.body) == (CAPTURE, cid, image)
 
 
+def test_a_capture_the_cloud_calls_an_unknown_device_is_held_until_the_claim(spool):
+    """Expected (issue 15): a photo of a box not claimed yet waits for the claim. Happened: when it was
+    forwarded anyway (the gateway had no device list yet, or a stale one), the cloud's 404 "unknown
+    device" quarantined it as `cloud_not_found`, which the claim never brought back."""
+    cid, image = one_capture(spool, seed=6)
+    (item,) = spool.pending(10)
+    unknown = b'{"error": "not_found", "detail": "unknown device", "device_serial": "dev1"}'
+    asked = []
+
+    async def forward() -> bool:
+        async with cloud_answering(404, unknown, "application/json") as cloud:
+            forwarder = Forwarder(settings_for(spool), spool, cloud, on_unknown_device=lambda: asked.append(1))
+            return await forwarder.forward(item)
+
+    assert asyncio.run(forward()) is True
+    assert spool.dead_letters() == [] and spool.pending(10) == []
+    assert [(i.kind, i.key) for i in spool.held()] == [(CAPTURE, cid)]
+    assert asked, "a device-list refresh is asked for"
+    assert spool.release_held() == 0  # what the cloud said wins over the cached list until the next one
+    spool.replace_devices([("dev1", 3600), ("dev2", 3600)])  # the next list names it: claimed
+    assert spool.release_held() == 1
+    assert [(i.kind, i.key) for i in spool.pending(10)] == [(CAPTURE, cid)] and spool.image("dev1", cid) == image
+
+
+def test_a_device_claimed_after_the_hold_time_still_gets_its_photos_forwarded(spool, clock):
+    """Expected (issue 15): a box that sends before its owner claims it keeps its photos until the claim,
+    however late. Happened: after `unknown_device_hold_s` they were quarantined, a later claim did not
+    bring them back (only a hand-typed `replay` did), and the quarantine's retention then deleted them."""
+    ingestor = Ingestor(settings_for(spool), spool)
+    image = fake_jpeg(5000, seed=5)
+    cid, payloads = chunks_of(image, chunk_size=4096)
+    feed(ingestor, "latebox", payloads)
+    clock.now += 8 * 86400  # the homeowner claims it after a week and a day
+    assert spool.expire_held(hold_s=7 * 86400) == 1
+    spool.replace_devices([("dev1", 3600), ("dev2", 3600), ("latebox", 3600)])  # the cloud lists it: claimed
+    assert spool.release_held() == 1
+    (item,) = spool.pending(10)
+    assert (item.kind, item.serial, item.key, item.body) == (CAPTURE, "latebox", cid, image)
+    assert spool.dead_letters() == []
+
+
 # -- item 3: an internal error keeps the message ----------------------------------------------------
 
 def test_a_bug_while_ingesting_quarantines_the_payload_and_replay_ingests_it(spool, monkeypatch):

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from provisioning import mosquitto as broker_auth
 from provisioning.cli import provision_app
 from provisioning.firmware import FIRMWARE_DIR
-from tests.cloudkit import LiveServer, new_account
+from tests.cloudkit import LiveServer, grant_installer, new_account
 
 runner = CliRunner()
 
@@ -21,6 +21,7 @@ runner = CliRunner()
 def test_register_prints_a_claim_code_the_owner_can_use(cloud_app):
     with LiveServer(cloud_app) as server, httpx.Client(base_url=server.url) as client:
         installer = new_account(client, "installer@example.com")
+        grant_installer(client, installer)
         args = ["register", "mb-prov-1", "--cloud", server.url, "--token", installer.token, "--name", "Front"]
         result = runner.invoke(provision_app, args)
         assert result.exit_code == 0, result.output
@@ -124,6 +125,7 @@ def test_calibrate_marks_the_boxs_next_photo_as_empty_and_refuses_strangers(clou
 
     with LiveServer(cloud_app) as server, httpx.Client(base_url=server.url) as client:
         installer = new_account(client, "installer@example.com")
+        grant_installer(client, installer)
         registered = client.post("/api/devices/", json={"serial": "mb-cal-1"}, headers=installer.headers).json()
         device = {"Authorization": f"Bearer {registered['device_token']}"}
         args = ["calibrate", "mb-cal-1", "--cloud", server.url, "--token", installer.token, "--wait", "0"]
@@ -140,3 +142,25 @@ def test_calibrate_marks_the_boxs_next_photo_as_empty_and_refuses_strangers(clou
         refused = runner.invoke(provision_app, ["calibrate", "mb-cal-1", "--cloud", server.url,
                                                 "--token", stranger.token, "--capture", "mb-cal-1-first"])
         assert refused.exit_code == 1 and "(404)" in refused.output
+
+
+def test_provision_gateway_registers_it_and_writes_a_private_env_file_and_the_unit(cloud_app, tmp_path):
+    from provisioning import gateway_setup  # noqa: F401  (registers `provision gateway`)
+
+    with LiveServer(cloud_app) as server, httpx.Client(base_url=server.url) as client:
+        owner = new_account(client, "home@example.com")
+        args = ["gateway", "Garage Pi", "--cloud", server.url, "--token", owner.token, "--write-to", str(tmp_path)]
+        result = runner.invoke(provision_app, args)
+        assert result.exit_code == 0, result.output
+        token = next(line.split()[2] for line in result.output.splitlines() if line.startswith("gateway token:"))
+        assert f"MAILCAM_GATEWAY_CLOUD_URL={server.url} MAILCAM_GATEWAY_TOKEN={token} mailcam gateway" in result.output
+        env_file = tmp_path / "mailcam" / "gateway.env"
+        assert f"MAILCAM_GATEWAY_TOKEN={token}\n" in env_file.read_text()
+        assert env_file.stat().st_mode & 0o077 == 0  # the token is readable by its owner only
+        unit = (tmp_path / "systemd" / "system" / "mailcam-gateway.service").read_text()
+        assert "EnvironmentFile=/etc/mailcam/gateway.env" in unit and token not in unit
+        device_list = client.get("/api/gateway/devices/", headers={"Authorization": f"Bearer {token}"})
+        assert device_list.status_code == 200  # the printed token is the gateway's
+
+        refused = runner.invoke(provision_app, ["gateway", "x", "--cloud", server.url, "--token", "mcu_wrong"])
+        assert refused.exit_code == 1 and "refused (401)" in refused.output

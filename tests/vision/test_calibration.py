@@ -114,14 +114,17 @@ def test_reanalysis_of_the_same_mail_never_alerts_again(make_env):
 def test_reference_api_owner_and_installer_allowed_others_not(make_env):
     env = make_env()
     installer = new_account(env.api, "ian@example.com")
-    box = new_device(env.api, installer, "box-9")  # registered by the installer...
+    box = new_device(env.api, installer, "box-9")  # the installer is made one by new_device
     registered = env.api.post("/api/devices/", json={"serial": "box-10"}, headers=installer.headers).json()
-    claim = env.api.post("/api/devices/claim/", json={"claim_code": registered["claim_code"]},
-                         headers=env.owner.headers).json()
-    env.device = type(box)("box-10", claim["device_token"])  # ...and claimed by alice (a new device token)
+    env.device = type(box)("box-10", registered["device_token"])
     capture_id = shoot(env, [], 1)
-    assert env.calibrate(capture_id, installer)["source"] == "installer"
+    assert env.calibrate(capture_id, installer)["source"] == "installer"  # at install, before the claim
+    claim = env.api.post("/api/devices/claim/", json={"claim_code": registered["claim_code"]},
+                         headers=env.owner.headers)
+    assert claim.status_code == 200
     assert env.calibrate(capture_id)["source"] == "owner"
+    after_claim = env.api.post(f"/api/captures/{capture_id}/reference", headers=installer.headers)
+    assert after_claim.status_code == 404  # the installer's access ended with the claim
     mallory = new_account(env.api, "mallory@example.com")
     refused = env.api.post(f"/api/captures/{capture_id}/reference", headers=mallory.headers)
     assert refused.status_code == 404 and refused.json()["error"] == "not_found"

@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from cloud.models import JobStatus
+from tests.cloudkit import grant_installer
 from tests.web.conftest import log_in, open_dashboard
 
 pytestmark = pytest.mark.browser
@@ -162,6 +163,7 @@ def test_each_analysis_state_reads_plainly_and_refreshes_by_itself(page, home):
 
 
 def test_sign_up_claim_a_mailbox_and_log_out(page, home):
+    grant_installer(home.http, home.account)
     registered = home.http.post("/api/devices/", json={"serial": "box-new"}, headers=home.account.headers)
     claim_code = registered.json()["claim_code"]
 

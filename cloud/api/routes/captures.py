@@ -1,11 +1,11 @@
-"""A capture of mine: details, image, thumbnail, deletion."""
+"""A capture of mine (or of a device I install or may look at): details, image, thumbnail, deletion."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
 from cloud.api import schemas
-from cloud.api.deps import CtxDep, CurrentUser, ManagedCapture, OwnedCapture, SessionDep
+from cloud.api.deps import CtxDep, CurrentUser, ManagedCapture, SessionDep, VisibleCapture
 from cloud.api.presenters import capture_public, reference_set
 from cloud.errors import NotFound
 from cloud.models import Capture
@@ -13,11 +13,11 @@ from cloud.services import retention
 from cloud.vision import references
 
 router = APIRouter(prefix="/api/captures", tags=["captures"])
-_errors = {404: {"model": schemas.ErrorBody}}
+_errors = {403: {"model": schemas.ErrorBody}, 404: {"model": schemas.ErrorBody}}
 
 
 @router.get("/{capture_id}", response_model=schemas.CapturePublic, responses=_errors)
-def get_capture(owned: OwnedCapture) -> schemas.CapturePublic:
+def get_capture(owned: VisibleCapture) -> schemas.CapturePublic:
     """A capture with its analysis."""
     capture, device = owned
     return capture_public(capture, device.serial)
@@ -39,13 +39,13 @@ _jpeg_response = {200: {"content": {"image/jpeg": {}}}, **_errors}
 
 
 @router.get("/{capture_id}/image", response_class=Response, responses=_jpeg_response)
-def get_image(owned: OwnedCapture, ctx: CtxDep) -> Response:
+def get_image(owned: VisibleCapture, ctx: CtxDep) -> Response:
     """The original JPEG."""
     return _jpeg(ctx, owned[0], thumbnail=False)
 
 
 @router.get("/{capture_id}/thumbnail", response_class=Response, responses=_jpeg_response)
-def get_thumbnail(owned: OwnedCapture, ctx: CtxDep) -> Response:
+def get_thumbnail(owned: VisibleCapture, ctx: CtxDep) -> Response:
     """A small JPEG for lists."""
     return _jpeg(ctx, owned[0], thumbnail=True)
 
@@ -65,7 +65,7 @@ def set_reference(managed: ManagedCapture, session: SessionDep, ctx: CtxDep, use
 
 
 @router.delete("/{capture_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_errors)
-def delete_capture(owned: OwnedCapture, session: SessionDep, ctx: CtxDep) -> None:
+def delete_capture(owned: ManagedCapture, session: SessionDep, ctx: CtxDep) -> None:
     """Delete a capture, its analysis and (if no other capture shares it) its image file."""
     capture, _ = owned
     retention.delete_captures(session, ctx, [capture.id])

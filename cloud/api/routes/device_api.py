@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from cloud.api import schemas
-from cloud.api.deps import CtxDep, CurrentUser, DeviceCallerDep, SessionDep, owned_device
+from cloud.api.deps import CtxDep, CurrentUser, DeviceCallerDep, SessionDep, managed_device, visible_device
 from cloud.api.presenters import capture_public, trigger_public
 from cloud.errors import Forbidden
 from cloud.models import Device, TriggerType
@@ -74,6 +74,7 @@ def post_telemetry(
     response_model=schemas.TriggerAccepted,
     responses={
         202: {"model": schemas.TriggerAccepted, "description": "Queued: the device is offline"},
+        403: {"model": schemas.ErrorBody},
         404: {"model": schemas.ErrorBody},
         429: {"model": schemas.ClickLimitBody},
     },
@@ -84,7 +85,7 @@ def post_trigger(body: schemas.TriggerCreate, user: CurrentUser, session: Sessio
     # mismatch is a 403 (not a 404): it says nothing about the device, only that the caller is not that user.
     if body.user_id is not None and body.user_id != user.id:
         raise Forbidden("user_id is not the caller's", user_id=body.user_id)
-    device = owned_device(session, user, body.device_serial)
+    device = managed_device(session, user, body.device_serial)
     return trigger_accepted(triggers.request_trigger(session, ctx, user, device), device)
 
 
@@ -122,7 +123,7 @@ def get_status(
     ctx: CtxDep,
 ) -> schemas.DeviceStatus:
     """A device's status, last capture and my clicks today."""
-    device = owned_device(session, user, device_serial)
+    device = visible_device(session, user, device_serial)
     now = ctx.clock.now()
     last = captures.latest(session, device)
     tier = accounts.effective_tier(user, now)

@@ -7,7 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from cloud.api import schemas
-from cloud.api.deps import AccountDevice, CtxDep, CurrentUser, ManagedDevice, OwnedDevice, SessionDep
+from cloud.api.deps import (
+    AccountDevice,
+    CtxDep,
+    CurrentUser,
+    InstallerUser,
+    ManagedDevice,
+    OwnedDevice,
+    SessionDep,
+    VisibleDevice,
+)
 from cloud.api.presenters import (
     capture_public,
     device_history_public,
@@ -16,11 +25,12 @@ from cloud.api.presenters import (
     reference_set,
     trigger_public,
 )
-from cloud.services import captures, device_history, device_settings, devices, retention, triggers
+from cloud.services import access, captures, device_history, device_settings, devices, retention, triggers
+from cloud.services.access import Access
 from cloud.vision import references
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
-_errors = {404: {"model": schemas.ErrorBody}}
+_errors = {403: {"model": schemas.ErrorBody}, 404: {"model": schemas.ErrorBody}}
 # Token management needs the owner's login, not an integration API key.
 _owner_errors = {401: {"model": schemas.ErrorBody}, 403: {"model": schemas.ErrorBody}, **_errors}
 
@@ -29,12 +39,12 @@ _owner_errors = {401: {"model": schemas.ErrorBody}, 403: {"model": schemas.Error
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.DeviceRegistered,
-    responses={409: {"model": schemas.ErrorBody}},
+    responses={403: {"model": schemas.ErrorBody}, 409: {"model": schemas.ErrorBody}},
 )
 def register_device(
-    body: schemas.DeviceCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep
+    body: schemas.DeviceCreate, user: InstallerUser, session: SessionDep, ctx: CtxDep
 ) -> schemas.DeviceRegistered:
-    """Register a new device (installer); its token and claim code are shown only here."""
+    """Register a new device (installers only); its token and claim code are shown only here."""
     device, token, claim_code = devices.register_device(
         session,
         serial=body.serial,
@@ -56,7 +66,7 @@ def claim_device(
     device, token = devices.claim_device(
         session, code=body.claim_code, user=user, now=ctx.clock.now(), name=body.name
     )
-    return schemas.DeviceClaimed(**device_public(device, ctx).model_dump(), device_token=token)
+    return schemas.DeviceClaimed(**device_public(device, ctx, user).model_dump(), device_token=token)
 
 
 @router.post("/{serial}/token/", response_model=schemas.DeviceToken, responses=_owner_errors)
@@ -92,7 +102,7 @@ def set_device_reference(
 
 
 @router.get("/{serial}/settings", response_model=schemas.DeviceSettings, responses=_errors)
-def get_device_settings(device: ManagedDevice) -> schemas.DeviceSettings:
+def get_device_settings(device: VisibleDevice) -> schemas.DeviceSettings:
     """Remote settings of my device (owner, or its installer): desired vs what the device reports."""
     return device_settings_public(device)
 
@@ -110,24 +120,27 @@ def put_device_settings(
 
 @router.get("/", response_model=list[schemas.DevicePublic])
 def list_devices(user: CurrentUser, session: SessionDep, ctx: CtxDep) -> list[schemas.DevicePublic]:
-    """List my devices."""
-    return [device_public(d, ctx) for d in devices.devices_of(session, user.id)]
+    """List my devices (and, for an installer, those not claimed yet and those whose owner lets me look)."""
+    return [device_public(d, ctx, user) for d in devices.visible_to(session, user)]
 
 
 @router.get("/{serial}/", response_model=schemas.DevicePublic, responses=_errors)
-def get_device(device: OwnedDevice, ctx: CtxDep) -> schemas.DevicePublic:
+def get_device(device: VisibleDevice, user: CurrentUser, ctx: CtxDep) -> schemas.DevicePublic:
     """One of my devices."""
-    return device_public(device, ctx)
+    return device_public(device, ctx, user)
 
 
-@router.patch("/{serial}/", response_model=schemas.DevicePublic, responses=_errors)
+@router.patch("/{serial}/", response_model=schemas.DevicePublic, responses=_owner_errors)
 def update_device(
-    body: schemas.DeviceUpdate, device: OwnedDevice, session: SessionDep, ctx: CtxDep
+    body: schemas.DeviceUpdate, device: ManagedDevice, user: CurrentUser, session: SessionDep, ctx: CtxDep
 ) -> schemas.DevicePublic:
-    """Rename a device or change its timezone or wake interval."""
-    for field, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
+    """Rename a device, change its timezone or wake interval, or (owner) allow its installer to look."""
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "installer_access" in changes:
+        access.require(device, user, Access.OWNER, device_serial=device.serial)
+    for field, value in changes.items():
         setattr(device, field, value)
-    return device_public(device, ctx)
+    return device_public(device, ctx, user)
 
 
 @router.delete("/{serial}/", status_code=status.HTTP_204_NO_CONTENT, responses=_owner_errors)
@@ -138,7 +151,7 @@ def delete_device(device: AccountDevice, session: SessionDep, ctx: CtxDep) -> No
 
 @router.get("/{serial}/captures/", response_model=schemas.CapturePage, responses=_errors)
 def list_captures(
-    device: OwnedDevice,
+    device: VisibleDevice,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(pattern=schemas.CURSOR_PATTERN)] = None,
@@ -165,7 +178,7 @@ def get_device_history(
 
 @router.get("/{serial}/triggers/", response_model=list[schemas.TriggerPublic], responses=_errors)
 def list_triggers(
-    device: OwnedDevice, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    device: VisibleDevice, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> list[schemas.TriggerPublic]:
     """My device's manual triggers, newest first."""
     return [trigger_public(session, t, device.serial) for t in triggers.latest_for_device(session, device, limit)]

@@ -38,7 +38,7 @@ from cloud.api.deps import (
 from cloud.api.routes.device_api import trigger_accepted
 from cloud.context import AppContext
 from cloud.models import FirmwareRelease, Gateway, User
-from cloud.services import devices, firmware, triggers
+from cloud.services import devices, firmware, gateways, triggers
 from cloud.services.trigger_watch import TriggerWatch
 
 router = APIRouter(prefix="/api", tags=["gateways"])
@@ -47,30 +47,53 @@ _err = {"model": schemas.ErrorBody}
 _owner_errors = {401: _err, 403: _err, 404: _err}
 
 
+def _setup(request: Request, ctx: AppContext, token: str) -> schemas.GatewaySetup:
+    # The address the gateway must use is the one the owner reaches us at (or the configured public one).
+    cloud_url = ctx.settings.notify.public_url or str(request.base_url)
+    made = gateways.setup(cloud_url, token)
+    return schemas.GatewaySetup(command=made.command, env_file=made.env_file, systemd_unit=made.systemd_unit)
+
+
+def _public(gateway: Gateway, ctx: AppContext) -> schemas.GatewayPublic:
+    return schemas.GatewayPublic(
+        gateway_id=gateway.id,
+        name=gateway.name,
+        created_at=gateway.created_at,
+        last_seen_at=gateway.last_seen_at,
+        state=gateways.state(gateway, ctx.clock.now(), ctx.settings.gateway_offline_after_s),
+        reported_at=gateway.reported_at,
+        backlog=gateway.backlog,
+        backlog_oldest_s=gateway.backlog_oldest_s,
+        held=gateway.held,
+        dead_letters=gateway.dead_letters,
+        broker_connected=gateway.broker_connected,
+    )
+
+
 @router.post("/gateways/", status_code=status.HTTP_201_CREATED, response_model=schemas.GatewayRegistered)
 def register_gateway(
-    body: schemas.GatewayCreate, user: CurrentUser, session: SessionDep, ctx: CtxDep
+    body: schemas.GatewayCreate, request: Request, user: CurrentUser, session: SessionDep, ctx: CtxDep
 ) -> schemas.GatewayRegistered:
-    """Register a gateway for my devices; its token is shown only here."""
-    gateway, token = devices.create_gateway(session, owner=user, name=body.name, now=ctx.clock.now())
-    return schemas.GatewayRegistered(gateway_id=gateway.id, name=gateway.name, gateway_token=token)
+    """Register a gateway for my devices; its token (with the command to start it) is shown only here."""
+    gateway, token = gateways.create_gateway(session, owner=user, name=body.name, now=ctx.clock.now())
+    return schemas.GatewayRegistered(
+        gateway_id=gateway.id, name=gateway.name, gateway_token=token, setup=_setup(request, ctx, token)
+    )
 
 
 @router.get("/gateways/", response_model=list[schemas.GatewayPublic])
-def list_gateways(user: AccountUser, session: SessionDep) -> list[schemas.GatewayPublic]:
-    """My gateways."""
-    rows = devices.gateways_of(session, user)
-    return [
-        schemas.GatewayPublic(gateway_id=g.id, name=g.name, created_at=g.created_at, last_seen_at=g.last_seen_at)
-        for g in rows
-    ]
+def list_gateways(user: AccountUser, session: SessionDep, ctx: CtxDep) -> list[schemas.GatewayPublic]:
+    """My gateways, with what each last reported (backlog, held items, dead letters)."""
+    return [_public(g, ctx) for g in gateways.gateways_of(session, user)]
 
 
 @router.post("/gateways/{gateway_id}/token/", response_model=schemas.GatewayToken, responses=_owner_errors)
-def rotate_gateway_token(gateway: OwnedGateway, session: SessionDep) -> schemas.GatewayToken:
+def rotate_gateway_token(
+    gateway: OwnedGateway, request: Request, session: SessionDep, ctx: CtxDep
+) -> schemas.GatewayToken:
     """Give my gateway a new token; the old one stops working (shown once)."""
-    token = devices.rotate_gateway_token(session, gateway)
-    return schemas.GatewayToken(gateway_id=gateway.id, gateway_token=token)
+    token = gateways.rotate_gateway_token(session, gateway)
+    return schemas.GatewayToken(gateway_id=gateway.id, gateway_token=token, setup=_setup(request, ctx, token))
 
 
 @router.delete("/gateways/{gateway_id}/", status_code=status.HTTP_204_NO_CONTENT, responses=_owner_errors)
@@ -79,10 +102,18 @@ def revoke_gateway(gateway: OwnedGateway, session: SessionDep) -> None:
     session.delete(gateway)
 
 
+@router.post("/gateway/status/", status_code=status.HTTP_204_NO_CONTENT, responses={401: _err, 403: _err})
+def gateway_status(body: schemas.GatewayStatusReport, gateway: GatewayDep, ctx: CtxDep) -> None:
+    """Report this gateway's spool: backlog, held items, dead letters, broker link (shown to its owner)."""
+    for field, value in body.model_dump().items():
+        setattr(gateway, field, value)
+    gateway.reported_at = ctx.clock.now()
+
+
 @router.get("/gateway/devices/", response_model=list[schemas.GatewayDevice])
 def gateway_devices(gateway: GatewayDep, session: SessionDep) -> list[schemas.GatewayDevice]:
     """The devices this gateway serves, with their desired remote settings (published retained)."""
-    rows = devices.devices_of(session, gateway.owner_id)
+    rows = devices.managed_by(session, gateway.owner_id)
     offered = firmware.offers(session, [d.id for d in rows])
     return [
         schemas.GatewayDevice(serial=d.serial, wake_interval_s=d.wake_interval_s,

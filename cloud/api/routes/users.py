@@ -17,7 +17,8 @@ _errors = {401: _err, 403: _err}
 
 def _public(user: User, ctx: CtxDep) -> schemas.UserPublic:
     tier = accounts.effective_tier(user, ctx.clock.now())
-    return schemas.UserPublic(id=user.id, email=user.email, name=user.name, timezone=user.timezone, tier=tier.value)
+    return schemas.UserPublic(id=user.id, email=user.email, name=user.name, timezone=user.timezone, tier=tier.value,
+                              role=user.role.value)
 
 
 @router.post(

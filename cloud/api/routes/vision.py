@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, FastAPI, Query, status
 
 from cloud.api import schemas as core_schemas
-from cloud.api.deps import CtxDep, CurrentUser, OwnedCapture, SessionDep
+from cloud.api.deps import CtxDep, CurrentUser, ManagedCapture, OwnedCapture, SessionDep
 from cloud.vision import owner, schemas
 from cloud.vision.config import VisionSettings
 from cloud.vision.pipeline import month_of
@@ -32,7 +32,7 @@ def get_usage(
     "/api/captures/{capture_id}/reanalyse",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=schemas.ReanalyseQueued,
-    responses={404: _err, 409: _err, 422: _err, 429: _err},
+    responses={403: _err, 404: _err, 409: _err, 422: _err, 429: _err},
 )
 def reanalyse(
     owned: OwnedCapture,
@@ -49,10 +49,10 @@ def reanalyse(
 @router.post(
     "/api/captures/{capture_id}/feedback",
     response_model=schemas.FeedbackPublic,
-    responses={404: _err, 409: _err, 422: _err},
+    responses={403: _err, 404: _err, 409: _err, 422: _err},
 )
 def feedback(
-    owned: OwnedCapture, body: schemas.FeedbackIn, user: CurrentUser, session: SessionDep, ctx: CtxDep
+    owned: ManagedCapture, body: schemas.FeedbackIn, user: CurrentUser, session: SessionDep, ctx: CtxDep
 ) -> schemas.FeedbackPublic:
     """Say whether an analysis was right, and what the truth was."""
     result = owner.record_feedback(session, ctx, user, owned[0], body)

@@ -143,4 +143,8 @@ export const endpoints = {
   billing: () => api.get("/api/billing/"),
   checkout: (plan) => api.post("/api/billing/checkout/", { plan }),
   billingPortal: () => api.post("/api/billing/portal/"),
+  gateways: () => api.get("/api/gateways/"),
+  addGateway: (name) => api.post("/api/gateways/", { name }),
+  revokeGateway: (id) => api.del(`/api/gateways/${enc(id)}/`),
+  setInstallerAccess: (serial, allowed) => api.patch(`/api/devices/${enc(serial)}/`, { installer_access: allowed }),
 };

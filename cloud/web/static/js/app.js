@@ -11,6 +11,7 @@ import { loginView, signupView } from "./views/auth.js";
 import { notificationsView } from "./views/notifications.js";
 import { deviceView } from "./views/device.js";
 import { devicesView } from "./views/devices.js";
+import { gatewaysView } from "./views/gateways.js";
 
 const DEFAULT_REFRESH_MS = 15000;
 let carried = null; // a flash message for the next page
@@ -115,6 +116,7 @@ const ROUTES = [
   { pattern: /^#\/account$/, view: accountView },
   { pattern: /^#\/notifications$/, view: notificationsView },
   { pattern: /^#\/billing\/(success|cancelled)$/, view: billingReturnView },
+  { pattern: /^#\/gateways$/, view: gatewaysView },
   { pattern: /^(#\/?)?$/, view: devicesView },
 ];
 
@@ -129,6 +131,7 @@ function renderHeader() {
     h("nav", { "aria-label": "Main" },
       h("a", { href: "#/" }, "Mailboxes"),
       h("a", { href: "#/notifications" }, "Notifications"),
+      h("a", { href: "#/gateways" }, "Gateways"),
       h("a", { href: "#/account" }, "Account"),
     ),
     h("span", { class: "who", title: app.user.email }, app.user.name || app.user.email),

@@ -11,6 +11,7 @@ import { batteryInfo, statusPill } from "./devices.js";
 import { firmwareCard } from "./device_firmware.js";
 import { settingsCard } from "./device_settings.js";
 import { lifeCard } from "./device_history.js";
+import { installerAccessCard } from "./installer_access.js";
 
 export const PAGE_SIZE = 12;
 const REQUESTED = "Requested — the mailbox will answer on its next wake";
@@ -43,6 +44,7 @@ export async function deviceView(app, page, scope, serial, extra) {
     settings: settingsCard(serial),
     firmware: firmwareCard(serial),
     life: lifeCard(serial, tz),
+    installerAccess: installerAccessCard(serial),
   };
   let status = null;
   const pages = [null]; // the cursor of each page we have visited
@@ -67,12 +69,14 @@ export async function deviceView(app, page, scope, serial, extra) {
     els.life,
     els.settings,
     els.firmware,
+    els.installerAccess,
   );
 
   // --- device facts and status -------------------------------------------------
 
   function renderMeta(device) {
     els.title.textContent = device.name;
+    els.installerAccess.show(device);
     document.title = `${device.name} — mailcam`;
     replace(els.meta,
       statusPill(device.status), " ",

@@ -1,0 +1,98 @@
+"""Gateways as their owner sees them: registering one (its token), how to start it, how each one is doing.
+
+The setup text is made here once, for the dashboard and for `mailcam provision gateway` alike:
+the exact `mailcam gateway` command line, and for a box that should keep it running, an
+environment file (the token lives only there, chmod 600) plus the systemd unit that reads it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.models import Gateway, User
+from cloud.security import hash_token, new_token
+
+
+def create_gateway(session: Session, *, owner: User, name: str, now: datetime) -> tuple[Gateway, str]:
+    token = new_token("mcg")
+    gateway = Gateway(owner_id=owner.id, name=name, token_hash=hash_token(token), created_at=now)
+    session.add(gateway)
+    session.flush()
+    return gateway, token
+
+
+def rotate_gateway_token(session: Session, gateway: Gateway) -> str:
+    token = new_token("mcg")
+    gateway.token_hash = hash_token(token)
+    session.flush()
+    return token
+
+
+def gateways_of(session: Session, user: User) -> list[Gateway]:
+    return list(session.scalars(select(Gateway).where(Gateway.owner_id == user.id).order_by(Gateway.id)))
+
+
+def gateway_for_token(session: Session, token: str) -> Gateway | None:
+    return session.scalar(select(Gateway).where(Gateway.token_hash == hash_token(token)))
+
+
+ENV_FILE = "/etc/mailcam/gateway.env"
+UNIT_FILE = "/etc/systemd/system/mailcam-gateway.service"
+
+
+@dataclass(frozen=True)
+class Setup:
+    command: str
+    env_file: str
+    systemd_unit: str
+
+
+def setup(cloud_url: str, token: str) -> Setup:
+    """What to type on the gateway box (the token appears in ``command`` and ``env_file`` only)."""
+    url = cloud_url.rstrip("/")
+    command = f"MAILCAM_GATEWAY_CLOUD_URL={shlex.quote(url)} MAILCAM_GATEWAY_TOKEN={shlex.quote(token)} mailcam gateway"
+    env_file = (
+        f"# {ENV_FILE} (chmod 600: it holds the gateway's token)\n"
+        f"MAILCAM_GATEWAY_CLOUD_URL={url}\n"
+        f"MAILCAM_GATEWAY_TOKEN={token}\n"
+        "MAILCAM_GATEWAY_BROKER_HOST=127.0.0.1\n"
+        "MAILCAM_GATEWAY_BROKER_USERNAME=mailcam-gateway\n"
+        "MAILCAM_GATEWAY_BROKER_PASSWORD=<the broker password from `mailcam provision mosquitto-user`>\n"
+    )
+    unit = (
+        f"# {UNIT_FILE}, then: sudo systemctl enable --now mailcam-gateway\n"
+        "[Unit]\n"
+        "Description=mailcam edge gateway\n"
+        "Wants=network-online.target mosquitto.service\n"
+        "After=network-online.target mosquitto.service\n"
+        "\n"
+        "[Service]\n"
+        f"EnvironmentFile={ENV_FILE}\n"
+        "Environment=MAILCAM_GATEWAY_DATA_DIR=/var/lib/mailcam-gateway\n"
+        "# the Python that has mailcam installed (the lean entry point: `python -m gateway`)\n"
+        "ExecStart=/opt/mailcam/.venv/bin/python -m gateway\n"
+        "Environment=MALLOC_ARENA_MAX=2\n"
+        "DynamicUser=true\n"
+        "StateDirectory=mailcam-gateway\n"
+        "Restart=always\n"
+        "RestartSec=3\n"
+        "KillSignal=SIGTERM\n"
+        "TimeoutStopSec=30\n"
+        "MemoryMax=160M\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+    return Setup(command=command, env_file=env_file, systemd_unit=unit)
+
+
+def state(gateway: Gateway, now: datetime, offline_after_s: float) -> str:
+    """never_seen | online | offline: a running gateway asks the cloud at least every ~25 s."""
+    if gateway.last_seen_at is None:
+        return "never_seen"
+    return "online" if now - gateway.last_seen_at <= timedelta(seconds=offline_after_s) else "offline"
