@@ -134,13 +134,14 @@ def estimate_shift(ref: Picture, new: Picture) -> tuple[int, int]:
     g_ref = _gradients(ndimage.gaussian_filter(ref.luma, 2.0))
     g_new = _gradients(ndimage.gaussian_filter(new.luma, 2.0))
     m = MAX_SHIFT + 1
-    inner = (slice(m, -m), slice(m, -m))
-    target = g_new[inner]
+    h, w = g_new.shape
+    target = g_new[m:h - m, m:w - m]
     shifts = [(dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)]
     # A small prior for small shifts: a lid moves the camera a pixel or two, and a periodic texture
-    # (a mat's dots) must not pull the estimate to a distant period.
-    costs = [float(np.abs(_shifted(g_ref, dy, dx)[inner] - target).mean()) * (1 + 0.01 * (dy * dy + dx * dx))
-             for dy, dx in shifts]
+    # (a mat's dots) must not pull the estimate to a distant period. Inside the margin m a shifted
+    # reference is a plain window of it (no edge to repeat): a view, not a copy per candidate.
+    costs = [float(np.abs(g_ref[m - dy:h - m - dy, m - dx:w - m - dx] - target).mean())
+             * (1 + 0.01 * (dy * dy + dx * dx)) for dy, dx in shifts]
     return shifts[int(np.argmin(costs))]
 
 
@@ -157,6 +158,16 @@ def _basis(h: int, w: int) -> np.ndarray:
 _BASIS = _basis(WORK[1], WORK[0])
 
 
+def _least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``lstsq(a, b)`` by the normal equations in float64: a few smooth terms over thousands of pixels
+    are well conditioned, and this is several times cheaper than an SVD per fit."""
+    a64 = a.astype(np.float64)
+    try:
+        return np.linalg.solve(a64.T @ a64, a64.T @ b.astype(np.float64))
+    except np.linalg.LinAlgError:  # degenerate (e.g. almost no pixels kept): the SVD copes
+        return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
 def light_field(diff: np.ndarray) -> np.ndarray:
     """A smooth per-channel field fitted to ``diff`` (H, W, 3), ignoring the pixels that do not fit."""
     h, w, _ = diff.shape
@@ -170,7 +181,7 @@ def light_field(diff: np.ndarray) -> np.ndarray:
     # explain: a flexible surface fitted to everything at once bends itself around a big envelope.
     for terms in (3, 3, 6, 6, 6):
         coef = np.zeros((a.shape[1], 3), dtype=np.float32)
-        coef[:terms], *_ = np.linalg.lstsq(a[keep, :terms], d[keep], rcond=None)
+        coef[:terms] = _least_squares(a[keep, :terms], d[keep])
         residual = np.abs(d - a @ coef).max(axis=1)
         mad = float(np.median(residual[keep])) * 1.4826
         keep = residual <= max(3 * mad, 0.06)
@@ -191,7 +202,10 @@ def compare(ref: Picture, new: Picture) -> Change:
     # residual over the nearby reference pixels, both frames lightly blurred against noise and JPEG blocks.
     new_soft = ndimage.gaussian_filter(new.log, (1.0, 1.0, 0))
     ref_soft = ndimage.gaussian_filter(ref_log + field_, (1.0, 1.0, 0))
-    signed = np.stack([new_soft - _shifted(ref_soft, sy, sx) for sy in range(-2, 3) for sx in range(-2, 3)])
+    h, w = new_soft.shape[:2]
+    padded = np.pad(ref_soft, ((2, 2), (2, 2), (0, 0)), mode="edge")  # = _shifted's repeated edges, once
+    signed = np.stack([new_soft - padded[2 - sy:2 - sy + h, 2 - sx:2 - sx + w]
+                       for sy in range(-2, 3) for sx in range(-2, 3)])
     errors = (signed**2).mean(axis=3)
     best = np.argmin(errors, axis=0)
     residual = np.sqrt(np.take_along_axis(errors, best[None], axis=0)[0])
