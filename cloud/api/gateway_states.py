@@ -99,7 +99,7 @@ def device_state(session: Session, ctx: AppContext, device: Device, now: datetim
 def snapshot(session: Session, ctx: AppContext, owner_id: int) -> schemas.GatewayStates:
     """Every device of ``owner_id`` (the gateway acts for its owner), with a version digest."""
     now = ctx.clock.now()
-    items = [device_state(session, ctx, d, now) for d in devices.devices_of(session, owner_id)]
+    items = [device_state(session, ctx, d, now) for d in devices.owned_by(session, owner_id)]
     seen = [item.model_dump(mode="json", exclude={"latest_photo": {"thumbnail"}}) for item in items]
     digest = hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()[:16]
     return schemas.GatewayStates(version=digest, devices=items)

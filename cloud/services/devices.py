@@ -114,6 +114,9 @@ def managed_by(session: Session, user_id: int) -> list[Device]:
     return list(session.scalars(select(Device).where(access.managed_by(user_id)).order_by(Device.serial)))
 
 
+def owned_by(session: Session, owner_id: int) -> list[Device]:
+    """The devices ``owner_id`` has claimed, by serial (what their Home Assistant shows)."""
+    return list(session.scalars(select(Device).where(Device.owner_id == owner_id).order_by(Device.serial)))
 
 
 def serials(session: Session, device_ids: list[int]) -> dict[int, str]:

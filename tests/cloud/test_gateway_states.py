@@ -14,7 +14,7 @@ from cloud.app import create_app
 from cloud.models import Capture
 from cloud.vision.worker import process_pending
 from mailcam import scenes
-from tests.cloudkit import LiveServer, capture_body, new_account, new_device
+from tests.cloudkit import LiveServer, capture_body, grant_installer, new_account, new_device
 
 DEADLINE_S = 15  # far below the long-poll's wait (60 s) and its safety poll (30 s): only a wake-up is this fast
 
@@ -103,8 +103,10 @@ def test_battery_estimate_stays_within_bounds_and_rises_with_the_voltage():
 
 def test_a_photo_from_the_gateway_costs_the_owners_click_and_only_for_the_owners_devices(home):
     client, owner, _device, gateway = home
-    # Registered by this owner as its installer, not claimed: not the owner's device (yet).
-    assert client.post("/api/devices/", json={"serial": "box-9"}, headers=owner.headers).status_code == 201
+    # Another installer's mailbox, not claimed: nothing this gateway acts for.
+    other = new_account(client, "other-installer@example.com")
+    grant_installer(client, other)
+    assert client.post("/api/devices/", json={"serial": "box-9"}, headers=other.headers).status_code == 201
     assert client.post("/api/gateway/devices/box-9/trigger/", headers=gateway).status_code == 404
     assert client.post("/api/gateway/devices/box-1/trigger/", headers=owner.headers).status_code == 401
     assert client.post("/api/gateway/devices/bad%20serial/trigger/", headers=gateway).status_code == 422

@@ -24,7 +24,7 @@ from hil_tests.pty_board import PtyBoard
 from provisioning import mosquitto as broker_auth
 from provisioning.cli import provision_app
 from tests.brokers import Mosquitto
-from tests.cloudkit import LiveServer, new_account
+from tests.cloudkit import LiveServer, grant_installer, new_account
 from tests.gateway.conftest import Cloud, gateway_env
 from tests.gateway.kit import GatewayProcess
 
@@ -84,6 +84,7 @@ def test_install_takes_a_bare_board_to_a_calibrated_claimed_mailbox_and_check_pa
     try:
         with cloud.client() as client:
             cloud.account = new_account(client, "diy@example.com")
+            grant_installer(client, cloud.account)  # an operator's `mailcam set-role diy@example.com installer`
             cloud.gateway_token = client.post("/api/gateways/", json={"name": "home"},
                                               headers=cloud.account.headers).json()["gateway_token"]
         gateway = GatewayProcess(tmp_path / "gw", env=gateway_env(
@@ -141,7 +142,9 @@ def test_install_takes_a_bare_board_to_a_calibrated_claimed_mailbox_and_check_pa
 @pytest.fixture
 def live_cloud(cloud_app):
     with LiveServer(cloud_app) as server, httpx.Client(base_url=server.url) as client:
-        yield server.url, new_account(client, "installer@example.com")
+        installer = new_account(client, "installer@example.com")
+        grant_installer(client, installer)
+        yield server.url, installer
 
 
 def test_a_wrong_port_is_named_and_nothing_is_registered(tmp_path):

@@ -342,6 +342,7 @@ def test_a_new_mailbox_asks_for_calibration_and_this_is_empty_calibrates_it(page
 def test_the_installers_qr_link_fills_in_the_claim_code(page, home):
     from provisioning.install import claim_url
 
+    grant_installer(home.http, home.account)
     registered = home.http.post("/api/devices/", json={"serial": "box-qr"}, headers=home.account.headers)
     code = registered.json()["claim_code"]
     open_dashboard(page, home, claim_url("", code).lstrip("/") + "#/")
