@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.clock import Clock, SystemClock
 from cloud.db import make_engine, make_session_factory
 from cloud.events import EventSink, FanoutSink, LogSink
-from cloud.services.images import ImageStore
+from cloud.imagestore import ImageStore, open_image_store
 from cloud.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class AppContext:
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            images=ImageStore(settings.resolved_image_dir, thumbnail_side=settings.thumbnail_side),
+            images=open_image_store(settings.images, settings.resolved_image_dir, thumbnail_side=settings.thumbnail_side),
             clock=clock or SystemClock(),
         )
 

@@ -109,9 +109,10 @@ def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: C
     session.refresh(device)
     try:
         # A delete of another capture of the same image may have removed the file since the put
-        # above; holding the file's lock, put it back (a stat when it is there) before we commit.
+        # above; holding the file's lock, put it back before we commit.
         hold_image(session, image.jpeg.sha256, ctx.clock.now())
-        ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
+        if not ctx.images.exists(image.jpeg.sha256):
+            ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
         result = _record(session, ctx, device, capture, capture_id, image)
         session.commit()
     except IntegrityError:
