@@ -36,7 +36,9 @@ class AppContext:
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            images=open_image_store(settings.images, settings.resolved_image_dir, thumbnail_side=settings.thumbnail_side),
+            images=open_image_store(
+                settings.images, settings.resolved_image_dir, thumbnail_side=settings.thumbnail_side
+            ),
             clock=clock or SystemClock(),
         )
 

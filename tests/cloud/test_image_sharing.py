@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from cloud.imagestore.folder import FolderImageStore
 from cloud.models import Capture, Device, TriggerType
 from cloud.services import ingest, retention
-from cloud.imagestore.folder import FolderImageStore
 from tests.cloudkit import b64, capture_body, jpeg_bytes, make_settings, new_account, new_device
 
 WAIT_S = 30
