@@ -57,8 +57,14 @@ class S3ImageStore:
 
     def put(self, sha256: str, data: bytes, thumbnail: bytes | None) -> None:
         checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
-        self._call("put_object", Bucket=self.bucket, Key=self.key(sha256), Body=data, ContentType="image/jpeg",
-                   ChecksumSHA256=checksum)
+        self._call(
+            "put_object",
+            Bucket=self.bucket,
+            Key=self.key(sha256),
+            Body=data,
+            ContentType="image/jpeg",
+            ChecksumSHA256=checksum,
+        )
         if thumbnail is not None:
             self._put_thumbnail(sha256, thumbnail)
 
@@ -90,13 +96,17 @@ class S3ImageStore:
             raise ServiceUnavailable(f"the image store refused a delete: {first.get('Code')}")
 
     def shared_url(self, sha256: str, *, thumbnail: bool, ttl_s: int) -> str:
-        params = {"Bucket": self.bucket, "Key": self.key(sha256, thumbnail=thumbnail),
-                  "ResponseContentType": "image/jpeg"}
+        params = {
+            "Bucket": self.bucket,
+            "Key": self.key(sha256, thumbnail=thumbnail),
+            "ResponseContentType": "image/jpeg",
+        }
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)
 
     def _put_thumbnail(self, sha256: str, data: bytes) -> None:
-        self._call("put_object", Bucket=self.bucket, Key=self.key(sha256, thumbnail=True), Body=data,
-                   ContentType="image/jpeg")
+        self._call(
+            "put_object", Bucket=self.bucket, Key=self.key(sha256, thumbnail=True), Body=data, ContentType="image/jpeg"
+        )
 
     def _get(self, key: str) -> bytes:
         return self._call("get_object", Bucket=self.bucket, Key=key)["Body"].read()
@@ -117,6 +127,7 @@ def make_client(settings: ImageSettings) -> Any:
     """A boto3 S3 client for these settings (unset credentials: boto3's default chain)."""
     config = Config(
         region_name=settings.region,
+        signature_version="s3v4",  # presigned URLs too (botocore would sign those with v2, which R2 refuses)
         max_pool_connections=settings.max_connections,
         connect_timeout=5,
         read_timeout=30,
@@ -129,6 +140,9 @@ def make_client(settings: ImageSettings) -> Any:
     )
     secret = settings.secret_access_key.get_secret_value() if settings.secret_access_key else None
     return boto3.session.Session().client(
-        "s3", endpoint_url=settings.endpoint_url, aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=secret, config=config,
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=secret,
+        config=config,
     )
