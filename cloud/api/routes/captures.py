@@ -43,8 +43,11 @@ def _jpeg(ctx: CtxDep, capture: Capture, thumbnail: bool) -> Response:
     )
 
 
-_jpeg_response = {200: {"content": {"image/jpeg": {}}}, 307: {"description": "a presigned URL of the bucket"},
-                  **_errors}
+_jpeg_response = {
+    200: {"content": {"image/jpeg": {}}},
+    307: {"description": "a presigned URL of the bucket"},
+    **_errors,
+}
 
 
 @router.get("/{capture_id}/image", response_class=Response, responses=_jpeg_response)
