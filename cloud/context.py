@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.clock import Clock, SystemClock
 from cloud.db import make_engine, make_session_factory
 from cloud.events import EventSink, FanoutSink, LogSink
+from cloud.groupcommit import GroupCommit
 from cloud.imagestore import ImageStore, open_image_store
 from cloud.settings import Settings
 
@@ -28,6 +29,11 @@ class AppContext:
     events: FanoutSink = field(default_factory=lambda: FanoutSink(LogSink()))
     # The vision providers of this context, built on first use (``cloud.vision.worker.pipeline_for``).
     vision: VisionPipeline | None = field(default=None, repr=False)
+    # Ingest's rows, committed together with those of concurrent captures (cloud/groupcommit.py).
+    group_commit: GroupCommit = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.group_commit = GroupCommit(self.sessions)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> AppContext:

@@ -94,9 +94,9 @@ def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: C
     """Validate, store and record a capture, idempotent on ``capture_id``; commits ``session``.
 
     The caller's open transaction (the token lookup) is committed first, so no database lock is
-    held while the image is decoded, hashed, written and fsynced (on SQLite every transaction holds
-    the one write lock, so that work would otherwise be serialised across all uploads). The rows
-    are then written in one short transaction, after the original image is durable.
+    held while the image is decoded, hashed and stored durably. The rows are then written in one
+    short transaction shared with the other captures arriving at that moment (``ctx.group_commit``:
+    one commit for all of them); this returns once it has committed.
     """
     known = lookup(session, capture.capture_id) if capture.capture_id else None
     session.commit()
@@ -105,25 +105,30 @@ def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: C
         return _known_result(known, device)
     capture_id = capture.capture_id or derive_capture_id(device.serial, _aware(capture.taken_at), image.jpeg.sha256)
     ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
-    # A fresh transaction: re-read the device (another upload may have moved last_seen_at on).
-    session.refresh(device)
     try:
-        # A delete of another capture of the same image may have removed the file since the put
-        # above; holding the file's lock, put it back before we commit.
-        hold_image(session, image.jpeg.sha256, ctx.clock.now())
-        if not ctx.images.exists(image.jpeg.sha256):
-            ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
-        result = _record(session, ctx, device, capture, capture_id, image)
-        session.commit()
+        result = ctx.group_commit.run(lambda batch: _store(batch, ctx, device.id, capture, capture_id, image))
     except IntegrityError:
         # Another request stored the same capture_id since the lookup above.
-        session.rollback()
         known = lookup(session, capture_id)
         if known is None:
             raise
         result = _known_result(known, device)
         session.commit()
     return result
+
+
+def _store(session: Session, ctx: AppContext, device_id: int, capture: CaptureIn, capture_id: str,
+           image: CheckedImage) -> IngestResult:
+    """The capture's rows, inside the shared transaction (re-reading the device: another upload may
+    have moved its last_seen_at on)."""
+    device = session.get(Device, device_id, populate_existing=True)
+    assert device is not None, "a device is never deleted while its token authenticates"
+    # A delete of another capture of the same image may have removed the file since the put
+    # above; holding the file's lock, put it back before we commit.
+    hold_image(session, image.jpeg.sha256, ctx.clock.now())
+    if not ctx.images.exists(image.jpeg.sha256):
+        ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
+    return _record(session, ctx, device, capture, capture_id, image)
 
 
 def lookup(session: Session, capture_id: str) -> KnownCapture | None:

@@ -1,0 +1,83 @@
+"""Group commit: many small write transactions from many threads, committed together.
+
+Ingest's rows for one capture are a handful of statements, but each transaction costs a commit
+(an fsync of SQLite's WAL with ``synchronous=FULL``, a WAL flush on PostgreSQL) and, on SQLite,
+a turn at the one write lock. Under load the threads queued for that lock most of the time
+(bench/cloud_ingest.py, profiled with py-spy). Here the first thread to arrive becomes the
+*leader*: it takes every piece of work waiting (up to ``max_batch``), runs each in its own
+SAVEPOINT in one transaction, commits once, and hands each caller its result. Threads that arrive
+meanwhile wait for the next round, led by one of them. No thread of its own, nothing to start.
+
+Nothing is acknowledged early: ``run`` returns (or raises) only after the transaction holding
+that work has committed (or failed). One piece of work that raises is rolled back to its
+savepoint and its caller gets the exception; the others in the batch commit. A failed commit
+fails every piece of that batch.
+
+    caller ──run(work)──► queue ──► leader: BEGIN; SAVEPOINT; work(session); RELEASE; … COMMIT
+                                              └── each caller's future: result or exception
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+
+
+class GroupCommit:
+    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 64) -> None:
+        self._sessions = sessions
+        self._max_batch = max_batch
+        self._queue: deque[tuple[Callable[[Session], object], Future]] = deque()
+        self._lock = threading.Lock()
+        self._leading = False
+
+    def run(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` inside a shared transaction; returns once that transaction committed."""
+        future: Future = Future()
+        with self._lock:
+            self._queue.append((work, future))
+            lead = not self._leading
+            if lead:
+                self._leading = True
+        if lead:
+            self._lead()
+        return future.result()
+
+    def _lead(self) -> None:
+        while True:
+            with self._lock:
+                batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+                if not batch:
+                    self._leading = False
+                    return
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[Callable[[Session], object], Future]]) -> None:
+        results: list[tuple[Future, object]] = []
+        try:
+            with self._sessions() as session:
+                for work, future in batch:
+                    try:
+                        with session.begin_nested():
+                            results.append((future, work(session)))
+                    except Exception as exc:  # this caller's error; the rest of the batch goes on
+                        future.set_exception(exc)
+                session.commit()
+        except BaseException as exc:  # the commit itself failed: nothing of this batch is stored
+            for future, _ in results:
+                future.set_exception(exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for future, result in results:
+            future.set_result(result)
