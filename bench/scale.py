@@ -27,7 +27,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -35,7 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import cloud_ingest as ingest_bench  # noqa: E402
 from cloud_ingest import RoundResult, Server, make_jpegs, process_cpu_s, register_device, run_round  # noqa: E402
 
 
@@ -159,5 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _ = (ingest_bench, time)
     main()
