@@ -182,23 +182,24 @@ def _record(
 
     devices.mark_seen(device, now, capture.battery_voltage)
     # Plain Core inserts: nothing here needs the ORM objects, and the unit of work costs more
-    # than the statements themselves (this runs while SQLite's write lock is held).
+    # than the statements themselves (this runs while SQLite's write lock is held). The values go
+    # as parameters, not ``.values(...)``: the statement is then compiled once and cached, instead
+    # of being rebuilt and re-keyed for every capture (cProfile: the largest share of its Python time).
     conn = session.connection()
     conn.execute(
-        insert(Analysis.__table__).values(
-            capture_pk=capture_pk, status=JobStatus.QUEUED, created_at=now, updated_at=now
-        )
+        _INSERT_ANALYSIS, {"capture_pk": capture_pk, "status": JobStatus.QUEUED, "created_at": now, "updated_at": now}
     )
     conn.execute(
-        insert(AnalysisJob.__table__).values(
-            capture_pk=capture_pk,
-            status=JobStatus.QUEUED,
-            kind="initial",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
-        )
+        _INSERT_JOB,
+        {
+            "capture_pk": capture_pk,
+            "status": JobStatus.QUEUED,
+            "kind": "initial",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
     if capture.trigger_type == TriggerType.MANUAL:
         triggers.fulfil_with_capture(session, ctx, device, capture.trigger_id, capture_pk)
@@ -211,6 +212,10 @@ def _record(
     return IngestResult(capture_id=capture_id, analysis_queued=True, created=True)
 
 
+_INSERT_CAPTURE = insert(Capture.__table__).returning(Capture.__table__.c.id)
+_INSERT_ANALYSIS = insert(Analysis.__table__)
+_INSERT_JOB = insert(AnalysisJob.__table__)
+
+
 def _insert_capture(session: Session, values: dict) -> int:
-    table = Capture.__table__
-    return session.connection().execute(insert(table).values(**values).returning(table.c.id)).scalar_one()
+    return session.connection().execute(_INSERT_CAPTURE, values).scalar_one()
