@@ -8,8 +8,9 @@ The promise both keep, which ingest builds on (``cloud/services/ingest.py``):
 
 * ``put`` returns only once the original is durable (folder: fsynced and renamed; S3: the PUT
   answered success, and S3 never stores a partial object). So an acknowledged capture's image is
-  stored before the 200. The thumbnail is derived data: ``read(thumbnail=True)`` rebuilds one that
-  is missing or torn from the original.
+  stored before the 200. The thumbnail is derived data, made off the request path:
+  ``read(thumbnail=True)`` makes it from the original on first use (and again if a crash tore it)
+  and keeps it.
 * Keys are the image's SHA-256: putting the same bytes twice stores them once, and a retry after
   a crash between the put and the database commit finds them already there.
 * A missing image is ``FileNotFoundError`` from ``read``, whatever the backend.

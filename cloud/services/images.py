@@ -32,11 +32,13 @@ class CheckedJpeg:
     sha256: str
     width: int
     height: int
-    thumbnail: bytes
 
 
-def check_jpeg(data: bytes, *, min_side: int, max_side: int, thumbnail_side: int) -> CheckedJpeg:
-    """Prove ``data`` is a whole, decodable JPEG of sane size; make its thumbnail on the way."""
+def check_jpeg(data: bytes, *, min_side: int, max_side: int) -> CheckedJpeg:
+    """Prove ``data`` is a whole, decodable JPEG of sane size.
+
+    The thumbnail is not made here (off the request path): the image store makes it on its first
+    read (``ImageStore.read(thumbnail=True)``)."""
     if not data.startswith(b"\xff\xd8"):
         raise ImageRejected("the image is not a JPEG (no SOI marker)")
     try:
@@ -46,18 +48,21 @@ def check_jpeg(data: bytes, *, min_side: int, max_side: int, thumbnail_side: int
                 raise ImageRejected(
                     f"image is {width}x{height}; each side must be within {min_side}..{max_side} px"
                 )
-            thumbnail = _thumbnail(image, thumbnail_side)
+            # Decode at 1/8 scale (libjpeg's DCT scaling): the cheapest decode that still reads the
+            # whole entropy-coded stream, so a truncated or corrupt file fails here.
+            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            image.load()
     except ImageRejected:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageRejected(f"the image is not a valid JPEG: {exc}") from exc
     if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise ImageRejected("the JPEG is truncated (no EOI marker)")
-    return CheckedJpeg(hashlib.sha256(data).hexdigest(), width, height, thumbnail)
+    return CheckedJpeg(hashlib.sha256(data).hexdigest(), width, height)
 
 
 def make_thumbnail(data: bytes, side: int) -> bytes:
-    """The thumbnail of a stored original (to rebuild one lost in a crash)."""
+    """The thumbnail of a stored original (made on first read, or again after a crash tore it)."""
     with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
         return _thumbnail(image, side)
 
@@ -67,8 +72,7 @@ def _thumbnail(image: Image.Image, side: int) -> bytes:
     scale = min(1.0, side / max(width, height))
     target = (max(1, round(width * scale)), max(1, round(height * scale)))
     # Decode at a reduced scale (libjpeg's DCT scaling, down to 1/8) chosen for the thumbnail's own
-    # size: a 640x480 original is decoded straight to 320x240 and needs no resize at all. It is cheap,
-    # yet it reads the whole entropy-coded stream, so a truncated or corrupt file fails here.
+    # size: a 640x480 original is decoded straight to 320x240 and needs no resize at all.
     image.draft("RGB", target)
     image.load()
     thumb = image.convert("RGB")

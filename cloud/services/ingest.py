@@ -81,12 +81,7 @@ def check_image(ctx: AppContext, image_b64: str) -> CheckedImage:
     """Decode and validate an uploaded image (no database, no files): CPU work, safe outside a transaction."""
     settings = ctx.settings
     data = decode_image(image_b64, settings.max_image_bytes)
-    checked = check_jpeg(
-        data,
-        min_side=settings.min_image_side,
-        max_side=settings.max_image_side,
-        thumbnail_side=settings.thumbnail_side,
-    )
+    checked = check_jpeg(data, min_side=settings.min_image_side, max_side=settings.max_image_side)
     return CheckedImage(data, checked)
 
 
@@ -104,7 +99,7 @@ def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: C
     if known is not None:
         return _known_result(known, device)
     capture_id = capture.capture_id or derive_capture_id(device.serial, _aware(capture.taken_at), image.jpeg.sha256)
-    ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
+    ctx.images.put(image.jpeg.sha256, image.data, None)  # the thumbnail is made on its first read
     try:
         result = ctx.group_commit.run(lambda batch: _store(batch, ctx, device.id, capture, capture_id, image))
     except IntegrityError:
@@ -127,7 +122,7 @@ def _store(session: Session, ctx: AppContext, device_id: int, capture: CaptureIn
     # above; holding the file's lock, put it back before we commit.
     hold_image(session, image.jpeg.sha256, ctx.clock.now())
     if not ctx.images.exists(image.jpeg.sha256):
-        ctx.images.put(image.jpeg.sha256, image.data, image.jpeg.thumbnail)
+        ctx.images.put(image.jpeg.sha256, image.data, None)
     return _record(session, ctx, device, capture, capture_id, image)
 
 

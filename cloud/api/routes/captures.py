@@ -26,10 +26,11 @@ def get_capture(owned: OwnedCapture) -> schemas.CapturePublic:
 
 def _jpeg(ctx: CtxDep, capture: Capture, thumbnail: bool) -> Response:
     images = ctx.settings.images
-    if images.serve == "presigned":
+    if images.serve == "presigned" and not thumbnail:
         # The owner check has passed: send the browser to the bucket for a short while. The redirect
         # itself is not cached (its URL expires), the image behind it is (immutable, content addressed).
-        url = ctx.images.shared_url(capture.image_sha256, thumbnail=thumbnail, ttl_s=images.presign_ttl_s)
+        # Thumbnails (a few KB, made on their first read) are served here.
+        url = ctx.images.shared_url(capture.image_sha256, thumbnail=False, ttl_s=images.presign_ttl_s)
         if url is not None:
             return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     try:
