@@ -31,7 +31,8 @@ class MotoServer:
     def start(self) -> MotoServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port("127.0.0.1", self.port, 30)
         return self
@@ -49,8 +50,15 @@ class MotoServer:
         """``ImageSettings`` pointing at this server (path-style addressing: the endpoint is an IP)."""
         from cloud.imagestore.config import ImageSettings
 
-        return ImageSettings(url=url, endpoint_url=self.endpoint_url, region=REGION, access_key_id=ACCESS_KEY,
-                             secret_access_key=SECRET_KEY, addressing_style="path", **extra)
+        return ImageSettings(
+            url=url,
+            endpoint_url=self.endpoint_url,
+            region=REGION,
+            access_key_id=ACCESS_KEY,
+            secret_access_key=SECRET_KEY,
+            addressing_style="path",
+            **extra,
+        )
 
     def new_bucket(self) -> str:
         """A fresh bucket (one per test: no test sees another's objects)."""

@@ -106,8 +106,12 @@ def test_a_capture_is_served_by_a_short_lived_presigned_url_when_set(moto_s3, tm
         alice = new_account(api, "alice@example.com")
         box = new_device(api, alice, "box-1")
         image = jpeg_bytes(seed=11)
-        assert api.post("/api/device/capture/", json=capture_body("box-1", image, capture_id="c1"),
-                        headers=box.headers).status_code == 200
+        assert (
+            api.post(
+                "/api/device/capture/", json=capture_body("box-1", image, capture_id="c1"), headers=box.headers
+            ).status_code
+            == 200
+        )
         answer = api.get("/api/captures/c1/image", headers=alice.headers, follow_redirects=False)
         assert answer.status_code == 307 and answer.headers["cache-control"] == "no-store"
         url = answer.headers["location"]
@@ -137,8 +141,13 @@ def test_images_migrate_copies_a_folder_and_resumes_where_it_stopped(moto_s3, tm
     for sha in shas[:2]:
         bucket.put(sha, folder.read(sha), None)
 
-    for name, value in (("ENDPOINT_URL", moto_s3.endpoint_url), ("REGION", "us-east-1"),
-                        ("ACCESS_KEY_ID", "k"), ("SECRET_ACCESS_KEY", "s"), ("ADDRESSING_STYLE", "path")):
+    for name, value in (
+        ("ENDPOINT_URL", moto_s3.endpoint_url),
+        ("REGION", "us-east-1"),
+        ("ACCESS_KEY_ID", "k"),
+        ("SECRET_ACCESS_KEY", "s"),
+        ("ADDRESSING_STYLE", "path"),
+    ):
         monkeypatch.setenv(f"MAILCAM_IMAGES__{name}", value)
     result = CliRunner().invoke(app, ["images", "migrate", "--from", str(tmp_path / "images"), "--to", url])
     assert result.exit_code == 1, result.output  # the damaged file is reported

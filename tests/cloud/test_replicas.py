@@ -38,7 +38,9 @@ class Replica:
         code = "from mailcam.cli import app; app()"
         self.process = subprocess.Popen(
             [sys.executable, "-c", code, "cloud", "--port", str(self.port), "--verbose"],
-            env=env, stdout=subprocess.DEVNULL, stderr=self.log_path.open("wb"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_path.open("wb"),
         )
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -136,6 +138,7 @@ def test_two_replicas_share_captures_analyse_and_notify_once_and_hold_click_limi
 
     jobs = wait_until(analysed, "six analyses")
     assert [job.attempts for job in jobs] == [1] * 6
+
     # ... and each resulting notification is sent once, by one replica or the other.
     def sent() -> list[Notification] | None:
         with ctx.sessions() as session:
@@ -153,8 +156,9 @@ def test_two_replicas_share_captures_analyse_and_notify_once_and_hold_click_limi
     # Click limits: 8 manual triggers at once, spread over both replicas; the free tier has 3 a day.
     def trigger(n: int) -> int:
         target = (a, b)[n % 2]
-        return httpx.post(target.url + "/api/device/trigger/", json={"device_serial": "box-1"}, headers=owner,
-                          timeout=60).status_code
+        return httpx.post(
+            target.url + "/api/device/trigger/", json={"device_serial": "box-1"}, headers=owner, timeout=60
+        ).status_code
 
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(trigger, range(8)))
