@@ -9,7 +9,7 @@ SAVEPOINT in one transaction, commits once, and hands each caller its result. Th
 meanwhile wait for the next round, led by one of them. No thread of its own, nothing to start.
 
 Nothing is acknowledged early: ``run`` returns (or raises) only after the transaction holding
-that work has committed (or failed). One piece of work that raises is rolled back to its
+that work has ended (committed, or failed). One piece of work that raises is rolled back to its
 savepoint and its caller gets the exception; the others in the batch commit. A failed commit
 fails every piece of that batch.
 
@@ -60,24 +60,26 @@ class GroupCommit:
             self._commit(batch)
 
     def _commit(self, batch: list[tuple[Callable[[Session], object], Future]]) -> None:
-        results: list[tuple[Future, object]] = []
+        # Every answer, an error included, is given only once the batch's transaction has ended: a
+        # caller refused for a duplicate key must find the row that refused it already committed.
+        outcomes: list[tuple[Future, object, BaseException | None]] = []
         try:
             with self._sessions() as session:
                 for work, future in batch:
                     try:
                         with session.begin_nested():
-                            results.append((future, work(session)))
+                            outcomes.append((future, work(session), None))
                     except Exception as exc:  # this caller's error; the rest of the batch goes on
-                        future.set_exception(exc)
+                        outcomes.append((future, None, exc))
                 session.commit()
         except BaseException as exc:  # the commit itself failed: nothing of this batch is stored
-            for future, _ in results:
-                future.set_exception(exc)
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+                future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for future, result in results:
-            future.set_result(result)
+        for future, result, error in outcomes:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)

@@ -5,7 +5,8 @@ does not take the others of its batch down."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from sqlalchemy import func, select
 
@@ -67,3 +68,53 @@ def test_one_failing_piece_of_work_leaves_the_rest_of_its_batch_committed(cloud_
         assert after.result(30) == "renamed"  # the failed piece was rolled back to its savepoint
     with cloud_ctx.sessions() as session:
         assert session.scalar(select(Device.name)) == "renamed"
+
+
+def test_a_duplicate_refused_in_a_batch_is_answered_after_the_row_that_refused_it_committed(cloud_ctx):
+    """Expected: a capture refused for a duplicate capture_id finds the first one committed (and answers
+    "saved"). Happened on PostgreSQL: the refusal was handed out during the batch, the lookup saw
+    nothing yet, and the request failed with 500."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.exc import IntegrityError
+
+    from cloud.models import JobRun
+
+    group = cloud_ctx.group_commit
+    inside, go_on = threading.Event(), threading.Event()
+
+    def hold(session):
+        inside.set()
+        assert go_on.wait(30)
+
+    def insert(session):
+        session.add(JobRun(job="dup", period="1", started_at=datetime.now(UTC), owner="test"))
+        session.flush()
+
+    def visible() -> bool:
+        with cloud_ctx.sessions() as session:
+            return session.scalar(select(func.count()).select_from(JobRun).where(JobRun.job == "dup")) == 1
+
+    held_after, go_on_after = threading.Event(), threading.Event()
+
+    def hold_after(session):  # keeps the batch with the duplicate open
+        held_after.set()
+        assert go_on_after.wait(30)
+
+    with ThreadPoolExecutor(4) as pool:
+        pool.submit(group.run, hold)
+        assert inside.wait(30)
+        first = pool.submit(group.run, insert)
+        second = pool.submit(group.run, insert)
+        closing = pool.submit(group.run, hold_after)
+        while len(group._queue) < 3:  # all three queued behind the held batch: they share the next one
+            time.sleep(0.005)
+        go_on.set()
+        assert held_after.wait(30)
+        answered, _ = wait([first, second], timeout=1, return_when=FIRST_COMPLETED)
+        assert not answered, "an answer was given while its batch was still open"
+        go_on_after.set()
+        refused = second.exception(30) or first.exception(30)
+        assert isinstance(refused, IntegrityError)
+        assert visible(), "the refusal came before the row that caused it was committed"
+        closing.result(30)
