@@ -258,7 +258,7 @@ def register_device(url: str, data_dir: Path) -> tuple[str, str]:
         assert reg.status_code == 201, reg.text
         claim = client.post("/api/devices/claim/", json={"claim_code": reg.json()["claim_code"]}, headers=owner)
         assert claim.status_code == 200, claim.text
-        return "bench-1", reg.json()["device_token"]
+        return "bench-1", claim.json()["device_token"]  # claiming replaced the installer's token
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.clock import Clock, SystemClock
 from cloud.db import make_engine, make_session_factory
 from cloud.events import EventSink, FanoutSink, LogSink
-from cloud.services.images import ImageStore
+from cloud.groupcommit import GroupCommit
+from cloud.imagestore import ImageStore, open_image_store
 from cloud.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +32,11 @@ class AppContext:
     vision: VisionPipeline | None = field(default=None, repr=False)
     # The Stripe client, built on first use when billing is configured (``cloud.billing.service.stripe_api``).
     stripe: StripeApi | None = field(default=None, repr=False)
+    # Ingest's rows, committed together with those of concurrent captures (cloud/groupcommit.py).
+    group_commit: GroupCommit = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.group_commit = GroupCommit(self.sessions)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> AppContext:
@@ -39,7 +45,9 @@ class AppContext:
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            images=ImageStore(settings.resolved_image_dir, thumbnail_side=settings.thumbnail_side),
+            images=open_image_store(
+                settings.images, settings.resolved_image_dir, thumbnail_side=settings.thumbnail_side
+            ),
             clock=clock or SystemClock(),
         )
 

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cloud.billing.config import BillingSettings
+from cloud.imagestore.config import ImageSettings
 from cloud.notify.config import NotifySettings
 from cloud.vision.config import VisionSettings
 
@@ -29,6 +30,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("mailcam-data")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir")
     image_dir: Path | None = Field(default=None, description="default data_dir/images")
+    # Images in a bucket instead (several replicas): MAILCAM_IMAGES__URL=s3://bucket/prefix, see cloud/imagestore.
+    images: ImageSettings = Field(default_factory=ImageSettings)
 
     # Request bodies: every route is capped at max_request_bytes, except the capture route
     # (max_image_bytes as base64, plus the same again for the JSON around it).

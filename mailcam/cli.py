@@ -58,6 +58,64 @@ def migrate() -> None:
     typer.echo(f"schema up to date: {settings.resolved_database_url.split('@')[-1]}")
 
 
+images_app = typer.Typer(help="The cloud's image store (a local folder, or an S3-compatible bucket).",
+                         no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+
+@images_app.command("migrate")
+def images_migrate(
+    source: Annotated[
+        str | None, typer.Option("--from", help="the image folder (default: MAILCAM_IMAGE_DIR or data_dir/images)")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--to", help="s3://bucket/prefix (default: MAILCAM_IMAGES__URL)")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="uploads at once")] = 8,
+) -> None:
+    """Copy the image folder into the bucket; run it again to resume (what is there is skipped).
+
+    The endpoint, region and credentials come from MAILCAM_IMAGES__* as for the cloud. Typical move:
+    stop the cloud, run this, set MAILCAM_IMAGES__URL, start the cloud, run this once more (it copies
+    nothing new), then remove the folder.
+    """
+    from pathlib import Path
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cloud.imagestore import copy
+    from cloud.imagestore.s3 import S3ImageStore
+    from cloud.settings import Settings
+
+    settings = Settings()
+    folder = Path(source) if source else settings.resolved_image_dir
+    image_settings = settings.images.model_copy(update={"url": target}) if target else settings.images
+    if not image_settings.url:
+        raise typer.BadParameter("name the bucket: --to s3://bucket/prefix or MAILCAM_IMAGES__URL", param_hint="--to")
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is not a folder", param_hint="--from")
+    store = S3ImageStore.from_settings(image_settings, thumbnail_side=settings.thumbnail_side)
+    paths = list(copy.originals(folder))
+    total_bytes = sum(p.stat().st_size for p in paths)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[files]} images"),
+               DownloadColumn(), TimeRemainingColumn())
+    done = 0
+    with Progress(*columns) as progress:
+        task = progress.add_task(f"{folder} → {image_settings.url}", total=total_bytes, files=f"0/{len(paths)}")
+
+        def advance(n: int, nbytes: int) -> None:
+            nonlocal done
+            done += n
+            progress.update(task, advance=nbytes, files=f"{done}/{len(paths)}")
+
+        report = copy.copy_folder(folder, store, workers=workers, progress=advance)
+    typer.echo(f"copied {report.copied} images ({report.bytes_copied} bytes), {report.already_there} already there")
+    for path in report.damaged:
+        typer.echo(f"not copied, its bytes do not match its name (damaged): {path}", err=True)
+    if report.damaged:
+        raise typer.Exit(1)
+
+
 @app.command("set-tier")
 def set_tier(
     email: Annotated[str, typer.Argument(help="The user's email")],

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.brokers import Mosquitto
+from tests.objectstore import MotoServer
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +25,14 @@ def fresh_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker = Mosquitto(workdir=tmp_path / "mosquitto").start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoServer]:
+    """moto's standalone S3 server (a stand-in for a real object store), one per test session."""
+    server = MotoServer().start()
+    yield server
+    server.stop()
 
 
 # --- databases -------------------------------------------------------------

@@ -23,8 +23,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from cloud.errors import Conflict, ImageRejected, NotFound
+from cloud.imagestore import ImageStore
 from cloud.models import Capture, Device, MailboxReference
-from cloud.services.images import ImageStore
 from cloud.vision import delivery
 from cloud.vision.change import Picture, picture, picture_from_png
 from cloud.vision.prep import BadImage, prepare_jpeg

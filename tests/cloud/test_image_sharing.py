@@ -1,4 +1,8 @@
-"""Content-addressed image files shared by captures: a delete never removes a file still in use."""
+"""Content-addressed image files shared by captures: a delete never removes a file still in use.
+
+The races run against both image stores: the local folder and an S3 bucket (moto's standalone
+server as a stand-in for a real S3-compatible service, through boto3).
+"""
 
 import os
 import stat
@@ -9,24 +13,35 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from cloud.imagestore.folder import FolderImageStore
 from cloud.models import Capture, Device, TriggerType
 from cloud.services import ingest, retention
-from cloud.services.images import ImageStore
-from tests.cloudkit import b64, capture_body, jpeg_bytes, new_account, new_device
+from tests.cloudkit import b64, capture_body, jpeg_bytes, make_settings, new_account, new_device
 
 WAIT_S = 30
 
 
-class PausingImageStore(ImageStore):
-    """The real store, paused after its first ``put`` until the test lets it go on."""
+@pytest.fixture(params=["folder", "s3"])
+def cloud_settings(request, tmp_path, database_url):
+    if request.param == "folder":
+        return make_settings(tmp_path, database_url)
+    moto_s3 = request.getfixturevalue("moto_s3")
+    return make_settings(tmp_path, database_url, images=moto_s3.settings(f"s3://{moto_s3.new_bucket()}/images"))
 
-    def __init__(self, root, **kwargs) -> None:
-        super().__init__(root, **kwargs)
+
+class PausingImageStore:
+    """The real store (folder or bucket), paused after its first ``put`` until the test lets it go on."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
         self.first_put_done = threading.Event()
         self.go_on = threading.Event()
 
-    def put(self, sha256: str, data: bytes, thumbnail: bytes) -> None:
-        super().put(sha256, data, thumbnail)
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def put(self, sha256: str, data: bytes, thumbnail: bytes | None) -> None:
+        self.inner.put(sha256, data, thumbnail)
         if not self.first_put_done.is_set():
             self.first_put_done.set()
             assert self.go_on.wait(WAIT_S)
@@ -42,7 +57,7 @@ def test_delete_during_an_identical_upload_keeps_the_new_captures_file(api, clou
     assert api.post("/api/device/capture/", json=capture_body("box-1", image, capture_id="cap-a"),
                     headers=box.headers).status_code == 200
 
-    store = PausingImageStore(cloud_ctx.images.root, thumbnail_side=cloud_ctx.images.thumbnail_side)
+    store = PausingImageStore(cloud_ctx.images)
     cloud_ctx.images = store
     errors: list[BaseException] = []
 
@@ -84,11 +99,12 @@ def test_deleting_the_last_capture_of_an_image_removes_its_file(api, cloud_ctx):
         api.post("/api/device/capture/", json=capture_body("box-1", image, capture_id=capture_id), headers=box.headers)
     with cloud_ctx.sessions() as session:
         sha = session.scalar(select(Capture.image_sha256).where(Capture.capture_id == "one"))
-    path = cloud_ctx.images.path(sha)
     assert api.delete("/api/captures/one", headers=alice.headers).status_code == 204
-    assert path.exists()  # "two" still uses it
+    assert cloud_ctx.images.exists(sha)  # "two" still uses it
     assert api.delete("/api/captures/two", headers=alice.headers).status_code == 204
-    assert not path.exists()
+    assert not cloud_ctx.images.exists(sha)
+    with pytest.raises(FileNotFoundError):
+        cloud_ctx.images.read(sha, thumbnail=True)
 
 
 def test_the_image_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
@@ -102,7 +118,7 @@ def test_the_image_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
-    store = ImageStore(tmp_path / "images")
+    store = FolderImageStore(tmp_path / "images")
     sha = "ab" * 32
     store.put(sha, jpeg_bytes(), b"\xff\xd8thumb\xff\xd9")
 
@@ -113,21 +129,22 @@ def test_the_image_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
     assert (root.st_dev, root.st_ino) in dirs  # the new shard folder's own entry
 
 
-class PausingInsideTheTransaction(ImageStore):
-    """The real store, paused at ingest's second ``put``: inside its transaction, holding the file's lock."""
+class PausingInsideTheTransaction:
+    """The real store, paused where ingest checks the file again: inside its transaction, holding the lock."""
 
-    def __init__(self, root, **kwargs) -> None:
-        super().__init__(root, **kwargs)
-        self.puts = 0
+    def __init__(self, inner) -> None:
+        self.inner = inner
         self.holding = threading.Event()
         self.go_on = threading.Event()
 
-    def put(self, sha256: str, data: bytes, thumbnail: bytes) -> None:
-        super().put(sha256, data, thumbnail)
-        self.puts += 1
-        if self.puts == 2:
-            self.holding.set()
-            assert self.go_on.wait(WAIT_S)
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def exists(self, sha256: str) -> bool:
+        found = self.inner.exists(sha256)
+        self.holding.set()
+        assert self.go_on.wait(WAIT_S)
+        return found
 
 
 def _lock_waiters(ctx) -> int:
@@ -146,7 +163,7 @@ def test_a_delete_waits_for_an_ingest_holding_the_same_image(api, cloud_ctx, dat
     box = new_device(api, alice, "box-1")
     image = jpeg_bytes(seed=9)
     api.post("/api/device/capture/", json=capture_body("box-1", image, capture_id="cap-a"), headers=box.headers)
-    store = PausingInsideTheTransaction(cloud_ctx.images.root, thumbnail_side=cloud_ctx.images.thumbnail_side)
+    store = PausingInsideTheTransaction(cloud_ctx.images)
     cloud_ctx.images = store
     errors: list[BaseException] = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from fastapi.responses import RedirectResponse
 
 from cloud.api import schemas
 from cloud.api.deps import CtxDep, CurrentUser, ManagedCapture, SessionDep, VisibleCapture
@@ -24,6 +25,14 @@ def get_capture(owned: VisibleCapture) -> schemas.CapturePublic:
 
 
 def _jpeg(ctx: CtxDep, capture: Capture, thumbnail: bool) -> Response:
+    images = ctx.settings.images
+    if images.serve == "presigned" and not thumbnail:
+        # The owner check has passed: send the browser to the bucket for a short while. The redirect
+        # itself is not cached (its URL expires), the image behind it is (immutable, content addressed).
+        # Thumbnails (a few KB, made on their first read) are served here.
+        url = ctx.images.shared_url(capture.image_sha256, thumbnail=False, ttl_s=images.presign_ttl_s)
+        if url is not None:
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     try:
         data = ctx.images.read(capture.image_sha256, thumbnail=thumbnail)
     except FileNotFoundError as exc:
@@ -35,7 +44,11 @@ def _jpeg(ctx: CtxDep, capture: Capture, thumbnail: bool) -> Response:
     )
 
 
-_jpeg_response = {200: {"content": {"image/jpeg": {}}}, **_errors}
+_jpeg_response = {
+    200: {"content": {"image/jpeg": {}}},
+    307: {"description": "a presigned URL of the bucket"},
+    **_errors,
+}
 
 
 @router.get("/{capture_id}/image", response_class=Response, responses=_jpeg_response)
