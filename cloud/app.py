@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cloud import migrate, security
+from cloud import live, migrate, security
 from cloud.api.body_limit import BodyLimit, Cap
 from cloud.api.routes import api_keys, captures, device_api, devices, gateway, notifications, phone_alerts, users
+from cloud.api.routes import live as live_routes
 from cloud.api.routes import vision as vision_routes
 from cloud.background import build_services
 from cloud.clock import Clock
@@ -37,12 +38,14 @@ def create_app(
     quiet_url_logging()
     ctx = ctx or AppContext.build(settings, clock=clock)
     notify_outbox.install(ctx)
+    live.install(ctx)
     security.configure_hashing(settings.password_hash_concurrency, settings.password_hash_wait_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(ctx.engine)
+        ctx.wakeups.start()  # other replicas' wakeups, for the long-polls and event streams here
         services = build_services(ctx) if ctx.settings.run_workers else []
         for service in services:
             service.start()
@@ -51,6 +54,7 @@ def create_app(
         finally:
             for service in reversed(services):
                 service.stop()
+            ctx.wakeups.stop()
 
     app = FastAPI(
         title="mailcam",
@@ -59,7 +63,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    app.state.trigger_watch = TriggerWatch().install(ctx.sessions)
+    app.state.trigger_watch = TriggerWatch().install(ctx.sessions, ctx.wakeups)
     app.add_middleware(
         BodyLimit,
         default=Cap(settings.max_request_bytes),
@@ -68,7 +72,7 @@ def create_app(
     install_error_handlers(app)
     document_error_bodies(app)
     vision_routes.document_allowed_models(app, ctx.settings.vision)
-    for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys):
+    for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys, live_routes):
         app.include_router(module.router)
     app.include_router(phone_alerts.router)
     app.include_router(phone_alerts.links_router)

@@ -13,6 +13,7 @@ from cloud.db import make_engine, make_session_factory
 from cloud.events import EventSink, FanoutSink, LogSink
 from cloud.services.images import ImageStore
 from cloud.settings import Settings
+from cloud.wakeups import Wakeups
 
 if TYPE_CHECKING:
     from cloud.vision.pipeline import VisionPipeline
@@ -24,6 +25,8 @@ class AppContext:
     engine: Engine
     sessions: sessionmaker[Session]
     images: ImageStore
+    # Commits that create work wake its owner at once, here and in other replicas (cloud.wakeups).
+    wakeups: Wakeups
     clock: Clock = field(default_factory=SystemClock)
     events: FanoutSink = field(default_factory=lambda: FanoutSink(LogSink()))
     # The vision providers of this context, built on first use (``cloud.vision.worker.pipeline_for``).
@@ -32,11 +35,13 @@ class AppContext:
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> AppContext:
         engine = make_engine(settings.resolved_database_url)
+        sessions = make_session_factory(engine)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_session_factory(engine),
+            sessions=sessions,
             images=ImageStore(settings.resolved_image_dir, thumbnail_side=settings.thumbnail_side),
+            wakeups=Wakeups(engine).install(sessions),
             clock=clock or SystemClock(),
         )
 

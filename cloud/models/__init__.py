@@ -19,6 +19,7 @@ from cloud.models.core import (
     TriggerType,
     User,
 )
+from cloud.models.live import LiveEvent, StreamTicket
 from cloud.models.notify import (
     Notification,
     NotificationPreference,
@@ -33,8 +34,8 @@ from cloud.models.vision import (
     Analysis,
     AnalysisFeedback,
     AnalysisJob,
+    AnalysisStatus,
     DeliveryEvent,
-    JobStatus,
     MailboxReference,
     MailboxState,
 )
@@ -67,7 +68,9 @@ __all__ = [
     "Gateway",
     "ImageFile",
     "JobRun",
-    "JobStatus",
+    "AnalysisStatus",
+    "LiveEvent",
+    "StreamTicket",
     "LoginFailureWindow",
     "ManualTrigger",
     "Subscription",

@@ -1,10 +1,11 @@
-"""Wakes this process's gateway long-polls when a manual trigger changes.
+"""Wakes the gateway long-polls when a manual trigger changes, in this replica or another.
 
 A long-poll waits on an event instead of querying every fraction of a second. Every commit
 of a session from the app's session factory that added or changed a trigger (an ORM object
-or an UPDATE statement on the table) wakes all waiters of this process; each takes one
-snapshot and waits again if its own gateway's triggers did not change. Triggers changed by
-another replica are found by the slow safety poll (``gateway_long_poll_safety_s``).
+or an UPDATE statement on the table) carries the ``wakeups.TRIGGERS`` wakeup; it wakes all
+waiters of every replica (``cloud.wakeups``: in-process, and LISTEN/NOTIFY on PostgreSQL). Each
+takes one snapshot and waits again if its own gateway's triggers did not change. The slow
+safety poll (``gateway_long_poll_safety_s``) covers a wakeup lost while a listener reconnected.
 
 At most ``gateway_long_polls_per_gateway`` waiters per gateway: a new one releases the
 oldest, which answers at once with what it has. A gateway whose old connection died
@@ -21,9 +22,9 @@ from contextlib import contextmanager, suppress
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
+from cloud import wakeups
 from cloud.models import ManualTrigger
-
-_CHANGED = "mailcam.trigger_changed"
+from cloud.wakeups import Wakeups
 
 
 class Waiter:
@@ -78,27 +79,20 @@ class TriggerWatch:
         for waiter in waiters:
             waiter.wake()
 
-    def install(self, sessions: sessionmaker[Session]) -> TriggerWatch:
-        """Call ``changed`` after each commit of ``sessions`` that touched the triggers table."""
+    def install(self, sessions: sessionmaker[Session], feed: Wakeups) -> TriggerWatch:
+        """Mark each transaction of ``sessions`` that touches the triggers table, and call
+        ``changed`` on every such commit (``feed`` brings other replicas' too)."""
 
         def after_flush(session: Session, _context: object) -> None:
             if any(isinstance(obj, ManualTrigger) for obj in (*session.new, *session.dirty)):
-                session.info[_CHANGED] = True
+                wakeups.mark(session, wakeups.TRIGGERS)
 
         def do_orm_execute(state: ORMExecuteState) -> None:
             writes = state.is_update or state.is_insert
             if writes and getattr(state.statement, "table", None) is ManualTrigger.__table__:
-                state.session.info[_CHANGED] = True
-
-        def after_commit(session: Session) -> None:
-            if session.info.pop(_CHANGED, False):
-                self.changed()
-
-        def after_rollback(session: Session) -> None:
-            session.info.pop(_CHANGED, None)
+                wakeups.mark(state.session, wakeups.TRIGGERS)
 
         event.listen(sessions, "after_flush", after_flush)
         event.listen(sessions, "do_orm_execute", do_orm_execute)
-        event.listen(sessions, "after_commit", after_commit)
-        event.listen(sessions, "after_rollback", after_rollback)
+        feed.subscribe(wakeups.TRIGGERS, self.changed)
         return self

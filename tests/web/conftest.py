@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from cloud.app import create_app
 from cloud.context import AppContext
-from cloud.models import Analysis, Capture, JobStatus
+from cloud.models import Analysis, Capture, AnalysisStatus
 from tests.cloudkit import Account, LiveServer, OwnedDevice, capture_body, jpeg_bytes, new_account, new_device
 
 CHROMIUM = "/usr/bin/chromium"
@@ -104,7 +104,7 @@ class Home:
                 .join(Capture, Analysis.capture_pk == Capture.id)
                 .where(Capture.capture_id == capture_id)
             )
-            analysis.status = result.pop("status", JobStatus.DONE)
+            analysis.status = result.pop("status", AnalysisStatus.DONE)
             for field, value in result.items():
                 setattr(analysis, field, value)
             session.commit()

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from cloud.models import JobStatus
+from cloud.models import AnalysisStatus
 from tests.web.conftest import log_in, open_dashboard
 
 pytestmark = pytest.mark.browser
@@ -146,7 +146,7 @@ def test_each_analysis_state_reads_plainly_and_refreshes_by_itself(page, home):
     page.add_init_script("localStorage.setItem('mailcam.refreshMs', '300')")
     box = home.mailbox("box-1", name="Front gate")
     failed, dark, queued = (home.capture(box, n) for n in range(3))
-    home.analyse(failed, status=JobStatus.FAILED, error="vision provider timed out")
+    home.analyse(failed, status=AnalysisStatus.FAILED, error="vision provider timed out")
     home.analyse(dark, mail_detected=None, image_quality="too_dark")
     open_dashboard(page, home)
     page.get_by_role("link", name="Front gate").click()
@@ -218,7 +218,7 @@ def test_a_revoked_session_returns_to_login_then_where_the_user_was(page, home):
 def test_a_failed_analysis_can_be_retried_from_the_dashboard(page, home):
     box = home.mailbox("box-1", name="Front gate")
     failed = home.capture(box, 1)
-    home.analyse(failed, status=JobStatus.FAILED, error="vision provider timed out")
+    home.analyse(failed, status=AnalysisStatus.FAILED, error="vision provider timed out")
     open_dashboard(page, home, f"#/mailbox/{box.serial}")
     latest = page.locator("section", has=page.get_by_role("heading", name="Latest photo"))
     expect(latest).to_contain_text("Analysis failed — retry")
