@@ -92,15 +92,21 @@ class JobTable:
         query = select(*(columns or (m,))).where(claimable).order_by(m.next_attempt_at, m.id).limit(limit)
         return query.with_for_update(skip_locked=True)  # rendered on PostgreSQL; SQLite has one writer
 
-    def claim(self, session: Session, row_id: int, claimable: ColumnElement[bool], worker_id: str,
-              now: datetime, **values: Any) -> bool:
+    def claim(
+        self,
+        session: Session,
+        row_id: int,
+        claimable: ColumnElement[bool],
+        worker_id: str,
+        now: datetime,
+        **values: Any,
+    ) -> bool:
         """Lease one row if it is still claimable; False when another worker got there first."""
         m = self.model
         claimed = session.execute(
             update(m)
             .where(m.id == row_id, claimable)
-            .values(status=self.states.running, locked_by=worker_id, locked_at=now, attempts=m.attempts + 1,
-                    **values)
+            .values(status=self.states.running, locked_by=worker_id, locked_at=now, attempts=m.attempts + 1, **values)
             .execution_options(synchronize_session=False)
         )
         return claimed.rowcount == 1
@@ -112,7 +118,9 @@ class JobTable:
         if worker_id is not None:
             guard.append(m.locked_by == worker_id)
         released = session.execute(
-            update(m).where(*guard).values(status=status, locked_by=None, locked_at=None, **values)
+            update(m)
+            .where(*guard)
+            .values(status=status, locked_by=None, locked_at=None, **values)
             .execution_options(synchronize_session=False)
         )
         return released.rowcount == 1

@@ -50,8 +50,11 @@ class LiveSink:
         data = json.loads(json.dumps(event.data, default=str))
         session.connection().execute(
             insert(LiveEvent.__table__).values(
-                user_id=event.user_id, kind=event.kind.value, device_serial=data.get("device_serial"),
-                data=data, created_at=self.ctx.clock.now(),
+                user_id=event.user_id,
+                kind=event.kind.value,
+                device_serial=data.get("device_serial"),
+                data=data,
+                created_at=self.ctx.clock.now(),
             )
         )
         wakeups.mark(session, wakeups.live_topic(event.user_id))
@@ -79,8 +82,16 @@ class FeedEvent:
     at: datetime
 
     def as_sse(self) -> str:
-        body = json.dumps({"id": self.id, "kind": self.kind, "device_serial": self.device_serial,
-                           "at": self.at.isoformat(), "data": self.data}, separators=(",", ":"))
+        body = json.dumps(
+            {
+                "id": self.id,
+                "kind": self.kind,
+                "device_serial": self.device_serial,
+                "at": self.at.isoformat(),
+                "data": self.data,
+            },
+            separators=(",", ":"),
+        )
         return f"id: {self.id}\nevent: {self.kind}\ndata: {body}\n\n"
 
 

@@ -33,8 +33,9 @@ class SseClient:
         self.error_body: bytes | None = None
         self._stop = threading.Event()
         self._client = httpx.Client(base_url=base_url, timeout=httpx.Timeout(10, read=60))
-        self._thread = threading.Thread(target=self._run, args=(headers or {}, params or {}), daemon=True,
-                                        name="sse-client")
+        self._thread = threading.Thread(
+            target=self._run, args=(headers or {}, params or {}), daemon=True, name="sse-client"
+        )
         self._thread.start()
 
     def _run(self, headers: dict[str, str], params: dict) -> None:
@@ -54,9 +55,14 @@ class SseClient:
                         continue
                     if line == "":
                         if "data" in fields:
-                            self.events.put(Sse(int(fields["id"]) if "id" in fields else None,
-                                                fields.get("event", "message"), json.loads(fields["data"]),
-                                                time.perf_counter()))
+                            self.events.put(
+                                Sse(
+                                    int(fields["id"]) if "id" in fields else None,
+                                    fields.get("event", "message"),
+                                    json.loads(fields["data"]),
+                                    time.perf_counter(),
+                                )
+                            )
                         fields = {}
                         continue
                     name, _, value = line.partition(":")

@@ -44,8 +44,13 @@ class CommitClock:
 def store_capture(ctx: AppContext, serial: str, n: int) -> None:
     with ctx.sessions() as session:
         device = session.scalar(select(Device).where(Device.serial == serial))
-        capture = ingest.CaptureIn(image_b64=b64(jpeg_bytes(seed=n)), trigger_type="automatic",
-                                   battery_voltage=3.9, taken_at=datetime.now(UTC), capture_id=f"{serial}-{n}")
+        capture = ingest.CaptureIn(
+            image_b64=b64(jpeg_bytes(seed=n)),
+            trigger_type="automatic",
+            battery_voltage=3.9,
+            taken_at=datetime.now(UTC),
+            capture_id=f"{serial}-{n}",
+        )
         ingest.ingest_capture(session, ctx, device, capture)
 
 
@@ -76,8 +81,9 @@ def pickup_latencies(ctx: AppContext, worker, table: str, topic: str, make_work,
 
 def test_a_new_capture_wakes_the_vision_worker_at_once(ctx):
     owner = make_owner(ctx)
-    latencies = pickup_latencies(ctx, VisionWorker(ctx), "analysis_jobs", wakeups.VISION,
-                                 lambda n: store_capture(ctx, owner.serial, n), rounds=5)
+    latencies = pickup_latencies(
+        ctx, VisionWorker(ctx), "analysis_jobs", wakeups.VISION, lambda n: store_capture(ctx, owner.serial, n), rounds=5
+    )
     print(f"commit -> vision pickup: median {statistics.median(latencies) * 1000:.1f} ms")
     assert statistics.median(latencies) < PICKUP_LIMIT_S, latencies
     with ctx.sessions() as session:
@@ -90,9 +96,15 @@ def test_a_new_notification_wakes_the_delivery_worker_at_once(ctx):
 
     def notify(n: int) -> None:
         with ctx.sessions() as session:
-            ctx.events.emit(session, Event(DomainEvent.AI_BUDGET_REACHED, user_id=owner.user_id, key=f"budget:{n}",
-                                           data={"device_serial": owner.serial, "month": "2026-11",
-                                                 "spent_usd": 0.5, "budget_usd": 0.5}))
+            ctx.events.emit(
+                session,
+                Event(
+                    DomainEvent.AI_BUDGET_REACHED,
+                    user_id=owner.user_id,
+                    key=f"budget:{n}",
+                    data={"device_serial": owner.serial, "month": "2026-11", "spent_usd": 0.5, "budget_usd": 0.5},
+                ),
+            )
             session.commit()
 
     latencies = pickup_latencies(ctx, DeliveryWorker(ctx), "notifications", wakeups.NOTIFY, notify, rounds=5)

@@ -75,8 +75,9 @@ def _read(ctx: AppContext, user_id: int, after_id: int, limit: int) -> list[live
         return live.read_after(session, user_id, after_id, limit=limit)
 
 
-async def _events(request: Request, ctx: AppContext, user_id: int, cursor: live.Cursor,
-                  reset: bool) -> AsyncIterator[str]:
+async def _events(
+    request: Request, ctx: AppContext, user_id: int, cursor: live.Cursor, reset: bool
+) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
     unsubscribe = ctx.wakeups.subscribe(wakeups.live_topic(user_id), lambda: loop.call_soon_threadsafe(woken.set))
