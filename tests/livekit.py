@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ class SseClient:
         self.status: int | None = None
         self.error_body: bytes | None = None
         self._stop = threading.Event()
+        self._socket: socket.socket | None = None
         self._client = httpx.Client(base_url=base_url, timeout=httpx.Timeout(10, read=60))
         self._thread = threading.Thread(
             target=self._run, args=(headers or {}, params or {}), daemon=True, name="sse-client"
@@ -41,6 +44,7 @@ class SseClient:
     def _run(self, headers: dict[str, str], params: dict) -> None:
         try:
             with self._client.stream("GET", "/api/events/", headers=headers, params=params) as response:
+                self._socket = response.extensions["network_stream"].get_extra_info("socket")
                 self.status = response.status_code
                 if response.status_code != 200:
                     self.error_body = response.read()
@@ -67,7 +71,7 @@ class SseClient:
                         continue
                     name, _, value = line.partition(":")
                     fields[name] = value.removeprefix(" ")
-        except (httpx.HTTPError, RuntimeError):
+        except (httpx.HTTPError, RuntimeError, OSError):
             if not self._stop.is_set():
                 raise
 
@@ -85,7 +89,11 @@ class SseClient:
         return [self.next() for _ in range(count)]
 
     def close(self) -> None:
+        """Drop the connection as a browser tab would (a blocked read ends only when its socket does)."""
         self._stop.set()
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
         self._client.close()
         self._thread.join(timeout=5)
 

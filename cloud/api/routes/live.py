@@ -75,32 +75,43 @@ def _read(ctx: AppContext, user_id: int, after_id: int, limit: int) -> list[live
         return live.read_after(session, user_id, after_id, limit=limit)
 
 
+async def _watch_disconnect(request: Request, gone: asyncio.Event, woken: asyncio.Event) -> None:
+    """Ends the stream when the client goes: under ASGI 2.4 Starlette only notices on the next write,
+    which may be a keep-alive away, and uvicorn waits for open streams before it can stop."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+    woken.set()
+
+
 async def _events(
     request: Request, ctx: AppContext, user_id: int, cursor: live.Cursor, reset: bool
 ) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
-    woken = asyncio.Event()
+    woken, gone = asyncio.Event(), asyncio.Event()
     unsubscribe = ctx.wakeups.subscribe(wakeups.live_topic(user_id), lambda: loop.call_soon_threadsafe(woken.set))
+    watcher = asyncio.create_task(_watch_disconnect(request, gone, woken), name="sse-disconnect")
     try:
         # Other replicas' events arrive once the listener is in; the opening line says we are live.
         await run_in_threadpool(ctx.wakeups.listening.wait, LISTENER_WAIT_S)
         yield f"retry: {int(ctx.settings.live_retry_ms)}\n: live\n\n"
         if reset:
             yield 'event: reset\ndata: {"reason":"the events since your last one are no longer kept"}\n\n'
-        while True:
+        while not gone.is_set():
             woken.clear()
             now = time.monotonic()
             floor = cursor.floor(now)
             rows = await run_in_threadpool(_read, ctx, user_id, floor, cursor.read_limit)
             for event in cursor.take(rows, now):
                 yield event.as_sse()
-            if len(rows) >= live.BATCH:
+            if len(rows) >= cursor.read_limit:
                 continue  # more waiting
             try:
                 await asyncio.wait_for(woken.wait(), ctx.settings.live_keepalive_s)
             except TimeoutError:
                 yield ": keep-alive\n\n"
     finally:
+        watcher.cancel()
         unsubscribe()
 
 
