@@ -183,8 +183,8 @@ class _Listener:
                 with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     failures = 0
-                    self.ready.set()
                     self.wakeups.wake_all()  # whatever was committed while we were not listening
+                    self.ready.set()
                     while not self._stop.is_set():
                         for notify in conn.notifies(timeout=1.0):
                             self._deliver(notify.payload)

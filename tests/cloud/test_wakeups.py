@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from cloud import wakeups
 from cloud.context import AppContext
@@ -26,7 +26,7 @@ from cloud.notify.worker import DeliveryWorker
 from cloud.services import ingest
 from cloud.vision.worker import VisionWorker
 from tests.cloudkit import b64, jpeg_bytes
-from tests.livekit import ClaimWatch
+from tests.livekit import DEADLINE_S, ClaimWatch
 from tests.notify.conftest import make_owner
 
 SAFETY_POLL_S = 60.0  # far longer than the test: a pickup can only come from a wakeup
@@ -62,16 +62,31 @@ def ctx(cloud_ctx: AppContext) -> Iterator[AppContext]:
     yield cloud_ctx
 
 
+def wait_until_idle(ctx: AppContext, table: str) -> None:
+    """Poll (with a deadline) until no row of ``table`` is due or leased."""
+    busy = text(f"SELECT count(*) FROM {table} WHERE status IN ('pending', 'running', 'sending')")
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        with ctx.sessions() as session:
+            if session.scalar(busy) == 0:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"{table}: work left after {DEADLINE_S} s")
+
+
 def pickup_latencies(ctx: AppContext, worker, table: str, topic: str, make_work, rounds: int) -> list[float]:
     watch = ClaimWatch(ctx.engine, table)
     commits = CommitClock(ctx, topic)
     worker.start()
     try:
+        assert ctx.wakeups.listening.wait(DEADLINE_S)  # PostgreSQL: its first wakeup (of all topics) is sent
         latencies = []
         for n in range(1, rounds + 1):
+            before = len(commits.times)
             make_work(n)
             picked = watch.wait_for(n)
-            latencies.append(picked - commits.times[n - 1])
+            latencies.append(picked - commits.times[before])
+            wait_until_idle(ctx, table)  # the worker waits again: the next job must wake it
         return latencies
     finally:
         worker.stop()
