@@ -92,7 +92,8 @@ class FeedEvent:
             },
             separators=(",", ":"),
         )
-        return f"id: {self.id}\nevent: {self.kind}\ndata: {body}\n\n"
+        # No "event:" line: every event reaches EventSource's onmessage; its kind is in the data.
+        return f"id: {self.id}\ndata: {body}\n\n"
 
 
 @dataclass

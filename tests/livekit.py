@@ -59,14 +59,10 @@ class SseClient:
                         continue
                     if line == "":
                         if "data" in fields:
-                            self.events.put(
-                                Sse(
-                                    int(fields["id"]) if "id" in fields else None,
-                                    fields.get("event", "message"),
-                                    json.loads(fields["data"]),
-                                    time.perf_counter(),
-                                )
-                            )
+                            data = json.loads(fields["data"])
+                            event_id = int(fields["id"]) if "id" in fields else None
+                            kind = fields.get("event") or data.get("kind", "message")
+                            self.events.put(Sse(event_id, kind, data, time.perf_counter()))
                         fields = {}
                         continue
                     name, _, value = line.partition(":")

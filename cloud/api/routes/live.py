@@ -96,7 +96,7 @@ async def _events(
         await run_in_threadpool(ctx.wakeups.listening.wait, LISTENER_WAIT_S)
         yield f"retry: {int(ctx.settings.live_retry_ms)}\n: live\n\n"
         if reset:
-            yield 'event: reset\ndata: {"reason":"the events since your last one are no longer kept"}\n\n'
+            yield 'data: {"kind":"reset","reason":"the events since your last one are no longer kept"}\n\n'
         while not gone.is_set():
             woken.clear()
             now = time.monotonic()

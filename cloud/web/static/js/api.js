@@ -138,4 +138,5 @@ export const endpoints = {
   apiKeys: () => api.get("/api/keys/"),
   createApiKey: (name, scope) => api.post("/api/keys/", { name, scope }),
   revokeApiKey: (id) => api.del(`/api/keys/${enc(id)}`),
+  streamTicket: () => api.post("/api/events/ticket/"),
 };
