@@ -63,7 +63,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    app.state.trigger_watch = TriggerWatch().install(ctx.sessions, ctx.wakeups)
+    app.state.trigger_watch = TriggerWatch().install(ctx.wakeups)
     app.add_middleware(
         BodyLimit,
         default=Cap(settings.max_request_bytes),

@@ -12,6 +12,7 @@ from cloud.clock import Clock, SystemClock
 from cloud.db import make_engine, make_session_factory
 from cloud.events import EventSink, FanoutSink, LogSink
 from cloud.services.images import ImageStore
+from cloud.services.trigger_watch import mark_trigger_changes
 from cloud.settings import Settings
 from cloud.wakeups import Wakeups
 
@@ -36,6 +37,7 @@ class AppContext:
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> AppContext:
         engine = make_engine(settings.resolved_database_url)
         sessions = make_session_factory(engine)
+        mark_trigger_changes(sessions)  # every process's trigger commits wake the long-polls of all
         return cls(
             settings=settings,
             engine=engine,

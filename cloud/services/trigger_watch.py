@@ -79,20 +79,24 @@ class TriggerWatch:
         for waiter in waiters:
             waiter.wake()
 
-    def install(self, sessions: sessionmaker[Session], feed: Wakeups) -> TriggerWatch:
-        """Mark each transaction of ``sessions`` that touches the triggers table, and call
-        ``changed`` on every such commit (``feed`` brings other replicas' too)."""
-
-        def after_flush(session: Session, _context: object) -> None:
-            if any(isinstance(obj, ManualTrigger) for obj in (*session.new, *session.dirty)):
-                wakeups.mark(session, wakeups.TRIGGERS)
-
-        def do_orm_execute(state: ORMExecuteState) -> None:
-            writes = state.is_update or state.is_insert
-            if writes and getattr(state.statement, "table", None) is ManualTrigger.__table__:
-                wakeups.mark(state.session, wakeups.TRIGGERS)
-
-        event.listen(sessions, "after_flush", after_flush)
-        event.listen(sessions, "do_orm_execute", do_orm_execute)
+    def install(self, feed: Wakeups) -> TriggerWatch:
+        """Call ``changed`` on every commit that touched the triggers table, in any replica."""
         feed.subscribe(wakeups.TRIGGERS, self.changed)
         return self
+
+
+def mark_trigger_changes(sessions: sessionmaker[Session]) -> None:
+    """Mark each transaction of ``sessions`` that adds or changes a trigger (an ORM object or an
+    UPDATE/INSERT statement on the table) with the ``wakeups.TRIGGERS`` wakeup."""
+
+    def after_flush(session: Session, _context: object) -> None:
+        if any(isinstance(obj, ManualTrigger) for obj in (*session.new, *session.dirty)):
+            wakeups.mark(session, wakeups.TRIGGERS)
+
+    def do_orm_execute(state: ORMExecuteState) -> None:
+        writes = state.is_update or state.is_insert
+        if writes and getattr(state.statement, "table", None) is ManualTrigger.__table__:
+            wakeups.mark(state.session, wakeups.TRIGGERS)
+
+    event.listen(sessions, "after_flush", after_flush)
+    event.listen(sessions, "do_orm_execute", do_orm_execute)
