@@ -34,6 +34,7 @@ from cloud.services import accounts, api_keys
 router = APIRouter(prefix="/api/events", tags=["live"])
 _err = {"model": schemas.ErrorBody}
 LISTENER_WAIT_S = 5.0
+MAX_ID = 2**63 - 1  # a BIGINT
 
 
 @router.post("/ticket/", status_code=status.HTTP_201_CREATED, response_model=schemas.StreamTicketOut)
@@ -125,13 +126,15 @@ async def event_stream(
     ctx: CtxDep,
     creds: OptionalBearer,
     ticket: Annotated[str | None, Query(max_length=100, description="From POST /api/events/ticket/")] = None,
-    last_event_id: Annotated[int | None, Query(ge=0, description="Resume after this event id")] = None,
-    last_event_id_header: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
+    last_event_id: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Resume after this event id")] = None,
+    last_event_id_header: Annotated[
+        str, Header(alias="Last-Event-ID", pattern=r"^[0-9]{0,18}$", description="Resume after this event id")
+    ] = "",
 ) -> StreamingResponse:
     """My live events (capture stored, analysis done, mailbox state, triggers, battery, online)."""
     token = creds.credentials if creds else None
     user_id = await run_in_threadpool(_authenticate, ctx, request, token, ticket)
-    resume = last_event_id_header if last_event_id_header is not None else last_event_id
+    resume = int(last_event_id_header) if last_event_id_header else last_event_id
     start, reset = await run_in_threadpool(_resume_point, ctx, resume)
     return StreamingResponse(
         _events(request, ctx, user_id, live.Cursor(start), reset),
