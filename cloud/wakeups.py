@@ -25,7 +25,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import URL, Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("mailcam.wakeups")
@@ -160,9 +160,9 @@ class _Listener:
 
     RETRY_MAX_S = 30.0
 
-    def __init__(self, wakeups: Wakeups, url: object) -> None:
+    def __init__(self, wakeups: Wakeups, url: URL) -> None:
         self.wakeups = wakeups
-        self.conninfo = url.render_as_string(hide_password=False)  # type: ignore[attr-defined]
+        self.conninfo = url.render_as_string(hide_password=False)
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wakeup-listener", daemon=True)

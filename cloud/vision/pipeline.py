@@ -65,7 +65,7 @@ from cloud.vision.openai_provider import OpenAIProvider
 from cloud.vision.prep import BadImage, perceptual_hash, phash_distance
 
 log = logging.getLogger("mailcam.vision")
-JOBS = JobTable(AnalysisJob)
+JOBS = JobTable(AnalysisJob)  # the analysis queue (cloud.jobs); claimed in cloud.vision.worker
 
 RESULT_FIELDS = (
     "mail_detected", "confidence", "description", "items", "categories", "package_present",

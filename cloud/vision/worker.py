@@ -15,15 +15,12 @@ from sqlalchemy import or_, update
 
 from cloud import wakeups
 from cloud.context import AppContext
-from cloud.jobs import JobTable, new_worker_id
+from cloud.jobs import new_worker_id
 from cloud.models import Analysis, AnalysisJob, AnalysisStatus
-from cloud.vision.pipeline import VisionPipeline, run_job
+from cloud.vision.pipeline import JOBS, VisionPipeline, run_job
 from cloud.worker import Worker
 
 log = logging.getLogger("mailcam.vision.worker")
-JOBS = JobTable(AnalysisJob)
-
-__all__ = ["JOBS", "VisionWorker", "claim_next", "new_worker_id", "process_pending"]
 
 
 def claim_next(ctx: AppContext, worker_id: str) -> int | None:
