@@ -27,8 +27,9 @@ __all__ = ["DeliveryWorker", "WorkerState"]
 
 class DeliveryWorker(Worker):
     def __init__(self, ctx: AppContext, registry: ChannelRegistry | None = None) -> None:
-        super().__init__(ctx, name="notify-delivery", topic=wakeups.NOTIFY,
-                         poll_s=ctx.settings.notify.worker_poll_interval_s)
+        super().__init__(
+            ctx, name="notify-delivery", topic=wakeups.NOTIFY, poll_s=ctx.settings.notify.worker_poll_interval_s
+        )
         self.registry = registry or ChannelRegistry(ctx.settings.notify, now=ctx.clock.now)
         settings = ctx.settings.notify
         self._senders = max(1, settings.senders)
