@@ -30,7 +30,7 @@ class SseClient:
 
     def __init__(self, base_url: str, *, headers: dict[str, str] | None = None, params: dict | None = None) -> None:
         self.events: queue.Queue[Sse] = queue.Queue()
-        self.opened = threading.Event()  # the server's opening comment arrived: subscribed
+        self.opened = threading.Event()  # the server's "open" event arrived: subscribed
         self.status: int | None = None
         self.error_body: bytes | None = None
         self._stop = threading.Event()
@@ -55,14 +55,16 @@ class SseClient:
                     if self._stop.is_set():
                         return
                     if line.startswith(":"):
-                        self.opened.set()
-                        continue
+                        continue  # a keep-alive
                     if line == "":
                         if "data" in fields:
                             data = json.loads(fields["data"])
                             event_id = int(fields["id"]) if "id" in fields else None
                             kind = fields.get("event") or data.get("kind", "message")
-                            self.events.put(Sse(event_id, kind, data, time.perf_counter()))
+                            if kind == "open":
+                                self.opened.set()  # subscribed: what commits from now on is pushed
+                            else:
+                                self.events.put(Sse(event_id, kind, data, time.perf_counter()))
                         fields = {}
                         continue
                     name, _, value = line.partition(":")

@@ -93,9 +93,11 @@ async def _events(
     unsubscribe = ctx.wakeups.subscribe(wakeups.live_topic(user_id), lambda: loop.call_soon_threadsafe(woken.set))
     watcher = asyncio.create_task(_watch_disconnect(request, gone, woken), name="sse-disconnect")
     try:
-        # Other replicas' events arrive once the listener is in; the opening line says we are live.
+        # Other replicas' events arrive once the listener is in.
         await run_in_threadpool(ctx.wakeups.listening.wait, LISTENER_WAIT_S)
-        yield f"retry: {int(ctx.settings.live_retry_ms)}\n: live\n\n"
+        # "open": subscribed from here on. A client that loaded its page before this may have missed
+        # a change in between: without a last event id to replay from, it reloads once on "open".
+        yield f'retry: {int(ctx.settings.live_retry_ms)}\ndata: {{"kind":"open","last_event_id":{cursor.last_id}}}\n\n'
         if reset:
             yield 'data: {"kind":"reset","reason":"the events since your last one are no longer kept"}\n\n'
         while not gone.is_set():

@@ -67,9 +67,15 @@ async function connect() {
     failures = 0;
     document.documentElement.dataset.live = "open";
   };
+  const fresh = lastId === null; // nothing to replay from: a change since the page loaded would be lost
   stream.onmessage = (message) => {
     if (message.lastEventId) lastId = message.lastEventId;
-    dispatch(JSON.parse(message.data));
+    const event = JSON.parse(message.data);
+    if (event.kind === "open") {
+      if (fresh) dispatch({ kind: "reset" }); // subscribed now: pages reload once and miss nothing
+      return;
+    }
+    dispatch(event);
   };
   stream.onerror = () => {
     if (source !== stream) return;
