@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cloud import migrate, security
+from cloud import live, migrate, security, wakeups
 from cloud.api.body_limit import BodyLimit, Cap
 from cloud.api.routes import (
     api_keys,
@@ -22,12 +22,12 @@ from cloud.api.routes import (
     users,
 )
 from cloud.api.routes import billing as billing_api
+from cloud.api.routes import live as live_routes
 from cloud.api.routes import vision as vision_routes
 from cloud.background import build_services
 from cloud.clock import Clock
 from cloud.context import AppContext
 from cloud.errors import document_error_bodies, install_error_handlers
-from cloud.models import Analysis, Capture, DeliveryEvent, Device, MailboxState, Telemetry
 from cloud.notify import outbox as notify_outbox
 from cloud.services.trigger_watch import TriggerWatch
 from cloud.settings import Settings
@@ -49,12 +49,14 @@ def create_app(
     quiet_url_logging()
     ctx = ctx or AppContext.build(settings, clock=clock)
     notify_outbox.install(ctx)
+    live.install(ctx)
     security.configure_hashing(settings.password_hash_concurrency, settings.password_hash_wait_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(ctx.engine)
+        ctx.wakeups.start()  # other replicas' wakeups, for the long-polls and event streams here
         services = build_services(ctx) if ctx.settings.run_workers else []
         for service in services:
             service.start()
@@ -63,6 +65,7 @@ def create_app(
         finally:
             for service in reversed(services):
                 service.stop()
+            ctx.wakeups.stop()
 
     app = FastAPI(
         title="mailcam",
@@ -71,11 +74,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    app.state.trigger_watch = TriggerWatch().install(ctx.sessions)
-    # What Home Assistant shows through the gateway (/api/gateway/states/) follows these tables.
-    app.state.state_watch = TriggerWatch(
-        (Capture, Analysis, MailboxState, DeliveryEvent, Telemetry, Device)
-    ).install(ctx.sessions)
+    app.state.trigger_watch = TriggerWatch().install(ctx.wakeups)
+    # What Home Assistant shows through the gateway (/api/gateway/states/).
+    app.state.state_watch = TriggerWatch().install(ctx.wakeups, wakeups.STATES)
     app.add_middleware(
         BodyLimit,
         default=Cap(settings.max_request_bytes),
@@ -89,7 +90,7 @@ def create_app(
     document_error_bodies(app)
     vision_routes.document_allowed_models(app, ctx.settings.vision)
     for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys, billing_api,
-                   firmware):
+                   firmware, live_routes):
         app.include_router(module.router)
     app.include_router(phone_alerts.router)
     app.include_router(phone_alerts.links_router)

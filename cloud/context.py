@@ -13,7 +13,9 @@ from cloud.db import make_engine, make_session_factory
 from cloud.events import EventSink, FanoutSink, LogSink
 from cloud.groupcommit import GroupCommit
 from cloud.imagestore import ImageStore, open_image_store
+from cloud.services.trigger_watch import mark_trigger_changes
 from cloud.settings import Settings
+from cloud.wakeups import Wakeups
 
 if TYPE_CHECKING:
     from cloud.billing.stripe_api import StripeApi
@@ -26,6 +28,8 @@ class AppContext:
     engine: Engine
     sessions: sessionmaker[Session]
     images: ImageStore
+    # Commits that create work wake its owner at once, here and in other replicas (cloud.wakeups).
+    wakeups: Wakeups
     clock: Clock = field(default_factory=SystemClock)
     events: FanoutSink = field(default_factory=lambda: FanoutSink(LogSink()))
     # The vision providers of this context, built on first use (``cloud.vision.worker.pipeline_for``).
@@ -41,13 +45,16 @@ class AppContext:
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> AppContext:
         engine = make_engine(settings.resolved_database_url)
+        sessions = make_session_factory(engine)
+        mark_trigger_changes(sessions)  # every process's trigger commits wake the long-polls of all
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_session_factory(engine),
+            sessions=sessions,
             images=open_image_store(
                 settings.images, settings.resolved_image_dir, thumbnail_side=settings.thumbnail_side
             ),
+            wakeups=Wakeups(engine).install(sessions),
             clock=clock or SystemClock(),
         )
 

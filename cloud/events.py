@@ -34,6 +34,7 @@ class DomainEvent(enum.StrEnum):
     AI_BUDGET_REACHED = "ai_budget_reached"
     LOW_BATTERY = "low_battery"
     DEVICE_OFFLINE = "device_offline"
+    TRIGGER_DELIVERED = "trigger_delivered"  # the gateway handed the request to the mailbox
     TRIGGER_FULFILLED = "trigger_fulfilled"
     TRIGGER_EXPIRED = "trigger_expired"
     DAILY_DIGEST = "daily_digest"
@@ -108,6 +109,8 @@ class DeviceOffline(TypedDict):
 
 
 class TriggerFulfilled(TypedDict):
+    """TRIGGER_DELIVERED and TRIGGER_FULFILLED."""
+
     trigger_id: str
     device_serial: str
 
@@ -136,6 +139,7 @@ PAYLOADS: dict[DomainEvent, type] = {
     DomainEvent.AI_BUDGET_REACHED: AIBudgetReached,
     DomainEvent.LOW_BATTERY: LowBattery,
     DomainEvent.DEVICE_OFFLINE: DeviceOffline,
+    DomainEvent.TRIGGER_DELIVERED: TriggerFulfilled,
     DomainEvent.TRIGGER_FULFILLED: TriggerFulfilled,
     DomainEvent.TRIGGER_EXPIRED: TriggerExpired,
     DomainEvent.DAILY_DIGEST: DailyDigest,

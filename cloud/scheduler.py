@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cloud import live
 from cloud.context import AppContext
 from cloud.models import JobRun
 from cloud.services import accounts, api_keys, device_health, retention, triggers
@@ -78,6 +79,10 @@ def _purge_expired_tokens(session: Session, ctx: AppContext) -> int:
     return accounts.purge_expired_tokens(session, ctx.clock.now())
 
 
+def _prune_live_events(session: Session, ctx: AppContext) -> int:
+    return live.prune(session, ctx)
+
+
 def core_jobs(ctx: AppContext) -> list[PeriodicJob]:
     """Jobs on devices, captures and accounts (notifications add theirs in ``cloud.notify.jobs``).
 
@@ -90,6 +95,7 @@ def core_jobs(ctx: AppContext) -> list[PeriodicJob]:
         PeriodicJob("purge_expired_tokens", ctx.settings.token_purge_interval_s, _purge_expired_tokens),
         PeriodicJob("notify_offline", s.offline_check_interval_s, _offline),
         PeriodicJob("api_rate_windows", s.retention_interval_s, _prune_rate_windows),
+        PeriodicJob("prune_live_events", min(300, ctx.settings.live_retention_s), _prune_live_events),
     ]
     if s.retention_days > 0:
         jobs.append(PeriodicJob("image_retention", s.retention_interval_s, _retention))

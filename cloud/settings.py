@@ -70,9 +70,16 @@ class Settings(BaseSettings):
     online_slack_s: int = 30
 
     # Gateway trigger long-poll: waiters per gateway (a new one releases the oldest), and the slow
-    # safety-net poll that finds triggers made by other replicas (this process's wake waiters at once).
+    # safety-net poll (a trigger change wakes waiters at once, in every replica: cloud.wakeups).
     gateway_long_polls_per_gateway: int = 2
-    gateway_long_poll_safety_s: float = 5.0
+    gateway_long_poll_safety_s: float = 30.0
+
+    # Live dashboard stream (GET /api/events/): events kept for replay after a reconnect, the
+    # single-use ticket's lifetime, the keep-alive (and safety poll) period, the client's retry.
+    live_retention_s: int = Field(default=3600, ge=60)
+    stream_ticket_ttl_s: int = Field(default=60, ge=5, le=3600)
+    live_keepalive_s: float = Field(default=15.0, gt=0)
+    live_retry_ms: int = Field(default=2000, ge=100)
 
     # Firmware updates (cloud.services.firmware): the Ed25519 public key (64 hex) releases must be signed
     # with, the one devices are provisioned with (`mailcam release keygen` makes the pair)

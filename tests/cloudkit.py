@@ -141,6 +141,12 @@ class LiveServer:
         LiveServer.serving[self.url] = self.app
         return self
 
+    def drop_connections(self) -> None:
+        """Close every open client connection at the TCP level, as a network drop would."""
+        # uvicorn's protocol objects (h11 and httptools alike) keep their loop and transport.
+        for connection in list(self.server.server_state.connections):
+            connection.loop.call_soon_threadsafe(connection.transport.abort)
+
     def __exit__(self, *exc: object) -> None:
         LiveServer.serving.pop(self.url, None)
         self.server.should_exit = True

@@ -58,6 +58,8 @@ async def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Dep
 
 
 TokenDep = Annotated[str, Depends(bearer_token)]
+# For a route with a second way in (the event stream's ticket): the header when there is one.
+OptionalBearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def current_user(request: Request, session: SessionDep, ctx: CtxDep, token: TokenDep) -> User:

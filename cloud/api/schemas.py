@@ -118,6 +118,13 @@ class TokenOut(BaseModel):
     expires_at: datetime
 
 
+class StreamTicketOut(BaseModel):
+    """Opens ``GET /api/events/?ticket=…`` once, before ``expires_at``."""
+
+    ticket: str
+    expires_at: datetime
+
+
 class PasswordChange(Strict):
     current_password: str = Field(max_length=200)
     new_password: str = Field(min_length=8, max_length=200)

@@ -23,6 +23,7 @@ from cloud.models.core import (
     User,
 )
 from cloud.models.firmware import FirmwareRelease, Rollout, RolloutDevice, RolloutStatus, UpdateState
+from cloud.models.live import LiveEvent, StreamTicket
 from cloud.models.notify import (
     Notification,
     NotificationPreference,
@@ -37,8 +38,8 @@ from cloud.models.vision import (
     Analysis,
     AnalysisFeedback,
     AnalysisJob,
+    AnalysisStatus,
     DeliveryEvent,
-    JobStatus,
     MailboxReference,
     MailboxState,
 )
@@ -76,7 +77,9 @@ __all__ = [
     "Gateway",
     "ImageFile",
     "JobRun",
-    "JobStatus",
+    "AnalysisStatus",
+    "LiveEvent",
+    "StreamTicket",
     "LoginFailureWindow",
     "ManualTrigger",
     "StripeEvent",

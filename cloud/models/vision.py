@@ -22,13 +22,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from cloud.jobs import JobState
 from cloud.models.base import Base, UTCDateTime, str_enum
 
 if TYPE_CHECKING:
     from cloud.models.core import Capture
 
 
-class JobStatus(enum.StrEnum):
+class AnalysisStatus(enum.StrEnum):
+    """What the owner is shown for a capture's analysis (its job's queue state is ``cloud.jobs.JobState``)."""
+
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
@@ -42,7 +45,7 @@ class Analysis(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     capture_pk: Mapped[int] = mapped_column(ForeignKey("captures.id", ondelete="CASCADE"), unique=True)
-    status: Mapped[JobStatus] = mapped_column(str_enum(JobStatus), default=JobStatus.QUEUED)
+    status: Mapped[AnalysisStatus] = mapped_column(str_enum(AnalysisStatus), default=AnalysisStatus.QUEUED)
     mail_detected: Mapped[bool | None] = mapped_column(Boolean)
     confidence: Mapped[float | None] = mapped_column(Float)
     description: Mapped[str | None] = mapped_column(Text)
@@ -67,13 +70,13 @@ class Analysis(Base):
 
 
 class AnalysisJob(Base):
-    """A durable work item for the vision worker (claimed with FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+    """A durable work item for the vision worker: a ``cloud.jobs`` queue row."""
 
     __tablename__ = "analysis_jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     capture_pk: Mapped[int] = mapped_column(ForeignKey("captures.id", ondelete="CASCADE"), index=True)
-    status: Mapped[JobStatus] = mapped_column(str_enum(JobStatus), default=JobStatus.QUEUED, index=True)
+    status: Mapped[JobState] = mapped_column(str_enum(JobState), default=JobState.PENDING, index=True)
     kind: Mapped[str] = mapped_column(String(20), default="initial")  # initial | reanalyse
     options: Mapped[dict | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

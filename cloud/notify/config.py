@@ -52,7 +52,8 @@ class NotifySettings(BaseModel):
 
     # Outbox delivery: sends run in `senders` threads, each row in its own, claimed as threads free
     # up; one user holds at most `sends_per_user` of them, so nobody's slow channel stalls the rest.
-    worker_poll_interval_s: float = 0.5
+    # A new job wakes the worker at once (cloud.wakeups); this poll is only the safety net (retries, leases).
+    worker_poll_interval_s: float = 10.0
     batch_size: int = 50
     senders: int = 8
     sends_per_user: int = 2

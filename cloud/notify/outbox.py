@@ -5,13 +5,13 @@ scheduled checks). It only reads preferences and inserts rows, never touches the
 so a channel outage cannot slow or fail ingest; rows commit or roll back with the event.
 
 At most once: each row is unique on (event key, channel, recipient); the insert ignores a
-duplicate. A row is sent only after a worker claims it (``pending``/``held`` → ``sending``;
-``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite). A claim whose
-worker died mid-send is not retried (we cannot know whether it went out): after
-``send_lease_s`` it is recorded as ``unknown``.
+duplicate. A row is sent only after a worker claims it (``pending``/``held`` → ``sending``,
+the job toolkit's lease: ``cloud.jobs``, ``NOTIFICATION_STATES``). A claim whose worker died
+mid-send is not retried (we cannot know whether it went out): after ``send_lease_s`` it is
+recorded as ``unknown``. Rows inserted wake the delivery worker when they commit (``wakeups.NOTIFY``).
 
-Retries: a temporary failure puts the row back to ``pending`` with capped, jittered
-exponential backoff, until ``max_attempts``; then ``failed``. Quiet hours hold a row
+Retries: a temporary failure puts the row back to ``pending`` with the toolkit's capped,
+jittered backoff, until ``max_attempts``; then ``failed``. Quiet hours hold a row
 (``held``) until they end; it is sent then, not dropped.
 
     pending ──claim──► sending ──ok──► sent
@@ -24,22 +24,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import random
-import socket
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from cloud import wakeups
 from cloud.context import AppContext
 from cloud.db import upsert
 from cloud.events import Event
+from cloud.jobs import NOTIFICATION_STATES, JobTable, new_worker_id
 from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
 from cloud.notify import apprise_channel, confirmations, kinds, preferences, rich, send_limits, webpush
 from cloud.notify.base import (
@@ -55,7 +53,8 @@ from cloud.notify.registry import ChannelRegistry, available
 from cloud.notify.webhook import webhook_secret
 
 log = logging.getLogger("mailcam.notify")
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+WORKER_ID = new_worker_id()
+OUTBOX = JobTable(Notification, NOTIFICATION_STATES)
 
 PENDING, HELD, SENDING, SENT, FAILED, SKIPPED, UNKNOWN = (
     "pending", "held", "sending", "sent", "failed", "skipped", "unknown",
@@ -127,7 +126,10 @@ def enqueue(session: Session, ctx: AppContext, prefs: preferences.Preferences, e
     stmt = upsert(session, Notification).values(rows).on_conflict_do_nothing(
         index_elements=[Notification.event_key, Notification.channel, Notification.recipient]
     )
-    return session.execute(stmt).rowcount or 0
+    inserted = session.execute(stmt).rowcount or 0
+    if inserted and not held_until:
+        wakeups.mark(session, wakeups.NOTIFY)
+    return inserted
 
 
 def _recipients(session: Session, prefs: preferences.Preferences, channel: str) -> list[str]:
@@ -217,18 +219,12 @@ def claim_due(
     with ctx.sessions() as session:
         session.execute(
             update(Notification)
-            .where(Notification.status == SENDING,
-                   Notification.locked_at < now - timedelta(seconds=settings.send_lease_s))
+            .where(OUTBOX.lease_expired(now, settings.send_lease_s))
             .values(status=UNKNOWN, last_error="the worker stopped mid-send; not retried (at most once)")
             .execution_options(synchronize_session=False)
         )
         rows = session.scalars(
-            select(Notification)
-            .where(Notification.status.in_(DUE), Notification.next_attempt_at <= now,
-                   Notification.user_id.not_in(full))
-            .order_by(Notification.next_attempt_at, Notification.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            OUTBOX.next_due(OUTBOX.due(now) & Notification.user_id.not_in(full), limit=limit)
         ).all()
         prefs_cache: dict[int, preferences.Preferences | None] = {}
         claimed: list[Claimed] = []
@@ -351,12 +347,6 @@ def deliver_one(ctx: AppContext, registry: ChannelRegistry, item: Claimed) -> bo
     return True
 
 
-def backoff_s(attempts: int, base: float, cap: float) -> float:
-    """Capped exponential backoff with ±20 % jitter (so retries after an outage spread out)."""
-    delay = min(cap, base * (2 ** max(0, attempts - 1)))
-    return delay * random.uniform(0.8, 1.2)
-
-
 def _record_failure(ctx: AppContext, item: Claimed, exc: ChannelError) -> None:
     settings = ctx.settings.notify
     now = ctx.clock.now()
@@ -364,8 +354,7 @@ def _record_failure(ctx: AppContext, item: Claimed, exc: ChannelError) -> None:
     if permanent or item.attempts >= settings.max_attempts:
         values: dict[str, Any] = {"status": FAILED}
     else:
-        delay = backoff_s(item.attempts, settings.retry_base_s, settings.retry_max_s)
-        values = {"status": PENDING, "next_attempt_at": now + timedelta(seconds=delay)}
+        values = OUTBOX.retry_values(item.attempts, now, base_s=settings.retry_base_s, cap_s=settings.retry_max_s)
     log.warning("notification %s via %s: %s (attempt %s)", item.notification_id, item.channel, exc.detail,
                 item.attempts)
     with ctx.sessions() as session:

@@ -13,11 +13,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloud import events
+from cloud import events, wakeups
 from cloud.context import AppContext
 from cloud.errors import Conflict, ImageRejected, ImageTooLarge
 from cloud.events import DomainEvent
-from cloud.models import Analysis, AnalysisJob, Capture, Device, JobStatus, TriggerType
+from cloud.jobs import JobState
+from cloud.models import Analysis, AnalysisJob, AnalysisStatus, Capture, Device, TriggerType
 from cloud.services import device_health, devices, triggers
 from cloud.services.images import CheckedJpeg, check_jpeg, hold_image
 
@@ -182,13 +183,14 @@ def _record(
     # of being rebuilt and re-keyed for every capture (cProfile: the largest share of its Python time).
     conn = session.connection()
     conn.execute(
-        _INSERT_ANALYSIS, {"capture_pk": capture_pk, "status": JobStatus.QUEUED, "created_at": now, "updated_at": now}
+        _INSERT_ANALYSIS,
+        {"capture_pk": capture_pk, "status": AnalysisStatus.QUEUED, "created_at": now, "updated_at": now},
     )
     conn.execute(
         _INSERT_JOB,
         {
             "capture_pk": capture_pk,
-            "status": JobStatus.QUEUED,
+            "status": JobState.PENDING,
             "kind": "initial",
             "attempts": 0,
             "next_attempt_at": now,
@@ -196,6 +198,7 @@ def _record(
             "updated_at": now,
         },
     )
+    wakeups.mark(session, wakeups.VISION)  # the vision workers start on it as soon as this commits
     if capture.trigger_type == TriggerType.MANUAL:
         triggers.fulfil_with_capture(session, ctx, device, capture.trigger_id, capture_pk)
     device_health.on_device_activity(session, ctx, device, device.last_battery_voltage)

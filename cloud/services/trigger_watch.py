@@ -1,13 +1,15 @@
-"""Wakes this process's gateway long-polls when a manual trigger changes.
+"""Wakes the gateway long-polls when a manual trigger changes, in this replica or another.
 
 A long-poll waits on an event instead of querying every fraction of a second. Every commit
 of a session from the app's session factory that added or changed a trigger (an ORM object
-or an UPDATE statement on the table) wakes all waiters of this process; each takes one
-snapshot and waits again if its own gateway's triggers did not change. Triggers changed by
-another replica are found by the slow safety poll (``gateway_long_poll_safety_s``).
+or an UPDATE statement on the table) carries the ``wakeups.TRIGGERS`` wakeup; it wakes all
+waiters of every replica (``cloud.wakeups``: in-process, and LISTEN/NOTIFY on PostgreSQL). Each
+takes one snapshot and waits again if its own gateway's triggers did not change. The slow
+safety poll (``gateway_long_poll_safety_s``) covers a wakeup lost while a listener reconnected.
 
-The same watch, given other tables, wakes the gateway's state feed (``/api/gateway/states/``:
-captures, analyses, delivery state, telemetry), which Home Assistant's entities follow.
+The same watch on the ``wakeups.STATES`` topic wakes the gateway's state feed
+(``/api/gateway/states/``: captures, analyses, delivery state, telemetry), which Home Assistant's
+entities follow.
 
 At most ``gateway_long_polls_per_gateway`` waiters per gateway: a new one releases the
 oldest, which answers at once with what it has. A gateway whose old connection died
@@ -24,9 +26,9 @@ from contextlib import contextmanager, suppress
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
+from cloud import wakeups
 from cloud.models import ManualTrigger
-
-_CHANGED = "mailcam.trigger_changed"
+from cloud.wakeups import Wakeups
 
 
 class Waiter:
@@ -49,13 +51,11 @@ class Waiter:
 
 
 class TriggerWatch:
-    """Long-poll waiters per gateway, woken by commits that wrote to ``models``' tables."""
+    """Long-poll waiters per gateway, woken by the commits of one wakeup topic (any replica's)."""
 
-    def __init__(self, models: tuple[type, ...] = (ManualTrigger,)) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[int, list[Waiter]] = {}
-        self._models = models
-        self._tables = {model.__table__ for model in models}
 
     @contextmanager
     def waiting(self, gateway_id: int, *, limit: int) -> Iterator[Waiter]:
@@ -85,28 +85,34 @@ class TriggerWatch:
         for waiter in waiters:
             waiter.wake()
 
-    def install(self, sessions: sessionmaker[Session]) -> TriggerWatch:
-        """Call ``changed`` after each commit of ``sessions`` that touched one of the watched tables."""
-        flag = f"{_CHANGED}:{id(self)}"  # one flag per watch: several watches share a session
-
-        def after_flush(session: Session, _context: object) -> None:
-            if any(isinstance(obj, self._models) for obj in (*session.new, *session.dirty, *session.deleted)):
-                session.info[flag] = True
-
-        def do_orm_execute(state: ORMExecuteState) -> None:
-            writes = state.is_update or state.is_insert or state.is_delete
-            if writes and getattr(state.statement, "table", None) in self._tables:
-                state.session.info[flag] = True
-
-        def after_commit(session: Session) -> None:
-            if session.info.pop(flag, False):
-                self.changed()
-
-        def after_rollback(session: Session) -> None:
-            session.info.pop(flag, None)
-
-        event.listen(sessions, "after_flush", after_flush)
-        event.listen(sessions, "do_orm_execute", do_orm_execute)
-        event.listen(sessions, "after_commit", after_commit)
-        event.listen(sessions, "after_rollback", after_rollback)
+    def install(self, feed: Wakeups, topic: str = wakeups.TRIGGERS) -> TriggerWatch:
+        """Call ``changed`` on every commit marked with ``topic`` (``mark_changes``), in any replica."""
+        feed.subscribe(topic, self.changed)
         return self
+
+
+def mark_changes(sessions: sessionmaker[Session], models: tuple[type, ...], topic: str) -> None:
+    """Mark each transaction of ``sessions`` that writes to ``models``' tables (an ORM object or an
+    INSERT/UPDATE/DELETE statement) with the ``topic`` wakeup."""
+    tables = {model.__table__ for model in models}
+
+    def after_flush(session: Session, _context: object) -> None:
+        if any(isinstance(obj, models) for obj in (*session.new, *session.dirty, *session.deleted)):
+            wakeups.mark(session, topic)
+
+    def do_orm_execute(state: ORMExecuteState) -> None:
+        writes = state.is_update or state.is_insert or state.is_delete
+        if writes and getattr(state.statement, "table", None) in tables:
+            wakeups.mark(state.session, topic)
+
+    event.listen(sessions, "after_flush", after_flush)
+    event.listen(sessions, "do_orm_execute", do_orm_execute)
+
+
+def mark_trigger_changes(sessions: sessionmaker[Session]) -> None:
+    """Trigger writes wake the gateways' trigger long-polls; writes to what Home Assistant shows
+    (captures, analyses, delivery state, telemetry, devices) wake the gateways' state feeds."""
+    from cloud.models import Analysis, Capture, DeliveryEvent, Device, MailboxState, Telemetry
+
+    mark_changes(sessions, (ManualTrigger,), wakeups.TRIGGERS)
+    mark_changes(sessions, (Capture, Analysis, MailboxState, DeliveryEvent, Telemetry, Device), wakeups.STATES)

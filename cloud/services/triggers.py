@@ -126,17 +126,22 @@ def expire_overdue(session: Session, ctx: AppContext) -> int:
     return expired
 
 
-def mark_delivered(session: Session, device_ids: list[int], trigger_id: str, now: datetime) -> ManualTrigger:
+def mark_delivered(session: Session, ctx: AppContext, device_ids: list[int], trigger_id: str) -> ManualTrigger:
     trigger = session.scalar(select(ManualTrigger).where(ManualTrigger.trigger_id == trigger_id))
     if trigger is None or trigger.device_id not in device_ids:
         raise NotFound("no such trigger", trigger_id=trigger_id)
-    session.execute(
+    moved = session.execute(
         update(ManualTrigger)
         .where(ManualTrigger.id == trigger.id, ManualTrigger.status == TriggerStatus.PENDING)
-        .values(status=TriggerStatus.DELIVERED, delivered_at=now)
+        .values(status=TriggerStatus.DELIVERED, delivered_at=ctx.clock.now())
         .execution_options(synchronize_session=False)
     )
     session.refresh(trigger)
+    if moved.rowcount == 1:
+        serial = devices.serials(session, [trigger.device_id])[trigger.device_id]
+        delivered: events.TriggerFulfilled = {"trigger_id": trigger.trigger_id, "device_serial": serial}
+        events.emit(ctx.events, session, DomainEvent.TRIGGER_DELIVERED, delivered, user_id=trigger.requested_by,
+                    device_id=trigger.device_id, key=f"trigger_delivered:{trigger.trigger_id}")
     return trigger
 
 

@@ -76,7 +76,8 @@ class VisionSettings(BaseModel):
     job_backoff_initial_s: float = 30.0
     job_backoff_max_s: float = 3600.0
     lease_timeout_s: float = 300.0
-    worker_poll_interval_s: float = 0.5
+    # A new job wakes the worker at once (cloud.wakeups); this poll is only the safety net (retries, leases).
+    worker_poll_interval_s: float = 10.0
     # Worker threads per cloud process; they share the queue through the job lease, never doubling up.
     workers: int = Field(default=2, ge=1, le=16)
 

@@ -7,17 +7,19 @@ from collections import defaultdict
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from cloud import wakeups
 from cloud.context import AppContext
 from cloud.errors import Conflict, NotFound, RateLimited, ValidationFailed
+from cloud.jobs import JobState
 from cloud.models import (
     AIBudgetNotice,
     AIOperation,
     Analysis,
     AnalysisFeedback,
     AnalysisJob,
+    AnalysisStatus,
     Capture,
     Device,
-    JobStatus,
     User,
 )
 from cloud.vision import references, schemas
@@ -31,11 +33,11 @@ def request_reanalysis(
     """Queue a re-analysis (409 while one is pending, 429 past the per-capture limit or the budget)."""
     s = ctx.settings.vision
     analysis = capture.analysis
-    if analysis is None or analysis.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+    if analysis is None or analysis.status in (AnalysisStatus.QUEUED, AnalysisStatus.RUNNING):
         raise Conflict("the capture is still being analysed", capture_id=capture.capture_id)
     jobs = list(session.scalars(select(AnalysisJob).where(AnalysisJob.capture_pk == capture.id,
                                                          AnalysisJob.kind == "reanalyse")))
-    if any(job.status in (JobStatus.QUEUED, JobStatus.RUNNING) for job in jobs):
+    if any(job.status in (JobState.PENDING, JobState.RUNNING) for job in jobs):
         raise Conflict("a re-analysis is already queued", capture_id=capture.capture_id)
     if len(jobs) >= s.max_reanalyses_per_capture:
         raise RateLimited("re-analysis limit reached for this capture", capture_id=capture.capture_id,
@@ -53,7 +55,7 @@ def request_reanalysis(
                               user_budget_usd=s.user_monthly_budget_usd)
     job = AnalysisJob(
         capture_pk=capture.id,
-        status=JobStatus.QUEUED,
+        status=JobState.PENDING,
         kind="reanalyse",
         options=options.model_dump(exclude_none=True),
         next_attempt_at=now,
@@ -62,6 +64,7 @@ def request_reanalysis(
     )
     session.add(job)
     session.flush()
+    wakeups.mark(session, wakeups.VISION)
     return job
 
 
@@ -69,7 +72,7 @@ def record_feedback(
     session: Session, ctx: AppContext, user: User, capture: Capture, body: schemas.FeedbackIn
 ) -> schemas.FeedbackPublic:
     analysis: Analysis | None = capture.analysis
-    if analysis is None or analysis.status != JobStatus.DONE:
+    if analysis is None or analysis.status != AnalysisStatus.DONE:
         raise Conflict("only a finished analysis can be judged", capture_id=capture.capture_id)
     now = ctx.clock.now()
     true_mail = body.mail_detected

@@ -35,14 +35,15 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from cloud import events
 from cloud.context import AppContext
 from cloud.events import DomainEvent
+from cloud.jobs import JobState, JobTable
 from cloud.models import (
     AIBudgetNotice,
     AIOperation,
     Analysis,
     AnalysisJob,
+    AnalysisStatus,
     Capture,
     Device,
-    JobStatus,
     MailboxState,
 )
 from cloud.vision import delivery, references
@@ -64,6 +65,7 @@ from cloud.vision.openai_provider import OpenAIProvider
 from cloud.vision.prep import BadImage, perceptual_hash, phash_distance
 
 log = logging.getLogger("mailcam.vision")
+JOBS = JobTable(AnalysisJob)  # the analysis queue (cloud.jobs); claimed in cloud.vision.worker
 
 RESULT_FIELDS = (
     "mail_detected", "confidence", "description", "items", "categories", "package_present",
@@ -151,7 +153,7 @@ class Plan:
     month: str
     spent_usd: float
     over_budget: str | None  # why no paid call is allowed this month (device or owner budget), or None
-    analysis_status: JobStatus
+    analysis_status: AnalysisStatus
     taken_at: datetime
     wake_reason: str | None = None
     references: list[references.Reference] = field(default_factory=list)
@@ -243,7 +245,7 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
         month=month,
         spent_usd=spent_usd(session, device.id, month),
         over_budget=budget_exhausted(session, ctx.settings.vision, device.id, device.owner_id, month),
-        analysis_status=analysis.status if analysis else JobStatus.QUEUED,
+        analysis_status=analysis.status if analysis else AnalysisStatus.QUEUED,
         taken_at=capture.taken_at,
         wake_reason=capture.wake_reason,
         references=references.load(session, device.id),
@@ -255,7 +257,7 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
     plan.previous_image_sha256 = session.scalar(
         select(Capture.image_sha256)
         .join(Analysis, Analysis.capture_pk == Capture.id)
-        .where(Capture.device_id == device.id, Capture.id < capture.id, Analysis.status == JobStatus.DONE,
+        .where(Capture.device_id == device.id, Capture.id < capture.id, Analysis.status == AnalysisStatus.DONE,
                Analysis.image_quality == ImageQuality.OK.value)
         .order_by(Capture.id.desc())
         .limit(1)
@@ -263,7 +265,7 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
     done = (
         select(Analysis)
         .join(Capture, Analysis.capture_pk == Capture.id)
-        .where(Capture.device_id == device.id, Capture.id != capture.id, Analysis.status == JobStatus.DONE)
+        .where(Capture.device_id == device.id, Capture.id != capture.id, Analysis.status == AnalysisStatus.DONE)
     )
     if ctx.settings.vision.dedupe_exact:
         same = session.scalar(
@@ -526,8 +528,8 @@ def finish(pipeline: VisionPipeline, plan: Plan, outcome: Outcome, worker_id: st
             elif plan.kind == "initial":  # waiting for its next attempt
                 session.execute(
                     update(Analysis)
-                    .where(Analysis.capture_pk == plan.capture_pk, Analysis.status == JobStatus.RUNNING)
-                    .values(status=JobStatus.QUEUED, updated_at=now)
+                    .where(Analysis.capture_pk == plan.capture_pk, Analysis.status == AnalysisStatus.RUNNING)
+                    .values(status=AnalysisStatus.QUEUED, updated_at=now)
                 )
             _budget_notice(session, ctx, plan, outcome, now)
     except LeaseLost:
@@ -540,22 +542,15 @@ def finish(pipeline: VisionPipeline, plan: Plan, outcome: Outcome, worker_id: st
 def _release_job(
     session: Session, plan: Plan, outcome: Outcome, status: str, worker_id: str, now: datetime, s: VisionSettings
 ) -> None:
-    values: dict[str, object] = {"updated_at": now, "locked_by": None, "locked_at": None}
+    values: dict[str, object] = {"updated_at": now}
     if status == "done":
-        values.update(status=JobStatus.DONE, last_error=outcome.note)
+        values.update(status=JobState.DONE, last_error=outcome.note)
     elif status == "failed":
-        values.update(status=JobStatus.FAILED, last_error=outcome.error)
+        values.update(status=JobState.DEAD, last_error=outcome.error)
     else:
-        delay = min(s.job_backoff_max_s, s.job_backoff_initial_s * 2 ** max(0, plan.attempts - 1))
-        delay *= random.uniform(0.75, 1.0)
-        values.update(status=JobStatus.QUEUED, last_error=outcome.error, next_attempt_at=now + timedelta(seconds=delay))
-    released = session.execute(
-        update(AnalysisJob)
-        .where(AnalysisJob.id == plan.job_id, AnalysisJob.status == JobStatus.RUNNING,
-               AnalysisJob.locked_by == worker_id)
-        .values(**values)
-    )
-    if released.rowcount != 1:
+        values.update(JOBS.retry_values(plan.attempts, now, base_s=s.job_backoff_initial_s, cap_s=s.job_backoff_max_s),
+                      last_error=outcome.error)
+    if not JOBS.release(session, plan.job_id, worker_id, **values):
         raise LeaseLost(plan.job_id)
 
 
@@ -598,7 +593,7 @@ def _write_result(session: Session, ctx: AppContext, plan: Plan, outcome: Outcom
     assert outcome.result is not None
     for name, value in outcome.result.as_dict().items():
         setattr(analysis, name, value)
-    analysis.status = JobStatus.DONE
+    analysis.status = AnalysisStatus.DONE
     analysis.provider = outcome.provider
     analysis.model = outcome.model
     analysis.source = outcome.source
@@ -625,12 +620,12 @@ def _write_result(session: Session, ctx: AppContext, plan: Plan, outcome: Outcom
 
 def _write_failure(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
     analysis = session.scalar(select(Analysis).where(Analysis.capture_pk == plan.capture_pk))
-    if analysis is not None and analysis.status == JobStatus.DONE:
+    if analysis is not None and analysis.status == AnalysisStatus.DONE:
         return  # a failed re-analysis leaves the earlier result standing (the job keeps the error)
     if analysis is None:
         analysis = Analysis(capture_pk=plan.capture_pk, created_at=now)
         session.add(analysis)
-    analysis.status = JobStatus.FAILED
+    analysis.status = AnalysisStatus.FAILED
     analysis.error = outcome.error
     analysis.phash = outcome.phash
     analysis.updated_at = now
@@ -693,7 +688,7 @@ def run_job(pipeline: VisionPipeline, job_id: int, worker_id: str) -> str:
     ctx, s = pipeline.ctx, pipeline.settings
     with ctx.sessions() as session:
         job = session.get(AnalysisJob, job_id)
-        if job is None or job.status != JobStatus.RUNNING or job.locked_by != worker_id:
+        if job is None or job.status != JobState.RUNNING or job.locked_by != worker_id:
             return "lost"
         plan = _plan(session, ctx, job)
     if plan.attempts > s.max_attempts:

@@ -7,6 +7,7 @@ Found in review: every long-poll queried the database every 0.2 s (40 idle polls
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -131,3 +132,28 @@ def test_a_trigger_made_by_another_replica_is_seen_by_the_safety_poll(cloud_ctx,
     finally:
         other.engine.dispose()
     assert [t["trigger_id"] for t in poll.wait().json()["triggers"]] == [made]
+
+
+def test_a_trigger_made_by_another_replica_wakes_the_long_poll_at_once_on_postgresql(
+    cloud_ctx, cloud_settings, clock, home, server
+):
+    """Issue 16: on PostgreSQL the other replica's commit carries a NOTIFY; the safety poll (30 s
+    here) is not what answers."""
+    if cloud_ctx.engine.dialect.name != "postgresql":
+        pytest.skip("replicas share a PostgreSQL (MAILCAM_TEST_POSTGRES_URL)")
+    _client, _owner, token, version = home
+    queries = TriggerQueries(cloud_ctx)
+    poll = LongPoll(server, token, version)
+    queries.wait_for(1)
+    other = AppContext.build(cloud_settings, clock=clock)
+    try:
+        with other.sessions() as session:
+            user = session.query(User).filter_by(email="alice@example.com").one()
+            device = session.query(Device).filter_by(serial="box-1").one()
+            made = triggers.request_trigger(session, other, user, device).trigger.trigger_id
+            session.commit()
+        committed = time.monotonic()
+        assert [t["trigger_id"] for t in poll.wait().json()["triggers"]] == [made]
+        assert time.monotonic() - committed < 2.0
+    finally:
+        other.engine.dispose()

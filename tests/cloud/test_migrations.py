@@ -27,3 +27,38 @@ def test_upgrade_is_idempotent(database_url):
         assert "captures" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_0016_live_moves_analysis_jobs_to_the_job_toolkits_states_and_back(cloud_ctx):
+    """Rows queued or failed before the upgrade read pending and dead after it; running and done
+    stay; a downgrade gives the old words back."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from tests.cloud.test_wakeups import store_capture
+    from tests.notify.conftest import make_owner
+
+    owner = make_owner(cloud_ctx)
+    for n in range(4):
+        store_capture(cloud_ctx, owner.serial, n)
+    config = migrate.alembic_config()
+
+    def migrate_to(revision: str, move) -> None:
+        with cloud_ctx.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            move(config, revision)
+
+    def statuses() -> list[str]:
+        with cloud_ctx.engine.connect() as connection:
+            return list(connection.execute(text("SELECT status FROM analysis_jobs ORDER BY id")).scalars())
+
+    migrate_to("0015_roles", command.downgrade)
+    assert statuses() == ["queued"] * 4
+    with cloud_ctx.engine.begin() as connection:
+        for job_id, old in zip(range(1, 5), ["queued", "running", "done", "failed"], strict=True):
+            connection.execute(text("UPDATE analysis_jobs SET status = :s WHERE id = :i"), {"s": old, "i": job_id})
+    migrate_to("head", command.upgrade)
+    assert statuses() == ["pending", "running", "done", "dead"]
+    migrate_to("0015_roles", command.downgrade)
+    assert statuses() == ["queued", "running", "done", "failed"]
+    migrate_to("head", command.upgrade)

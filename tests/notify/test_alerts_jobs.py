@@ -76,10 +76,10 @@ def test_daily_digest_once_per_local_day_at_the_chosen_hour(nctx, owner, clock):
     clock.set(datetime(2026, 6, 1, 18, 0, tzinfo=ny).astimezone(UTC))
     pk = store_capture(nctx, owner, "cap-1")
     with nctx.sessions() as session:  # what the vision worker records
-        from cloud.models import Analysis, JobStatus
+        from cloud.models import Analysis, AnalysisStatus
 
         analysis = session.query(Analysis).filter_by(capture_pk=pk).one()
-        analysis.status, analysis.mail_detected, analysis.confidence = JobStatus.DONE, True, 0.9
+        analysis.status, analysis.mail_detected, analysis.confidence = AnalysisStatus.DONE, True, 0.9
         session.commit()
     job = _job(nctx, "notify_digest")
     clock.set(datetime(2026, 6, 2, 7, 50, tzinfo=ny).astimezone(UTC))

@@ -123,14 +123,14 @@ def test_timeout_is_retried_then_requeued_then_failed(openai_env, fake_openai, c
     capture_id = env.capture(scenes.render("letters", 8))
     env.run()
     (job,) = env.jobs()
-    assert job.status == "queued" and job.attempts == 1 and "timed out" in job.last_error
+    assert job.status == "pending" and job.attempts == 1 and "timed out" in job.last_error
     assert env.analysis(capture_id)["status"] == "queued"
     assert env.run() == 0  # not due yet
 
     clock.advance(60)
     env.run()
     (job,) = env.jobs()
-    assert job.status == "failed" and job.attempts == 2
+    assert job.status == "dead" and job.attempts == 2
     result = env.analysis(capture_id)
     assert result["status"] == "failed" and "timed out" in result["error"]
     ops = env.operations()

@@ -8,7 +8,8 @@ import threading
 from PIL import Image
 from sqlalchemy import select
 
-from cloud.models import AIBudgetNotice, Analysis, JobStatus
+from cloud.jobs import JobState
+from cloud.models import AIBudgetNotice, Analysis
 from cloud.vision.worker import VisionWorker, claim_next, process_pending
 from mailcam import scenes
 from tests.vision.fake_openai import EMPTY, GOOD, Reply
@@ -109,7 +110,7 @@ def test_restarting_the_worker_mid_queue_loses_no_job(make_env, clock):
     assert [env.analysis(i)["status"] for i in ids] == ["done", "done", "done"]
     assert [env.analysis(i)["mail_detected"] for i in ids] == [False, True, True]
     jobs = env.jobs()
-    assert jobs[1].attempts == 2 and all(j.status == JobStatus.DONE for j in jobs)  # jobs[0]: the calibration photo
+    assert jobs[1].attempts == 2 and all(j.status == JobState.DONE for j in jobs)  # jobs[0]: the calibration photo
 
 
 def test_a_late_result_from_a_worker_that_lost_its_lease_is_discarded(make_env, clock):

@@ -10,9 +10,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from cloud import events
 from cloud.app import create_app
 from cloud.context import AppContext
-from cloud.models import Analysis, Capture, JobStatus
+from cloud.events import DomainEvent
+from cloud.models import Analysis, AnalysisStatus, Capture, Device
+from cloud.vision.pipeline import RESULT_FIELDS
 from tests.cloudkit import Account, LiveServer, OwnedDevice, capture_body, jpeg_bytes, new_account, new_device
 
 CHROMIUM = "/usr/bin/chromium"
@@ -101,16 +104,43 @@ class Home:
         assert r.status_code == 200, r.text
 
     def analyse(self, capture_id: str, **result) -> None:
-        """Record a vision result directly (the vision worker is off in tests)."""
+        """Record a vision result directly (the vision worker is off in tests), with the event the
+        vision pipeline emits in the same transaction (the dashboard hears of it on its live feed)."""
         with self.ctx.sessions() as session:
             analysis = session.scalar(
                 select(Analysis)
                 .join(Capture, Analysis.capture_pk == Capture.id)
                 .where(Capture.capture_id == capture_id)
             )
-            analysis.status = result.pop("status", JobStatus.DONE)
+            analysis.status = result.pop("status", AnalysisStatus.DONE)
             for field, value in result.items():
                 setattr(analysis, field, value)
+            capture = session.get(Capture, analysis.capture_pk)
+            device = session.get(Device, capture.device_id)
+            done = {
+                "capture_id": capture_id,
+                "device_serial": device.serial,
+                "analysis_kind": "initial",
+                "status": analysis.status.value,
+                **{name: getattr(analysis, name) for name in RESULT_FIELDS},
+                "provider": analysis.provider,
+                "model": analysis.model,
+                "source": analysis.source,
+                "error": analysis.error,
+                "previous_mail_detected": None,
+                "previous_package_present": None,
+            }
+            failed = analysis.status == AnalysisStatus.FAILED
+            events.emit(
+                self.ctx.events,
+                session,
+                DomainEvent.ANALYSIS_FAILED if failed else DomainEvent.ANALYSIS_COMPLETED,
+                done,
+                user_id=device.owner_id,
+                device_id=device.id,
+                capture_pk=capture.id,
+                key=f"analysis:{capture_id}:test",
+            )
             session.commit()
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from cloud.models import JobStatus
+from cloud.models import AnalysisStatus
 from tests.cloudkit import grant_installer
 from tests.web.conftest import log_in, open_dashboard
 
@@ -143,11 +143,10 @@ def test_history_pages_opens_the_full_photo_and_deletes_with_confirmation(page, 
     expect(page.get_by_role("button", name="Older →")).to_have_count(0)  # page 2 emptied; 12 fit on one page
 
 
-def test_each_analysis_state_reads_plainly_and_refreshes_by_itself(page, home):
-    page.add_init_script("localStorage.setItem('mailcam.refreshMs', '300')")
+def test_each_analysis_state_reads_plainly_and_updates_by_itself(page, home):
     box = home.mailbox("box-1", name="Front gate")
     failed, dark, queued = (home.capture(box, n) for n in range(3))
-    home.analyse(failed, status=JobStatus.FAILED, error="vision provider timed out")
+    home.analyse(failed, status=AnalysisStatus.FAILED, error="vision provider timed out")
     home.analyse(dark, mail_detected=None, image_quality="too_dark")
     open_dashboard(page, home)
     page.get_by_role("link", name="Front gate").click()
@@ -160,6 +159,30 @@ def test_each_analysis_state_reads_plainly_and_refreshes_by_itself(page, home):
     latest = page.locator("section", has=page.get_by_role("heading", name="Latest photo"))
     expect(latest).to_contain_text("You have mail: 1 letter, 2 magazines")
     expect(grid.get_by_role("listitem").nth(0)).to_contain_text("You have mail: 1 letter, 2 magazines")
+
+
+def test_a_new_photo_and_its_result_appear_on_the_card_without_a_reload_even_after_a_network_drop(page, home, live):
+    """Issue 16: the dashboard re-fetched on a 15 s timer. Now the card changes as events are pushed
+    (there is no timer left to do it), and after a dropped connection the missed events are replayed."""
+    box = home.mailbox("box-1", name="Front gate")
+    open_dashboard(page, home)
+    card = page.get_by_role("listitem").filter(has=page.get_by_role("heading", name="Front gate"))
+    expect(card).to_contain_text("No photos yet")
+    expect(page.locator("html[data-live=open]")).to_have_count(1)
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
+
+    first = home.capture(box, 1)
+    expect(card).to_contain_text("Analysing…")
+    _mail(home, first)
+    expect(card).to_contain_text("You have mail: 2 letters, 1 package")
+
+    page.context.set_offline(True)  # no new connection gets through...
+    live.drop_connections()  # ...and the open stream is cut
+    expect(page.locator("html[data-live=closed]")).to_have_count(1)
+    home.analyse(home.capture(box, 2), mail_detected=False, description="Nothing inside")  # missed while offline
+    page.context.set_offline(False)  # the browser's "online": a new stream from the last event id
+    expect(card).to_contain_text("Empty")
+    assert page.evaluate("window.sameDocument") is True
 
 
 def test_sign_up_claim_a_mailbox_and_log_out(page, home):
@@ -220,7 +243,7 @@ def test_a_revoked_session_returns_to_login_then_where_the_user_was(page, home):
 def test_a_failed_analysis_can_be_retried_from_the_dashboard(page, home):
     box = home.mailbox("box-1", name="Front gate")
     failed = home.capture(box, 1)
-    home.analyse(failed, status=JobStatus.FAILED, error="vision provider timed out")
+    home.analyse(failed, status=AnalysisStatus.FAILED, error="vision provider timed out")
     open_dashboard(page, home, f"#/mailbox/{box.serial}")
     latest = page.locator("section", has=page.get_by_role("heading", name="Latest photo"))
     expect(latest).to_contain_text("Analysis failed — retry")

@@ -240,7 +240,7 @@ def trigger_delivered(
 ) -> schemas.GatewayTrigger:
     """Report that the device has picked up a trigger."""
     device_ids = DeviceCaller(gateway=gateway).device_ids(session)
-    trigger = triggers.mark_delivered(session, device_ids, trigger_id, ctx.clock.now())
+    trigger = triggers.mark_delivered(session, ctx, device_ids, trigger_id)
     serial = devices.serials(session, [trigger.device_id])[trigger.device_id]
     status_value = trigger.status.value if trigger.status.is_open else "delivered"
     return schemas.GatewayTrigger(

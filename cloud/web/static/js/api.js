@@ -147,4 +147,5 @@ export const endpoints = {
   addGateway: (name) => api.post("/api/gateways/", { name }),
   revokeGateway: (id) => api.del(`/api/gateways/${enc(id)}/`),
   setInstallerAccess: (serial, allowed) => api.patch(`/api/devices/${enc(serial)}/`, { installer_access: allowed }),
+  streamTicket: () => api.post("/api/events/ticket/"),
 };

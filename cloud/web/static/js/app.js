@@ -1,9 +1,10 @@
-// The dashboard shell: hash routes, the header, session handling and periodic refresh.
+// The dashboard shell: hash routes, the header, session handling and live updates (pushed, not polled).
 
 import { auth, endpoints, onUnauthorized } from "./api.js";
 import { h, message, replace } from "./dom.js";
 import { browserTimeZone } from "./format.js";
 import { forgetImages } from "./images.js";
+import { onLiveEvent, startLive, stopLive } from "./live.js";
 import { registerServiceWorker } from "./push.js";
 import { accountView } from "./views/account.js";
 import { billingReturnView } from "./views/billing.js";
@@ -13,13 +14,11 @@ import { deviceView } from "./views/device.js";
 import { devicesView } from "./views/devices.js";
 import { gatewaysView } from "./views/gateways.js";
 
-const DEFAULT_REFRESH_MS = 15000;
 let carried = null; // a flash message for the next page
 
 const app = {
   user: null,
   main: document.getElementById("main"),
-  refreshMs: Number(localStorage.getItem("mailcam.refreshMs")) || DEFAULT_REFRESH_MS,
   returnTo: null,
 
   get timeZone() {
@@ -62,6 +61,7 @@ const app = {
   },
 
   endSession() {
+    stopLive();
     auth.clear();
     this.user = null;
     forgetImages();
@@ -76,32 +76,44 @@ onUnauthorized(() => {
   app.navigate("#/login");
 });
 
-// --- periodic refresh, owned by the current page ----------------------------
+// --- live updates, owned by the current page ---------------------------------
 
 let scope = null;
 
 function newScope() {
   if (scope) scope.close();
-  const timers = [];
+  const unsubscribes = [];
   scope = {
     alive: true,
-    /** Run `task` every refresh period while this page is shown and the tab is visible. */
-    every(task, ms = app.refreshMs) {
-      let running = false; // a slow refresh is not overlapped by the next one
-      const tick = async () => {
-        if (running || !this.alive || document.visibilityState === "hidden") return;
-        running = true;
+    /** Run `task` when a live event for which `wants(event)` is true arrives, while this page is shown.
+     * A burst of events runs it once more after the current run, never overlapping. */
+    onLive(wants, task) {
+      let running = null;
+      let again = false;
+      const run = async () => {
+        if (running) {
+          again = true;
+          return;
+        }
+        running = (async () => {
+          do {
+            again = false;
+            await task();
+          } while (again && this.alive);
+        })();
         try {
-          await task();
+          await running;
         } finally {
-          running = false;
+          running = null;
         }
       };
-      timers.push(setInterval(tick, ms));
+      unsubscribes.push(onLiveEvent((event) => {
+        if (this.alive && (event.kind === "reset" || wants(event))) run();
+      }));
     },
     close() {
       this.alive = false;
-      timers.forEach(clearInterval);
+      unsubscribes.forEach((unsubscribe) => unsubscribe());
     },
   };
   return scope;
@@ -168,6 +180,7 @@ async function route() {
     return;
   }
   renderHeader();
+  if (app.user) startLive();
   const page = h("div", { class: "page" });
   replace(app.main, page);
   const params = match.m.slice(1).map((p) => (p === undefined ? undefined : decodeURIComponent(p)));

@@ -323,7 +323,8 @@ export async function deviceView(app, page, scope, serial, extra) {
       pages.length === 1 ? loadHistory({ quiet: true }) : null]);
   }
 
-  scope.every(() => refresh().catch((error) => {
+  // Pushed: this mailbox's events redraw the page (a trigger's state moves the "photo on request" card too).
+  scope.onLive((event) => event.device_serial === serial, () => refresh().catch((error) => {
     if (error.status !== 401) app.flash("error", error.message);
   }));
   // The life charts load once (they change by the day, not by the wake).

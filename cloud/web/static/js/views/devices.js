@@ -7,6 +7,11 @@ import { authImage, thumbnailUrl } from "../images.js";
 import { pushCard } from "../push.js";
 import { billingNotice } from "./billing.js";
 
+const CARD_EVENTS = new Set([
+  "capture_received", "telemetry_received", "analysis_completed", "analysis_failed", "mail_delivery",
+  "calibration_needed", "low_battery", "device_offline",
+]);
+
 export function statusPill(status) {
   const online = status === "online";
   return h("span", { class: `pill ${online ? "pill-online" : "pill-offline"}` }, online ? "Online" : "Offline");
@@ -110,7 +115,8 @@ export async function devicesView(app, page, scope) {
     replace(list, h("ul", { class: "cards" }, devices.map((d, i) => deviceCard(d, statuses[i].value))));
   }
 
-  scope.every(() => load().catch((error) => {
+  // Pushed: a photo, a result, a mailbox state, battery or online status changes the cards.
+  scope.onLive((event) => CARD_EVENTS.has(event.kind), () => load().catch((error) => {
     if (error.status !== 401) app.flash("error", error.message);
   }));
   await load();

@@ -1,0 +1,203 @@
+"""Wakeups: a commit that creates work wakes whoever owns that work, at once, in every replica.
+
+A producer marks its session with a *topic* (``VISION``, ``NOTIFY``, ``TRIGGERS``, or
+``live_topic(user_id)``) inside the transaction that creates the work. Nothing happens unless that
+transaction commits:
+
+- in this process, the topic's subscribers are called right after the commit (``after_commit``);
+- on PostgreSQL the same commit also carries ``NOTIFY mailcam_wake, '<origin> <topic>'``, issued
+  inside the transaction, so PostgreSQL delivers it only if and when it commits (a rollback drops
+  it). Every process LISTENs on one dedicated connection (``_Listener``) and calls its own
+  subscribers for topics other processes marked.
+
+A wakeup carries no data: subscribers read the database. So a lost wakeup (a listener reconnecting,
+a NOTIFY queue overflow) costs only latency: every consumer keeps a slow safety poll, and after a
+listener (re)connects every topic is woken once, because anything may have been missed.
+On SQLite (one process) the in-process wakeups are all there is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+
+from sqlalchemy import URL, Engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("mailcam.wakeups")
+
+VISION = "vision"
+NOTIFY = "notify"
+TRIGGERS = "triggers"
+STATES = "states"  # what the gateways' Home Assistant feed shows changed (cloud.services.trigger_watch)
+CHANNEL = "mailcam_wake"
+_MARKED = "mailcam.wake_topics"
+
+Subscriber = Callable[[], None]
+
+
+def live_topic(user_id: int) -> str:
+    """The topic of one user's live event stream (``cloud.live``)."""
+    return f"live:{user_id}"
+
+
+def mark(session: Session, topic: str) -> None:
+    """Wake ``topic``'s subscribers (here and in every replica) when this transaction commits."""
+    session.info.setdefault(_MARKED, set()).add(topic)
+
+
+class Wakeups:
+    """The topic feed of one app context: local subscribers plus, on PostgreSQL, LISTEN/NOTIFY."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.postgres = engine.dialect.name == "postgresql"
+        # Our own NOTIFYs come back to our listener; the origin lets it skip them (woken already).
+        self.origin = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._subscribers: dict[str, list[Subscriber]] = defaultdict(list)
+        self._listener: _Listener | None = None
+        self._users = 0
+
+    # --- subscribing ---------------------------------------------------------------------------
+
+    def subscribe(self, topic: str, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback`` (quickly: it runs on the committing or listening thread) on each wakeup;
+        returns the function that unsubscribes."""
+        with self._lock:
+            self._subscribers[topic].append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                callbacks = self._subscribers.get(topic, [])
+                if callback in callbacks:
+                    callbacks.remove(callback)
+                if not callbacks:
+                    self._subscribers.pop(topic, None)
+
+        return unsubscribe
+
+    def wake(self, topic: str) -> None:
+        """Call this process's subscribers of ``topic`` now."""
+        with self._lock:
+            callbacks = list(self._subscribers.get(topic, ()))
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # one broken subscriber must not keep the others asleep
+                log.exception("wakeup subscriber of %s failed", topic)
+
+    def wake_all(self) -> None:
+        with self._lock:
+            topics = list(self._subscribers)
+        for topic in topics:
+            self.wake(topic)
+
+    # --- publishing ------------------------------------------------------------------------------
+
+    def install(self, sessions: sessionmaker[Session]) -> Wakeups:
+        """Send the topics ``mark``ed in a session of ``sessions`` when its transaction commits."""
+
+        def before_commit(session: Session) -> None:
+            if not self.postgres:
+                return
+            session.flush()  # marks made while flushing count; the NOTIFY goes in the same transaction
+            for topic in sorted(session.info.get(_MARKED, ())):
+                session.connection().execute(
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": CHANNEL, "payload": f"{self.origin} {topic}"},
+                )
+
+        def after_commit(session: Session) -> None:
+            for topic in session.info.pop(_MARKED, ()):
+                self.wake(topic)
+
+        def after_rollback(session: Session) -> None:
+            session.info.pop(_MARKED, None)
+
+        event.listen(sessions, "before_commit", before_commit)
+        event.listen(sessions, "after_commit", after_commit)
+        event.listen(sessions, "after_soft_rollback", lambda session, _tx: after_rollback(session))
+        return self
+
+    # --- listening (PostgreSQL) ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen for other replicas' wakeups (PostgreSQL; nothing to do on SQLite). Counted:
+        the listener runs until every ``start`` has had its ``stop``."""
+        with self._lock:
+            self._users += 1
+            if not self.postgres or self._listener is not None:
+                return
+            self._listener = _Listener(self, self._engine.url.set(drivername="postgresql"))
+        self._listener.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            listener = self._listener if self._users == 0 else None
+            if listener is not None:
+                self._listener = None
+        if listener is not None:
+            listener.stop()
+
+    @property
+    def listening(self) -> threading.Event:
+        """Set once the listener's LISTEN is in effect (always set on SQLite)."""
+        if self._listener is None:
+            ready = threading.Event()
+            ready.set()
+            return ready
+        return self._listener.ready
+
+
+class _Listener:
+    """One autocommit psycopg connection in LISTEN, read by a named thread (psycopg's
+    ``Connection.notifies``, which yields each notification as it arrives)."""
+
+    RETRY_MAX_S = 30.0
+
+    def __init__(self, wakeups: Wakeups, url: URL) -> None:
+        self.wakeups = wakeups
+        self.conninfo = url.render_as_string(hide_password=False)
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wakeup-listener", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        import psycopg
+
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    failures = 0
+                    self.wakeups.wake_all()  # whatever was committed while we were not listening
+                    self.ready.set()
+                    while not self._stop.is_set():
+                        for notify in conn.notifies(timeout=1.0):
+                            self._deliver(notify.payload)
+                            if self._stop.is_set():
+                                break
+            except psycopg.Error as exc:
+                failures += 1
+                delay = min(self.RETRY_MAX_S, 0.5 * 2 ** min(failures, 6))
+                log.warning("wakeup listener lost its connection (%s); again in %.1f s", type(exc).__name__, delay)
+                self._stop.wait(delay)
+
+    def _deliver(self, payload: str) -> None:
+        origin, _, topic = payload.partition(" ")
+        if topic and origin != self.wakeups.origin:
+            self.wakeups.wake(topic)

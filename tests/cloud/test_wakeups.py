@@ -1,0 +1,145 @@
+"""Events instead of polls: a commit that creates work wakes its worker at once.
+
+Found in issue 16: the vision and notification workers looked for work every 0.5 s, so every
+capture waited for the next poll at each stage. Now their poll is only a safety net (here 60 s)
+and a new job must be picked up well within 100 ms of its commit.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select, text
+
+from cloud import wakeups
+from cloud.context import AppContext
+from cloud.events import DomainEvent, Event
+from cloud.jobs import JobState
+from cloud.models import AnalysisJob, Device
+from cloud.notify import outbox
+from cloud.notify.worker import DeliveryWorker
+from cloud.services import ingest
+from cloud.vision.worker import VisionWorker
+from tests.cloudkit import b64, jpeg_bytes
+from tests.livekit import DEADLINE_S, ClaimWatch
+from tests.notify.conftest import make_owner
+
+SAFETY_POLL_S = 60.0  # far longer than the test: a pickup can only come from a wakeup
+PICKUP_LIMIT_S = 0.100
+
+
+class CommitClock:
+    """The moment each wakeup of ``topic`` was sent: right after the commit that marked it."""
+
+    def __init__(self, ctx: AppContext, topic: str) -> None:
+        self.times: list[float] = []
+        self.unsubscribe = ctx.wakeups.subscribe(topic, lambda: self.times.append(time.perf_counter()))
+
+
+def store_capture(ctx: AppContext, serial: str, n: int) -> None:
+    with ctx.sessions() as session:
+        device = session.scalar(select(Device).where(Device.serial == serial))
+        capture = ingest.CaptureIn(
+            image_b64=b64(jpeg_bytes(seed=n)),
+            trigger_type="automatic",
+            battery_voltage=3.9,
+            taken_at=datetime.now(UTC),
+            capture_id=f"{serial}-{n}",
+        )
+        ingest.ingest_capture(session, ctx, device, capture)
+
+
+@pytest.fixture
+def ctx(cloud_ctx: AppContext) -> Iterator[AppContext]:
+    cloud_ctx.settings.vision.worker_poll_interval_s = SAFETY_POLL_S
+    cloud_ctx.settings.notify.worker_poll_interval_s = SAFETY_POLL_S
+    outbox.install(cloud_ctx)
+    yield cloud_ctx
+
+
+def wait_until_idle(ctx: AppContext, table: str) -> None:
+    """Poll (with a deadline) until no row of ``table`` is due or leased."""
+    busy = text(f"SELECT count(*) FROM {table} WHERE status IN ('pending', 'running', 'sending')")
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        with ctx.sessions() as session:
+            if session.scalar(busy) == 0:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"{table}: work left after {DEADLINE_S} s")
+
+
+def pickup_latencies(ctx: AppContext, worker, table: str, topic: str, make_work, rounds: int) -> list[float]:
+    watch = ClaimWatch(ctx.engine, table)
+    commits = CommitClock(ctx, topic)
+    worker.start()
+    try:
+        assert ctx.wakeups.listening.wait(DEADLINE_S)  # PostgreSQL: its first wakeup (of all topics) is sent
+        latencies = []
+        for n in range(1, rounds + 1):
+            before = len(commits.times)
+            make_work(n)
+            picked = watch.wait_for(n)
+            latencies.append(picked - commits.times[before])
+            wait_until_idle(ctx, table)  # the worker waits again: the next job must wake it
+        return latencies
+    finally:
+        worker.stop()
+        commits.unsubscribe()
+        watch.close()
+
+
+def test_a_new_capture_wakes_the_vision_worker_at_once(ctx):
+    owner = make_owner(ctx)
+    latencies = pickup_latencies(
+        ctx, VisionWorker(ctx), "analysis_jobs", wakeups.VISION, lambda n: store_capture(ctx, owner.serial, n), rounds=5
+    )
+    print(f"commit -> vision pickup: median {statistics.median(latencies) * 1000:.1f} ms")
+    assert statistics.median(latencies) < PICKUP_LIMIT_S, latencies
+    with ctx.sessions() as session:
+        jobs = [(job.status, job.last_error) for job in session.scalars(select(AnalysisJob))]
+    assert {status for status, _ in jobs} == {JobState.DONE}, jobs
+
+
+def test_a_new_notification_wakes_the_delivery_worker_at_once(ctx):
+    owner = make_owner(ctx)
+
+    def notify(n: int) -> None:
+        with ctx.sessions() as session:
+            ctx.events.emit(
+                session,
+                Event(
+                    DomainEvent.AI_BUDGET_REACHED,
+                    user_id=owner.user_id,
+                    key=f"budget:{n}",
+                    data={"device_serial": owner.serial, "month": "2026-11", "spent_usd": 0.5, "budget_usd": 0.5},
+                ),
+            )
+            session.commit()
+
+    latencies = pickup_latencies(ctx, DeliveryWorker(ctx), "notifications", wakeups.NOTIFY, notify, rounds=5)
+    print(f"commit -> notification pickup: median {statistics.median(latencies) * 1000:.1f} ms")
+    assert statistics.median(latencies) < PICKUP_LIMIT_S, latencies
+
+
+def test_a_rolled_back_transaction_wakes_nobody(ctx):
+    woken = threading.Event()
+    unsubscribe = ctx.wakeups.subscribe(wakeups.VISION, woken.set)
+    try:
+        with ctx.sessions() as session:
+            session.connection()  # producers mark inside the transaction that makes the work
+            wakeups.mark(session, wakeups.VISION)
+            session.rollback()
+            session.commit()  # a later, empty commit of the same session carries no old mark
+        assert not woken.is_set()
+        with ctx.sessions() as session:
+            wakeups.mark(session, wakeups.VISION)
+            session.commit()
+        assert woken.is_set()
+    finally:
+        unsubscribe()
