@@ -111,6 +111,14 @@ function newScope() {
         if (this.alive && (event.kind === "reset" || wants(event))) run();
       }));
     },
+    /** Run `task` every `ms` while this page is shown: only for what no live event reports (a
+     * gateway's own status reports arrive every half minute and are not events). */
+    every(ms, task) {
+      const timer = setInterval(() => {
+        if (this.alive) task().catch(() => {});
+      }, ms);
+      unsubscribes.push(() => clearInterval(timer));
+    },
     close() {
       this.alive = false;
       unsubscribes.forEach((unsubscribe) => unsubscribe());

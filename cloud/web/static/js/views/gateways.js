@@ -139,5 +139,5 @@ export async function gatewaysView(app, page, scope) {
   });
 
   await load();
-  scope.every(load);
+  scope.every(30_000, load); // the gateways report every HOUSEKEEPING_S (30 s)
 }
