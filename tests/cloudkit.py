@@ -99,6 +99,17 @@ def grant_installer(client: httpx.Client, account: Account) -> None:
         session.commit()
 
 
+def make_installer(ctx, email: str) -> None:
+    """`mailcam set-role EMAIL installer` on the database behind ``ctx`` (for a cloud in another process
+    on the same database)."""
+    from cloud.models import Role
+    from cloud.services import accounts
+
+    with ctx.sessions() as session:
+        assert accounts.set_role(session, email, Role.INSTALLER), email
+        session.commit()
+
+
 def _app_behind(client: httpx.Client):
     app = getattr(client, "app", None)  # a TestClient holds its app
     return app if app is not None else LiveServer.serving[str(client.base_url).rstrip("/")]

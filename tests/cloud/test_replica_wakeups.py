@@ -25,7 +25,7 @@ from cloud.context import AppContext
 from cloud.notify import outbox
 from tests.brokers import free_port
 from tests.cloud.test_wakeups import CommitClock, store_capture, wait_until_idle
-from tests.cloudkit import new_account, new_device
+from tests.cloudkit import make_installer, new_account, new_device
 from tests.livekit import DEADLINE_S, SseClient
 
 pytestmark = pytest.mark.slow
@@ -99,6 +99,7 @@ def test_a_capture_committed_here_is_picked_up_and_pushed_by_the_other_process_a
     commits = CommitClock(ctx, wakeups.VISION)  # this process's wakeup: right after the commit
     with httpx.Client(base_url=replica, timeout=30) as http:
         owner = new_account(http, "alice@example.com")
+        make_installer(ctx, owner.email)  # the replica is another process: the role goes through the database
         new_device(http, owner, "box-1")
         pickups, pushes, kinds = [], [], []
         with SseClient(replica, headers=owner.headers).wait_open() as stream:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from cloud.context import AppContext
 from cloud.models import AnalysisJob, Capture, Device, JobRun, Notification
 from tests.brokers import free_port, wait_for_port
-from tests.cloudkit import capture_body, jpeg_bytes, make_settings
+from tests.cloudkit import capture_body, jpeg_bytes, make_installer, make_settings
 from tests.notify.conftest import Owner, set_prefs
 from tests.notify.test_vision_e2e import ANALYSIS_KINDS
 
@@ -101,10 +101,11 @@ def replicas(tmp_path, database_url, moto_s3):
         ctx.engine.dispose()
 
 
-def _owner_with_device(url: str) -> tuple[dict, dict]:
+def _owner_with_device(ctx: AppContext, url: str) -> tuple[dict, dict]:
     with httpx.Client(base_url=url, timeout=60) as client:
         email, password = "alice@example.com", "correct horse battery"
         assert client.post("/api/users/", json={"email": email, "password": password}).status_code == 201
+        make_installer(ctx, email)  # the operator's `mailcam set-role`, on the shared database
         token = client.post("/api/auth/token/", json={"email": email, "password": password}).json()["access_token"]
         owner = {"Authorization": f"Bearer {token}"}
         reg = client.post("/api/devices/", json={"serial": "box-1"}, headers=owner)
@@ -114,7 +115,7 @@ def _owner_with_device(url: str) -> tuple[dict, dict]:
 
 def test_two_replicas_share_captures_analyse_and_notify_once_and_hold_click_limits(replicas):
     ctx, (a, b) = replicas
-    owner, device = _owner_with_device(a.url)
+    owner, device = _owner_with_device(ctx, a.url)
     with ctx.sessions() as session:
         row = session.scalar(select(Device).where(Device.serial == "box-1"))
         who = Owner(row.owner_id, row.id, "box-1")

@@ -14,9 +14,13 @@ export function installerAccessCard(serial) {
     feedback,
   );
 
+  // Once the owner has set it here, this card's own confirmed answer wins over device copies that a
+  // live update fetched before that change committed (one such stale copy silently undid the toggle).
+  let setHere = false;
   toggle.addEventListener("change", async () => {
     replace(feedback);
     const wanted = toggle.checked;
+    setHere = true;
     await busy(toggle, async () => {
       try {
         await endpoints.setInstallerAccess(serial, wanted);
@@ -31,7 +35,7 @@ export function installerAccessCard(serial) {
   /** Called with each fresh copy of the device: only its owner sees (and sets) this. */
   card.show = (device) => {
     card.hidden = device.access !== "owner";
-    if (!toggle.disabled) toggle.checked = device.installer_access;
+    if (!toggle.disabled && !setHere) toggle.checked = device.installer_access;
   };
   return card;
 }
