@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from sqlalchemy import URL, Engine, event, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 log = logging.getLogger("mailcam.wakeups")
 
@@ -102,8 +102,10 @@ class Wakeups:
     def install(self, sessions: sessionmaker[Session]) -> Wakeups:
         """Send the topics ``mark``ed in a session of ``sessions`` when its transaction commits."""
 
+        # SQLAlchemy runs its commit hooks when a SAVEPOINT is released too (ingest's group commit puts
+        # each capture in one): only the outermost commit makes the work visible, so only it wakes.
         def before_commit(session: Session) -> None:
-            if not self.postgres:
+            if not self.postgres or session.in_nested_transaction():
                 return
             session.flush()  # marks made while flushing count; the NOTIFY goes in the same transaction
             for topic in sorted(session.info.get(_MARKED, ())):
@@ -113,15 +115,19 @@ class Wakeups:
                 )
 
         def after_commit(session: Session) -> None:
+            if session.in_nested_transaction():  # a savepoint released inside a transaction still open
+                return
             for topic in session.info.pop(_MARKED, ()):
                 self.wake(topic)
 
-        def after_rollback(session: Session) -> None:
-            session.info.pop(_MARKED, None)
+        def after_rollback(session: Session, rolled_back: SessionTransaction) -> None:
+            # A savepoint rolled back keeps the other marks of its transaction (an extra wakeup is harmless).
+            if not rolled_back.nested:
+                session.info.pop(_MARKED, None)
 
         event.listen(sessions, "before_commit", before_commit)
         event.listen(sessions, "after_commit", after_commit)
-        event.listen(sessions, "after_soft_rollback", lambda session, _tx: after_rollback(session))
+        event.listen(sessions, "after_soft_rollback", after_rollback)
         return self
 
     # --- listening (PostgreSQL) ------------------------------------------------------------------

@@ -143,3 +143,27 @@ def test_a_rolled_back_transaction_wakes_nobody(ctx):
         assert woken.is_set()
     finally:
         unsubscribe()
+
+
+def test_a_savepoint_wakes_nobody_until_the_whole_transaction_commits(ctx):
+    """Found under load on PostgreSQL: ingest's group commit runs each capture in a SAVEPOINT, and
+    SQLAlchemy fires its commit hooks when a savepoint is released too. The wakeup went out before the
+    rows were committed; the live stream read too early, found nothing, and slept until the next event.
+    A savepoint rolled back (one bad capture in a batch) must not drop the marks of the others either."""
+    woken = threading.Event()
+    unsubscribe = ctx.wakeups.subscribe(wakeups.VISION, woken.set)
+    try:
+        with ctx.sessions() as session:
+            session.connection()
+            with session.begin_nested():
+                wakeups.mark(session, wakeups.VISION)
+            assert not woken.is_set()  # released, not committed: nobody could read the work yet
+            try:
+                with session.begin_nested():
+                    raise ValueError("another capture of the batch fails")
+            except ValueError:
+                pass
+            session.commit()
+        assert woken.is_set()
+    finally:
+        unsubscribe()
