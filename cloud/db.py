@@ -8,6 +8,8 @@ ask SQLite: SQLite's busy handler polls with sleeps of up to 100 ms, so under
 load its lock sat free while every waiter slept (bench/cloud_ingest.py: with the
 gate, more captures/s and less CPU per capture). Other processes still meet the
 busy timeout.
+A transaction opened with the ``READ_ONLY`` execution option (``read_only_transaction``) is the
+exception: it only reads, so it takes neither the gate nor SQLite's write lock.
 PostgreSQL is used as is (READ COMMITTED) with row locks where it matters.
 """
 
@@ -30,6 +32,7 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
 
 
 SQLITE_BUSY_TIMEOUT_S = 30
+READ_ONLY = "mailcam_read_only"  # execution option: see read_only_transaction
 _gates: dict[str, threading.Lock] = {}
 _gates_lock = threading.Lock()
 
@@ -39,6 +42,7 @@ class _GatedConnection(sqlite3.Connection):
 
     gate: threading.Lock | None = None
     holds_gate = False
+    query_only = False  # PRAGMA query_only is on (set by a READ_ONLY transaction, cleared by the next other one)
 
     def commit(self) -> None:
         try:
@@ -106,6 +110,18 @@ def _configure_sqlite(engine: Engine, gate: threading.Lock) -> None:
     def _on_begin(conn) -> None:  # noqa: ANN001
         dbapi_conn = conn.connection.dbapi_connection
         gated = isinstance(dbapi_conn, _GatedConnection)
+        if conn.get_execution_options().get(READ_ONLY):
+            # A deferred BEGIN: one WAL snapshot from the first read, no write lock, no gate, so it never
+            # queues behind the writers. query_only turns a write in it into an error at once (a
+            # read-then-write here could fail on a stale snapshot only under load, so it is not allowed).
+            if gated and not dbapi_conn.query_only:
+                conn.exec_driver_sql("PRAGMA query_only=ON")
+                dbapi_conn.query_only = True
+            conn.exec_driver_sql("BEGIN")
+            return
+        if gated and dbapi_conn.query_only:
+            conn.exec_driver_sql("PRAGMA query_only=OFF")
+            dbapi_conn.query_only = False
         if gated:
             dbapi_conn.take_gate()  # given back by the connection's commit, rollback or close
         try:
@@ -114,6 +130,16 @@ def _configure_sqlite(engine: Engine, gate: threading.Lock) -> None:
             if gated:
                 dbapi_conn.release_gate()
             raise
+
+
+def read_only_transaction(session: Session) -> None:
+    """Open ``session``'s next transaction for reading only; call before its first statement.
+
+    On SQLite it then waits for no writer (see the module docstring), and any write in it fails
+    (``sqlite3.OperationalError``: "attempt to write a readonly database"); the caller commits it
+    before it writes. PostgreSQL: a normal transaction (its readers never wait for writers anyway).
+    """
+    session.connection(execution_options={READ_ONLY: True})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from cloud.api.schemas import IdPath, RowId, SerialPath
 from cloud.context import AppContext
+from cloud.db import read_only_transaction
 from cloud.errors import Forbidden, NotAuthenticated, NotFound
 from cloud.models import ApiKey, Capture, Device, Gateway, PushToken, Role, User, Webhook
 from cloud.services import access, accounts, api_keys, captures, devices, gateways
@@ -218,18 +219,35 @@ class DeviceCaller:
         return list(session.scalars(select(Device.id).where(access.managed_by(self.gateway.owner_id))))
 
 
-def device_caller(session: SessionDep, ctx: CtxDep, token: TokenDep) -> DeviceCaller:
+def _authenticate_device_caller(session: Session, token: str) -> DeviceCaller:
     device = devices.device_for_token(session, token)
     if device is not None:
         return DeviceCaller(device=device)
     gateway = gateways.gateway_for_token(session, token)
     if gateway is not None:
-        gateway.last_seen_at = ctx.clock.now()
         return DeviceCaller(gateway=gateway)
     raise NotAuthenticated("invalid device or gateway token")
 
 
+def device_caller(session: SessionDep, ctx: CtxDep, token: TokenDep) -> DeviceCaller:
+    caller = _authenticate_device_caller(session, token)
+    if caller.gateway is not None:
+        caller.gateway.last_seen_at = ctx.clock.now()
+    return caller
+
+
 DeviceCallerDep = Annotated[DeviceCaller, Depends(device_caller)]
+
+
+def ingest_caller(session: SessionDep, token: TokenDep) -> DeviceCaller:
+    """`device_caller` for capture ingest: authenticated in a read-only transaction, which on SQLite
+    waits for no writer (``cloud.db.read_only_transaction``; ingest commits it before it writes).
+    It writes nothing, so a gateway's ``last_seen_at`` is set by ingest, with the capture's rows."""
+    read_only_transaction(session)
+    return _authenticate_device_caller(session, token)
+
+
+IngestCallerDep = Annotated[DeviceCaller, Depends(ingest_caller)]
 
 
 def gateway_caller(caller: DeviceCallerDep) -> Gateway:

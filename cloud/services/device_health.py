@@ -9,14 +9,16 @@ in between change nothing, so a battery hovering at the threshold raises one ale
 per wake. Offline: one alert per silent spell; any capture or telemetry ends the spell.
 
 Both use guarded UPDATEs on ``device_alert_state`` (``WHERE battery_low = false``): of two
-concurrent reports, exactly one flips the flag and raises the alert.
+concurrent reports, exactly one flips the flag and raises the alert. A report first reads the
+device's flags and runs only the UPDATEs that can change something: most reports change nothing,
+and one read is then all they cost (ingest runs this for every capture).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from cloud import events
@@ -34,23 +36,40 @@ def _ensure_state(session: Session, device_id: int) -> None:
     )
 
 
+_FLAGS = select(DeviceAlertState.__table__.c.offline, DeviceAlertState.__table__.c.battery_low).where(
+    DeviceAlertState.__table__.c.device_id == bindparam("device_id")
+)
+
+
 def on_device_activity(session: Session, ctx: AppContext, device: Device, voltage: float | None) -> None:
     """A capture or telemetry arrived: the device is back, and its battery reading (if any) counts."""
-    _ensure_state(session, device.id)
-    session.execute(
-        update(DeviceAlertState)
-        .where(DeviceAlertState.device_id == device.id, DeviceAlertState.offline.is_(True))
-        .values(offline=False)
-        .execution_options(synchronize_session=False)
-    )
+    flags = session.execute(_FLAGS, {"device_id": device.id}).first()
+    offline: bool | None = None  # None: not known, let the guarded UPDATE decide
+    battery_low: bool | None = None
+    if flags is None:
+        _ensure_state(session, device.id)
+    else:
+        offline, battery_low = bool(flags.offline), bool(flags.battery_low)
+    if offline is not False:
+        session.execute(
+            update(DeviceAlertState)
+            .where(DeviceAlertState.device_id == device.id, DeviceAlertState.offline.is_(True))
+            .values(offline=False)
+            .execution_options(synchronize_session=False)
+        )
     if voltage is not None:
-        check_battery(session, ctx, device, float(voltage))
+        check_battery(session, ctx, device, float(voltage), battery_low=battery_low)
 
 
-def check_battery(session: Session, ctx: AppContext, device: Device, voltage: float) -> bool:
-    """Apply one reading; True when it raised a low-battery alert."""
+def check_battery(
+    session: Session, ctx: AppContext, device: Device, voltage: float, *, battery_low: bool | None = None
+) -> bool:
+    """Apply one reading; True when it raised a low-battery alert. ``battery_low``: the flag as just
+    read in this transaction, if known (the UPDATE that could not change it is then skipped)."""
     settings = ctx.settings.notify
     if voltage >= settings.battery_recovered_v:
+        if battery_low is False:
+            return False
         session.execute(
             update(DeviceAlertState)
             .where(DeviceAlertState.device_id == device.id, DeviceAlertState.battery_low.is_(True))
@@ -58,7 +77,7 @@ def check_battery(session: Session, ctx: AppContext, device: Device, voltage: fl
             .execution_options(synchronize_session=False)
         )
         return False
-    if voltage > settings.low_battery_v:
+    if voltage > settings.low_battery_v or battery_low is True:
         return False
     alert_no = session.execute(
         update(DeviceAlertState)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mcam.protocol import SANE_EPOCH as _SANE_EPOCH_S
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +18,7 @@ from cloud.context import AppContext
 from cloud.errors import Conflict, ImageRejected, ImageTooLarge
 from cloud.events import DomainEvent
 from cloud.jobs import JobState
-from cloud.models import Analysis, AnalysisJob, AnalysisStatus, Capture, Device, TriggerType
+from cloud.models import Analysis, AnalysisJob, AnalysisStatus, Capture, Device, Gateway, TriggerType
 from cloud.services import device_health, devices, triggers
 from cloud.services.images import CheckedJpeg, check_jpeg, hold_image
 
@@ -86,8 +86,13 @@ def check_image(ctx: AppContext, image_b64: str) -> CheckedImage:
     return CheckedImage(data, checked)
 
 
-def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: CaptureIn) -> IngestResult:
+def ingest_capture(
+    session: Session, ctx: AppContext, device: Device, capture: CaptureIn, *, via_gateway_id: int | None = None
+) -> IngestResult:
     """Validate, store and record a capture, idempotent on ``capture_id``; commits ``session``.
+
+    ``session``'s open transaction must not have written (the route authenticates in a read-only
+    one); the gateway that forwarded the capture, if any, is marked seen with the capture's rows.
 
     The caller's open transaction (the token lookup) is committed first, so no database lock is
     held while the image is decoded, hashed and stored durably. The rows are then written in one
@@ -102,7 +107,9 @@ def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: C
     capture_id = capture.capture_id or derive_capture_id(device.serial, _aware(capture.taken_at), image.jpeg.sha256)
     ctx.images.put(image.jpeg.sha256, image.data, None)  # the thumbnail is made on its first read
     try:
-        result = ctx.group_commit.run(lambda batch: _store(batch, ctx, device.id, capture, capture_id, image))
+        result = ctx.group_commit.run(
+            lambda batch: _store(batch, ctx, device.id, capture, capture_id, image, via_gateway_id)
+        )
     except IntegrityError:
         # Another request stored the same capture_id since the lookup above.
         known = lookup(session, capture_id)
@@ -114,7 +121,7 @@ def ingest_capture(session: Session, ctx: AppContext, device: Device, capture: C
 
 
 def _store(session: Session, ctx: AppContext, device_id: int, capture: CaptureIn, capture_id: str,
-           image: CheckedImage) -> IngestResult:
+           image: CheckedImage, via_gateway_id: int | None) -> IngestResult:
     """The capture's rows, inside the shared transaction (re-reading the device: another upload may
     have moved its last_seen_at on)."""
     device = session.get(Device, device_id, populate_existing=True)
@@ -124,6 +131,8 @@ def _store(session: Session, ctx: AppContext, device_id: int, capture: CaptureIn
     hold_image(session, image.jpeg.sha256, ctx.clock.now())
     if not ctx.images.exists(image.jpeg.sha256):
         ctx.images.put(image.jpeg.sha256, image.data, None)
+    if via_gateway_id is not None:
+        session.connection().execute(_MARK_GATEWAY_SEEN, {"gateway_id": via_gateway_id, "now": ctx.clock.now()})
     return _record(session, ctx, device, capture, capture_id, image)
 
 
@@ -213,6 +222,11 @@ def _record(
 _INSERT_CAPTURE = insert(Capture.__table__).returning(Capture.__table__.c.id)
 _INSERT_ANALYSIS = insert(Analysis.__table__)
 _INSERT_JOB = insert(AnalysisJob.__table__)
+_MARK_GATEWAY_SEEN = (
+    update(Gateway.__table__)
+    .where(Gateway.__table__.c.id == bindparam("gateway_id"))
+    .values(last_seen_at=bindparam("now"))
+)
 
 
 def _insert_capture(session: Session, values: dict) -> int:

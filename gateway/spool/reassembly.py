@@ -5,10 +5,12 @@ Tables: ``partials`` (one row per capture being reassembled, its first chunk's h
 (capture ids already assembled, so a late repeat does not start a new partial). A complete capture
 keeps its chunks (the image is written once) until the cloud has it.
 
-Within a transaction the chunk rows are buffered and written with one ``executemany`` just before
-COMMIT (or before anything reads ``chunks``); repeats are recognised from an in-memory index of
-each partial capture's stored chunk indexes (loaded from the table on first use, so it survives
-restarts; dropped on any rollback; the ``INSERT OR IGNORE`` row count is checked against it).
+Within a transaction the chunk rows, and the ``partials`` rows of captures begun in it, are buffered
+and written with one ``executemany`` each just before COMMIT (or before anything reads those tables):
+a capture whose chunks all arrive in one transaction (the usual case when a backlog drains) never
+writes or deletes its ``partials`` row, two statements fewer per capture. Repeats are recognised
+from an in-memory index of each partial capture's stored chunk indexes (loaded from the table on
+first use, so it survives restarts; dropped on any rollback; the ``INSERT OR IGNORE`` row count is checked against it).
 
 Budgets, so that one broken or hostile device cannot hurt the others:
 - a chunk that would take a capture past its declared size is refused at once (``size_mismatch``),
@@ -60,6 +62,8 @@ class Reassembly(SpoolBase):
         self._partials: dict[tuple[str, str], _Partial] = {}
         # chunk rows added in the current transaction, written with one executemany before COMMIT
         self._pending_chunks: list[tuple[str, str, int, bytes, float]] = []
+        # partials rows of captures begun in the current transaction, not written yet (same rule)
+        self._pending_partials: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._touched: list[_Partial] = []
         # serial -> bytes in its partial captures; None: load from the tables on next use (only ever
         # set to None when no chunk rows are buffered, so the tables are then the whole truth)
@@ -81,9 +85,17 @@ class Reassembly(SpoolBase):
         super()._undo(used_before)
         self._partials.clear()
         self._pending_chunks.clear()
+        self._pending_partials.clear()
         self._device_bytes = None
 
     def flush(self) -> None:
+        if self._pending_partials:
+            partials, self._pending_partials = list(self._pending_partials.values()), {}
+            self._db.executemany(
+                "INSERT INTO partials(serial, cid, n, size, sha, trig, tid, ts, bat, first_at, tu, wake) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                partials,
+            )
         if self._pending_chunks:
             rows, self._pending_chunks = self._pending_chunks, []
             inserted = self._db.executemany(
@@ -111,12 +123,8 @@ class Reassembly(SpoolBase):
                 if self._db.execute("SELECT 1 FROM completed WHERE serial = ? AND cid = ?", key).fetchone():
                     self.count("duplicate_chunks")
                     return "duplicate"
-                self._db.execute(
-                    "INSERT INTO partials(serial, cid, n, size, sha, trig, tid, ts, bat, first_at, tu, wake) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (serial, cid, *wanted, header["ts"], header["bat"], self.clock(), int(bool(header.get("tu"))),
-                     header.get("wake")),
-                )
+                self._pending_partials[key] = (serial, cid, *wanted, header["ts"], header["bat"], self.clock(),
+                                               int(bool(header.get("tu"))), header.get("wake"))
                 if header["tid"]:
                     self._enqueue(DELIVERED, serial, header["tid"], {"trigger_id": header["tid"]}, None, held=held)
                 state = _Partial(wanted, header["ts"], bool(header.get("tu")), header["bat"], set(), 0,
@@ -180,6 +188,7 @@ class Reassembly(SpoolBase):
     def _make_room(self, serial: str, keep_cid: str, need: int) -> bool:
         """Give up the device's oldest other partial captures until `need` more bytes fit its quota."""
         quota = self.partial_quota_bytes
+        self.flush()  # the query below reads partials
         while self._bytes_of(serial) + need > quota:
             oldest = self._db.execute(
                 "SELECT cid FROM partials WHERE serial = ? AND cid != ? ORDER BY first_at, cid LIMIT 16",
@@ -215,7 +224,8 @@ class Reassembly(SpoolBase):
         return freed
 
     def _drop_partial(self, serial: str, cid: str) -> None:
-        self._db.execute("DELETE FROM partials WHERE serial = ? AND cid = ?", (serial, cid))
+        if self._pending_partials.pop((serial, cid), None) is None:  # else it was never written
+            self._db.execute("DELETE FROM partials WHERE serial = ? AND cid = ?", (serial, cid))
         self._partials.pop((serial, cid), None)
 
     def image(self, serial: str, cid: str) -> bytes:

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from cloud.api import schemas
-from cloud.api.deps import CtxDep, CurrentUser, DeviceCallerDep, SessionDep, managed_device, visible_device
+from cloud.api.deps import (
+    CtxDep,
+    CurrentUser,
+    DeviceCallerDep,
+    IngestCallerDep,
+    SessionDep,
+    managed_device,
+    visible_device,
+)
 from cloud.api.presenters import capture_public, trigger_public
 from cloud.errors import Forbidden
 from cloud.models import Device, TriggerType
@@ -32,7 +40,7 @@ QUEUED_MESSAGE = "Device is offline; the photo will be taken at its next wake"
     },
 )
 def post_capture(
-    body: schemas.CaptureCreate, caller: DeviceCallerDep, session: SessionDep, ctx: CtxDep
+    body: schemas.CaptureCreate, caller: IngestCallerDep, session: SessionDep, ctx: CtxDep
 ) -> schemas.CaptureSaved:
     """Store a capture (device or gateway token); idempotent on capture_id."""
     device = caller.device_for(session, body.serial_number)
@@ -50,6 +58,7 @@ def post_capture(
             time_uncertain=body.time_uncertain,
             wake_reason=body.wake_reason,
         ),
+        via_gateway_id=caller.gateway.id if caller.gateway is not None else None,
     )
     return schemas.CaptureSaved(capture_id=result.capture_id, analysis_queued=result.analysis_queued)
 
