@@ -13,7 +13,7 @@ from cloud.db import make_engine, make_session_factory
 from cloud.events import EventSink, FanoutSink, LogSink
 from cloud.groupcommit import GroupCommit
 from cloud.imagestore import ImageStore, open_image_store
-from cloud.services.trigger_watch import mark_trigger_changes
+from cloud.services.trigger_watch import mark_gateway_feed_changes
 from cloud.settings import Settings
 from cloud.wakeups import Wakeups
 
@@ -46,7 +46,7 @@ class AppContext:
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> AppContext:
         engine = make_engine(settings.resolved_database_url)
         sessions = make_session_factory(engine)
-        mark_trigger_changes(sessions)  # every process's trigger commits wake the long-polls of all
+        mark_gateway_feed_changes(sessions)  # trigger and state commits wake the gateways' long-polls, any replica
         return cls(
             settings=settings,
             engine=engine,

@@ -109,7 +109,7 @@ def mark_changes(sessions: sessionmaker[Session], models: tuple[type, ...], topi
     event.listen(sessions, "do_orm_execute", do_orm_execute)
 
 
-def mark_trigger_changes(sessions: sessionmaker[Session]) -> None:
+def mark_gateway_feed_changes(sessions: sessionmaker[Session]) -> None:
     """Trigger writes wake the gateways' trigger long-polls; writes to what Home Assistant shows
     (captures, analyses, delivery state, telemetry, devices) wake the gateways' state feeds."""
     from cloud.models import Analysis, Capture, DeliveryEvent, Device, MailboxState, Telemetry
