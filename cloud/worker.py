@@ -14,6 +14,7 @@ cleared *before* each step, so work committed during a step is seen by the next 
 
 from __future__ import annotations
 
+import abc
 import enum
 import logging
 import threading
@@ -33,7 +34,7 @@ class WorkerState(enum.Enum):
     STOPPED = "stopped"
 
 
-class Worker:
+class Worker(abc.ABC):
     """Subclasses implement ``step`` (one pass; True when it did something) and may extend stop."""
 
     def __init__(self, ctx: AppContext, *, name: str, topic: str, poll_s: float) -> None:
@@ -47,8 +48,9 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._unsubscribe = None
 
+    @abc.abstractmethod
     def step(self) -> bool:
-        raise NotImplementedError
+        """One pass over the queue; True when it did some work (then the loop goes on at once)."""
 
     def wake(self) -> None:
         """Look for work now (called by wakeups, or by the worker itself when capacity frees up)."""
