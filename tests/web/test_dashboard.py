@@ -143,6 +143,43 @@ def test_history_pages_opens_the_full_photo_and_deletes_with_confirmation(page, 
     expect(page.get_by_role("button", name="Older →")).to_have_count(0)  # page 2 emptied; 12 fit on one page
 
 
+def test_a_late_live_refresh_of_page_one_does_not_overwrite_the_older_page_being_read(page, home):
+    """CI flake turned test: a pushed event re-fetched page 1 while the user paged to page 2; page 1's
+    answer arrived last and replaced page 2's photos under a "Page 2" label."""
+    box = home.mailbox("box-1", name="Front gate")
+    for n in range(13):
+        home.capture(box, n)
+    open_dashboard(page, home)
+    page.get_by_role("link", name="Front gate").click()
+    grid = page.locator(".capture-grid")
+    expect(grid.get_by_role("listitem")).to_have_count(12)
+
+    held = []  # page 1 re-fetches (no cursor) are held back until page 2 has been shown
+
+    def hold_first_page(route):
+        if "cursor=" in route.request.url:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/devices/box-1/captures/**", hold_first_page)
+    with page.expect_request(lambda r: "/captures/" in r.url and "cursor=" not in r.url):
+        home.capture(box, 13)  # pushed to the page: it refreshes page 1 quietly
+    page.get_by_role("button", name="Older →").click()
+    expect(page.get_by_text("Page 2")).to_be_visible()
+    expect(grid.get_by_role("listitem")).to_have_count(1)  # the cursor was read before the new photo
+
+    assert held, "the live refresh of page 1 was not held"
+    with page.expect_response(lambda r: "/captures/" in r.url and "cursor=" not in r.url) as stale:
+        held.pop().continue_()
+    stale.value.finished()
+    # the page has handled the stale answer once a few more turns of its event loop have run
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)))")
+    expect(page.get_by_text("Page 2")).to_be_visible()
+    expect(grid.get_by_role("listitem")).to_have_count(1)
+    page.unroute("**/api/devices/box-1/captures/**")
+
+
 def test_each_analysis_state_reads_plainly_and_updates_by_itself(page, home):
     box = home.mailbox("box-1", name="Front gate")
     failed, dark, queued = (home.capture(box, n) for n in range(3))

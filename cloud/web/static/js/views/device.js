@@ -49,6 +49,7 @@ export async function deviceView(app, page, scope, serial, extra) {
   let status = null;
   const pages = [null]; // the cursor of each page we have visited
   let historySignature = "";
+  let historyLoads = 0;
   let latestSignature = null;
   let exhausted = false; // no clicks left today: the button stays disabled until the reset
 
@@ -282,11 +283,16 @@ export async function deviceView(app, page, scope, serial, extra) {
   }
 
   async function loadHistory({ quiet = false } = {}) {
+    // Only the latest load may draw: a live refresh of page 1 that answers after the user paged on
+    // would otherwise put page 1's photos under the "Page 2" label.
+    const load = ++historyLoads;
     const index = pages.length - 1;
     let result = await endpoints.captures(serial, pages[index], PAGE_SIZE);
+    if (load !== historyLoads) return;
     if (!result.items.length && index > 0) {
       pages.pop(); // this page emptied (deletions): show the one before
       result = await endpoints.captures(serial, pages[pages.length - 1], PAGE_SIZE);
+      if (load !== historyLoads) return;
     }
     if (!scope.alive) return;
     const signature = JSON.stringify([pages.length, result.items.map((c) => [c.capture_id, c.analysis && c.analysis.status])]);
