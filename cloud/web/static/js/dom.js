@@ -50,3 +50,16 @@ export async function busy(button, action) {
 export function message(kind, text) {
   return h("p", { class: `msg msg-${kind}`, role: kind === "error" ? "alert" : "status" }, text);
 }
+
+/**
+ * Wrap a loader that live events re-run: of overlapping calls, only the one started last may draw.
+ * Answers can arrive out of order (two events in quick succession, or a refresh racing a page turn);
+ * the loader gets `current()` and returns quietly when it is false after each await.
+ */
+export function latestOnly(load) {
+  let started = 0;
+  return (...args) => {
+    const call = ++started;
+    return load(() => call === started, ...args);
+  };
+}

@@ -2,7 +2,7 @@
 // pending requests, and the photo history (paged, with full view and delete).
 
 import { endpoints } from "../api.js";
-import { busy, h, message, replace } from "../dom.js";
+import { busy, h, latestOnly, message, replace } from "../dom.js";
 import { clicksLeft, dateTime, describeAnalysis, localMoment, relativeTime } from "../format.js";
 import { authImage, thumbnailUrl } from "../images.js";
 import { upgradeOffer } from "./billing.js";
@@ -49,7 +49,6 @@ export async function deviceView(app, page, scope, serial, extra) {
   let status = null;
   const pages = [null]; // the cursor of each page we have visited
   let historySignature = "";
-  let historyLoads = 0;
   let latestSignature = null;
   let exhausted = false; // no clicks left today: the button stays disabled until the reset
 
@@ -189,14 +188,14 @@ export async function deviceView(app, page, scope, serial, extra) {
       upgradeOffer());
   }
 
-  async function loadStatus() {
+  const loadStatus = latestOnly(async (current) => {
     const [device, fresh] = await Promise.all([endpoints.device(serial), endpoints.status(serial)]);
-    if (!scope.alive) return;
+    if (!scope.alive || !current()) return;
     renderMeta(device);
     status = fresh;
     renderLatest();
     renderClicks(status.clicks_used_today, status.clicks_limit, status.clicks_reset_at);
-  }
+  });
 
   // --- take a photo now ----------------------------------------------------------
 
@@ -241,14 +240,14 @@ export async function deviceView(app, page, scope, serial, extra) {
       cancel);
   }
 
-  async function loadTriggers() {
+  const loadTriggers = latestOnly(async (current) => {
     const triggers = await endpoints.triggers(serial);
-    if (!scope.alive) return;
+    if (!scope.alive || !current()) return;
     const open = triggers.filter((t) => t.status === "pending" || t.status === "delivered");
     replace(els.pending, open.length
       ? h("ul", { class: "pending-list", "aria-labelledby": "pending-title" }, open.map(triggerRow))
       : h("p", { class: "muted" }, "None."));
-  }
+  });
 
   // --- history -------------------------------------------------------------------------
 
@@ -282,17 +281,16 @@ export async function deviceView(app, page, scope, serial, extra) {
     });
   }
 
-  async function loadHistory({ quiet = false } = {}) {
-    // Only the latest load may draw: a live refresh of page 1 that answers after the user paged on
-    // would otherwise put page 1's photos under the "Page 2" label.
-    const load = ++historyLoads;
+  // Only the latest load may draw: a live refresh of page 1 that answers after the user paged on
+  // would otherwise put page 1's photos under the "Page 2" label.
+  const loadHistory = latestOnly(async (current, { quiet = false } = {}) => {
     const index = pages.length - 1;
     let result = await endpoints.captures(serial, pages[index], PAGE_SIZE);
-    if (load !== historyLoads) return;
+    if (!current()) return;
     if (!result.items.length && index > 0) {
       pages.pop(); // this page emptied (deletions): show the one before
       result = await endpoints.captures(serial, pages[pages.length - 1], PAGE_SIZE);
-      if (load !== historyLoads) return;
+      if (!current()) return;
     }
     if (!scope.alive) return;
     const signature = JSON.stringify([pages.length, result.items.map((c) => [c.capture_id, c.analysis && c.analysis.status])]);
@@ -302,7 +300,7 @@ export async function deviceView(app, page, scope, serial, extra) {
       ? h("ul", { class: "capture-grid" }, result.items.map(historyItem))
       : h("p", { class: "empty" }, "No photos yet."));
     renderPager(result.next_cursor);
-  }
+  });
 
   function renderPager(nextCursor) {
     const newer = h("button", { type: "button", class: "secondary", disabled: pages.length === 1 }, "← Newer");

@@ -3,7 +3,7 @@
 // by the operator (POST /api/firmware/rollouts); this card only shows them.
 
 import { endpoints } from "../api.js";
-import { h, message, replace } from "../dom.js";
+import { h, latestOnly, message, replace } from "../dom.js";
 
 export function describeUpdate(u) {
   if (!u) return message("info", "No update for this mailbox.");
@@ -26,10 +26,11 @@ export function firmwareCard(serial) {
   const card = h("section", { class: "card", "aria-labelledby": "firmware-title" },
     h("h2", { id: "firmware-title" }, "Firmware"), running, status);
   // Called on each refresh of the mailbox page.
-  card.load = async () => {
+  card.load = latestOnly(async (current) => {
     const f = await endpoints.deviceFirmware(serial);
+    if (!current()) return;
     replace(running, h("span", { class: "label" }, "Running "), f.running || "unknown");
     replace(status, describeUpdate(f.update));
-  };
+  });
   return card;
 }

@@ -2,7 +2,7 @@
 // refused a version. The mailbox takes a change on its next wake and applies it from the wake after.
 
 import { endpoints } from "../api.js";
-import { busy, h, message, replace } from "../dom.js";
+import { busy, h, latestOnly, message, replace } from "../dom.js";
 
 const FRAMESIZES = ["QQVGA", "QVGA", "CIF", "VGA", "SVGA", "XGA", "HD", "SXGA", "UXGA"];
 
@@ -74,13 +74,14 @@ export function settingsCard(serial) {
   const card = h("section", { class: "card", "aria-labelledby": "settings-title" },
     h("h2", { id: "settings-title" }, "Settings"), status, form);
   // Called on each refresh: the status follows the mailbox; the form is filled once (never over an edit).
-  card.load = async () => {
+  card.load = latestOnly(async (current) => {
     const s = await endpoints.deviceSettings(serial);
+    if (!current()) return;
     replace(status, describeSettings(s));
     if (!filled) {
       fill(s.desired);
       filled = true;
     }
-  };
+  });
   return card;
 }

@@ -1,7 +1,7 @@
 // My mailboxes: one card each (state, battery, last seen, latest result) and the claim form.
 
 import { endpoints } from "../api.js";
-import { busy, h, message, replace } from "../dom.js";
+import { busy, h, latestOnly, message, replace } from "../dom.js";
 import { battery, describeAnalysis, relativeTime } from "../format.js";
 import { authImage, thumbnailUrl } from "../images.js";
 import { pushCard } from "../push.js";
@@ -99,10 +99,10 @@ export async function devicesView(app, page, scope) {
   pushCard({ compact: true }).then((card) => scope.alive && replace(welcome, card)).catch(() => null);
   let shown = null;
 
-  async function load() {
+  const load = latestOnly(async (current) => {
     const devices = await endpoints.devices();
     const statuses = await Promise.allSettled(devices.map((d) => endpoints.status(d.serial)));
-    if (!scope.alive) return;
+    if (!scope.alive || !current()) return;
     list.removeAttribute("aria-busy");
     // Re-draw only on a change, so a refresh does not take the keyboard focus away.
     const signature = JSON.stringify([devices, statuses.map((s) => s.value || null), devices.map((d) => relativeTime(d.last_seen_at))]);
@@ -113,7 +113,7 @@ export async function devicesView(app, page, scope) {
       return;
     }
     replace(list, h("ul", { class: "cards" }, devices.map((d, i) => deviceCard(d, statuses[i].value))));
-  }
+  });
 
   // Pushed: a photo, a result, a mailbox state, battery or online status changes the cards.
   scope.onLive((event) => CARD_EVENTS.has(event.kind), () => load().catch((error) => {
