@@ -31,7 +31,7 @@ from cloud.models.notify import (
     RecipientConfirmation,
     Webhook,
 )
-from cloud.models.security import ApiKey, ApiRateWindow, LoginFailureWindow
+from cloud.models.security import ApiKey, ApiRateWindow, LoginFailureWindow, ServerKey
 from cloud.models.vision import (
     AIBudgetNotice,
     AIOperation,
@@ -81,6 +81,7 @@ __all__ = [
     "LiveEvent",
     "StreamTicket",
     "LoginFailureWindow",
+    "ServerKey",
     "ManualTrigger",
     "StripeEvent",
     "Role",

@@ -48,3 +48,16 @@ class ApiRateWindow(Base):
     api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
     window: Mapped[int] = mapped_column(BigInteger)  # epoch minute
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ServerKey(Base):
+    """A key the whole deployment shares (e.g. Web Push's VAPID key): made once, read by every replica.
+
+    Sealed under the server secret (``cloud.sealed``), so a database dump alone does not give it away.
+    """
+
+    __tablename__ = "server_keys"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value_sealed: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -19,18 +19,16 @@ channels, then ``failed``); a URL Apprise cannot parse is permanent.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import logging
 import re
 
 import apprise
-from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud import netguard
+from cloud import netguard, sealed
 from cloud.context import AppContext
 from cloud.models import AppriseTarget, Notification
 from cloud.notify.base import OutgoingMessage, PermanentFailure, SendResult, TemporaryFailure
@@ -53,25 +51,21 @@ class InvalidTarget(ValueError):
 # --- secrets at rest ------------------------------------------------------------------------
 
 
-def _key(secret: str, purpose: str) -> bytes:
-    return hmac.new(secret.encode(), f"mailcam-apprise:{purpose}".encode(), hashlib.sha256).digest()
-
-
 def encrypt(secret: str, url: str) -> str:
-    return Fernet(base64.urlsafe_b64encode(_key(secret, "url"))).encrypt(url.encode()).decode()
+    return sealed.seal(secret, "apprise:url", url)
 
 
 def decrypt(secret: str, token: str) -> str:
     """The URL; ValueError when it was encrypted under another server secret."""
     try:
-        return Fernet(base64.urlsafe_b64encode(_key(secret, "url"))).decrypt(token.encode()).decode()
-    except InvalidToken as exc:
+        return sealed.unseal(secret, "apprise:url", token)
+    except sealed.SealedUnderAnotherSecret as exc:
         raise ValueError("the Apprise URL was stored under another server secret") from exc
 
 
 def fingerprint(secret: str, url: str) -> str:
     """A keyed hash: the same URL is recognised without being readable from the database."""
-    return hmac.new(_key(secret, "fingerprint"), url.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(sealed.purpose_key(secret, "apprise:fingerprint"), url.encode(), hashlib.sha256).hexdigest()
 
 
 # --- parsing and the address guard ------------------------------------------------------------

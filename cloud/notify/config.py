@@ -84,8 +84,9 @@ class NotifySettings(BaseModel):
     api_rate_free_per_min: int = 60
     api_rate_premium_per_min: int = 600
 
-    # Web Push (browsers, no app): VAPID key from here (base64url raw or DER), else generated on first
-    # use into vapid_key_file (default: data_dir/vapid_private.pem). See cloud/notify/webpush.py.
+    # Web Push (browsers, no app): VAPID key from here (base64url raw or DER), else the deployment's key
+    # in the database, made on first use (adopting vapid_key_file, default data_dir/vapid_private.pem,
+    # where earlier versions kept it). See cloud/notify/vapid.py.
     webpush: bool = True
     vapid_private_key: str | None = None
     vapid_key_file: str | None = None

@@ -141,7 +141,7 @@ def _code_hash(ctx: AppContext, row: RecipientConfirmation, code: str) -> str:
 
 def _deliver(ctx: AppContext, channel: str, address: str, code: str, registry: ChannelRegistry | None) -> None:
     own = registry is None
-    registry = registry or ChannelRegistry(ctx.settings.notify, now=ctx.clock.now)
+    registry = registry or ChannelRegistry.for_context(ctx)
     try:
         sender = registry.get(channel)
         assert sender is not None  # checked with available() before the code was made

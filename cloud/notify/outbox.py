@@ -178,7 +178,7 @@ class BatchResult:
 def deliver_due(ctx: AppContext, registry: ChannelRegistry | None = None, *, max_batches: int = 100) -> int:
     """Send everything due now, synchronously (tests, demo, CLI); returns how many were sent."""
     own = registry is None
-    registry = registry or ChannelRegistry(ctx.settings.notify, now=ctx.clock.now)
+    registry = registry or ChannelRegistry.for_context(ctx)
     sent = 0
     try:
         for _ in range(max_batches):

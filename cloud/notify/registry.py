@@ -6,10 +6,16 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cloud.notify import kinds
 from cloud.notify.base import Channel
 from cloud.notify.config import NotifySettings
+
+if TYPE_CHECKING:
+    from py_vapid import Vapid02
+
+    from cloud.context import AppContext
 
 log = logging.getLogger("mailcam.notify")
 
@@ -36,11 +42,18 @@ class ChannelRegistry:
     """Channels by name, built lazily on first use and closed together."""
 
     def __init__(self, settings: NotifySettings, *, now: Callable[[], datetime],
-                 overrides: dict[str, Channel] | None = None) -> None:
+                 vapid: Callable[[], Vapid02] | None = None, overrides: dict[str, Channel] | None = None) -> None:
         self.settings = settings
         self._now = now
+        self._vapid = vapid  # Web Push's key: the deployment's, read from the database when first needed
         self._channels: dict[str, Channel] = dict(overrides or {})
         self._lock = threading.Lock()  # sends run in a thread pool; build each channel once
+
+    @classmethod
+    def for_context(cls, ctx: AppContext, *, overrides: dict[str, Channel] | None = None) -> ChannelRegistry:
+        from cloud.notify.vapid import server_vapid
+
+        return cls(ctx.settings.notify, now=ctx.clock.now, vapid=lambda: server_vapid(ctx), overrides=overrides)
 
     def get(self, name: str) -> Channel | None:
         with self._lock:
@@ -74,7 +87,9 @@ class ChannelRegistry:
             from cloud.netguard import Policy
             from cloud.notify.webpush import WebPushChannel
 
-            return WebPushChannel(s, policy=Policy.from_allow(s.outbound_allow))
+            if self._vapid is None:
+                raise RuntimeError("Web Push needs the deployment's VAPID key: build the registry for_context")
+            return WebPushChannel(s, self._vapid(), policy=Policy.from_allow(s.outbound_allow))
         if name == kinds.APPRISE:
             from cloud.netguard import Policy
             from cloud.notify.apprise_channel import AppriseChannel

@@ -6,9 +6,8 @@ and the browser's keys). A send encrypts the payload to the browser (RFC 8291, a
 and signs a VAPID JWT (RFC 8292), both by ``pywebpush``; the service worker
 (``cloud/web/static/sw.js``) shows the notification.
 
-The VAPID key pair is set by ``MAILCAM_NOTIFY__VAPID_PRIVATE_KEY`` or generated on first use
-into ``vapid_key_file`` (data dir), atomically so that replicas sharing the directory agree.
-Changing it invalidates every subscription (browsers subscribed with the old public key).
+The VAPID key pair is the deployment's (``cloud.notify.vapid``: the settings', else one stored
+in the database, so every replica signs with the key the browsers subscribed with).
 
 The endpoint is a URL the browser gave us, so it goes through ``cloud.netguard`` like a
 webhook: pywebpush posts through our guarded httpx client (its ``requests_session`` hook).
@@ -19,16 +18,12 @@ webhook: pywebpush posts through our guarded httpx client (its ``requests_sessio
 from __future__ import annotations
 
 import json
-import os
 import re
-import threading
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import serialization
-from py_vapid import Vapid02, b64urlencode
+from py_vapid import Vapid02
 from pywebpush import WebPushException, webpush
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -43,44 +38,6 @@ from cloud.notify.config import NotifySettings
 CHANNEL = "webpush"
 PREFIX = "webpush:"
 TAKE_PHOTO_ACTION = "take-photo"
-
-
-# --- VAPID keys ---------------------------------------------------------------------------
-
-
-def load_vapid(settings: NotifySettings) -> Vapid02:
-    """The server's VAPID key: from the settings, else from the key file, created on first use."""
-    if settings.vapid_private_key:
-        return Vapid02.from_string(settings.vapid_private_key)
-    if not settings.vapid_key_file:
-        raise ValueError("Web Push needs vapid_private_key or vapid_key_file")
-    path = Path(settings.vapid_key_file)
-    if not path.exists():
-        _create_key_file(path)
-    return Vapid02.from_pem(path.read_bytes())
-
-
-def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    vapid = Vapid02()
-    vapid.generate_keys()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(vapid.private_pem())
-        try:
-            os.link(tmp, path)  # atomic, and never replaces: the first process's key wins
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def application_server_key(vapid: Vapid02) -> str:
-    """The public key as the browser's ``pushManager.subscribe`` wants it (base64url, uncompressed point)."""
-    raw = vapid.public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    return b64urlencode(raw)
 
 
 # --- naming a browser -----------------------------------------------------------------------
@@ -192,8 +149,8 @@ class _GuardedSession:
 class WebPushChannel:
     name = CHANNEL
 
-    def __init__(self, settings: NotifySettings, *, policy: netguard.Policy | None = None) -> None:
-        self.vapid = load_vapid(settings)
+    def __init__(self, settings: NotifySettings, vapid: Vapid02, *, policy: netguard.Policy | None = None) -> None:
+        self.vapid = vapid
         self.subject = settings.vapid_subject
         self.ttl_s = settings.webpush_ttl_s
         self.session = _GuardedSession(policy or netguard.Policy(), settings.webpush_timeout_s)

@@ -30,7 +30,7 @@ class DeliveryWorker(Worker):
         super().__init__(
             ctx, name="notify-delivery", topic=wakeups.NOTIFY, poll_s=ctx.settings.notify.worker_poll_interval_s
         )
-        self.registry = registry or ChannelRegistry(ctx.settings.notify, now=ctx.clock.now)
+        self.registry = registry or ChannelRegistry.for_context(ctx)
         settings = ctx.settings.notify
         self._senders = max(1, settings.senders)
         self._per_user = max(1, settings.sends_per_user)

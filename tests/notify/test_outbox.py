@@ -16,7 +16,7 @@ from tests.notify.fakes import FakeHttp, Reply
 
 
 def _registry(ctx) -> ChannelRegistry:
-    return ChannelRegistry(ctx.settings.notify, now=ctx.clock.now)
+    return ChannelRegistry.for_context(ctx)
 
 
 def test_mail_arrived_goes_to_console_and_signed_webhook_once(nctx, owner, clock):

@@ -10,7 +10,6 @@ import pytest
 
 from cloud.models import AuthToken, Capture, User
 from cloud.notify import outbox, webpush
-from cloud.notify.config import NotifySettings
 from cloud.security import hash_token, new_token
 from tests.notify.conftest import analysis_event, emit, notifications, store_capture
 from tests.notify.push_service import PushService
@@ -132,19 +131,6 @@ def test_subscriptions_are_per_user_and_checked(api, nctx, owner, push):
     assert refused.status_code == 422 and "not allowed" in refused.json()["detail"]
     assert api.delete(f"/api/notifications/webpush/subscriptions/{mine['id']}", headers=alice).status_code == 204
     assert api.get("/api/notifications/webpush/subscriptions/", headers=alice).json() == []
-
-
-def test_vapid_key_is_made_once_in_the_data_dir_or_taken_from_the_environment(tmp_path):
-    settings = NotifySettings(vapid_key_file=str(tmp_path / "keys" / "vapid.pem"))
-    first = webpush.application_server_key(webpush.load_vapid(settings))
-    assert (tmp_path / "keys" / "vapid.pem").stat().st_mode & 0o077 == 0  # private to the service
-    assert webpush.application_server_key(webpush.load_vapid(settings)) == first
-    raw = webpush.load_vapid(settings).private_key.private_numbers().private_value.to_bytes(32, "big")
-    from tests.notify.push_service import b64url
-
-    from_env = NotifySettings(vapid_private_key=b64url(raw), vapid_key_file=str(tmp_path / "unused.pem"))
-    assert webpush.application_server_key(webpush.load_vapid(from_env)) == first
-    assert not (tmp_path / "unused.pem").exists()
 
 
 @pytest.mark.parametrize(("agent", "name"), [(IPHONE, "Safari on iPhone"), (ANDROID, "Chrome on Android"),

@@ -15,7 +15,7 @@ from cloud.api.deps import AccountUser, CtxDep, CurrentUser, SessionDep
 from cloud.api.schemas import RowId
 from cloud.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from cloud.models import AppriseTarget, Capture, WebPushSubscription
-from cloud.notify import apprise_channel, links, send_limits, webpush
+from cloud.notify import apprise_channel, links, send_limits, vapid, webpush
 from cloud.notify import phone_schemas as s
 from cloud.notify.base import ChannelError, OutgoingMessage
 
@@ -27,7 +27,7 @@ _err = {"model": core_schemas.ErrorBody}
 @router.get("/key", response_model=s.WebPushKey)
 def vapid_public_key(ctx: CtxDep) -> s.WebPushKey:
     """The server's VAPID public key, to subscribe a browser with."""
-    return s.WebPushKey(public_key=webpush.application_server_key(webpush.load_vapid(ctx.settings.notify)))
+    return s.WebPushKey(public_key=vapid.application_server_key(vapid.server_vapid(ctx)))
 
 
 def _public(sub: WebPushSubscription) -> s.WebPushSubscriptionPublic:
