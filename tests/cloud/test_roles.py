@@ -86,7 +86,9 @@ def _new_photo(world: World, serial: str) -> str:
 
 def _act(world: World, what: str, serial: str, headers: dict[str, str]) -> int:
     api = world.api
-    capture_id = _new_photo(world, serial) if what in ("image", "reference", "delete") else None
+    # A fresh photo: the one to act on, and for a trigger a box just heard from (online: 200, not 202
+    # "queued"), whichever of these cases ran before on this worker.
+    capture_id = _new_photo(world, serial) if what in ("image", "reference", "delete", "trigger") else None
     requests = {
         "read": lambda: api.get(f"/api/devices/{serial}/", headers=headers),
         "captures": lambda: api.get(f"/api/devices/{serial}/captures/", headers=headers),
