@@ -69,7 +69,7 @@ def test_mail_alert_reaches_each_browser_encrypted_and_signed(api, nctx, owner, 
     assert alert["url"] == f"/#/mailbox/{owner.serial}/capture/cap-1"
     assert alert["actions"] == [{"action": "take-photo", "title": "Take a photo now"}]  # 3 free clicks left
     assert len(push.delivered["/push/pixel"]) == 1
-    assert {r.status for r in notifications(nctx, channel="webpush")} == {"sent"}
+    assert {r.delivery for r in notifications(nctx, channel="webpush")} == {"sent"}
     listed = api.get("/api/notifications/webpush/subscriptions/", headers=phone).json()
     assert all(s["last_sent_at"] is not None for s in listed)
 
@@ -95,7 +95,7 @@ def test_expired_subscription_is_removed(api, nctx, owner, push):
 
     listed = api.get("/api/notifications/webpush/subscriptions/", headers=headers).json()
     assert gone["id"] not in [s["id"] for s in listed] and len(listed) == 1
-    statuses = sorted(r.status for r in notifications(nctx, channel="webpush"))
+    statuses = sorted(r.delivery for r in notifications(nctx, channel="webpush"))
     assert statuses == ["failed", "sent"]
 
 
@@ -106,11 +106,11 @@ def test_push_service_outage_is_retried(api, nctx, owner, push, clock):
     emit(nctx, analysis_event(owner, pk, "cap-1"))
     outbox.deliver_due(nctx)
     [row] = notifications(nctx, channel="webpush")
-    assert row.status == "pending" and "503" in row.last_error
+    assert row.delivery == "pending" and "503" in row.last_error
     del push.status_by_path["/push/phone"]
     clock.advance(timedelta(hours=1))
     outbox.deliver_due(nctx)
-    assert [r.status for r in notifications(nctx, channel="webpush")] == ["sent"]
+    assert [r.delivery for r in notifications(nctx, channel="webpush")] == ["sent"]
     assert len(push.delivered["/push/phone"]) == 1
 
 
