@@ -297,7 +297,7 @@ def test_the_installed_firebase_admin_still_has_the_transport_hook(nctx, fcm):
 
 
 def test_a_channel_that_cannot_start_is_retried_not_lost(nctx, owner, tmp_path, clock):
-    """Regression guard: an unreadable FCM credentials file must not strand rows in 'sending'."""
+    """Regression guard: an unreadable FCM credentials file must not strand rows running (the log's 'sending')."""
     nctx.settings.notify.fcm_credentials_file = str(tmp_path / "missing.json")
     _add_tokens(nctx, owner, "phone-token")
     pk = store_capture(nctx, owner, "cap-1")
