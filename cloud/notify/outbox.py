@@ -361,10 +361,20 @@ def _record_failure(ctx: AppContext, item: Claimed, exc: ChannelError) -> None:
 def _record(session: Session, item: Claimed, *, status: JobState, **values: Any) -> None:
     """End this worker's lease on the row with what came of the send.
 
-    Guarded by the lease: a row whose lease expired meanwhile was buried as unknown and stays so
-    (its send outlived ``send_lease_s``; a late failure must not make it due again)."""
-    if not OUTBOX.release(session, item.notification_id, WORKER_ID, status, **values):
-        log.warning("notification %s: its lease had expired (recorded as unknown) before this send ended: %s",
+    Guarded by the lease. A send that outlived ``send_lease_s`` finds its row buried as unknown:
+    a late failure leaves it so (made due again, a send that may have gone out would repeat);
+    a late success turns it into sent, which is what happened."""
+    if OUTBOX.release(session, item.notification_id, WORKER_ID, status, **values):
+        return
+    if values.get("outcome") == Outcome.SENT:
+        session.execute(
+            update(Notification)
+            .where(Notification.id == item.notification_id, Notification.delivered_as("unknown"))
+            .values(status=status, **values)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        log.warning("notification %s: its lease expired before the send ended (%s); it stays unknown",
                     item.notification_id, values.get("outcome") or status)
 
 

@@ -241,6 +241,30 @@ def test_claim_lost_mid_send_is_not_resent(nctx, owner, clock):
     assert (row.status, row.outcome, row.delivery) == (JobState.DEAD, Outcome.UNKNOWN, "unknown")
 
 
+@pytest.mark.parametrize(("reply", "word"), [(Reply(503, "down"), "unknown"), (Reply(204, ""), "sent")])
+def test_a_send_that_outlives_its_lease_is_never_repeated(nctx, owner, clock, reply, word):
+    """A webhook that answers only after the lease expired (the row is buried as unknown meanwhile):
+    a late failure does not make the row due again (the request may have been received), and a
+    late success is logged as sent. Either way the webhook gets the alert once."""
+    with FakeHttp(lambda seen: reply) as receiver:
+        add_webhook(nctx, owner, receiver.url + "/hook")
+        pk = store_capture(nctx, owner, "cap-1")
+        emit(nctx, analysis_event(owner, pk, "cap-1"))
+        [item] = [c for c in outbox.claim_due(nctx, limit=10) if c.channel == "webhook"]
+        clock.advance(timedelta(seconds=nctx.settings.notify.send_lease_s + 1))
+        outbox.claim_due(nctx, limit=10)  # another worker's pass buries the expired lease
+        assert notifications(nctx, channel="webhook")[0].delivery == "unknown"
+        registry = _registry(nctx)
+        try:
+            outbox.deliver_one(nctx, registry, item)  # the slow send finally ends
+            clock.advance(timedelta(hours=3))
+            outbox.deliver_due(nctx, registry)
+        finally:
+            registry.close()
+        assert len(receiver.requests("/hook")) == 1
+        assert notifications(nctx, channel="webhook")[0].delivery == word
+
+
 def test_outbox_rows_and_analysis_jobs_go_through_one_job_lifecycle(nctx, owner):
     """Both durable queues speak cloud.jobs.JobState: pending, running while leased, then done.
     (The outbox used to say held/sending/sent/failed for its queue state.) What happened to the
