@@ -19,11 +19,11 @@ Retries: a temporary failure puts the row back to pending with the toolkit's cap
 backoff, until ``max_attempts``; then dead, ``failed``. Quiet hours hold a row (pending, outcome
 ``held``, due when they end); it is sent then, not dropped.
 
-    pending ──claim──► running ──ok──► done, sent
-      ▲  ▲ ╲                │ ╲──permanent / attempts used──► dead, failed
-      │  │  ╲recipient gone─┼──────────────────────────────► done, skipped
-      │  └held (quiet hours)│  ╲──lease expired mid-send─────► dead, unknown
-      └──────temporary──────┘
+    pending ──claim (lease)──► running ──ok───────────────────────► done, outcome sent
+     │ ▲ ▲                        │ ╲──permanent / attempts used───► dead, outcome failed
+     │ │ └──temporary (backoff)───┘  ╲─lease expired mid-send──────► dead, outcome unknown
+     │ └──quiet hours: outcome held, due when they end
+     └──recipient removed, token or subscription expired──────────► done, outcome skipped
 """
 
 from __future__ import annotations
