@@ -99,6 +99,27 @@ def test_expired_subscription_is_removed(api, nctx, owner, push):
     assert statuses == ["failed", "sent"]
 
 
+def test_an_expired_subscription_skips_the_alerts_still_waiting_for_it(api, nctx, owner, push):
+    """The push service's 410 for one alert: the browser's next alert is not tried. It is done
+    with the outcome skipped (the log's 'skipped'), not failed and not retried."""
+    from cloud.jobs import JobState
+    from cloud.models import Outcome
+
+    nctx.settings.notify.batch_size = 1  # one send at a time: the second alert still waits
+    subscribe(api, headers_for(nctx, owner.user_id), push, "/push/gone")
+    push.status_by_path["/push/gone"] = 410
+    for n in (1, 2):
+        pk = store_capture(nctx, owner, f"cap-{n}", seed=n)
+        emit(nctx, analysis_event(owner, pk, f"cap-{n}"))
+    assert len(notifications(nctx, channel="webpush")) == 2
+    outbox.deliver_due(nctx)
+    rows = notifications(nctx, channel="webpush")
+    assert [(r.status, r.outcome, r.delivery) for r in rows] == [
+        (JobState.DEAD, Outcome.FAILED, "failed"), (JobState.DONE, Outcome.SKIPPED, "skipped")]
+    assert "expired" in rows[1].last_error
+    assert len(push.claims) == 1
+
+
 def test_push_service_outage_is_retried(api, nctx, owner, push, clock):
     subscribe(api, headers_for(nctx, owner.user_id), push, "/push/phone")
     push.status_by_path["/push/phone"] = 503
