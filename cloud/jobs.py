@@ -8,17 +8,17 @@ Both of the cloud's queues are tables of rows with the same five columns (``stat
     pending ──claim (lease)──► running ──ok──► done
        ▲                         │ ╲──permanent / attempts used──► dead
        └──retry (backoff_s)──────┘
-       a lease older than its timeout: claimed again (vision) or buried as unknown (notifications,
-       where a send may have gone out and is never repeated)
+       a lease older than its timeout: claimed again (vision, ``lease_expired``) or buried dead
+       (notifications, ``bury_expired``: a send may have gone out and is never repeated)
 
 Claiming is one short transaction: ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 replicas never take the same row, and a guarded UPDATE (``WHERE status = <due> …``) that also
 holds on SQLite, where ``BEGIN IMMEDIATE`` lets one writer in at a time. Releasing is guarded by
 the lease (``locked_by``): a worker whose lease was taken over changes nothing.
 
-The analysis queue speaks ``JobState`` as is. The outbox row doubles as the owner's delivery log
-(an API field), so its words say what happened to a message; ``NOTIFICATION_STATES`` maps them
-onto the same lifecycle.
+Both queues store exactly these states. What a job's work came to for its owner is the queue's
+own business, in its own column: an analysis's result, a notification's ``outcome`` (sent,
+skipped, failed, unknown; held while it waits for quiet hours), which the delivery log shows.
 """
 
 from __future__ import annotations
@@ -43,19 +43,7 @@ class JobState(enum.StrEnum):
     DEAD = "dead"  # failed for good; last_error says why
 
 
-@dataclass(frozen=True)
-class States:
-    """A queue's status words for the lifecycle above."""
-
-    due: tuple[str, ...]
-    running: str
-    done: str
-    dead: str
-
-
-JOB_STATES = States(due=(JobState.PENDING,), running=JobState.RUNNING, done=JobState.DONE, dead=JobState.DEAD)
-# held = pending until quiet hours end; skipped and unknown are further final outcomes of a message.
-NOTIFICATION_STATES = States(due=("pending", "held"), running="sending", done="sent", dead="failed")
+FINAL = (JobState.DONE, JobState.DEAD)
 
 
 def new_worker_id() -> str:
@@ -73,18 +61,17 @@ def backoff_s(attempts: int, base: float, cap: float) -> float:
 
 @dataclass(frozen=True)
 class JobTable:
-    """A queue table and its status words."""
+    """A queue table: a mapped class whose ``status`` column holds ``JobState``."""
 
     model: Any  # a mapped class with id, status, next_attempt_at, attempts, locked_by, locked_at
-    states: States = JOB_STATES
 
     def due(self, now: datetime) -> ColumnElement[bool]:
         m = self.model
-        return and_(m.status.in_(self.states.due), m.next_attempt_at <= now)
+        return and_(m.status == JobState.PENDING, m.next_attempt_at <= now)
 
     def lease_expired(self, now: datetime, lease_s: float) -> ColumnElement[bool]:
         m = self.model
-        return and_(m.status == self.states.running, m.locked_at < now - timedelta(seconds=lease_s))
+        return and_(m.status == JobState.RUNNING, m.locked_at < now - timedelta(seconds=lease_s))
 
     def next_due(self, claimable: ColumnElement[bool], *columns: Any, limit: int = 1) -> Select:
         """The oldest due rows, locked for this transaction (skipping rows other workers hold)."""
@@ -106,15 +93,15 @@ class JobTable:
         claimed = session.execute(
             update(m)
             .where(m.id == row_id, claimable)
-            .values(status=self.states.running, locked_by=worker_id, locked_at=now, attempts=m.attempts + 1, **values)
+            .values(status=JobState.RUNNING, locked_by=worker_id, locked_at=now, attempts=m.attempts + 1, **values)
             .execution_options(synchronize_session=False)
         )
         return claimed.rowcount == 1
 
-    def release(self, session: Session, row_id: int, worker_id: str | None, status: str, **values: Any) -> bool:
+    def release(self, session: Session, row_id: int, worker_id: str | None, status: JobState, **values: Any) -> bool:
         """End a lease with ``status`` (guarded by ``locked_by`` when ``worker_id`` is given)."""
         m = self.model
-        guard = [m.id == row_id, m.status == self.states.running]
+        guard = [m.id == row_id, m.status == JobState.RUNNING]
         if worker_id is not None:
             guard.append(m.locked_by == worker_id)
         released = session.execute(
@@ -128,4 +115,16 @@ class JobTable:
     def retry_values(self, attempts: int, now: datetime, *, base_s: float, cap_s: float) -> dict[str, Any]:
         """The values that put a released row back in the queue after its backoff."""
         delay = timedelta(seconds=backoff_s(attempts, base_s, cap_s))
-        return {"status": self.states.due[0], "next_attempt_at": now + delay}
+        return {"status": JobState.PENDING, "next_attempt_at": now + delay}
+
+    def bury_expired(self, session: Session, now: datetime, lease_s: float, **values: Any) -> int:
+        """End every lease older than ``lease_s`` as dead, for a queue whose work must not run twice
+        (its worker may have done it before it stopped); returns how many."""
+        m = self.model
+        buried = session.execute(
+            update(m)
+            .where(self.lease_expired(now, lease_s))
+            .values(status=JobState.DEAD, locked_by=None, locked_at=None, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return buried.rowcount or 0

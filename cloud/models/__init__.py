@@ -25,8 +25,10 @@ from cloud.models.core import (
 from cloud.models.firmware import FirmwareRelease, Rollout, RolloutDevice, RolloutStatus, UpdateState
 from cloud.models.live import LiveEvent, StreamTicket
 from cloud.models.notify import (
+    DELIVERY_WORDS,
     Notification,
     NotificationPreference,
+    Outcome,
     PushToken,
     RecipientConfirmation,
     Webhook,
@@ -56,8 +58,10 @@ __all__ = [
     "ApiKey",
     "ApiRateWindow",
     "DeviceAlertState",
+    "DELIVERY_WORDS",
     "Notification",
     "NotificationPreference",
+    "Outcome",
     "PushToken",
     "RecipientConfirmation",
     "Webhook",

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ColumnElement,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cloud.models.base import Base, UTCDateTime
+from cloud.jobs import JobState
+from cloud.models.base import Base, UTCDateTime, str_enum
 
 
 class NotificationPreference(Base):
@@ -78,6 +94,37 @@ class Webhook(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class Outcome(enum.StrEnum):
+    """What happened to a notification, for its owner. Where the row is in the queue is its
+    ``status`` (``cloud.jobs.JobState``, as for every durable job); the delivery log shows the
+    two together as one word (``DELIVERY_WORDS``)."""
+
+    HELD = "held"  # pending: waits for the owner's quiet hours to end, then is sent
+    SENT = "sent"  # done
+    SKIPPED = "skipped"  # done: nothing left to send to (recipient removed, token or subscription expired)
+    FAILED = "failed"  # dead: refused for good, or every attempt used; last_error says why
+    UNKNOWN = "unknown"  # dead: its worker stopped mid-send; it may have gone out, so it is never repeated
+
+
+# The delivery log's word for each (queue state, outcome) an outbox row can be in; the database
+# refuses any other pair (ck_notifications_outcome). The API's ``status`` field and filter say these.
+# Skipped is done, not dead: nothing went wrong, the owner removed where it was going.
+DELIVERY_WORDS: dict[tuple[JobState, Outcome | None], str] = {
+    (JobState.PENDING, None): "pending",
+    (JobState.PENDING, Outcome.HELD): "held",
+    (JobState.RUNNING, None): "sending",
+    (JobState.DONE, Outcome.SENT): "sent",
+    (JobState.DONE, Outcome.SKIPPED): "skipped",
+    (JobState.DEAD, Outcome.FAILED): "failed",
+    (JobState.DEAD, Outcome.UNKNOWN): "unknown",
+}
+_STATE_OF_WORD = {word: pair for pair, word in DELIVERY_WORDS.items()}
+# COALESCE: a comparison with NULL is unknown, and a CHECK lets an unknown pass.
+_ALLOWED_PAIRS = " OR ".join(
+    f"(status = '{state}' AND COALESCE(outcome, '') = '{outcome or ''}')" for state, outcome in DELIVERY_WORDS
+)
+
+
 class Notification(Base):
     """The durable outbox and the owner's delivery log: one row per (event, channel, recipient)."""
 
@@ -85,6 +132,7 @@ class Notification(Base):
     __table_args__ = (
         UniqueConstraint("event_key", "channel", "recipient"),
         Index("ix_notifications_due", "status", "next_attempt_at"),
+        CheckConstraint(_ALLOWED_PAIRS, name="outcome"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -98,8 +146,8 @@ class Notification(Base):
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     data: Mapped[dict] = mapped_column(JSON, default=dict)
-    # pending | held (quiet hours) | sending | sent | failed | skipped | unknown
-    status: Mapped[str] = mapped_column(String(10))
+    status: Mapped[JobState] = mapped_column(str_enum(JobState))  # the queue's (cloud.jobs)
+    outcome: Mapped[Outcome | None] = mapped_column(str_enum(Outcome))  # the owner's
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     locked_by: Mapped[str | None] = mapped_column(String(80))
@@ -108,3 +156,14 @@ class Notification(Base):
     provider_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def delivery(self) -> str:
+        """The delivery log's word for this row: pending, held, sending, sent, skipped, failed, unknown."""
+        return DELIVERY_WORDS[(self.status, self.outcome)]
+
+    @classmethod
+    def delivered_as(cls, word: str) -> ColumnElement[bool]:
+        """The rows the delivery log calls ``word`` (one of ``DELIVERY_WORDS``' words)."""
+        state, outcome = _STATE_OF_WORD[word]
+        return and_(cls.status == state, cls.outcome.is_(None) if outcome is None else cls.outcome == outcome)

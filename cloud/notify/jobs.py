@@ -8,9 +8,9 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from cloud.context import AppContext
+from cloud.jobs import FINAL
 from cloud.models import Notification
 from cloud.notify import digest
-from cloud.notify.outbox import FINAL
 from cloud.scheduler import PeriodicJob
 
 
@@ -19,7 +19,7 @@ def _digest(session: Session, ctx: AppContext) -> int:
 
 
 def _housekeeping(session: Session, ctx: AppContext) -> dict:
-    """Prune old delivery-log rows (final states only)."""
+    """Prune old delivery-log rows (done or dead only)."""
     days = ctx.settings.notify.log_retention_days
     if days <= 0:
         return {"notifications": 0}

@@ -4,20 +4,26 @@ Writing: ``NotificationSink.emit`` runs inside the producer's transaction (inges
 scheduled checks). It only reads preferences and inserts rows, never touches the network,
 so a channel outage cannot slow or fail ingest; rows commit or roll back with the event.
 
+Two words per row: ``status`` is where the row is in the queue, the job toolkit's ``JobState``
+(``cloud.jobs``, as for analysis jobs); ``outcome`` is what happened to the message for its owner
+(``cloud.models.Outcome``). The delivery log shows the pair as one word (``DELIVERY_WORDS``:
+pending, held, sending, sent, skipped, failed, unknown).
+
 At most once: each row is unique on (event key, channel, recipient); the insert ignores a
-duplicate. A row is sent only after a worker claims it (``pending``/``held`` → ``sending``,
-the job toolkit's lease: ``cloud.jobs``, ``NOTIFICATION_STATES``). A claim whose worker died
-mid-send is not retried (we cannot know whether it went out): after ``send_lease_s`` it is
-recorded as ``unknown``. Rows inserted wake the delivery worker when they commit (``wakeups.NOTIFY``).
+duplicate. A row is sent only after a worker claims it (the toolkit's lease: pending → running).
+A claim whose worker died mid-send is not retried (we cannot know whether it went out): after
+``send_lease_s`` it is buried dead with the outcome ``unknown``. Rows inserted wake the delivery
+worker when they commit (``wakeups.NOTIFY``).
 
-Retries: a temporary failure puts the row back to ``pending`` with the toolkit's capped,
-jittered backoff, until ``max_attempts``; then ``failed``. Quiet hours hold a row
-(``held``) until they end; it is sent then, not dropped.
+Retries: a temporary failure puts the row back to pending with the toolkit's capped, jittered
+backoff, until ``max_attempts``; then dead, ``failed``. Quiet hours hold a row (pending, outcome
+``held``, due when they end); it is sent then, not dropped.
 
-    pending ──claim──► sending ──ok──► sent
-       ▲   ╲              │ ╲──permanent / attempts used──► failed
-       │    ╲held (quiet)  │  ╲──recipient gone──► failed (+ token removed / webhook off)
-       └─────temporary─────┘
+    pending ──claim (lease)──► running ──ok───────────────────────► done, outcome sent
+     │ ▲ ▲                        │ ╲──permanent / attempts used───► dead, outcome failed
+     │ │ └──temporary (backoff)───┘  ╲─lease expired mid-send──────► dead, outcome unknown
+     │ └──quiet hours: outcome held, due when they end
+     └──recipient removed, token or subscription expired──────────► done, outcome skipped
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ from cloud import wakeups
 from cloud.context import AppContext
 from cloud.db import upsert
 from cloud.events import Event
-from cloud.jobs import NOTIFICATION_STATES, JobTable, new_worker_id
-from cloud.models import Capture, Device, Notification, PushToken, User, Webhook
+from cloud.jobs import JobState, JobTable, new_worker_id
+from cloud.models import Capture, Device, Notification, Outcome, PushToken, User, Webhook
 from cloud.notify import apprise_channel, confirmations, kinds, preferences, rich, send_limits, webpush
 from cloud.notify.base import (
     ChannelError,
@@ -54,13 +60,7 @@ from cloud.notify.webhook import webhook_secret
 
 log = logging.getLogger("mailcam.notify")
 WORKER_ID = new_worker_id()
-OUTBOX = JobTable(Notification, NOTIFICATION_STATES)
-
-PENDING, HELD, SENDING, SENT, FAILED, SKIPPED, UNKNOWN = (
-    "pending", "held", "sending", "sent", "failed", "skipped", "unknown",
-)
-DUE = (PENDING, HELD)
-FINAL = (SENT, FAILED, SKIPPED, UNKNOWN)
+OUTBOX = JobTable(Notification)
 
 
 class NotificationSink:
@@ -115,7 +115,8 @@ def enqueue(session: Session, ctx: AppContext, prefs: preferences.Preferences, e
                     "title": draft.title[:200],
                     "body": draft.body,
                     "data": data,
-                    "status": HELD if held_until else PENDING,
+                    "status": JobState.PENDING,
+                    "outcome": Outcome.HELD if held_until else None,
                     "attempts": 0,
                     "next_attempt_at": held_until or now,
                     "created_at": now,
@@ -217,12 +218,8 @@ def claim_due(
     now = ctx.clock.now()
     settings = ctx.settings.notify
     with ctx.sessions() as session:
-        session.execute(
-            update(Notification)
-            .where(OUTBOX.lease_expired(now, settings.send_lease_s))
-            .values(status=UNKNOWN, last_error="the worker stopped mid-send; not retried (at most once)")
-            .execution_options(synchronize_session=False)
-        )
+        OUTBOX.bury_expired(session, now, settings.send_lease_s, outcome=Outcome.UNKNOWN,
+                            last_error="the worker stopped mid-send; not retried (at most once)")
         rows = session.scalars(
             OUTBOX.next_due(OUTBOX.due(now) & Notification.user_id.not_in(full), limit=limit)
         ).all()
@@ -234,24 +231,26 @@ def claim_due(
             prefs = _prefs(session, ctx, row.user_id, prefs_cache)
             until = prefs.quiet_until(now) if prefs else None
             if until is not None:
-                row.status, row.next_attempt_at = HELD, until
+                row.outcome, row.next_attempt_at = Outcome.HELD, until
                 continue
             resolved = _resolve(session, ctx, row)
             if resolved is None:
-                row.status, row.last_error = SKIPPED, "the recipient was removed before sending"
+                row.status, row.outcome = JobState.DONE, Outcome.SKIPPED
+                row.last_error = "the recipient was removed before sending"
                 continue
             if row.channel in (kinds.EMAIL, kinds.SMS):
                 until = send_limits.take_alert(session, settings, user_id=row.user_id, channel=row.channel,
                                                address=row.recipient, now=now)
                 if until is not None:  # over the hourly allowance: waits for the next hour, not dropped
-                    row.status, row.next_attempt_at = PENDING, until
+                    row.outcome, row.next_attempt_at = None, until
                     row.last_error = f"hourly {row.channel} limit reached; sent after {until:%H:%M} UTC"
                     continue
+            # The row is locked (PostgreSQL) or ours alone (SQLite's one writer): the guarded claim holds.
+            if not OUTBOX.claim(session, row.id, OUTBOX.due(now), WORKER_ID, now, outcome=None):
+                continue
             address, extras = resolved
-            row.status, row.locked_by, row.locked_at = SENDING, WORKER_ID, now
-            row.attempts += 1
             in_flight[row.user_id] = in_flight.get(row.user_id, 0) + 1
-            claimed.append(Claimed(row.id, row.user_id, row.channel, row.recipient, row.attempts,
+            claimed.append(Claimed(row.id, row.user_id, row.channel, row.recipient, row.attempts + 1,
                                    _message(ctx, session, row, address, extras)))
         session.commit()
     return claimed
@@ -334,13 +333,8 @@ def deliver_one(ctx: AppContext, registry: ChannelRegistry, item: Claimed) -> bo
         _record_failure(ctx, item, ChannelError(f"internal error: {type(exc).__name__}"))
         return False
     with ctx.sessions() as session:
-        session.execute(
-            update(Notification)
-            .where(Notification.id == item.notification_id)
-            .values(status=SENT, sent_at=ctx.clock.now(), provider_id=(result.provider_id or "")[:200] or None,
-                    last_error=None, locked_by=None, locked_at=None)
-            .execution_options(synchronize_session=False)
-        )
+        _record(session, item, status=JobState.DONE, outcome=Outcome.SENT, sent_at=ctx.clock.now(),
+                provider_id=(result.provider_id or "")[:200] or None, last_error=None)
         if item.channel == kinds.WEBPUSH:
             webpush.mark_sent(session, item.recipient, ctx.clock.now())
         session.commit()
@@ -352,37 +346,57 @@ def _record_failure(ctx: AppContext, item: Claimed, exc: ChannelError) -> None:
     now = ctx.clock.now()
     permanent = isinstance(exc, PermanentFailure)
     if permanent or item.attempts >= settings.max_attempts:
-        values: dict[str, Any] = {"status": FAILED}
+        values: dict[str, Any] = {"status": JobState.DEAD, "outcome": Outcome.FAILED}
     else:
         values = OUTBOX.retry_values(item.attempts, now, base_s=settings.retry_base_s, cap_s=settings.retry_max_s)
     log.warning("notification %s via %s: %s (attempt %s)", item.notification_id, item.channel, exc.detail,
                 item.attempts)
     with ctx.sessions() as session:
-        session.execute(
-            update(Notification)
-            .where(Notification.id == item.notification_id)
-            .values(last_error=short(exc.detail, 500), locked_by=None, locked_at=None, **values)
-            .execution_options(synchronize_session=False)
-        )
+        _record(session, item, last_error=short(exc.detail, 500), **values)
         if isinstance(exc, RecipientGone):
             _forget_recipient(session, item)
         session.commit()
+
+
+def _record(session: Session, item: Claimed, *, status: JobState, **values: Any) -> None:
+    """End this worker's lease on the row with what came of the send.
+
+    Guarded by the lease. A send that outlived ``send_lease_s`` finds its row buried as unknown:
+    a late failure leaves it so (made due again, a send that may have gone out would repeat);
+    a late success turns it into sent, which is what happened."""
+    if OUTBOX.release(session, item.notification_id, WORKER_ID, status, **values):
+        return
+    if values.get("outcome") == Outcome.SENT:
+        session.execute(
+            update(Notification)
+            .where(Notification.id == item.notification_id, Notification.delivered_as("unknown"))
+            .values(status=status, **values)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        log.warning("notification %s: its lease expired before the send ended (%s); it stays unknown",
+                    item.notification_id, values.get("outcome") or status)
+
+
+def _skip_waiting(session: Session, channel: str, recipient: str, reason: str) -> None:
+    """Rows still waiting for a recipient that is gone can never be delivered: done, skipped."""
+    session.execute(
+        update(Notification)
+        .where(Notification.channel == channel, Notification.recipient == recipient,
+               Notification.status == JobState.PENDING)
+        .values(status=JobState.DONE, outcome=Outcome.SKIPPED, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _forget_recipient(session: Session, item: Claimed) -> None:
     if item.channel == kinds.PUSH:
         token_id = int(item.recipient.removeprefix("token:"))
         session.execute(delete(PushToken).where(PushToken.id == token_id))
-        # Rows still waiting for this token can never be delivered.
-        session.execute(
-            update(Notification)
-            .where(Notification.channel == kinds.PUSH, Notification.recipient == item.recipient,
-                   Notification.status.in_(DUE))
-            .values(status=SKIPPED, last_error="the push token was unregistered")
-            .execution_options(synchronize_session=False)
-        )
+        _skip_waiting(session, kinds.PUSH, item.recipient, "the push token was unregistered")
     elif item.channel == kinds.WEBPUSH:
         webpush.forget(session, item.recipient)
+        _skip_waiting(session, kinds.WEBPUSH, item.recipient, "the browser's push subscription has expired")
     elif item.channel == kinds.WEBHOOK:
         hook_id = int(item.recipient.removeprefix("webhook:"))
         session.execute(update(Webhook).where(Webhook.id == hook_id).values(active=False))

@@ -16,6 +16,7 @@ Kind = Literal[
     "low_battery", "device_offline", "trigger_fulfilled", "trigger_expired", "ai_budget_reached", "daily_digest",
 ]
 ChannelName = Literal["console", "push", "webpush", "apprise", "sms", "email", "webhook"]
+# The delivery log's words (cloud.models.DELIVERY_WORDS: a row's queue state and outcome in one word).
 Status = Literal["pending", "held", "sending", "sent", "failed", "skipped", "unknown"]
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 

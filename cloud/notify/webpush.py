@@ -89,15 +89,8 @@ def mark_sent(session: Session, recipient: str, now: datetime) -> None:
 
 
 def forget(session: Session, recipient: str) -> None:
-    """The push service says the subscription has expired: delete it and skip what waits for it."""
+    """The push service says the subscription has expired: delete it (the outbox skips what waits for it)."""
     session.execute(delete(WebPushSubscription).where(WebPushSubscription.id == int(recipient.removeprefix(PREFIX))))
-    session.execute(
-        update(Notification)
-        .where(Notification.channel == CHANNEL, Notification.recipient == recipient,
-               Notification.status.in_(("pending", "held")))
-        .values(status="skipped", last_error="the browser's push subscription has expired")
-        .execution_options(synchronize_session=False)
-    )
 
 
 # --- sending --------------------------------------------------------------------------------

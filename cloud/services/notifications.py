@@ -24,7 +24,8 @@ def delivery_log(
     session: Session, user: User, *, limit: int, before_id: int | None = None, kind: str | None = None,
     status: str | None = None,
 ) -> list[tuple[Notification, str | None, str | None]]:
-    """(notification, device serial, capture id) for the user, newest first."""
+    """(notification, device serial, capture id) for the user, newest first; ``status`` is a
+    delivery-log word (``cloud.models.DELIVERY_WORDS``)."""
     query = (
         select(Notification, Device.serial, Capture.capture_id)
         .outerjoin(Device, Device.id == Notification.device_id)
@@ -36,7 +37,7 @@ def delivery_log(
     if kind is not None:
         query = query.where(Notification.kind == kind)
     if status is not None:
-        query = query.where(Notification.status == status)
+        query = query.where(Notification.delivered_as(status))
     return [tuple(row) for row in session.execute(query.order_by(Notification.id.desc()).limit(limit)).all()]
 
 

@@ -144,7 +144,7 @@ def test_two_replicas_share_captures_analyse_and_notify_once_and_hold_click_limi
     def sent() -> list[Notification] | None:
         with ctx.sessions() as session:
             rows = list(session.scalars(select(Notification).where(Notification.channel == "console")))
-        return rows if rows and all(r.status == "sent" for r in rows) else None
+        return rows if rows and all(r.delivery == "sent" for r in rows) else None
 
     rows = wait_until(sent, "notifications sent")
     with ctx.sessions() as session:

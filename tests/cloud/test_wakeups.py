@@ -64,7 +64,7 @@ def ctx(cloud_ctx: AppContext) -> Iterator[AppContext]:
 
 def wait_until_idle(ctx: AppContext, table: str) -> None:
     """Poll (with a deadline) until no row of ``table`` is due or leased."""
-    busy = text(f"SELECT count(*) FROM {table} WHERE status IN ('pending', 'running', 'sending')")
+    busy = text(f"SELECT count(*) FROM {table} WHERE status IN ('pending', 'running')")  # JobState, both queues
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
         with ctx.sessions() as session:

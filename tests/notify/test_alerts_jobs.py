@@ -117,7 +117,7 @@ def test_retention_deletes_old_captures_and_unshared_files(nctx, owner, clock):
     assert nctx.images.path(shared_sha).exists()
     # The delivery log outlives the capture it was about.
     [row] = notifications(nctx, kind="mail_arrived")
-    assert row.status == "sent" and row.capture_pk is None
+    assert row.delivery == "sent" and row.capture_pk is None
 
 
 def test_retention_zero_keeps_everything(nctx):
@@ -136,4 +136,4 @@ def test_housekeeping_prunes_old_final_log_rows_only(nctx, owner, clock):
     emit(nctx, analysis_event(owner, pk2, "cap-2"))  # held: not final, must survive
     clock.advance(timedelta(days=91))
     assert run_once_per_period(nctx, _job(nctx, "notify_housekeeping"))
-    assert [(r.capture_pk, r.status) for r in notifications(nctx, kind="mail_arrived")] == [(pk2, "held")]
+    assert [(r.capture_pk, r.delivery) for r in notifications(nctx, kind="mail_arrived")] == [(pk2, "held")]

@@ -216,3 +216,50 @@ def test_trigger_fulfilled_and_expired_with_refund_are_notified(api, cloud_ctx, 
     by_kind = {i["kind"]: i for i in log}
     assert by_kind["trigger_fulfilled"]["capture_id"] == "box-1-m"
     assert by_kind["trigger_expired"]["body"].endswith("Your click was refunded.")
+
+
+# The delivery log's words for each queue state (cloud.jobs.JobState) and outcome of a row.
+LOG_WORDS = [("pending", None, "pending"), ("pending", "held", "held"), ("running", None, "sending"),
+             ("done", "sent", "sent"), ("done", "skipped", "skipped"), ("dead", "failed", "failed"),
+             ("dead", "unknown", "unknown")]
+
+
+def add_log_rows(ctx, user_id: int) -> None:
+    """One outbox row of ``user_id`` in every state the delivery log tells apart."""
+    from cloud.models import Notification
+
+    now = ctx.clock.now()
+    with ctx.sessions() as session:
+        for n, (state, outcome, word) in enumerate(LOG_WORDS):
+            session.add(Notification(
+                user_id=user_id, kind="mail_arrived", event_key=f"mail_arrived:log-{n}", channel="console",
+                recipient="console", title=f"Mail ({word})", body="Two letters", data={}, status=state,
+                outcome=outcome, attempts=0, next_attempt_at=now, created_at=now,
+                locked_by="a-worker" if state == "running" else None, locked_at=now if state == "running" else None))
+        session.commit()
+
+
+def test_delivery_log_keeps_its_words_for_every_state(api, cloud_ctx):
+    """The log's status words (and its filter) stayed the same when the outbox took the job
+    toolkit's queue states: held, sending, sent, skipped, failed and unknown still read as before."""
+    alice = fast_account(cloud_ctx, "alice@example.com")
+    with cloud_ctx.sessions() as session:
+        user_id = session.scalar(select(User.id).where(User.email == "alice@example.com"))
+    add_log_rows(cloud_ctx, user_id)
+
+    log = api.get("/api/notifications/", headers=alice.headers).json()["items"]
+    assert [(i["title"], i["status"]) for i in reversed(log)] == [(f"Mail ({w})", w) for _s, _o, w in LOG_WORDS]
+    for _state, _outcome, word in LOG_WORDS:
+        found = api.get("/api/notifications/", params={"status": word}, headers=alice.headers)
+        assert found.status_code == 200, found.text
+        assert [i["title"] for i in found.json()["items"]] == [f"Mail ({word})"]
+
+
+def test_the_logs_status_field_names_every_delivery_word():
+    """The API's ``status`` words are exactly the words the outbox's rows can be in."""
+    from typing import get_args
+
+    from cloud.models import DELIVERY_WORDS
+    from cloud.notify.schemas import Status
+
+    assert sorted(get_args(Status)) == sorted(DELIVERY_WORDS.values()) == sorted(w for _s, _o, w in LOG_WORDS)

@@ -49,7 +49,7 @@ def test_alerts_reach_ntfy_and_a_json_endpoint_and_the_urls_stay_secret(api, nct
     emit(nctx, analysis_event(owner, pk, "cap-1"))
     outbox.deliver_due(nctx)
 
-    assert {r.status for r in notifications(nctx, channel="apprise")} == {"sent"}
+    assert {r.delivery for r in notifications(nctx, channel="apprise")} == {"sent"}
     [to_ntfy] = ntfy.requests()
     assert to_ntfy.headers["authorization"] == "Basic " + base64.b64encode(f"alice:{NTFY_PASSWORD}".encode()).decode()
     sent = to_ntfy.json()
@@ -76,10 +76,10 @@ def test_a_failing_target_is_retried_like_the_other_channels(api, nctx, owner, c
         emit(nctx, analysis_event(owner, pk, "cap-1"))
         outbox.deliver_due(nctx)
         [row] = notifications(nctx, channel="apprise")
-        assert row.status == "pending" and "did not accept" in row.last_error
+        assert row.delivery == "pending" and "did not accept" in row.last_error
         clock.advance(timedelta(hours=1))
         outbox.deliver_due(nctx)
-        assert [r.status for r in notifications(nctx, channel="apprise")] == ["sent"]
+        assert [r.delivery for r in notifications(nctx, channel="apprise")] == ["sent"]
         assert len(flaky.requests("/hook")) == 2
 
 
@@ -116,5 +116,5 @@ def test_bad_private_duplicate_and_foreign_targets_are_refused(api, nctx, owner,
     emit(nctx, analysis_event(owner, pk, "cap-1"))
     outbox.deliver_due(nctx)
     [row] = notifications(nctx, channel="apprise")
-    assert row.status == "failed" and "not allowed" in row.last_error
+    assert row.delivery == "failed" and "not allowed" in row.last_error
     assert receiver.requests("/hook") == []

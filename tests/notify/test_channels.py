@@ -98,7 +98,7 @@ def test_email_outage_is_retried_until_the_server_is_back(nctx, owner, tmp_path,
     emit(nctx, analysis_event(owner, pk, "cap-1"))
     assert outbox.deliver_due(nctx) == 0
     [row] = notifications(nctx, channel="email")
-    assert row.status == "pending" and "SMTP unavailable" in row.last_error
+    assert row.delivery == "pending" and "SMTP unavailable" in row.last_error
     server.start()
     try:
         clock.advance(timedelta(minutes=1))
@@ -143,7 +143,7 @@ def test_sms_goes_through_the_twilio_client(nctx, owner):
     form = {k: v[0] for k, v in parse_qs(hit.body.decode()).items()}
     assert form == {"To": "+447911123456", "From": "+14155552671", "Body": "Package in Front gate: A brown box"}
     [row] = notifications(nctx, channel="sms")
-    assert (row.status, row.provider_id) == ("sent", "SM" + "1" * 32)
+    assert (row.delivery, row.provider_id) == ("sent", "SM" + "1" * 32)
 
 
 def test_sms_refused_number_is_a_permanent_failure(nctx, owner, clock):
@@ -163,7 +163,7 @@ def test_sms_refused_number_is_a_permanent_failure(nctx, owner, clock):
         outbox.deliver_due(nctx)
         assert len(twilio.requests()) == 1
     [row] = notifications(nctx, channel="sms")
-    assert row.status == "failed" and "21211" in row.last_error
+    assert row.delivery == "failed" and "21211" in row.last_error
 
 
 # The E.164 shape, as the OpenAPI document states it; whether a number exists is what its
@@ -258,7 +258,7 @@ def test_push_reaches_every_app_and_unregistered_tokens_are_removed(nctx, owner,
     assert message["android"]["collapse_key"] == "mail_arrived"
     with nctx.sessions() as session:
         assert [t.token for t in session.query(PushToken)] == ["phone-token"]
-    statuses = {r.recipient: r.status for r in notifications(nctx, channel="push")}
+    statuses = {r.recipient: r.delivery for r in notifications(nctx, channel="push")}
     assert sorted(statuses.values()) == ["failed", "sent"]
 
     pk2 = store_capture(nctx, owner, "cap-2", seed=2)
@@ -275,11 +275,11 @@ def test_push_outage_is_retried(nctx, owner, fcm, clock):
     emit(nctx, analysis_event(owner, pk, "cap-1"))
     outbox.deliver_due(nctx)
     [row] = notifications(nctx, channel="push")
-    assert row.status == "pending" and "Unavailable" in row.last_error
+    assert row.delivery == "pending" and "Unavailable" in row.last_error
     fcm.down = False
     clock.advance(timedelta(minutes=1))
     outbox.deliver_due(nctx)
-    assert [r.status for r in notifications(nctx, channel="push")] == ["sent"]
+    assert [r.delivery for r in notifications(nctx, channel="push")] == ["sent"]
     assert len(fcm.messages) == 1
 
 
@@ -297,11 +297,11 @@ def test_the_installed_firebase_admin_still_has_the_transport_hook(nctx, fcm):
 
 
 def test_a_channel_that_cannot_start_is_retried_not_lost(nctx, owner, tmp_path, clock):
-    """Regression guard: an unreadable FCM credentials file must not strand rows in 'sending'."""
+    """Regression guard: an unreadable FCM credentials file must not strand rows running (the log's 'sending')."""
     nctx.settings.notify.fcm_credentials_file = str(tmp_path / "missing.json")
     _add_tokens(nctx, owner, "phone-token")
     pk = store_capture(nctx, owner, "cap-1")
     emit(nctx, analysis_event(owner, pk, "cap-1"))
     outbox.deliver_due(nctx)
     [row] = notifications(nctx, channel="push")
-    assert row.status == "pending" and "cannot start" in row.last_error
+    assert row.delivery == "pending" and "cannot start" in row.last_error

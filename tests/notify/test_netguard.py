@@ -107,7 +107,7 @@ def test_send_time_check_refuses_a_stored_private_target_with_a_clean_reason(nct
     outbox.deliver_due(nctx)
     [row] = notifications(nctx, channel="webhook")
     assert receiver.requests() == []
-    assert row.status == "failed"
+    assert row.delivery == "failed"
     assert "not allowed" in row.last_error
     assert "127.0.0.1" not in row.last_error and "Errno" not in row.last_error and "Error" not in row.last_error
 
@@ -124,7 +124,7 @@ def test_transport_errors_are_reported_in_words_not_echoed(nctx, owner):
     _event(nctx, owner)
     outbox.deliver_due(nctx)
     [row] = notifications(nctx, channel="webhook")
-    assert row.status == "pending"
+    assert row.delivery == "pending"
     assert row.last_error == "could not connect to the webhook"
 
 

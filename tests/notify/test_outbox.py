@@ -48,7 +48,7 @@ def test_mail_arrived_goes_to_console_and_signed_webhook_once(nctx, owner, clock
         assert body["data"]["categories"] == {"letter": 2, "magazine": 1}
         assert "2 letters, 1 magazine" in body["body"] and "Two letters" in body["body"]
         assert [m.kind for m in console] == ["mail_arrived"]
-        assert {r.status for r in notifications(nctx, kind="mail_arrived")} == {"sent"}
+        assert {r.delivery for r in notifications(nctx, kind="mail_arrived")} == {"sent"}
 
 
 @pytest.mark.parametrize(
@@ -100,13 +100,13 @@ def test_quiet_hours_hold_notifications_and_send_them_after(nctx, owner, clock):
     emit(nctx, analysis_event(owner, pk, "cap-night"))
 
     [row] = notifications(nctx, kind="mail_arrived")
-    assert row.status == "held"
+    assert row.delivery == "held"
     assert row.next_attempt_at == datetime(2026, 3, 11, 7, 0, tzinfo=berlin).astimezone(UTC)
     clock.advance(timedelta(hours=7))  # 06:30 local
     assert outbox.deliver_due(nctx) == 0
     clock.set(datetime(2026, 3, 11, 7, 0, 1, tzinfo=berlin).astimezone(UTC))
     assert outbox.deliver_due(nctx) == 1
-    assert notifications(nctx, kind="mail_arrived")[0].status == "sent"
+    assert notifications(nctx, kind="mail_arrived")[0].delivery == "sent"
 
 
 def test_retry_held_back_by_quiet_hours_that_began_meanwhile(nctx, owner, clock):
@@ -119,7 +119,7 @@ def test_retry_held_back_by_quiet_hours_that_began_meanwhile(nctx, owner, clock)
     set_prefs(nctx, owner, quiet_hours={"start": start, "end": end})
     assert outbox.deliver_due(nctx) == 0
     [row] = notifications(nctx, kind="mail_arrived")
-    assert row.status == "held" and row.next_attempt_at > clock.now()
+    assert row.delivery == "held" and row.next_attempt_at > clock.now()
 
 
 def test_webhook_outage_is_retried_with_backoff_and_delivered_once(nctx, owner, clock):
@@ -131,14 +131,14 @@ def test_webhook_outage_is_retried_with_backoff_and_delivered_once(nctx, owner, 
 
         assert outbox.deliver_due(nctx) == 1  # console went out; the webhook failed
         [hook] = notifications(nctx, channel="webhook")
-        assert (hook.status, hook.attempts) == ("pending", 1)
+        assert (hook.delivery, hook.attempts) == ("pending", 1)
         first_delay = hook.next_attempt_at - clock.now()
         assert timedelta(seconds=7) <= first_delay <= timedelta(seconds=13)
         assert outbox.deliver_due(nctx) == 0  # not due yet
         clock.advance(first_delay)
         outbox.deliver_due(nctx)
         [hook] = notifications(nctx, channel="webhook")
-        assert (hook.status, hook.attempts) == ("pending", 2)
+        assert (hook.delivery, hook.attempts) == ("pending", 2)
         assert hook.next_attempt_at - clock.now() >= timedelta(seconds=15)  # it backs off
         clock.advance(timedelta(minutes=5))
         assert outbox.deliver_due(nctx) == 1
@@ -146,7 +146,7 @@ def test_webhook_outage_is_retried_with_backoff_and_delivered_once(nctx, owner, 
         assert outbox.deliver_due(nctx) == 0
         deliveries = {s.headers["x-mailcam-delivery"] for s in receiver.requests("/hook")}
         assert len(receiver.requests("/hook")) == 3 and deliveries == {str(hook.id)}
-        assert notifications(nctx, channel="webhook")[0].status == "sent"
+        assert notifications(nctx, channel="webhook")[0].delivery == "sent"
 
 
 def test_gives_up_after_max_attempts(nctx, owner, clock):
@@ -159,7 +159,7 @@ def test_gives_up_after_max_attempts(nctx, owner, clock):
             outbox.deliver_due(nctx)
             clock.advance(timedelta(hours=2))
         [hook] = notifications(nctx, channel="webhook")
-        assert (hook.status, hook.attempts) == ("failed", 3)
+        assert (hook.delivery, hook.attempts) == ("failed", 3)
         assert "500" in hook.last_error
         assert len(receiver.requests("/hook")) == 3
 
@@ -173,7 +173,7 @@ def test_client_error_is_not_retried_and_410_switches_the_webhook_off(nctx, owne
         outbox.deliver_due(nctx)
         clock.advance(timedelta(hours=3))
         outbox.deliver_due(nctx)
-        assert {r.status for r in notifications(nctx, channel="webhook")} == {"failed"}
+        assert {r.delivery for r in notifications(nctx, channel="webhook")} == {"failed"}
         assert len(receiver.requests()) == 2
         from cloud.models import Webhook
 
@@ -208,26 +208,97 @@ def test_ingest_is_not_slowed_by_a_dead_channel(nctx, owner):
         emit(nctx, analysis_event(owner, pk, "cap-1"))
         assert connections == [], "ingest/emit must not call the channel"
         [hook] = notifications(nctx, channel="webhook")
-        assert hook.status == "pending"
+        assert hook.delivery == "pending"
         outbox.deliver_due(nctx)
         assert connections, "delivery is what calls the channel"
         [hook] = notifications(nctx, channel="webhook")
-        assert hook.status == "pending" and hook.last_error
+        assert hook.delivery == "pending" and hook.last_error
     finally:
         server.close()
 
 
 def test_claim_lost_mid_send_is_not_resent(nctx, owner, clock):
-    """At most once: a row left 'sending' by a dead worker becomes 'unknown', never sent twice."""
+    """At most once: a row left running by a dead worker ends dead with the outcome 'unknown'
+    (it may have gone out) and is never sent, however long the outbox keeps delivering."""
+    from cloud.jobs import JobState
+    from cloud.models import Outcome
+
     pk = store_capture(nctx, owner, "cap-1")
     emit(nctx, analysis_event(owner, pk, "cap-1"))
     claimed = outbox.claim_due(nctx, limit=10)  # a worker claims, then dies before sending
     assert [c.channel for c in claimed] == ["console"]
-    assert outbox.deliver_due(nctx) == 0
-    clock.advance(timedelta(seconds=nctx.settings.notify.send_lease_s + 1))
-    assert outbox.deliver_due(nctx) == 0
+    registry = _registry(nctx)
+    try:
+        assert outbox.deliver_due(nctx, registry) == 0
+        clock.advance(timedelta(seconds=nctx.settings.notify.send_lease_s + 1))
+        assert outbox.deliver_due(nctx, registry) == 0
+        clock.advance(timedelta(days=1))
+        assert outbox.deliver_due(nctx, registry) == 0
+        assert list(registry.get("console").recent) == []
+    finally:
+        registry.close()
     [row] = notifications(nctx, kind="mail_arrived")
-    assert row.status == "unknown"
+    assert (row.status, row.outcome, row.delivery) == (JobState.DEAD, Outcome.UNKNOWN, "unknown")
+
+
+@pytest.mark.parametrize(("reply", "word"), [(Reply(503, "down"), "unknown"), (Reply(204, ""), "sent")])
+def test_a_send_that_outlives_its_lease_is_never_repeated(nctx, owner, clock, reply, word):
+    """A webhook that answers only after the lease expired (the row is buried as unknown meanwhile):
+    a late failure does not make the row due again (the request may have been received), and a
+    late success is logged as sent. Either way the webhook gets the alert once."""
+    with FakeHttp(lambda seen: reply) as receiver:
+        add_webhook(nctx, owner, receiver.url + "/hook")
+        pk = store_capture(nctx, owner, "cap-1")
+        emit(nctx, analysis_event(owner, pk, "cap-1"))
+        [item] = [c for c in outbox.claim_due(nctx, limit=10) if c.channel == "webhook"]
+        clock.advance(timedelta(seconds=nctx.settings.notify.send_lease_s + 1))
+        outbox.claim_due(nctx, limit=10)  # another worker's pass buries the expired lease
+        assert notifications(nctx, channel="webhook")[0].delivery == "unknown"
+        registry = _registry(nctx)
+        try:
+            outbox.deliver_one(nctx, registry, item)  # the slow send finally ends
+            clock.advance(timedelta(hours=3))
+            outbox.deliver_due(nctx, registry)
+        finally:
+            registry.close()
+        assert len(receiver.requests("/hook")) == 1
+        assert notifications(nctx, channel="webhook")[0].delivery == word
+
+
+def test_outbox_rows_and_analysis_jobs_go_through_one_job_lifecycle(nctx, owner):
+    """Both durable queues speak cloud.jobs.JobState: pending, running while leased, then done.
+    (The outbox used to say held/sending/sent/failed for its queue state.) What happened to the
+    message is its outcome, which the delivery log shows in its own words."""
+    from sqlalchemy import select
+
+    from cloud.jobs import JobState
+    from cloud.models import AnalysisJob, Notification
+    from cloud.vision.pipeline import run_job
+    from cloud.vision.worker import claim_next, pipeline_for
+
+    pk = store_capture(nctx, owner, "cap-1")
+    emit(nctx, analysis_event(owner, pk, "cap-1"))
+
+    def states() -> tuple:
+        with nctx.sessions() as session:
+            job = session.scalar(select(AnalysisJob.status).where(AnalysisJob.capture_pk == pk))
+            sent = session.scalar(select(Notification.status).where(Notification.kind == "mail_arrived"))
+            return job, sent
+
+    assert states() == (JobState.PENDING, JobState.PENDING)
+    job_id = claim_next(nctx, "test-worker")
+    [item] = outbox.claim_due(nctx, limit=10)
+    assert states() == (JobState.RUNNING, JobState.RUNNING)
+    assert notifications(nctx, kind="mail_arrived")[0].delivery == "sending"
+    run_job(pipeline_for(nctx), job_id, "test-worker")
+    registry = _registry(nctx)
+    try:
+        assert outbox.deliver_one(nctx, registry, item)
+    finally:
+        registry.close()
+    assert states() == (JobState.DONE, JobState.DONE)
+    [row] = notifications(nctx, kind="mail_arrived")
+    assert (row.outcome, row.delivery) == ("sent", "sent")
 
 
 def test_event_for_unowned_device_or_missing_user_is_ignored(nctx, owner):
@@ -237,3 +308,22 @@ def test_event_for_unowned_device_or_missing_user_is_ignored(nctx, owner):
     emit(nctx, Event(DomainEvent.AI_BUDGET_REACHED, user_id=99999, key="budget:y"))
     emit(nctx, Event(DomainEvent.AI_BUDGET_REACHED, user_id=owner.user_id, key="budget:z"))
     assert [r.kind for r in notifications(nctx)] == ["ai_budget_reached"]
+
+
+@pytest.mark.parametrize(("status", "outcome"), [("done", None), ("running", "sent"), ("dead", "held"),
+                                                 ("pending", "sent"), ("dead", None)])
+def test_the_database_refuses_a_row_the_delivery_log_could_not_name(nctx, owner, status, outcome):
+    """Queue state and outcome are two columns that must tell one story (ck_notifications_outcome):
+    a row done without an outcome, or sending with one, has no word in the owner's log."""
+    from sqlalchemy.exc import IntegrityError
+
+    from cloud.models import Notification
+
+    now = nctx.clock.now()
+    with nctx.sessions() as session:
+        session.add(Notification(user_id=owner.user_id, kind="mail_arrived", event_key="mail_arrived:x",
+                                 channel="console", recipient="console", title="Mail", body="", data={},
+                                 status=status, outcome=outcome, attempts=0, next_attempt_at=now, created_at=now))
+        with pytest.raises(IntegrityError):
+            session.commit()
+    assert notifications(nctx) == []

@@ -27,7 +27,7 @@ def test_sms_alerts_over_the_hourly_allowance_wait_for_the_next_hour(nctx, owner
             pk = store_capture(nctx, owner, f"cap-{n}", seed=n)
             emit(nctx, analysis_event(owner, pk, f"cap-{n}"))
         assert outbox.deliver_due(nctx) == 2
-        waiting = [r for r in notifications(nctx, channel="sms") if r.status == "pending"]
+        waiting = [r for r in notifications(nctx, channel="sms") if r.delivery == "pending"]
         assert len(waiting) == 1 and "hourly sms limit" in waiting[0].last_error
         assert waiting[0].attempts == 0  # waiting is not a failed attempt
         assert len(twilio.requests()) == 2
@@ -47,7 +47,7 @@ def test_one_recipient_is_limited_whoever_sends(nctx, clock):
             pk = store_capture(nctx, owner, f"cap-{n}", seed=n)
             emit(nctx, analysis_event(owner, pk, f"cap-{n}"))
         assert outbox.deliver_due(nctx) == 2
-        assert sorted(r.status for r in notifications(nctx, channel="sms")) == ["pending", "sent", "sent"]
+        assert sorted(r.delivery for r in notifications(nctx, channel="sms")) == ["pending", "sent", "sent"]
 
 
 def test_confirmation_codes_are_limited_per_user_and_per_address(api, nctx, clock):

@@ -174,8 +174,8 @@ def test_slow_webhooks_of_one_user_do_not_hold_another_users_notifications(nctx,
             receiver.wait_for(1, "/bob", timeout=DEADLINE_S)
             deadline = time.monotonic() + 60
             while len([r for r in notifications(nctx, channel="webhook", user_id=alice.user_id)
-                       if r.status == "pending" and r.last_error]) < 5:
-                assert time.monotonic() < deadline, [(r.status, r.last_error) for r in notifications(nctx)]
+                       if r.delivery == "pending" and r.last_error]) < 5:
+                assert time.monotonic() < deadline, [(r.delivery, r.last_error) for r in notifications(nctx)]
                 time.sleep(0.05)
         finally:
             worker.stop()

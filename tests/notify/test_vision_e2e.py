@@ -20,4 +20,4 @@ def test_an_analysed_capture_notifies_its_owner_once(nctx, owner):
     assert len(rows) == 1 and rows[0].kind in ANALYSIS_KINDS | {"analysis_failed"}
     assert rows[0].data["capture_id"] == "cap-1"
     assert outbox.deliver_due(nctx) >= 1
-    assert notifications(nctx, channel="console")[0].status == "sent"
+    assert notifications(nctx, channel="console")[0].delivery == "sent"

@@ -68,7 +68,7 @@ def test_mail_alert_reaches_each_browser_encrypted_and_signed(api, nctx, owner, 
     assert alert["url"] == f"/#/mailbox/{owner.serial}/capture/cap-1"
     assert alert["actions"] == [{"action": "take-photo", "title": "Take a photo now"}]  # 3 free clicks left
     assert len(push.delivered["/push/pixel"]) == 1
-    assert {r.status for r in notifications(nctx, channel="webpush")} == {"sent"}
+    assert {r.delivery for r in notifications(nctx, channel="webpush")} == {"sent"}
     listed = api.get("/api/notifications/webpush/subscriptions/", headers=phone).json()
     assert all(s["last_sent_at"] is not None for s in listed)
 
@@ -94,8 +94,29 @@ def test_expired_subscription_is_removed(api, nctx, owner, push):
 
     listed = api.get("/api/notifications/webpush/subscriptions/", headers=headers).json()
     assert gone["id"] not in [s["id"] for s in listed] and len(listed) == 1
-    statuses = sorted(r.status for r in notifications(nctx, channel="webpush"))
+    statuses = sorted(r.delivery for r in notifications(nctx, channel="webpush"))
     assert statuses == ["failed", "sent"]
+
+
+def test_an_expired_subscription_skips_the_alerts_still_waiting_for_it(api, nctx, owner, push):
+    """The push service's 410 for one alert: the browser's next alert is not tried. It is done
+    with the outcome skipped (the log's 'skipped'), not failed and not retried."""
+    from cloud.jobs import JobState
+    from cloud.models import Outcome
+
+    nctx.settings.notify.batch_size = 1  # one send at a time: the second alert still waits
+    subscribe(api, headers_for(nctx, owner.user_id), push, "/push/gone")
+    push.status_by_path["/push/gone"] = 410
+    for n in (1, 2):
+        pk = store_capture(nctx, owner, f"cap-{n}", seed=n)
+        emit(nctx, analysis_event(owner, pk, f"cap-{n}"))
+    assert len(notifications(nctx, channel="webpush")) == 2
+    outbox.deliver_due(nctx)
+    rows = notifications(nctx, channel="webpush")
+    assert [(r.status, r.outcome, r.delivery) for r in rows] == [
+        (JobState.DEAD, Outcome.FAILED, "failed"), (JobState.DONE, Outcome.SKIPPED, "skipped")]
+    assert "expired" in rows[1].last_error
+    assert len(push.claims) == 1
 
 
 def test_push_service_outage_is_retried(api, nctx, owner, push, clock):
@@ -105,11 +126,11 @@ def test_push_service_outage_is_retried(api, nctx, owner, push, clock):
     emit(nctx, analysis_event(owner, pk, "cap-1"))
     outbox.deliver_due(nctx)
     [row] = notifications(nctx, channel="webpush")
-    assert row.status == "pending" and "503" in row.last_error
+    assert row.delivery == "pending" and "503" in row.last_error
     del push.status_by_path["/push/phone"]
     clock.advance(timedelta(hours=1))
     outbox.deliver_due(nctx)
-    assert [r.status for r in notifications(nctx, channel="webpush")] == ["sent"]
+    assert [r.delivery for r in notifications(nctx, channel="webpush")] == ["sent"]
     assert len(push.delivered["/push/phone"]) == 1
 
 

@@ -57,4 +57,4 @@ def test_two_processes_deliver_each_notification_exactly_once(nctx, owner, cloud
         deliveries = Counter(s.headers["x-mailcam-delivery"] for s in receiver.requests("/hook"))
     assert sum(sent) == 80  # 40 webhook + 40 console
     assert len(deliveries) == 40 and set(deliveries.values()) == {1}
-    assert {r.status for r in notifications(nctx)} == {"sent"}
+    assert {r.delivery for r in notifications(nctx)} == {"sent"}

@@ -354,6 +354,25 @@ def test_api_keys_are_shown_once_work_and_can_be_revoked(page, home):
     assert home.http.get("/api/devices/", headers={"Authorization": f"Bearer {key}"}).status_code == 401
 
 
+def test_recently_sent_says_what_happened_to_each_notification(page, home):
+    """The Notifications page shows each row's delivery word (held, sent, unknown…), unchanged
+    since the outbox took the job toolkit's queue states."""
+    from sqlalchemy import select
+
+    from cloud.models import User
+    from tests.notify.test_api import LOG_WORDS, add_log_rows
+
+    with home.ctx.sessions() as session:
+        user_id = session.scalar(select(User.id).where(User.email == home.account.email))
+    add_log_rows(home.ctx, user_id)
+    open_dashboard(page, home, "#/notifications")
+    recent = page.get_by_role("list").filter(has_text="Mail (sent)")
+    expect(recent.get_by_role("listitem")).to_have_count(len(LOG_WORDS))
+    for _state, _outcome, word in LOG_WORDS:
+        item = recent.get_by_role("listitem").filter(has_text=f"Mail ({word})")
+        expect(item).to_contain_text(f"Mail ({word}) {word}")
+
+
 def test_an_email_address_is_confirmed_with_the_code_sent_there(page, home, tmp_path):
     """Unconfirmed addresses get nothing (the server enforces it): the page offers the code round trip."""
     from tests.brokers import free_port

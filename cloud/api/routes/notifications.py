@@ -34,7 +34,7 @@ def delivery_log(
     items = [
         s.NotificationPublic(
             id=n.id, kind=n.kind, channel=n.channel, recipient=n.recipient, title=n.title, body=n.body,
-            status=n.status, attempts=n.attempts, last_error=n.last_error, created_at=n.created_at,
+            status=n.delivery, attempts=n.attempts, last_error=n.last_error, created_at=n.created_at,
             next_attempt_at=n.next_attempt_at, sent_at=n.sent_at, device_serial=serial, capture_id=capture_id,
         )
         for n, serial, capture_id in rows
