@@ -3,8 +3,8 @@
 Until now each host made its own VAPID key file in its data directory, so replicas disagreed.
 The first cloud process to need the key adopts an existing key file, else makes one, and stores it here.
 
-Revision ID: 0017_server_keys
-Revises: 0016_live
+Revision ID: 0018_server_keys
+Revises: 0017_outbox_states
 Create Date: 2026-11-30 05:40:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0017_server_keys'
-down_revision = '0016_live'
+revision = '0018_server_keys'
+down_revision = '0017_outbox_states'
 branch_labels = None
 depends_on = None
 
