@@ -3,6 +3,7 @@
     .venv/bin/python bench/cloud_ingest.py                         # 3 rounds x 5 s per target, 32 clients
     .venv/bin/python bench/cloud_ingest.py --duration 10 --rounds 5 --clients 64
     .venv/bin/python bench/cloud_ingest.py --quick                 # a few seconds in all (CI smoke)
+    .venv/bin/python bench/cloud_ingest.py --py-spy /tmp/ingest    # also sample each server with py-spy
 
 Two uvicorn processes on free loopback ports, started the same way (same uvicorn options):
 
@@ -15,6 +16,12 @@ Each request carries a distinct real JPEG of about 32 KB (640x480 with noise; a 
 makes every body's bytes, and so its SHA-256, unique — a content-addressed store gets no free
 "already there" hits) and a distinct ``capture_id``. The targets run alternately, ``--rounds`` times
 each; the table shows the median captures/s of each and the ratio real/bare. Figures, not pass/fail.
+
+``--py-spy PREFIX`` samples each server during its rounds (py-spy, not a project dependency:
+``pip install py-spy``; it needs ptrace rights) with ``--gil``, i.e. where the server's Python CPU
+time goes, and writes collapsed stacks to ``PREFIX-real-1.txt``, ``PREFIX-bare-1.txt``, … (read
+them with any flamegraph tool, or ``sort -k2 -n``). py-spy pauses the server to sample it: take the
+figures from a run without it.
 """
 
 from __future__ import annotations
@@ -196,6 +203,14 @@ async def run_round(target: str, url: str, headers: dict, serial: str, jpegs: li
 
 
 # ---------------------------------------------------------------- orchestration
+def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen:
+    """py-spy sampling ``pid`` (only threads holding the GIL) for ``seconds``, collapsed stacks to ``out``."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+                             "--rate", "200", "--gil", "--format", "raw", "--output", str(out)],
+                            stdout=subprocess.DEVNULL)
+
+
 def process_cpu_s(pid: int) -> float | None:
     """User + system CPU seconds of a process (Linux /proc), robust to what else runs on the machine."""
     try:
@@ -272,6 +287,7 @@ def main() -> None:
     parser.add_argument("--http", default="auto", help="uvicorn --http (auto, h11, httptools)")
     parser.add_argument("--loop", default="auto", help="uvicorn --loop (auto, asyncio, uvloop)")
     parser.add_argument("--json", action="store_true", help="also print the result as one JSON line")
+    parser.add_argument("--py-spy", metavar="PREFIX", help="sample each server's rounds with py-spy into PREFIX-*.txt")
     parser.add_argument("--serve", choices=["real", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--uvicorn-opts", default="{}", help=argparse.SUPPRESS)
@@ -305,12 +321,17 @@ def main() -> None:
         serial, token = register_device(servers["real"].url, data_dir)
         headers = {"Authorization": f"Bearer {token}"}
         results: dict[str, list[RoundResult]] = {"real": [], "bare": []}
-        for _ in range(args.rounds):
+        for round_no in range(1, args.rounds + 1):
             for kind in ("real", "bare"):
-                cpu0 = process_cpu_s(servers[kind].proc.pid)
+                pid = servers[kind].proc.pid
+                spy = start_py_spy(pid, args.duration, Path(f"{args.py_spy}-{kind}-{round_no}.txt")) \
+                    if args.py_spy else None
+                cpu0 = process_cpu_s(pid)
                 result = asyncio.run(run_round(kind, servers[kind].url, headers, serial, jpegs,
                                                clients=args.clients, duration=args.duration))
-                cpu1 = process_cpu_s(servers[kind].proc.pid)
+                cpu1 = process_cpu_s(pid)
+                if spy is not None:
+                    spy.wait()
                 result.server_cpu_s = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
                 results[kind].append(result)
                 cpu = result.cpu_ms_per_capture

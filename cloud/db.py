@@ -32,6 +32,12 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
 
 
 SQLITE_BUSY_TIMEOUT_S = 30
+# Pooled SQLite connections kept open: more than the threads that hold one at once (the request
+# thread pool's 40, the workers, the group-commit leader). With SQLAlchemy's default (5 kept),
+# under ingest load every connection returned past the fifth was closed and a later request
+# opened a new one (its PRAGMAs, SQLite reading the schema again): seen in the server's profile
+# under bench/cloud_ingest.py. An idle SQLite connection is a file handle and a small cache.
+SQLITE_POOL_SIZE = 64
 READ_ONLY = "mailcam_read_only"  # execution option: see read_only_transaction
 _gates: dict[str, threading.Lock] = {}
 _gates_lock = threading.Lock()
@@ -83,6 +89,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S, "factory": _GatedConnection},
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=SQLITE_POOL_SIZE,
         )
         _configure_sqlite(engine, _gate_for(url))
         return engine

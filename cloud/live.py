@@ -48,16 +48,13 @@ class LiveSink:
         if event.user_id is None or event.kind not in LIVE_KINDS:
             return
         data = json.loads(json.dumps(event.data, default=str))
-        session.connection().execute(
-            insert(LiveEvent.__table__).values(
-                user_id=event.user_id,
-                kind=event.kind.value,
-                device_serial=data.get("device_serial"),
-                data=data,
-                created_at=self.ctx.clock.now(),
-            )
-        )
+        row = {"user_id": event.user_id, "kind": event.kind.value, "device_serial": data.get("device_serial"),
+               "data": data, "created_at": self.ctx.clock.now()}
+        session.connection().execute(_INSERT_EVENT, row)  # values as parameters: compiled once, cached
         wakeups.mark(session, wakeups.live_topic(event.user_id))
+
+
+_INSERT_EVENT = insert(LiveEvent.__table__)
 
 
 def install(ctx: AppContext) -> LiveSink:

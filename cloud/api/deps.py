@@ -239,15 +239,13 @@ def device_caller(session: SessionDep, ctx: CtxDep, token: TokenDep) -> DeviceCa
 DeviceCallerDep = Annotated[DeviceCaller, Depends(device_caller)]
 
 
-def ingest_caller(session: SessionDep, token: TokenDep) -> DeviceCaller:
+def ingest_caller(session: Session, token: str) -> DeviceCaller:
     """`device_caller` for capture ingest: authenticated in a read-only transaction, which on SQLite
     waits for no writer (``cloud.db.read_only_transaction``; ingest commits it before it writes).
-    It writes nothing, so a gateway's ``last_seen_at`` is set by ingest, with the capture's rows."""
+    It writes nothing, so a gateway's ``last_seen_at`` is set by ingest, with the capture's rows.
+    Called by the capture route inside its one worker-thread call, not as a dependency."""
     read_only_transaction(session)
     return _authenticate_device_caller(session, token)
-
-
-IngestCallerDep = Annotated[DeviceCaller, Depends(ingest_caller)]
 
 
 def gateway_caller(caller: DeviceCallerDep) -> Gateway:

@@ -18,6 +18,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
@@ -90,6 +91,18 @@ def looks_whole(jpeg: bytes) -> bool:
 
 def hold_image(session: Session, sha256: str, now: datetime) -> None:
     """Lock this image file's row until ``session`` ends (see the module docstring)."""
-    stmt = upsert(session, ImageFile).values(sha256=sha256, created_at=now)
-    # DO UPDATE, not DO NOTHING: only an update locks an existing row on PostgreSQL.
-    session.execute(stmt.on_conflict_do_update(index_elements=[ImageFile.sha256], set_={"sha256": sha256}))
+    dialect = session.get_bind().dialect.name
+    stmt = _HOLD_IMAGE.get(dialect)
+    if stmt is None:
+        # Built once per dialect, values as parameters: the compiled statement is then cached, not
+        # rebuilt and re-keyed on every capture (it runs while SQLite's write lock is held).
+        table = ImageFile.__table__
+        insert = upsert(session, table)
+        # DO UPDATE, not DO NOTHING: only an update locks an existing row on PostgreSQL.
+        stmt = _HOLD_IMAGE[dialect] = insert.on_conflict_do_update(
+            index_elements=[table.c.sha256], set_={"sha256": insert.excluded.sha256}
+        )
+    session.connection().execute(stmt, {"sha256": sha256, "created_at": now})
+
+
+_HOLD_IMAGE: dict[str, Any] = {}

@@ -122,9 +122,10 @@ def ingest_capture(
 
 def _store(session: Session, ctx: AppContext, device_id: int, capture: CaptureIn, capture_id: str,
            image: CheckedImage, via_gateway_id: int | None) -> IngestResult:
-    """The capture's rows, inside the shared transaction (re-reading the device: another upload may
-    have moved its last_seen_at on)."""
-    device = session.get(Device, device_id, populate_existing=True)
+    """The capture's rows, inside the shared transaction. The device is loaded once per transaction
+    (the other captures of the batch find it in the session): what ingest changes on it is decided
+    in SQL (``devices.mark_seen``), not from the loaded copy."""
+    device = session.get(Device, device_id)
     assert device is not None, "a device is never deleted while its token authenticates"
     # A delete of another capture of the same image may have removed the file since the put
     # above; holding the file's lock, put it back before we commit.
@@ -185,7 +186,7 @@ def _record(
     }
     capture_pk = _insert_capture(session, values)
 
-    devices.mark_seen(device, now, capture.battery_voltage)
+    devices.mark_seen(session, device, now, capture.battery_voltage)
     # Plain Core inserts: nothing here needs the ORM objects, and the unit of work costs more
     # than the statements themselves (this runs while SQLite's write lock is held). The values go
     # as parameters, not ``.values(...)``: the statement is then compiled once and cached, instead

@@ -40,7 +40,7 @@ def record(session: Session, ctx: AppContext, device: Device, report: TelemetryI
         fields["reported_at"] = None  # an unset device clock's 2000-01-01: received_at is the truth
     row = Telemetry(device_id=device.id, received_at=now, **fields)
     session.add(row)
-    devices.mark_seen(device, now, report.battery_voltage)
+    devices.mark_seen(session, device, now, report.battery_voltage)
     if report.rssi is not None:
         device.last_rssi = report.rssi
     if report.wake_reason:

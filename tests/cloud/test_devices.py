@@ -80,3 +80,30 @@ def test_gateway_acts_for_its_owners_devices_only(api):
     assert [d["serial"] for d in api.get("/api/gateway/devices/", headers=headers).json()] == ["alice-box"]
     assert api.post("/api/device/capture/", json=capture_body("alice-box"), headers=headers).status_code == 200
     assert api.post("/api/device/capture/", json=capture_body("bob-box"), headers=headers).status_code == 404
+
+
+def test_last_seen_and_battery_never_move_back_to_an_older_upload(api, cloud_ctx, clock):
+    """Two uploads of one device in flight: the one received later commits first. The earlier one,
+    committing after it from a copy of the device loaded before, once wrote that copy's view (its
+    own, older time) over the newer one; the row as committed decides now."""
+    from datetime import timedelta
+
+    from cloud.db import read_only_transaction
+    from cloud.services import devices
+
+    alice = new_account(api, "alice@example.com")
+    new_device(api, alice, "box-1")
+    earlier = clock.now() + timedelta(minutes=1)
+    later = earlier + timedelta(seconds=5)
+    with cloud_ctx.sessions() as slow:
+        read_only_transaction(slow)
+        stale = devices.by_serial(slow, "box-1")  # loaded before the later upload committed
+        slow.commit()
+        with cloud_ctx.sessions() as fast:
+            devices.mark_seen(fast, devices.by_serial(fast, "box-1"), later, 3.7)
+            fast.commit()
+        devices.mark_seen(slow, stale, earlier)  # no battery reading in this one
+        slow.commit()
+    with cloud_ctx.sessions() as session:
+        device = devices.by_serial(session, "box-1")
+        assert (device.last_seen_at, device.last_battery_voltage) == (later, 3.7)
