@@ -45,6 +45,10 @@ class Draft:
 
 
 REUSED_SOURCES = {"unchanged", "cache"}
+# Every event kind drafts_for can turn into a notification. The sink checks it before loading the
+# owner's preferences: most events (each photo and telemetry received) never notify anyone.
+NOTIFYING = frozenset({DomainEvent.ANALYSIS_COMPLETED, DomainEvent.MAIL_DELIVERY, DomainEvent.CALIBRATION_NEEDED,
+                       DomainEvent.ANALYSIS_FAILED, *PASS_THROUGH})
 
 
 def drafts_for(event: Event, prefs: Preferences, device_name: str | None) -> list[Draft]:

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cloud.notify import outbox
+from cloud.events import DomainEvent, Event
+from cloud.notify import kinds, outbox
 from cloud.notify.registry import ChannelRegistry
 from cloud.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.notify.conftest import Owner, add_webhook, analysis_event, emit, notifications, set_prefs, store_capture
@@ -327,3 +328,22 @@ def test_the_database_refuses_a_row_the_delivery_log_could_not_name(nctx, owner,
         with pytest.raises(IntegrityError):
             session.commit()
     assert notifications(nctx) == []
+
+
+@pytest.mark.parametrize("kind", list(DomainEvent))
+def test_only_the_kinds_the_sink_reads_can_notify(kind):
+    """The sink skips events outside ``NOTIFYING`` before loading anything (each photo and telemetry
+    is an event): every kind outside it must mean no notification, whatever its payload says."""
+    from cloud.notify.mapping import NOTIFYING, drafts_for
+    from cloud.notify.preferences import Preferences, validate_events
+
+    everything = {"transition": "arrived", "mail_detected": True, "confidence": 0.99, "package_present": True,
+                  "image_quality": "too_dark", "items": [{"type": "letter"}], "device_serial": "box-1",
+                  "capture_id": "cap-1", "voltage": 3.1, "error": "boom", "count": 3}
+    every_event = validate_events({name: ["console"] for name in kinds.ALL_KINDS})
+    preferences = Preferences(user_id=1, timezone="UTC", account_email="a@example.com", events=every_event,
+                              min_confidence=0.0)
+    drafts = drafts_for(Event(kind, user_id=1, device_id=1, capture_pk=1, data=everything), preferences, "Gate")
+    assert kind in NOTIFYING or drafts == []
+    if kind in (DomainEvent.ANALYSIS_COMPLETED, DomainEvent.MAIL_DELIVERY, DomainEvent.LOW_BATTERY):
+        assert kind in NOTIFYING and drafts  # the payload above does notify these
