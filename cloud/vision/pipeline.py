@@ -60,6 +60,7 @@ from cloud.vision.base import (
 )
 from cloud.vision.change import compare, picture
 from cloud.vision.config import VisionSettings
+from cloud.vision.frames import Frames
 from cloud.vision.offline import Judgement, OfflineProvider
 from cloud.vision.openai_provider import OpenAIProvider
 from cloud.vision.prep import BadImage, perceptual_hash, phash_distance
@@ -82,8 +83,11 @@ class VisionPipeline:
     built once (the OpenAI client is reused across jobs). Kept as ``ctx.vision``; not to be
     confused with ``ctx.engine``, the database engine."""
 
-    def __init__(self, ctx: AppContext, *, sleep: Callable[[float], object] | None = None) -> None:
+    def __init__(
+        self, ctx: AppContext, *, sleep: Callable[[float], object] | None = None, frames: Frames | None = None
+    ) -> None:
         self.ctx = ctx
+        self.frames = frames or Frames()  # shared by the process's workers (cloud.vision.worker)
         self.settings: VisionSettings = ctx.settings.vision
         self.offline = OfflineProvider(self.settings)
         self._openai: OpenAIProvider | None = None
@@ -329,7 +333,6 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
     now = pipeline.ctx.clock.now()
     try:
         phash = perceptual_hash(image)
-        judged = pipeline.offline.judge(picture(image), plan.references)
     except InvalidAnswer as exc:
         return Outcome(error=str(exc), operations=[])
     if plan.kind == "initial":
@@ -345,6 +348,12 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
             ):
                 return _with_evidence(_reuse(plan, now, prev, "unchanged", phash), added_share=0.0,
                                       wake=plan.wake_reason)
+    # Not before: a reused answer needs no judgement (and the judgement is most of an analysis's CPU).
+    try:
+        judged = pipeline.offline.judge(picture(image), plan.references)
+    except InvalidAnswer as exc:
+        return Outcome(error=str(exc), operations=[])
+    _keep_for_next(pipeline, plan, judged)
 
     primary = plan.options.get("provider") or s.provider
     if plan.kind == "initial" and primary != "offline":
@@ -382,6 +391,17 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
         outcome.source = source
     outcome.budget_reached = budget_reached
     return _finish_evidence(pipeline, plan, outcome, judged, image, now)
+
+
+def _keep_for_next(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> None:
+    """What the next photo's "more mail" check needs of this one (cloud.vision.frames): this frame's
+    objects against its reference, and, when it may show mail, the frame itself."""
+    if judged.change is None or judged.change.mask is None or judged.reference is None:
+        return
+    if judged.reference.key is not None:
+        pipeline.frames.keep_mask(judged.reference.key, plan.image_sha256, judged.change.mask)
+    if judged.result.mail_detected is not False:  # mail (or unsure): the box may be "mail" for the next photo
+        pipeline.frames.keep_frame(plan.image_sha256, judged.frame)
 
 
 def _with_evidence(outcome: Outcome, *, added_share: float, wake: str | None) -> Outcome:
@@ -431,14 +451,19 @@ def _added_share(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> flo
         return None
     if plan.previous_image_sha256 is None:
         return None
-    try:
-        previous = picture(pipeline.ctx.images.read(plan.previous_image_sha256))
-    except (FileNotFoundError, BadImage):
-        return None
+    previous = pipeline.frames.frame(plan.previous_image_sha256)
+    if previous is None:
+        try:
+            previous = picture(pipeline.ctx.images.read(plan.previous_image_sha256))
+        except (FileNotFoundError, BadImage):
+            return None
     since = compare(previous, judged.frame)
-    before = compare(judged.reference.picture, previous)
-    assert since.mask is not None and before.mask is not None
-    was_mail = ndimage.binary_dilation(before.mask, iterations=3)
+    reference = judged.reference
+    before = pipeline.frames.mask(reference.key, plan.previous_image_sha256) if reference.key else None
+    if before is None:  # not kept from the previous photo's own analysis
+        before = compare(reference.picture, previous).mask
+    assert since.mask is not None and before is not None
+    was_mail = ndimage.binary_dilation(before, iterations=3)
     return float((since.mask & judged.change.mask & ~was_mail).mean())
 
 
