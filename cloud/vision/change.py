@@ -184,12 +184,15 @@ def _basis(h: int, w: int) -> np.ndarray:
 
 
 _BASIS = _basis(WORK[1], WORK[0])
+_BASIS_SAMPLE = np.ascontiguousarray(_BASIS[::3])  # the pixels light_field fits to
+_BASIS_SAMPLE64 = _BASIS_SAMPLE.astype(np.float64)
 
 
-def _least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _least_squares(a: np.ndarray, b: np.ndarray, a64: np.ndarray | None = None) -> np.ndarray:
     """``lstsq(a, b)`` by the normal equations in float64: a few smooth terms over thousands of pixels
-    are well conditioned, and this is several times cheaper than an SVD per fit."""
-    a64 = a.astype(np.float64)
+    are well conditioned, and this is several times cheaper than an SVD per fit. ``a64``: ``a`` in
+    float64 already (exact: every float32 is a float64)."""
+    a64 = a.astype(np.float64) if a64 is None else a64
     try:
         return np.linalg.solve(a64.T @ a64, a64.T @ b.astype(np.float64))
     except np.linalg.LinAlgError:  # degenerate (e.g. almost no pixels kept): the SVD copes
@@ -199,18 +202,22 @@ def _least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def light_field(diff: np.ndarray) -> np.ndarray:
     """A smooth per-channel field fitted to ``diff`` (H, W, 3), ignoring the pixels that do not fit."""
     h, w, _ = diff.shape
-    basis = _BASIS if (h, w) == (WORK[1], WORK[0]) else _basis(h, w)
-    sample = np.arange(0, h * w, 3)
-    a = basis[sample]
-    d = diff.reshape(-1, 3)[sample]
-    keep = np.ones(len(sample), dtype=bool)
+    if (h, w) == (WORK[1], WORK[0]):
+        basis, a, a64 = _BASIS, _BASIS_SAMPLE, _BASIS_SAMPLE64
+    else:
+        basis = _basis(h, w)
+        a = np.ascontiguousarray(basis[::3])
+        a64 = a.astype(np.float64)
+    d = diff.reshape(-1, 3)[::3]  # every third pixel
+    keep = np.ones(len(a), dtype=bool)
     coef = np.zeros((a.shape[1], 3), dtype=np.float32)
     # Plane first, then quadratic, then cubic, each fitted without what the simpler one could not
     # explain: a flexible surface fitted to everything at once bends itself around a big envelope.
     for terms in (3, 3, 6, 6, 6):
         coef = np.zeros((a.shape[1], 3), dtype=np.float32)
-        coef[:terms] = _least_squares(a[keep, :terms], d[keep])
-        residual = np.abs(d - a @ coef).max(axis=1)
+        coef[:terms] = _least_squares(a[keep, :terms], d[keep], a64[keep, :terms])
+        off = np.abs(d - a @ coef)
+        residual = np.maximum(np.maximum(off[:, 0], off[:, 1]), off[:, 2])  # = off.max(axis=1), unstrided
         mad = float(np.median(residual[keep])) * 1.4826
         keep = residual <= max(3 * mad, 0.06)
         if keep.sum() < a.shape[1] * 10:
