@@ -34,6 +34,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from cloud import events
 from cloud.context import AppContext
+from cloud.db import read_only_transaction
 from cloud.events import DomainEvent
 from cloud.jobs import JobState, JobTable
 from cloud.models import (
@@ -712,6 +713,8 @@ def run_job(pipeline: VisionPipeline, job_id: int, worker_id: str) -> str:
     """Run a claimed job to its end (or to its next retry); returns done | failed | retry | lost."""
     ctx, s = pipeline.ctx, pipeline.settings
     with ctx.sessions() as session:
+        # Only reads: on SQLite it then waits for no writer and holds none up (ingest, other jobs' finish).
+        read_only_transaction(session)
         job = session.get(AnalysisJob, job_id)
         if job is None or job.status != JobState.RUNNING or job.locked_by != worker_id:
             return "lost"
