@@ -156,7 +156,6 @@ class Plan:
     device_serial: str
     user_id: int | None
     month: str
-    spent_usd: float
     over_budget: str | None  # why no paid call is allowed this month (device or owner budget), or None
     analysis_status: AnalysisStatus
     taken_at: datetime
@@ -228,6 +227,11 @@ def budget_exhausted(
     return None
 
 
+def _primary(settings: VisionSettings, options: dict | None) -> str:
+    """The provider a job asks first: its own option (a re-analysis with another provider), or the setting."""
+    return (options or {}).get("provider") or settings.provider
+
+
 def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
     capture = session.get(Capture, job.capture_pk)
     assert capture is not None  # the job row cascades with its capture
@@ -248,8 +252,11 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
         device_serial=device.serial,
         user_id=device.owner_id,
         month=month,
-        spent_usd=spent_usd(session, device.id, month),
-        over_budget=budget_exhausted(session, ctx.settings.vision, device.id, device.owner_id, month),
+        # Only a paid first analysis asks (decide); the offline analyser costs nothing, so no sums for it.
+        over_budget=(
+            budget_exhausted(session, ctx.settings.vision, device.id, device.owner_id, month)
+            if job.kind == "initial" and _primary(ctx.settings.vision, job.options) != "offline" else None
+        ),
         analysis_status=analysis.status if analysis else AnalysisStatus.QUEUED,
         taken_at=capture.taken_at,
         wake_reason=capture.wake_reason,
@@ -356,7 +363,7 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
         return Outcome(error=str(exc), operations=[])
     _keep_for_next(pipeline, plan, judged)
 
-    primary = plan.options.get("provider") or s.provider
+    primary = _primary(s, plan.options)
     if plan.kind == "initial" and primary != "offline":
         gated = _offline_prefilter(pipeline, plan, judged, now)
         if gated is not None:
