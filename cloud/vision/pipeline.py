@@ -233,13 +233,15 @@ def _primary(settings: VisionSettings, options: dict | None) -> str:
 
 
 def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
-    capture = session.get(Capture, job.capture_pk)
-    assert capture is not None  # the job row cascades with its capture
-    device = session.get(Device, capture.device_id)
-    assert device is not None
-    analysis = capture.analysis
+    # The capture, its device, its analysis and the box's state: one joined read, not four.
+    capture, device, analysis, state = session.execute(
+        select(Capture, Device, Analysis, MailboxState)
+        .join(Device, Device.id == Capture.device_id)
+        .outerjoin(Analysis, Analysis.capture_pk == Capture.id)
+        .outerjoin(MailboxState, MailboxState.device_id == Device.id)
+        .where(Capture.id == job.capture_pk)
+    ).one()  # the job row cascades with its capture, and a capture has one device and at most one analysis
     month = month_of(ctx.clock.now())
-    state = session.get(MailboxState, device.id)
     plan = Plan(
         job_id=job.id,
         kind=job.kind,
@@ -266,14 +268,16 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
     )
     if job.kind != "initial":
         return plan
-    plan.previous_image_sha256 = session.scalar(
-        select(Capture.image_sha256)
+    ok = ImageQuality.OK.value
+    newest_ok = session.execute(  # the latest earlier good photo (for "what is new"), with its analysis
+        select(Capture.image_sha256, Analysis)
         .join(Analysis, Analysis.capture_pk == Capture.id)
         .where(Capture.device_id == device.id, Capture.id < capture.id, Analysis.status == AnalysisStatus.DONE,
-               Analysis.image_quality == ImageQuality.OK.value)
+               Analysis.image_quality == ok)
         .order_by(Capture.id.desc())
         .limit(1)
-    )
+    ).first()
+    plan.previous_image_sha256 = newest_ok[0] if newest_ok else None
     done = (
         select(Analysis)
         .join(Capture, Analysis.capture_pk == Capture.id)
@@ -286,7 +290,13 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
         plan.duplicate = _result_of(same) if same else None
     earlier = done.where(Capture.id < capture.id, Analysis.phash.is_not(None)).order_by(Capture.id.desc()).limit(1)
     latest = session.scalar(earlier)
-    latest_ok = session.scalar(earlier.where(Analysis.image_quality == ImageQuality.OK.value))
+    # The latest good one among those: read only when the rows at hand do not say which it is.
+    if latest is None or latest.image_quality == ok:
+        latest_ok = latest
+    elif newest_ok is not None and newest_ok[1].phash is not None:
+        latest_ok = newest_ok[1]
+    else:
+        latest_ok = session.scalar(earlier.where(Analysis.image_quality == ok))
     plan.previous = [_result_of(a) for a in (latest, latest_ok) if a is not None]
     if latest is not None and latest_ok is not None and latest.id == latest_ok.id:
         plan.previous = plan.previous[:1]
