@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 from scipy import ndimage, spatial
 
@@ -50,6 +52,23 @@ class Picture:
     mean: float  # mean grey level 0..255 (full frame)
     sharpness: float  # Laplacian variance of the grey frame at 320×240, divided by mean² (exposure-free)
 
+    # What ``compare`` derives from one side of a pair, worked out once per frame: a reference meets
+    # every frame of its box, and a frame meets each of its references (and the next frame).
+    @cached_property
+    def shift_gradients(self) -> np.ndarray:
+        """Coarse gradients, blurred first (``estimate_shift``)."""
+        return _gradients(ndimage.gaussian_filter(self.luma, 2.0))
+
+    @cached_property
+    def edges(self) -> np.ndarray:
+        """Gradients of the lightly blurred frame: its edges, not its sensor noise."""
+        return _gradients(ndimage.gaussian_filter(self.luma, 0.6))
+
+    @cached_property
+    def soft_log(self) -> np.ndarray:
+        """The log frame lightly blurred against noise and JPEG blocks."""
+        return ndimage.gaussian_filter(self.log, (1.0, 1.0, 0))
+
     def to_png(self) -> bytes:
         out = io.BytesIO()
         Image.fromarray(np.clip(np.rint(self.rgb), 0, 255).astype(np.uint8)).save(out, "PNG")
@@ -67,6 +86,11 @@ def picture(jpeg: bytes) -> Picture:
 def picture_from_png(data: bytes, mean: float, sharpness: float) -> Picture:
     """A stored reference back (its full-frame statistics are stored beside it)."""
     rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
+    return picture_from_arrays(rgb, mean, sharpness)
+
+
+def picture_from_arrays(rgb: np.ndarray, mean: float, sharpness: float) -> Picture:
+    """A working frame from its (H, W, 3) pixels and its full-frame statistics, kept from an earlier decode."""
     pic = _from_arrays(rgb, None)
     pic.mean, pic.sharpness = mean, sharpness
     return pic
@@ -131,17 +155,21 @@ def estimate_shift(ref: Picture, new: Picture) -> tuple[int, int]:
 
     Blurred first, so a fine periodic texture (a rubber mat's dots) cannot lock onto the wrong period.
     """
-    g_ref = _gradients(ndimage.gaussian_filter(ref.luma, 2.0))
-    g_new = _gradients(ndimage.gaussian_filter(new.luma, 2.0))
+    g_ref, g_new = ref.shift_gradients, new.shift_gradients
     m = MAX_SHIFT + 1
     h, w = g_new.shape
     target = g_new[m:h - m, m:w - m]
     shifts = [(dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)]
     # A small prior for small shifts: a lid moves the camera a pixel or two, and a periodic texture
     # (a mat's dots) must not pull the estimate to a distant period. Inside the margin m a shifted
-    # reference is a plain window of it (no edge to repeat): a view, not a copy per candidate.
-    costs = [float(np.abs(g_ref[m - dy:h - m - dy, m - dx:w - m - dx] - target).mean())
-             * (1 + 0.01 * (dy * dy + dx * dx)) for dy, dx in shifts]
+    # reference is a plain window of it (no edge to repeat): a view, not a copy per candidate; the
+    # differences go to one buffer (the same values, without an allocation per candidate).
+    diff = np.empty_like(target)
+    costs = []
+    for dy, dx in shifts:
+        np.subtract(g_ref[m - dy:h - m - dy, m - dx:w - m - dx], target, out=diff)
+        np.abs(diff, out=diff)
+        costs.append(float(diff.mean()) * (1 + 0.01 * (dy * dy + dx * dx)))
     return shifts[int(np.argmin(costs))]
 
 
@@ -156,12 +184,15 @@ def _basis(h: int, w: int) -> np.ndarray:
 
 
 _BASIS = _basis(WORK[1], WORK[0])
+_BASIS_SAMPLE = np.ascontiguousarray(_BASIS[::3])  # the pixels light_field fits to
+_BASIS_SAMPLE64 = _BASIS_SAMPLE.astype(np.float64)
 
 
-def _least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _least_squares(a: np.ndarray, b: np.ndarray, a64: np.ndarray | None = None) -> np.ndarray:
     """``lstsq(a, b)`` by the normal equations in float64: a few smooth terms over thousands of pixels
-    are well conditioned, and this is several times cheaper than an SVD per fit."""
-    a64 = a.astype(np.float64)
+    are well conditioned, and this is several times cheaper than an SVD per fit. ``a64``: ``a`` in
+    float64 already (exact: every float32 is a float64)."""
+    a64 = a.astype(np.float64) if a64 is None else a64
     try:
         return np.linalg.solve(a64.T @ a64, a64.T @ b.astype(np.float64))
     except np.linalg.LinAlgError:  # degenerate (e.g. almost no pixels kept): the SVD copes
@@ -171,18 +202,22 @@ def _least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def light_field(diff: np.ndarray) -> np.ndarray:
     """A smooth per-channel field fitted to ``diff`` (H, W, 3), ignoring the pixels that do not fit."""
     h, w, _ = diff.shape
-    basis = _BASIS if (h, w) == (WORK[1], WORK[0]) else _basis(h, w)
-    sample = np.arange(0, h * w, 3)
-    a = basis[sample]
-    d = diff.reshape(-1, 3)[sample]
-    keep = np.ones(len(sample), dtype=bool)
+    if (h, w) == (WORK[1], WORK[0]):
+        basis, a, a64 = _BASIS, _BASIS_SAMPLE, _BASIS_SAMPLE64
+    else:
+        basis = _basis(h, w)
+        a = np.ascontiguousarray(basis[::3])
+        a64 = a.astype(np.float64)
+    d = diff.reshape(-1, 3)[::3]  # every third pixel
+    keep = np.ones(len(a), dtype=bool)
     coef = np.zeros((a.shape[1], 3), dtype=np.float32)
     # Plane first, then quadratic, then cubic, each fitted without what the simpler one could not
     # explain: a flexible surface fitted to everything at once bends itself around a big envelope.
     for terms in (3, 3, 6, 6, 6):
         coef = np.zeros((a.shape[1], 3), dtype=np.float32)
-        coef[:terms] = _least_squares(a[keep, :terms], d[keep])
-        residual = np.abs(d - a @ coef).max(axis=1)
+        coef[:terms] = _least_squares(a[keep, :terms], d[keep], a64[keep, :terms])
+        off = np.abs(d - a @ coef)
+        residual = np.maximum(np.maximum(off[:, 0], off[:, 1]), off[:, 2])  # = off.max(axis=1), unstrided
         mad = float(np.median(residual[keep])) * 1.4826
         keep = residual <= max(3 * mad, 0.06)
         if keep.sum() < a.shape[1] * 10:
@@ -200,16 +235,9 @@ def compare(ref: Picture, new: Picture) -> Change:
     field_ = light_field(new.log - ref_log)
     # 5×5 neighbourhood tolerance (roll and scale move the corners by a pixel or two): the smallest
     # residual over the nearby reference pixels, both frames lightly blurred against noise and JPEG blocks.
-    new_soft = ndimage.gaussian_filter(new.log, (1.0, 1.0, 0))
+    new_soft = new.soft_log
     ref_soft = ndimage.gaussian_filter(ref_log + field_, (1.0, 1.0, 0))
-    h, w = new_soft.shape[:2]
-    padded = np.pad(ref_soft, ((2, 2), (2, 2), (0, 0)), mode="edge")  # = _shifted's repeated edges, once
-    signed = np.stack([new_soft - padded[2 - sy:2 - sy + h, 2 - sx:2 - sx + w]
-                       for sy in range(-2, 3) for sx in range(-2, 3)])
-    errors = (signed**2).mean(axis=3)
-    best = np.argmin(errors, axis=0)
-    residual = np.sqrt(np.take_along_axis(errors, best[None], axis=0)[0])
-    raw = np.take_along_axis(signed, best[None, ..., None], axis=0)[0]  # per-channel log gain, best match
+    residual, raw = _best_neighbour(new_soft, ref_soft)
     noise = min(max(float(np.median(residual)) * 1.4826, 0.01), _NOISE_CAP)
     changed = residual > max(_ABS_CHANGE, _NOISE_K * noise)
     changed = ndimage.binary_opening(changed, structure=np.ones((2, 2)))
@@ -222,8 +250,8 @@ def compare(ref: Picture, new: Picture) -> Change:
     regions: list[Region] = []
     mask = np.zeros_like(changed)
     # edges of lightly blurred frames: sensor noise at night is not "new print"
-    g_new = _gradients(ndimage.gaussian_filter(new.luma, 0.6))
-    g_ref = _gradients(ndimage.gaussian_filter(_shifted(ref.luma, dy, dx), 0.6))
+    g_new = new.edges
+    g_ref = ref.edges if (dy, dx) == (0, 0) else _gradients(ndimage.gaussian_filter(_shifted(ref.luma, dy, dx), 0.6))
     light = 0.0
     for index, slices in enumerate(ndimage.find_objects(labels), start=1):
         if slices is None:
@@ -243,6 +271,42 @@ def compare(ref: Picture, new: Picture) -> Change:
         mask[slices] |= part
     return Change(share=float(mask.sum()) / total, regions=regions, mask=mask, shift=(dy, dx), noise=noise,
                   light_share=light, edge_ratio=_edge_ratio(g_ref, g_new, mask))
+
+
+def _best_neighbour(new_soft: np.ndarray, ref_soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the reference pixel within ±2 px that matches ``new_soft`` best: the RMS residual
+    over the channels, and the per-channel signed difference to that best match (log gain).
+
+    Candidates in row-major order of the offset, the first best kept (as ``argmin`` over a stack of
+    all 25 would), as a running minimum over channel planes: a few (H, W) buffers instead of a
+    (25, H, W, 3) stack, and no strided reduction over the 3 channels (the same sums, in the same order).
+    """
+    h, w = new_soft.shape[:2]
+    padded = np.pad(ref_soft, ((2, 2), (2, 2), (0, 0)), mode="edge")  # = _shifted's repeated edges, once
+    new_planes = np.ascontiguousarray(new_soft.transpose(2, 0, 1))
+    ref_planes = np.ascontiguousarray(padded.transpose(2, 0, 1))
+    signed = np.empty_like(new_planes)
+    squared = np.empty_like(new_planes)
+    error = np.empty((h, w), dtype=new_planes.dtype)
+    better = np.empty((h, w), dtype=bool)
+    best_error: np.ndarray | None = None
+    raw = np.empty_like(new_planes)
+    for sy in range(-2, 3):
+        for sx in range(-2, 3):
+            np.subtract(new_planes, ref_planes[:, 2 - sy:2 - sy + h, 2 - sx:2 - sx + w], out=signed)
+            np.multiply(signed, signed, out=squared)
+            np.add(squared[0], squared[1], out=error)
+            np.add(error, squared[2], out=error)
+            np.divide(error, 3, out=error)  # the mean over the channels, as (signed**2).mean(axis=-1) gives it
+            if best_error is None:
+                best_error = error.copy()
+                raw[...] = signed
+                continue
+            np.less(error, best_error, out=better)
+            np.minimum(best_error, error, out=best_error)
+            np.copyto(raw, signed, where=better)
+    assert best_error is not None
+    return np.sqrt(best_error), raw.transpose(1, 2, 0)
 
 
 def _edge_ratio(g_ref: np.ndarray, g_new: np.ndarray, objects: np.ndarray) -> float:
@@ -276,7 +340,7 @@ def _is_light(raw: np.ndarray, part: np.ndarray, g_new: np.ndarray, g_ref: np.nd
     if core.sum() < 12:
         core = inner
     # per-pixel gains, median-smoothed: texture under a misaligned pixel or two is not "uneven light"
-    values = ndimage.median_filter(raw, size=(5, 5, 1))[core]  # (n, 3) log gains
+    values = _median_at(raw, core)  # (n, 3) log gains
     gain = np.median(values, axis=0)
     # about a plane: the light field fitted around a big shadow leaves a gentle ramp inside it
     ys, xs = np.nonzero(core)
@@ -296,6 +360,21 @@ def _is_light(raw: np.ndarray, part: np.ndarray, g_new: np.ndarray, g_ref: np.nd
     return bool(light_like and spread < max(_LIGHT_SPREAD, 3 * noise) and tint < _LIGHT_TINT
                 and edges_new < _LIGHT_NEW_EDGES and edges_lost < 0.02
                 and abs(float(gain.mean())) < 0.75)
+
+
+def _median_at(values: np.ndarray, where: np.ndarray, size: int = 5) -> np.ndarray:
+    """``ndimage.median_filter(values, size=(size, size, 1))[where]``, worked out only where asked.
+
+    The same numbers: a median is one of its window's values, and scipy's default edge ("reflect",
+    d c b a | a b c d) is numpy's "symmetric" padding. A patch's core is a fraction of its box.
+    """
+    r = size // 2
+    padded = np.pad(values, ((r, r), (r, r), (0, 0)), mode="symmetric")
+    windows = sliding_window_view(padded, (size, size), axis=(0, 1))  # (H, W, C, size, size), a view
+    ys, xs = np.nonzero(where)
+    picked = windows[ys, xs].reshape(len(ys), values.shape[2], size * size)
+    middle = size * size // 2
+    return np.partition(picked, middle, axis=-1)[..., middle]
 
 
 def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

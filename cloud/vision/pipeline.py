@@ -34,6 +34,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from cloud import events
 from cloud.context import AppContext
+from cloud.db import read_only_transaction
 from cloud.events import DomainEvent
 from cloud.jobs import JobState, JobTable
 from cloud.models import (
@@ -60,6 +61,7 @@ from cloud.vision.base import (
 )
 from cloud.vision.change import compare, picture
 from cloud.vision.config import VisionSettings
+from cloud.vision.frames import Frames
 from cloud.vision.offline import Judgement, OfflineProvider
 from cloud.vision.openai_provider import OpenAIProvider
 from cloud.vision.prep import BadImage, perceptual_hash, phash_distance
@@ -82,8 +84,11 @@ class VisionPipeline:
     built once (the OpenAI client is reused across jobs). Kept as ``ctx.vision``; not to be
     confused with ``ctx.engine``, the database engine."""
 
-    def __init__(self, ctx: AppContext, *, sleep: Callable[[float], object] | None = None) -> None:
+    def __init__(
+        self, ctx: AppContext, *, sleep: Callable[[float], object] | None = None, frames: Frames | None = None
+    ) -> None:
         self.ctx = ctx
+        self.frames = frames or Frames()  # shared by the process's workers (cloud.vision.worker)
         self.settings: VisionSettings = ctx.settings.vision
         self.offline = OfflineProvider(self.settings)
         self._openai: OpenAIProvider | None = None
@@ -151,7 +156,6 @@ class Plan:
     device_serial: str
     user_id: int | None
     month: str
-    spent_usd: float
     over_budget: str | None  # why no paid call is allowed this month (device or owner budget), or None
     analysis_status: AnalysisStatus
     taken_at: datetime
@@ -223,14 +227,21 @@ def budget_exhausted(
     return None
 
 
+def _primary(settings: VisionSettings, options: dict | None) -> str:
+    """The provider a job asks first: its own option (a re-analysis with another provider), or the setting."""
+    return (options or {}).get("provider") or settings.provider
+
+
 def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
-    capture = session.get(Capture, job.capture_pk)
-    assert capture is not None  # the job row cascades with its capture
-    device = session.get(Device, capture.device_id)
-    assert device is not None
-    analysis = capture.analysis
+    # The capture, its device, its analysis and the box's state: one joined read, not four.
+    capture, device, analysis, state = session.execute(
+        select(Capture, Device, Analysis, MailboxState)
+        .join(Device, Device.id == Capture.device_id)
+        .outerjoin(Analysis, Analysis.capture_pk == Capture.id)
+        .outerjoin(MailboxState, MailboxState.device_id == Device.id)
+        .where(Capture.id == job.capture_pk)
+    ).one()  # the job row cascades with its capture, and a capture has one device and at most one analysis
     month = month_of(ctx.clock.now())
-    state = session.get(MailboxState, device.id)
     plan = Plan(
         job_id=job.id,
         kind=job.kind,
@@ -243,8 +254,11 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
         device_serial=device.serial,
         user_id=device.owner_id,
         month=month,
-        spent_usd=spent_usd(session, device.id, month),
-        over_budget=budget_exhausted(session, ctx.settings.vision, device.id, device.owner_id, month),
+        # Only a paid first analysis asks (decide); the offline analyser costs nothing, so no sums for it.
+        over_budget=(
+            budget_exhausted(session, ctx.settings.vision, device.id, device.owner_id, month)
+            if job.kind == "initial" and _primary(ctx.settings.vision, job.options) != "offline" else None
+        ),
         analysis_status=analysis.status if analysis else AnalysisStatus.QUEUED,
         taken_at=capture.taken_at,
         wake_reason=capture.wake_reason,
@@ -254,14 +268,16 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
     )
     if job.kind != "initial":
         return plan
-    plan.previous_image_sha256 = session.scalar(
-        select(Capture.image_sha256)
+    ok = ImageQuality.OK.value
+    newest_ok = session.execute(  # the latest earlier good photo (for "what is new"), with its analysis
+        select(Capture.image_sha256, Analysis)
         .join(Analysis, Analysis.capture_pk == Capture.id)
         .where(Capture.device_id == device.id, Capture.id < capture.id, Analysis.status == AnalysisStatus.DONE,
-               Analysis.image_quality == ImageQuality.OK.value)
+               Analysis.image_quality == ok)
         .order_by(Capture.id.desc())
         .limit(1)
-    )
+    ).first()
+    plan.previous_image_sha256 = newest_ok[0] if newest_ok else None
     done = (
         select(Analysis)
         .join(Capture, Analysis.capture_pk == Capture.id)
@@ -274,7 +290,13 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
         plan.duplicate = _result_of(same) if same else None
     earlier = done.where(Capture.id < capture.id, Analysis.phash.is_not(None)).order_by(Capture.id.desc()).limit(1)
     latest = session.scalar(earlier)
-    latest_ok = session.scalar(earlier.where(Analysis.image_quality == ImageQuality.OK.value))
+    # The latest good one among those: read only when the rows at hand do not say which it is.
+    if latest is None or latest.image_quality == ok:
+        latest_ok = latest
+    elif newest_ok is not None and newest_ok[1].phash is not None:
+        latest_ok = newest_ok[1]
+    else:
+        latest_ok = session.scalar(earlier.where(Analysis.image_quality == ok))
     plan.previous = [_result_of(a) for a in (latest, latest_ok) if a is not None]
     if latest is not None and latest_ok is not None and latest.id == latest_ok.id:
         plan.previous = plan.previous[:1]
@@ -329,7 +351,6 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
     now = pipeline.ctx.clock.now()
     try:
         phash = perceptual_hash(image)
-        judged = pipeline.offline.judge(picture(image), plan.references)
     except InvalidAnswer as exc:
         return Outcome(error=str(exc), operations=[])
     if plan.kind == "initial":
@@ -345,8 +366,14 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
             ):
                 return _with_evidence(_reuse(plan, now, prev, "unchanged", phash), added_share=0.0,
                                       wake=plan.wake_reason)
+    # Not before: a reused answer needs no judgement (and the judgement is most of an analysis's CPU).
+    try:
+        judged = pipeline.offline.judge(picture(image), plan.references)
+    except InvalidAnswer as exc:
+        return Outcome(error=str(exc), operations=[])
+    _keep_for_next(pipeline, plan, judged)
 
-    primary = plan.options.get("provider") or s.provider
+    primary = _primary(s, plan.options)
     if plan.kind == "initial" and primary != "offline":
         gated = _offline_prefilter(pipeline, plan, judged, now)
         if gated is not None:
@@ -382,6 +409,17 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
         outcome.source = source
     outcome.budget_reached = budget_reached
     return _finish_evidence(pipeline, plan, outcome, judged, image, now)
+
+
+def _keep_for_next(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> None:
+    """What the next photo's "more mail" check needs of this one (cloud.vision.frames): this frame's
+    objects against its reference, and, when it may show mail, the frame itself."""
+    if judged.change is None or judged.change.mask is None or judged.reference is None:
+        return
+    if judged.reference.key is not None:
+        pipeline.frames.keep_mask(judged.reference.key, plan.image_sha256, judged.change.mask)
+    if judged.result.mail_detected is not False:  # mail (or unsure): the box may be "mail" for the next photo
+        pipeline.frames.keep_frame(plan.image_sha256, judged.frame)
 
 
 def _with_evidence(outcome: Outcome, *, added_share: float, wake: str | None) -> Outcome:
@@ -431,14 +469,19 @@ def _added_share(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> flo
         return None
     if plan.previous_image_sha256 is None:
         return None
-    try:
-        previous = picture(pipeline.ctx.images.read(plan.previous_image_sha256))
-    except (FileNotFoundError, BadImage):
-        return None
+    previous = pipeline.frames.frame(plan.previous_image_sha256)
+    if previous is None:
+        try:
+            previous = picture(pipeline.ctx.images.read(plan.previous_image_sha256))
+        except (FileNotFoundError, BadImage):
+            return None
     since = compare(previous, judged.frame)
-    before = compare(judged.reference.picture, previous)
-    assert since.mask is not None and before.mask is not None
-    was_mail = ndimage.binary_dilation(before.mask, iterations=3)
+    reference = judged.reference
+    before = pipeline.frames.mask(reference.key, plan.previous_image_sha256) if reference.key else None
+    if before is None:  # not kept from the previous photo's own analysis
+        before = compare(reference.picture, previous).mask
+    assert since.mask is not None and before is not None
+    was_mail = ndimage.binary_dilation(before, iterations=3)
     return float((since.mask & judged.change.mask & ~was_mail).mean())
 
 
@@ -687,6 +730,8 @@ def run_job(pipeline: VisionPipeline, job_id: int, worker_id: str) -> str:
     """Run a claimed job to its end (or to its next retry); returns done | failed | retry | lost."""
     ctx, s = pipeline.ctx, pipeline.settings
     with ctx.sessions() as session:
+        # Only reads: on SQLite it then waits for no writer and holds none up (ingest, other jobs' finish).
+        read_only_transaction(session)
         job = session.get(AnalysisJob, job_id)
         if job is None or job.status != JobState.RUNNING or job.locked_by != worker_id:
             return "lost"

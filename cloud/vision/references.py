@@ -27,6 +27,7 @@ from cloud.imagestore import ImageStore
 from cloud.models import Capture, Device, MailboxReference
 from cloud.vision import delivery
 from cloud.vision.change import Picture, picture, picture_from_png
+from cloud.vision.frames import reference_key
 from cloud.vision.prep import BadImage, prepare_jpeg
 
 PEOPLE = ("owner", "installer", "feedback")
@@ -43,6 +44,7 @@ class Reference:
     picture: Picture
     image_jpeg: bytes
     created_at: datetime
+    key: str | None = None  # identity by content (cloud.vision.frames); None: not stored
 
 
 def load(session: Session, device_id: int) -> list[Reference]:
@@ -51,7 +53,7 @@ def load(session: Session, device_id: int) -> list[Reference]:
     )
     return [
         Reference(row.id, row.source, picture_from_png(row.picture_png, row.mean, row.sharpness), row.image_jpeg,
-                  row.created_at)
+                  row.created_at, reference_key(row.picture_png))
         for row in rows
     ]
 

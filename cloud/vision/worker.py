@@ -77,8 +77,9 @@ class VisionWorker(Worker):
     def __init__(self, ctx: AppContext, *, name: str = "vision-worker") -> None:
         super().__init__(ctx, name=name, topic=wakeups.VISION, poll_s=ctx.settings.vision.worker_poll_interval_s)
         self.worker_id = new_worker_id()
-        # Retry waits sleep on the stop event, so stop() never waits out a backoff.
-        self.pipeline = VisionPipeline(ctx, sleep=self._stop.wait)
+        # Retry waits sleep on the stop event, so stop() never waits out a backoff. The kept frames are
+        # the process's (the next photo of a box may go to another worker).
+        self.pipeline = VisionPipeline(ctx, sleep=self._stop.wait, frames=pipeline_for(ctx).frames)
 
     def step(self) -> bool:
         return process_pending(self.ctx, 1, pipeline=self.pipeline, worker_id=self.worker_id) > 0

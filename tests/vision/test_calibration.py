@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from cloud.models import Analysis, Capture, DeliveryEvent, MailboxReference
+from cloud.vision.worker import pipeline_for
 from mailcam.mailboxes import Item, Mailbox, Wake
 from tests.cloudkit import capture_body, new_account, new_device
 from tests.vision.fake_openai import EMPTY, Reply
@@ -190,3 +191,30 @@ def test_a_capture_says_why_the_device_woke_and_bad_reasons_are_refused(make_env
     assert refused.status_code == 422
     with env.ctx.sessions() as session:
         assert session.scalar(select(Capture).where(Capture.capture_id == "box-1-odd")) is None
+
+
+def test_more_mail_is_seen_alike_whether_the_previous_photo_was_kept_or_read_back(make_env):
+    """The workers keep the previous photo's working frame and its objects for the "more mail" check
+    (cloud.vision.frames) instead of reading, decoding and comparing it again; after a restart (nothing
+    kept) they read it back from the image store. Either way the same deliveries come out."""
+    env = make_env()
+    scenes = [[], [], LETTERS, LETTERS, MORE, MORE, []]
+    found = {}
+    for serial, keep in (("box-1", True), ("box-2", False)):
+        if serial != env.device.serial:
+            env.device = new_device(env.api, env.owner, serial)
+        frames = pipeline_for(env.ctx).frames
+        frames.clear()
+        captures = []
+        for wake, items in enumerate(scenes, start=1):
+            if not keep:
+                frames.clear()  # as after a restart: nothing kept from the previous photo
+            captures.append(shoot(env, items, wake))
+            if wake == 1:
+                env.calibrate(captures[0])
+        found[serial] = [env.analysis(c)["delivery"] for c in captures]
+        with env.ctx.sessions() as session:
+            letters = session.scalar(select(Capture.image_sha256).where(Capture.capture_id == captures[3]))
+        assert (frames.frame(letters) is not None) is keep  # the kept path was the one taken
+    assert found["box-1"] == [None, None, "arrived", None, "more", None, "collected"]
+    assert found["box-2"] == found["box-1"]

@@ -1,0 +1,94 @@
+"""What one analysis leaves for the next of the same box, so it is not worked out again.
+
+"More mail" compares a frame with the box's previous photo, and the previous photo with the empty
+reference (``pipeline._added_share``). Both were at hand when the previous photo was analysed: its
+working frame, and its comparison with the reference that matched it. Reading the photo back from
+the image store, decoding it and comparing it again cost as much as a whole analysis.
+
+Content-addressed, so never stale: a photo by its SHA-256 (the image store's key), a reference by a
+digest of its stored working frame. Bounded (least recently used goes first) and shared by the
+process's vision workers; a miss costs only the work it would have saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from cloud.vision.change import Picture, picture_from_arrays
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+FRAMES_KEPT = 256  # working frames of photos that showed mail (~60 KB each as uint8)
+MASKS_KEPT = 4096  # object masks of (reference, photo) pairs (~2.4 KB each, packed bits)
+
+
+class Lru(Generic[K, V]):
+    """A small thread-safe least-recently-used map."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def reference_key(picture_png: bytes) -> str:
+    """A stored reference's identity by content (row ids can be reused after a delete)."""
+    return hashlib.blake2b(picture_png, digest_size=16).hexdigest()
+
+
+class Frames:
+    """Working frames by photo, object masks by (reference, photo)."""
+
+    def __init__(self, frames: int = FRAMES_KEPT, masks: int = MASKS_KEPT) -> None:
+        self._frames: Lru[str, tuple[np.ndarray, float, float]] = Lru(frames)
+        self._masks: Lru[tuple[str, str], tuple[bytes, tuple[int, int]]] = Lru(masks)
+
+    def keep_frame(self, image_sha256: str, frame: Picture) -> None:
+        # The working frame's pixels are whole numbers 0..255 (a BOX resize of 8-bit RGB): uint8 is exact.
+        self._frames.put(image_sha256, (frame.rgb.astype(np.uint8), frame.mean, frame.sharpness))
+
+    def frame(self, image_sha256: str) -> Picture | None:
+        kept = self._frames.get(image_sha256)
+        if kept is None:
+            return None
+        rgb, mean, sharpness = kept
+        return picture_from_arrays(rgb.astype(np.float32), mean, sharpness)
+
+    def keep_mask(self, reference: str, image_sha256: str, mask: np.ndarray) -> None:
+        self._masks.put((reference, image_sha256), (np.packbits(mask).tobytes(), mask.shape))
+
+    def mask(self, reference: str, image_sha256: str) -> np.ndarray | None:
+        kept = self._masks.get((reference, image_sha256))
+        if kept is None:
+            return None
+        bits, shape = kept
+        count = shape[0] * shape[1]
+        return np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=count).reshape(shape).astype(bool)
+
+    def clear(self) -> None:
+        self._frames.clear()
+        self._masks.clear()

@@ -1,0 +1,73 @@
+"""The offline comparison's faster pieces give the very numbers of the plain numpy/scipy forms they replace.
+
+Detection was tuned on those numbers (bench/vision_accuracy.py); a speed-up that moved a residual or a
+median by a rounding step could move a verdict near a threshold. Here each piece meets its plain form on
+frames of the bench's mailboxes, bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cloud.vision.change import _best_neighbour, _median_at, picture
+from cloud.vision.frames import Frames
+from mailcam.mailboxes import Item, Mailbox, Wake
+
+
+def _pair(seed: int):
+    box = Mailbox(seed)
+    empty = picture(box.frame([], Wake(0)))
+    mail = picture(box.frame([Item("letter", seed), Item("package", seed + 1)], Wake(1, night=seed % 2 == 1)))
+    return empty, mail
+
+
+def _plain_best_neighbour(new_soft: np.ndarray, ref_soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h, w = new_soft.shape[:2]
+    padded = np.pad(ref_soft, ((2, 2), (2, 2), (0, 0)), mode="edge")
+    signed = np.stack([new_soft - padded[2 - sy:2 - sy + h, 2 - sx:2 - sx + w]
+                       for sy in range(-2, 3) for sx in range(-2, 3)])
+    errors = (signed**2).mean(axis=3)
+    best = np.argmin(errors, axis=0)
+    residual = np.sqrt(np.take_along_axis(errors, best[None], axis=0)[0])
+    return residual, np.take_along_axis(signed, best[None, ..., None], axis=0)[0]
+
+
+@pytest.mark.parametrize("seed", [3, 8, 21])
+def test_best_neighbour_matches_the_stacked_argmin(seed):
+    empty, mail = _pair(seed)
+    ref_soft = ndimage.gaussian_filter(empty.log, (1.0, 1.0, 0))
+    ref_soft[:10, :10] = mail.soft_log[:10, :10]  # exact ties: the first offset must win, as argmin's
+    residual, raw = _best_neighbour(mail.soft_log, ref_soft)
+    plain_residual, plain_raw = _plain_best_neighbour(mail.soft_log, ref_soft)
+    assert np.array_equal(residual, plain_residual) and np.array_equal(raw, plain_raw)
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_median_at_core_pixels_matches_the_full_median_filter(seed):
+    empty, mail = _pair(seed)
+    gains = (mail.log - empty.log)[20:90, 30:140]
+    core = np.zeros(gains.shape[:2], dtype=bool)
+    core[::3, 1::2] = True
+    core[:2, :] = core[-2:, :] = True  # the box's edges, where the filter reflects
+    assert np.array_equal(_median_at(gains, core), ndimage.median_filter(gains, size=(5, 5, 1))[core])
+
+
+def test_a_kept_frame_is_the_decoded_frame():
+    box = Mailbox(11)
+    image = box.frame([Item("letter", 1)], Wake(1))
+    frames = Frames()
+    decoded = picture(image)
+    frames.keep_frame("sha", decoded)
+    kept = frames.frame("sha")
+    assert kept is not None
+    for name in ("rgb", "log", "luma"):
+        assert np.array_equal(getattr(kept, name), getattr(decoded, name))
+    assert (kept.mean, kept.sharpness) == (decoded.mean, decoded.sharpness)
+    mask = np.zeros((120, 160), dtype=bool)
+    mask[30:70, 40:99] = True
+    frames.keep_mask("ref", "sha", mask)
+    kept_mask = frames.mask("ref", "sha")
+    assert kept_mask is not None and np.array_equal(kept_mask, mask)
+    assert frames.mask("other", "sha") is None
