@@ -117,7 +117,7 @@ def main() -> None:
     try:
         for server in [*reals, bare]:
             server.wait_ready(120)
-        serial, token = register_device(reals[0].url)
+        serial, token = register_device(reals[0].url, temp / "r0")
         headers = {"Authorization": f"Bearer {token}"}
         console.print(
             f"PostgreSQL {db_name}, bucket s3://{bucket} on moto (stand-in) at {moto.endpoint_url}; "
