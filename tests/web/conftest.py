@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -161,3 +162,28 @@ def open_dashboard(page, home: Home, where: str = "#/") -> None:
     page.goto("/#/login")
     page.evaluate("token => localStorage.setItem('mailcam.token', token)", home.account.token)
     page.goto(f"/{where}")
+
+
+@contextmanager
+def held_requests(page, pattern: str) -> Iterator[list]:
+    """Hold the page's requests matching ``pattern`` (they wait, unanswered) until the block ends.
+
+    For a test that must see what the page does *before* a live refresh lands: the refresh a pushed
+    event starts is held, so it cannot race the user's click the test is about."""
+    held: list = []
+    released = False
+
+    def hold(route) -> None:
+        if released:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(pattern, hold)
+    try:
+        yield held
+    finally:
+        released = True
+        for route in held:
+            route.continue_()
+        page.unroute(pattern, hold)

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from tests.billing import stripe_events as e
 from tests.billing.conftest import _fake_stripe_server, billing_settings, fake_stripe  # noqa: F401 (fixtures)
 from tests.cloudkit import make_settings
-from tests.web.conftest import open_dashboard
+from tests.web.conftest import held_requests, open_dashboard
 
 pytestmark = pytest.mark.browser
 
@@ -40,14 +40,17 @@ def test_the_daily_limit_message_offers_premium_and_the_button_leads_to_checkout
     expect(page.get_by_text("1 of 3 photos left today")).to_be_visible()
     expect(page.get_by_role("button", name="Upgrade to premium")).to_have_count(0)  # clicks are left
 
-    # The last click goes from another phone; this page's click meets the server's 429.
-    assert (
-        home.http.post(
-            "/api/device/trigger/", json={"device_serial": "box-1"}, headers=home.account.headers
-        ).status_code
-        == 202
-    )
-    page.get_by_role("button", name="Take a photo now").click()
+    # The last click goes from another phone; this page's click meets the server's 429 (the pushed
+    # refresh is held until then: it would disable the button first, with the same message).
+    with held_requests(page, "**/api/device/status/**"):
+        assert (
+            home.http.post(
+                "/api/device/trigger/", json={"device_serial": "box-1"}, headers=home.account.headers
+            ).status_code
+            == 202
+        )
+        page.get_by_role("button", name="Take a photo now").click()
+        expect(page.get_by_text("0 of 3 photos left today")).to_be_visible()
     limit = page.locator(".limit")
     expect(limit.get_by_role("alert")).to_contain_text("Daily limit reached")
     upgrade = limit.get_by_role("button", name="Upgrade to premium")

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from cloud.models import AnalysisStatus
 from tests.cloudkit import grant_installer
-from tests.web.conftest import log_in, open_dashboard
+from tests.web.conftest import held_requests, log_in, open_dashboard
 
 pytestmark = pytest.mark.browser
 
@@ -90,15 +90,19 @@ def test_take_a_photo_queues_it_counts_clicks_down_and_stops_at_the_limit(page, 
     expect(pending.get_by_role("listitem")).to_have_count(2)
     expect(take).to_be_enabled()
 
-    # The last click is spent from another phone: the server's 429 is what this page shows.
-    r = home.http.post("/api/device/trigger/", json={"device_serial": "box-1"}, headers=home.account.headers)
-    assert r.status_code == 202, r.text
-    take.click()
-    # "tomorrow" (or "today", should the test straddle midnight): the user's next local midnight
-    expect(page.get_by_role("alert")).to_contain_text(
-        re.compile(r"Daily limit reached.*More from (tomorrow|today) at 00:00")
-    )
-    expect(page.get_by_text("0 of 3 photos left today")).to_be_visible()
+    # The last click is spent from another phone, and this page's click goes out before the pushed
+    # refresh lands (held here; otherwise it disables the button first): the server's 429 is shown.
+    with held_requests(page, "**/api/device/status/**"):
+        r = home.http.post("/api/device/trigger/", json={"device_serial": "box-1"}, headers=home.account.headers)
+        assert r.status_code == 202, r.text
+        take.click()
+        # "tomorrow" (or "today", should the test straddle midnight): the user's next local midnight
+        expect(page.get_by_role("alert")).to_contain_text(
+            re.compile(r"Daily limit reached.*More from (tomorrow|today) at 00:00")
+        )
+        expect(page.get_by_text("0 of 3 photos left today")).to_be_visible()
+        expect(take).to_be_disabled()
+    expect(page.get_by_text("0 of 3 photos left today")).to_be_visible()  # and the refresh agrees
     expect(take).to_be_disabled()
 
 
@@ -229,6 +233,9 @@ def test_sign_up_claim_a_mailbox_and_log_out(page, home):
 
     page.goto("/")
     page.get_by_role("link", name="Create an account").click()
+    # The sign-up form replaces the login form when the hash changes, after the click returns:
+    # filling before that typed into the old form, and the new one's autofocus took the text.
+    expect(page.get_by_role("heading", name="Create your account")).to_be_visible()
     page.get_by_label("Email").fill("bob@example.com")
     page.get_by_label("Password").fill("short")
     page.get_by_role("button", name="Create account").click()
