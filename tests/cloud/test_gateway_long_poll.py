@@ -114,6 +114,20 @@ def test_a_third_long_poll_of_one_gateway_releases_the_oldest(server, cloud_ctx,
         assert [t["trigger_id"] for t in poll.wait().json()["triggers"]] == [click.json()["trigger_id"]]
 
 
+def _click_on_another_replica(cloud_settings, clock) -> str:
+    """Alice's "take a photo now", committed by a second cloud process on the same database."""
+    other = AppContext.build(cloud_settings, clock=clock)
+    try:
+        with other.sessions() as session:
+            user = session.query(User).filter_by(email="alice@example.com").one()
+            device = session.query(Device).filter_by(serial="box-1").one()
+            made = triggers.request_trigger(session, other, user, device).trigger.trigger_id
+            session.commit()
+            return made
+    finally:
+        other.engine.dispose()
+
+
 def test_a_trigger_made_by_another_replica_is_seen_by_the_safety_poll(cloud_ctx, cloud_settings, clock, home,
                                                                       server):
     """No in-process event for another process's click: the slow safety poll still finds it."""
@@ -122,15 +136,7 @@ def test_a_trigger_made_by_another_replica_is_seen_by_the_safety_poll(cloud_ctx,
     queries = TriggerQueries(cloud_ctx)
     poll = LongPoll(server, token, version)
     queries.wait_for(1)
-    other = AppContext.build(cloud_settings, clock=clock)
-    try:
-        with other.sessions() as session:
-            user = session.query(User).filter_by(email="alice@example.com").one()
-            device = session.query(Device).filter_by(serial="box-1").one()
-            made = triggers.request_trigger(session, other, user, device).trigger.trigger_id
-            session.commit()
-    finally:
-        other.engine.dispose()
+    made = _click_on_another_replica(cloud_settings, clock)
     assert [t["trigger_id"] for t in poll.wait().json()["triggers"]] == [made]
 
 
@@ -145,15 +151,7 @@ def test_a_trigger_made_by_another_replica_wakes_the_long_poll_at_once_on_postgr
     queries = TriggerQueries(cloud_ctx)
     poll = LongPoll(server, token, version)
     queries.wait_for(1)
-    other = AppContext.build(cloud_settings, clock=clock)
-    try:
-        with other.sessions() as session:
-            user = session.query(User).filter_by(email="alice@example.com").one()
-            device = session.query(Device).filter_by(serial="box-1").one()
-            made = triggers.request_trigger(session, other, user, device).trigger.trigger_id
-            session.commit()
-        committed = time.monotonic()
-        assert [t["trigger_id"] for t in poll.wait().json()["triggers"]] == [made]
-        assert time.monotonic() - committed < 2.0
-    finally:
-        other.engine.dispose()
+    made = _click_on_another_replica(cloud_settings, clock)
+    committed = time.monotonic()
+    assert [t["trigger_id"] for t in poll.wait().json()["triggers"]] == [made]
+    assert time.monotonic() - committed < 2.0
