@@ -59,6 +59,7 @@ from cloud.vision.base import (
     VisionProvider,
     VisionResult,
 )
+from cloud.vision.blas import single_threaded_blas
 from cloud.vision.change import compare, picture
 from cloud.vision.config import VisionSettings
 from cloud.vision.frames import Frames
@@ -87,6 +88,7 @@ class VisionPipeline:
     def __init__(
         self, ctx: AppContext, *, sleep: Callable[[float], object] | None = None, frames: Frames | None = None
     ) -> None:
+        single_threaded_blas()
         self.ctx = ctx
         self.frames = frames or Frames()  # shared by the process's workers (cloud.vision.worker)
         self.settings: VisionSettings = ctx.settings.vision
