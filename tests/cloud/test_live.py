@@ -5,6 +5,7 @@ Found in issue 16: the dashboard re-fetched everything on a 15 s timer; nothing 
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Iterator
@@ -12,10 +13,12 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from cloud import live, wakeups
 from cloud.app import create_app
 from cloud.context import AppContext
+from cloud.models import LiveEvent
 from cloud.vision.worker import process_pending
 from tests.cloudkit import Account, LiveServer, OwnedDevice, capture_body, jpeg_bytes, new_account, new_device
 from tests.livekit import SseClient
@@ -139,3 +142,53 @@ def test_a_client_whose_last_event_was_pruned_is_told_to_reload(home):
     with home.stream(headers={"Last-Event-ID": str(first - 1), **home.owner.headers}) as stream:
         assert stream.next().event == "reset"
         assert stream.next().event == "capture_received"  # what is still kept follows
+
+
+def _count_event_bodies_read(engine) -> list[int]:
+    """Count the live-event bodies the database hands back (each is JSON decoded): a list of one counter."""
+    decoded = [0]
+    plain = engine.dialect._json_deserializer or json.loads
+
+    def counting(text: str):
+        decoded[0] += 1
+        return plain(text)
+
+    engine.dialect._json_deserializer = counting
+    return decoded
+
+
+def test_a_stream_reads_each_events_body_once_however_busy_its_owner(home):
+    """Found by bench/e2e.py (one owner, 100 mailboxes): each wakeup re-read and decoded every event of the
+    last SETTLE_S seconds to find the few new ones, so a stream's cost grew with the square of the rate."""
+    decoded = _count_event_bodies_read(home.ctx.engine)
+    with home.stream(headers=home.owner.headers).wait_open() as stream:
+        for n in range(1, 31):
+            home.capture(n)
+            assert stream.next().data["data"]["capture_id"] == f"box-1-{n:04d}"
+    assert decoded[0] <= 30 + 3, f"{decoded[0]} event bodies read for 30 events"
+
+
+def test_an_event_committed_late_with_a_lower_id_is_still_sent_once(home):
+    """PostgreSQL assigns ids at insert, not commit: a slower producer's event can appear below one already
+    sent. The stream looks back SETTLE_S for such events and sends each exactly once."""
+    with home.ctx.sessions() as session:
+        newest = live.newest_id(session)
+
+    def commit_event(event_id: int, capture_id: str) -> None:
+        with home.ctx.sessions() as session, session.begin():
+            session.add(LiveEvent(id=event_id, user_id=home.user_id, kind="capture_received", device_serial="box-1",
+                                  data={"capture_id": capture_id}, created_at=home.ctx.clock.now()))
+            wakeups.mark(session, wakeups.live_topic(home.user_id))
+
+    with home.stream(headers=home.owner.headers).wait_open() as stream:
+        commit_event(newest + 2, "fast")
+        assert stream.next().data["data"]["capture_id"] == "fast"
+        commit_event(newest + 1, "slow")  # its id was taken first, its commit came last
+        late = stream.next()
+        assert (late.id, late.data["data"]["capture_id"]) == (newest + 1, "slow")
+        if home.ctx.engine.dialect.name == "postgresql":  # ids given by hand: move the sequence past them
+            with home.ctx.sessions() as session, session.begin():
+                session.execute(text("SELECT setval(pg_get_serial_sequence('live_events', 'id'), :id)"),
+                                {"id": newest + 2})
+        home.capture(1)  # a later event: nothing sent before comes again
+        assert stream.next().data["data"]["capture_id"] == "box-1-0001"

@@ -71,9 +71,11 @@ def _resume_point(ctx: AppContext, last_event_id: int | None) -> tuple[int, bool
         return last_event_id, not live.replayable(session, last_event_id)
 
 
-def _read(ctx: AppContext, user_id: int, after_id: int, limit: int) -> list[live.FeedEvent]:
+def _read(
+    ctx: AppContext, user_id: int, after_id: int, sent: frozenset[int], limit: int
+) -> tuple[list[live.FeedEvent], bool]:
     with ctx.sessions() as session:
-        return live.read_after(session, user_id, after_id, limit=limit)
+        return live.read_unsent(session, user_id, after_id, sent, limit=limit)
 
 
 async def _watch_disconnect(request: Request, gone: asyncio.Event, woken: asyncio.Event) -> None:
@@ -104,10 +106,10 @@ async def _events(
             woken.clear()
             now = time.monotonic()
             floor = cursor.floor(now)
-            rows = await run_in_threadpool(_read, ctx, user_id, floor, cursor.read_limit)
+            rows, more = await run_in_threadpool(_read, ctx, user_id, floor, cursor.sent, cursor.read_limit)
             for event in cursor.take(rows, now):
                 yield event.as_sse()
-            if len(rows) >= cursor.read_limit:
+            if more:
                 continue  # more waiting
             try:
                 await asyncio.wait_for(woken.wait(), ctx.settings.live_keepalive_s)
