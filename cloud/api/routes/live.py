@@ -27,6 +27,7 @@ from cloud import live, wakeups
 from cloud.api import schemas
 from cloud.api.deps import CtxDep, CurrentUser, OptionalBearer, SessionDep
 from cloud.context import AppContext
+from cloud.db import read_only_transaction
 from cloud.errors import NotAuthenticated
 from cloud.models import User
 from cloud.services import accounts, api_keys
@@ -75,6 +76,7 @@ def _read(
     ctx: AppContext, user_id: int, after_id: int, sent: frozenset[int], limit: int
 ) -> tuple[list[live.FeedEvent], bool]:
     with ctx.sessions() as session:
+        read_only_transaction(session)  # on SQLite: no writer gate, no write lock for a stream's read
         return live.read_unsent(session, user_id, after_id, sent, limit=limit)
 
 
