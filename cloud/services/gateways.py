@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 from cloud.models import Gateway, User
 from cloud.security import hash_token, new_token
 
+TOKEN_PREFIX = "mcg"
+
 
 def create_gateway(session: Session, *, owner: User, name: str, now: datetime) -> tuple[Gateway, str]:
-    token = new_token("mcg")
+    token = new_token(TOKEN_PREFIX)
     gateway = Gateway(owner_id=owner.id, name=name, token_hash=hash_token(token), created_at=now)
     session.add(gateway)
     session.flush()
@@ -27,7 +29,7 @@ def create_gateway(session: Session, *, owner: User, name: str, now: datetime) -
 
 
 def rotate_gateway_token(session: Session, gateway: Gateway) -> str:
-    token = new_token("mcg")
+    token = new_token(TOKEN_PREFIX)
     gateway.token_hash = hash_token(token)
     session.flush()
     return token
@@ -35,6 +37,11 @@ def rotate_gateway_token(session: Session, gateway: Gateway) -> str:
 
 def gateways_of(session: Session, user: User) -> list[Gateway]:
     return list(session.scalars(select(Gateway).where(Gateway.owner_id == user.id).order_by(Gateway.id)))
+
+
+def is_gateway_token(token: str) -> bool:
+    """Gateway tokens say so (``mcg_…``): a caller's token is looked up in one table, not two."""
+    return token.startswith(TOKEN_PREFIX + "_")
 
 
 def gateway_for_token(session: Session, token: str) -> Gateway | None:

@@ -1,12 +1,13 @@
 """Capture ingest authenticates in a read-only transaction (``cloud.db.read_only_transaction``):
 it never queues behind SQLite's writers, and a gateway is still marked seen by the captures it forwards."""
 
+import re
 import sqlite3
 import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from cloud.db import read_only_transaction
 from cloud.models import Capture, Device
@@ -77,3 +78,28 @@ def test_a_write_in_a_read_only_transaction_fails_and_the_connection_writes_agai
         session.commit()
     with cloud_ctx.sessions() as session:
         assert session.scalar(select(Device.wake_interval_s)) == 180
+
+
+def test_each_token_is_looked_up_in_the_table_its_prefix_names(api, cloud_ctx):
+    """A gateway's requests (two per wake) looked in the devices table first, in vain (bench/e2e.py)."""
+    alice = new_account(api, "alice@example.com")
+    box = new_device(api, alice, "box-1")
+    gateway_token = api.post("/api/gateways/", json={"name": "pi"}, headers=alice.headers).json()["gateway_token"]
+    lookups: list[str] = []
+
+    def record(conn, cursor, statement, params, context, executemany):
+        if re.search(r"\bWHERE\b.*\btoken_hash\b", statement, re.S):
+            lookups.append(re.search(r"\bFROM\s+(\w+)", statement).group(1))
+
+    event.listen(cloud_ctx.engine, "before_cursor_execute", record)
+    try:
+        for token, capture_id in ((gateway_token, "box-1-gw"), (box.device_token, "box-1-own")):
+            response = api.post("/api/device/capture/", json=capture_body("box-1", capture_id=capture_id),
+                                headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 200, response.text
+        response = api.post("/api/device/capture/", json=capture_body("box-1", capture_id="box-1-bad"),
+                            headers={"Authorization": "Bearer mcg_not-a-token"})
+        assert response.status_code == 401
+    finally:
+        event.remove(cloud_ctx.engine, "before_cursor_execute", record)
+    assert lookups == ["gateways", "devices", "gateways", "devices"]  # a bad token is looked for in both
