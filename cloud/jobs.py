@@ -79,6 +79,11 @@ class JobTable:
         query = select(*(columns or (m,))).where(claimable).order_by(m.next_attempt_at, m.id).limit(limit)
         return query.with_for_update(skip_locked=True)  # rendered on PostgreSQL; SQLite has one writer
 
+    def any_claimable(self, session: Session, claimable: ColumnElement[bool]) -> bool:
+        """Is a row claimable now? A plain read (no row lock), for a worker to look before it claims."""
+        m = self.model
+        return session.execute(select(m.id).where(claimable).limit(1)).first() is not None
+
     def claim(
         self,
         session: Session,

@@ -15,6 +15,7 @@ from sqlalchemy import or_, update
 
 from cloud import wakeups
 from cloud.context import AppContext
+from cloud.db import read_only_transaction
 from cloud.jobs import new_worker_id
 from cloud.models import Analysis, AnalysisJob, AnalysisStatus
 from cloud.vision.pipeline import JOBS, VisionPipeline, run_job
@@ -27,6 +28,12 @@ def claim_next(ctx: AppContext, worker_id: str) -> int | None:
     """Take the next due job (or one whose lease is stale); None when there is nothing to do."""
     now = ctx.clock.now()
     claimable = or_(JOBS.due(now), JOBS.lease_expired(now, ctx.settings.vision.lease_timeout_s))
+    with ctx.sessions() as session:
+        # A new job wakes every worker and one gets it; the others (and the winner, looking again
+        # after its job) find nothing, in a read: no write transaction, no queueing for SQLite's writer.
+        read_only_transaction(session)
+        if not JOBS.any_claimable(session, claimable):
+            return None
     query = JOBS.next_due(claimable, AnalysisJob.id, AnalysisJob.capture_pk, AnalysisJob.kind)
     with ctx.sessions() as session, session.begin():
         row = session.execute(query).first()

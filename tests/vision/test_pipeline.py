@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 import threading
 
+import pytest
 from PIL import Image
 from sqlalchemy import select
 
@@ -221,3 +223,25 @@ def test_a_capture_deleted_during_the_model_call_leaves_the_call_in_the_log(open
     (op,) = env.operations()
     assert op.kind == "call" and op.capture_pk is None and op.cost_usd > 0
     assert env.jobs() == []
+
+
+def test_a_worker_with_nothing_to_do_does_not_wait_for_a_writer(make_env):
+    """Every new job wakes every vision worker and one takes it: the others (and the winner, looking once
+    more) found nothing inside a write transaction, queueing behind SQLite's writers to do so."""
+    env = make_env()
+    if env.ctx.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write lock")
+    env.capture(scenes.render("empty", 4))
+    assert env.run() == 1
+    other = sqlite3.connect(env.ctx.engine.url.database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process (a second replica, the CLI) writing
+    looked: list[int | None] = []
+    try:
+        worker = threading.Thread(target=lambda: looked.append(claim_next(env.ctx, "idle-worker")))
+        worker.start()
+        worker.join(timeout=10)
+        assert looked == [None], "the empty queue was looked at behind the write lock"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        worker.join()
