@@ -708,6 +708,8 @@ def _ask_for_calibration(session: Session, ctx: AppContext, plan: Plan, now: dat
 
 def _budget_notice(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
     s = ctx.settings.vision
+    if not outcome.budget_reached and not any(op.cost_usd for op in outcome.operations):
+        return  # nothing spent by this job (the offline analyser costs nothing): the month's sum is unchanged
     spent = spent_usd(session, plan.device_id, plan.month)
     if not outcome.budget_reached and (spent < s.monthly_budget_usd or spent == 0):
         return
