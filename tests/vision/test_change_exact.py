@@ -11,7 +11,18 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cloud.vision.change import _best_neighbour, _median_at, picture
+from cloud.vision.change import (
+    _BASIS,
+    MAX_SHIFT,
+    _best_neighbour,
+    _median,
+    _median_at,
+    _shifted,
+    estimate_shift,
+    light_field,
+    picture,
+    picture_from_arrays,
+)
 from cloud.vision.frames import Frames
 from mailcam.mailboxes import Item, Mailbox, Wake
 
@@ -42,6 +53,67 @@ def test_best_neighbour_matches_the_stacked_argmin(seed):
     residual, raw = _best_neighbour(mail.soft_log, ref_soft)
     plain_residual, plain_raw = _plain_best_neighbour(mail.soft_log, ref_soft)
     assert np.array_equal(residual, plain_residual) and np.array_equal(raw, plain_raw)
+
+
+def _plain_estimate_shift(ref, new) -> tuple[int, int]:
+    """Every candidate shift costed in full, the first smallest taken."""
+    g_ref, g_new = ref.shift_gradients, new.shift_gradients
+    m = MAX_SHIFT + 1
+    h, w = g_new.shape
+    target = g_new[m:h - m, m:w - m]
+    shifts = [(dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)]
+    costs = [float(np.abs(g_ref[m - dy:h - m - dy, m - dx:w - m - dx] - target).mean()) * (1 + 0.01 * (dy * dy + dx * dx))
+             for dy, dx in shifts]
+    return shifts[int(np.argmin(costs))]
+
+
+def _moved(frame, dy: int, dx: int):
+    """The frame as a camera moved by (dy, dx) would see it (edges repeated)."""
+    return picture_from_arrays(_shifted(frame.rgb, dy, dx), frame.mean, frame.sharpness)
+
+
+@pytest.mark.parametrize("seed", range(1000, 1012))
+def test_shift_search_matches_costing_every_candidate(seed):
+    empty, mail = _pair(seed)
+    for ref, new in ((empty, mail), (mail, empty), (empty, _moved(mail, 4, -5)), (_moved(empty, -6, 6), mail)):
+        assert estimate_shift(ref, new) == _plain_estimate_shift(ref, new)
+
+
+def test_shift_search_keeps_the_first_of_equal_costs():
+    """A featureless frame costs the same at every shift: the first candidate wins, as argmin's."""
+    flat = picture_from_arrays(np.full((120, 160, 3), 90, dtype=np.float32), 90.0, 0.0)
+    assert estimate_shift(flat, flat) == _plain_estimate_shift(flat, flat) == (-MAX_SHIFT, -MAX_SHIFT)
+
+
+def _plain_light_field(diff: np.ndarray) -> np.ndarray:
+    a = _BASIS[::3]
+    d = diff.reshape(-1, 3)[::3]
+    keep = np.ones(len(a), dtype=bool)
+    coef = np.zeros((a.shape[1], 3), dtype=np.float32)
+    for terms in (3, 3, 6, 6, 6):
+        coef = np.zeros((a.shape[1], 3), dtype=np.float32)
+        a64 = a[keep, :terms].astype(np.float64)
+        coef[:terms] = np.linalg.solve(a64.T @ a64, a64.T @ d[keep].astype(np.float64))
+        residual = np.abs(d - a @ coef).max(axis=1)
+        keep = residual <= max(3 * float(np.median(residual[keep])) * 1.4826, 0.06)
+        if keep.sum() < a.shape[1] * 10:
+            break
+    return (_BASIS @ coef).reshape(diff.shape)
+
+
+@pytest.mark.parametrize("seed", [3, 8, 21, 1004, 1007])
+def test_light_field_matches_the_plain_fit(seed):
+    empty, mail = _pair(seed)
+    dy, dx = estimate_shift(empty, mail)
+    diff = mail.log - _shifted(empty.log, dy, dx)
+    assert np.array_equal(light_field(diff), _plain_light_field(diff))
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 6400, 6401])
+def test_median_is_numpys(length):
+    values = np.random.default_rng(length).normal(size=length).astype(np.float32)
+    values[: length // 3] = values[-1]  # repeated values around the middle
+    assert _median(values) == float(np.median(values))
 
 
 @pytest.mark.parametrize("seed", [3, 8])
