@@ -262,7 +262,7 @@ def light_field(diff: np.ndarray) -> np.ndarray:
         basis = _basis(h, w)
         a = np.ascontiguousarray(basis[::3])
         columns = _sample_columns(a)
-    d = np.ascontiguousarray(diff.reshape(-1, 3)[::3])  # every third pixel (contiguous: rows picked below)
+    d = np.ascontiguousarray(diff.reshape(-1, 3)[::3])  # every third pixel
     keep = np.ones(len(a), dtype=bool)
     coef = np.zeros((a.shape[1], 3), dtype=np.float32)
     # Plane first, then quadratic, then cubic, each fitted without what the simpler one could not
@@ -271,18 +271,80 @@ def light_field(diff: np.ndarray) -> np.ndarray:
         coef = np.zeros((a.shape[1], 3), dtype=np.float32)
         # Least squares by the normal equations in float64: a few smooth terms over thousands of pixels
         # are well conditioned, and this is several times cheaper than an SVD per fit.
-        kept = columns[terms][keep]
+        rows = np.flatnonzero(keep)  # kept rows by ``take``: the same rows as a boolean index, 4x cheaper
+        kept = columns[terms].take(rows, axis=0)
         try:
-            coef[:terms] = np.linalg.solve(kept.T @ kept, kept.T @ d[keep].astype(np.float64))
+            coef[:terms] = np.linalg.solve(kept.T @ kept, kept.T @ d.take(rows, axis=0).astype(np.float64))
         except np.linalg.LinAlgError:  # degenerate (e.g. almost no pixels kept): the SVD copes
             coef[:terms] = np.linalg.lstsq(a[keep, :terms], d[keep], rcond=None)[0]
         off = np.abs(d - a @ coef)
         residual = np.maximum(np.maximum(off[:, 0], off[:, 1]), off[:, 2])  # = off.max(axis=1), unstrided
-        mad = _median(residual[keep]) * 1.4826
+        mad = _median(residual.take(rows)) * 1.4826
         keep = residual <= max(3 * mad, 0.06)
         if keep.sum() < a.shape[1] * 10:
             break
     return (basis @ coef).reshape(h, w, 3)
+
+
+# --- binary morphology, as scipy.ndimage's (border_value 0) for the few structures used here -------
+# scipy's binary ops visit the structure element by element through a generic iterator: ~0.1-0.3 ms per
+# call on a 160×120 mask. These are a few whole-array ANDs/ORs of shifted views, the same pixels
+# (tests/vision/test_change_exact.py checks them against scipy).
+
+
+def _run(mask: np.ndarray, axis: int, lo: int, hi: int, erode: bool) -> np.ndarray:
+    """AND (erode) or OR (dilate) of ``mask`` at offsets lo..hi along ``axis``; outside the frame is False."""
+    out = mask.copy()
+    n = mask.shape[axis]
+    for k in range(lo, hi + 1):
+        if k == 0:
+            continue
+        dst = [slice(None)] * mask.ndim
+        src = [slice(None)] * mask.ndim
+        dst[axis], src[axis] = slice(max(0, -k), n - max(0, k)), slice(max(0, k), n - max(0, -k))
+        if erode:
+            out[tuple(dst)] &= mask[tuple(src)]
+            dst[axis] = slice(0, max(0, -k)) if k < 0 else slice(n - k, n)  # its neighbour is outside: False
+            out[tuple(dst)] = False
+        else:
+            out[tuple(dst)] |= mask[tuple(src)]
+    return out
+
+
+def _rect(mask: np.ndarray, lo: int, hi: int, erode: bool) -> np.ndarray:
+    """Erosion or dilation by the square of offsets lo..hi in both axes (a square is separable)."""
+    return _run(_run(mask, 1, lo, hi, erode), 0, lo, hi, erode)
+
+
+def _cross(mask: np.ndarray, iterations: int, erode: bool) -> np.ndarray:
+    """``binary_erosion``/``binary_dilation(mask, iterations=n)`` with scipy's default (cross) structure."""
+    for _ in range(iterations):
+        out = mask.copy()
+        for axis in (0, 1):
+            n = mask.shape[axis]
+            for dst, src in ((slice(1, n), slice(0, n - 1)), (slice(0, n - 1), slice(1, n))):
+                at, of = [slice(None)] * 2, [slice(None)] * 2
+                at[axis], of[axis] = dst, src
+                if erode:
+                    out[tuple(at)] &= mask[tuple(of)]
+                else:
+                    out[tuple(at)] |= mask[tuple(of)]
+        if erode:
+            out[0, :] = out[-1, :] = False
+            out[:, 0] = out[:, -1] = False
+        mask = out
+    return mask
+
+
+def binary_opening_2x2(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_opening(mask, structure=np.ones((2, 2)))``: an even structure is anchored at
+    its second element, so the erosion looks back (-1, 0) and the dilation, mirrored, ahead (0, +1)."""
+    return _rect(_rect(mask, -1, 0, erode=True), 0, 1, erode=False)
+
+
+def binary_closing_3x3(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_closing(mask, structure=np.ones((3, 3)))``."""
+    return _rect(_rect(mask, -1, 1, erode=False), -1, 1, erode=True)
 
 
 # --- 4-6. residual, regions, kinds ----------------------------------------------------------------
@@ -297,11 +359,10 @@ def compare(ref: Picture, new: Picture) -> Change:
     # residual over the nearby reference pixels, both frames lightly blurred against noise and JPEG blocks.
     new_soft = new.soft_log
     ref_soft = ndimage.gaussian_filter(ref_log + field_, (1.0, 1.0, 0))
-    residual, raw = _best_neighbour(new_soft, ref_soft)
+    residual, best = _best_neighbour(new_soft, ref_soft)
     noise = min(max(float(np.median(residual)) * 1.4826, 0.01), _NOISE_CAP)
     changed = residual > max(_ABS_CHANGE, _NOISE_K * noise)
-    changed = ndimage.binary_opening(changed, structure=np.ones((2, 2)))
-    changed = ndimage.binary_closing(changed, structure=np.ones((3, 3)))
+    changed = binary_closing_3x3(binary_opening_2x2(changed))
     by, bx = abs(dy) + 3, abs(dx) + 3  # borders: pixels shifted in from outside the reference's view
     changed[:by, :] = changed[-by:, :] = False
     changed[:, :bx] = changed[:, -bx:] = False
@@ -323,7 +384,7 @@ def compare(ref: Picture, new: Picture) -> Change:
         bbox = (slices[1].start, slices[0].start, slices[1].stop, slices[0].stop)
         if float(ndimage.distance_transform_edt(np.pad(part, 1)).max()) < _MIN_THICKNESS:
             continue  # a thin line along an edge: the box's own outline, a pixel off after a roll
-        if _is_light(raw[slices], part, g_new[slices], g_ref[slices], noise):
+        if _is_light(_gains(new_soft, ref_soft, best, slices), part, g_new[slices], g_ref[slices], noise):
             regions.append(Region(share, "light", bbox))
             light += share
             continue
@@ -333,9 +394,13 @@ def compare(ref: Picture, new: Picture) -> Change:
                   light_share=light, edge_ratio=_edge_ratio(g_ref, g_new, mask))
 
 
+_NEIGHBOURS = [(sy, sx) for sy in range(-2, 3) for sx in range(-2, 3)]  # ±2 px, row-major
+
+
 def _best_neighbour(new_soft: np.ndarray, ref_soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel, the reference pixel within ±2 px that matches ``new_soft`` best: the RMS residual
-    over the channels, and the per-channel signed difference to that best match (log gain).
+    over the channels, and which offset it was (an index into ``_NEIGHBOURS``; ``_gains`` gives the
+    per-channel signed difference to that best match, where it is needed).
 
     Candidates in row-major order of the offset, the first best kept (as ``argmin`` over a stack of
     all 25 would), as a running minimum over channel planes: a few (H, W) buffers instead of a
@@ -346,34 +411,41 @@ def _best_neighbour(new_soft: np.ndarray, ref_soft: np.ndarray) -> tuple[np.ndar
     new_planes = np.ascontiguousarray(new_soft.transpose(2, 0, 1))
     ref_planes = np.ascontiguousarray(padded.transpose(2, 0, 1))
     signed = np.empty_like(new_planes)
-    squared = np.empty_like(new_planes)
     error = np.empty((h, w), dtype=new_planes.dtype)
+    best_error = np.empty_like(error)
     better = np.empty((h, w), dtype=bool)
-    best_error: np.ndarray | None = None
-    raw = np.empty_like(new_planes)
-    for sy in range(-2, 3):
-        for sx in range(-2, 3):
-            np.subtract(new_planes, ref_planes[:, 2 - sy:2 - sy + h, 2 - sx:2 - sx + w], out=signed)
-            np.multiply(signed, signed, out=squared)
-            np.add(squared[0], squared[1], out=error)
-            np.add(error, squared[2], out=error)
-            np.divide(error, 3, out=error)  # the mean over the channels, as (signed**2).mean(axis=-1) gives it
-            if best_error is None:
-                best_error = error.copy()
-                raw[...] = signed
-                continue
-            np.less(error, best_error, out=better)
-            np.minimum(best_error, error, out=best_error)
-            np.copyto(raw, signed, where=better)
-    assert best_error is not None
-    return np.sqrt(best_error), raw.transpose(1, 2, 0)
+    best = np.zeros((h, w), dtype=np.int8)
+    for index, (sy, sx) in enumerate(_NEIGHBOURS):
+        np.subtract(new_planes, ref_planes[:, 2 - sy:2 - sy + h, 2 - sx:2 - sx + w], out=signed)
+        np.multiply(signed, signed, out=signed)
+        np.add(signed[0], signed[1], out=error)
+        np.add(error, signed[2], out=error)
+        np.divide(error, 3, out=error)  # the mean over the channels, as (signed**2).mean(axis=-1) gives it
+        if index == 0:
+            best_error[...] = error
+            continue
+        np.less(error, best_error, out=better)
+        np.minimum(best_error, error, out=best_error)
+        best[better] = index  # the offset, not its 3 differences: those are taken again where needed
+    return np.sqrt(best_error), best
+
+
+def _gains(new_soft: np.ndarray, ref_soft: np.ndarray, best: np.ndarray, where: tuple[slice, slice]) -> np.ndarray:
+    """The per-channel signed difference (log gain) of ``new_soft`` to its best match in ``ref_soft``
+    (``_best_neighbour``'s offsets ``best``) inside the box ``where``: the very subtraction it made."""
+    h, w = new_soft.shape[:2]
+    ys, xs = np.arange(h)[where[0], None], np.arange(w)[None, where[1]]
+    offsets = np.array(_NEIGHBOURS)[best[where]]
+    # the padded reference's repeated edges are the nearest pixel inside
+    matched = ref_soft[np.clip(ys - offsets[..., 0], 0, h - 1), np.clip(xs - offsets[..., 1], 0, w - 1)]
+    return new_soft[where] - matched
 
 
 def _edge_ratio(g_ref: np.ndarray, g_new: np.ndarray, objects: np.ndarray) -> float:
     """How sharp the reference's strongest edges (top 3 %, away from new objects) still are."""
     inner = np.zeros_like(objects)
     inner[MAX_SHIFT:-MAX_SHIFT, MAX_SHIFT:-MAX_SHIFT] = True
-    usable = inner & ~ndimage.binary_dilation(objects, iterations=3)
+    usable = inner & ~_cross(objects, 3, erode=False)  # = ndimage.binary_dilation(objects, iterations=3)
     if usable.sum() < 100:
         return 1.0
     strongest = usable & (g_ref >= np.percentile(g_ref[usable], 97))
@@ -393,10 +465,10 @@ def _is_light(raw: np.ndarray, part: np.ndarray, g_new: np.ndarray, g_ref: np.nd
     Light multiplies, so in log intensity its edges inside the patch are the reference's edges.
     An object brings edges of its own (print, a stamp, tape, a label) and hides the floor's.
     """
-    inner = ndimage.binary_erosion(part, iterations=2)
+    inner = _cross(part, 2, erode=True)  # = ndimage.binary_erosion(part, iterations=2)
     if inner.sum() < 12:
         return False
-    core = ndimage.binary_erosion(part, iterations=4)  # away from the patch's own (soft) outline
+    core = _cross(inner, 2, erode=True)  # eroded 4 times: away from the patch's own (soft) outline
     if core.sum() < 12:
         core = inner
     # per-pixel gains, median-smoothed: texture under a misaligned pixel or two is not "uneven light"

@@ -15,9 +15,13 @@ from cloud.vision.change import (
     _BASIS,
     MAX_SHIFT,
     _best_neighbour,
+    _cross,
+    _gains,
     _median,
     _median_at,
     _shifted,
+    binary_closing_3x3,
+    binary_opening_2x2,
     estimate_shift,
     light_field,
     picture,
@@ -50,9 +54,12 @@ def test_best_neighbour_matches_the_stacked_argmin(seed):
     empty, mail = _pair(seed)
     ref_soft = ndimage.gaussian_filter(empty.log, (1.0, 1.0, 0))
     ref_soft[:10, :10] = mail.soft_log[:10, :10]  # exact ties: the first offset must win, as argmin's
-    residual, raw = _best_neighbour(mail.soft_log, ref_soft)
+    residual, best = _best_neighbour(mail.soft_log, ref_soft)
     plain_residual, plain_raw = _plain_best_neighbour(mail.soft_log, ref_soft)
-    assert np.array_equal(residual, plain_residual) and np.array_equal(raw, plain_raw)
+    assert np.array_equal(residual, plain_residual)
+    assert np.array_equal(_gains(mail.soft_log, ref_soft, best, np.s_[:, :]), plain_raw)
+    box = np.s_[1:37, 90:160]  # a region's box, at the frame's edge
+    assert np.array_equal(_gains(mail.soft_log, ref_soft, best, box), plain_raw[box])
 
 
 def _plain_estimate_shift(ref, new) -> tuple[int, int]:
@@ -62,8 +69,8 @@ def _plain_estimate_shift(ref, new) -> tuple[int, int]:
     h, w = g_new.shape
     target = g_new[m:h - m, m:w - m]
     shifts = [(dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)]
-    costs = [float(np.abs(g_ref[m - dy:h - m - dy, m - dx:w - m - dx] - target).mean()) * (1 + 0.01 * (dy * dy + dx * dx))
-             for dy, dx in shifts]
+    costs = [float(np.abs(g_ref[m - dy:h - m - dy, m - dx:w - m - dx] - target).mean())
+             * (1 + 0.01 * (dy * dy + dx * dx)) for dy, dx in shifts]
     return shifts[int(np.argmin(costs))]
 
 
@@ -143,3 +150,24 @@ def test_a_kept_frame_is_the_decoded_frame():
     kept_mask = frames.mask("ref", "sha")
     assert kept_mask is not None and np.array_equal(kept_mask, mask)
     assert frames.mask("other", "sha") is None
+
+
+def _masks():
+    """Random masks, sparse to dense, blobby and speckled, down to one pixel wide, and a real change."""
+    rng = np.random.default_rng(7)
+    for shape in [(120, 160), (37, 51), (5, 3), (1, 9), (2, 2), (1, 1)]:
+        for density in (0.1, 0.5, 0.9):
+            mask = rng.random(shape) < density
+            yield mask
+            yield ndimage.binary_dilation(mask)
+    empty, mail = _pair(4)
+    yield np.abs(mail.luma - empty.luma) > 0.2
+
+
+def test_binary_morphology_is_scipys():
+    for mask in _masks():
+        assert np.array_equal(binary_opening_2x2(mask), ndimage.binary_opening(mask, structure=np.ones((2, 2))))
+        assert np.array_equal(binary_closing_3x3(mask), ndimage.binary_closing(mask, structure=np.ones((3, 3))))
+        for n in (1, 2, 3, 4):
+            assert np.array_equal(_cross(mask, n, erode=True), ndimage.binary_erosion(mask, iterations=n))
+            assert np.array_equal(_cross(mask, n, erode=False), ndimage.binary_dilation(mask, iterations=n))
