@@ -4,6 +4,10 @@ Two sets of photos: frames of the bench's generated mailboxes (``mailcam.mailbox
 from 1000, every class, some at night) against each box's empty frame, and the real firmware's recorded
 wakes (``bench/recordings/firmware_wakes.json``) against its empty timer wake.
 
+``compare`` is one comparison with a reference whose own arrays are at hand; ``judge`` is the offline
+verdict as a vision job makes it, the reference read back from its stored PNG first (references are
+loaded per job). ``picture`` decodes a photo, ``phash`` is its perceptual hash.
+
 CPU time of the calling thread (``time.thread_time``), each call repeated ``--repeat`` times and the
 median kept: the box is shared and noisy, and a median of CPU time is what is steady on it. numpy's
 BLAS is held to one thread: OpenBLAS spins its idle helpers, which doubles process CPU for no gain and
@@ -108,10 +112,10 @@ def cpu_ms(call: Callable[[], object]) -> float:
 def measure(version: Version, ref_jpeg: bytes, jpeg: bytes, repeat: int) -> dict[str, Callable[[], object]]:
     ch, provider = version.change, version.offline.OfflineProvider(VisionSettings())
     ref = ch.picture(ref_jpeg)
-    _ = ref.shift_gradients, ref.edges, ref.soft_log  # a stored reference's caches are warm
-    reference = Reference(0, "owner", ref, b"", datetime.now(UTC))
+    _ = ref.shift_gradients, ref.edges, ref.soft_log  # compare: the reference's own arrays already at hand
+    stored = (ref.to_png(), ref.mean, ref.sharpness)
 
-    def fresh() -> object:  # a new frame each time: its per-frame caches are part of the cost
+    def fresh() -> object:  # a new frame each time: its per-frame arrays are part of the cost
         return ch.picture(jpeg)
 
     frames = [fresh() for _ in range(2 * repeat)]  # decoded outside the timing
@@ -119,7 +123,8 @@ def measure(version: Version, ref_jpeg: bytes, jpeg: bytes, repeat: int) -> dict
     def compare() -> object:
         return ch.compare(ref, frames.pop())
 
-    def judge() -> object:
+    def judge() -> object:  # as a vision job runs it: the reference read back from its stored PNG
+        reference = Reference(0, "owner", ch.picture_from_png(*stored), b"", datetime.now(UTC))
         return provider.judge(frames.pop(), [reference])
 
     return {"picture": fresh, "phash": lambda: version.prep.perceptual_hash(jpeg),
@@ -132,9 +137,10 @@ def outcome(version: Version, ref_jpeg: bytes, jpeg: bytes) -> tuple:
     c = ch.compare(ref, frame)
     result = version.offline.OfflineProvider(VisionSettings()).judge(frame, [
         Reference(0, "owner", ref, b"", datetime.now(UTC))]).result
-    regions = tuple((r.kind, round(r.share, 6), r.bbox) for r in c.regions)
-    return (c.shift, round(c.share, 6), regions, result.mail_detected, result.categories,
-            result.image_quality, version.prep.perceptual_hash(jpeg))
+    regions = tuple((r.kind, r.share, r.bbox) for r in c.regions)
+    return (c.shift, c.share, regions, c.noise, c.light_share, c.edge_ratio, c.mask.tobytes(),
+            result.mail_detected, result.confidence, result.categories, result.image_quality,
+            version.prep.perceptual_hash(jpeg))
 
 
 def run(versions: list[Version], sets: dict[str, list[tuple[bytes, bytes]]], repeat: int) -> None:
@@ -156,7 +162,7 @@ def run(versions: list[Version], sets: dict[str, list[tuple[bytes, bytes]]], rep
         if len(versions) == 2:
             differ = [i for i, (r, j) in enumerate(set_pairs)
                       if outcome(versions[0], r, j) != outcome(versions[1], r, j)]
-            print(f"outcomes that differ (shift, share, regions, verdict, phash): {len(differ)} of {len(set_pairs)}"
+            print(f"outcomes that differ (any number of compare, the verdict, phash): {len(differ)} of {len(set_pairs)}"
                   + (f" (photos {differ})" if differ else ""))
 
 

@@ -23,6 +23,7 @@ each in turn and keeps what is left:
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -148,11 +149,15 @@ def _gradients(luma: np.ndarray) -> np.ndarray:
 
 
 def _shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``a`` moved by (dy, dx), edges repeated (no wrap-around)."""
+    """``a`` moved by (dy, dx), edges repeated (no wrap-around): a new array.
+
+    = ``a[clip(arange(h) - dy)][:, clip(arange(w) - dx)]``, as the part still in view padded with its
+    edge (two plain copies instead of two gathers)."""
     h, w = a.shape[:2]
-    ys = np.clip(np.arange(h) - dy, 0, h - 1)
-    xs = np.clip(np.arange(w) - dx, 0, w - 1)
-    return a[ys][:, xs]
+    dy, dx = max(-h + 1, min(h - 1, dy)), max(-w + 1, min(w - 1, dx))
+    kept = a[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+    pad = [(max(0, dy), max(0, -dy)), (max(0, dx), max(0, -dx))] + [(0, 0)] * (a.ndim - 2)
+    return np.pad(kept, pad, mode="edge")
 
 
 _SHIFTS = [(dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)]
@@ -360,7 +365,7 @@ def compare(ref: Picture, new: Picture) -> Change:
     new_soft = new.soft_log
     ref_soft = ndimage.gaussian_filter(ref_log + field_, (1.0, 1.0, 0))
     residual, best = _best_neighbour(new_soft, ref_soft)
-    noise = min(max(float(np.median(residual)) * 1.4826, 0.01), _NOISE_CAP)
+    noise = min(max(_median(residual.ravel()) * 1.4826, 0.01), _NOISE_CAP)
     changed = residual > max(_ABS_CHANGE, _NOISE_K * noise)
     changed = binary_closing_3x3(binary_opening_2x2(changed))
     by, bx = abs(dy) + 3, abs(dx) + 3  # borders: pixels shifted in from outside the reference's view
@@ -449,9 +454,10 @@ def _edge_ratio(g_ref: np.ndarray, g_new: np.ndarray, objects: np.ndarray) -> fl
     if usable.sum() < 100:
         return 1.0
     strongest = usable & (g_ref >= np.percentile(g_ref[usable], 97))
-    near_new = ndimage.maximum_filter(g_new, size=5)  # tolerate the camera's small shift and roll
-    ref_strength = float(np.median(g_ref[strongest]))
-    return float(np.median(near_new[strongest])) / ref_strength if ref_strength > 0.05 else 1.0
+    # tolerate the camera's small shift and roll: the strongest new edge within ±2 px (only where asked)
+    near_new = _filter_at(g_new, strongest, np.max)
+    ref_strength = _median(g_ref[strongest])
+    return _median(near_new) / ref_strength if ref_strength > 0.05 else 1.0
 
 
 _LIGHT_SPREAD = 0.12  # log-gain spread inside a patch of light (sun, shadow) at most
@@ -473,25 +479,38 @@ def _is_light(raw: np.ndarray, part: np.ndarray, g_new: np.ndarray, g_ref: np.nd
         core = inner
     # per-pixel gains, median-smoothed: texture under a misaligned pixel or two is not "uneven light"
     values = _median_at(raw, core)  # (n, 3) log gains
-    gain = np.median(values, axis=0)
+    gain = _column_medians(values)
     # about a plane: the light field fitted around a big shadow leaves a gentle ramp inside it
     ys, xs = np.nonzero(core)
     plane = np.stack([np.ones_like(xs), xs, ys], axis=1).astype(np.float32)
     coef, *_ = np.linalg.lstsq(plane, values, rcond=None)
-    spread = np.median(np.abs(values - plane @ coef), axis=0).max() * 1.4826
+    spread = _column_medians(np.abs(values - plane @ coef)).max() * 1.4826
     tint = float(gain.max() - gain.min())
     # Light's colour changes smoothly across the spectrum: green sits between red and blue, and a
     # patch that brightens (sun) is neutral or warm, never cool; paper on a coloured floor need not be.
     red, green, blue = (float(g) for g in gain)
     light_like = abs(green - (red + blue) / 2) <= 0.1 and (red - blue >= -0.05 if gain.mean() > 0 else True)
     tolerance = max(0.12, 4 * noise)
-    ref_max = ndimage.maximum_filter(g_ref, size=5)[core]
-    ref_min = ndimage.minimum_filter(g_ref, size=5)[core]
+    ref_max = _filter_at(g_ref, core, np.max)  # = ndimage.maximum_filter(g_ref, size=5)[core]
+    ref_min = _filter_at(g_ref, core, np.min)
     edges_new = float((g_new[core] > ref_max + tolerance).mean())
     edges_lost = float((g_new[core] < ref_min - tolerance).mean())
     return bool(light_like and spread < max(_LIGHT_SPREAD, 3 * noise) and tint < _LIGHT_TINT
                 and edges_new < _LIGHT_NEW_EDGES and edges_lost < 0.02
                 and abs(float(gain.mean())) < 0.75)
+
+
+def _column_medians(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=0)`` of an (n, k) float32 array, column by column (``_median``)."""
+    return np.array([_median(column) for column in np.ascontiguousarray(values.T)], dtype=values.dtype)
+
+
+def _filter_at(values: np.ndarray, where: np.ndarray, reduce: Callable[..., np.ndarray], size: int = 5) -> np.ndarray:
+    """``ndimage.maximum_filter(values, size)[where]`` (``reduce`` np.max) or the minimum filter (np.min)
+    of a 2-D array, worked out only where asked: scipy's "reflect" edge is numpy's "symmetric" padding."""
+    r = size // 2
+    windows = sliding_window_view(np.pad(values, r, mode="symmetric"), (size, size))
+    return reduce(windows[where], axis=(1, 2))
 
 
 def _median_at(values: np.ndarray, where: np.ndarray, size: int = 5) -> np.ndarray:

@@ -15,7 +15,9 @@ from cloud.vision.change import (
     _BASIS,
     MAX_SHIFT,
     _best_neighbour,
+    _column_medians,
     _cross,
+    _filter_at,
     _gains,
     _median,
     _median_at,
@@ -171,3 +173,30 @@ def test_binary_morphology_is_scipys():
         for n in (1, 2, 3, 4):
             assert np.array_equal(_cross(mask, n, erode=True), ndimage.binary_erosion(mask, iterations=n))
             assert np.array_equal(_cross(mask, n, erode=False), ndimage.binary_dilation(mask, iterations=n))
+
+
+@pytest.mark.parametrize("dy, dx", [(0, 0), (3, -2), (-6, 6), (6, 0), (0, -5), (200, -300)])
+def test_shifted_is_the_clipped_gather(dy, dx):
+    empty, _ = _pair(5)
+    for a in (empty.log, empty.luma):
+        h, w = a.shape[:2]
+        plain = a[np.clip(np.arange(h) - dy, 0, h - 1)][:, np.clip(np.arange(w) - dx, 0, w - 1)]
+        assert np.array_equal(_shifted(a, dy, dx), plain)
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_filters_at_pixels_match_scipys(seed):
+    empty, mail = _pair(seed)
+    for box in (np.s_[:, :], np.s_[40:47, 0:60], np.s_[0:2, 5:9]):
+        values = mail.edges[box]
+        where = np.random.default_rng(seed).random(values.shape) < 0.3
+        where[0, :] = where[-1, :] = True  # the edges, where the filters reflect
+        assert np.array_equal(_filter_at(values, where, np.max), ndimage.maximum_filter(values, size=5)[where])
+        assert np.array_equal(_filter_at(values, where, np.min), ndimage.minimum_filter(values, size=5)[where])
+
+
+def test_column_medians_are_numpys():
+    values = np.random.default_rng(2).normal(size=(101, 3)).astype(np.float32)
+    for rows in (values, values[:100], values[:1]):
+        medians = _column_medians(rows)
+        assert medians.dtype == np.float32 and np.array_equal(medians, np.median(rows, axis=0))
