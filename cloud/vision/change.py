@@ -410,18 +410,35 @@ def _best_neighbour(new_soft: np.ndarray, ref_soft: np.ndarray) -> tuple[np.ndar
     Candidates in row-major order of the offset, the first best kept (as ``argmin`` over a stack of
     all 25 would), as a running minimum over channel planes: a few (H, W) buffers instead of a
     (25, H, W, 3) stack, and no strided reduction over the 3 channels (the same sums, in the same order).
+
+    Every plane is laid out ``W + 4`` wide, as the edge-padded reference is: a window of the reference
+    moved by (sy, sx) is then one contiguous run of it, and each step is one long vector operation
+    instead of one per row. The 4 extra columns of each row hold wrapped-around numbers, dropped at the end.
     """
     h, w = new_soft.shape[:2]
-    padded = np.pad(ref_soft, ((2, 2), (2, 2), (0, 0)), mode="edge")  # = _shifted's repeated edges, once
-    new_planes = np.ascontiguousarray(new_soft.transpose(2, 0, 1))
-    ref_planes = np.ascontiguousarray(padded.transpose(2, 0, 1))
+    wide = w + 4
+    # The reference edge-padded by 2 (= _shifted's repeated edges, once), and one row more than the
+    # windows need: the last window's extra columns run 4 numbers past the frame.
+    ref_planes = np.empty((3, h + 5, wide), dtype=ref_soft.dtype)
+    ref_planes[:, 2:h + 2, 2:w + 2] = ref_soft.transpose(2, 0, 1)
+    ref_planes[:, 2:h + 2, :2] = ref_planes[:, 2:h + 2, 2:3]
+    ref_planes[:, 2:h + 2, w + 2:] = ref_planes[:, 2:h + 2, w + 1:w + 2]
+    ref_planes[:, :2] = ref_planes[:, 2:3]
+    ref_planes[:, h + 2:] = ref_planes[:, h + 1:h + 2]
+    ref_planes = ref_planes.reshape(3, -1)
+    new_planes = np.zeros((3, h, wide), dtype=ref_soft.dtype)
+    new_planes[:, :, :w] = new_soft.transpose(2, 0, 1)
+    new_planes = new_planes.reshape(3, -1)
+    size = h * wide
     signed = np.empty_like(new_planes)
-    error = np.empty((h, w), dtype=new_planes.dtype)
+    error = np.empty(size, dtype=new_planes.dtype)
     best_error = np.empty_like(error)
-    better = np.empty((h, w), dtype=bool)
-    best = np.zeros((h, w), dtype=np.int8)
+    better = np.empty(size, dtype=bool)
+    best = np.zeros(size, dtype=np.int8)
+    marks = np.empty_like(best)
     for index, (sy, sx) in enumerate(_NEIGHBOURS):
-        np.subtract(new_planes, ref_planes[:, 2 - sy:2 - sy + h, 2 - sx:2 - sx + w], out=signed)
+        start = (2 - sy) * wide + 2 - sx  # the padded reference's pixel (2 - sy, 2 - sx): new's (0, 0) moved
+        np.subtract(new_planes, ref_planes[:, start:start + size], out=signed)
         np.multiply(signed, signed, out=signed)
         np.add(signed[0], signed[1], out=error)
         np.add(error, signed[2], out=error)
@@ -431,8 +448,11 @@ def _best_neighbour(new_soft: np.ndarray, ref_soft: np.ndarray) -> tuple[np.ndar
             continue
         np.less(error, best_error, out=better)
         np.minimum(best_error, error, out=best_error)
-        best[better] = index  # the offset, not its 3 differences: those are taken again where needed
-    return np.sqrt(best_error), best
+        # the offset, not its 3 differences (taken again where needed), without a masked write: the
+        # offsets only grow, so where this one is better it is also the largest yet (0 or index, then max)
+        np.multiply(better.view(np.int8), index, out=marks)
+        np.maximum(best, marks, out=best)
+    return np.sqrt(best_error.reshape(h, wide)[:, :w]), best.reshape(h, wide)[:, :w]
 
 
 def _gains(new_soft: np.ndarray, ref_soft: np.ndarray, best: np.ndarray, where: tuple[slice, slice]) -> np.ndarray:
