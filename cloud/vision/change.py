@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -58,7 +58,7 @@ class Picture:
     @cached_property
     def shift_gradients(self) -> np.ndarray:
         """Coarse gradients, blurred first (``estimate_shift``)."""
-        return _gradients(ndimage.gaussian_filter(self.luma, 2.0))
+        return _gradients(_blur(self.luma, 2.0))
 
     @cached_property
     def shift_block_sums(self) -> np.ndarray:
@@ -68,12 +68,12 @@ class Picture:
     @cached_property
     def edges(self) -> np.ndarray:
         """Gradients of the lightly blurred frame: its edges, not its sensor noise."""
-        return _gradients(ndimage.gaussian_filter(self.luma, 0.6))
+        return _gradients(_blur(self.luma, 0.6))
 
     @cached_property
     def soft_log(self) -> np.ndarray:
         """The log frame lightly blurred against noise and JPEG blocks."""
-        return ndimage.gaussian_filter(self.log, (1.0, 1.0, 0))
+        return _blur(self.log, 1.0)
 
     def to_png(self) -> bytes:
         out = io.BytesIO()
@@ -135,6 +135,30 @@ class Change:
     @property
     def objects(self) -> list[Region]:
         return [r for r in self.regions if r.kind != "light"]
+
+
+# --- blur ---------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """``gaussian_filter1d``'s kernel: a sampled Gaussian out to ``truncate`` sigmas, summing to 1."""
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    return phi / phi.sum()
+
+
+def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """``ndimage.gaussian_filter(a, sigma)`` over the first two axes (rows, columns; not the channels).
+
+    The same two ``correlate1d`` passes, without working the kernel out again on every call (a third
+    of the cost at this size; tests/vision/test_change_exact.py checks the numbers)."""
+    weights = _gaussian_weights(sigma)[::-1]  # correlate, not convolve (symmetric anyway)
+    out = np.empty_like(a)
+    ndimage.correlate1d(a, weights, 0, out, "reflect")
+    ndimage.correlate1d(out, weights, 1, out, "reflect")
+    return out
 
 
 # --- 2. camera shift ----------------------------------------------------------------------------
@@ -363,7 +387,7 @@ def compare(ref: Picture, new: Picture) -> Change:
     # 5×5 neighbourhood tolerance (roll and scale move the corners by a pixel or two): the smallest
     # residual over the nearby reference pixels, both frames lightly blurred against noise and JPEG blocks.
     new_soft = new.soft_log
-    ref_soft = ndimage.gaussian_filter(ref_log + field_, (1.0, 1.0, 0))
+    ref_soft = _blur(ref_log + field_, 1.0)
     residual, best = _best_neighbour(new_soft, ref_soft)
     noise = min(max(_median(residual.ravel()) * 1.4826, 0.01), _NOISE_CAP)
     changed = residual > max(_ABS_CHANGE, _NOISE_K * noise)
@@ -377,7 +401,7 @@ def compare(ref: Picture, new: Picture) -> Change:
     mask = np.zeros_like(changed)
     # edges of lightly blurred frames: sensor noise at night is not "new print"
     g_new = new.edges
-    g_ref = ref.edges if (dy, dx) == (0, 0) else _gradients(ndimage.gaussian_filter(_shifted(ref.luma, dy, dx), 0.6))
+    g_ref = ref.edges if (dy, dx) == (0, 0) else _gradients(_blur(_shifted(ref.luma, dy, dx), 0.6))
     light = 0.0
     for index, slices in enumerate(ndimage.find_objects(labels), start=1):
         if slices is None:

@@ -15,6 +15,7 @@ from cloud.vision.change import (
     _BASIS,
     MAX_SHIFT,
     _best_neighbour,
+    _blur,
     _column_medians,
     _cross,
     _filter_at,
@@ -200,3 +201,11 @@ def test_column_medians_are_numpys():
     for rows in (values, values[:100], values[:1]):
         medians = _column_medians(rows)
         assert medians.dtype == np.float32 and np.array_equal(medians, np.median(rows, axis=0))
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_blur_is_scipys_gaussian_filter(seed):
+    empty, mail = _pair(seed)
+    for sigma in (0.6, 1.0, 2.0):
+        assert np.array_equal(_blur(mail.luma, sigma), ndimage.gaussian_filter(mail.luma, sigma))
+        assert np.array_equal(_blur(mail.log, sigma), ndimage.gaussian_filter(mail.log, (sigma, sigma, 0)))
