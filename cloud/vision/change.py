@@ -365,6 +365,19 @@ def _cross(mask: np.ndarray, iterations: int, erode: bool) -> np.ndarray:
     return mask
 
 
+def _thick(part: np.ndarray) -> bool:
+    """Some pixel of ``part`` lies ``_MIN_THICKNESS`` (2.5 px; the disc below is its) or more from its outline:
+    ``ndimage.distance_transform_edt(np.pad(part, 1)).max() >= 2.5``.
+
+    Squared pixel distances below 2.5² are 0, 1, 2, 4 and 5: such a pixel is one whose 5×5
+    neighbourhood without its corners lies inside ``part``, i.e. one that survives an erosion by that
+    disc, the union of a 5×3 and a 3×5 rectangle (an erosion by a union is the erosions' intersection).
+    """
+    tall = _run(_run(part, 1, -1, 1, erode=True), 0, -2, 2, erode=True)
+    wide = _run(_run(part, 1, -2, 2, erode=True), 0, -1, 1, erode=True)
+    return bool((tall & wide).any())
+
+
 def binary_opening_2x2(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_opening(mask, structure=np.ones((2, 2)))``: an even structure is anchored at
     its second element, so the erosion looks back (-1, 0) and the dilation, mirrored, ahead (0, +1)."""
@@ -411,7 +424,7 @@ def compare(ref: Picture, new: Picture) -> Change:
         if share < _MIN_REGION:
             continue
         bbox = (slices[1].start, slices[0].start, slices[1].stop, slices[0].stop)
-        if float(ndimage.distance_transform_edt(np.pad(part, 1)).max()) < _MIN_THICKNESS:
+        if not _thick(part):
             continue  # a thin line along an edge: the box's own outline, a pixel off after a roll
         if _is_light(_gains(new_soft, ref_soft, best, slices), part, g_new[slices], g_ref[slices], noise):
             regions.append(Region(share, "light", bbox))

@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from cloud.vision.change import (
     _BASIS,
+    _MIN_THICKNESS,
     MAX_SHIFT,
     _best_neighbour,
     _blur,
@@ -23,6 +24,7 @@ from cloud.vision.change import (
     _median,
     _median_at,
     _shifted,
+    _thick,
     binary_closing_3x3,
     binary_opening_2x2,
     estimate_shift,
@@ -163,6 +165,7 @@ def _masks():
             mask = rng.random(shape) < density
             yield mask
             yield ndimage.binary_dilation(mask)
+            yield ndimage.binary_dilation(mask, iterations=3)
     empty, mail = _pair(4)
     yield np.abs(mail.luma - empty.luma) > 0.2
 
@@ -209,3 +212,10 @@ def test_blur_is_scipys_gaussian_filter(seed):
     for sigma in (0.6, 1.0, 2.0):
         assert np.array_equal(_blur(mail.luma, sigma), ndimage.gaussian_filter(mail.luma, sigma))
         assert np.array_equal(_blur(mail.log, sigma), ndimage.gaussian_filter(mail.log, (sigma, sigma, 0)))
+
+
+def test_thickness_is_the_distance_transforms():
+    for mask in _masks():
+        for part in (mask, ndimage.binary_opening(mask), ndimage.binary_erosion(mask)):
+            expected = float(ndimage.distance_transform_edt(np.pad(part, 1)).max()) >= _MIN_THICKNESS
+            assert _thick(part) == expected
