@@ -548,8 +548,8 @@ def _is_light(raw: np.ndarray, part: np.ndarray, g_new: np.ndarray, g_ref: np.nd
     red, green, blue = (float(g) for g in gain)
     light_like = abs(green - (red + blue) / 2) <= 0.1 and (red - blue >= -0.05 if gain.mean() > 0 else True)
     tolerance = max(0.12, 4 * noise)
-    ref_max = _filter_at(g_ref, core, np.max)  # = ndimage.maximum_filter(g_ref, size=5)[core]
-    ref_min = _filter_at(g_ref, core, np.min)
+    ref_max = ndimage.maximum_filter(g_ref, size=5)[core]  # the core is most of its box: filter it all
+    ref_min = ndimage.minimum_filter(g_ref, size=5)[core]
     edges_new = float((g_new[core] > ref_max + tolerance).mean())
     edges_lost = float((g_new[core] < ref_min - tolerance).mean())
     return bool(light_like and spread < max(_LIGHT_SPREAD, 3 * noise) and tint < _LIGHT_TINT
@@ -562,11 +562,25 @@ def _column_medians(values: np.ndarray) -> np.ndarray:
     return np.array([_median(column) for column in np.ascontiguousarray(values.T)], dtype=values.dtype)
 
 
+def _reflected(values: np.ndarray, r: int) -> np.ndarray:
+    """``np.pad(values, r, mode="symmetric")`` over the first two axes (d c b a | a b c d | d c b a),
+    scipy's "reflect" edge: four slice copies instead of np.pad's general machinery (~0.1 ms a call)."""
+    h, w = values.shape[:2]
+    if h < r or w < r:
+        return np.pad(values, [(r, r), (r, r)] + [(0, 0)] * (values.ndim - 2), mode="symmetric")
+    out = np.empty((h + 2 * r, w + 2 * r) + values.shape[2:], dtype=values.dtype)
+    out[r:r + h, r:r + w] = values
+    out[r:r + h, :r] = values[:, :r][:, ::-1]
+    out[r:r + h, r + w:] = values[:, w - r:][:, ::-1]
+    out[:r] = out[r:2 * r][::-1]
+    out[r + h:] = out[h:h + r][::-1]
+    return out
+
+
 def _filter_at(values: np.ndarray, where: np.ndarray, reduce: Callable[..., np.ndarray], size: int = 5) -> np.ndarray:
     """``ndimage.maximum_filter(values, size)[where]`` (``reduce`` np.max) or the minimum filter (np.min)
-    of a 2-D array, worked out only where asked: scipy's "reflect" edge is numpy's "symmetric" padding."""
-    r = size // 2
-    windows = sliding_window_view(np.pad(values, r, mode="symmetric"), (size, size))
+    of a 2-D array, worked out only where asked (a few pixels of the frame)."""
+    windows = sliding_window_view(_reflected(values, size // 2), (size, size))
     return reduce(windows[where], axis=(1, 2))
 
 
@@ -577,8 +591,7 @@ def _median_at(values: np.ndarray, where: np.ndarray, size: int = 5) -> np.ndarr
     d c b a | a b c d) is numpy's "symmetric" padding. A patch's core is a fraction of its box.
     """
     r = size // 2
-    padded = np.pad(values, ((r, r), (r, r), (0, 0)), mode="symmetric")
-    windows = sliding_window_view(padded, (size, size), axis=(0, 1))  # (H, W, C, size, size), a view
+    windows = sliding_window_view(_reflected(values, r), (size, size), axis=(0, 1))  # (H, W, C, size, size)
     ys, xs = np.nonzero(where)
     picked = windows[ys, xs].reshape(len(ys), values.shape[2], size * size)
     middle = size * size // 2

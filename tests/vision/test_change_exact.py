@@ -23,6 +23,7 @@ from cloud.vision.change import (
     _gains,
     _median,
     _median_at,
+    _reflected,
     _shifted,
     _thick,
     binary_closing_3x3,
@@ -219,3 +220,11 @@ def test_thickness_is_the_distance_transforms():
         for part in (mask, ndimage.binary_opening(mask), ndimage.binary_erosion(mask)):
             expected = float(ndimage.distance_transform_edt(np.pad(part, 1)).max()) >= _MIN_THICKNESS
             assert _thick(part) == expected
+
+
+@pytest.mark.parametrize("shape", [(120, 160), (7, 9, 3), (2, 2), (1, 5, 3), (3, 1)])
+def test_reflected_is_symmetric_padding(shape):
+    values = np.random.default_rng(len(shape)).normal(size=shape).astype(np.float32)
+    for r in (0, 1, 2):
+        pad = [(r, r), (r, r)] + [(0, 0)] * (len(shape) - 2)
+        assert np.array_equal(_reflected(values, r), np.pad(values, pad, mode="symmetric"))
