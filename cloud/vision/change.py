@@ -296,7 +296,7 @@ def light_field(diff: np.ndarray) -> np.ndarray:
     coef = np.zeros((a.shape[1], 3), dtype=np.float32)
     # Plane first, then quadratic, then cubic, each fitted without what the simpler one could not
     # explain: a flexible surface fitted to everything at once bends itself around a big envelope.
-    for terms in _FIT_TERMS:
+    for round_, terms in enumerate(_FIT_TERMS, start=1):
         coef = np.zeros((a.shape[1], 3), dtype=np.float32)
         # Least squares by the normal equations in float64: a few smooth terms over thousands of pixels
         # are well conditioned, and this is several times cheaper than an SVD per fit.
@@ -306,6 +306,8 @@ def light_field(diff: np.ndarray) -> np.ndarray:
             coef[:terms] = np.linalg.solve(kept.T @ kept, kept.T @ d.take(rows, axis=0).astype(np.float64))
         except np.linalg.LinAlgError:  # degenerate (e.g. almost no pixels kept): the SVD copes
             coef[:terms] = np.linalg.lstsq(a[keep, :terms], d[keep], rcond=None)[0]
+        if round_ == len(_FIT_TERMS):
+            break  # the last fit is the field: what it leaves out would pick pixels for no further fit
         off = np.abs(d - a @ coef)
         residual = np.maximum(np.maximum(off[:, 0], off[:, 1]), off[:, 2])  # = off.max(axis=1), unstrided
         mad = _median(residual.take(rows)) * 1.4826
