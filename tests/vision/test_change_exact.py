@@ -28,12 +28,14 @@ from cloud.vision.change import (
     _thick,
     binary_closing_3x3,
     binary_opening_2x2,
+    compare,
     estimate_shift,
     light_field,
     picture,
     picture_from_arrays,
+    picture_from_png,
 )
-from cloud.vision.frames import Frames
+from cloud.vision.frames import Frames, reference_key
 from mailcam.mailboxes import Item, Mailbox, Wake
 
 
@@ -228,3 +230,22 @@ def test_reflected_is_symmetric_padding(shape):
     for r in (0, 1, 2):
         pad = [(r, r), (r, r)] + [(0, 0)] * (len(shape) - 2)
         assert np.array_equal(_reflected(values, r), np.pad(values, pad, mode="symmetric"))
+
+
+def test_a_kept_reference_is_the_decoded_reference():
+    """A job's references come from the process's Frames: decoded once, then the same picture, read-only."""
+    box = Mailbox(12)
+    decoded = picture(box.frame([], Wake(0)))
+    png = decoded.to_png()
+    frames = Frames()
+    kept = frames.reference(reference_key(png), png, decoded.mean, decoded.sharpness)
+    plain = picture_from_png(png, decoded.mean, decoded.sharpness)
+    for name in ("rgb", "log", "luma"):
+        assert np.array_equal(getattr(kept, name), getattr(plain, name))
+        assert not getattr(kept, name).flags.writeable
+    assert (kept.mean, kept.sharpness) == (plain.mean, plain.sharpness)
+    assert frames.reference(reference_key(png), png, decoded.mean, decoded.sharpness) is kept
+    other = frames.reference(reference_key(png), png, decoded.mean + 1, decoded.sharpness)
+    assert other is not kept and other.mean == decoded.mean + 1
+    mail = picture(box.frame([Item("letter", 3)], Wake(1)))
+    assert compare(kept, mail).share == compare(plain, mail).share
