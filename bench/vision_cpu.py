@@ -5,17 +5,18 @@ from 1000, every class, some at night) against each box's empty frame, and the r
 wakes (``bench/recordings/firmware_wakes.json``) against its empty timer wake.
 
 ``compare`` is one comparison with a reference whose own arrays are at hand; ``judge`` is the offline
-verdict as a vision job makes it, the reference read back from its stored PNG first (references are
-loaded per job). ``picture`` decodes a photo, ``phash`` is its perceptual hash.
+verdict as a vision job makes it, with the reference as the version's job gets it: read back from its
+stored PNG (before s5-vision: every job, every reference) or kept decoded by the process's ``Frames``.
+``picture`` decodes a photo, ``phash`` is its perceptual hash.
 
 CPU time of the calling thread (``time.thread_time``), each call repeated ``--repeat`` times and the
 median kept: the box is shared and noisy, and a median of CPU time is what is steady on it. numpy's
 BLAS is held to one thread: OpenBLAS spins its idle helpers, which doubles process CPU for no gain and
 is being fixed on its own (the cloud's workers limit it too).
 
-``--against REV`` measures the analyser as it was at a git revision (its ``change.py``, ``prep.py``
-and ``offline.py``) side by side in the same run, interleaved call by call, and counts the frames whose
-comparison (shift, share, regions) or verdict differ between the two.
+``--against REV`` measures the analyser as it was at a git revision (its ``change.py``, ``prep.py``,
+``offline.py`` and ``frames.py``) side by side in the same run, interleaved call by call, and counts the photos whose
+comparison (any of its numbers) or verdict differ between the two.
 
     .venv/bin/python bench/vision_cpu.py
     .venv/bin/python bench/vision_cpu.py --against main --boxes 20 --repeat 5
@@ -49,6 +50,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from replay import RECORDING, load  # noqa: E402
 
 from cloud.vision import change as current_change  # noqa: E402
+from cloud.vision import frames as current_frames  # noqa: E402
 from cloud.vision import offline as current_offline  # noqa: E402
 from cloud.vision import prep as current_prep  # noqa: E402
 from cloud.vision.config import VisionSettings  # noqa: E402
@@ -64,6 +66,7 @@ class Version:
     change: ModuleType
     prep: ModuleType
     offline: ModuleType
+    frames: ModuleType
 
 
 def _module_at(rev: str, path: str, name: str, tmp: Path) -> ModuleType:
@@ -86,7 +89,11 @@ def version_at(rev: str, tmp: Path) -> Version:
     change.open_jpeg = prep.open_jpeg  # its own decoder entry, if that changed too
     offline = _module_at(rev, "cloud/vision/offline.py", "_rev_offline", tmp)
     offline.compare, offline.picture = change.compare, change.picture
-    return Version(rev, change, prep, offline)
+    frames = _module_at(rev, "cloud/vision/frames.py", "_rev_frames", tmp)
+    frames.picture_from_arrays = change.picture_from_arrays
+    if hasattr(frames, "picture_from_png"):
+        frames.picture_from_png = change.picture_from_png
+    return Version(rev, change, prep, offline, frames)
 
 
 def pairs(boxes: int, first: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
@@ -113,7 +120,16 @@ def measure(version: Version, ref_jpeg: bytes, jpeg: bytes, repeat: int) -> dict
     ch, provider = version.change, version.offline.OfflineProvider(VisionSettings())
     ref = ch.picture(ref_jpeg)
     _ = ref.shift_gradients, ref.edges, ref.soft_log  # compare: the reference's own arrays already at hand
-    stored = (ref.to_png(), ref.mean, ref.sharpness)
+    png = ref.to_png()
+    kept = version.frames.Frames()
+    if hasattr(kept, "reference"):  # the version's jobs keep decoded references: the box's earlier job did
+        warm = kept.reference(version.frames.reference_key(png), png, ref.mean, ref.sharpness)
+        _ = warm.shift_gradients, warm.shift_block_sums, warm.edges
+
+    def stored() -> object:  # the reference as the version's vision job gets it
+        if hasattr(kept, "reference"):
+            return kept.reference(version.frames.reference_key(png), png, ref.mean, ref.sharpness)
+        return ch.picture_from_png(png, ref.mean, ref.sharpness)  # read back from its PNG, every job
 
     def fresh() -> object:  # a new frame each time: its per-frame arrays are part of the cost
         return ch.picture(jpeg)
@@ -123,9 +139,8 @@ def measure(version: Version, ref_jpeg: bytes, jpeg: bytes, repeat: int) -> dict
     def compare() -> object:
         return ch.compare(ref, frames.pop())
 
-    def judge() -> object:  # as a vision job runs it: the reference read back from its stored PNG
-        reference = Reference(0, "owner", ch.picture_from_png(*stored), b"", datetime.now(UTC))
-        return provider.judge(frames.pop(), [reference])
+    def judge() -> object:
+        return provider.judge(frames.pop(), [Reference(0, "owner", stored(), b"", datetime.now(UTC))])
 
     return {"picture": fresh, "phash": lambda: version.prep.perceptual_hash(jpeg),
             "compare": compare, "judge": judge}
@@ -175,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     generated, recorded = pairs(args.boxes, args.first)
     sets = {"generated mailboxes": generated, "recorded firmware wakes": recorded}
-    current = Version("now", current_change, current_prep, current_offline)
+    current = Version("now", current_change, current_prep, current_offline, current_frames)
     with tempfile.TemporaryDirectory() as tmp:
         versions = [version_at(args.against, Path(tmp)), current] if args.against else [current]
         run(versions, sets, args.repeat)
