@@ -193,11 +193,15 @@ _BOUND_SLACK = 1e-4  # relative: the float32 cost's rounding is ~1e-6, so a boun
 
 
 def _block_sums(a: np.ndarray, b: int = _BLOCK) -> np.ndarray:
-    """``[y, x]`` = the sum of ``a[y:y + b, x:x + b]``, every position, in float64 (a summed-area table)."""
-    table = np.zeros((a.shape[0] + 1, a.shape[1] + 1))
-    np.cumsum(a, axis=0, dtype=np.float64, out=table[1:, 1:])
-    np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
-    return table[b:, b:] - table[:-b, b:] - table[b:, :-b] + table[:-b, :-b]
+    """``[y, x]`` = the sum of ``a[y:y + b, x:x + b]``, every position, in float64 (b columns, then b rows)."""
+    a = a.astype(np.float64)
+    rows = a[:, :a.shape[1] - b + 1].copy()
+    for k in range(1, b):
+        rows += a[:, k:a.shape[1] - b + 1 + k]
+    sums = rows[:rows.shape[0] - b + 1].copy()
+    for k in range(1, b):
+        sums += rows[k:rows.shape[0] - b + 1 + k]
+    return sums
 
 
 def _shift_cost(g_ref: np.ndarray, target: np.ndarray, dy: int, dx: int, diff: np.ndarray) -> float:

@@ -16,6 +16,7 @@ from cloud.vision.change import (
     _MIN_THICKNESS,
     MAX_SHIFT,
     _best_neighbour,
+    _block_sums,
     _blur,
     _column_medians,
     _cross,
@@ -249,3 +250,11 @@ def test_a_kept_reference_is_the_decoded_reference():
     assert other is not kept and other.mean == decoded.mean + 1
     mail = picture(box.frame([Item("letter", 3)], Wake(1)))
     assert compare(kept, mail).share == compare(plain, mail).share
+
+
+def test_block_sums_are_the_sums_of_each_block():
+    values = np.random.default_rng(4).random((13, 17)).astype(np.float32)
+    sums = _block_sums(values, 4)
+    assert sums.shape == (10, 14)
+    for y, x in [(0, 0), (9, 13), (3, 7)]:
+        assert sums[y, x] == pytest.approx(float(values[y:y + 4, x:x + 4].astype(np.float64).sum()), rel=1e-12)
