@@ -7,10 +7,13 @@ frames of the bench's mailboxes, bit for bit.
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from cloud.vision import change
 from cloud.vision.change import (
     _BASIS,
     _MIN_THICKNESS,
@@ -37,7 +40,7 @@ from cloud.vision.change import (
     picture_from_png,
 )
 from cloud.vision.frames import Frames, reference_key
-from mailcam.mailboxes import Item, Mailbox, Wake
+from mailcam.mailboxes import Item, Mailbox, Wake, random_contents
 
 
 def _pair(seed: int):
@@ -258,3 +261,50 @@ def test_block_sums_are_the_sums_of_each_block():
     assert sums.shape == (10, 14)
     for y, x in [(0, 0), (9, 13), (3, 7)]:
         assert sums[y, x] == pytest.approx(float(values[y:y + 4, x:x + 4].astype(np.float64).sum()), rel=1e-12)
+
+
+def _plain_is_light(raw, part, g_new, g_ref, noise) -> bool:
+    """The light test as it was: every measure worked out, then all the conditions at once."""
+    inner = ndimage.binary_erosion(part, iterations=2)
+    if inner.sum() < 12:
+        return False
+    core = ndimage.binary_erosion(part, iterations=4)
+    if core.sum() < 12:
+        core = inner
+    values = ndimage.median_filter(raw, size=(5, 5, 1))[core]
+    gain = np.median(values, axis=0)
+    ys, xs = np.nonzero(core)
+    plane = np.stack([np.ones_like(xs), xs, ys], axis=1).astype(np.float32)
+    coef, *_ = np.linalg.lstsq(plane, values, rcond=None)
+    spread = np.median(np.abs(values - plane @ coef), axis=0).max() * 1.4826
+    tint = float(gain.max() - gain.min())
+    red, green, blue = (float(g) for g in gain)
+    light_like = abs(green - (red + blue) / 2) <= 0.1 and (red - blue >= -0.05 if gain.mean() > 0 else True)
+    tolerance = max(0.12, 4 * noise)
+    ref_max = ndimage.maximum_filter(g_ref, size=5)[core]
+    ref_min = ndimage.minimum_filter(g_ref, size=5)[core]
+    edges_new = float((g_new[core] > ref_max + tolerance).mean())
+    edges_lost = float((g_new[core] < ref_min - tolerance).mean())
+    return bool(light_like and spread < max(0.12, 3 * noise) and tint < 0.45
+                and edges_new < 0.04 and edges_lost < 0.02 and abs(float(gain.mean())) < 0.75)
+
+
+def test_light_test_answers_as_the_plain_one(monkeypatch):
+    """Every region compare asks about, on mailboxes with sun, shadows and mail: the same answer."""
+    answers = []
+
+    def both(gains, part, g_new, g_ref, noise):
+        answer = light_test(gains, part, g_new, g_ref, noise)
+        assert answer == _plain_is_light(gains(), part, g_new, g_ref, noise)
+        answers.append(answer)
+        return answer
+
+    light_test = change._is_light
+    monkeypatch.setattr(change, "_is_light", both)
+    for seed in range(1000, 1008):
+        box = Mailbox(seed)
+        empty = picture(box.frame([], Wake(0)))
+        for n, kind in enumerate(("empty", "letters", "package", "magazine")):
+            items = random_contents(random.Random(seed * 10 + n), kind)
+            compare(empty, picture(box.frame(items, Wake(n + 1, night=n == 3))))
+    assert True in answers and False in answers  # patches of light and objects both met
