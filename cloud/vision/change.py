@@ -296,27 +296,30 @@ def light_field(diff: np.ndarray) -> np.ndarray:
         a = np.ascontiguousarray(basis[::3])
         columns = _sample_columns(a)
     d = np.ascontiguousarray(diff.reshape(-1, 3)[::3])  # every third pixel
+    d64 = d.astype(np.float64)
     keep = np.ones(len(a), dtype=bool)
+    rows: np.ndarray | None = None  # the kept rows (None: all, the first fit)
     coef = np.zeros((a.shape[1], 3), dtype=np.float32)
     # Plane first, then quadratic, then cubic, each fitted without what the simpler one could not
     # explain: a flexible surface fitted to everything at once bends itself around a big envelope.
     for round_, terms in enumerate(_FIT_TERMS, start=1):
         coef = np.zeros((a.shape[1], 3), dtype=np.float32)
         # Least squares by the normal equations in float64: a few smooth terms over thousands of pixels
-        # are well conditioned, and this is several times cheaper than an SVD per fit.
-        rows = np.flatnonzero(keep)  # kept rows by ``take``: the same rows as a boolean index, 4x cheaper
-        kept = columns[terms].take(rows, axis=0)
+        # are well conditioned, and this is several times cheaper than an SVD per fit. Kept rows by
+        # ``take``: the same rows as a boolean index, 4x cheaper.
+        kept = columns[terms] if rows is None else columns[terms].take(rows, axis=0)
         try:
-            coef[:terms] = np.linalg.solve(kept.T @ kept, kept.T @ d.take(rows, axis=0).astype(np.float64))
+            coef[:terms] = np.linalg.solve(kept.T @ kept, kept.T @ (d64 if rows is None else d64.take(rows, axis=0)))
         except np.linalg.LinAlgError:  # degenerate (e.g. almost no pixels kept): the SVD copes
             coef[:terms] = np.linalg.lstsq(a[keep, :terms], d[keep], rcond=None)[0]
         if round_ == len(_FIT_TERMS):
             break  # the last fit is the field: what it leaves out would pick pixels for no further fit
         off = np.abs(d - a @ coef)
         residual = np.maximum(np.maximum(off[:, 0], off[:, 1]), off[:, 2])  # = off.max(axis=1), unstrided
-        mad = _median(residual.take(rows)) * 1.4826
+        mad = _median(residual if rows is None else residual.take(rows)) * 1.4826
         keep = residual <= max(3 * mad, 0.06)
-        if keep.sum() < a.shape[1] * 10:
+        rows = np.flatnonzero(keep)
+        if len(rows) < a.shape[1] * 10:
             break
     return (basis @ coef).reshape(h, w, 3)
 
