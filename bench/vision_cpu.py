@@ -6,7 +6,8 @@ wakes (``bench/recordings/firmware_wakes.json``) against its empty timer wake.
 
 ``compare`` is one comparison with a reference whose own arrays are at hand; ``judge`` is the offline
 verdict as a vision job makes it, with the reference as the version's job gets it: read back from its
-stored PNG (before s5-vision: every job, every reference) or kept decoded by the process's ``Frames``.
+stored PNG (before s5-vision: every job, every reference) or kept decoded by the process's ``Frames``;
+``judge, 2 refs`` the same for a box with a second (night) reference.
 ``picture`` decodes a photo, ``phash`` is its perceptual hash.
 
 CPU time of the calling thread (``time.thread_time``), each call repeated ``--repeat`` times and the
@@ -96,17 +97,22 @@ def version_at(rev: str, tmp: Path) -> Version:
     return Version(rev, change, prep, offline, frames)
 
 
-def pairs(boxes: int, first: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
-    """(reference JPEG, photo JPEG) pairs: generated mailboxes, and the recorded firmware wakes."""
+Photo = tuple[bytes, bytes, bytes | None]  # reference JPEG, photo JPEG, a second reference (or None)
+
+
+def pairs(boxes: int, first: int) -> tuple[list[Photo], list[Photo]]:
+    """Photos with their box's references: generated mailboxes (an empty day photo, and an empty night
+    photo as a second reference, as a box that learned its night look has), and the recorded firmware
+    wakes (its empty timer wake)."""
     generated = []
     for seed in range(first, first + boxes):
         box, rng = Mailbox(seed), random.Random(f"cpu:{seed}")
-        empty = box.frame([], Wake(0))
+        empty, night = box.frame([], Wake(0)), box.frame([], Wake(9, night=True))
         for n, kind in enumerate(CLASSES):
-            generated.append((empty, box.frame(random_contents(rng, kind), Wake(n + 1, night=n == 3))))
+            generated.append((empty, box.frame(random_contents(rng, kind), Wake(n + 1, night=n == 3)), night))
     wakes = load(RECORDING)
     reference = next(w.image for w in wakes if "empty" in w.label)
-    recorded = [(reference, w.image) for w in wakes if w.image is not reference]
+    recorded: list[Photo] = [(reference, w.image, None) for w in wakes if w.image is not reference]
     return generated, recorded
 
 
@@ -116,25 +122,31 @@ def cpu_ms(call: Callable[[], object]) -> float:
     return (time.thread_time_ns() - started) / 1e6
 
 
-def measure(version: Version, ref_jpeg: bytes, jpeg: bytes, repeat: int) -> dict[str, Callable[[], object]]:
+def measure(version: Version, ref_jpeg: bytes, jpeg: bytes, second_jpeg: bytes | None,
+            repeat: int) -> dict[str, Callable[[], object]]:
     ch, provider = version.change, version.offline.OfflineProvider(VisionSettings())
-    ref = ch.picture(ref_jpeg)
-    _ = ref.shift_gradients, ref.edges, ref.soft_log  # compare: the reference's own arrays already at hand
-    png = ref.to_png()
     kept = version.frames.Frames()
-    if hasattr(kept, "reference"):  # the version's jobs keep decoded references: the box's earlier job did
+
+    def stored_as_jobs_get_it(image: bytes) -> Callable[[], object]:
+        """The reference as the version's vision job gets it: kept decoded by the process's Frames (the
+        box's earlier job decoded it), or read back from its stored PNG, every job."""
+        ref = ch.picture(image)
+        png = ref.to_png()
+        if not hasattr(kept, "reference"):
+            return lambda: ch.picture_from_png(png, ref.mean, ref.sharpness)
         warm = kept.reference(version.frames.reference_key(png), png, ref.mean, ref.sharpness)
         _ = warm.shift_gradients, warm.shift_block_sums, warm.edges
+        return lambda: kept.reference(version.frames.reference_key(png), png, ref.mean, ref.sharpness)
 
-    def stored() -> object:  # the reference as the version's vision job gets it
-        if hasattr(kept, "reference"):
-            return kept.reference(version.frames.reference_key(png), png, ref.mean, ref.sharpness)
-        return ch.picture_from_png(png, ref.mean, ref.sharpness)  # read back from its PNG, every job
+    ref = ch.picture(ref_jpeg)
+    _ = ref.shift_gradients, ref.edges, ref.soft_log  # compare: the reference's own arrays already at hand
+    stored = stored_as_jobs_get_it(ref_jpeg)
+    second = stored_as_jobs_get_it(second_jpeg) if second_jpeg is not None else None
 
     def fresh() -> object:  # a new frame each time: its per-frame arrays are part of the cost
         return ch.picture(jpeg)
 
-    frames = [fresh() for _ in range(2 * repeat)]  # decoded outside the timing
+    frames = [fresh() for _ in range(3 * repeat)]  # decoded outside the timing
 
     def compare() -> object:
         return ch.compare(ref, frames.pop())
@@ -142,42 +154,53 @@ def measure(version: Version, ref_jpeg: bytes, jpeg: bytes, repeat: int) -> dict
     def judge() -> object:
         return provider.judge(frames.pop(), [Reference(0, "owner", stored(), b"", datetime.now(UTC))])
 
-    return {"picture": fresh, "phash": lambda: version.prep.perceptual_hash(jpeg),
-            "compare": compare, "judge": judge}
+    calls = {"compare": compare, "judge": judge, "picture": fresh,
+             "phash": lambda: version.prep.perceptual_hash(jpeg)}
+    if second is not None:
+        calls["judge, 2 refs"] = lambda: provider.judge(frames.pop(), [
+            Reference(0, "owner", stored(), b"", datetime.now(UTC)),
+            Reference(1, "learned", second(), b"", datetime.now(UTC))])
+    return calls
 
 
-def outcome(version: Version, ref_jpeg: bytes, jpeg: bytes) -> tuple:
+def outcome(version: Version, ref_jpeg: bytes, jpeg: bytes, second_jpeg: bytes | None) -> tuple:
     ch = version.change
     ref, frame = ch.picture(ref_jpeg), ch.picture(jpeg)
     c = ch.compare(ref, frame)
-    result = version.offline.OfflineProvider(VisionSettings()).judge(frame, [
-        Reference(0, "owner", ref, b"", datetime.now(UTC))]).result
+    provider = version.offline.OfflineProvider(VisionSettings())
+    references = [Reference(0, "owner", ref, b"", datetime.now(UTC))]
+    if second_jpeg is not None:
+        references.append(Reference(1, "learned", ch.picture(second_jpeg), b"", datetime.now(UTC)))
+    result = provider.judge(frame, references).result
     regions = tuple((r.kind, r.share, r.bbox) for r in c.regions)
     return (c.shift, c.share, regions, c.noise, c.light_share, c.edge_ratio, c.mask.tobytes(),
             result.mail_detected, result.confidence, result.categories, result.image_quality,
             version.prep.perceptual_hash(jpeg))
 
 
-def run(versions: list[Version], sets: dict[str, list[tuple[bytes, bytes]]], repeat: int) -> None:
-    names = ("compare", "judge", "picture", "phash")
-    for set_name, set_pairs in sets.items():
-        samples = {(v.name, n): [] for v in versions for n in names}
-        for ref_jpeg, jpeg in set_pairs:
-            calls = {v.name: measure(v, ref_jpeg, jpeg, repeat) for v in versions}
+def run(versions: list[Version], sets: dict[str, list[Photo]], repeat: int) -> None:
+    names = ("compare", "judge", "judge, 2 refs", "picture", "phash")
+    for set_name, photos in sets.items():
+        samples: dict[tuple[str, str], list[float]] = {(v.name, n): [] for v in versions for n in names}
+        for photo in photos:
+            calls = {v.name: measure(v, *photo, repeat) for v in versions}
             for _ in range(repeat):
                 for name in names:
                     for v in versions:  # interleaved: both versions see the same moment of the box
-                        samples[(v.name, name)].append(cpu_ms(calls[v.name][name]))
-        print(f"\n{set_name}: {len(set_pairs)} photos x {repeat}, median CPU ms per call")
-        print(f"{'':10}" + "".join(f"{v.name:>12}" for v in versions) + ("       ratio" if len(versions) == 2 else ""))
+                        if name in calls[v.name]:
+                            samples[(v.name, name)].append(cpu_ms(calls[v.name][name]))
+        print(f"\n{set_name}: {len(photos)} photos x {repeat}, median CPU ms per call")
+        print(f"{'':14}" + "".join(f"{v.name:>12}" for v in versions) + ("       ratio" if len(versions) == 2 else ""))
         for name in names:
+            if not samples[(versions[0].name, name)]:
+                continue
             medians = [statistics.median(samples[(v.name, name)]) for v in versions]
             ratio = f"{medians[0] / medians[1]:11.2f}x" if len(medians) == 2 and medians[1] else ""
-            print(f"{name:10}" + "".join(f"{m:12.2f}" for m in medians) + ratio)
+            print(f"{name:14}" + "".join(f"{m:12.2f}" for m in medians) + ratio)
         if len(versions) == 2:
-            differ = [i for i, (r, j) in enumerate(set_pairs)
-                      if outcome(versions[0], r, j) != outcome(versions[1], r, j)]
-            print(f"outcomes that differ (any number of compare, the verdict, phash): {len(differ)} of {len(set_pairs)}"
+            differ = [i for i, photo in enumerate(photos)
+                      if outcome(versions[0], *photo) != outcome(versions[1], *photo)]
+            print(f"outcomes that differ (any number of compare, the verdict, phash): {len(differ)} of {len(photos)}"
                   + (f" (photos {differ})" if differ else ""))
 
 
