@@ -333,19 +333,21 @@ def light_field(diff: np.ndarray) -> np.ndarray:
 def _run(mask: np.ndarray, axis: int, lo: int, hi: int, erode: bool) -> np.ndarray:
     """AND (erode) or OR (dilate) of ``mask`` at offsets lo..hi along ``axis``; outside the frame is False."""
     out = mask.copy()
-    n = mask.shape[axis]
+    m, o = (mask, out) if axis == 0 else (mask.T, out.T)  # the transposed view writes through to ``out``
+    n = m.shape[0]
     for k in range(lo, hi + 1):
         if k == 0:
             continue
-        dst = [slice(None)] * mask.ndim
-        src = [slice(None)] * mask.ndim
-        dst[axis], src[axis] = slice(max(0, -k), n - max(0, k)), slice(max(0, k), n - max(0, -k))
+        if abs(k) >= n:  # every pixel's neighbour at k is outside
+            if erode:
+                o[...] = False
+            continue
+        dst, src, outside = (o[:n - k], m[k:], o[n - k:]) if k > 0 else (o[-k:], m[:n + k], o[:-k])
         if erode:
-            out[tuple(dst)] &= mask[tuple(src)]
-            dst[axis] = slice(0, max(0, -k)) if k < 0 else slice(n - k, n)  # its neighbour is outside: False
-            out[tuple(dst)] = False
+            dst &= src
+            outside[...] = False
         else:
-            out[tuple(dst)] |= mask[tuple(src)]
+            dst |= src
     return out
 
 
