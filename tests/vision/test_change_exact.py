@@ -11,6 +11,7 @@ import random
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from cloud.vision import change
@@ -40,6 +41,7 @@ from cloud.vision.change import (
     picture_from_png,
 )
 from cloud.vision.frames import Frames, reference_key
+from cloud.vision.prep import open_jpeg
 from mailcam.mailboxes import Item, Mailbox, Wake, random_contents
 
 
@@ -308,3 +310,17 @@ def test_light_test_answers_as_the_plain_one(monkeypatch):
             items = random_contents(random.Random(seed * 10 + n), kind)
             compare(empty, picture(box.frame(items, Wake(n + 1, night=n == 3))))
     assert True in answers and False in answers  # patches of light and objects both met
+
+
+def test_a_prepared_frame_has_the_plain_numbers():
+    box = Mailbox(9)
+    image = box.frame([Item("magazine", 2)], Wake(3, night=True))
+    frame = picture(image)
+    rgb = frame.rgb
+    assert np.array_equal(frame.log, np.log(rgb + 6.0))
+    assert np.array_equal(frame.luma, np.log(rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32) + 6.0))
+    grey = np.asarray(open_jpeg(image, draft_to=(320, 240)).convert("RGB").convert("L")
+                      .resize((320, 240), Image.Resampling.BILINEAR), dtype=np.float32)
+    lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+    assert frame.mean == float(grey.mean())
+    assert frame.sharpness == float(lap.var()) / max(float(grey.mean()), 1.0) ** 2
