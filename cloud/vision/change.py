@@ -385,8 +385,8 @@ def _cross(mask: np.ndarray, iterations: int, erode: bool) -> np.ndarray:
 
 
 def _thick(part: np.ndarray) -> bool:
-    """Some pixel of ``part`` lies ``_MIN_THICKNESS`` (2.5 px; the disc below is its) or more from its outline:
-    ``ndimage.distance_transform_edt(np.pad(part, 1)).max() >= 2.5``.
+    """Some pixel of ``part`` lies ``_MIN_THICKNESS`` (2.5 px, the disc's radius below) or more from its
+    outline: ``ndimage.distance_transform_edt(np.pad(part, 1)).max() >= 2.5``.
 
     Squared pixel distances below 2.5² are 0, 1, 2, 4 and 5: such a pixel is one whose 5×5
     neighbourhood without its corners lies inside ``part``, i.e. one that survives an erosion by that
