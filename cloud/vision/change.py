@@ -366,18 +366,14 @@ def _rect(mask: np.ndarray, lo: int, hi: int, erode: bool) -> np.ndarray:
 
 def _cross(mask: np.ndarray, iterations: int, erode: bool) -> np.ndarray:
     """``binary_erosion``/``binary_dilation(mask, iterations=n)`` with scipy's default (cross) structure."""
+    combine = np.logical_and if erode else np.logical_or
     for _ in range(iterations):
         out = mask.copy()
-        for axis in (0, 1):
-            n = mask.shape[axis]
-            for dst, src in ((slice(1, n), slice(0, n - 1)), (slice(0, n - 1), slice(1, n))):
-                at, of = [slice(None)] * 2, [slice(None)] * 2
-                at[axis], of[axis] = dst, src
-                if erode:
-                    out[tuple(at)] &= mask[tuple(of)]
-                else:
-                    out[tuple(at)] |= mask[tuple(of)]
-        if erode:
+        combine(out[1:], mask[:-1], out=out[1:])  # the neighbour above
+        combine(out[:-1], mask[1:], out=out[:-1])  # below
+        combine(out[:, 1:], mask[:, :-1], out=out[:, 1:])  # left
+        combine(out[:, :-1], mask[:, 1:], out=out[:, :-1])  # right
+        if erode:  # the frame's edge pixels have a neighbour outside, which is False
             out[0, :] = out[-1, :] = False
             out[:, 0] = out[:, -1] = False
         mask = out
