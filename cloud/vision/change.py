@@ -23,8 +23,9 @@ each in turn and keeps what is left:
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -57,17 +58,22 @@ class Picture:
     @cached_property
     def shift_gradients(self) -> np.ndarray:
         """Coarse gradients, blurred first (``estimate_shift``)."""
-        return _gradients(ndimage.gaussian_filter(self.luma, 2.0))
+        return _gradients(_blur(self.luma, 2.0))
+
+    @cached_property
+    def shift_block_sums(self) -> np.ndarray:
+        """Block sums of the coarse gradients at every position (``estimate_shift``'s bounds)."""
+        return _block_sums(self.shift_gradients)
 
     @cached_property
     def edges(self) -> np.ndarray:
         """Gradients of the lightly blurred frame: its edges, not its sensor noise."""
-        return _gradients(ndimage.gaussian_filter(self.luma, 0.6))
+        return _gradients(_blur(self.luma, 0.6))
 
     @cached_property
     def soft_log(self) -> np.ndarray:
         """The log frame lightly blurred against noise and JPEG blocks."""
-        return ndimage.gaussian_filter(self.log, (1.0, 1.0, 0))
+        return _blur(self.log, 1.0)
 
     def to_png(self) -> bytes:
         out = io.BytesIO()
@@ -97,11 +103,19 @@ def picture_from_arrays(rgb: np.ndarray, mean: float, sharpness: float) -> Pictu
 
 
 def _from_arrays(rgb: np.ndarray, grey: np.ndarray | None) -> Picture:
-    log = np.log(rgb + _LOG_FLOOR)
-    luma = np.log(rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32) + _LOG_FLOOR)
+    # In place where a temporary would do: the same operations in the same order, fewer allocations.
+    log = rgb + _LOG_FLOOR
+    np.log(log, out=log)
+    luma = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    luma += _LOG_FLOOR
+    np.log(luma, out=luma)
     mean, sharpness = 0.0, 0.0
     if grey is not None:
-        lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
+        lap = grey[1:-1, 1:-1] * 4  # 4·centre − up − down − left − right, left to right
+        lap -= grey[:-2, 1:-1]
+        lap -= grey[2:, 1:-1]
+        lap -= grey[1:-1, :-2]
+        lap -= grey[1:-1, 2:]
         mean = float(grey.mean())
         sharpness = float(lap.var()) / max(mean, 1.0) ** 2
     return Picture(rgb=rgb, log=log, luma=luma, mean=mean, sharpness=sharpness)
@@ -131,6 +145,30 @@ class Change:
         return [r for r in self.regions if r.kind != "light"]
 
 
+# --- blur ---------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """``gaussian_filter1d``'s kernel: a sampled Gaussian out to ``truncate`` sigmas, summing to 1."""
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    return phi / phi.sum()
+
+
+def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """``ndimage.gaussian_filter(a, sigma)`` over the first two axes (rows, columns; not the channels).
+
+    The same two ``correlate1d`` passes, without working the kernel out again on every call (a third
+    of the cost at this size; tests/vision/test_change_exact.py checks the numbers)."""
+    weights = _gaussian_weights(sigma)[::-1]  # correlate, not convolve (symmetric anyway)
+    out = np.empty_like(a)
+    ndimage.correlate1d(a, weights, 0, out, "reflect")
+    ndimage.correlate1d(out, weights, 1, out, "reflect")
+    return out
+
+
 # --- 2. camera shift ----------------------------------------------------------------------------
 
 
@@ -143,34 +181,83 @@ def _gradients(luma: np.ndarray) -> np.ndarray:
 
 
 def _shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``a`` moved by (dy, dx), edges repeated (no wrap-around)."""
+    """``a`` moved by (dy, dx), edges repeated (no wrap-around): a new array.
+
+    = ``a[clip(arange(h) - dy)][:, clip(arange(w) - dx)]``, as the part still in view padded with its
+    edge (two plain copies instead of two gathers)."""
     h, w = a.shape[:2]
-    ys = np.clip(np.arange(h) - dy, 0, h - 1)
-    xs = np.clip(np.arange(w) - dx, 0, w - 1)
-    return a[ys][:, xs]
+    dy, dx = max(-h + 1, min(h - 1, dy)), max(-w + 1, min(w - 1, dx))
+    kept = a[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+    pad = [(max(0, dy), max(0, -dy)), (max(0, dx), max(0, -dx))] + [(0, 0)] * (a.ndim - 2)
+    return np.pad(kept, pad, mode="edge")
+
+
+_SHIFTS = [(dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)]
+# A small prior for small shifts: a lid moves the camera a pixel or two, and a periodic texture
+# (a mat's dots) must not pull the estimate to a distant period.
+_PRIOR = np.array([1 + 0.01 * (dy * dy + dx * dx) for dy, dx in _SHIFTS])
+_BLOCK = 4  # pixels per side of the blocks whose sums bound a candidate's cost from below
+_BOUND_SLACK = 1e-4  # relative: the float32 cost's rounding is ~1e-6, so a bound this much above it is sure
+
+
+def _block_sums(a: np.ndarray, b: int = _BLOCK) -> np.ndarray:
+    """``[y, x]`` = the sum of ``a[y:y + b, x:x + b]``, every position, in float64 (b columns, then b rows)."""
+    a = a.astype(np.float64)
+    rows = a[:, :a.shape[1] - b + 1].copy()
+    for k in range(1, b):
+        rows += a[:, k:a.shape[1] - b + 1 + k]
+    sums = rows[:rows.shape[0] - b + 1].copy()
+    for k in range(1, b):
+        sums += rows[k:rows.shape[0] - b + 1 + k]
+    return sums
+
+
+def _shift_cost(g_ref: np.ndarray, target: np.ndarray, dy: int, dx: int, diff: np.ndarray) -> float:
+    """Mean absolute difference of the coarse gradients with ``g_ref`` moved by (dy, dx), times the prior.
+
+    Inside the margin a shifted reference is a plain window of it (no edge to repeat): a view, not a
+    copy; the differences go to ``diff`` (the same values, without an allocation per candidate)."""
+    m = MAX_SHIFT + 1
+    h, w = g_ref.shape
+    np.subtract(g_ref[m - dy:h - m - dy, m - dx:w - m - dx], target, out=diff)
+    np.abs(diff, out=diff)
+    return float(diff.mean()) * (1 + 0.01 * (dy * dy + dx * dx))
 
 
 def estimate_shift(ref: Picture, new: Picture) -> tuple[int, int]:
     """The (dy, dx) that moves ``ref`` onto ``new`` best, by agreement of the coarse gradients.
 
     Blurred first, so a fine periodic texture (a rubber mat's dots) cannot lock onto the wrong period.
+
+    The cost of every candidate (±``MAX_SHIFT``, ``_shift_cost``) is bounded from below by its blocks'
+    sums (|Σa − Σb| ≤ Σ|a − b| over each 4×4 block); candidates are costed in the order of their bounds,
+    and the search stops where the next bound exceeds the best cost found: none left could beat it. The
+    same shift as costing all 169 and taking the first smallest (``tests/vision/test_change_exact.py``),
+    for about a tenth of the work.
     """
     g_ref, g_new = ref.shift_gradients, new.shift_gradients
     m = MAX_SHIFT + 1
     h, w = g_new.shape
     target = g_new[m:h - m, m:w - m]
-    shifts = [(dy, dx) for dy in range(-MAX_SHIFT, MAX_SHIFT + 1) for dx in range(-MAX_SHIFT, MAX_SHIFT + 1)]
-    # A small prior for small shifts: a lid moves the camera a pixel or two, and a periodic texture
-    # (a mat's dots) must not pull the estimate to a distant period. Inside the margin m a shifted
-    # reference is a plain window of it (no edge to repeat): a view, not a copy per candidate; the
-    # differences go to one buffer (the same values, without an allocation per candidate).
+    rows, cols = (h - 2 * m) // _BLOCK, (w - 2 * m) // _BLOCK  # whole blocks: the rest only adds to the cost
+    target_sums = new.shift_block_sums[m:m + rows * _BLOCK:_BLOCK, m:m + cols * _BLOCK:_BLOCK]
+    # every candidate's blocks at once, (dy, dx, row, col) in _SHIFTS' order: the reference's block sums
+    # at the block grid moved by (dy, dx), as strided views (dy = -MAX_SHIFT first, i.e. row m + MAX_SHIFT)
+    windows = sliding_window_view(ref.shift_block_sums, ((rows - 1) * _BLOCK + 1, (cols - 1) * _BLOCK + 1))
+    first = m + MAX_SHIFT  # the window for dy = -MAX_SHIFT; for +MAX_SHIFT it is m - MAX_SHIFT = 1, above 0
+    moved = windows[first:0:-1, first:0:-1, ::_BLOCK, ::_BLOCK]
+    gaps = moved - target_sums
+    np.abs(gaps, out=gaps)
+    bounds = gaps.reshape(len(_SHIFTS), -1).sum(axis=1) / target.size * _PRIOR
     diff = np.empty_like(target)
-    costs = []
-    for dy, dx in shifts:
-        np.subtract(g_ref[m - dy:h - m - dy, m - dx:w - m - dx], target, out=diff)
-        np.abs(diff, out=diff)
-        costs.append(float(diff.mean()) * (1 + 0.01 * (dy * dy + dx * dx)))
-    return shifts[int(np.argmin(costs))]
+    best, best_index = np.inf, -1
+    for index in np.argsort(bounds, kind="stable"):
+        if bounds[index] * (1 - _BOUND_SLACK) > best:
+            break
+        cost = _shift_cost(g_ref, target, *_SHIFTS[index], diff)
+        if cost < best or (cost == best and index < best_index):  # ties: the first in _SHIFTS' order
+            best, best_index = cost, int(index)
+    return _SHIFTS[best_index]
 
 
 # --- 3. light ------------------------------------------------------------------------------------
@@ -185,44 +272,136 @@ def _basis(h: int, w: int) -> np.ndarray:
 
 _BASIS = _basis(WORK[1], WORK[0])
 _BASIS_SAMPLE = np.ascontiguousarray(_BASIS[::3])  # the pixels light_field fits to
-_BASIS_SAMPLE64 = _BASIS_SAMPLE.astype(np.float64)
+_FIT_TERMS = (3, 3, 6, 6, 6)  # light_field's rounds: plane, plane, quadratic, ... (see there)
 
 
-def _least_squares(a: np.ndarray, b: np.ndarray, a64: np.ndarray | None = None) -> np.ndarray:
-    """``lstsq(a, b)`` by the normal equations in float64: a few smooth terms over thousands of pixels
-    are well conditioned, and this is several times cheaper than an SVD per fit. ``a64``: ``a`` in
-    float64 already (exact: every float32 is a float64)."""
-    a64 = a.astype(np.float64) if a64 is None else a64
-    try:
-        return np.linalg.solve(a64.T @ a64, a64.T @ b.astype(np.float64))
-    except np.linalg.LinAlgError:  # degenerate (e.g. almost no pixels kept): the SVD copes
-        return np.linalg.lstsq(a, b, rcond=None)[0]
+def _sample_columns(a: np.ndarray) -> dict[int, np.ndarray]:
+    """``a``'s first n columns in float64, contiguous, per term count of the fits: their kept rows are
+    a plain row selection (exact: every float32 is a float64)."""
+    return {terms: np.ascontiguousarray(a[:, :terms], dtype=np.float64) for terms in set(_FIT_TERMS)}
+
+
+_SAMPLE_COLUMNS = _sample_columns(_BASIS_SAMPLE)
+
+
+def _median(values: np.ndarray) -> float:
+    """``float(np.median(values))`` of a 1-D float32 array without NaN, without its wrapping: the middle
+    value, or the float32 mean of the middle two, as ``np.median`` takes them (one partition)."""
+    half = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, half)[half])
+    middle = np.partition(values, (half - 1, half))
+    return float((middle[half - 1] + middle[half]) / values.dtype.type(2))
 
 
 def light_field(diff: np.ndarray) -> np.ndarray:
     """A smooth per-channel field fitted to ``diff`` (H, W, 3), ignoring the pixels that do not fit."""
     h, w, _ = diff.shape
     if (h, w) == (WORK[1], WORK[0]):
-        basis, a, a64 = _BASIS, _BASIS_SAMPLE, _BASIS_SAMPLE64
+        basis, a, columns = _BASIS, _BASIS_SAMPLE, _SAMPLE_COLUMNS
     else:
         basis = _basis(h, w)
         a = np.ascontiguousarray(basis[::3])
-        a64 = a.astype(np.float64)
-    d = diff.reshape(-1, 3)[::3]  # every third pixel
+        columns = _sample_columns(a)
+    d = np.ascontiguousarray(diff.reshape(-1, 3)[::3])  # every third pixel
+    d64 = d.astype(np.float64)
     keep = np.ones(len(a), dtype=bool)
+    rows: np.ndarray | None = None  # the kept rows (None: all, the first fit)
     coef = np.zeros((a.shape[1], 3), dtype=np.float32)
     # Plane first, then quadratic, then cubic, each fitted without what the simpler one could not
     # explain: a flexible surface fitted to everything at once bends itself around a big envelope.
-    for terms in (3, 3, 6, 6, 6):
+    for round_, terms in enumerate(_FIT_TERMS, start=1):
         coef = np.zeros((a.shape[1], 3), dtype=np.float32)
-        coef[:terms] = _least_squares(a[keep, :terms], d[keep], a64[keep, :terms])
+        # Least squares by the normal equations in float64: a few smooth terms over thousands of pixels
+        # are well conditioned, and this is several times cheaper than an SVD per fit. Kept rows by
+        # ``take``: the same rows as a boolean index, 4x cheaper.
+        kept = columns[terms] if rows is None else columns[terms].take(rows, axis=0)
+        try:
+            coef[:terms] = np.linalg.solve(kept.T @ kept, kept.T @ (d64 if rows is None else d64.take(rows, axis=0)))
+        except np.linalg.LinAlgError:  # degenerate (e.g. almost no pixels kept): the SVD copes
+            coef[:terms] = np.linalg.lstsq(a[keep, :terms], d[keep], rcond=None)[0]
+        if round_ == len(_FIT_TERMS):
+            break  # the last fit is the field: what it leaves out would pick pixels for no further fit
         off = np.abs(d - a @ coef)
         residual = np.maximum(np.maximum(off[:, 0], off[:, 1]), off[:, 2])  # = off.max(axis=1), unstrided
-        mad = float(np.median(residual[keep])) * 1.4826
+        mad = _median(residual if rows is None else residual.take(rows)) * 1.4826
         keep = residual <= max(3 * mad, 0.06)
-        if keep.sum() < a.shape[1] * 10:
+        rows = np.flatnonzero(keep)
+        if len(rows) < a.shape[1] * 10:
             break
     return (basis @ coef).reshape(h, w, 3)
+
+
+# --- binary morphology, as scipy.ndimage's (border_value 0) for the few structures used here -------
+# scipy's binary ops visit the structure element by element through a generic iterator: ~0.1-0.3 ms per
+# call on a 160×120 mask. These are a few whole-array ANDs/ORs of shifted views, the same pixels
+# (tests/vision/test_change_exact.py checks them against scipy).
+
+
+def _run(mask: np.ndarray, axis: int, lo: int, hi: int, erode: bool) -> np.ndarray:
+    """AND (erode) or OR (dilate) of ``mask`` at offsets lo..hi along ``axis``; outside the frame is False."""
+    out = mask.copy()
+    m, o = (mask, out) if axis == 0 else (mask.T, out.T)  # the transposed view writes through to ``out``
+    n = m.shape[0]
+    for k in range(lo, hi + 1):
+        if k == 0:
+            continue
+        if abs(k) >= n:  # every pixel's neighbour at k is outside
+            if erode:
+                o[...] = False
+            continue
+        dst, src, outside = (o[:n - k], m[k:], o[n - k:]) if k > 0 else (o[-k:], m[:n + k], o[:-k])
+        if erode:
+            dst &= src
+            outside[...] = False
+        else:
+            dst |= src
+    return out
+
+
+def _rect(mask: np.ndarray, lo: int, hi: int, erode: bool) -> np.ndarray:
+    """Erosion or dilation by the square of offsets lo..hi in both axes (a square is separable)."""
+    return _run(_run(mask, 1, lo, hi, erode), 0, lo, hi, erode)
+
+
+def _cross(mask: np.ndarray, iterations: int, erode: bool) -> np.ndarray:
+    """``binary_erosion``/``binary_dilation(mask, iterations=n)`` with scipy's default (cross) structure."""
+    combine = np.logical_and if erode else np.logical_or
+    for _ in range(iterations):
+        out = mask.copy()
+        combine(out[1:], mask[:-1], out=out[1:])  # the neighbour above
+        combine(out[:-1], mask[1:], out=out[:-1])  # below
+        combine(out[:, 1:], mask[:, :-1], out=out[:, 1:])  # left
+        combine(out[:, :-1], mask[:, 1:], out=out[:, :-1])  # right
+        if erode:  # the frame's edge pixels have a neighbour outside, which is False
+            out[0, :] = out[-1, :] = False
+            out[:, 0] = out[:, -1] = False
+        mask = out
+    return mask
+
+
+def _thick(part: np.ndarray) -> bool:
+    """Some pixel of ``part`` lies ``_MIN_THICKNESS`` (2.5 px, the disc's radius below) or more from its
+    outline: ``ndimage.distance_transform_edt(np.pad(part, 1)).max() >= 2.5``.
+
+    Squared pixel distances below 2.5² are 0, 1, 2, 4 and 5: such a pixel is one whose 5×5
+    neighbourhood without its corners lies inside ``part``, i.e. one that survives an erosion by that
+    disc, the union of a 5×3 and a 3×5 rectangle (an erosion by a union is the erosions' intersection).
+    """
+    tall = _run(_run(part, 1, -1, 1, erode=True), 0, -2, 2, erode=True)
+    wide = _run(_run(part, 1, -2, 2, erode=True), 0, -1, 1, erode=True)
+    return bool((tall & wide).any())
+
+
+def binary_opening_2x2(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_opening(mask, structure=np.ones((2, 2)))``: an even structure is anchored at
+    its second element, so the erosion looks back (-1, 0) and the dilation, mirrored, ahead (0, +1)."""
+    return _rect(_rect(mask, -1, 0, erode=True), 0, 1, erode=False)
+
+
+def binary_closing_3x3(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_closing(mask, structure=np.ones((3, 3)))``."""
+    return _rect(_rect(mask, -1, 1, erode=False), -1, 1, erode=True)
 
 
 # --- 4-6. residual, regions, kinds ----------------------------------------------------------------
@@ -236,12 +415,11 @@ def compare(ref: Picture, new: Picture) -> Change:
     # 5×5 neighbourhood tolerance (roll and scale move the corners by a pixel or two): the smallest
     # residual over the nearby reference pixels, both frames lightly blurred against noise and JPEG blocks.
     new_soft = new.soft_log
-    ref_soft = ndimage.gaussian_filter(ref_log + field_, (1.0, 1.0, 0))
-    residual, raw = _best_neighbour(new_soft, ref_soft)
-    noise = min(max(float(np.median(residual)) * 1.4826, 0.01), _NOISE_CAP)
+    ref_soft = _blur(ref_log + field_, 1.0)
+    residual, best = _best_neighbour(new_soft, ref_soft)
+    noise = min(max(_median(residual.ravel()) * 1.4826, 0.01), _NOISE_CAP)
     changed = residual > max(_ABS_CHANGE, _NOISE_K * noise)
-    changed = ndimage.binary_opening(changed, structure=np.ones((2, 2)))
-    changed = ndimage.binary_closing(changed, structure=np.ones((3, 3)))
+    changed = binary_closing_3x3(binary_opening_2x2(changed))
     by, bx = abs(dy) + 3, abs(dx) + 3  # borders: pixels shifted in from outside the reference's view
     changed[:by, :] = changed[-by:, :] = False
     changed[:, :bx] = changed[:, -bx:] = False
@@ -251,7 +429,7 @@ def compare(ref: Picture, new: Picture) -> Change:
     mask = np.zeros_like(changed)
     # edges of lightly blurred frames: sensor noise at night is not "new print"
     g_new = new.edges
-    g_ref = ref.edges if (dy, dx) == (0, 0) else _gradients(ndimage.gaussian_filter(_shifted(ref.luma, dy, dx), 0.6))
+    g_ref = ref.edges if (dy, dx) == (0, 0) else _gradients(_blur(_shifted(ref.luma, dy, dx), 0.6))
     light = 0.0
     for index, slices in enumerate(ndimage.find_objects(labels), start=1):
         if slices is None:
@@ -261,9 +439,10 @@ def compare(ref: Picture, new: Picture) -> Change:
         if share < _MIN_REGION:
             continue
         bbox = (slices[1].start, slices[0].start, slices[1].stop, slices[0].stop)
-        if float(ndimage.distance_transform_edt(np.pad(part, 1)).max()) < _MIN_THICKNESS:
+        if not _thick(part):
             continue  # a thin line along an edge: the box's own outline, a pixel off after a roll
-        if _is_light(raw[slices], part, g_new[slices], g_ref[slices], noise):
+        if _is_light(lambda box=slices: _gains(new_soft, ref_soft, best, box), part, g_new[slices], g_ref[slices],
+                     noise):
             regions.append(Region(share, "light", bbox))
             light += share
             continue
@@ -273,53 +452,85 @@ def compare(ref: Picture, new: Picture) -> Change:
                   light_share=light, edge_ratio=_edge_ratio(g_ref, g_new, mask))
 
 
+_NEIGHBOURS = [(sy, sx) for sy in range(-2, 3) for sx in range(-2, 3)]  # ±2 px, row-major
+
+
 def _best_neighbour(new_soft: np.ndarray, ref_soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel, the reference pixel within ±2 px that matches ``new_soft`` best: the RMS residual
-    over the channels, and the per-channel signed difference to that best match (log gain).
+    over the channels, and which offset it was (an index into ``_NEIGHBOURS``; ``_gains`` gives the
+    per-channel signed difference to that best match, where it is needed).
 
     Candidates in row-major order of the offset, the first best kept (as ``argmin`` over a stack of
     all 25 would), as a running minimum over channel planes: a few (H, W) buffers instead of a
     (25, H, W, 3) stack, and no strided reduction over the 3 channels (the same sums, in the same order).
+
+    Every plane is laid out ``W + 4`` wide, as the edge-padded reference is: a window of the reference
+    moved by (sy, sx) is then one contiguous run of it, and each step is one long vector operation
+    instead of one per row. The 4 extra columns of each row hold wrapped-around numbers, dropped at the end.
     """
     h, w = new_soft.shape[:2]
-    padded = np.pad(ref_soft, ((2, 2), (2, 2), (0, 0)), mode="edge")  # = _shifted's repeated edges, once
-    new_planes = np.ascontiguousarray(new_soft.transpose(2, 0, 1))
-    ref_planes = np.ascontiguousarray(padded.transpose(2, 0, 1))
+    wide = w + 4
+    # The reference edge-padded by 2 (= _shifted's repeated edges, once), and one row more than the
+    # windows need: the last window's extra columns run 4 numbers past the frame.
+    ref_planes = np.empty((3, h + 5, wide), dtype=ref_soft.dtype)
+    ref_planes[:, 2:h + 2, 2:w + 2] = ref_soft.transpose(2, 0, 1)
+    ref_planes[:, 2:h + 2, :2] = ref_planes[:, 2:h + 2, 2:3]
+    ref_planes[:, 2:h + 2, w + 2:] = ref_planes[:, 2:h + 2, w + 1:w + 2]
+    ref_planes[:, :2] = ref_planes[:, 2:3]
+    ref_planes[:, h + 2:] = ref_planes[:, h + 1:h + 2]
+    ref_planes = ref_planes.reshape(3, -1)
+    new_planes = np.zeros((3, h, wide), dtype=ref_soft.dtype)
+    new_planes[:, :, :w] = new_soft.transpose(2, 0, 1)
+    new_planes = new_planes.reshape(3, -1)
+    size = h * wide
     signed = np.empty_like(new_planes)
-    squared = np.empty_like(new_planes)
-    error = np.empty((h, w), dtype=new_planes.dtype)
-    better = np.empty((h, w), dtype=bool)
-    best_error: np.ndarray | None = None
-    raw = np.empty_like(new_planes)
-    for sy in range(-2, 3):
-        for sx in range(-2, 3):
-            np.subtract(new_planes, ref_planes[:, 2 - sy:2 - sy + h, 2 - sx:2 - sx + w], out=signed)
-            np.multiply(signed, signed, out=squared)
-            np.add(squared[0], squared[1], out=error)
-            np.add(error, squared[2], out=error)
-            np.divide(error, 3, out=error)  # the mean over the channels, as (signed**2).mean(axis=-1) gives it
-            if best_error is None:
-                best_error = error.copy()
-                raw[...] = signed
-                continue
-            np.less(error, best_error, out=better)
-            np.minimum(best_error, error, out=best_error)
-            np.copyto(raw, signed, where=better)
-    assert best_error is not None
-    return np.sqrt(best_error), raw.transpose(1, 2, 0)
+    error = np.empty(size, dtype=new_planes.dtype)
+    best_error = np.empty_like(error)
+    better = np.empty(size, dtype=bool)
+    best = np.zeros(size, dtype=np.int8)
+    marks = np.empty_like(best)
+    for index, (sy, sx) in enumerate(_NEIGHBOURS):
+        start = (2 - sy) * wide + 2 - sx  # the padded reference's pixel (2 - sy, 2 - sx): new's (0, 0) moved
+        np.subtract(new_planes, ref_planes[:, start:start + size], out=signed)
+        np.multiply(signed, signed, out=signed)
+        np.add(signed[0], signed[1], out=error)
+        np.add(error, signed[2], out=error)
+        np.divide(error, 3, out=error)  # the mean over the channels, as (signed**2).mean(axis=-1) gives it
+        if index == 0:
+            best_error[...] = error
+            continue
+        np.less(error, best_error, out=better)
+        np.minimum(best_error, error, out=best_error)
+        # the offset, not its 3 differences (taken again where needed), without a masked write: the
+        # offsets only grow, so where this one is better it is also the largest yet (0 or index, then max)
+        np.multiply(better.view(np.int8), index, out=marks)
+        np.maximum(best, marks, out=best)
+    return np.sqrt(best_error.reshape(h, wide)[:, :w]), best.reshape(h, wide)[:, :w]
+
+
+def _gains(new_soft: np.ndarray, ref_soft: np.ndarray, best: np.ndarray, where: tuple[slice, slice]) -> np.ndarray:
+    """The per-channel signed difference (log gain) of ``new_soft`` to its best match in ``ref_soft``
+    (``_best_neighbour``'s offsets ``best``) inside the box ``where``: the very subtraction it made."""
+    h, w = new_soft.shape[:2]
+    ys, xs = np.arange(h)[where[0], None], np.arange(w)[None, where[1]]
+    offsets = np.array(_NEIGHBOURS)[best[where]]
+    # the padded reference's repeated edges are the nearest pixel inside
+    matched = ref_soft[np.clip(ys - offsets[..., 0], 0, h - 1), np.clip(xs - offsets[..., 1], 0, w - 1)]
+    return new_soft[where] - matched
 
 
 def _edge_ratio(g_ref: np.ndarray, g_new: np.ndarray, objects: np.ndarray) -> float:
     """How sharp the reference's strongest edges (top 3 %, away from new objects) still are."""
     inner = np.zeros_like(objects)
     inner[MAX_SHIFT:-MAX_SHIFT, MAX_SHIFT:-MAX_SHIFT] = True
-    usable = inner & ~ndimage.binary_dilation(objects, iterations=3)
+    usable = inner & ~_cross(objects, 3, erode=False)  # = ndimage.binary_dilation(objects, iterations=3)
     if usable.sum() < 100:
         return 1.0
     strongest = usable & (g_ref >= np.percentile(g_ref[usable], 97))
-    near_new = ndimage.maximum_filter(g_new, size=5)  # tolerate the camera's small shift and roll
-    ref_strength = float(np.median(g_ref[strongest]))
-    return float(np.median(near_new[strongest])) / ref_strength if ref_strength > 0.05 else 1.0
+    # tolerate the camera's small shift and roll: the strongest new edge within ±2 px (only where asked)
+    near_new = _filter_at(g_new, strongest, np.max)
+    ref_strength = _median(g_ref[strongest])
+    return _median(near_new) / ref_strength if ref_strength > 0.05 else 1.0
 
 
 _LIGHT_SPREAD = 0.12  # log-gain spread inside a patch of light (sun, shadow) at most
@@ -327,39 +538,74 @@ _LIGHT_TINT = 0.45  # difference between the channels' gains: sunlight is warm, 
 _LIGHT_NEW_EDGES = 0.04  # share of a patch with edges the reference lacks: noise makes a few, print many
 
 
-def _is_light(raw: np.ndarray, part: np.ndarray, g_new: np.ndarray, g_ref: np.ndarray, noise: float) -> bool:
+def _is_light(gains: Callable[[], np.ndarray], part: np.ndarray, g_new: np.ndarray, g_ref: np.ndarray,
+              noise: float) -> bool:
     """A change of light only: one even gain, about the same in every channel, and the texture kept.
 
     Light multiplies, so in log intensity its edges inside the patch are the reference's edges.
     An object brings edges of its own (print, a stamp, tape, a label) and hides the floor's.
+
+    ``gains``: the box's per-channel log gains (``_gains``), worked out only if the edges leave the
+    question open. The tests run cheapest first and stop at the first that fails: most objects fail on
+    their edges, the rest mostly on their gain; the answer is that of all of them.
     """
-    inner = ndimage.binary_erosion(part, iterations=2)
+    inner = _cross(part, 2, erode=True)  # = ndimage.binary_erosion(part, iterations=2)
     if inner.sum() < 12:
         return False
-    core = ndimage.binary_erosion(part, iterations=4)  # away from the patch's own (soft) outline
+    core = _cross(inner, 2, erode=True)  # eroded 4 times: away from the patch's own (soft) outline
     if core.sum() < 12:
         core = inner
+    tolerance = max(0.12, 4 * noise)
+    inside = g_new[core]
+    ref_max = ndimage.maximum_filter(g_ref, size=5)[core]  # the core is most of its box: filter it all
+    if not float((inside > ref_max + tolerance).mean()) < _LIGHT_NEW_EDGES:
+        return False  # edges of its own
+    ref_min = ndimage.minimum_filter(g_ref, size=5)[core]
+    if not float((inside < ref_min - tolerance).mean()) < 0.02:
+        return False  # the floor's edges hidden
     # per-pixel gains, median-smoothed: texture under a misaligned pixel or two is not "uneven light"
-    values = _median_at(raw, core)  # (n, 3) log gains
-    gain = np.median(values, axis=0)
-    # about a plane: the light field fitted around a big shadow leaves a gentle ramp inside it
-    ys, xs = np.nonzero(core)
-    plane = np.stack([np.ones_like(xs), xs, ys], axis=1).astype(np.float32)
-    coef, *_ = np.linalg.lstsq(plane, values, rcond=None)
-    spread = np.median(np.abs(values - plane @ coef), axis=0).max() * 1.4826
+    values = _median_at(gains(), core)  # (n, 3) log gains
+    gain = _column_medians(values)
     tint = float(gain.max() - gain.min())
     # Light's colour changes smoothly across the spectrum: green sits between red and blue, and a
     # patch that brightens (sun) is neutral or warm, never cool; paper on a coloured floor need not be.
     red, green, blue = (float(g) for g in gain)
     light_like = abs(green - (red + blue) / 2) <= 0.1 and (red - blue >= -0.05 if gain.mean() > 0 else True)
-    tolerance = max(0.12, 4 * noise)
-    ref_max = ndimage.maximum_filter(g_ref, size=5)[core]
-    ref_min = ndimage.minimum_filter(g_ref, size=5)[core]
-    edges_new = float((g_new[core] > ref_max + tolerance).mean())
-    edges_lost = float((g_new[core] < ref_min - tolerance).mean())
-    return bool(light_like and spread < max(_LIGHT_SPREAD, 3 * noise) and tint < _LIGHT_TINT
-                and edges_new < _LIGHT_NEW_EDGES and edges_lost < 0.02
-                and abs(float(gain.mean())) < 0.75)
+    if not (light_like and tint < _LIGHT_TINT and abs(float(gain.mean())) < 0.75):
+        return False
+    # about a plane: the light field fitted around a big shadow leaves a gentle ramp inside it
+    ys, xs = np.nonzero(core)
+    plane = np.stack([np.ones_like(xs), xs, ys], axis=1).astype(np.float32)
+    coef, *_ = np.linalg.lstsq(plane, values, rcond=None)
+    spread = _column_medians(np.abs(values - plane @ coef)).max() * 1.4826
+    return bool(spread < max(_LIGHT_SPREAD, 3 * noise))
+
+
+def _column_medians(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=0)`` of an (n, k) float32 array, column by column (``_median``)."""
+    return np.array([_median(column) for column in np.ascontiguousarray(values.T)], dtype=values.dtype)
+
+
+def _reflected(values: np.ndarray, r: int) -> np.ndarray:
+    """``np.pad(values, r, mode="symmetric")`` over the first two axes (d c b a | a b c d | d c b a),
+    scipy's "reflect" edge: four slice copies instead of np.pad's general machinery (~0.1 ms a call)."""
+    h, w = values.shape[:2]
+    if h < r or w < r:
+        return np.pad(values, [(r, r), (r, r)] + [(0, 0)] * (values.ndim - 2), mode="symmetric")
+    out = np.empty((h + 2 * r, w + 2 * r) + values.shape[2:], dtype=values.dtype)
+    out[r:r + h, r:r + w] = values
+    out[r:r + h, :r] = values[:, :r][:, ::-1]
+    out[r:r + h, r + w:] = values[:, w - r:][:, ::-1]
+    out[:r] = out[r:2 * r][::-1]
+    out[r + h:] = out[h:h + r][::-1]
+    return out
+
+
+def _filter_at(values: np.ndarray, where: np.ndarray, reduce: Callable[..., np.ndarray], size: int = 5) -> np.ndarray:
+    """``ndimage.maximum_filter(values, size)[where]`` (``reduce`` np.max) or the minimum filter (np.min)
+    of a 2-D array, worked out only where asked (a few pixels of the frame)."""
+    windows = sliding_window_view(_reflected(values, size // 2), (size, size))
+    return reduce(windows[where], axis=(1, 2))
 
 
 def _median_at(values: np.ndarray, where: np.ndarray, size: int = 5) -> np.ndarray:
@@ -369,8 +615,7 @@ def _median_at(values: np.ndarray, where: np.ndarray, size: int = 5) -> np.ndarr
     d c b a | a b c d) is numpy's "symmetric" padding. A patch's core is a fraction of its box.
     """
     r = size // 2
-    padded = np.pad(values, ((r, r), (r, r), (0, 0)), mode="symmetric")
-    windows = sliding_window_view(padded, (size, size), axis=(0, 1))  # (H, W, C, size, size), a view
+    windows = sliding_window_view(_reflected(values, r), (size, size), axis=(0, 1))  # (H, W, C, size, size)
     ys, xs = np.nonzero(where)
     picked = windows[ys, xs].reshape(len(ys), values.shape[2], size * size)
     middle = size * size // 2

@@ -5,6 +5,11 @@ reference (``pipeline._added_share``). Both were at hand when the previous photo
 working frame, and its comparison with the reference that matched it. Reading the photo back from
 the image store, decoding it and comparing it again cost as much as a whole analysis.
 
+The box's references, too: each job reads them back from the database as PNG working frames, and
+decoding them (~0.75 ms each, every reference of the box) and working out again what ``compare`` derives
+from a reference (its blurred gradients, block sums, edges: ~0.9 ms) cost as much as a third of the
+comparison itself. Kept decoded, with what was derived from them, they are read-only: shared by workers.
+
 Content-addressed, so never stale: a photo by its SHA-256 (the image store's key), a reference by a
 digest of its stored working frame. Bounded (least recently used goes first) and shared by the
 process's vision workers; a miss costs only the work it would have saved.
@@ -19,13 +24,14 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from cloud.vision.change import Picture, picture_from_arrays
+from cloud.vision.change import Picture, picture_from_arrays, picture_from_png
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 FRAMES_KEPT = 256  # working frames of photos that showed mail (~60 KB each as uint8)
 MASKS_KEPT = 4096  # object masks of (reference, photo) pairs (~2.4 KB each, packed bits)
+REFERENCES_KEPT = 32  # decoded references with their derived arrays (~0.9 MB each)
 
 
 class Lru(Generic[K, V]):
@@ -61,11 +67,23 @@ def reference_key(picture_png: bytes) -> str:
 
 
 class Frames:
-    """Working frames by photo, object masks by (reference, photo)."""
+    """Working frames by photo, object masks by (reference, photo), decoded references by content."""
 
-    def __init__(self, frames: int = FRAMES_KEPT, masks: int = MASKS_KEPT) -> None:
+    def __init__(self, frames: int = FRAMES_KEPT, masks: int = MASKS_KEPT, references: int = REFERENCES_KEPT) -> None:
         self._frames: Lru[str, tuple[np.ndarray, float, float]] = Lru(frames)
         self._masks: Lru[tuple[str, str], tuple[bytes, tuple[int, int]]] = Lru(masks)
+        self._references: Lru[tuple[str, float, float], Picture] = Lru(references)
+
+    def reference(self, key: str, picture_png: bytes, mean: float, sharpness: float) -> Picture:
+        """The stored reference ``picture_png`` (``key``: its ``reference_key``) decoded, kept from an
+        earlier job when it can be: ``picture_from_png``'s very picture, its pixels read-only."""
+        kept = self._references.get((key, mean, sharpness))
+        if kept is None:
+            kept = picture_from_png(picture_png, mean, sharpness)
+            for pixels in (kept.rgb, kept.log, kept.luma):
+                pixels.flags.writeable = False  # shared by the workers' comparisons, which only read it
+            self._references.put((key, mean, sharpness), kept)
+        return kept
 
     def keep_frame(self, image_sha256: str, frame: Picture) -> None:
         # The working frame's pixels are whole numbers 0..255 (a BOX resize of 8-bit RGB): uint8 is exact.
@@ -92,3 +110,4 @@ class Frames:
     def clear(self) -> None:
         self._frames.clear()
         self._masks.clear()
+        self._references.clear()

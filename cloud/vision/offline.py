@@ -63,6 +63,8 @@ class OfflineProvider:
             change = compare(reference.picture, frame)
             if best is None or change.share < best[0].share:
                 best = (change, reference)
+            if best[0].share == 0.0:
+                break  # nothing changed: no other reference can do better (a tie keeps the first)
         assert best is not None
         change, reference = best
         # Both: detail gone (a Laplacian alone mistakes a noisier reference for a sharper one) and the

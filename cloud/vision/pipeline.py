@@ -234,7 +234,7 @@ def _primary(settings: VisionSettings, options: dict | None) -> str:
     return (options or {}).get("provider") or settings.provider
 
 
-def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
+def _plan(session: Session, ctx: AppContext, job: AnalysisJob, frames: Frames) -> Plan:
     # The capture, its device, its analysis and the box's state: one joined read, not four.
     capture, device, analysis, state = session.execute(
         select(Capture, Device, Analysis, MailboxState)
@@ -264,7 +264,7 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob) -> Plan:
         analysis_status=analysis.status if analysis else AnalysisStatus.QUEUED,
         taken_at=capture.taken_at,
         wake_reason=capture.wake_reason,
-        references=references.load(session, device.id),
+        references=references.load(session, device.id, frames),
         mailbox_state=state.state if state else None,
         calibration_requested=bool(state and state.calibration_requested_at),
     )
@@ -739,7 +739,7 @@ def run_job(pipeline: VisionPipeline, job_id: int, worker_id: str) -> str:
         job = session.get(AnalysisJob, job_id)
         if job is None or job.status != JobState.RUNNING or job.locked_by != worker_id:
             return "lost"
-        plan = _plan(session, ctx, job)
+        plan = _plan(session, ctx, job, pipeline.frames)
     if plan.attempts > s.max_attempts:
         outcome = Outcome(error=f"gave up after {plan.attempts - 1} attempts")
         return finish(pipeline, plan, outcome, worker_id)

@@ -27,7 +27,7 @@ from cloud.imagestore import ImageStore
 from cloud.models import Capture, Device, MailboxReference
 from cloud.vision import delivery
 from cloud.vision.change import Picture, picture, picture_from_png
-from cloud.vision.frames import reference_key
+from cloud.vision.frames import Frames, reference_key
 from cloud.vision.prep import BadImage, prepare_jpeg
 
 PEOPLE = ("owner", "installer", "feedback")
@@ -47,15 +47,18 @@ class Reference:
     key: str | None = None  # identity by content (cloud.vision.frames); None: not stored
 
 
-def load(session: Session, device_id: int) -> list[Reference]:
+def load(session: Session, device_id: int, frames: Frames | None = None) -> list[Reference]:
+    """The device's references; with ``frames``, their pictures decoded once per process, not per job."""
     rows = session.scalars(
         select(MailboxReference).where(MailboxReference.device_id == device_id).order_by(MailboxReference.id)
     )
-    return [
-        Reference(row.id, row.source, picture_from_png(row.picture_png, row.mean, row.sharpness), row.image_jpeg,
-                  row.created_at, reference_key(row.picture_png))
-        for row in rows
-    ]
+    loaded = []
+    for row in rows:
+        key = reference_key(row.picture_png)
+        picture = (frames.reference(key, row.picture_png, row.mean, row.sharpness) if frames is not None
+                   else picture_from_png(row.picture_png, row.mean, row.sharpness))
+        loaded.append(Reference(row.id, row.source, picture, row.image_jpeg, row.created_at, key))
+    return loaded
 
 
 def closest(references: list[Reference], frame: Picture, limit: int = 2) -> list[Reference]:

@@ -138,3 +138,30 @@ SMALL_ADDITION = delivery.Evidence(mail=True, confidence=0.9, quality="ok", cate
 )
 def test_a_door_wake_is_stronger_evidence_than_a_timer_wake(state, evidence, wake, expected):
     assert delivery.transition(state, replace(evidence, wake=wake), {"letter": 1}) == expected
+
+
+def test_a_reference_that_shows_nothing_changed_ends_the_comparisons(provider, monkeypatch):
+    """An empty photo that matches its closest reference exactly needs no second comparison: no other
+    reference could beat a share of 0 (a tie keeps the first). The verdict is the one comparing all gives."""
+    from cloud.vision import offline
+
+    compared = []
+
+    def counting(ref, new):
+        compared.append(ref)
+        return compare(ref, new)
+
+    compare = offline.compare
+    box = Mailbox(703)
+    refs = [reference_of(box.frame([], Wake(0))), reference_of(box.frame([], Wake(1, night=True)))]
+    frame = picture(box.frame([], Wake(2)))
+    assert compare(refs[0].picture, frame).share == 0.0  # the day reference: nothing changed
+    every = [compare(ref.picture, frame) for ref in refs]
+    monkeypatch.setattr(offline, "compare", counting)
+    judged = provider.judge(frame, refs)
+    assert len(compared) == 1 and judged.reference is refs[0]
+    assert judged.result == provider._verdict(min(every, key=lambda c: c.share), blurry=False)
+    mail = picture(box.frame(random_contents(random.Random(3), "letters"), Wake(3)))
+    compared.clear()
+    provider.judge(mail, refs)
+    assert len(compared) == 2  # something changed: both references are tried
