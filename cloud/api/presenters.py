@@ -64,7 +64,7 @@ def device_history_public(serial: str, days: int, h: DeviceHistory) -> schemas.D
 
 def reference_set(session: Session, row: MailboxReference, capture: Capture, device: Device) -> schemas.ReferenceSet:
     return schemas.ReferenceSet(capture_id=capture.capture_id, device_serial=device.serial, reference_id=row.id,
-                                source=row.source, references=len(references.load(session, device.id)))
+                                source=row.source, references=references.count(session, device.id))
 
 
 def analysis_public(analysis: Analysis | None) -> schemas.AnalysisPublic | None:

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from cloud.errors import Conflict, ImageRejected, NotFound
@@ -59,6 +59,11 @@ def load(session: Session, device_id: int, frames: Frames | None = None) -> list
                    else picture_from_png(row.picture_png, row.mean, row.sharpness))
         loaded.append(Reference(row.id, row.source, picture, row.image_jpeg, row.created_at, key))
     return loaded
+
+
+def count(session: Session, device_id: int) -> int:
+    """How many references the device has (without decoding their pictures)."""
+    return session.scalar(select(func.count()).where(MailboxReference.device_id == device_id)) or 0
 
 
 def closest(references: list[Reference], frame: Picture, limit: int = 2) -> list[Reference]:

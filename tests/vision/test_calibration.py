@@ -119,11 +119,13 @@ def test_reference_api_owner_and_installer_allowed_others_not(make_env):
     registered = env.api.post("/api/devices/", json={"serial": "box-10"}, headers=installer.headers).json()
     env.device = type(box)("box-10", registered["device_token"])
     capture_id = shoot(env, [], 1)
-    assert env.calibrate(capture_id, installer)["source"] == "installer"  # at install, before the claim
+    installed = env.calibrate(capture_id, installer)  # at install, before the claim
+    assert (installed["source"], installed["references"]) == ("installer", 1)
     claim = env.api.post("/api/devices/claim/", json={"claim_code": registered["claim_code"]},
                          headers=env.owner.headers)
     assert claim.status_code == 200
-    assert env.calibrate(capture_id)["source"] == "owner"
+    owners = env.calibrate(capture_id)
+    assert (owners["source"], owners["references"]) == ("owner", 2)  # the box's references so far
     after_claim = env.api.post(f"/api/captures/{capture_id}/reference", headers=installer.headers)
     assert after_claim.status_code == 404  # the installer's access ended with the claim
     mallory = new_account(env.api, "mallory@example.com")
