@@ -3,7 +3,12 @@
 Tables: ``partials`` (one row per capture being reassembled, its first chunk's header fields),
 ``chunks`` (keyed (serial, cid, i); a repeated chunk is recognised and ignored) and ``completed``
 (capture ids already assembled, so a late repeat does not start a new partial). A complete capture
-keeps its chunks (the image is written once) until the cloud has it.
+keeps its chunks (the image is written once) until the cloud has it. When every chunk of a capture
+arrived in the transaction that completes it (the usual case while a backlog drains), its image is
+stored as ONE row (``i`` = 0, the whole image) instead of one per chunk: one table and one index
+insert instead of n, and about a fifth fewer WAL bytes (a 4 KB row wastes a quarter of its 16 KiB
+page; a 32 KB row fills its overflow pages). Readers are agnostic: the image is its rows' data in
+``i`` order either way, and the bytes counted are the same.
 
 Within a transaction the chunk rows, and the ``partials`` rows of captures begun in it, are buffered
 and written with one ``executemany`` each just before COMMIT (or before anything reads those tables):
@@ -60,8 +65,9 @@ class Reassembly(SpoolBase):
         # (serial, cid) -> _Partial: the partial captures touched lately. Exact while cached: a repeat
         # is recognised without a statement. Cleared on any rollback, trimmed between transactions only.
         self._partials: dict[tuple[str, str], _Partial] = {}
-        # chunk rows added in the current transaction, written with one executemany before COMMIT
-        self._pending_chunks: list[tuple[str, str, int, bytes, float]] = []
+        # chunk rows added in the current transaction, per capture, written with one executemany before
+        # COMMIT; a capture completed with all its rows still here gets one row instead (`_assemble`)
+        self._pending_chunks: dict[tuple[str, str], list[tuple[str, str, int, bytes, float]]] = {}
         # partials rows of captures begun in the current transaction, not written yet (same rule)
         self._pending_partials: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._touched: list[_Partial] = []
@@ -97,7 +103,8 @@ class Reassembly(SpoolBase):
                 partials,
             )
         if self._pending_chunks:
-            rows, self._pending_chunks = self._pending_chunks, []
+            pending, self._pending_chunks = self._pending_chunks, {}
+            rows = [row for capture in pending.values() for row in capture]
             inserted = self._db.executemany(
                 "INSERT OR IGNORE INTO chunks(serial, cid, i, data, at) VALUES (?,?,?,?,?)", rows
             ).rowcount
@@ -152,7 +159,10 @@ class Reassembly(SpoolBase):
                               detail=f"device holds {self.partial_quota_bytes} bytes of partial captures already")
                 return "dead"
             device_bytes = self._device_bytes if self._device_bytes is not None else self._load_device_bytes()
-        self._pending_chunks.append((serial, cid, i, body, self.clock()))
+        pending = self._pending_chunks.get(key)
+        if pending is None:
+            pending = self._pending_chunks[key] = []
+        pending.append((serial, cid, i, body, self.clock()))
         state.received.add(i)
         state.stored += size
         if state.bodies is None:
@@ -245,6 +255,9 @@ class Reassembly(SpoolBase):
             for i, data in db.execute("SELECT i, data FROM chunks WHERE serial = ? AND cid = ?", (serial, cid)):
                 bodies.setdefault(i, data)
         image = b"".join(bodies[i] for i in range(n))
+        pending = self._pending_chunks.get((serial, cid))
+        if pending is not None and len(pending) == n:  # none of its rows written yet: one row for the image
+            self._pending_chunks[(serial, cid)] = [(serial, cid, 0, image, pending[-1][4])]
         self._drop_partial(serial, cid)
         if self._device_bytes is not None:
             self._device_bytes[serial] -= state.stored + PARTIAL_OVERHEAD

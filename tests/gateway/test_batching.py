@@ -63,7 +63,7 @@ def test_capture_whose_chunks_all_arrive_in_one_batch_with_repeats(store):
     ingestor_for(store).commit_batch(batch)
     assert captures(store) == [("dev1", cid)]
     assert store.image("dev1", cid) == image
-    assert chunk_rows(store, "dev1", cid) == len(payloads)
+    assert chunk_rows(store, "dev1", cid) == 1  # every chunk in the completing transaction: one row, the image
     counters = store.counters()
     assert counters["ingested_messages"] == len(batch)
     assert counters["duplicate_chunks"] == 3
@@ -95,6 +95,41 @@ def test_capture_spread_over_batches_and_a_restart(tmp_path, clock):
     assert captures(store) == [("dev2", cid)]
     assert store.counters()["duplicate_chunks"] == 4
     store.close()
+
+
+def test_a_capture_stored_as_one_row_is_read_quarantined_and_freed_like_one_stored_by_chunk(store):
+    image = fake_jpeg(20_000, seed=7)
+    cid, payloads = chunks_of(image, chunk_size=4096)
+    ingestor_for(store).commit_batch(messages("dev1", payloads))
+    assert chunk_rows(store, "dev1", cid) == 1
+    assert store.used_bytes == len(image) + 200
+    store.recount_bytes()
+    assert store.used_bytes == len(image) + 200
+    ingestor_for(store).commit_batch(messages("dev1", payloads[1:3]))  # late repeats: still duplicates
+    assert store.counters()["duplicate_chunks"] == 2
+    (item,) = store.pending(10)
+    store.quarantine(item, "test", "kept with its image")
+    assert chunk_rows(store, "dev1", cid) == 0
+    assert store.used_bytes == 0
+    (letter,) = store.dead_letters()
+    assert letter.kept_bytes == len(image)
+
+
+def test_capture_whose_rows_were_written_mid_transaction_keeps_one_row_per_chunk(store):
+    """A savepoint (or another capture given up) writes the buffered rows before the capture completes:
+    those rows stay, the rest are added beside them, and the image reads back whole."""
+    image = fake_jpeg(12_000, seed=8)
+    cid, payloads = chunks_of(image, chunk_size=4096)
+    ingestor = ingestor_for(store)
+    topic = protocol.topic("dev0", protocol.CAPTURE).encode()
+    with store.transaction():
+        assert ingestor.handle(topic, payloads[0]) == "stored"
+        with store.savepoint():  # writes chunk 0 before and chunk 1 after
+            assert ingestor.handle(topic, payloads[1]) == "stored"
+        assert ingestor.handle(topic, payloads[2]) == "completed"
+    assert chunk_rows(store, "dev0", cid) == 3
+    assert store.image("dev0", cid) == image
+    assert store.used_bytes == len(image) + 200
 
 
 def test_interleaved_devices_in_one_batch_each_complete(store):
