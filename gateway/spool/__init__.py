@@ -39,6 +39,7 @@ class Spool(Uploads, Reassembly, DeadLetters, DeviceCache, Commands):
         super().__init__(path, synchronous=synchronous, clock=clock)
         self.partial_quota_bytes = partial_quota_bytes
         self.dead_letter_max_bytes = dead_letter_max_bytes
+        self._init_uploads()
         self._init_reassembly()
         self.recount_bytes()
 

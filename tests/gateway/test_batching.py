@@ -254,3 +254,63 @@ def _subscribed(link: MqttLink) -> bool:
     except (RuntimeError, ValueError):
         return False
     return info.is_published()
+
+
+def telemetry(serial: str, ts: int) -> Incoming:
+    payload = protocol.encode_telemetry(ts=ts, bat=3900, rssi=-60, wake="timer", awake_ms=900, fw="1.0.0", boot=1)
+    return Incoming(1, 1, 1, protocol.topic(serial, protocol.TELEMETRY).encode(), payload)
+
+
+def test_outbox_rows_buffered_in_a_batch_keep_their_order_and_readers_inside_it_see_them(store):
+    """The outbox rows of a batch are written together before COMMIT, in the order they were enqueued
+    (a device's items never overtake each other); anything reading the outbox inside the transaction
+    sees them already."""
+    image = fake_jpeg(9000, seed=11)
+    cid, payloads = chunks_of(image, chunk_size=4096, trig="manual", tid="t-1")
+    batch = [telemetry("dev1", 1_800_000_000), *messages("dev1", payloads), telemetry("dev1", 1_800_000_060)]
+    ingestor = ingestor_for(store)
+    with store.transaction():
+        for message in batch:
+            ingestor.handle(message.topic, message.payload)
+        inside = [(item.kind, item.key) for item in store.pending(10)]
+    expected = [("telemetry", "dev1:1800000000"), ("delivered", "t-1"), ("capture", cid),
+                ("telemetry", "dev1:1800000060")]
+    assert inside == expected
+    assert [(item.kind, item.key) for item in store.pending(10)] == expected
+    assert [item.id for item in store.pending(10)] == sorted(item.id for item in store.pending(10))
+
+
+def test_a_rolled_back_batch_leaves_no_outbox_or_completed_row(store):
+    image = fake_jpeg(9000, seed=12)
+    cid, payloads = chunks_of(image, chunk_size=4096)
+    ingestor = ingestor_for(store)
+    topic = protocol.topic("dev2", protocol.CAPTURE).encode()
+    with pytest.raises(RuntimeError), store.transaction():
+        assert [ingestor.handle(topic, p) for p in payloads][-1] == "completed"
+        ingestor.handle(telemetry("dev2", 1_800_000_000).topic, telemetry("dev2", 1_800_000_000).payload)
+        raise RuntimeError("the commit never happens")
+    assert store.pending(10) == []
+    assert store.used_bytes == 0
+    with store.transaction() as db:
+        assert db.execute("SELECT COUNT(*) FROM completed").fetchone()[0] == 0
+    ingestor.commit_batch(messages("dev2", payloads))  # not "duplicate": nothing of it was kept
+    assert captures(store) == [("dev2", cid)]
+    assert store.image("dev2", cid) == image
+
+
+def test_a_repeat_of_a_capture_completed_earlier_in_the_same_batch_is_a_duplicate(store):
+    """Its ``completed`` row is still buffered when the repeat comes: the repeat must not start a new capture."""
+    image = fake_jpeg(9000, seed=13)
+    cid, payloads = chunks_of(image, chunk_size=4096)
+    ingestor_for(store).commit_batch(messages("dev3", [*payloads, payloads[1], payloads[0]]))
+    assert captures(store) == [("dev3", cid)]
+    assert store.counters()["duplicate_chunks"] == 2
+    assert store.outbox_stats()["partials"] == 0
+    store.close()
+    reopened = open_store(store.path, ManualClock())  # and after a restart, from the table
+    try:
+        ingestor_for(reopened).commit_batch(messages("dev3", [payloads[2]]))
+        assert reopened.counters()["duplicate_chunks"] == 3
+        assert reopened.outbox_stats()["partials"] == 0
+    finally:
+        reopened.close()
