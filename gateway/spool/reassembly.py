@@ -15,9 +15,11 @@ Within a transaction the chunk rows, the ``partials`` rows of captures begun in 
 each just before COMMIT (or before anything reads those tables): a capture whose chunks all arrive
 in one transaction (the usual case when a backlog drains) never writes or deletes its ``partials``
 row, and costs the ingest thread one lookup statement (is it partial, or completed already?) and
-no other statement of its own (its outbox row is buffered too, `gateway.spool.uploads`). Repeats are recognised
-from an in-memory index of each partial capture's stored chunk indexes (loaded from the table on
-first use, so it survives restarts; dropped on any rollback; the ``INSERT OR IGNORE`` row count is checked against it).
+no other statement of its own (its outbox row is buffered too, `gateway.spool.uploads`).
+
+Repeats are recognised from an in-memory index of each partial capture's stored chunk indexes
+(loaded from the table on first use, so it survives restarts; dropped on any rollback; the
+``INSERT OR IGNORE`` row count is checked against it).
 
 Budgets, so that one broken or hostile device cannot hurt the others:
 - a chunk that would take a capture past its declared size is refused at once (``size_mismatch``),
