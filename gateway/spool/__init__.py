@@ -9,6 +9,7 @@ several of them and is acked only once it has committed as a whole):
 - `dead_letters`: what was refused, and the quarantine (bytes kept, replayable) with its retention
 - `devices`: the cloud's device list, cached
 - `commands`: retained trigger commands and answered triggers
+- `checkpoint`: WAL checkpoints in a thread of their own (the service starts it), off the ingest commits
 """
 
 from __future__ import annotations
