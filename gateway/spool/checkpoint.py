@@ -5,8 +5,10 @@ ingest thread then copies ~16 MB from the WAL into the database file and fsyncs 
 dev machine) while nothing is acked, the broker's in-flight window fills and paho's thread stalls.
 A backlog drained without checkpoints in the ingest thread was ~10 % faster (bench/gateway_throughput.py,
 paired runs). Here a second connection runs ``PRAGMA wal_checkpoint(PASSIVE)`` after every
-``every_bytes`` committed: PASSIVE never takes the write lock, so the ingest thread keeps committing,
-and SQLite's C code runs without the GIL.
+``every_bytes`` committed by the ingest thread, and every ``every_s`` anyway (the forwarder's and
+housekeeping's small transactions are not counted; a checkpoint with nothing new to copy is cheap):
+PASSIVE never takes the write lock, so the ingest thread keeps committing, and SQLite's C code runs
+without the GIL.
 
 Durability does not depend on checkpoints (a transaction is durable once its WAL frames are synced,
 synchronous=FULL); the checkpoint connection uses the same ``synchronous`` setting, so the database
@@ -25,13 +27,16 @@ log = logging.getLogger("mailcam.gateway.spool")
 
 
 class Checkpointer(threading.Thread):
-    """Checkpoints the spool's WAL after every `every_bytes` committed (told by `committed`)."""
+    """Checkpoints the spool's WAL after every `every_bytes` committed (told by `committed`) and every
+    `every_s` seconds."""
 
-    def __init__(self, path: Path, *, synchronous: str, every_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, *, synchronous: str, every_bytes: int = 8 * 1024 * 1024,
+                 every_s: float = 10.0) -> None:
         super().__init__(name="mailcam-checkpoint", daemon=True)
         self.path = path
         self.synchronous = synchronous
         self.every_bytes = every_bytes
+        self.every_s = every_s
         self.checkpoints = 0  # completed checkpoint calls (for tests and curiosity)
         self.done = threading.Event()  # set after each checkpoint call
         self._due = 0
@@ -58,7 +63,7 @@ class Checkpointer(threading.Thread):
         try:
             db.execute(f"PRAGMA synchronous={self.synchronous}")  # see the module docstring: never weaker
             while True:
-                self._wake.wait()
+                self._wake.wait(self.every_s)
                 self._wake.clear()
                 if self._stopping:
                     return

@@ -21,7 +21,7 @@ def write_rows(store: Spool, count: int, size: int) -> None:
 def test_the_checkpointer_copies_committed_pages_into_the_database_file_off_the_writers_thread(tmp_path):
     store = Spool(tmp_path / "gateway.db")
     store.set_wal_autocheckpoint(0)  # the writer's connection never checkpoints by itself here
-    checkpointer = Checkpointer(store.path, synchronous="FULL", every_bytes=500_000)
+    checkpointer = Checkpointer(store.path, synchronous="FULL", every_bytes=500_000, every_s=3600)
     checkpointer.start()
     try:
         before = os.path.getsize(store.path)
@@ -39,9 +39,25 @@ def test_the_checkpointer_copies_committed_pages_into_the_database_file_off_the_
     assert not checkpointer.is_alive()
 
 
+def test_writes_nobody_counted_are_checkpointed_every_few_seconds_anyway(tmp_path):
+    """The forwarder's and housekeeping's transactions do not tell the checkpointer: a timer covers them."""
+    store = Spool(tmp_path / "gateway.db")
+    store.set_wal_autocheckpoint(0)
+    checkpointer = Checkpointer(store.path, synchronous="FULL", every_bytes=10**12, every_s=0.05)
+    try:
+        before = os.path.getsize(store.path)
+        write_rows(store, 50, 10_000)
+        checkpointer.start()
+        assert checkpointer.done.wait(10), "no timed checkpoint"
+        assert os.path.getsize(store.path) >= before + 500_000
+    finally:
+        checkpointer.stop()
+        store.close()
+
+
 def test_a_checkpointer_stopped_before_any_work_ends_at_once(tmp_path):
     store = Spool(tmp_path / "gateway.db")
-    checkpointer = Checkpointer(store.path, synchronous="FULL")
+    checkpointer = Checkpointer(store.path, synchronous="FULL", every_s=3600)
     checkpointer.start()
     checkpointer.stop()
     assert not checkpointer.is_alive()
