@@ -4,7 +4,9 @@ Errors::
 
     CloudError
     ├── Retryable     connection errors, timeouts, 5xx, 401/408/425/429, and any 4xx that is not the
-    │                 cloud's own JSON error: try again later, keep the item
+    │   │             cloud's own JSON error: try again later, keep the item
+    │   └── Unreachable   no connection at all (refused, no route, name not resolved): every other
+    │                     request would fail the same way right now
     └── Rejected      a 4xx carrying the cloud's own error body: the cloud refuses this item for good
                       (reason = the body's "error"; the item is quarantined with its bytes, replayable)
 
@@ -51,6 +53,10 @@ class Retryable(CloudError):
     """Temporary: keep the item and retry with backoff."""
 
 
+class Unreachable(Retryable):
+    """No connection to the cloud could be made: not about this item, about the moment."""
+
+
 class Rejected(CloudError):
     """Permanent 4xx: dead-letter the item with the cloud's reason."""
 
@@ -85,7 +91,9 @@ class CloudClient:
         try:
             extra = {"timeout": timeout} if timeout is not None else {}
             return await self._http.request(method, url, **kwargs, **extra)
-        except httpx.TransportError as exc:  # connect errors, timeouts, protocol errors
+        except httpx.ConnectError as exc:  # refused, no route, DNS: nothing reached the cloud
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.TransportError as exc:  # timeouts, protocol errors, a connection dropped mid-way
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
 
     async def _request(self, method: str, url: str, *, timeout: float | None = None, raw: bool = False,

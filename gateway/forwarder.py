@@ -3,10 +3,13 @@
 Each round reads the oldest rows, groups them by device (a lane per device, in id order) and
 runs up to ``forward_concurrency`` lanes at once. A lane stops at its first retryable failure so
 that a device's items never overtake each other; after a round with failures the forwarder waits
-with capped exponential backoff and full jitter. Only the cloud's own error codes are final
-(see `gateway.cloud`): the item is quarantined with its bytes (replayable), next item; except the
-cloud's 404 for a capture or telemetry ("unknown device": not claimed yet), which holds the item
-until the cloud lists the device.
+with capped exponential backoff and full jitter. When the cloud cannot be reached at all
+(`Unreachable`) the whole round stops: no lane takes another item, because each would fail the
+same way and cost an image read and a committed (fsync'd) failure record while the ingest thread
+is committing a backlog; at most ``forward_concurrency`` requests fail per round.
+Only the cloud's own error codes are final (see `gateway.cloud`): the item is quarantined with
+its bytes (replayable), next item; except the cloud's 404 for a capture or telemetry ("unknown
+device": not claimed yet), which holds the item until the cloud lists the device.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import random
 from collections.abc import Callable
 
-from gateway.cloud import CloudClient, Rejected, Retryable
+from gateway.cloud import CloudClient, Rejected, Retryable, Unreachable
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, TELEMETRY, Spool, Upload
 
@@ -78,11 +81,19 @@ class Forwarder:
         for item in items:
             lanes.setdefault(item.serial, []).append(item)
         gate = asyncio.Semaphore(self.settings.forward_concurrency)
+        unreachable = False
 
         async def lane(queue: list[Upload]) -> bool:
+            nonlocal unreachable
             async with gate:
                 for item in queue:
-                    if not await self.forward(item):
+                    if unreachable:
+                        return False
+                    try:
+                        if not await self.forward(item):
+                            return False
+                    except Unreachable:
+                        unreachable = True
                         return False
                 return True
 
@@ -90,7 +101,10 @@ class Forwarder:
         return all(results)
 
     async def forward(self, item: Upload) -> bool:
-        """Send one item; True when it is settled (delivered or dead-lettered)."""
+        """Send one item; True when it is settled (delivered or dead-lettered), False to retry it later.
+
+        Raises `Unreachable` (after recording the failed attempt) when no connection could be made.
+        """
         image = None
         if item.kind == CAPTURE:  # a replayed capture carries its image; otherwise it is in the chunks
             image = item.body if item.body is not None else await asyncio.to_thread(self.store.image, item.serial,
@@ -102,6 +116,8 @@ class Forwarder:
                 log.warning("forwarding %s %s of %s failed, will retry: %s", item.kind, item.key, item.serial, exc)
             self.cloud_reachable = False
             await asyncio.to_thread(self.store.failed, item.id, str(exc))
+            if isinstance(exc, Unreachable):
+                raise
             return False
         except Rejected as exc:
             if exc.status == 404 and item.kind in (CAPTURE, TELEMETRY):

@@ -30,9 +30,15 @@ from gateway.homeassistant.bridge import HomeAssistantBridge
 from gateway.relay import TriggerRelay
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, Spool, Upload
+from gateway.spool.checkpoint import Checkpointer
 from gateway.subscriber import Ingestor, IngestThread, MqttLink
 
 log = logging.getLogger("mailcam.gateway")
+
+# The spool's own automatic checkpoint while `Checkpointer` runs: only a bound if that thread falls
+# behind (64 MiB of WAL with 16 KiB pages; SQLite's default of 1000 pages would checkpoint in the
+# ingest thread's commits again)
+FALLBACK_CHECKPOINT_PAGES = 4000
 
 
 class State(enum.Enum):
@@ -134,10 +140,16 @@ class GatewayService:
 
         ingestor = Ingestor(settings, store, on_unknown_device=lambda: loop.call_soon_threadsafe(self._unknown_seen),
                             on_fw_request=fw_request)
+        checkpointer = Checkpointer(settings.db_path, synchronous=settings.sqlite_synchronous)
+
+        def committed(messages: int, nbytes: int) -> None:  # runs in the ingest thread
+            checkpointer.committed(nbytes)
+            loop.call_soon_threadsafe(forwarder.wake.set)
+
         ingest = IngestThread(
             link, ingestor, batch_max=settings.ingest_batch_max, outbox_max_bytes=settings.outbox_max_bytes,
             on_paused=lambda paused: store.set_kv("ingest_paused", "1" if paused else "0"),
-            on_committed=lambda n: loop.call_soon_threadsafe(forwarder.wake.set),
+            on_committed=committed,
             on_failure=lambda exc: loop.call_soon_threadsafe(self._fail, f"ingest thread: {exc!r}"),
         )
         metrics_server = None
@@ -151,6 +163,8 @@ class GatewayService:
         _warm_http_stack()
         store.set_kv("service", "running")
         await asyncio.to_thread(self._heartbeat, store)
+        store.set_wal_autocheckpoint(FALLBACK_CHECKPOINT_PAGES)
+        checkpointer.start()
         ingest.start()
         link.start()
         tasks = [
@@ -185,6 +199,7 @@ class GatewayService:
             ingest.stop()
             await asyncio.to_thread(ingest.join, 10)
             link.stop()
+            await asyncio.to_thread(checkpointer.stop)
             await cloud.aclose()
             if metrics_server is not None:
                 metrics_server.shutdown()

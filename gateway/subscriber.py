@@ -380,7 +380,7 @@ class IngestThread(threading.Thread):
 
     def __init__(self, link: MqttLink, ingestor: Ingestor, *, batch_max: int,
                  outbox_max_bytes: int, on_paused: Callable[[bool], None] | None = None,
-                 on_committed: Callable[[int], None] | None = None,
+                 on_committed: Callable[[int, int], None] | None = None,
                  on_failure: Callable[[BaseException], None] | None = None) -> None:
         super().__init__(name="mailcam-ingest", daemon=True)
         self.link = link
@@ -425,8 +425,8 @@ class IngestThread(threading.Thread):
                 self._pause(resume_in_s=5.0)
                 continue
             self.link.ack(batch)
-            if self.on_committed:
-                self.on_committed(len(batch))
+            if self.on_committed:  # (messages, payload bytes) just committed
+                self.on_committed(len(batch), sum([len(m.payload) for m in batch]))
 
     def _has_room(self) -> bool:
         """Spool-full policy: drop the oldest telemetry; if still full, stop taking messages."""

@@ -9,6 +9,7 @@ several of them and is acked only once it has committed as a whole):
 - `dead_letters`: what was refused, and the quarantine (bytes kept, replayable) with its retention
 - `devices`: the cloud's device list, cached
 - `commands`: retained trigger commands and answered triggers
+- `checkpoint`: WAL checkpoints in a thread of their own (the service starts it), off the ingest commits
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Spool(Uploads, Reassembly, DeadLetters, DeviceCache, Commands):
         super().__init__(path, synchronous=synchronous, clock=clock)
         self.partial_quota_bytes = partial_quota_bytes
         self.dead_letter_max_bytes = dead_letter_max_bytes
+        self._init_uploads()
         self._init_reassembly()
         self.recount_bytes()
 

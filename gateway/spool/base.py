@@ -96,6 +96,11 @@ class SpoolBase:
         with self._lock:
             self._db.close()
 
+    def set_wal_autocheckpoint(self, pages: int) -> None:
+        """Let this connection checkpoint by itself only past `pages` of WAL (`gateway.spool.checkpoint`)."""
+        with self._lock:
+            self._db.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+
     def _scalar(self, sql: str, *args: Any) -> Any:
         row = self._db.execute(sql, args).fetchone()
         return row[0] if row else None

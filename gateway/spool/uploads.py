@@ -40,13 +40,35 @@ class Upload:
 
 
 class Uploads(SpoolBase):
+    def _init_uploads(self) -> None:
+        # rows enqueued in the current transaction, in order, written with one executemany before COMMIT
+        # (or before any statement on the outbox): one statement per batch instead of one per capture,
+        # and the ingest thread lets the GIL go once for them, not once each (paho's thread then takes it)
+        self._pending_outbox: list[tuple[Any, ...]] = []
+
+    def _undo(self, used_before: int) -> None:
+        super()._undo(used_before)
+        self._pending_outbox.clear()
+
+    def flush(self) -> None:
+        if self._pending_outbox:
+            rows, self._pending_outbox = self._pending_outbox, []
+            self._db.executemany(
+                "INSERT INTO outbox(kind, serial, key, meta, body, bytes, created_at, held) VALUES (?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        super().flush()
+
+    def _outbox_current(self) -> None:
+        """Inside a transaction, write the buffered rows before a statement reads or changes the outbox."""
+        if self._depth:
+            self.flush()
+
     def _enqueue(self, kind: str, serial: str, key: str, meta: dict[str, Any], body: bytes | None,
                  *, held: bool = False) -> None:
+        """Queue a row (inside `transaction()`; written by `flush`, in order, before COMMIT)."""
         size = len(body or b"") + ROW_OVERHEAD
-        self._db.execute(
-            "INSERT INTO outbox(kind, serial, key, meta, body, bytes, created_at, held) VALUES (?,?,?,?,?,?,?,?)",
-            (kind, serial, key, json.dumps(meta), body, size, self.clock(), int(held)),
-        )
+        self._pending_outbox.append((kind, serial, key, json.dumps(meta), body, size, self.clock(), int(held)))
         self.used_bytes += size
 
     def enqueue(self, kind: str, serial: str, key: str, meta: dict[str, Any], body: bytes | None = None,
@@ -57,6 +79,7 @@ class Uploads(SpoolBase):
     def pending(self, limit: int) -> list[Upload]:
         """The oldest `limit` rows that may be forwarded (not held), oldest first."""
         with self._lock:
+            self._outbox_current()
             rows = self._db.execute(
                 "SELECT id, kind, serial, key, meta, body, attempts FROM outbox WHERE held = 0 ORDER BY id LIMIT ?",
                 (limit,),
@@ -66,6 +89,7 @@ class Uploads(SpoolBase):
     def held(self, limit: int = 1000) -> list[Upload]:
         """Rows held for devices the cloud does not list (yet), oldest first."""
         with self._lock:
+            self._outbox_current()
             rows = self._db.execute(
                 "SELECT id, kind, serial, key, meta, body, attempts FROM outbox WHERE held = 1 ORDER BY id LIMIT ?",
                 (limit,),
@@ -73,6 +97,7 @@ class Uploads(SpoolBase):
         return [Upload(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
 
     def _remove(self, item: Upload) -> bool:
+        self._outbox_current()
         size = self._scalar("SELECT bytes FROM outbox WHERE id = ?", item.id)
         if size is None:
             return False
@@ -90,6 +115,7 @@ class Uploads(SpoolBase):
 
     def failed(self, item_id: int, error: str) -> None:
         with self.transaction() as db:
+            self._outbox_current()
             db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", (error[:300], item_id))
             self.count("retried")
 
@@ -111,6 +137,7 @@ class Uploads(SpoolBase):
     def hold(self, item: Upload) -> None:
         """Hold a row the cloud said belongs to no device of ours (yet): like an unlisted device's."""
         with self.transaction() as db:
+            self._outbox_current()
             db.execute("UPDATE outbox SET held = 1 WHERE id = ?", (item.id,))
             db.execute("UPDATE devices SET listed = 0 WHERE serial = ?", (item.serial,))  # until the cloud lists it
 
@@ -121,6 +148,7 @@ class Uploads(SpoolBase):
         kept) go back to the queue too, in the same transaction: the claim is what they waited for.
         """
         with self.transaction() as db:
+            self._outbox_current()
             released = db.execute(
                 "UPDATE outbox SET held = 0 WHERE held = 1 AND serial IN (SELECT serial FROM devices WHERE listed = 1)"
             ).rowcount
@@ -142,6 +170,7 @@ class Uploads(SpoolBase):
         """Quarantine rows held longer than `hold_s` (device never listed) as `unknown_device`, bytes kept."""
         cutoff = self.clock() - hold_s
         with self._lock:
+            self._outbox_current()
             rows = self._db.execute(
                 "SELECT id, kind, serial, key, meta, body, attempts FROM outbox WHERE held = 1 AND created_at < ? "
                 "ORDER BY id", (cutoff,),
@@ -156,6 +185,7 @@ class Uploads(SpoolBase):
         """Free space by deleting the oldest queued telemetry until `used_bytes <= target_bytes`."""
         dropped = 0
         with self.transaction() as db:
+            self._outbox_current()
             while self.used_bytes > target_bytes:
                 rows = db.execute(
                     "SELECT id, bytes FROM outbox WHERE kind = ? ORDER BY id LIMIT 100", (TELEMETRY,)
@@ -175,6 +205,7 @@ class Uploads(SpoolBase):
     def recount_bytes(self) -> int:
         """Recompute `used_bytes` from the tables (after another process, e.g. a replay, changed them)."""
         with self._lock:
+            self._outbox_current()
             self.used_bytes = self._scalar("SELECT COALESCE(SUM(bytes),0) FROM outbox") + self._scalar(
                 "SELECT COALESCE(SUM(length(data)),0) FROM chunks"
             )
@@ -182,6 +213,7 @@ class Uploads(SpoolBase):
 
     def outbox_stats(self) -> dict[str, Any]:
         with self._lock:
+            self._outbox_current()
             depth = dict(self._db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind").fetchall())
             held = self._scalar("SELECT COUNT(*) FROM outbox WHERE held = 1")
             oldest = self._scalar("SELECT MIN(created_at) FROM outbox WHERE held = 0")

@@ -73,6 +73,21 @@ def test_decode_chunk_rejects_garbage(payload):
         p.decode_chunk(payload)
 
 
+@pytest.mark.parametrize("text", ['{"a": 1}', ' {"a": 1}', '{"a": 1} ', '{"a": 1}\t', '{"a": 1} x', '{"a": 1}{"b": 2}',
+                                  '', '{', '[1, 2]', '"s"', 'NaN', '{"a": 1e400}', '{"a": "\\ud800"}'])
+def test_header_fast_path_gives_what_json_loads_gives(text):
+    """`_loads_header` skips json.loads' wrapper on CPython; its answer and its errors must not differ."""
+    try:
+        expected = ("ok", repr(json.loads(text)))
+    except ValueError:
+        expected = ("error",)
+    try:
+        got = ("ok", repr(p._loads_header(text)))
+    except ValueError:
+        got = ("error",)
+    assert got == expected
+
+
 def test_body_longer_than_size_is_rejected():
     with pytest.raises(p.ProtocolError):
         p.decode_chunk(json.dumps(dict(header(size=10, n=1), v=1)).encode() + b"\n" + IMG[:11])

@@ -63,7 +63,7 @@ def test_capture_whose_chunks_all_arrive_in_one_batch_with_repeats(store):
     ingestor_for(store).commit_batch(batch)
     assert captures(store) == [("dev1", cid)]
     assert store.image("dev1", cid) == image
-    assert chunk_rows(store, "dev1", cid) == len(payloads)
+    assert chunk_rows(store, "dev1", cid) == 1  # every chunk in the completing transaction: one row, the image
     counters = store.counters()
     assert counters["ingested_messages"] == len(batch)
     assert counters["duplicate_chunks"] == 3
@@ -95,6 +95,41 @@ def test_capture_spread_over_batches_and_a_restart(tmp_path, clock):
     assert captures(store) == [("dev2", cid)]
     assert store.counters()["duplicate_chunks"] == 4
     store.close()
+
+
+def test_a_capture_stored_as_one_row_is_read_quarantined_and_freed_like_one_stored_by_chunk(store):
+    image = fake_jpeg(20_000, seed=7)
+    cid, payloads = chunks_of(image, chunk_size=4096)
+    ingestor_for(store).commit_batch(messages("dev1", payloads))
+    assert chunk_rows(store, "dev1", cid) == 1
+    assert store.used_bytes == len(image) + 200
+    store.recount_bytes()
+    assert store.used_bytes == len(image) + 200
+    ingestor_for(store).commit_batch(messages("dev1", payloads[1:3]))  # late repeats: still duplicates
+    assert store.counters()["duplicate_chunks"] == 2
+    (item,) = store.pending(10)
+    store.quarantine(item, "test", "kept with its image")
+    assert chunk_rows(store, "dev1", cid) == 0
+    assert store.used_bytes == 0
+    (letter,) = store.dead_letters()
+    assert letter.kept_bytes == len(image)
+
+
+def test_capture_whose_rows_were_written_mid_transaction_keeps_one_row_per_chunk(store):
+    """A savepoint (or another capture given up) writes the buffered rows before the capture completes:
+    those rows stay, the rest are added beside them, and the image reads back whole."""
+    image = fake_jpeg(12_000, seed=8)
+    cid, payloads = chunks_of(image, chunk_size=4096)
+    ingestor = ingestor_for(store)
+    topic = protocol.topic("dev0", protocol.CAPTURE).encode()
+    with store.transaction():
+        assert ingestor.handle(topic, payloads[0]) == "stored"
+        with store.savepoint():  # writes chunk 0 before and chunk 1 after
+            assert ingestor.handle(topic, payloads[1]) == "stored"
+        assert ingestor.handle(topic, payloads[2]) == "completed"
+    assert chunk_rows(store, "dev0", cid) == 3
+    assert store.image("dev0", cid) == image
+    assert store.used_bytes == len(image) + 200
 
 
 def test_interleaved_devices_in_one_batch_each_complete(store):
@@ -219,3 +254,63 @@ def _subscribed(link: MqttLink) -> bool:
     except (RuntimeError, ValueError):
         return False
     return info.is_published()
+
+
+def telemetry(serial: str, ts: int) -> Incoming:
+    payload = protocol.encode_telemetry(ts=ts, bat=3900, rssi=-60, wake="timer", awake_ms=900, fw="1.0.0", boot=1)
+    return Incoming(1, 1, 1, protocol.topic(serial, protocol.TELEMETRY).encode(), payload)
+
+
+def test_outbox_rows_buffered_in_a_batch_keep_their_order_and_readers_inside_it_see_them(store):
+    """The outbox rows of a batch are written together before COMMIT, in the order they were enqueued
+    (a device's items never overtake each other); anything reading the outbox inside the transaction
+    sees them already."""
+    image = fake_jpeg(9000, seed=11)
+    cid, payloads = chunks_of(image, chunk_size=4096, trig="manual", tid="t-1")
+    batch = [telemetry("dev1", 1_800_000_000), *messages("dev1", payloads), telemetry("dev1", 1_800_000_060)]
+    ingestor = ingestor_for(store)
+    with store.transaction():
+        for message in batch:
+            ingestor.handle(message.topic, message.payload)
+        inside = [(item.kind, item.key) for item in store.pending(10)]
+    expected = [("telemetry", "dev1:1800000000"), ("delivered", "t-1"), ("capture", cid),
+                ("telemetry", "dev1:1800000060")]
+    assert inside == expected
+    assert [(item.kind, item.key) for item in store.pending(10)] == expected
+    assert [item.id for item in store.pending(10)] == sorted(item.id for item in store.pending(10))
+
+
+def test_a_rolled_back_batch_leaves_no_outbox_or_completed_row(store):
+    image = fake_jpeg(9000, seed=12)
+    cid, payloads = chunks_of(image, chunk_size=4096)
+    ingestor = ingestor_for(store)
+    topic = protocol.topic("dev2", protocol.CAPTURE).encode()
+    with pytest.raises(RuntimeError), store.transaction():
+        assert [ingestor.handle(topic, p) for p in payloads][-1] == "completed"
+        ingestor.handle(telemetry("dev2", 1_800_000_000).topic, telemetry("dev2", 1_800_000_000).payload)
+        raise RuntimeError("the commit never happens")
+    assert store.pending(10) == []
+    assert store.used_bytes == 0
+    with store.transaction() as db:
+        assert db.execute("SELECT COUNT(*) FROM completed").fetchone()[0] == 0
+    ingestor.commit_batch(messages("dev2", payloads))  # not "duplicate": nothing of it was kept
+    assert captures(store) == [("dev2", cid)]
+    assert store.image("dev2", cid) == image
+
+
+def test_a_repeat_of_a_capture_completed_earlier_in_the_same_batch_is_a_duplicate(store):
+    """Its ``completed`` row is still buffered when the repeat comes: the repeat must not start a new capture."""
+    image = fake_jpeg(9000, seed=13)
+    cid, payloads = chunks_of(image, chunk_size=4096)
+    ingestor_for(store).commit_batch(messages("dev3", [*payloads, payloads[1], payloads[0]]))
+    assert captures(store) == [("dev3", cid)]
+    assert store.counters()["duplicate_chunks"] == 2
+    assert store.outbox_stats()["partials"] == 0
+    store.close()
+    reopened = open_store(store.path, ManualClock())  # and after a restart, from the table
+    try:
+        ingestor_for(reopened).commit_batch(messages("dev3", [payloads[2]]))
+        assert reopened.counters()["duplicate_chunks"] == 3
+        assert reopened.outbox_stats()["partials"] == 0
+    finally:
+        reopened.close()

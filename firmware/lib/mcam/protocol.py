@@ -245,7 +245,7 @@ def decode_chunk(payload):
     if nl < 0:
         raise ProtocolError(f"chunk has no header terminator within {MAX_HEADER_BYTES} bytes")
     try:
-        h = json.loads(bytes(mv[:nl]).decode())
+        h = _loads_header(bytes(mv[:nl]).decode())
     except (ValueError, UnicodeError):
         raise ProtocolError("chunk header is not valid UTF-8 JSON") from None
     _check_header(h)
@@ -257,6 +257,25 @@ def decode_chunk(payload):
     if h["i"] < h["n"] - 1 and h["i"] * len(body) >= h["size"]:
         raise ProtocolError("chunk index beyond image size")
     return h, body
+
+
+try:  # CPython: json.loads without its wrapper (type checks, two whitespace regexes), ~1.4 us of ~3 per chunk
+    _scan_json = json.JSONDecoder().scan_once
+except AttributeError:  # MicroPython's json has no JSONDecoder
+    _scan_json = None
+
+
+def _loads_header(text):
+    """``json.loads(text)`` for a header; the gateway's hot path. Same result, same errors: the fast
+    path takes only one JSON value filling the whole text, anything else goes through json.loads."""
+    if _scan_json is not None:
+        try:
+            value, end = _scan_json(text, 0)
+        except StopIteration:
+            end = -1
+        if end == len(text):
+            return value
+    return json.loads(text)
 
 
 def _nullable_int(d, key):
