@@ -14,8 +14,9 @@ each in turn and keeps what is left:
     5. regions: connected changed areas; one that is only a change of light (a sunlight patch,
        a shadow through the slot) keeps its texture and changes by one even gain in every channel,
        so it is set aside; what remains is an object
-    6. categories from the objects' colours and sizes: cardboard brown → package, paper-bright and
-       plain → letters, saturated and varied → magazine or flyer
+    6. categories from the objects' colours, sizes and shapes: cardboard brown with a label on it, or one
+       big rectangular block → package, paper-bright and plain → letters, saturated and varied → magazine
+       or flyer
 
 ``Picture`` is the prepared frame (cheap to keep for the reference), ``Change`` the result.
 """
