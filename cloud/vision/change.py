@@ -14,8 +14,9 @@ each in turn and keeps what is left:
     5. regions: connected changed areas; one that is only a change of light (a sunlight patch,
        a shadow through the slot) keeps its texture and changes by one even gain in every channel,
        so it is set aside; what remains is an object
-    6. categories from the objects' colours and sizes: cardboard brown → package, paper-bright and
-       plain → letters, saturated and varied → magazine or flyer
+    6. categories from the objects' colours, sizes and shapes: cardboard brown with a label on it, or one
+       big rectangular block → package, paper-bright and plain → letters, saturated and varied → magazine
+       or flyer
 
 ``Picture`` is the prepared frame (cheap to keep for the reference), ``Change`` the result.
 """
@@ -635,6 +636,16 @@ def _hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 PACKAGE_MIN_SHARE = 0.07  # a parcel covers at least this share of the frame; a brown envelope less
 _BROWN_SHARE = 0.45  # of an object's pixels in cardboard colours to call it a parcel (tape and labels are not)
 BIG_SOLID_SHARE = 0.1  # one solid, plain block this large is a parcel or a mailer bag, not an envelope
+# Brown is no proof of a parcel: kraft envelopes are brown too, and two or three of them overlapping make
+# a parcel-sized brown blob. A parcel shows a shipping label (a bright patch inside its outline), or is
+# one big rectangular block; a pile of envelopes at different angles fills its enclosing rectangle poorly.
+BIG_BROWN_SHARE = 0.12  # a brown block this large and rectangular is a parcel even with its label out of view
+_RECTANGULAR = 0.7  # area over the smallest enclosing rectangle (any angle): one block, not a pile
+_LABEL_LIFT = 0.25  # log units a label is brighter than the parcel around it (white paper on cardboard)
+_LABEL_SATURATION = 0.25  # a label is white or grey paper
+_LABEL_SIZE = (0.03, 0.35)  # share of the object a label covers: smaller is a glint, larger another envelope
+_LABEL_ENCLOSED = 0.8  # share of the ring around the patch inside the object: a label sits on the parcel;
+# a white envelope overlapping a brown one sticks out of it
 
 
 def _solidity(part: np.ndarray) -> float:
@@ -655,12 +666,59 @@ def _kind(rgb: np.ndarray, part: np.ndarray, share: float) -> str:
     colourful = (s >= 0.35) & ~brown
     colour_spread = float(np.std(h[s >= 0.3])) if (s >= 0.3).sum() > 20 else 0.0
     if brown.mean() >= _BROWN_SHARE and share >= PACKAGE_MIN_SHARE:
-        return "package"
+        if _has_label(rgb, part) or (share >= BIG_BROWN_SHARE and _rectangularity(part) >= _RECTANGULAR):
+            return "package"
+        return "letter"  # kraft envelopes
     if colourful.mean() >= 0.35 and (colour_spread > 25 or colourful.mean() >= 0.6):
         return "magazine" if share >= 0.07 else "flyer"
-    if share >= BIG_SOLID_SHARE and _solidity(part) >= 0.88:
+    if share >= BIG_SOLID_SHARE and _solidity(part) >= 0.88 and _rectangularity(part) >= _RECTANGULAR:
         return "package"
     return "letter"
+
+
+def _rectangularity(part: np.ndarray) -> float:
+    """Area over the smallest rectangle (at any angle) around it: a parcel ≈ 1, overlapping envelopes less.
+
+    The smallest enclosing rectangle has a side on the convex hull (rotating calipers), so the hull's
+    edge directions are the only candidates. Pixel centres span one pixel less than the pixels: + 1.
+    """
+    points = np.argwhere(part).astype(np.float64)
+    if len(points) < 10:
+        return 0.0
+    try:
+        hull = points[spatial.ConvexHull(points).vertices]
+    except spatial.QhullError:
+        return 0.0
+    edges = np.roll(hull, -1, axis=0) - hull
+    lengths = np.hypot(edges[:, 0], edges[:, 1])
+    keep = lengths > 0
+    along = edges[keep] / lengths[keep, None]
+    across = np.stack([-along[:, 1], along[:, 0]], axis=1)
+    a, b = hull @ along.T, hull @ across.T  # (vertices, directions)
+    areas = (np.ptp(a, axis=0) + 1) * (np.ptp(b, axis=0) + 1)
+    return float(len(points)) / float(areas.min())
+
+
+def _has_label(rgb: np.ndarray, part: np.ndarray) -> bool:
+    """A shipping label: a patch of white or grey paper, clearly brighter than the object, inside its outline."""
+    luma = np.log(rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32) + _LOG_FLOOR)
+    _, s, _ = _hsv(rgb)
+    bright = part & (luma - float(np.median(luma[part])) > _LABEL_LIFT) & (s < _LABEL_SATURATION)
+    # closed, so the label's printed lines do not break it into pieces
+    bright = ndimage.binary_closing(np.pad(bright, 2), structure=np.ones((3, 3)))[2:-2, 2:-2] & part
+    labels, count = ndimage.label(bright)
+    if count == 0:
+        return False
+    area = float(part.sum())
+    outline = np.pad(part, 3)
+    for index, size in enumerate(ndimage.sum(bright, labels, range(1, count + 1)), start=1):
+        if not _LABEL_SIZE[0] <= size / area <= _LABEL_SIZE[1]:
+            continue
+        patch = np.pad(labels == index, 3)
+        ring = ndimage.binary_dilation(patch, iterations=2) & ~patch
+        if float((ring & outline).sum()) / max(1.0, float(ring.sum())) >= _LABEL_ENCLOSED:
+            return True
+    return False
 
 
 LETTER_SHARE = 0.05  # about one envelope's share of the frame, to turn letter area into a count
