@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, select, update
+from sqlalchemy import ColumnElement, Select, Update, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 
@@ -70,8 +70,12 @@ class JobTable:
         return and_(m.status == JobState.PENDING, m.next_attempt_at <= now)
 
     def lease_expired(self, now: datetime, lease_s: float) -> ColumnElement[bool]:
+        return self.leased_before(now - timedelta(seconds=lease_s))
+
+    def leased_before(self, cutoff: Any) -> ColumnElement[bool]:
+        """Running with a lease taken before ``cutoff`` (a datetime, or a bind parameter)."""
         m = self.model
-        return and_(m.status == JobState.RUNNING, m.locked_at < now - timedelta(seconds=lease_s))
+        return and_(m.status == JobState.RUNNING, m.locked_at < cutoff)
 
     def next_due(self, claimable: ColumnElement[bool], *columns: Any, limit: int = 1) -> Select:
         """The oldest due rows, locked for this transaction (skipping rows other workers hold)."""
@@ -79,10 +83,9 @@ class JobTable:
         query = select(*(columns or (m,))).where(claimable).order_by(m.next_attempt_at, m.id).limit(limit)
         return query.with_for_update(skip_locked=True)  # rendered on PostgreSQL; SQLite has one writer
 
-    def any_claimable(self, session: Session, claimable: ColumnElement[bool]) -> bool:
-        """Is a row claimable now? A plain read (no row lock), for a worker to look before it claims."""
-        m = self.model
-        return session.execute(select(m.id).where(claimable).limit(1)).first() is not None
+    def any_claimable(self, claimable: ColumnElement[bool]) -> Select:
+        """Is a row claimable? A plain read (no row lock), for a worker to look before it claims."""
+        return select(self.model.id).where(claimable).limit(1)
 
     def claim(
         self,
@@ -94,14 +97,21 @@ class JobTable:
         **values: Any,
     ) -> bool:
         """Lease one row if it is still claimable; False when another worker got there first."""
+        claimed = session.execute(self.claim_statement(claimable, **values),
+                                  {"row_id": row_id, "worker_id": worker_id, "now": now})
+        return claimed.rowcount == 1
+
+    def claim_statement(self, claimable: ColumnElement[bool], **values: Any) -> Update:
+        """``claim``'s UPDATE, to build once and run with ``row_id``, ``worker_id`` and ``now`` (and the
+        parameters of ``claimable``, if it has any)."""
         m = self.model
-        claimed = session.execute(
+        return (
             update(m)
-            .where(m.id == row_id, claimable)
-            .values(status=JobState.RUNNING, locked_by=worker_id, locked_at=now, attempts=m.attempts + 1, **values)
+            .where(m.id == bindparam("row_id"), claimable)
+            .values(status=JobState.RUNNING, locked_by=bindparam("worker_id"), locked_at=bindparam("now"),
+                    attempts=m.attempts + 1, **values)
             .execution_options(synchronize_session=False)
         )
-        return claimed.rowcount == 1
 
     def release(self, session: Session, row_id: int, worker_id: str | None, status: JobState, **values: Any) -> bool:
         """End a lease with ``status`` (guarded by ``locked_by`` when ``worker_id`` is given)."""

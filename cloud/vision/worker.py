@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 
 from cloud import wakeups
 from cloud.context import AppContext
@@ -24,30 +25,39 @@ from cloud.worker import Worker
 log = logging.getLogger("mailcam.vision.worker")
 
 
+# claim_next's statements, built once: it runs several times per job (every new job wakes every
+# worker), and building and keying these clauses anew each time cost more than running them.
+_CLAIMABLE = or_(JOBS.due(bindparam("now")), JOBS.leased_before(bindparam("stale_before")))
+_ANY_CLAIMABLE = JOBS.any_claimable(_CLAIMABLE)
+_NEXT_DUE = JOBS.next_due(_CLAIMABLE, AnalysisJob.id, AnalysisJob.capture_pk, AnalysisJob.kind)
+_CLAIM = JOBS.claim_statement(_CLAIMABLE, updated_at=bindparam("now"))
+_ANALYSIS_RUNNING = (
+    update(Analysis)
+    .where(Analysis.capture_pk == bindparam("of_capture"), Analysis.status == AnalysisStatus.QUEUED)
+    .values(status=AnalysisStatus.RUNNING, updated_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
+
+
 def claim_next(ctx: AppContext, worker_id: str) -> int | None:
     """Take the next due job (or one whose lease is stale); None when there is nothing to do."""
     now = ctx.clock.now()
-    claimable = or_(JOBS.due(now), JOBS.lease_expired(now, ctx.settings.vision.lease_timeout_s))
+    params = {"now": now, "stale_before": now - timedelta(seconds=ctx.settings.vision.lease_timeout_s)}
     with ctx.sessions() as session:
         # A new job wakes every worker and one gets it; the others (and the winner, looking again
         # after its job) find nothing, in a read: no write transaction, no queueing for SQLite's writer.
         read_only_transaction(session)
-        if not JOBS.any_claimable(session, claimable):
+        if session.execute(_ANY_CLAIMABLE, params).first() is None:
             return None
-    query = JOBS.next_due(claimable, AnalysisJob.id, AnalysisJob.capture_pk, AnalysisJob.kind)
     with ctx.sessions() as session, session.begin():
-        row = session.execute(query).first()
+        row = session.execute(_NEXT_DUE, params).first()
         if row is None:
             return None
         job_id, capture_pk, kind = row
-        if not JOBS.claim(session, job_id, claimable, worker_id, now, updated_at=now):
+        if session.execute(_CLAIM, {**params, "row_id": job_id, "worker_id": worker_id}).rowcount != 1:
             return None
         if kind == "initial":
-            session.execute(
-                update(Analysis)
-                .where(Analysis.capture_pk == capture_pk, Analysis.status == AnalysisStatus.QUEUED)
-                .values(status=AnalysisStatus.RUNNING, updated_at=now)
-            )
+            session.execute(_ANALYSIS_RUNNING, {"of_capture": capture_pk, "now": now})
     return job_id
 
 
