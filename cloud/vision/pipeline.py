@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from scipy import ndimage
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -234,15 +234,41 @@ def _primary(settings: VisionSettings, options: dict | None) -> str:
     return (options or {}).get("provider") or settings.provider
 
 
+# _plan's reads, built once with bind parameters (every job runs them; building and keying the joined
+# selects anew for each job cost more CPU than SQLite spent running them).
+_PLAN_ROWS = (
+    select(Capture, Device, Analysis, MailboxState)
+    .join(Device, Device.id == Capture.device_id)
+    .outerjoin(Analysis, Analysis.capture_pk == Capture.id)
+    .outerjoin(MailboxState, MailboxState.device_id == Device.id)
+    .where(Capture.id == bindparam("capture"))
+)
+_OK = ImageQuality.OK.value
+_NEWEST_OK = (  # the latest earlier good photo (for "what is new"), with its analysis
+    select(Capture.image_sha256, Analysis)
+    .join(Analysis, Analysis.capture_pk == Capture.id)
+    .where(Capture.device_id == bindparam("device"), Capture.id < bindparam("capture"),
+           Analysis.status == AnalysisStatus.DONE, Analysis.image_quality == _OK)
+    .order_by(Capture.id.desc())
+    .limit(1)
+)
+_DONE = (  # the device's other finished analyses
+    select(Analysis)
+    .join(Capture, Analysis.capture_pk == Capture.id)
+    .where(Capture.device_id == bindparam("device"), Capture.id != bindparam("capture"),
+           Analysis.status == AnalysisStatus.DONE)
+)
+_SAME_IMAGE = _DONE.where(Capture.image_sha256 == bindparam("image")).order_by(Capture.id.desc()).limit(1)
+_EARLIER = (
+    _DONE.where(Capture.id < bindparam("capture"), Analysis.phash.is_not(None)).order_by(Capture.id.desc()).limit(1)
+)
+_EARLIER_OK = _EARLIER.where(Analysis.image_quality == _OK)
+
+
 def _plan(session: Session, ctx: AppContext, job: AnalysisJob, frames: Frames) -> Plan:
     # The capture, its device, its analysis and the box's state: one joined read, not four.
-    capture, device, analysis, state = session.execute(
-        select(Capture, Device, Analysis, MailboxState)
-        .join(Device, Device.id == Capture.device_id)
-        .outerjoin(Analysis, Analysis.capture_pk == Capture.id)
-        .outerjoin(MailboxState, MailboxState.device_id == Device.id)
-        .where(Capture.id == job.capture_pk)
-    ).one()  # the job row cascades with its capture, and a capture has one device and at most one analysis
+    # The job row cascades with its capture, and a capture has one device and at most one analysis.
+    capture, device, analysis, state = session.execute(_PLAN_ROWS, {"capture": job.capture_pk}).one()
     month = month_of(ctx.clock.now())
     plan = Plan(
         job_id=job.id,
@@ -270,35 +296,20 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob, frames: Frames) -
     )
     if job.kind != "initial":
         return plan
-    ok = ImageQuality.OK.value
-    newest_ok = session.execute(  # the latest earlier good photo (for "what is new"), with its analysis
-        select(Capture.image_sha256, Analysis)
-        .join(Analysis, Analysis.capture_pk == Capture.id)
-        .where(Capture.device_id == device.id, Capture.id < capture.id, Analysis.status == AnalysisStatus.DONE,
-               Analysis.image_quality == ok)
-        .order_by(Capture.id.desc())
-        .limit(1)
-    ).first()
+    of_this = {"device": device.id, "capture": capture.id}
+    newest_ok = session.execute(_NEWEST_OK, of_this).first()
     plan.previous_image_sha256 = newest_ok[0] if newest_ok else None
-    done = (
-        select(Analysis)
-        .join(Capture, Analysis.capture_pk == Capture.id)
-        .where(Capture.device_id == device.id, Capture.id != capture.id, Analysis.status == AnalysisStatus.DONE)
-    )
     if ctx.settings.vision.dedupe_exact:
-        same = session.scalar(
-            done.where(Capture.image_sha256 == capture.image_sha256).order_by(Capture.id.desc()).limit(1)
-        )
+        same = session.scalar(_SAME_IMAGE, {**of_this, "image": capture.image_sha256})
         plan.duplicate = _result_of(same) if same else None
-    earlier = done.where(Capture.id < capture.id, Analysis.phash.is_not(None)).order_by(Capture.id.desc()).limit(1)
-    latest = session.scalar(earlier)
+    latest = session.scalar(_EARLIER, of_this)
     # The latest good one among those: read only when the rows at hand do not say which it is.
-    if latest is None or latest.image_quality == ok:
+    if latest is None or latest.image_quality == _OK:
         latest_ok = latest
     elif newest_ok is not None and newest_ok[1].phash is not None:
         latest_ok = newest_ok[1]
     else:
-        latest_ok = session.scalar(earlier.where(Analysis.image_quality == ok))
+        latest_ok = session.scalar(_EARLIER_OK, of_this)
     plan.previous = [_result_of(a) for a in (latest, latest_ok) if a is not None]
     if latest is not None and latest_ok is not None and latest.id == latest_ok.id:
         plan.previous = plan.previous[:1]
