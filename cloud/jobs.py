@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Update, and_, bindparam, select, update
+from sqlalchemy import ColumnElement, Select, Update, and_, bindparam, inspect, select, update
 from sqlalchemy.orm import Session
 
 
@@ -57,6 +57,9 @@ def backoff_s(attempts: int, base: float, cap: float) -> float:
     its own failure (``cloud.worker``) all use it."""
     delay = min(cap, base * (2 ** max(0, attempts - 1)))
     return delay * random.uniform(0.8, 1.2)
+
+
+_RELEASES: dict[tuple[Any, bool, tuple[str, ...]], Update] = {}  # JobTable.release's statements, by shape
 
 
 @dataclass(frozen=True)
@@ -115,17 +118,30 @@ class JobTable:
 
     def release(self, session: Session, row_id: int, worker_id: str | None, status: JobState, **values: Any) -> bool:
         """End a lease with ``status`` (guarded by ``locked_by`` when ``worker_id`` is given)."""
-        m = self.model
-        guard = [m.id == row_id, m.status == JobState.RUNNING]
+        names = tuple(sorted(values))
+        key = (self.model, worker_id is not None, names)
+        statement = _RELEASES.get(key)
+        if statement is None:  # a few shapes per queue: each built once (building cost more than running it)
+            statement = _RELEASES[key] = self._release_statement(worker_id is not None, names)
+        params = {"row_id": row_id, "new_status": status, **{f"set_{name}": values[name] for name in names}}
         if worker_id is not None:
-            guard.append(m.locked_by == worker_id)
-        released = session.execute(
+            params["worker_id"] = worker_id
+        return session.execute(statement, params).rowcount == 1
+
+    def _release_statement(self, guarded: bool, names: tuple[str, ...]) -> Update:
+        m = self.model
+        columns = inspect(m).columns  # by attribute name, each with its type (enums, UTC datetimes)
+        guard = [m.id == bindparam("row_id"), m.status == JobState.RUNNING]
+        if guarded:
+            guard.append(m.locked_by == bindparam("worker_id"))
+        values = {name: bindparam(f"set_{name}", type_=columns[name].type) for name in names}
+        return (
             update(m)
             .where(*guard)
-            .values(status=status, locked_by=None, locked_at=None, **values)
+            .values(status=bindparam("new_status", type_=columns["status"].type), locked_by=None, locked_at=None,
+                    **values)
             .execution_options(synchronize_session=False)
         )
-        return released.rowcount == 1
 
     def retry_values(self, attempts: int, now: datetime, *, base_s: float, cap_s: float) -> dict[str, Any]:
         """The values that put a released row back in the queue after its backoff."""
