@@ -86,8 +86,8 @@ class JobTable:
         query = select(*(columns or (m,))).where(claimable).order_by(m.next_attempt_at, m.id).limit(limit)
         return query.with_for_update(skip_locked=True)  # rendered on PostgreSQL; SQLite has one writer
 
-    def any_claimable(self, claimable: ColumnElement[bool]) -> Select:
-        """Is a row claimable? A plain read (no row lock), for a worker to look before it claims."""
+    def claimable_probe(self, claimable: ColumnElement[bool]) -> Select:
+        """A plain read (no row lock) that returns a row when one is claimable: a worker looks before it claims."""
         return select(self.model.id).where(claimable).limit(1)
 
     def claim(

@@ -28,7 +28,7 @@ log = logging.getLogger("mailcam.vision.worker")
 # claim_next's statements, built once: it runs several times per job (every new job wakes every
 # worker), and building and keying these clauses anew each time cost more than running them.
 _CLAIMABLE = or_(JOBS.due(bindparam("now")), JOBS.leased_before(bindparam("stale_before")))
-_ANY_CLAIMABLE = JOBS.any_claimable(_CLAIMABLE)
+_CLAIMABLE_PROBE = JOBS.claimable_probe(_CLAIMABLE)
 _NEXT_DUE = JOBS.next_due(_CLAIMABLE, AnalysisJob.id, AnalysisJob.capture_pk, AnalysisJob.kind)
 _CLAIM = JOBS.claim_statement(_CLAIMABLE, updated_at=bindparam("now"))
 _ANALYSIS_RUNNING = (
@@ -47,7 +47,7 @@ def claim_next(ctx: AppContext, worker_id: str) -> int | None:
         # A new job wakes every worker and one gets it; the others (and the winner, looking again
         # after its job) find nothing, in a read: no write transaction, no queueing for SQLite's writer.
         read_only_transaction(session)
-        if session.execute(_ANY_CLAIMABLE, params).first() is None:
+        if session.execute(_CLAIMABLE_PROBE, params).first() is None:
             return None
     with ctx.sessions() as session, session.begin():
         row = session.execute(_NEXT_DUE, params).first()
