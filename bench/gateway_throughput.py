@@ -9,6 +9,10 @@ queued on the broker for two persistent sessions, then each consumer drains it a
   (WAL, synchronous=FULL by default) before acknowledging it, reassembling the captures.
 Rates are messages per second between the first and the last message; peak RSS is the gateway
 process's VmHWM. The broker runs with the shipped deploy/mosquitto.conf in-flight window.
+
+``--fsync-ms 20``: every fsync/fdatasync the gateway makes takes 20 ms longer (``bench/slowdisk``, an
+LD_PRELOAD shim built with the machine's C compiler): a gateway on an SD card or a USB stick, where one
+fsync takes 10-50 ms, instead of this machine's SSD. Nothing else about the gateway changes.
 """
 
 from __future__ import annotations
@@ -130,8 +134,18 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def slow_fsync_env(fsync_ms: float, workdir: Path) -> dict[str, str]:
+    """Environment that makes every fsync of a process `fsync_ms` slower (builds the shim into `workdir`)."""
+    if not fsync_ms:
+        return {}
+    shim = workdir / "slowfsync.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(REPO / "bench/slowdisk/slowfsync.c"),
+                    "-ldl"], check=True)
+    return {"LD_PRELOAD": str(shim), "SLOW_FSYNC_US": str(int(fsync_ms * 1000))}
+
+
 def drain_gateway(
-    broker: Mosquitto, client_id: str, total: int, workdir: Path, synchronous: str
+    broker: Mosquitto, client_id: str, total: int, workdir: Path, synchronous: str, fsync_ms: float = 0.0
 ) -> tuple[float, float, float]:
     env = dict(
         os.environ,
@@ -147,6 +161,7 @@ def drain_gateway(
         MAILCAM_GATEWAY_BACKOFF_INITIAL_S="60",
         MAILCAM_GATEWAY_BACKOFF_MAX_S="60",
         MALLOC_ARENA_MAX="2",  # as deploy/mailcam-gateway.service sets it
+        **slow_fsync_env(fsync_ms, workdir.parent),
     )
     db = workdir / "gateway.db"
     proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO, env=env,
@@ -173,7 +188,8 @@ def drain_gateway(
 
 
 def one_run(
-    workdir: Path, devices: int, captures: int, inflight: int, synchronous: str, gateway_first: bool
+    workdir: Path, devices: int, captures: int, inflight: int, synchronous: str, gateway_first: bool,
+    fsync_ms: float = 0.0,
 ) -> dict[str, float]:
     broker = Mosquitto(workdir=workdir / "broker", extra_conf=f"max_inflight_messages {inflight}\n",
                        persistence=False).start()
@@ -183,11 +199,13 @@ def one_run(
         subscribe_session(broker, gateway_id)
         total = publish_backlog(broker, devices, captures)
         if gateway_first:  # alternate the order: the machine's load drifts
-            gateway, rss, gateway_cpu = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous)
+            gateway, rss, gateway_cpu = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous,
+                                                      fsync_ms)
             plain, plain_cpu = drain_plain(broker, plain_id, total)
         else:
             plain, plain_cpu = drain_plain(broker, plain_id, total)
-            gateway, rss, gateway_cpu = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous)
+            gateway, rss, gateway_cpu = drain_gateway(broker, gateway_id, total, workdir / "gateway", synchronous,
+                                                      fsync_ms)
     finally:
         broker.stop()
     return {"messages": total, "plain": plain, "gateway": gateway, "ratio": gateway / plain, "rss": rss,
@@ -202,13 +220,16 @@ def main() -> None:
     parser.add_argument("--captures", type=int, default=10, help="captures per device")
     parser.add_argument("--inflight", type=int, default=1000, help="broker max_inflight_messages")
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--fsync-ms", type=float, default=0.0,
+                        help="a slow disk: every fsync of the gateway takes this much longer (needs a C compiler)")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.devices, args.captures = 1, 50, 6
     results = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
-            r = one_run(Path(tmp), args.devices, args.captures, args.inflight, args.synchronous, run % 2 == 1)
+            r = one_run(Path(tmp), args.devices, args.captures, args.inflight, args.synchronous, run % 2 == 1,
+                        args.fsync_ms)
         results.append(r)
         print(f"run {run + 1}: {r['messages']} msgs  plain {r['plain']:.0f}/s  gateway {r['gateway']:.0f}/s  "
               f"ratio {r['ratio']:.2f}  (per CPU-second: {r['plain_cpu']:.0f} vs {r['gateway_cpu']:.0f}, "
@@ -216,7 +237,8 @@ def main() -> None:
     keys = ("plain", "gateway", "ratio", "rss", "plain_cpu", "gateway_cpu", "cpu_ratio")
     med = {k: statistics.median(r[k] for r in results) for k in keys}
     print(f"\n32 KB captures (8 x 4 KB chunks, QoS 1), {args.devices} devices x {args.captures} captures, "
-          f"broker in-flight {args.inflight}, sqlite synchronous={args.synchronous}, median of {len(results)}:")
+          f"broker in-flight {args.inflight}, sqlite synchronous={args.synchronous}"
+          f"{f', fsync +{args.fsync_ms:g} ms' if args.fsync_ms else ''}, median of {len(results)}:")
     print(f"  plain subscriber      {med['plain']:8.0f} msg/s")
     print(f"  gateway durable       {med['gateway']:8.0f} msg/s  ({med['gateway'] * 4096 / 1e6:.1f} MB/s committed)")
     print(f"  ratio                 {med['ratio']:8.2f}   (aim >= 0.8)")

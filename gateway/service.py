@@ -142,7 +142,7 @@ class GatewayService:
                             on_fw_request=fw_request)
         checkpointer = Checkpointer(settings.db_path, synchronous=settings.sqlite_synchronous)
 
-        def committed(messages: int, nbytes: int) -> None:  # runs in the ingest thread
+        def committed(messages: int, nbytes: int) -> None:  # runs in the ack thread, once a batch is durable
             checkpointer.committed(nbytes)
             loop.call_soon_threadsafe(forwarder.wake.set)
 

@@ -65,6 +65,7 @@ class Inbox:
         self._cond = threading.Condition(threading.Lock())
         self._getters = 0
         self._putters = 0
+        self._wanted = 1  # items the waiting consumer needs before it is worth waking
 
     def __len__(self) -> int:
         return len(self._items)
@@ -80,19 +81,29 @@ class Inbox:
                 finally:
                     self._putters -= 1
             self._items.append(item)
-            if self._getters:
+            if self._getters and len(self._items) >= self._wanted:
                 self._cond.notify_all()
         return True
 
-    def get_batch(self, limit: int, timeout: float) -> list[Incoming]:
-        """Up to `limit` items, oldest first; waits up to `timeout` for the first one ([] if none)."""
+    def get_batch(self, limit: int, timeout: float, *, fill_while: Callable[[], bool] | None = None) -> list[Incoming]:
+        """Up to `limit` items, oldest first; waits up to `timeout` for the first one ([] if none).
+
+        While `fill_while()` is true (the previous batch is still being synced to disk), waits for a full
+        batch instead: one transaction of `limit` messages costs far less than many small ones, and the
+        disk is busy anyway. Whoever makes `fill_while()` false calls `poke()`.
+        """
+        def ready() -> bool:
+            self._wanted = limit if fill_while is not None and fill_while() else 1
+            return len(self._items) >= self._wanted
+
         with self._cond:
-            if not self._items:
+            if not ready():
                 self._getters += 1
                 try:
-                    self._cond.wait_for(lambda: self._items, timeout)
+                    self._cond.wait_for(ready, timeout)
                 finally:
                     self._getters -= 1
+                    self._wanted = 1
             items = self._items
             batch = [items.popleft() for _ in range(min(limit, len(items)))]
             if batch and self._putters:
@@ -102,6 +113,11 @@ class Inbox:
     def clear(self) -> None:
         with self._cond:
             self._items.clear()
+            self._cond.notify_all()
+
+    def poke(self) -> None:
+        """Make a waiting consumer look again (its `fill_while` may have changed)."""
+        with self._cond:
             self._cond.notify_all()
 
 
@@ -256,22 +272,23 @@ class Ingestor:
     def refresh_known(self) -> None:
         self._known = self.store.known_devices()
 
-    def commit_batch(self, messages: list[Incoming]) -> None:
+    def commit_batch(self, messages: list[Incoming], *, durable: bool = True) -> None:
         """Write a batch in one transaction.
 
         Fast path: the whole batch at once. If a message raises (a bug, not bad input: bad input is
         a dead letter), the batch is rolled back and written again with a savepoint per message, so
-        only the culprit becomes an ``internal_error`` dead letter.
+        only the culprit becomes an ``internal_error`` dead letter. ``durable=False``: return after
+        the COMMIT, before its fsync (see `Spool.transaction`).
         """
         try:
-            with self.store.transaction():
+            with self.store.transaction(durable=durable):
                 for message in messages:
                     self.handle(message.topic, message.payload)
                 self.store.count("ingested_messages", len(messages))
             return
         except Exception:
             log.warning("a batch of %d messages failed; retrying message by message", len(messages))
-        with self.store.transaction():
+        with self.store.transaction(durable=durable):
             for message in messages:
                 try:
                     with self.store.savepoint():
@@ -370,8 +387,80 @@ def _topic_text(raw: bytes | str) -> str:
     return bytes(raw[:200]).decode("utf-8", "replace")
 
 
+class Acker(threading.Thread):
+    """Acknowledges committed batches once their commit is on stable storage (the group commit of
+    `gateway.spool.walsync`): the ingest thread commits without waiting for the fsync and moves on to
+    the next batch; this thread waits for one fsync covering every batch handed to it so far, then
+    PUBACKs them in order. At most `max_pending` messages wait here; beyond that `submit` blocks.
+    """
+
+    def __init__(self, link: MqttLink, store: Spool, *, max_pending: int,
+                 on_committed: Callable[[int, int], None] | None = None,
+                 on_failure: Callable[[BaseException], None] | None = None) -> None:
+        super().__init__(name="mailcam-ack", daemon=True)
+        self.link = link
+        self.store = store
+        self.max_pending = max_pending
+        self.on_committed = on_committed
+        self.on_failure = on_failure
+        self.failure: BaseException | None = None
+        self._batches: collections.deque[tuple[int, list[Incoming]]] = collections.deque()
+        self._waiting = 0  # messages handed over and not acked yet
+        self._cond = threading.Condition(threading.Lock())
+        self._closing = False
+
+    def syncing(self) -> bool:
+        """True while batches handed over wait for their fsync."""
+        return self._waiting > 0
+
+    def submit(self, ticket: int, batch: list[Incoming]) -> None:
+        """Hand over a committed batch (`ticket`: `Spool.commit_ticket()` after its COMMIT)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._waiting < self.max_pending or self.failure is not None)
+            if self.failure is not None:
+                raise RuntimeError("the ack thread failed") from self.failure
+            self._batches.append((ticket, batch))
+            self._waiting += len(batch)
+            self._cond.notify_all()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Ack what was handed over (once durable), then end."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._batches or self._closing)
+                    if not self._batches:
+                        return
+                    batches = list(self._batches)
+                    self._batches.clear()
+                self.store.wait_durable(batches[-1][0])
+                for _, batch in batches:
+                    self.link.ack(batch)
+                    if self.on_committed:  # (messages, payload bytes) now committed and durable
+                        self.on_committed(len(batch), sum([len(m.payload) for m in batch]))
+                with self._cond:
+                    self._waiting -= sum(len(batch) for _, batch in batches)
+                    self._cond.notify_all()
+                self.link.inbox.poke()  # the ingest thread may stop waiting for a full batch
+        except BaseException as exc:
+            log.critical("the ack thread failed; nothing is acked from now on", exc_info=True)
+            with self._cond:
+                self.failure = exc
+                self._cond.notify_all()
+            if self.on_failure:
+                self.on_failure(exc)
+
+
 class IngestThread(threading.Thread):
-    """Drains the MQTT inbox: batch → one transaction → commit → ack every message of the batch.
+    """Drains the MQTT inbox: batch → one transaction → commit → its `Acker` acks every message of the
+    batch once the commit is durable, while this thread goes on with the next batch.
 
     Supervised: any exception ends the thread with `failure` set and `on_failure` called (the
     service then exits non-zero, so systemd restarts it: everything unacked is redelivered), and
@@ -395,38 +484,42 @@ class IngestThread(threading.Thread):
         self.beat = time.monotonic()
         self._resume_at = 0.0
         self._stopping = threading.Event()
+        self.acker = Acker(link, ingestor.store, max_pending=2 * batch_max, on_committed=on_committed,
+                           on_failure=on_failure)
 
     def stop(self) -> None:
         self._stopping.set()
 
     def run(self) -> None:
+        self.acker.start()
         try:
             self._loop()
         except BaseException as exc:
             self.failure = exc
-            log.critical("the ingest thread failed; nothing is acked from now on", exc_info=True)
-            if self.on_failure:
-                self.on_failure(exc)
+            if self.acker.failure is None:
+                log.critical("the ingest thread failed; nothing is acked from now on", exc_info=True)
+                if self.on_failure:
+                    self.on_failure(exc)
+        finally:
+            self.acker.close()
 
     def _loop(self) -> None:
         inbox = self.link.inbox
         while not self._stopping.is_set():
             self.beat = time.monotonic()
-            batch = inbox.get_batch(self.batch_max, timeout=0.5)
+            batch = inbox.get_batch(self.batch_max, timeout=0.5, fill_while=self.acker.syncing)
             if not batch:
                 self._maybe_resume()
                 continue
             if not self._has_room():
                 continue  # not committed, not acked: the broker redelivers after we resume
             try:
-                self.ingestor.commit_batch(batch)
+                self.ingestor.commit_batch(batch, durable=False)
             except sqlite3.Error:
                 log.exception("the store failed to commit %d messages; pausing ingest for 5 s", len(batch))
                 self._pause(resume_in_s=5.0)
                 continue
-            self.link.ack(batch)
-            if self.on_committed:  # (messages, payload bytes) just committed
-                self.on_committed(len(batch), sum([len(m.payload) for m in batch]))
+            self.acker.submit(self.ingestor.store.commit_ticket(), batch)
 
     def _has_room(self) -> bool:
         """Spool-full policy: drop the oldest telemetry; if still full, stop taking messages."""

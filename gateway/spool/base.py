@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gateway.spool.walsync import WalSync
+
 log = logging.getLogger("mailcam.gateway.spool")
 
 SCHEMA = """
@@ -77,7 +79,9 @@ class SpoolBase:
         # page instead of spilling into overflow pages, about a third less work per chunk row
         self._db.execute("PRAGMA page_size=16384")
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        # FULL: SQLite's NORMAL plus our own fsync of the WAL before a commit is relied on (`walsync`)
+        self._wal_sync = WalSync(path) if synchronous.upper() == "FULL" else None
+        self._db.execute(f"PRAGMA synchronous={'NORMAL' if self._wal_sync else synchronous}")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
         self._upgrade()
@@ -95,6 +99,8 @@ class SpoolBase:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._wal_sync:
+                self._wal_sync.close()
 
     def set_wal_autocheckpoint(self, pages: int) -> None:
         """Let this connection checkpoint by itself only past `pages` of WAL (`gateway.spool.checkpoint`)."""
@@ -107,8 +113,14 @@ class SpoolBase:
 
     # -- transactions -------------------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE); nested calls join the outer one."""
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE); nested calls join the outer one.
+
+        Returns once the commit is on stable storage (the WAL's fsync runs after the spool's lock is
+        let go, so other threads need not wait for it). ``durable=False`` returns after the COMMIT
+        alone: the caller must `wait_durable` on `commit_ticket()` before it relies on the commit
+        (the ingest thread, before it acknowledges a batch).
+        """
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -125,6 +137,7 @@ class SpoolBase:
                 yield self._db
                 self.flush()
                 self._db.execute("COMMIT")
+                ticket = self._wal_sync.committed() if self._wal_sync else 0
             except BaseException:
                 self._undo(used_before)
                 if self._db.in_transaction:
@@ -133,6 +146,17 @@ class SpoolBase:
             finally:
                 self._depth = 0
                 self._after_transaction()
+        if durable:
+            self.wait_durable(ticket)
+
+    def commit_ticket(self) -> int:
+        """A ticket covering every commit so far, for `wait_durable`."""
+        return self._wal_sync.ticket() if self._wal_sync else 0
+
+    def wait_durable(self, ticket: int) -> None:
+        """Return once every commit up to `ticket` is on stable storage (raises OSError if the fsync failed)."""
+        if self._wal_sync:
+            self._wal_sync.sync_through(ticket)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, Spool
 from gateway.subscriber import Inbox, Incoming, Ingestor, MqttLink
-from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg, wait_until
+from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg, subscribed, wait_until
 
 SERIALS = [f"dev{k}" for k in range(5)]
 
@@ -209,6 +209,39 @@ def test_inbox_is_bounded_and_hands_over_whole_batches_in_order():
     assert inbox.get_batch(10, timeout=0.01) == []
 
 
+def test_while_the_previous_batch_syncs_the_consumer_waits_for_a_full_batch():
+    """Many small transactions cost far more than one full one, and the disk is busy anyway: while the
+    previous batch waits for its fsync, the ingest thread takes a full batch, or what is there once the
+    fsync is done (the ack thread pokes the inbox)."""
+    inbox = Inbox(16)
+    items = [Incoming(1, k, 1, b"t", b"p") for k in range(7)]
+    syncing = True
+    got: list[list[Incoming]] = []
+
+    def take() -> None:
+        got.append(inbox.get_batch(5, timeout=30, fill_while=lambda: syncing))
+
+    for item in items[:3]:
+        inbox.put(item, timeout=0.1)
+    consumer = threading.Thread(target=take)
+    consumer.start()
+    wait_until(lambda: inbox._getters == 1, 10, "the consumer waiting")  # 3 of 5 there: it waits
+    inbox.put(items[3], timeout=0.1)
+    inbox.put(items[4], timeout=0.1)
+    consumer.join(10)
+    assert got == [items[:5]]
+
+    inbox.put(items[5], timeout=0.1)
+    inbox.put(items[6], timeout=0.1)
+    consumer = threading.Thread(target=take)
+    consumer.start()
+    wait_until(lambda: inbox._getters == 1, 10, "the consumer waiting")
+    syncing = False
+    inbox.poke()  # the fsync finished
+    consumer.join(10)
+    assert got[1] == items[5:]
+
+
 def test_coalesced_pubacks_release_exactly_the_acked_messages(tmp_path, fresh_mosquitto):
     """Ack the first half as one write; the broker redelivers exactly the other half to the session."""
     mosquitto = fresh_mosquitto  # its own broker: no other test's retained messages on it
@@ -218,7 +251,7 @@ def test_coalesced_pubacks_release_exactly_the_acked_messages(tmp_path, fresh_mo
     link.start()
     try:
         assert link.connected.wait(10)
-        wait_until(lambda: _subscribed(link), 10, "subscription")
+        wait_until(lambda: subscribed(link), 10, "subscription")
         publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
                                 protocol=paho.MQTTv311)
         publisher.connect(mosquitto.host, mosquitto.port, 30)
@@ -244,16 +277,6 @@ def test_coalesced_pubacks_release_exactly_the_acked_messages(tmp_path, fresh_mo
         assert again.ack(redelivered) == 8
     finally:
         again.stop()
-
-
-def _subscribed(link: MqttLink) -> bool:
-    """True once the broker answered a publish sent after our SUBSCRIBE (one stream: handled in order)."""
-    info = link.client.publish("gateway-test/ping", b"", qos=1)  # outside mailcam/#: not delivered to us
-    try:
-        info.wait_for_publish(2)
-    except (RuntimeError, ValueError):
-        return False
-    return info.is_published()
 
 
 def telemetry(serial: str, ts: int) -> Incoming:

@@ -29,7 +29,7 @@ def status(data_dir) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def a_bug(self, messages) -> None:
+def a_bug(self, messages, **options) -> None:
     raise RuntimeError("a bug in the ingest path")
 
 
