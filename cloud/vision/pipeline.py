@@ -62,7 +62,7 @@ from cloud.vision.base import (
 from cloud.vision.blas import single_threaded_blas
 from cloud.vision.change import compare, picture
 from cloud.vision.config import VisionSettings
-from cloud.vision.frames import Frames
+from cloud.vision.frames import Frames, references_for
 from cloud.vision.offline import Judgement, OfflineProvider
 from cloud.vision.openai_provider import OpenAIProvider
 from cloud.vision.prep import BadImage, perceptual_hash, phash_distance
@@ -90,8 +90,9 @@ class VisionPipeline:
     ) -> None:
         single_threaded_blas()
         self.ctx = ctx
-        self.frames = frames or Frames()  # shared by the process's workers (cloud.vision.worker)
         self.settings: VisionSettings = ctx.settings.vision
+        # shared by the process's workers (cloud.vision.worker)
+        self.frames = frames or Frames(references=references_for(self.settings.decoded_references_mb))
         self.offline = OfflineProvider(self.settings)
         self._openai: OpenAIProvider | None = None
         self._lock = threading.Lock()
