@@ -8,8 +8,8 @@ recorded firmware's photos (``bench/recordings/firmware_wakes.json``, each devic
 ``bench/e2e.py``) through ``POST /api/device/capture/`` with a gateway's token; every box is calibrated
 with its empty wake first. Then each round's jobs run in this thread (``process_pending``), and the
 thread's CPU (``time.thread_time``) is summed per phase: claim, plan (the read), the image read,
-decide (the analysis) and finish (the writes). Medians of ``--repeat`` runs per round; the first
-round of a run is its cold start (every reference decoded for the first time) and shown apart.
+decide (the analysis) and finish (the writes). The first round is the cold start (every reference
+decoded for the first time) and is left out of the summary line (per job over the other rounds).
 
 ``--statements`` also counts the SQL statements per job (the engine's ``before_cursor_execute``).
 Figures, not pass/fail; in-process CPU is what stays steady on a shared machine.
@@ -26,7 +26,6 @@ import argparse
 import base64
 import cProfile
 import hashlib
-import statistics
 import sys
 import tempfile
 import time
@@ -79,16 +78,25 @@ class Phases:
 
 @contextmanager
 def counting_statements(engine):
+    """Statements run, by their first word (and "<word> ms": the thread CPU the driver spent on them)."""
     seen: Counter[str] = Counter()
+    started: list[float] = []
 
     def before(conn, cursor, statement, parameters, context, executemany):
         seen[statement.split(None, 1)[0].upper()] += 1
+        started.append(time.thread_time())
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        if started:
+            seen[statement.split(None, 1)[0].upper() + " ms"] += 1000 * (time.thread_time() - started.pop())
 
     event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
     try:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
 
 
 def main() -> None:
@@ -185,9 +193,10 @@ def main() -> None:
         name = f"{r}: {row['label']}" + (" (cold)" if r == 0 else "")
         print(f"{name:<26}" + "".join(f"{row[c]:>9.2f}" for c in ("total", *PHASES)))
     warm = per_round[1:]
-    if warm:
-        print(f"{'median of warm rounds':<26}" + "".join(
-            f"{statistics.median(row[c] for row in warm):>9.2f}" for c in ("total", *PHASES)))
+    if warm:  # per job over all the warm rounds' jobs (each round's mean weighed by its jobs)
+        jobs = sum(row["jobs"] for row in warm)
+        print(f"{'warm rounds, all jobs':<26}" + "".join(
+            f"{sum(row[c] * row['jobs'] for row in warm) / jobs:>9.2f}" for c in ("total", *PHASES)))
     if args.statements and jobs_total:
         print("SQL statements per job (warm rounds): " + ", ".join(
             f"{k} {v / jobs_total:.2f}" for k, v in statements.most_common()))
