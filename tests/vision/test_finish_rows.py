@@ -35,7 +35,7 @@ def test_the_rows_of_a_delivery_round(make_env):
         operations = list(session.scalars(select(AIOperation).order_by(AIOperation.id)))
         device_id = session.scalar(select(Device.id).where(Device.serial == env.device.serial))
         state = session.get(MailboxState, device_id)
-        events = [e.kind for e in session.scalars(select(DeliveryEvent).order_by(DeliveryEvent.id))]
+        events = list(session.scalars(select(DeliveryEvent).order_by(DeliveryEvent.id)))
     assert [analyses[c].delivery for c in ids] == [None, "arrived", None, "more", "collected"]
     assert [analyses[c].mail_detected for c in ids] == [False, True, True, True, False]
     for capture_id in ids:
@@ -70,8 +70,18 @@ def test_the_rows_of_a_delivery_round(make_env):
         assert op.device_id == capture.device_id and op.job_id is not None
         assert op.month == op.created_at.strftime("%Y-%m")
         assert op.created_at == analyses[capture.capture_id].updated_at
-    assert events == ["arrived", "more", "collected"]
-    assert state is not None and state.state == "empty"
+    by_id = {c.capture_id: c for c in captures.values()}
+    arrived, more, collected = (by_id[ids[i]] for i in (1, 3, 4))
+    none = {"letter": 0, "package": 0, "magazine": 0, "flyer": 0, "postcard": 0}
+    assert [(e.kind, e.capture_pk, e.at, e.categories, e.package_present) for e in events] == [
+        ("arrived", arrived.id, arrived.taken_at, {**none, "package": 1}, True),
+        ("more", more.id, more.taken_at, {**none, "letter": 1, "flyer": 1}, False),
+        ("collected", collected.id, collected.taken_at, none, False),
+    ]
+    assert state is not None
+    assert (state.state, state.since, state.capture_pk, state.taken_at, state.categories, state.package_present) == (
+        "empty", collected.taken_at, collected.id, collected.taken_at, None, False)
+    assert state.updated_at == analyses[ids[-1]].updated_at and state.calibrated_at is not None
     assert env.sink.kinds().count("analysis_completed") == 6
     assert [e.data["transition"] for e in env.sink.events if e.kind == "mail_delivery"] == [
         "arrived", "more", "collected"]
@@ -88,3 +98,9 @@ def test_a_capture_whose_analysis_row_is_gone_gets_one(make_env):
     analysis = env.analysis(capture_id)
     assert analysis["status"] == "done" and analysis["mail_detected"] is None  # uncalibrated: no verdict
     assert env.sink.kinds().count("analysis_completed") == 1
+    with env.ctx.sessions() as session:  # the box's first frame made its state row: empty, nothing applied
+        state = session.scalar(select(MailboxState))
+        assert state is not None and (state.state, state.capture_pk, state.taken_at, state.categories) == (
+            "empty", None, None, None)
+        assert state.calibration_requested_at is not None  # and the owner was asked, once, to calibrate
+    assert env.sink.kinds().count("calibration_needed") == 1
