@@ -51,15 +51,23 @@ NOTIFYING = frozenset({DomainEvent.ANALYSIS_COMPLETED, DomainEvent.MAIL_DELIVERY
                        DomainEvent.ANALYSIS_FAILED, *PASS_THROUGH})
 
 
+def silent(event: Event) -> bool:
+    """``event`` notifies nobody, whatever its owner's preferences: the sink asks before loading them.
+    Most events are: every photo and telemetry received, and every analysis of a usable photo."""
+    if event.kind == DomainEvent.ANALYSIS_COMPLETED:
+        return not _asks_for_retake(event.data)
+    return event.kind not in NOTIFYING
+
+
 def drafts_for(event: Event, prefs: Preferences, device_name: str | None) -> list[Draft]:
     """The notifications ``event`` means for its owner (before channels and quiet hours)."""
     data = dict(event.data)
     where = device_name or data.get("device_serial") or "your mailbox"
     if event.kind == DomainEvent.ANALYSIS_COMPLETED:
-        if data.get("source") in REUSED_SOURCES or data.get("analysis_kind") == "reanalyse":
+        if not _asks_for_retake(data):
             return []
         capture = data.get("capture_id") or event.capture_pk
-        return [replace(d, key=f"capture:{capture}") for d in _retake_drafts(data, where)]
+        return [replace(render(kinds.RETAKE_NEEDED, data, where), key=f"capture:{capture}")]
     if event.kind == DomainEvent.MAIL_DELIVERY:
         capture = data.get("capture_id") or event.capture_pk
         return [replace(d, key=f"delivery:{capture}") for d in _delivery_drafts(data, prefs, where)]
@@ -74,9 +82,11 @@ def drafts_for(event: Event, prefs: Preferences, device_name: str | None) -> lis
     return []
 
 
-def _retake_drafts(data: dict[str, Any], where: str) -> list[Draft]:
-    quality = data.get("image_quality") or "ok"
-    return [render(kinds.RETAKE_NEEDED, data, where)] if quality != "ok" else []
+def _asks_for_retake(data: dict[str, Any]) -> bool:
+    """An analysis tells its owner only that the photo was unusable, and only on its first, own look."""
+    if data.get("source") in REUSED_SOURCES or data.get("analysis_kind") == "reanalyse":
+        return False
+    return (data.get("image_quality") or "ok") != "ok"
 
 
 def _delivery_drafts(data: dict[str, Any], prefs: Preferences, where: str) -> list[Draft]:

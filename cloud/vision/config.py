@@ -87,6 +87,11 @@ class VisionSettings(BaseModel):
                                             description="Share of the frame new objects must cover to be mail")
     # A calibrated, surely-empty frame (at least this confident) may refine the references.
     offline_learn_min_confidence: float = 0.9
+    # The workers keep the boxes' empty references decoded, with what the comparison derives from them
+    # (cloud.vision.frames, ~1.1 MB each): decoding them again costs ~2 ms a job. Size it for the boxes a
+    # process serves (a box has 1-8 references, usually 1-2); 256 MB keeps 232: 100 boxes with 2 each.
+    decoded_references_mb: float = Field(default=256.0, ge=0,
+                                         description="Memory for the decoded references the workers keep")
 
     @model_validator(mode="after")
     def _configured_model_has_a_price(self) -> VisionSettings:

@@ -9,6 +9,8 @@ The box's references, too: each job reads them back from the database as PNG wor
 decoding them (~0.75 ms each, every reference of the box) and working out again what ``compare`` derives
 from a reference (its blurred gradients, block sums, edges: ~0.9 ms) cost as much as a third of the
 comparison itself. Kept decoded, with what was derived from them, they are read-only: shared by workers.
+As many as ``VisionSettings.decoded_references_mb`` holds: the jobs of N boxes come round robin, so a
+cache smaller than their references is missed by every job.
 
 Content-addressed, so never stale: a photo by its SHA-256 (the image store's key), a reference by a
 digest of its stored working frame. Bounded (least recently used goes first) and shared by the
@@ -25,13 +27,19 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from cloud.vision.change import Picture, picture_from_arrays, picture_from_png
+from cloud.vision.config import VisionSettings
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 FRAMES_KEPT = 256  # working frames of photos that showed mail (~60 KB each as uint8)
 MASKS_KEPT = 4096  # object masks of (reference, photo) pairs (~2.4 KB each, packed bits)
-REFERENCES_KEPT = 32  # decoded references with their derived arrays (~0.9 MB each)
+REFERENCE_MB = 1.1  # a decoded reference with every array compare derives from it (at change.WORK size)
+
+
+def references_for(budget_mb: float) -> int:
+    """How many decoded references fit in ``budget_mb`` (VisionSettings.decoded_references_mb)."""
+    return int(budget_mb / REFERENCE_MB)
 
 
 class Lru(Generic[K, V]):
@@ -69,7 +77,9 @@ def reference_key(picture_png: bytes) -> str:
 class Frames:
     """Working frames by photo, object masks by (reference, photo), decoded references by content."""
 
-    def __init__(self, frames: int = FRAMES_KEPT, masks: int = MASKS_KEPT, references: int = REFERENCES_KEPT) -> None:
+    def __init__(self, frames: int = FRAMES_KEPT, masks: int = MASKS_KEPT, references: int | None = None) -> None:
+        if references is None:  # the shipped setting's
+            references = references_for(VisionSettings.model_fields["decoded_references_mb"].default)
         self._frames: Lru[str, tuple[np.ndarray, float, float]] = Lru(frames)
         self._masks: Lru[tuple[str, str], tuple[bytes, tuple[int, int]]] = Lru(masks)
         self._references: Lru[tuple[str, float, float], Picture] = Lru(references)

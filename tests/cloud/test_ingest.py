@@ -159,3 +159,33 @@ def test_telemetry_stamped_by_an_unset_clock_keeps_no_2000_timestamp(api, cloud_
     with cloud_ctx.sessions() as session:
         reported = [r.reported_at for r in session.scalars(select(Telemetry).order_by(Telemetry.id))]
     assert reported[0] is None and reported[1].year == 2026
+
+
+def test_telemetry_through_a_gateway_is_recorded_before_the_answer_and_refused_for_others(api, cloud_ctx):
+    """The telemetry route runs its work in one worker-thread call (as the capture route): the same
+    answers, the report committed before the 200, the gateway marked as heard from."""
+    from cloud.models import Gateway, Telemetry
+
+    alice, _ = _setup(api)
+    gateway = api.post("/api/gateways/", json={"name": "home"}, headers=alice.headers).json()["gateway_token"]
+    headers = {"Authorization": f"Bearer {gateway}"}
+    report = {"serial_number": "box-1", "battery_voltage": 3.81, "rssi": -67, "wake_reason": "door",
+              "timestamp": "2026-09-21T12:00:00Z"}
+    response = api.post("/api/device/telemetry/", json=report, headers=headers)
+    assert response.status_code == 200 and response.json() == {"status": "recorded"}
+    with cloud_ctx.sessions() as session:
+        rows = list(session.scalars(select(Telemetry)))
+        seen = session.scalar(select(Gateway.last_seen_at))
+    assert [(r.battery_voltage, r.rssi, r.wake_reason) for r in rows] == [(3.81, -67, "door")]
+    assert seen is not None
+    box = api.get("/api/devices/box-1", headers=alice.headers).json()
+    assert (box["battery_voltage"], box["rssi"], box["status"]) == (3.81, -67, "online")
+
+    unknown = api.post("/api/device/telemetry/", json={**report, "serial_number": "box-9"}, headers=headers)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+    bad = api.post("/api/device/telemetry/", json=report, headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401
+    malformed = api.post("/api/device/telemetry/", json={**report, "battery_voltage": "high"}, headers=headers)
+    assert malformed.status_code == 422
+    with cloud_ctx.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Telemetry)) == 1  # the refused wrote nothing

@@ -347,3 +347,29 @@ def test_only_the_kinds_the_sink_reads_can_notify(kind):
     assert kind in NOTIFYING or drafts == []
     if kind in (DomainEvent.ANALYSIS_COMPLETED, DomainEvent.MAIL_DELIVERY, DomainEvent.LOW_BATTERY):
         assert kind in NOTIFYING and drafts  # the payload above does notify these
+
+
+@pytest.mark.parametrize("kind", list(DomainEvent))
+@pytest.mark.parametrize("quality", ["ok", "too_dark", None])
+@pytest.mark.parametrize("source", ["model", "prefilter", "cache", "unchanged"])
+@pytest.mark.parametrize("analysis_kind", ["initial", "reanalyse"])
+def test_an_event_the_sink_calls_silent_notifies_nobody_whatever_the_preferences(kind, quality, source,
+                                                                                  analysis_kind):
+    """The sink reads no owner, preferences or device for a silent event (an analysis of a usable photo):
+    no preferences, not even every kind on every channel with no confidence floor, may make it notify."""
+    from cloud.notify.mapping import drafts_for, silent
+    from cloud.notify.preferences import Preferences, validate_events
+
+    data = {"transition": "arrived", "mail_detected": True, "confidence": 0.99, "package_present": True,
+            "image_quality": quality, "source": source, "analysis_kind": analysis_kind, "items": [],
+            "device_serial": "box-1", "capture_id": "cap-1", "voltage": 3.1, "error": "boom", "count": 3}
+    every_event = validate_events({name: ["console"] for name in kinds.ALL_KINDS})
+    for preferences in (Preferences(user_id=1, timezone="UTC", account_email="a@example.com", events=every_event,
+                                    min_confidence=0.0),
+                        Preferences(user_id=1, timezone="UTC", account_email="a@example.com")):
+        drafts = drafts_for(Event(kind, user_id=1, device_id=1, capture_pk=1, data=data), preferences, "Gate")
+        assert not (silent(Event(kind, user_id=1, device_id=1, capture_pk=1, data=data)) and drafts)
+    retake = kind == DomainEvent.ANALYSIS_COMPLETED and quality == "too_dark" and analysis_kind == "initial" \
+        and source in ("model", "prefilter")
+    if retake:
+        assert drafts and drafts[0].kind == kinds.RETAKE_NEEDED

@@ -12,9 +12,9 @@ from cloud.api import schemas
 from cloud.api.deps import (
     CtxDep,
     CurrentUser,
-    DeviceCallerDep,
     SessionDep,
     TokenDep,
+    device_caller,
     ingest_caller,
     managed_device,
     visible_device,
@@ -82,13 +82,22 @@ def store_capture(ctx: AppContext, token: str, body: schemas.CaptureCreate) -> s
     response_model=schemas.TelemetryAccepted,
     responses={401: {"model": schemas.ErrorBody}, 404: {"model": schemas.ErrorBody}},
 )
-def post_telemetry(
-    body: schemas.TelemetryCreate, caller: DeviceCallerDep, session: SessionDep, ctx: CtxDep
-) -> schemas.TelemetryAccepted:
+async def post_telemetry(body: schemas.TelemetryCreate, token: TokenDep, ctx: CtxDep) -> Response:
     """Record a device's battery, signal and wake report (device or gateway token)."""
-    device = caller.device_for(session, body.serial_number)
-    fields = body.model_dump(exclude={"serial_number", "timestamp"})
-    telemetry.record(session, ctx, device, telemetry.TelemetryIn(reported_at=body.timestamp, **fields))
+    # As post_capture: async, with the blocking work in one worker-thread call. A gateway sends one
+    # report per wake, beside its capture; as sync dependencies and handler it took four thread hops.
+    accepted = await run_in_threadpool(store_telemetry, ctx, token, body)
+    return Response(accepted.model_dump_json(), media_type="application/json")
+
+
+def store_telemetry(ctx: AppContext, token: str, body: schemas.TelemetryCreate) -> schemas.TelemetryAccepted:
+    """Authenticate the caller and record the report in one transaction, committed before the answer."""
+    with ctx.sessions() as session:
+        caller = device_caller(session, ctx, token)
+        device = caller.device_for(session, body.serial_number)
+        fields = body.model_dump(exclude={"serial_number", "timestamp"})
+        telemetry.record(session, ctx, device, telemetry.TelemetryIn(reported_at=body.timestamp, **fields))
+        session.commit()
     return schemas.TelemetryAccepted()
 
 
