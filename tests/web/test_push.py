@@ -62,14 +62,28 @@ def test_manifest_is_valid_and_its_icons_load(http: httpx.Client):
     assert http.get("/sw.js").headers["content-type"].startswith("text/javascript")
 
 
-def _shown(page, count: int) -> list[dict]:
+def _shown(page, count: int, wait_ms: int = WAIT_MS) -> list[dict]:
     """The notifications the worker shows, once there are ``count`` (polled with a deadline)."""
-    deadline = time.monotonic() + WAIT_MS / 1000
+    deadline = time.monotonic() + wait_ms / 1000
     while True:
         shown = page.evaluate(NOTIFICATIONS)
         if len(shown) == count or time.monotonic() > deadline:
             return shown
         page.wait_for_timeout(50)
+
+
+def _push(page, cdp, origin: str, registration: str, message: OutgoingMessage) -> list[dict]:
+    """Deliver ``message`` as the push service would (DevTools stands in for it) and return the one
+    notification the worker shows. DevTools' deliverPushMessage answers before the worker has the message,
+    and about once in ten runs here the worker never got it; the alert's tag makes a repeat replace the
+    notification, never add one, so a delivery that shows nothing within a few seconds is sent again."""
+    data = json.dumps(webpush.payload(message))
+    for _ in range(3):
+        cdp.send("ServiceWorker.deliverPushMessage", {"origin": origin, "registrationId": registration, "data": data})
+        shown = _shown(page, 1, wait_ms=5_000)
+        if shown:
+            return shown
+    return shown
 
 
 def _registration_id(cdp, scope_url: str) -> str:
@@ -109,10 +123,7 @@ def test_a_pushed_alert_shows_with_its_photo_and_tapping_it_opens_the_capture(pu
         address="", extras={"image": image, "take_photo": "1"})
     cdp = page.context.new_cdp_session(page)
     registration = _registration_id(cdp, f"{live.url}/")
-    cdp.send("ServiceWorker.deliverPushMessage", {
-        "origin": live.url, "registrationId": registration, "data": json.dumps(webpush.payload(message))})
-
-    [shown] = _shown(page, 1)
+    [shown] = _push(page, cdp, live.url, registration, message)
     assert shown["title"] == "Mail in Front gate" and shown["body"] == "2 letters"
     assert shown["image"] == f"{live.url}{image}"
     assert [a["action"] for a in shown["actions"]] == ["take-photo"]
@@ -129,9 +140,7 @@ def test_a_pushed_alert_shows_with_its_photo_and_tapping_it_opens_the_capture(pu
 
     # The same alert again, tapped on its "Take a photo now" action: the mailbox is asked for a photo.
     page.keyboard.press("Escape")
-    cdp.send("ServiceWorker.deliverPushMessage", {
-        "origin": live.url, "registrationId": registration, "data": json.dumps(webpush.payload(message))})
-    _shown(page, 1)
+    assert len(_push(page, cdp, live.url, registration, message)) == 1
     worker.evaluate(TAP, "take-photo")
     expect(page.get_by_text("Requested — the mailbox will answer on its next wake")).to_be_visible()
     expect(page).to_have_url(f"{live.url}/#/mailbox/box-1")
