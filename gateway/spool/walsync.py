@@ -34,7 +34,6 @@ class WalSync:
 
     def __init__(self, db_path: Path) -> None:
         self.path = Path(f"{db_path}-wal")
-        self.syncs = 0  # fsync calls made (tests, metrics)
         self._committed = 0  # commits so far; a commit's ticket is this count right after it
         self._synced = 0  # every commit up to this ticket is on stable storage
         self._count_lock = threading.Lock()
@@ -51,9 +50,6 @@ class WalSync:
     def ticket(self) -> int:
         """The ticket of the latest commit (syncing through it covers every commit so far)."""
         return self._committed
-
-    def is_durable(self, ticket: int) -> bool:
-        return self._synced >= ticket
 
     def sync_through(self, ticket: int) -> None:
         """Return once every commit up to `ticket` is on stable storage (one fsync covers all before it)."""
@@ -74,7 +70,6 @@ class WalSync:
             except OSError as exc:
                 self._broken = exc
                 raise
-            self.syncs += 1
             self._synced = max(self._synced, target)
 
     def close(self) -> None:
