@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +15,7 @@ from cloud.context import AppContext
 from cloud.events import Event
 from cloud.models import AIOperation, AnalysisJob
 from cloud.vision.worker import process_pending
+from mailcam.mailboxes import Item, Mailbox, Wake
 from tests.cloudkit import Account, OwnedDevice, capture_body, make_settings, new_account, new_device
 from tests.vision.fake_openai import FakeOpenAI
 
@@ -64,6 +65,13 @@ class VisionEnv:
 
     def run(self, limit: int | None = None) -> int:
         return process_pending(self.ctx, limit)
+
+    def shoot(self, box: Mailbox, items: list[Item], wake: int) -> str:
+        """Half an hour on, the device photographs ``box`` holding ``items`` and the photo is analysed."""
+        self.ctx.clock.advance(timedelta(minutes=30))
+        capture_id = self.capture(box.frame(items, Wake(wake)))
+        self.run()
+        return capture_id
 
     def operations(self) -> list[AIOperation]:
         with self.ctx.sessions() as session:

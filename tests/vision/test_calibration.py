@@ -18,10 +18,7 @@ MORE = [*LETTERS, Item("flyer", 7)]
 
 
 def shoot(env, items, wake: int) -> str:
-    env.ctx.clock.advance(timedelta(minutes=30))
-    capture_id = env.capture(BOX.frame(items, Wake(wake)))
-    env.run()
-    return capture_id
+    return env.shoot(BOX, items, wake)
 
 
 def deliveries(env) -> list[str]:

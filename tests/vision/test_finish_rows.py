@@ -6,8 +6,6 @@ the ORM wrote, column by column (defaults included), for a calibrated box throug
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import delete, select
 
 from cloud.models import AIOperation, Analysis, Capture, DeliveryEvent, Device, MailboxState
@@ -19,10 +17,7 @@ MORE = [*LETTERS, Item("flyer", 7)]
 
 
 def shoot(env, items, wake: int) -> str:
-    env.ctx.clock.advance(timedelta(minutes=30))
-    capture_id = env.capture(BOX.frame(items, Wake(wake)))
-    env.run()
-    return capture_id
+    return env.shoot(BOX, items, wake)
 
 
 def test_the_rows_of_a_delivery_round(make_env):
