@@ -19,13 +19,13 @@ from collections.abc import Callable
 
 from mcam import protocol
 
-from gateway.subscriber import MqttLink
+from gateway.inbox import Link
 
 log = logging.getLogger("mailcam.gateway.clock")
 
 
 class ClockBeacon:
-    def __init__(self, link: MqttLink, *, every_s: int, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, link: Link, *, every_s: int, now: Callable[[], float] = time.time) -> None:
         self.link = link
         self.every_s = every_s
         self.now = now

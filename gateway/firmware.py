@@ -25,8 +25,8 @@ from typing import Any
 from mcam import protocol
 
 from gateway.cloud import CloudClient, CloudError
+from gateway.inbox import Link
 from gateway.spool import Spool
-from gateway.subscriber import MqttLink
 
 log = logging.getLogger("mailcam.gateway.firmware")
 
@@ -36,7 +36,7 @@ def _offer_key(serial: str) -> str:
 
 
 class FirmwareRelay:
-    def __init__(self, *, cloud: CloudClient, link: MqttLink, store: Spool, cache_dir: Path | None) -> None:
+    def __init__(self, *, cloud: CloudClient, link: Link, store: Spool, cache_dir: Path | None) -> None:
         self.cloud = cloud
         self.link = link
         self.store = store

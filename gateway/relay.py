@@ -23,9 +23,9 @@ from mcam import protocol
 
 from gateway.cloud import CloudClient, CloudError
 from gateway.forwarder import Backoff
+from gateway.inbox import Link
 from gateway.settings import GatewaySettings
 from gateway.spool import Spool
-from gateway.subscriber import MqttLink
 
 log = logging.getLogger("mailcam.gateway.relay")
 
@@ -37,7 +37,7 @@ def _unix(value: str) -> int:
 class TriggerRelay:
     """Keeps each device's retained `cmd` equal to its newest open trigger."""
 
-    def __init__(self, settings: GatewaySettings, store: Spool, cloud: CloudClient, link: MqttLink) -> None:
+    def __init__(self, settings: GatewaySettings, store: Spool, cloud: CloudClient, link: Link) -> None:
         self.settings = settings
         self.store = store
         self.cloud = cloud

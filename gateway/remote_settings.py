@@ -15,8 +15,8 @@ from typing import Any
 
 from mcam import protocol
 
+from gateway.inbox import Link
 from gateway.spool import Spool
-from gateway.subscriber import MqttLink
 
 log = logging.getLogger("mailcam.gateway.settings")
 
@@ -25,7 +25,7 @@ def _published_key(serial: str) -> str:
     return f"settings:{serial}"
 
 
-async def publish_changed(store: Spool, link: MqttLink, devices: list[dict[str, Any]]) -> bool:
+async def publish_changed(store: Spool, link: Link, devices: list[dict[str, Any]]) -> bool:
     """Publish each device's desired settings whose version was not published yet; False if any failed."""
     all_ok = True
     for device in devices:

@@ -26,12 +26,13 @@ from gateway.cloud import CloudClient, CloudError
 from gateway.cloudformat import status_body
 from gateway.firmware import FirmwareRelay
 from gateway.forwarder import Forwarder
-from gateway.homeassistant.bridge import HomeAssistantBridge
+from gateway.inbox import Link
+from gateway.mqtt_process import link_for
 from gateway.relay import TriggerRelay
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, Spool, Upload
 from gateway.spool.checkpoint import Checkpointer
-from gateway.subscriber import Ingestor, IngestThread, MqttLink
+from gateway.subscriber import Ingestor, IngestThread
 
 log = logging.getLogger("mailcam.gateway")
 
@@ -39,6 +40,14 @@ log = logging.getLogger("mailcam.gateway")
 # behind (64 MiB of WAL with 16 KiB pages; SQLite's default of 1000 pages would checkpoint in the
 # ingest thread's commits again)
 FALLBACK_CHECKPOINT_PAGES = 4000
+
+
+async def _home_assistant(settings: GatewaySettings, store: Spool, cloud: CloudClient) -> None:
+    # imported only when configured: it brings its own MQTT client (paho), which the gateway's main
+    # process does not otherwise load when its MQTT connection runs in a child process
+    from gateway.homeassistant.bridge import HomeAssistantBridge
+
+    await HomeAssistantBridge(settings, store, cloud).run()
 
 
 class State(enum.Enum):
@@ -110,7 +119,7 @@ class GatewayService:
             except sqlite3.Error:
                 log.exception("could not record the broker state")
 
-        link = MqttLink(settings, on_state=broker_state)
+        link: Link = link_for(settings, on_state=broker_state)
         relay = TriggerRelay(settings, store, cloud, link)
 
         pending: set[asyncio.Task] = set()
@@ -169,7 +178,7 @@ class GatewayService:
         link.start()
         tasks = [
             asyncio.create_task(forwarder.run(), name="forwarder"),
-            *([asyncio.create_task(HomeAssistantBridge(settings, store, cloud).run(), name="homeassistant")]
+            *([asyncio.create_task(_home_assistant(settings, store, cloud), name="homeassistant")]
               if settings.homeassistant else []),
             asyncio.create_task(relay.run(), name="trigger-relay"),
             asyncio.create_task(ClockBeacon(link, every_s=settings.clock_every_s).run(), name="clock"),
@@ -198,7 +207,7 @@ class GatewayService:
             await asyncio.gather(*tasks, *pending, return_exceptions=True)
             ingest.stop()
             await asyncio.to_thread(ingest.join, 10)
-            link.stop()
+            link.close()
             await asyncio.to_thread(checkpointer.stop)
             await cloud.aclose()
             if metrics_server is not None:
@@ -213,7 +222,7 @@ class GatewayService:
         store.set_kv("heartbeat", json.dumps({"at": time.time(), "every_s": self.settings.heartbeat_s,
                                               "pid": os.getpid()}))
 
-    async def _watchdog(self, store: Spool, ingest: IngestThread, link: MqttLink) -> None:
+    async def _watchdog(self, store: Spool, ingest: IngestThread, link: Link) -> None:
         """Fail on a dead or stalled thread; otherwise write the heartbeat `status` trusts."""
         stall_s = max(60.0, 12 * self.settings.heartbeat_s)  # one batch commit never takes this long
         while True:
@@ -225,7 +234,7 @@ class GatewayService:
                 self._fail(f"ingest thread stalled for {time.monotonic() - ingest.beat:.0f}s")
                 return
             if not link.network_alive():
-                self._fail("the MQTT network thread died")
+                self._fail("the MQTT connection died (paho's network thread, or the process it runs in)")
                 return
             await asyncio.to_thread(self._heartbeat, store)
 
@@ -235,7 +244,7 @@ class GatewayService:
             self._refresh_devices.set()
 
     async def _devices_loop(self, cloud: CloudClient, store: Spool, ingestor: Ingestor, forwarder: Forwarder,
-                            link: MqttLink, firmware: FirmwareRelay) -> None:
+                            link: Link, firmware: FirmwareRelay) -> None:
         """Cache the cloud's device list (validation keeps working while the cloud is away); release held
         rows; publish new versions of the devices' remote settings and changed firmware offers."""
         while True:

@@ -27,6 +27,9 @@ class GatewaySettings(BaseSettings):
     broker_password: SecretStr | None = None
     client_id: str = Field("mailcam-gateway", description="Fixed MQTT client id: the broker keeps our session")
     keepalive_s: int = Field(30, ge=5)
+    mqtt_process: Literal["auto", "on", "off"] = Field(
+        "auto", description="Run the MQTT connection in a process of its own (auto: with 2+ CPU cores)"
+    )
 
     # Durable store
     data_dir: Path = Field(Path("gateway-data"), description="Holds gateway.db (SQLite, WAL)")

@@ -1,21 +1,10 @@
-"""The MQTT subscriber (the gateway's ingest): paho-mqtt 2.x with manual acknowledgement, committed
-to the spool before the PUBACK.
+"""The gateway's ingest: MQTT messages committed to the spool before their PUBACK.
 
-Why paho and not aiomqtt: aiomqtt 2.5 sends the PUBACK of a QoS 1 message as soon as it arrives,
-before our code sees it (and drops messages from a full queue after acking them). paho 2.x has
-``manual_ack=True`` + ``client.ack(mid, qos)``: the broker keeps a message until we say so, and
-redelivers it on the next connection of our persistent session (fixed client id, clean session off)
-if we never do. A kill -9 between receipt and commit therefore loses nothing.
-
-Threads: paho's network loop runs in its own thread (``loop_start``) and only appends each message
-to a queue. One ingest thread drains that queue in batches, writes each batch in ONE SQLite
-transaction, commits, and only then acks every message of the batch. The asyncio side (forwarder,
-trigger relay) never blocks the network loop. The number of unacked messages is bounded by the
-broker's in-flight window (mosquitto ``max_inflight_messages``), so the queue is bounded too.
-
-A message id (mid) is only meaningful on the connection it arrived on: each message carries the
-connection generation, and an ack for an older generation is skipped (the broker redelivers that
-message and the store ignores the repeat).
+Threads: the MQTT connection (`gateway.mqtt_link`, possibly in its own process:
+`gateway.mqtt_process`) puts each message in a bounded `Inbox`. One ingest thread drains it in
+batches and writes each batch in ONE SQLite transaction; the ack thread acknowledges a batch once
+its commit is on stable storage (group commit: `gateway.spool.walsync`). The asyncio side
+(forwarder, trigger relay) never blocks the network loop.
 """
 
 from __future__ import annotations
@@ -26,228 +15,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
-import paho.mqtt.client as paho
 from mcam import protocol
-from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import paho_private
 from gateway.cloudformat import telemetry_body
+from gateway.inbox import AckId, Incoming, Link
 from gateway.settings import GatewaySettings
 from gateway.spool import MQTT, TELEMETRY, Spool
 
 log = logging.getLogger("mailcam.gateway.ingest")  # the logger keeps its name: operators filter on it
-
-# Every device's topics (mailcam/v1/<serial>/<kind>), not our own retained clock (mailcam/v1/clock):
-# echoes of it every few seconds, queued in our persistent session while we are away, would be noise.
-SUBSCRIPTION = "mailcam/v1/+/+"
-
-
-class Incoming(NamedTuple):
-    generation: int
-    mid: int
-    qos: int
-    topic: bytes
-    payload: bytes
-
-
-class Inbox:
-    """Bounded hand-over from paho's thread to the ingest thread; the consumer takes a batch at once.
-
-    Cheaper per message than `queue.Queue` (one lock round per put, one per batch taken). When full,
-    `put` blocks, so paho's thread stops reading the socket and TCP pushes back on the broker.
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._items: collections.deque[Incoming] = collections.deque()
-        self._cond = threading.Condition(threading.Lock())
-        self._getters = 0
-        self._putters = 0
-        self._wanted = 1  # items the waiting consumer needs before it is worth waking
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, item: Incoming, timeout: float) -> bool:
-        """Append `item`; False if still full after `timeout` seconds."""
-        with self._cond:
-            if len(self._items) >= self.maxsize:
-                self._putters += 1
-                try:
-                    if not self._cond.wait_for(lambda: len(self._items) < self.maxsize, timeout):
-                        return False
-                finally:
-                    self._putters -= 1
-            self._items.append(item)
-            if self._getters and len(self._items) >= self._wanted:
-                self._cond.notify_all()
-        return True
-
-    def get_batch(self, limit: int, timeout: float, *, fill_while: Callable[[], bool] | None = None) -> list[Incoming]:
-        """Up to `limit` items, oldest first; waits up to `timeout` for the first one ([] if none).
-
-        While `fill_while()` is true (the previous batch is still being synced to disk), waits for a full
-        batch instead: one transaction of `limit` messages costs far less than many small ones, and the
-        disk is busy anyway. Whoever makes `fill_while()` false calls `poke()`.
-        """
-        def ready() -> bool:
-            self._wanted = limit if fill_while is not None and fill_while() else 1
-            return len(self._items) >= self._wanted
-
-        with self._cond:
-            if not ready():
-                self._getters += 1
-                try:
-                    self._cond.wait_for(ready, timeout)
-                finally:
-                    self._getters -= 1
-                    self._wanted = 1
-            items = self._items
-            batch = [items.popleft() for _ in range(min(limit, len(items)))]
-            if batch and self._putters:
-                self._cond.notify_all()
-        return batch
-
-    def clear(self) -> None:
-        with self._cond:
-            self._items.clear()
-            self._cond.notify_all()
-
-    def poke(self) -> None:
-        """Make a waiting consumer look again (its `fill_while` may have changed)."""
-        with self._cond:
-            self._cond.notify_all()
-
-
-class MqttLink:
-    """The gateway's one MQTT connection: persistent session, manual acks, auto-reconnect."""
-
-    def __init__(self, settings: GatewaySettings, *, on_state: Callable[[bool], None] | None = None) -> None:
-        self.settings = settings
-        # Bounded: when the ingest thread falls behind, paho's thread blocks here and stops reading the
-        # socket, so TCP pushes back on the broker (mosquitto does not always honour its in-flight
-        # window when it replays a backlog to a returning persistent session).
-        self.inbox = Inbox(2 * settings.ingest_batch_max)
-        self.closing = False
-        self.connected = threading.Event()
-        self.on_state = on_state
-        self.generation = 0
-        self._ack_lock = threading.Lock()
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            clean_session=False,
-            protocol=paho.MQTTv311,
-            manual_ack=True,
-        )
-        if settings.broker_username:
-            password = settings.broker_password.get_secret_value() if settings.broker_password else None
-            client.username_pw_set(settings.broker_username, password)
-        # If we vanish, the broker clears the retained clock: a stale one would set devices back in time
-        client.will_set(protocol.CLOCK_TOPIC, b"", qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
-        client.max_queued_messages_set(0)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        self.client = client
-        self._write_pubacks = paho_private.puback_writer(client)
-
-    # paho thread ------------------------------------------------------------------------------
-    def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object, props: object) -> None:
-        if getattr(reason, "is_failure", False):
-            log.warning("broker refused the connection: %s", reason)
-            return
-        with self._ack_lock:
-            self.generation += 1
-        client.subscribe(SUBSCRIPTION, qos=1)
-        log.info("connected to broker %s:%s (session present: %s)", self.settings.broker_host,
-                 self.settings.broker_port, getattr(flags, "session_present", None))
-        self.connected.set()
-        if self.on_state:
-            self.on_state(True)
-
-    def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: object,
-                       props: object) -> None:
-        with self._ack_lock:
-            self.generation += 1
-        if self.connected.is_set():
-            (log.info if self.closing else log.warning)("disconnected from broker: %s", reason)
-        self.connected.clear()
-        if self.on_state:
-            self.on_state(False)
-
-    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
-        item = Incoming(self.generation, message.mid, message.qos, paho_private.raw_topic(message), message.payload)
-        while not self.closing:  # while closing, drop it unacked: the broker redelivers it
-            if self.inbox.put(item, timeout=0.5):
-                return
-
-    # callers ----------------------------------------------------------------------------------
-    def start(self) -> None:
-        self.closing = False
-        self.client.connect_async(self.settings.broker_host, self.settings.broker_port, self.settings.keepalive_s)
-        self.client.loop_start()
-
-    def network_alive(self) -> bool:
-        """False if paho's network thread died while it should be running (a bug in a callback).
-
-        paho has no public way to ask (see ``gateway.paho_private``).
-        """
-        if self.closing:
-            return True
-        thread = paho_private.network_thread(self.client)
-        return thread is not None and thread.is_alive()
-
-    def drain(self) -> None:
-        """Forget queued messages (unacked: the broker redelivers them)."""
-        self.inbox.clear()
-
-    def stop(self) -> None:
-        """Disconnect and stop paho's thread; what was not committed stays unacked."""
-        if self.connected.is_set():  # a clean disconnect skips our will: clear the clock ourselves
-            self.publish(protocol.CLOCK_TOPIC, b"", retain=True, timeout_s=2.0)
-        self.closing = True
-        self.drain()
-        self.client.disconnect()
-        self.client.loop_stop()
-        self.drain()
-
-    def ack(self, messages: list[Incoming]) -> int:
-        """PUBACK the messages of the current connection; returns how many were acked.
-
-        The QoS 1 PUBACKs of a batch go out as one write (one queued buffer of back-to-back 4-byte
-        packets, one wake-up of paho's thread) instead of one per message; anything else (QoS 2, or a
-        paho whose internals changed: ``gateway.paho_private``) goes through `client.ack` one by one.
-        """
-        with self._ack_lock:
-            generation = self.generation
-            current = [m for m in messages if m.generation == generation and m.qos > 0]
-            if self._write_pubacks is None:
-                others = current
-            else:
-                mids = [m.mid for m in current if m.qos == 1]
-                if mids:
-                    self._write_pubacks(mids)
-                others = [m for m in current if m.qos != 1]
-            for message in others:
-                self.client.ack(message.mid, message.qos)
-        return len(current)
-
-    def publish_qos0(self, topic: str, payload: bytes) -> bool:
-        """Publish QoS 0 without waiting (firmware chunks: a lost one is asked for again)."""
-        return self.client.publish(topic, payload, qos=0).rc == paho.MQTT_ERR_SUCCESS
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool, timeout_s: float = 10.0) -> bool:
-        """Publish QoS 1 and wait for the broker's PUBACK (blocking; call from a worker thread)."""
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
-        try:
-            info.wait_for_publish(timeout=timeout_s)
-        except (RuntimeError, ValueError):
-            return False
-        return info.is_published()
 
 
 class Ingestor:
@@ -394,7 +170,7 @@ class Acker(threading.Thread):
     PUBACKs them in order. At most `max_pending` messages wait here; beyond that `submit` blocks.
     """
 
-    def __init__(self, link: MqttLink, store: Spool, *, max_pending: int,
+    def __init__(self, link: Link, store: Spool, *, max_pending: int,
                  on_committed: Callable[[int, int], None] | None = None,
                  on_failure: Callable[[BaseException], None] | None = None) -> None:
         super().__init__(name="mailcam-ack", daemon=True)
@@ -404,7 +180,9 @@ class Acker(threading.Thread):
         self.on_committed = on_committed
         self.on_failure = on_failure
         self.failure: BaseException | None = None
-        self._batches: collections.deque[tuple[int, list[Incoming]]] = collections.deque()
+        # (commit ticket, ack ids, payload bytes) of each batch handed over: not the messages themselves,
+        # whose payloads the ack thread has no use for (memory: up to `max_pending` messages wait here)
+        self._batches: collections.deque[tuple[int, list[AckId], int]] = collections.deque()
         self._waiting = 0  # messages handed over and not acked yet
         self._cond = threading.Condition(threading.Lock())
         self._closing = False
@@ -419,7 +197,7 @@ class Acker(threading.Thread):
             self._cond.wait_for(lambda: self._waiting < self.max_pending or self.failure is not None)
             if self.failure is not None:
                 raise RuntimeError("the ack thread failed") from self.failure
-            self._batches.append((ticket, batch))
+            self._batches.append((ticket, [m.ack_id for m in batch], sum([len(m.payload) for m in batch])))
             self._waiting += len(batch)
             self._cond.notify_all()
 
@@ -441,12 +219,12 @@ class Acker(threading.Thread):
                     batches = list(self._batches)
                     self._batches.clear()
                 self.store.wait_durable(batches[-1][0])
-                for _, batch in batches:
-                    self.link.ack(batch)
+                for _, ids, nbytes in batches:
+                    self.link.ack_ids(ids)
                     if self.on_committed:  # (messages, payload bytes) now committed and durable
-                        self.on_committed(len(batch), sum([len(m.payload) for m in batch]))
+                        self.on_committed(len(ids), nbytes)
                 with self._cond:
-                    self._waiting -= sum(len(batch) for _, batch in batches)
+                    self._waiting -= sum(len(ids) for _, ids, _ in batches)
                     self._cond.notify_all()
                 self.link.inbox.poke()  # the ingest thread may stop waiting for a full batch
         except BaseException as exc:
@@ -467,7 +245,7 @@ class IngestThread(threading.Thread):
     `beat` (monotonic) shows it still turns.
     """
 
-    def __init__(self, link: MqttLink, ingestor: Ingestor, *, batch_max: int,
+    def __init__(self, link: Link, ingestor: Ingestor, *, batch_max: int,
                  outbox_max_bytes: int, on_paused: Callable[[bool], None] | None = None,
                  on_committed: Callable[[int, int], None] | None = None,
                  on_failure: Callable[[BaseException], None] | None = None) -> None:

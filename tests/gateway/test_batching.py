@@ -12,9 +12,12 @@ import pytest
 from mcam import protocol
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.inbox import Inbox, Incoming
+from gateway.mqtt_link import MqttLink
+from gateway.mqtt_process import ProcessLink
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, Spool
-from gateway.subscriber import Inbox, Incoming, Ingestor, MqttLink
+from gateway.subscriber import Ingestor
 from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg, subscribed, wait_until
 
 SERIALS = [f"dev{k}" for k in range(5)]
@@ -242,12 +245,13 @@ def test_while_the_previous_batch_syncs_the_consumer_waits_for_a_full_batch():
     assert got[1] == items[5:]
 
 
-def test_coalesced_pubacks_release_exactly_the_acked_messages(tmp_path, fresh_mosquitto):
+@pytest.mark.parametrize("link_class", [MqttLink, ProcessLink], ids=["in-process", "child-process"])
+def test_coalesced_pubacks_release_exactly_the_acked_messages(tmp_path, fresh_mosquitto, link_class):
     """Ack the first half as one write; the broker redelivers exactly the other half to the session."""
     mosquitto = fresh_mosquitto  # its own broker: no other test's retained messages on it
     settings = GatewaySettings(broker_host=mosquitto.host, broker_port=mosquitto.port, data_dir=tmp_path,
                                client_id=f"gw-acks-{uuid.uuid4().hex[:8]}")
-    link = MqttLink(settings)
+    link = link_class(settings)
     link.start()
     try:
         assert link.connected.wait(10)
@@ -267,8 +271,8 @@ def test_coalesced_pubacks_release_exactly_the_acked_messages(tmp_path, fresh_mo
         assert [m.payload for m in received] == [f"m{k}".encode() for k in range(16)]
         assert link.ack(received[:8]) == 8
     finally:
-        link.stop()
-    again = MqttLink(settings)
+        link.close()
+    again = link_class(settings)
     again.start()
     try:
         wait_until(lambda: len(again.inbox) >= 8, 10, "the unacked half redelivered")
@@ -276,7 +280,7 @@ def test_coalesced_pubacks_release_exactly_the_acked_messages(tmp_path, fresh_mo
         assert [m.payload for m in redelivered] == [f"m{k}".encode() for k in range(8, 16)]
         assert again.ack(redelivered) == 8
     finally:
-        again.stop()
+        again.close()
 
 
 def telemetry(serial: str, ts: int) -> Incoming:

@@ -12,9 +12,9 @@ from mcam import protocol
 
 from gateway.clock import ClockBeacon
 from gateway.cloudformat import capture_body
+from gateway.mqtt_link import MqttLink
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, TELEMETRY, Spool
-from gateway.subscriber import MqttLink
 from tests.firmware.conftest import Watcher
 from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg
 from tests.gateway.test_ingest import CAP, feed, make_ingestor

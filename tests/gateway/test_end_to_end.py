@@ -26,8 +26,9 @@ def outbox_empty(gw: GatewayProcess) -> bool:
     return gw.read(lambda s: not s.pending(1))
 
 
-def test_captures_and_telemetry_reach_the_cloud(tmp_path, cloud, mosquitto, gateway_proc):
-    gw = start_gateway(tmp_path, cloud, mosquitto, gateway_proc)
+@pytest.mark.parametrize("mqtt_process", ["on", "off"])
+def test_captures_and_telemetry_reach_the_cloud(tmp_path, cloud, mosquitto, gateway_proc, mqtt_process):
+    gw = start_gateway(tmp_path, cloud, mosquitto, gateway_proc, mqtt_process=mqtt_process)
     serial = cloud.serials[0]
     device = Publisher(mosquitto.host, mosquitto.port)
     try:
@@ -67,8 +68,10 @@ def test_cloud_down_buffers_then_recovers_with_nothing_lost(tmp_path, cloud, mos
     assert set(cloud.capture_counts()) == set(cids)
 
 
-def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path, cloud, mosquitto, gateway_proc):
-    gw = start_gateway(tmp_path, cloud, mosquitto, gateway_proc, ingest_batch_max=8)
+@pytest.mark.parametrize("mqtt_process", ["on", "off"])
+def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(tmp_path, cloud, mosquitto, gateway_proc,
+                                                                 mqtt_process):
+    gw = start_gateway(tmp_path, cloud, mosquitto, gateway_proc, ingest_batch_max=8, mqtt_process=mqtt_process)
     rounds, per_round = 4, 12
     restarted = [threading.Event() for _ in range(rounds)]
     cids: list[str] = []

@@ -17,9 +17,10 @@ import pytest
 from mcam import protocol
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.mqtt_link import MqttLink
 from gateway.settings import GatewaySettings
 from gateway.spool import Spool, walsync
-from gateway.subscriber import Ingestor, IngestThread, MqttLink
+from gateway.subscriber import Ingestor, IngestThread
 from tests.gateway.kit import subscribed, wait_until
 
 

@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 from gateway.cli import gateway_app
 from gateway.cloud import CloudClient, Retryable
 from gateway.forwarder import Forwarder
+from gateway.inbox import Incoming
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, TELEMETRY, Spool
-from gateway.subscriber import Incoming, Ingestor
+from gateway.subscriber import Ingestor
 from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg
 
 

@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import gateway_app
+from gateway.mqtt_link import MqttLink
 from gateway.service import GatewayService, ServiceFailed, State, run_service
 from gateway.settings import GatewaySettings
-from gateway.subscriber import Ingestor, MqttLink
+from gateway.subscriber import Ingestor
 from mailcam.orchestration import gateway_connected
 from tests.cloudkit import jpeg_bytes
 from tests.gateway.conftest import gateway_env

@@ -1,0 +1,321 @@
+"""The gateway's MQTT connection in a process of its own (`ProcessLink`), so paho's network loop does
+not share a GIL with the ingest thread.
+
+Measured (bench/gateway_throughput.py): paho's packet handling is ~40 µs of Python per message, and
+the ingest thread's own Python (header checks, reassembly, outbox rows) about as much again; in one
+process they take turns on one GIL, so the gateway drained a backlog at about half the rate of a
+plain subscriber however fast the disk. With paho here, each runs on its own core.
+
+`ProcessLink` has `gateway.subscriber.MqttLink`'s interface (inbox, ack, publish, start, stop...);
+the child (``python -m gateway.mqtt_process``) runs a real `MqttLink` and talks to it over a socket
+pair with `multiprocessing.connection` framing (pickled tuples):
+
+    child -> parent  ("msgs", [Incoming, ...])   messages received, not acked
+                     ("state", up)               connected / disconnected
+                     ("done", request id, result) answer to a request below
+    parent -> child  ("ack", [(generation, mid, qos), ...])
+                     ("publish", request id, topic, payload, qos, retain, timeout_s)
+                     ("start",) ("stop", request id) ("exit",)
+
+Nothing about acknowledgement changes: the child acks only the ids the parent names, and the parent
+names them only once their commit is durable (`gateway.subscriber.Acker`). If either process dies,
+the broker redelivers everything unacked to the persistent session. The child exits when the parent
+goes (end of file on its socket), so it never outlives a killed gateway.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from gateway.inbox import AckId, Inbox, Incoming, Link
+
+log = logging.getLogger("mailcam.gateway.mqtt")
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """What `MqttLink` reads of `GatewaySettings` (the child does not import pydantic's settings)."""
+
+    client_id: str
+    broker_host: str
+    broker_port: int
+    broker_username: str | None
+    broker_password: Any  # pydantic SecretStr-like (``get_secret_value``) or None
+    keepalive_s: int
+    ingest_batch_max: int
+    log_level: str = "INFO"
+
+
+def wants_process(setting: str) -> bool:
+    """Whether to run the MQTT connection in a child process (setting ``mqtt_process``: auto|on|off).
+
+    auto: only with two or more CPU cores the process may use; on one core the two processes would
+    take turns anyway, for ~15 MB more memory.
+    """
+    if setting != "auto":
+        return setting == "on"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores >= 2
+
+
+def link_for(settings: Any, *, on_state: Callable[[bool], None] | None = None) -> Link:
+    """The gateway's MQTT connection as its settings (``mqtt_process``) and the machine's cores ask."""
+    if wants_process(settings.mqtt_process):
+        return ProcessLink(settings, on_state=on_state)
+    from gateway.mqtt_link import MqttLink  # paho, in this process
+
+    return MqttLink(settings, on_state=on_state)
+
+
+class _Secret:
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+
+class ProcessLink:
+    """`MqttLink`'s interface; the connection itself lives in a child process."""
+
+    def __init__(self, settings: Any, *, on_state: Callable[[bool], None] | None = None) -> None:
+        self.settings = settings
+        # one batch waiting while the ingest thread writes the previous one (the child's inbox and the
+        # socket pair buffer the rest of the broker's in-flight window)
+        self.inbox = Inbox(settings.ingest_batch_max)
+        self.closing = False
+        self.connected = threading.Event()
+        self.on_state = on_state
+        self._requests: dict[int, Future] = {}
+        self._ids = itertools.count(1)
+        self._send_lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._process: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._dead = False
+
+    # -- child process ---------------------------------------------------------------------------
+    def _spawn(self) -> None:
+        s = self.settings
+        password = s.broker_password.get_secret_value() if s.broker_password else None
+        config = LinkSettings(client_id=s.client_id, broker_host=s.broker_host, broker_port=s.broker_port,
+                              broker_username=s.broker_username, broker_password=password,
+                              keepalive_s=s.keepalive_s, ingest_batch_max=s.ingest_batch_max,
+                              log_level=logging.getLevelName(logging.getLogger("mailcam").getEffectiveLevel()))
+        ours, theirs = socket.socketpair()
+        self._process = subprocess.Popen(
+            # -c, not -m: a __main__ module is compiled from source on every start, an imported one is not
+            [sys.executable, "-c", "import sys; from gateway.mqtt_process import child_main; child_main(sys.argv[1])",
+             str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+        )
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        self._send(("config", config))
+        self._reader = threading.Thread(target=self._read, name="mailcam-mqtt-reader", daemon=True)
+        self._reader.start()
+
+    def _send(self, message: tuple) -> None:
+        assert self._conn is not None
+        with self._send_lock:
+            self._conn.send(message)
+
+    def _read(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            while True:
+                message = conn.recv()
+                kind = message[0]
+                if kind == "msgs":
+                    batch = message[1]
+                    while not self.closing:  # while closing, drop them unacked: the broker redelivers
+                        if self.inbox.put_many(batch, timeout=0.5):
+                            break
+                elif kind == "state":
+                    (self.connected.set if message[1] else self.connected.clear)()
+                    if self.on_state:
+                        self.on_state(message[1])
+                elif kind == "done":
+                    future = self._requests.pop(message[1], None)
+                    if future is not None:
+                        future.set_result(message[2])
+        except (EOFError, OSError):
+            pass
+        finally:
+            self._dead = True
+            was_up = self.connected.is_set()
+            self.connected.clear()
+            for future in list(self._requests.values()):
+                future.set_result(False)
+            self._requests.clear()
+            if was_up and self.on_state:
+                self.on_state(False)
+
+    def _request(self, message: tuple, timeout_s: float) -> Any:
+        if self._dead or self._conn is None:
+            return False
+        request_id = next(self._ids)
+        future: Future = Future()
+        self._requests[request_id] = future
+        try:
+            self._send((message[0], request_id, *message[1:]))
+        except OSError:
+            self._requests.pop(request_id, None)
+            return False
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            self._requests.pop(request_id, None)
+            return False
+
+    # -- MqttLink's interface ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.closing = False
+        if self._process is None:
+            self._spawn()
+        self._send(("start",))
+
+    def network_alive(self) -> bool:
+        if self.closing or self._process is None:
+            return True
+        return not self._dead and self._process.poll() is None
+
+    def drain(self) -> None:
+        self.inbox.clear()
+
+    def stop(self) -> None:
+        self.closing = True
+        self.drain()
+        if self._process is not None and not self._dead:
+            self._request(("stop",), timeout_s=15.0)
+        self.drain()
+
+    def close(self) -> None:
+        """Stop and end the child process."""
+        self.stop()
+        if self._process is None:
+            return
+        try:
+            self._send(("exit",))
+        except OSError:
+            pass
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._conn is not None:
+            self._conn.close()
+
+    def ack(self, messages: list[Incoming]) -> int:
+        """Ask the child to PUBACK these; returns how many were asked for (not: acked)."""
+        ids = [m.ack_id for m in messages if m.qos > 0]
+        self.ack_ids(ids)
+        return len(ids)
+
+    def ack_ids(self, ids: list[AckId]) -> None:
+        if ids and not self._dead:
+            try:
+                self._send(("ack", ids))
+            except OSError:
+                pass  # the child is gone: the broker redelivers what it did not ack
+
+    def publish_qos0(self, topic: str, payload: bytes) -> bool:
+        return bool(self._request(("publish", topic, payload, 0, False, 0.0), timeout_s=5.0))
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool, timeout_s: float = 10.0) -> bool:
+        return bool(self._request(("publish", topic, payload, 1, retain, timeout_s), timeout_s=timeout_s + 5.0))
+
+
+# -- the child -----------------------------------------------------------------------------------
+def child_main(fd: str) -> None:
+    """The child process: a real `MqttLink`, driven over the socket pair `fd` (see the module docstring)."""
+    from gateway.lean import block_optional_imports
+
+    block_optional_imports()
+    from gateway.mqtt_link import MqttLink
+
+    conn = Connection(int(fd))
+    _, config = conn.recv()
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.broker_password is not None:
+        config = _with_secret(config)
+    send_lock = threading.Lock()
+
+    def send(message: tuple) -> None:
+        with send_lock:
+            conn.send(message)
+
+    def on_state(up: bool) -> None:
+        try:
+            send(("state", up))
+        except OSError:
+            pass
+
+    link = MqttLink(config, on_state=on_state)
+    frame_max = min(64, config.ingest_batch_max)  # messages per frame: ~256 KB pickled, never a batch's MB
+
+    def pump() -> None:
+        while True:
+            batch = link.inbox.get_batch(frame_max, timeout=1.0)
+            if batch:
+                send(("msgs", batch))
+
+    def answer(request_id: int, work: Callable[[], Any]) -> None:
+        try:
+            result = work()
+        except Exception:
+            log.exception("MQTT request failed")
+            result = False
+        try:
+            send(("done", request_id, result))
+        except OSError:
+            pass
+
+    threading.Thread(target=pump, name="mailcam-mqtt-pump", daemon=True).start()
+    try:
+        while True:
+            message = conn.recv()
+            kind = message[0]
+            if kind == "ack":
+                link.ack_ids(message[1])
+            elif kind == "publish":
+                _, request_id, topic, payload, qos, retain, timeout_s = message
+                if qos == 0:  # never waits: answered here, in order
+                    answer(request_id, functools.partial(link.publish_qos0, topic, payload))
+                else:  # waits for the broker's PUBACK: not in this loop, which carries the acks
+                    work = functools.partial(link.publish, topic, payload, retain=retain, timeout_s=timeout_s)
+                    threading.Thread(target=answer, args=(request_id, work), daemon=True).start()
+            elif kind == "start":
+                link.start()
+            elif kind == "stop":
+                answer(message[1], lambda: link.stop() or True)
+            elif kind == "exit":
+                break
+    except (EOFError, OSError):
+        # the gateway went without a word (killed): go as abruptly. The broker sees the connection drop
+        # and publishes our will (clearing the clock) exactly as for a killed single-process gateway;
+        # what we hold unacked is redelivered to the next run
+        os._exit(0)
+    link.stop()
+    os._exit(0)
+
+
+def _with_secret(config: LinkSettings) -> LinkSettings:
+    from dataclasses import replace
+
+    return replace(config, broker_password=_Secret(config.broker_password))
+

@@ -1,0 +1,179 @@
+"""The MQTT connection in a child process (`gateway.mqtt_process.ProcessLink`): messages in, acks out,
+publishes through it, and no process outliving or silently losing the other (real Mosquitto)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from mcam import protocol
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway import mqtt_process
+from gateway.mqtt_link import MqttLink
+from gateway.mqtt_process import ProcessLink, link_for, wants_process
+from gateway.service import GatewayService, ServiceFailed
+from gateway.settings import GatewaySettings
+from mailcam.orchestration import gateway_connected
+from tests.gateway.conftest import gateway_env
+from tests.gateway.kit import REPO, subscribed, wait_until
+
+
+def _settings(mosquitto, tmp_path, **extra) -> GatewaySettings:
+    return GatewaySettings(broker_host=mosquitto.host, broker_port=mosquitto.port, data_dir=tmp_path,
+                           client_id=f"gw-proc-{uuid.uuid4().hex[:8]}", **extra)
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie nobody reaped yet (it runs no code either way)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+def test_a_retained_publish_and_a_qos0_publish_go_out_through_the_child(tmp_path, fresh_mosquitto):
+    mosquitto = fresh_mosquitto
+    link = ProcessLink(_settings(mosquitto, tmp_path))
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        assert link.publish("mailcam/v1/dev1/cmd", b"retained", retain=True)
+        got: list[tuple[str, bytes, bool]] = []
+        seen = threading.Event()
+
+        def on_message(client, userdata, message) -> None:
+            got.append((message.topic, message.payload, bool(message.retain)))
+            if len(got) == 2:
+                seen.set()
+
+        listener = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"l-{uuid.uuid4().hex[:8]}",
+                               protocol=paho.MQTTv311)
+        listener.on_message = on_message
+        subscribed_event = threading.Event()
+        listener.on_subscribe = lambda *args: subscribed_event.set()
+        listener.connect(mosquitto.host, mosquitto.port, 30)
+        listener.loop_start()
+        try:
+            listener.subscribe([("mailcam/v1/dev1/cmd", 1), ("mailcam/v1/dev1/fw", 0)])
+            assert subscribed_event.wait(10)
+            wait_until(lambda: got, 10, "the retained message")
+            assert link.publish_qos0("mailcam/v1/dev1/fw", b"chunk")
+            assert seen.wait(10), got
+        finally:
+            listener.disconnect()
+            listener.loop_stop()
+        assert got == [("mailcam/v1/dev1/cmd", b"retained", True), ("mailcam/v1/dev1/fw", b"chunk", False)]
+    finally:
+        link.close()
+
+
+def test_the_child_ends_when_the_gateway_is_killed(tmp_path, mosquitto):
+    """A gateway killed with SIGKILL cannot tell its child to go: the child must notice on its own."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        from gateway.mqtt_process import ProcessLink
+        from gateway.settings import GatewaySettings
+        link = ProcessLink(GatewaySettings(broker_host={mosquitto.host!r}, broker_port={mosquitto.port},
+                                           client_id="gw-orphan-{uuid.uuid4().hex[:8]}"))
+        link.start()
+        assert link.connected.wait(10)
+        print(link._process.pid, flush=True)
+        time.sleep(60)
+    """)
+    gateway = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(gateway.stdout.readline())
+        assert not _exited(child)
+        gateway.send_signal(signal.SIGKILL)
+        gateway.wait(10)
+        wait_until(lambda: _exited(child), 10, "the orphaned MQTT process to end")
+    finally:
+        gateway.kill()
+        gateway.wait()
+
+
+def test_a_killed_child_fails_the_service(tmp_path, cloud, mosquitto):
+    """The broker then redelivers whatever was unacked to the restarted gateway; a gateway that went on
+    without its connection would silently receive nothing."""
+    settings = GatewaySettings(data_dir=tmp_path / "gw", metrics_port=0, heartbeat_s=0.2, mqtt_process="on",
+                               **gateway_env(cloud, mosquitto))
+    gateway = GatewayService(settings)
+    loop = asyncio.new_event_loop()
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(gateway.run())
+        except BaseException as exc:  # the outcome under test
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        wait_until(lambda: gateway_connected(settings.db_path), 20, "gateway connected")
+        children = [pid for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+                    for pid in (task / "children").read_text().split()]
+        mqtt_children = [int(pid) for pid in children
+                         if b"gateway.mqtt_process" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(mqtt_children) == 1
+        os.kill(mqtt_children[0], signal.SIGKILL)
+        runner.join(30)
+        assert not runner.is_alive(), "the service kept running without its MQTT connection"
+    finally:
+        if runner.is_alive():
+            asyncio.run_coroutine_threadsafe(gateway.stop(), loop)
+            runner.join(30)
+        loop.close()
+    assert isinstance(outcome.get("error"), ServiceFailed), outcome
+    assert "MQTT connection died" in str(outcome["error"])
+
+
+def test_stop_then_start_again_keeps_one_child_and_receives_again(tmp_path, fresh_mosquitto):
+    """The ingest thread pauses (outbox full) by stopping the link and resumes by starting it."""
+    mosquitto = fresh_mosquitto
+    link = ProcessLink(_settings(mosquitto, tmp_path))
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        child = link._process.pid
+        link.stop()
+        wait_until(lambda: not link.connected.is_set(), 10, "disconnected")
+        link.start()
+        assert link.connected.wait(10)
+        wait_until(lambda: subscribed(link), 10, "subscription")
+        publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
+                                protocol=paho.MQTTv311)
+        publisher.connect(mosquitto.host, mosquitto.port, 30)
+        publisher.loop_start()
+        publisher.publish(protocol.topic("dev1", protocol.STATUS), b"online", qos=1).wait_for_publish(10)
+        publisher.disconnect()
+        publisher.loop_stop()
+        batch = wait_until(lambda: link.inbox.get_batch(10, timeout=0.1), 10, "the message")
+        assert [m.payload for m in batch] == [b"online"]
+        assert link._process.pid == child
+    finally:
+        link.close()
+    assert _exited(child)
+
+
+@pytest.mark.parametrize(("setting", "cores", "expected"), [
+    ("auto", {0, 1}, True), ("auto", {0}, False), ("on", {0}, True), ("off", {0, 1}, False),
+])
+def test_the_connection_gets_a_process_of_its_own_only_where_a_second_core_can_run_it(
+        monkeypatch, setting, cores, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
+    assert wants_process(setting) is expected
+    link = link_for(GatewaySettings(mqtt_process=setting))
+    assert isinstance(link, ProcessLink if expected else MqttLink)
+    assert mqtt_process.ProcessLink is ProcessLink
