@@ -43,6 +43,10 @@ from gateway.inbox import AckId, Inbox, Incoming, Link
 
 log = logging.getLogger("mailcam.gateway.mqtt")
 
+# Messages per frame sent to the gateway process: 256 KB of 4 KB chunks pickled, not a whole batch's
+# megabyte held twice (the child's copy and the pickle) at a time
+FRAME_MAX = 64
+
 
 @dataclass(frozen=True)
 class LinkSettings:
@@ -54,7 +58,7 @@ class LinkSettings:
     broker_username: str | None
     broker_password: Any  # pydantic SecretStr-like (``get_secret_value``) or None
     keepalive_s: int
-    ingest_batch_max: int
+    ingest_batch_max: int  # here: messages per frame to the parent; the child's inbox holds two frames
     log_level: str = "INFO"
 
 
@@ -112,7 +116,7 @@ class ProcessLink:
         password = s.broker_password.get_secret_value() if s.broker_password else None
         config = LinkSettings(client_id=s.client_id, broker_host=s.broker_host, broker_port=s.broker_port,
                               broker_username=s.broker_username, broker_password=password,
-                              keepalive_s=s.keepalive_s, ingest_batch_max=s.ingest_batch_max,
+                              keepalive_s=s.keepalive_s, ingest_batch_max=min(FRAME_MAX, s.ingest_batch_max),
                               log_level=logging.getLevelName(logging.getLogger("mailcam").getEffectiveLevel()))
         ours, theirs = socket.socketpair()
         self._process = subprocess.Popen(
@@ -266,7 +270,7 @@ def child_main(fd: str) -> None:
             pass
 
     link = MqttLink(config, on_state=on_state)
-    frame_max = min(64, config.ingest_batch_max)  # messages per frame: ~256 KB pickled, never a batch's MB
+    frame_max = config.ingest_batch_max
 
     def pump() -> None:
         while True:

@@ -212,6 +212,19 @@ def test_inbox_is_bounded_and_hands_over_whole_batches_in_order():
     assert inbox.get_batch(10, timeout=0.01) == []
 
 
+def test_inbox_takes_a_frame_whole_while_it_has_room_and_holds_the_producer_back_when_full():
+    """Frames from the MQTT process go in whole (order kept, never split); a full inbox stops the
+    reader, so the socket pair and then TCP push back on the broker."""
+    inbox = Inbox(4)
+    frame = [Incoming(1, k, 1, b"t", b"p") for k in range(3)]
+    more = [Incoming(1, k, 1, b"t", b"p") for k in range(3, 6)]
+    assert inbox.put_many(frame, timeout=0.1)
+    assert inbox.put_many(more, timeout=0.1)  # 3 < 4: room, so the whole frame (6, one frame over)
+    assert len(inbox) == 6
+    assert not inbox.put_many([Incoming(1, 9, 1, b"t", b"p")], timeout=0.05)  # full
+    assert inbox.get_batch(10, timeout=0.1) == frame + more
+
+
 def test_while_the_previous_batch_syncs_the_consumer_waits_for_a_full_batch():
     """Many small transactions cost far more than one full one, and the disk is busy anyway: while the
     previous batch waits for its fsync, the ingest thread takes a full batch, or what is there once the
