@@ -74,22 +74,37 @@ class Inbox:
                 self._cond.notify_all()
         return True
 
-    def get_batch(self, limit: int, timeout: float, *, fill_while: Callable[[], bool] | None = None) -> list[Incoming]:
+    def get_batch(self, limit: int, timeout: float, *, fill_while: Callable[[], bool] | None = None,
+                  linger: float = 0.0) -> list[Incoming]:
         """Up to `limit` items, oldest first; waits up to `timeout` for the first one ([] if none).
 
         While `fill_while()` is true (the previous batch is still being synced to disk), waits for a full
         batch instead: one transaction of `limit` messages costs far less than many small ones, and the
         disk is busy anyway. Whoever makes `fill_while()` false calls `poke()`.
+
+        `linger`: once there is a first item, wait up to this long more for a full batch (what follows
+        it within milliseconds, a capture's other chunks or a backlog, then travels in the same batch).
         """
         def ready() -> bool:
             self._wanted = limit if fill_while is not None and fill_while() else 1
             return len(self._items) >= self._wanted
+
+        def full() -> bool:
+            return len(self._items) >= limit
 
         with self._cond:
             if not ready():
                 self._getters += 1
                 try:
                     self._cond.wait_for(ready, timeout)
+                finally:
+                    self._getters -= 1
+                    self._wanted = 1
+            if linger and self._items and not full():
+                self._getters += 1
+                self._wanted = limit
+                try:
+                    self._cond.wait_for(full, linger)
                 finally:
                     self._getters -= 1
                     self._wanted = 1

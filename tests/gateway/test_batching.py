@@ -225,6 +225,24 @@ def test_inbox_takes_a_frame_whole_while_it_has_room_and_holds_the_producer_back
     assert inbox.get_batch(10, timeout=0.1) == frame + more
 
 
+def test_a_lingering_consumer_takes_what_follows_the_first_item_in_the_same_batch():
+    """The MQTT process's frames: a capture's chunks arrive within a millisecond of each other and
+    should travel as one frame, not eight; a lone message still goes once the linger is over."""
+    inbox = Inbox(16)
+    items = [Incoming(1, k, 1, b"t", b"p") for k in range(5)]
+    got: list[list[Incoming]] = []
+    inbox.put(items[0], timeout=0.1)
+    consumer = threading.Thread(target=lambda: got.append(inbox.get_batch(4, timeout=1, linger=30)))
+    consumer.start()
+    wait_until(lambda: inbox._getters == 1, 10, "the consumer lingering")
+    for item in items[1:4]:
+        inbox.put(item, timeout=0.1)
+    consumer.join(10)
+    assert got == [items[:4]]
+    inbox.put(items[4], timeout=0.1)
+    assert inbox.get_batch(4, timeout=1, linger=0.01) == [items[4]]
+
+
 def test_while_the_previous_batch_syncs_the_consumer_waits_for_a_full_batch():
     """Many small transactions cost far more than one full one, and the disk is busy anyway: while the
     previous batch waits for its fsync, the ingest thread takes a full batch, or what is there once the
