@@ -67,7 +67,8 @@ class FirmwareRelay:
             except (protocol.ProtocolError, KeyError, TypeError) as exc:
                 log.warning("cloud listed an unusable firmware offer for %r: %s", serial[:40], exc)
                 continue
-            if not await asyncio.to_thread(self.link.publish, topic, payload, retain=True):
+            # once one failed the broker is away: the others would each wait out the timeout too
+            if not all_ok or not await asyncio.to_thread(self.link.publish, topic, payload, retain=True):
                 all_ok = False
                 continue
             await asyncio.to_thread(self.store.set_kv, _offer_key(serial), want)

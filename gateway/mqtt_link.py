@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -164,10 +165,18 @@ class MqttLink:
         return self.client.publish(topic, payload, qos=0).rc == paho.MQTT_ERR_SUCCESS
 
     def publish(self, topic: str, payload: bytes, *, retain: bool, timeout_s: float = 10.0) -> bool:
-        """Publish QoS 1 and wait for the broker's PUBACK (blocking; call from a worker thread)."""
+        """Publish QoS 1 and wait for the broker's PUBACK (blocking; call from a worker thread); False if
+        that did not happen within `timeout_s`, the wait for a connection included.
+
+        Not connected (yet): wait for the connection first. paho would queue the message, send it once
+        connected and still report a failure now, so the caller would publish it again.
+        """
+        deadline = time.monotonic() + timeout_s
+        if not self.connected.wait(timeout_s):
+            return False
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         try:
-            info.wait_for_publish(timeout=timeout_s)
+            info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
         except (RuntimeError, ValueError):
             return False
         return info.is_published()

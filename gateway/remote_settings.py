@@ -26,8 +26,8 @@ def _published_key(serial: str) -> str:
 
 
 async def publish_changed(store: Spool, link: Link, devices: list[dict[str, Any]]) -> bool:
-    """Publish each device's desired settings whose version was not published yet; False if any failed."""
-    all_ok = True
+    """Publish each device's desired settings whose version was not published yet; False if one failed
+    (then the rest wait for the next round)."""
     for device in devices:
         serial, ver, values = device["serial"], device.get("settings_version"), device.get("settings")
         if ver is None or values is None:
@@ -42,8 +42,7 @@ async def publish_changed(store: Spool, link: Link, devices: list[dict[str, Any]
             continue
         if not await asyncio.to_thread(link.publish, topic, payload, retain=True):
             log.warning("could not publish settings ver %d for %s (broker away?); will retry", ver, serial)
-            all_ok = False
-            continue
+            return False  # the broker is away: the others would each wait out the timeout too
         await asyncio.to_thread(store.set_kv, _published_key(serial), str(ver))
         log.info("settings ver %d published to %s (retained)", ver, serial)
-    return all_ok
+    return True

@@ -177,3 +177,30 @@ def test_the_connection_gets_a_process_of_its_own_only_where_a_second_core_can_r
     link = link_for(GatewaySettings(mqtt_process=setting))
     assert isinstance(link, ProcessLink if expected else MqttLink)
     assert mqtt_process.ProcessLink is ProcessLink
+
+
+@pytest.mark.parametrize("link_class", [MqttLink, ProcessLink], ids=["in-process", "child-process"])
+def test_a_publish_right_after_start_waits_for_the_connection_and_goes_out_once(tmp_path, fresh_mosquitto,
+                                                                                link_class):
+    """The gateway publishes retained settings as soon as it has the device list, possibly before its
+    connection is up. paho then queues the message but reports failure, the caller retries, and the
+    device got the same settings twice (found with the MQTT process, whose start takes longer)."""
+    mosquitto = fresh_mosquitto
+    link = link_class(_settings(mosquitto, tmp_path))
+    link.start()
+    try:
+        assert link.publish("mailcam/v1/dev1/settings", b"ver 1", retain=True)
+    finally:
+        link.close()
+    got: list[bytes] = []
+    listener = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"l-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv311)
+    listener.on_message = lambda client, userdata, message: got.append(message.payload)
+    listener.connect(mosquitto.host, mosquitto.port, 30)
+    listener.loop_start()
+    try:
+        listener.subscribe("mailcam/v1/dev1/settings", qos=1)
+        wait_until(lambda: got, 10, "the retained settings")
+    finally:
+        listener.disconnect()
+        listener.loop_stop()
+    assert got == [b"ver 1"]
