@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 AckId = tuple[int, int, int]  # (connection generation, mid, qos) of a message to acknowledge
@@ -46,21 +46,10 @@ class Inbox:
 
     def put(self, item: Incoming, timeout: float) -> bool:
         """Append `item`; False if still full after `timeout` seconds."""
-        with self._cond:
-            if len(self._items) >= self.maxsize:
-                self._putters += 1
-                try:
-                    if not self._cond.wait_for(lambda: len(self._items) < self.maxsize, timeout):
-                        return False
-                finally:
-                    self._putters -= 1
-            self._items.append(item)
-            if self._getters and len(self._items) >= self._wanted:
-                self._cond.notify_all()
-        return True
+        return self.put_many((item,), timeout)
 
-    def put_many(self, items: list[Incoming], timeout: float) -> bool:
-        """Append all of `items` (may go over `maxsize` by one batch); False if still full after `timeout`."""
+    def put_many(self, items: Sequence[Incoming], timeout: float) -> bool:
+        """Append all of `items` (may go over `maxsize` by one frame); False if still full after `timeout`."""
         with self._cond:
             if len(self._items) >= self.maxsize:
                 self._putters += 1
@@ -139,6 +128,6 @@ class Link(Protocol):
     def drain(self) -> None: ...
     def network_alive(self) -> bool: ...
     def ack(self, messages: list[Incoming]) -> int: ...
-    def ack_ids(self, ids: list[AckId]) -> None: ...
+    def ack_ids(self, ids: list[AckId]) -> int: ...
     def publish_qos0(self, topic: str, payload: bytes) -> bool: ...
     def publish(self, topic: str, payload: bytes, *, retain: bool, timeout_s: float = 10.0) -> bool: ...

@@ -232,16 +232,17 @@ class ProcessLink:
 
     def ack(self, messages: list[Incoming]) -> int:
         """Ask the child to PUBACK these; returns how many were asked for (not: acked)."""
-        ids = [m.ack_id for m in messages if m.qos > 0]
-        self.ack_ids(ids)
-        return len(ids)
+        return self.ack_ids([m.ack_id for m in messages])
 
-    def ack_ids(self, ids: list[AckId]) -> None:
+    def ack_ids(self, ids: list[AckId]) -> int:
+        """Ask the child to PUBACK these (it skips other connections' ids); returns how many were asked for."""
+        ids = [i for i in ids if i[2] > 0]
         if ids and not self._dead:
             try:
                 self._send(("ack", ids))
             except OSError:
-                pass  # the child is gone: the broker redelivers what it did not ack
+                return 0  # the child is gone: the broker redelivers what it did not ack
+        return len(ids)
 
     def publish_qos0(self, topic: str, payload: bytes) -> bool:
         return bool(self._request(("publish", topic, payload, 0, False, 0.0), timeout_s=5.0))
