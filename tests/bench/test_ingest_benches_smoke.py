@@ -38,3 +38,12 @@ def test_scale_benchmark_quick_mode_runs_one_and_two_processes_on_postgres():
     out = run_bench("bench/scale.py", "--quick", "--postgres", admin)
     for figure in ("1 process", "2 processes", "bare", "captures/s"):
         assert figure in out
+
+
+@pytest.mark.parametrize(("mqtt_process", "processes"), [("on", 2), ("off", 1)])
+def test_gateway_throughput_benchmark_quick_mode_drains_the_backlog_both_ways(mqtt_process, processes):
+    out = run_bench("bench/gateway_throughput.py", "--quick",
+                    env={"MAILCAM_GATEWAY_MQTT_PROCESS": mqtt_process})
+    assert f"gateway: {processes} processes" in out
+    for figure in ("plain subscriber", "gateway durable", "ratio", "gateway peak memory", "broker"):
+        assert figure in out
