@@ -29,6 +29,7 @@ import functools
 import itertools
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -254,6 +255,10 @@ class ProcessLink:
 # -- the child -----------------------------------------------------------------------------------
 def child_main(fd: str) -> None:
     """The child process: a real `MqttLink`, driven over the socket pair `fd` (see the module docstring)."""
+    # systemd's stop signals every process of the unit, Ctrl-C the whole process group: the gateway
+    # handles those, acks what it committed and then closes us ("exit", or end of file if it dies)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from gateway.lean import block_optional_imports
 
     block_optional_imports()

@@ -204,3 +204,34 @@ def test_a_publish_right_after_start_waits_for_the_connection_and_goes_out_once(
         listener.disconnect()
         listener.loop_stop()
     assert got == [b"ver 1"]
+
+
+def _ignored_signals(pid: int) -> set[int]:
+    mask = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("SigIgn:")), 16)
+    return {sig for sig in range(1, 64) if mask & (1 << (sig - 1))}
+
+
+def test_stopping_the_whole_process_group_stops_the_gateway_cleanly(tmp_path, cloud, mosquitto):
+    """systemd's stop (SIGTERM to every process of the unit) and Ctrl-C (SIGINT to the terminal's
+    process group) reach the child too. It must leave its ending to the gateway, which acks what it
+    committed and closes it; a child that died at once made the gateway fail its own clean stop."""
+    env = dict(os.environ, MAILCAM_GATEWAY_DATA_DIR=str(tmp_path / "gw"), MAILCAM_GATEWAY_METRICS_PORT="0",
+               MAILCAM_GATEWAY_MQTT_PROCESS="on", MAILCAM_GATEWAY_HEARTBEAT_S="0.05",
+               **{f"MAILCAM_GATEWAY_{k.upper()}": v for k, v in gateway_env(cloud, mosquitto).items()})
+    gateway = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=REPO, env=env, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: gateway_connected(tmp_path / "gw" / "gateway.db"), 20, "gateway connected")
+        children = [int(pid) for task in Path(f"/proc/{gateway.pid}/task").iterdir()
+                    for pid in (task / "children").read_text().split()]
+        assert len(children) == 1
+        assert {signal.SIGTERM, signal.SIGINT} <= _ignored_signals(children[0])
+        os.killpg(gateway.pid, signal.SIGTERM)
+        out, _ = gateway.communicate(timeout=30)
+        assert gateway.returncode == 0, out.decode(errors="replace")[-3000:]
+        wait_until(lambda: _exited(children[0]), 10, "the MQTT process to end")
+    finally:
+        if gateway.poll() is None:
+            os.killpg(gateway.pid, signal.SIGKILL)
+            gateway.wait()
