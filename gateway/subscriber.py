@@ -128,7 +128,8 @@ class Ingestor:
             self.store.dead_letter("not_jpeg", size=len(payload), topic=topic, serial=serial, key=cid,
                                    detail="first chunk does not start with the JPEG SOI marker")
             return "dead"
-        outcome = self.store.add_chunk(serial, header, bytes(body), topic, held=held)
+        # the body as a view of the payload, not a copy: both would live until the batch commits
+        outcome = self.store.add_chunk(serial, header, body, topic, held=held)
         if outcome == "completed" and self.on_ingested:
             self.on_ingested(serial, protocol.CAPTURE)
         return outcome

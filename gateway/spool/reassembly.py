@@ -66,7 +66,7 @@ class _Partial:
         self.bat = bat
         self.received = received
         self.stored = stored  # chunk bytes stored (or buffered) so far
-        self.bodies: dict[int, bytes] | None = None  # chunks added in the current transaction
+        self.bodies: dict[int, bytes | memoryview] | None = None  # chunks added in the current transaction
 
 
 class Reassembly(SpoolBase):
@@ -131,7 +131,8 @@ class Reassembly(SpoolBase):
         super().flush()
 
     # -- chunks -------------------------------------------------------------------------------------
-    def add_chunk(self, serial: str, header: dict[str, Any], body: bytes, topic: str, *, held: bool = False) -> str:
+    def add_chunk(self, serial: str, header: dict[str, Any], body: bytes | memoryview, topic: str, *,
+                  held: bool = False) -> str:
         """Store one chunk; returns what happened: duplicate | stored | completed | dead | conflict.
 
         Must run inside `transaction()`. Completing a capture checks it and turns its partial into an
