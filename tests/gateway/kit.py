@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -28,6 +29,40 @@ def subscribed(link: Any) -> bool:
     """True once the broker answered a publish a gateway link (`gateway.inbox.Link`) sent after its
     SUBSCRIBE (one stream, handled in order): from then on, what devices publish reaches its session."""
     return link.publish("gateway-test/ping", b"", retain=False, timeout_s=2)  # outside mailcam/#
+
+
+class ServiceThread:
+    """`GatewayService.run()` on its own event loop in a thread, as a context manager; `error` is what
+    `run()` raised (None while it runs or after a clean stop). Leaving the block stops it if it runs."""
+
+    def __init__(self, settings: Any) -> None:
+        from gateway.service import GatewayService
+
+        self.service = GatewayService(settings)
+        self.loop = asyncio.new_event_loop()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="gateway-service")
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_until_complete(self.service.run())
+        except BaseException as exc:  # what tests look at
+            self.error = exc
+
+    def __enter__(self) -> ServiceThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.service.stop(), self.loop)
+            self.thread.join(30)
+        self.loop.close()
+
+    def ended(self, timeout: float) -> bool:
+        """True once `run()` returned or raised (waits up to `timeout` for it)."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:

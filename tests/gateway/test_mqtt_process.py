@@ -3,29 +3,26 @@ publishes through it, and no process outliving or silently losing the other (rea
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import uuid
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
 from mcam import protocol
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import mqtt_process
 from gateway.mqtt_link import MqttLink
 from gateway.mqtt_process import ProcessLink, link_for, wants_process
-from gateway.service import GatewayService, ServiceFailed
+from gateway.service import ServiceFailed
 from gateway.settings import GatewaySettings
+from hil_tests.boards import Watcher
 from mailcam.orchestration import gateway_connected
 from tests.gateway.conftest import gateway_env
-from tests.gateway.kit import REPO, subscribed, wait_until
+from tests.gateway.kit import REPO, Publisher, ServiceThread, subscribed, wait_until
 
 
 def _settings(mosquitto, tmp_path, **extra) -> GatewaySettings:
@@ -49,30 +46,14 @@ def test_a_retained_publish_and_a_qos0_publish_go_out_through_the_child(tmp_path
     try:
         assert link.connected.wait(10)
         assert link.publish("mailcam/v1/dev1/cmd", b"retained", retain=True)
-        got: list[tuple[str, bytes, bool]] = []
-        seen = threading.Event()
-
-        def on_message(client, userdata, message) -> None:
-            got.append((message.topic, message.payload, bool(message.retain)))
-            if len(got) == 2:
-                seen.set()
-
-        listener = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"l-{uuid.uuid4().hex[:8]}",
-                               protocol=paho.MQTTv311)
-        listener.on_message = on_message
-        subscribed_event = threading.Event()
-        listener.on_subscribe = lambda *args: subscribed_event.set()
-        listener.connect(mosquitto.host, mosquitto.port, 30)
-        listener.loop_start()
+        listener = Watcher(mosquitto, "mailcam/v1/dev1/+")
         try:
-            listener.subscribe([("mailcam/v1/dev1/cmd", 1), ("mailcam/v1/dev1/fw", 0)])
-            assert subscribed_event.wait(10)
-            wait_until(lambda: got, 10, "the retained message")
+            listener.wait(lambda messages: len(messages) == 1, 10)  # the retained one
             assert link.publish_qos0("mailcam/v1/dev1/fw", b"chunk")
-            assert seen.wait(10), got
+            listener.wait(lambda messages: len(messages) == 2, 10)
         finally:
-            listener.disconnect()
-            listener.loop_stop()
+            listener.close()
+        got = [(m.topic, m.payload, bool(m.retain)) for m in listener.messages]
         assert got == [("mailcam/v1/dev1/cmd", b"retained", True), ("mailcam/v1/dev1/fw", b"chunk", False)]
     finally:
         link.close()
@@ -108,19 +89,7 @@ def test_a_killed_child_fails_the_service(tmp_path, cloud, mosquitto):
     without its connection would silently receive nothing."""
     settings = GatewaySettings(data_dir=tmp_path / "gw", metrics_port=0, heartbeat_s=0.2, mqtt_process="on",
                                **gateway_env(cloud, mosquitto))
-    gateway = GatewayService(settings)
-    loop = asyncio.new_event_loop()
-    outcome: dict[str, BaseException] = {}
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(gateway.run())
-        except BaseException as exc:  # the outcome under test
-            outcome["error"] = exc
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    try:
+    with ServiceThread(settings) as gateway:
         wait_until(lambda: gateway_connected(settings.db_path), 20, "gateway connected")
         children = [pid for task in Path(f"/proc/{os.getpid()}/task").iterdir()
                     for pid in (task / "children").read_text().split()]
@@ -128,15 +97,9 @@ def test_a_killed_child_fails_the_service(tmp_path, cloud, mosquitto):
                          if b"gateway.mqtt_process" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(mqtt_children) == 1
         os.kill(mqtt_children[0], signal.SIGKILL)
-        runner.join(30)
-        assert not runner.is_alive(), "the service kept running without its MQTT connection"
-    finally:
-        if runner.is_alive():
-            asyncio.run_coroutine_threadsafe(gateway.stop(), loop)
-            runner.join(30)
-        loop.close()
-    assert isinstance(outcome.get("error"), ServiceFailed), outcome
-    assert "MQTT connection died" in str(outcome["error"])
+        assert gateway.ended(30), "the service kept running without its MQTT connection"
+    assert isinstance(gateway.error, ServiceFailed), gateway.error
+    assert "MQTT connection died" in str(gateway.error)
 
 
 def test_stop_then_start_again_keeps_one_child_and_receives_again(tmp_path, fresh_mosquitto):
@@ -152,13 +115,9 @@ def test_stop_then_start_again_keeps_one_child_and_receives_again(tmp_path, fres
         link.start()
         assert link.connected.wait(10)
         wait_until(lambda: subscribed(link), 10, "subscription")
-        publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}",
-                                protocol=paho.MQTTv311)
-        publisher.connect(mosquitto.host, mosquitto.port, 30)
-        publisher.loop_start()
-        publisher.publish(protocol.topic("dev1", protocol.STATUS), b"online", qos=1).wait_for_publish(10)
-        publisher.disconnect()
-        publisher.loop_stop()
+        publisher = Publisher(mosquitto.host, mosquitto.port)
+        publisher.publish(protocol.topic("dev1", protocol.STATUS), b"online")
+        publisher.close()
         batch = wait_until(lambda: link.inbox.get_batch(10, timeout=0.1), 10, "the message")
         assert [m.payload for m in batch] == [b"online"]
         assert link._process.pid == child
@@ -192,17 +151,12 @@ def test_a_publish_right_after_start_waits_for_the_connection_and_goes_out_once(
         assert link.publish("mailcam/v1/dev1/settings", b"ver 1", retain=True)
     finally:
         link.close()
-    got: list[bytes] = []
-    listener = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"l-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv311)
-    listener.on_message = lambda client, userdata, message: got.append(message.payload)
-    listener.connect(mosquitto.host, mosquitto.port, 30)
-    listener.loop_start()
+    listener = Watcher(mosquitto, "mailcam/v1/dev1/settings")
     try:
-        listener.subscribe("mailcam/v1/dev1/settings", qos=1)
-        wait_until(lambda: got, 10, "the retained settings")
+        listener.wait(lambda messages: len(messages) >= 1, 10)
     finally:
-        listener.disconnect()
-        listener.loop_stop()
+        listener.close()
+    got = [m.payload for m in listener.messages]
     assert got == [b"ver 1"]
 
 

@@ -3,7 +3,6 @@ the truth from the watchdog's heartbeat, not from the last recorded broker state
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import threading
@@ -13,13 +12,13 @@ from typer.testing import CliRunner
 
 from gateway.cli import gateway_app
 from gateway.mqtt_link import MqttLink
-from gateway.service import GatewayService, ServiceFailed, State, run_service
+from gateway.service import ServiceFailed, State, run_service
 from gateway.settings import GatewaySettings
 from gateway.subscriber import Ingestor
 from mailcam.orchestration import gateway_connected
 from tests.cloudkit import jpeg_bytes
 from tests.gateway.conftest import gateway_env
-from tests.gateway.kit import Publisher, wait_until
+from tests.gateway.kit import Publisher, ServiceThread, wait_until
 from tests.gateway.test_end_to_end import start_gateway
 
 pytestmark = pytest.mark.slow
@@ -39,19 +38,7 @@ def test_a_dying_ingest_thread_stops_the_service_and_status_says_so(tmp_path, cl
     died silently, the service stayed up and `status` kept printing "broker: connected"."""
     settings = GatewaySettings(data_dir=tmp_path / "gw", metrics_port=0, heartbeat_s=0.2,
                                **gateway_env(cloud, mosquitto))
-    gateway = GatewayService(settings)
-    loop = asyncio.new_event_loop()
-    outcome: dict[str, BaseException] = {}
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(gateway.run())
-        except BaseException as exc:  # the outcome under test
-            outcome["error"] = exc
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    try:
+    with ServiceThread(settings) as gateway:
         wait_until(lambda: gateway_connected(settings.db_path), 20, "gateway connected")
         code, out = status(settings.data_dir)
         assert code == 0 and "service:         running" in out, out
@@ -59,16 +46,10 @@ def test_a_dying_ingest_thread_stops_the_service_and_status_says_so(tmp_path, cl
         device = Publisher(mosquitto.host, mosquitto.port)
         device.capture(cloud.serials[0], jpeg_bytes(seed=7))
         device.close()
-        runner.join(30)
-        assert not runner.is_alive(), "the service kept running without its ingest thread"
-    finally:
-        if runner.is_alive():
-            asyncio.run_coroutine_threadsafe(gateway.stop(), loop)
-            runner.join(30)
-        loop.close()
-    assert isinstance(outcome.get("error"), ServiceFailed), outcome
-    assert "ingest thread" in str(outcome["error"]) and "a bug in the ingest path" in str(outcome["error"])
-    assert gateway.state is State.FAILED
+        assert gateway.ended(30), "the service kept running without its ingest thread"
+    assert isinstance(gateway.error, ServiceFailed), gateway.error
+    assert "ingest thread" in str(gateway.error) and "a bug in the ingest path" in str(gateway.error)
+    assert gateway.service.state is State.FAILED
     code, out = status(settings.data_dir)
     assert code == 3, out
     assert "NOT RUNNING: failed" in out and "broker:          unknown" in out
