@@ -155,7 +155,7 @@ def mark_seen(session: Session, device: Device, now: datetime, battery_voltage: 
     the same device may have moved it on since ``device`` was loaded), rather than the ORM's unit
     of work: on ingest the flush of that one changed row cost more than all its other statements
     (bench/cloud_ingest.py --py-spy). ``device`` is brought in line without being marked changed."""
-    session.execute(_MARK_SEEN, {"device_id": device.id, "now": now, "voltage": battery_voltage})
+    session.connection().execute(_MARK_SEEN, {"device_id": device.id, "now": now, "voltage": battery_voltage})
     if device.last_seen_at is None or device.last_seen_at < now:
         set_committed_value(device, "last_seen_at", now)
     if battery_voltage is not None:
