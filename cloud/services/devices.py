@@ -155,7 +155,9 @@ def mark_seen(session: Session, device: Device, now: datetime, battery_voltage: 
     the same device may have moved it on since ``device`` was loaded), rather than the ORM's unit
     of work: on ingest the flush of that one changed row cost more than all its other statements
     (bench/cloud_ingest.py --py-spy). ``device`` is brought in line without being marked changed."""
-    session.connection().execute(_MARK_SEEN, {"device_id": device.id, "now": now, "voltage": battery_voltage})
+    # Through the session, not its connection: a write to devices is what wakes the gateways' state
+    # feeds (cloud.services.trigger_watch hooks the session's statements) when a capture arrives.
+    session.execute(_MARK_SEEN, {"device_id": device.id, "now": now, "voltage": battery_voltage})
     if device.last_seen_at is None or device.last_seen_at < now:
         set_committed_value(device, "last_seen_at", now)
     if battery_voltage is not None:
@@ -176,8 +178,8 @@ def mark_reported(
     kept when the report has none (an empty wake reason or version counts as none). One UPDATE, as
     ``mark_seen`` (a gateway sends a report per wake); ``device`` is brought in line, not marked changed."""
     latest = {"rssi": rssi, "wake_reason": wake_reason or None, "firmware_version": firmware_version or None}
-    session.connection().execute(_MARK_REPORTED, {"device_id": device.id, "now": now, "voltage": battery_voltage,
-                                                  **latest})
+    # Through the session, as mark_seen: this write to devices wakes the gateways' state feeds.
+    session.execute(_MARK_REPORTED, {"device_id": device.id, "now": now, "voltage": battery_voltage, **latest})
     if device.last_seen_at is None or device.last_seen_at < now:
         set_committed_value(device, "last_seen_at", now)
     if battery_voltage is not None:
