@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from cloud import wakeups
@@ -126,13 +126,27 @@ def enqueue(session: Session, ctx: AppContext, prefs: preferences.Preferences, e
             )
     if not rows:
         return 0
-    stmt = upsert(session, Notification).values(rows).on_conflict_do_nothing(
-        index_elements=[Notification.event_key, Notification.channel, Notification.recipient]
-    )
-    inserted = session.execute(stmt).rowcount or 0
+    # One row per statement, the statement built once per dialect: a delivery alert is a row or two, and
+    # building and keying a multi-row VALUES anew cost more than running it (vision finish).
+    stmt = _insert_row(session)
+    inserted = sum(session.execute(stmt, row).rowcount or 0 for row in rows)
     if inserted and not held_until:
         wakeups.mark(session, wakeups.NOTIFY)
     return inserted
+
+
+_INSERT_ROW: dict[str, Any] = {}  # dialect name -> the outbox row's INSERT ... ON CONFLICT DO NOTHING
+
+
+def _insert_row(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    stmt = _INSERT_ROW.get(dialect)
+    if stmt is None:
+        table = Notification.__table__
+        stmt = _INSERT_ROW[dialect] = upsert(session, table).on_conflict_do_nothing(
+            index_elements=[table.c.event_key, table.c.channel, table.c.recipient]
+        )
+    return stmt
 
 
 def _recipients(session: Session, prefs: preferences.Preferences, channel: str) -> list[str]:
@@ -147,12 +161,15 @@ def _recipients(session: Session, prefs: preferences.Preferences, channel: str) 
     if channel == kinds.APPRISE:
         return apprise_channel.recipients(session, prefs.user_id)
     if channel == kinds.PUSH:
-        ids = session.scalars(select(PushToken.id).where(PushToken.user_id == prefs.user_id).order_by(PushToken.id))
-        return [f"token:{i}" for i in ids]
-    ids = session.scalars(
-        select(Webhook.id).where(Webhook.user_id == prefs.user_id, Webhook.active.is_(True)).order_by(Webhook.id)
-    )
-    return [f"webhook:{i}" for i in ids]
+        return [f"token:{i}" for i in session.scalars(_PUSH_TOKENS, {"user_id": prefs.user_id})]
+    return [f"webhook:{i}" for i in session.scalars(_WEBHOOKS, {"user_id": prefs.user_id})]
+
+
+# Built once (an alert reads its owner's recipients per channel).
+_PUSH_TOKENS = select(PushToken.id).where(PushToken.user_id == bindparam("user_id")).order_by(PushToken.id)
+_WEBHOOKS = (
+    select(Webhook.id).where(Webhook.user_id == bindparam("user_id"), Webhook.active.is_(True)).order_by(Webhook.id)
+)
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
