@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Integer, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from cloud import wakeups
@@ -239,9 +239,9 @@ def claim_due(
     with ctx.sessions() as session:
         OUTBOX.bury_expired(session, now, settings.send_lease_s, outcome=Outcome.UNKNOWN,
                             last_error="the worker stopped mid-send; not retried (at most once)")
-        rows = session.scalars(
-            OUTBOX.next_due(OUTBOX.due(now) & Notification.user_id.not_in(full), limit=limit)
-        ).all()
+        due = {"now": now, "limit": limit}
+        rows = session.scalars(_NEXT_DUE_EXCEPT, {**due, "full": full}).all() if full else \
+            session.scalars(_NEXT_DUE, due).all()
         prefs_cache: dict[int, preferences.Preferences | None] = {}
         claimed: list[Claimed] = []
         for row in rows:
@@ -265,7 +265,7 @@ def claim_due(
                     row.last_error = f"hourly {row.channel} limit reached; sent after {until:%H:%M} UTC"
                     continue
             # The row is locked (PostgreSQL) or ours alone (SQLite's one writer): the guarded claim holds.
-            if not OUTBOX.claim(session, row.id, OUTBOX.due(now), WORKER_ID, now, outcome=None):
+            if session.execute(_CLAIM, {"row_id": row.id, "worker_id": WORKER_ID, "now": now}).rowcount != 1:
                 continue
             address, extras = resolved
             in_flight[row.user_id] = in_flight.get(row.user_id, 0) + 1
@@ -273,6 +273,18 @@ def claim_due(
                                    _message(ctx, session, row, address, extras)))
         session.commit()
     return claimed
+
+
+# claim_due's statements, built once (as the vision worker's): the delivery worker claims after every
+# alert's commit and after every send, and building and keying these anew cost more than running them.
+_DUE = OUTBOX.due(bindparam("now"))
+_NEXT_DUE = OUTBOX.next_due(_DUE).limit(bindparam("limit", type_=Integer))
+# ... but none of the users in "full" (their sends in flight at the per-user cap)
+_NEXT_DUE_EXCEPT = OUTBOX.next_due(
+    _DUE & Notification.user_id.not_in(bindparam("full", expanding=True))
+).limit(bindparam("limit", type_=Integer))
+_CLAIM = OUTBOX.claim_statement(_DUE, outcome=None)
+_IMAGE_OF = select(Capture.image_sha256).where(Capture.id == bindparam("capture_pk"))
 
 
 def _prefs(
@@ -305,7 +317,7 @@ def _resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str,
 def _message(
     ctx: AppContext, session: Session, row: Notification, address: str, extras: dict[str, str]
 ) -> OutgoingMessage:
-    sha = session.scalar(select(Capture.image_sha256).where(Capture.id == row.capture_pk)) if row.capture_pk else None
+    sha = session.scalar(_IMAGE_OF, {"capture_pk": row.capture_pk}) if row.capture_pk else None
     return OutgoingMessage(
         notification_id=row.id,
         kind=row.kind,
