@@ -60,6 +60,7 @@ def backoff_s(attempts: int, base: float, cap: float) -> float:
 
 
 _RELEASES: dict[tuple[Any, bool, tuple[str, ...]], Update] = {}  # JobTable.release's statements, by shape
+_BURIALS: dict[tuple[Any, tuple[str, ...]], Update] = {}  # JobTable.bury_expired's statements, by shape
 
 
 @dataclass(frozen=True)
@@ -151,11 +152,18 @@ class JobTable:
     def bury_expired(self, session: Session, now: datetime, lease_s: float, **values: Any) -> int:
         """End every lease older than ``lease_s`` as dead, for a queue whose work must not run twice
         (its worker may have done it before it stopped); returns how many."""
-        m = self.model
-        buried = session.execute(
-            update(m)
-            .where(self.lease_expired(now, lease_s))
-            .values(status=JobState.DEAD, locked_by=None, locked_at=None, **values)
-            .execution_options(synchronize_session=False)
-        )
-        return buried.rowcount or 0
+        names = tuple(sorted(values))
+        key = (self.model, names)
+        statement = _BURIALS.get(key)
+        if statement is None:  # built once per queue and set of values, as release's
+            m = self.model
+            columns = inspect(m).columns
+            statement = _BURIALS[key] = (
+                update(m)
+                .where(self.leased_before(bindparam("cutoff")))
+                .values(status=JobState.DEAD, locked_by=None, locked_at=None,
+                        **{name: bindparam(f"set_{name}", type_=columns[name].type) for name in names})
+                .execution_options(synchronize_session=False)
+            )
+        params = {"cutoff": now - timedelta(seconds=lease_s), **{f"set_{name}": values[name] for name in names}}
+        return session.execute(statement, params).rowcount or 0

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Integer, bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from cloud import wakeups
@@ -140,21 +140,27 @@ def read_unsent(
     hundreds of events in it, and decoding each body again on every wakeup made a stream's cost grow
     with the square of its rate (bench/e2e.py). Bodies are read for the new ids alone.
     """
-    ids = session.scalars(
-        select(LiveEvent.id)
-        .where(LiveEvent.user_id == user_id, LiveEvent.id > after_id)
-        .order_by(LiveEvent.id)
-        .limit(limit)
-    ).all()
+    conn = session.connection()  # plain statements built once: a stream reads on every wakeup of its user
+    ids = conn.execute(_UNSENT_IDS, {"user_id": user_id, "after_id": after_id, "limit": limit}).scalars().all()
     fresh = [event_id for event_id in ids if event_id not in sent]
     if not fresh:
         return [], len(ids) >= limit
-    rows = session.execute(
-        select(LiveEvent.id, LiveEvent.kind, LiveEvent.device_serial, LiveEvent.data, LiveEvent.created_at)
-        .where(LiveEvent.id.in_(fresh))
-        .order_by(LiveEvent.id)
-    ).all()
+    rows = conn.execute(_BODIES, {"ids": fresh}).all()
     return [FeedEvent(*row) for row in rows], len(ids) >= limit
+
+
+_events = LiveEvent.__table__.c
+_UNSENT_IDS = (
+    select(_events.id)
+    .where(_events.user_id == bindparam("user_id"), _events.id > bindparam("after_id"))
+    .order_by(_events.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+_BODIES = (
+    select(_events.id, _events.kind, _events.device_serial, _events.data, _events.created_at)
+    .where(_events.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_events.id)
+)
 
 
 def replayable(session: Session, last_id: int) -> bool:

@@ -25,7 +25,7 @@ import logging
 import re
 
 import apprise
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from cloud import netguard, sealed
@@ -103,12 +103,15 @@ def check_target(url: str, policy: netguard.Policy) -> None:
 
 
 def recipients(session: Session, user_id: int) -> list[str]:
-    ids = session.scalars(
-        select(AppriseTarget.id)
-        .where(AppriseTarget.user_id == user_id, AppriseTarget.active.is_(True))
-        .order_by(AppriseTarget.id)
-    )
-    return [f"{PREFIX}{i}" for i in ids]
+    return [f"{PREFIX}{i}" for i in session.scalars(_TARGETS, {"user_id": user_id})]
+
+
+# Built once: an alert reads its owner's targets.
+_TARGETS = (
+    select(AppriseTarget.id)
+    .where(AppriseTarget.user_id == bindparam("user_id"), AppriseTarget.active.is_(True))
+    .order_by(AppriseTarget.id)
+)
 
 
 def resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str, dict[str, str]] | None:

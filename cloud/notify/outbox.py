@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Integer, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from cloud import wakeups
@@ -126,13 +126,27 @@ def enqueue(session: Session, ctx: AppContext, prefs: preferences.Preferences, e
             )
     if not rows:
         return 0
-    stmt = upsert(session, Notification).values(rows).on_conflict_do_nothing(
-        index_elements=[Notification.event_key, Notification.channel, Notification.recipient]
-    )
-    inserted = session.execute(stmt).rowcount or 0
+    # One row per statement, the statement built once per dialect: a delivery alert is a row or two, and
+    # building and keying a multi-row VALUES anew cost more than running it (vision finish).
+    stmt = _insert_row(session)
+    inserted = sum(session.execute(stmt, row).rowcount or 0 for row in rows)
     if inserted and not held_until:
         wakeups.mark(session, wakeups.NOTIFY)
     return inserted
+
+
+_INSERT_ROW: dict[str, Any] = {}  # dialect name -> the outbox row's INSERT ... ON CONFLICT DO NOTHING
+
+
+def _insert_row(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    stmt = _INSERT_ROW.get(dialect)
+    if stmt is None:
+        table = Notification.__table__
+        stmt = _INSERT_ROW[dialect] = upsert(session, table).on_conflict_do_nothing(
+            index_elements=[table.c.event_key, table.c.channel, table.c.recipient]
+        )
+    return stmt
 
 
 def _recipients(session: Session, prefs: preferences.Preferences, channel: str) -> list[str]:
@@ -147,12 +161,15 @@ def _recipients(session: Session, prefs: preferences.Preferences, channel: str) 
     if channel == kinds.APPRISE:
         return apprise_channel.recipients(session, prefs.user_id)
     if channel == kinds.PUSH:
-        ids = session.scalars(select(PushToken.id).where(PushToken.user_id == prefs.user_id).order_by(PushToken.id))
-        return [f"token:{i}" for i in ids]
-    ids = session.scalars(
-        select(Webhook.id).where(Webhook.user_id == prefs.user_id, Webhook.active.is_(True)).order_by(Webhook.id)
-    )
-    return [f"webhook:{i}" for i in ids]
+        return [f"token:{i}" for i in session.scalars(_PUSH_TOKENS, {"user_id": prefs.user_id})]
+    return [f"webhook:{i}" for i in session.scalars(_WEBHOOKS, {"user_id": prefs.user_id})]
+
+
+# Built once (an alert reads its owner's recipients per channel).
+_PUSH_TOKENS = select(PushToken.id).where(PushToken.user_id == bindparam("user_id")).order_by(PushToken.id)
+_WEBHOOKS = (
+    select(Webhook.id).where(Webhook.user_id == bindparam("user_id"), Webhook.active.is_(True)).order_by(Webhook.id)
+)
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
@@ -222,9 +239,9 @@ def claim_due(
     with ctx.sessions() as session:
         OUTBOX.bury_expired(session, now, settings.send_lease_s, outcome=Outcome.UNKNOWN,
                             last_error="the worker stopped mid-send; not retried (at most once)")
-        rows = session.scalars(
-            OUTBOX.next_due(OUTBOX.due(now) & Notification.user_id.not_in(full), limit=limit)
-        ).all()
+        due = {"now": now, "limit": limit}
+        rows = session.scalars(_NEXT_DUE_EXCEPT, {**due, "full": full}).all() if full else \
+            session.scalars(_NEXT_DUE, due).all()
         prefs_cache: dict[int, preferences.Preferences | None] = {}
         claimed: list[Claimed] = []
         for row in rows:
@@ -248,7 +265,7 @@ def claim_due(
                     row.last_error = f"hourly {row.channel} limit reached; sent after {until:%H:%M} UTC"
                     continue
             # The row is locked (PostgreSQL) or ours alone (SQLite's one writer): the guarded claim holds.
-            if not OUTBOX.claim(session, row.id, OUTBOX.due(now), WORKER_ID, now, outcome=None):
+            if session.execute(_CLAIM, {"row_id": row.id, "worker_id": WORKER_ID, "now": now}).rowcount != 1:
                 continue
             address, extras = resolved
             in_flight[row.user_id] = in_flight.get(row.user_id, 0) + 1
@@ -256,6 +273,18 @@ def claim_due(
                                    _message(ctx, session, row, address, extras)))
         session.commit()
     return claimed
+
+
+# claim_due's statements, built once (as the vision worker's): the delivery worker claims after every
+# alert's commit and after every send, and building and keying these anew cost more than running them.
+_DUE = OUTBOX.due(bindparam("now"))
+_NEXT_DUE = OUTBOX.next_due(_DUE).limit(bindparam("limit", type_=Integer))
+# ... but none of the users in "full" (their sends in flight at the per-user cap)
+_NEXT_DUE_EXCEPT = OUTBOX.next_due(
+    _DUE & Notification.user_id.not_in(bindparam("full", expanding=True))
+).limit(bindparam("limit", type_=Integer))
+_CLAIM = OUTBOX.claim_statement(_DUE, outcome=None)
+_IMAGE_OF = select(Capture.image_sha256).where(Capture.id == bindparam("capture_pk"))
 
 
 def _prefs(
@@ -288,7 +317,7 @@ def _resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str,
 def _message(
     ctx: AppContext, session: Session, row: Notification, address: str, extras: dict[str, str]
 ) -> OutgoingMessage:
-    sha = session.scalar(select(Capture.image_sha256).where(Capture.id == row.capture_pk)) if row.capture_pk else None
+    sha = session.scalar(_IMAGE_OF, {"capture_pk": row.capture_pk}) if row.capture_pk else None
     return OutgoingMessage(
         notification_id=row.id,
         kind=row.kind,

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from py_vapid import Vapid02
 from pywebpush import WebPushException, webpush
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from cloud import netguard
@@ -66,10 +66,15 @@ def is_ios_safari(user_agent: str) -> bool:
 
 
 def recipients(session: Session, user_id: int) -> list[str]:
-    ids = session.scalars(
-        select(WebPushSubscription.id).where(WebPushSubscription.user_id == user_id).order_by(WebPushSubscription.id)
-    )
-    return [f"{PREFIX}{i}" for i in ids]
+    return [f"{PREFIX}{i}" for i in session.scalars(_SUBSCRIPTIONS, {"user_id": user_id})]
+
+
+# Built once: an alert reads its owner's subscriptions.
+_SUBSCRIPTIONS = (
+    select(WebPushSubscription.id)
+    .where(WebPushSubscription.user_id == bindparam("user_id"))
+    .order_by(WebPushSubscription.id)
+)
 
 
 def resolve(session: Session, ctx: AppContext, row: Notification) -> tuple[str, dict[str, str]] | None:

@@ -66,8 +66,9 @@ def visible_to(user: User) -> ColumnElement[bool]:
     )
 
 
-def managed_by(user_id: int) -> ColumnElement[bool]:
-    """SQL: the devices ``user_id`` manages (their own; their installs not claimed yet). A gateway acts for these."""
+def managed_by(user_id: int | ColumnElement[int]) -> ColumnElement[bool]:
+    """SQL: the devices ``user_id`` manages (their own; their installs not claimed yet). A gateway acts for these.
+    ``user_id`` may be a bind parameter, for a statement built once."""
     return or_(Device.owner_id == user_id, and_(Device.owner_id.is_(None), Device.installer_id == user_id))
 
 

@@ -126,7 +126,11 @@ def serials(session: Session, device_ids: list[int]) -> dict[int, str]:
 
 
 def device_for_token(session: Session, token: str) -> Device | None:
-    return session.scalar(select(Device).where(Device.token_hash == hash_token(token)))
+    return session.scalar(_BY_TOKEN, {"token_hash": hash_token(token)})
+
+
+# Built once: building and keying the clauses cost more than running them (a call per device request).
+_BY_TOKEN = select(Device).where(Device.token_hash == bindparam("token_hash"))
 
 
 
@@ -151,6 +155,8 @@ def mark_seen(session: Session, device: Device, now: datetime, battery_voltage: 
     the same device may have moved it on since ``device`` was loaded), rather than the ORM's unit
     of work: on ingest the flush of that one changed row cost more than all its other statements
     (bench/cloud_ingest.py --py-spy). ``device`` is brought in line without being marked changed."""
+    # Through the session, not its connection: a write to devices is what wakes the gateways' state
+    # feeds (cloud.services.trigger_watch hooks the session's statements) when a capture arrives.
     session.execute(_MARK_SEEN, {"device_id": device.id, "now": now, "voltage": battery_voltage})
     if device.last_seen_at is None or device.last_seen_at < now:
         set_committed_value(device, "last_seen_at", now)
@@ -158,18 +164,50 @@ def mark_seen(session: Session, device: Device, now: datetime, battery_voltage: 
         set_committed_value(device, "last_battery_voltage", battery_voltage)
 
 
+def mark_reported(
+    session: Session,
+    device: Device,
+    now: datetime,
+    *,
+    battery_voltage: float | None,
+    rssi: int | None,
+    wake_reason: str | None,
+    firmware_version: str | None,
+) -> None:
+    """The device's telemetry: ``mark_seen``, and its latest signal, wake reason and firmware version, each
+    kept when the report has none (an empty wake reason or version counts as none). One UPDATE, as
+    ``mark_seen`` (a gateway sends a report per wake); ``device`` is brought in line, not marked changed."""
+    latest = {"rssi": rssi, "wake_reason": wake_reason or None, "firmware_version": firmware_version or None}
+    # Through the session, as mark_seen: this write to devices wakes the gateways' state feeds.
+    session.execute(_MARK_REPORTED, {"device_id": device.id, "now": now, "voltage": battery_voltage, **latest})
+    if device.last_seen_at is None or device.last_seen_at < now:
+        set_committed_value(device, "last_seen_at", now)
+    if battery_voltage is not None:
+        set_committed_value(device, "last_battery_voltage", battery_voltage)
+    for (attribute, _), value in zip(_LATEST, latest.values(), strict=True):
+        if value is not None:
+            set_committed_value(device, attribute, value)
+
+
 _devices = Device.__table__.c
-_MARK_SEEN = (
+_SEEN = {
+    "last_seen_at": case(
+        (or_(_devices.last_seen_at.is_(None), _devices.last_seen_at < bindparam("now")),
+         bindparam("now", type_=_devices.last_seen_at.type)),
+        else_=_devices.last_seen_at,
+    ),
+    "last_battery_voltage": func.coalesce(
+        bindparam("voltage", type_=_devices.last_battery_voltage.type), _devices.last_battery_voltage
+    ),
+}
+_MARK_SEEN = update(Device.__table__).where(_devices.id == bindparam("device_id")).values(**_SEEN)
+# (device attribute, bind parameter) of the report's latest values.
+_LATEST = (("last_rssi", "rssi"), ("last_wake_reason", "wake_reason"), ("firmware_version", "firmware_version"))
+_MARK_REPORTED = (
     update(Device.__table__)
     .where(_devices.id == bindparam("device_id"))
-    .values(
-        last_seen_at=case(
-            (or_(_devices.last_seen_at.is_(None), _devices.last_seen_at < bindparam("now")),
-             bindparam("now", type_=_devices.last_seen_at.type)),
-            else_=_devices.last_seen_at,
-        ),
-        last_battery_voltage=func.coalesce(
-            bindparam("voltage", type_=_devices.last_battery_voltage.type), _devices.last_battery_voltage
-        ),
-    )
+    .values(**_SEEN, **{
+        attribute: func.coalesce(bindparam(param, type_=_devices[attribute].type), _devices[attribute])
+        for attribute, param in _LATEST
+    })
 )

@@ -27,7 +27,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from mcam import protocol
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from cloud.errors import Conflict, NotFound, ValidationFailed
@@ -239,11 +239,19 @@ def offers(session: Session, device_ids: list[int]) -> dict[int, FirmwareRelease
     return out
 
 
+# Built once: every telemetry report asks (building and keying the clauses cost more than running them).
+_IN_A_ROLLOUT = (
+    select(RolloutDevice.__table__.c.id).where(RolloutDevice.__table__.c.device_id == bindparam("device_id")).limit(1)
+)
+
+
 def on_report(
     session: Session, device: Device, report: dict[str, Any] | None, running: str | None, now: datetime
 ) -> None:
     """The device's telemetry: its update report (``schemas.FirmwareUpdateReport`` as a dict) and the
     version it runs move its rollout row."""
+    if session.connection().execute(_IN_A_ROLLOUT, {"device_id": device.id}).first() is None:
+        return  # most reports: the device is in no rollout (nor is any device, on most clouds)
     current = _current_rows(session, [device.id]).get(device.id)
     if current is None:
         return

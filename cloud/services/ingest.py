@@ -139,7 +139,7 @@ def _store(session: Session, ctx: AppContext, device_id: int, capture: CaptureIn
 
 def lookup(session: Session, capture_id: str) -> KnownCapture | None:
     """The stored capture with this id, if any."""
-    row = session.execute(select(Capture.device_id).where(Capture.capture_id == capture_id)).first()
+    row = session.connection().execute(_LOOKUP, {"capture_id": capture_id}).first()
     return KnownCapture(capture_id, row.device_id) if row is not None else None
 
 
@@ -220,6 +220,8 @@ def _record(
     return IngestResult(capture_id=capture_id, analysis_queued=True, created=True)
 
 
+# Built once, as the inserts below: every capture with an id looks it up first.
+_LOOKUP = select(Capture.__table__.c.device_id).where(Capture.__table__.c.capture_id == bindparam("capture_id"))
 _INSERT_CAPTURE = insert(Capture.__table__).returning(Capture.__table__.c.id)
 _INSERT_ANALYSIS = insert(Analysis.__table__)
 _INSERT_JOB = insert(AnalysisJob.__table__)

@@ -410,6 +410,20 @@ def binary_closing_3x3(mask: np.ndarray) -> np.ndarray:
 
 def compare(ref: Picture, new: Picture) -> Change:
     """What is in ``new`` that is not in ``ref``, after camera shift, light and noise are accounted for."""
+    return _compare(ref, new, classify=True)
+
+
+def objects_mask(ref: Picture, new: Picture) -> np.ndarray:
+    """``compare(ref, new).mask``, the same pixels, without the rest of a ``Change``: the objects' kinds
+    (colours, shapes, labels) and the edge ratio. The "more mail" check needs only the mask."""
+    mask = _compare(ref, new, classify=False).mask
+    assert mask is not None
+    return mask
+
+
+def _compare(ref: Picture, new: Picture, *, classify: bool) -> Change:
+    """``compare``; without ``classify``, only the mask and the figures it comes from are right (every
+    object's kind is "object", the edge ratio 1.0)."""
     dy, dx = estimate_shift(ref, new)
     ref_log = _shifted(ref.log, dy, dx)
     field_ = light_field(new.log - ref_log)
@@ -447,10 +461,10 @@ def compare(ref: Picture, new: Picture) -> Change:
             regions.append(Region(share, "light", bbox))
             light += share
             continue
-        regions.append(Region(share, _kind(new.rgb[slices], part, share), bbox))
+        regions.append(Region(share, _kind(new.rgb[slices], part, share) if classify else "object", bbox))
         mask[slices] |= part
     return Change(share=float(mask.sum()) / total, regions=regions, mask=mask, shift=(dy, dx), noise=noise,
-                  light_share=light, edge_ratio=_edge_ratio(g_ref, g_new, mask))
+                  light_share=light, edge_ratio=_edge_ratio(g_ref, g_new, mask) if classify else 1.0)
 
 
 _NEIGHBOURS = [(sy, sx) for sy in range(-2, 3) for sx in range(-2, 3)]  # ±2 px, row-major

@@ -61,7 +61,7 @@ from cloud.vision.base import (
     VisionResult,
 )
 from cloud.vision.blas import single_threaded_blas
-from cloud.vision.change import compare, picture
+from cloud.vision.change import objects_mask, picture
 from cloud.vision.config import VisionSettings
 from cloud.vision.frames import Frames, references_for
 from cloud.vision.offline import Judgement, OfflineProvider
@@ -490,14 +490,13 @@ def _added_share(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> flo
             previous = picture(pipeline.ctx.images.read(plan.previous_image_sha256))
         except (FileNotFoundError, BadImage):
             return None
-    since = compare(previous, judged.frame)
+    since = objects_mask(previous, judged.frame)  # the mask alone: the objects' kinds are not needed here
     reference = judged.reference
     before = pipeline.frames.mask(reference.key, plan.previous_image_sha256) if reference.key else None
     if before is None:  # not kept from the previous photo's own analysis
-        before = compare(reference.picture, previous).mask
-    assert since.mask is not None and before is not None
+        before = objects_mask(reference.picture, previous)
     was_mail = ndimage.binary_dilation(before, iterations=3)
-    return float((since.mask & judged.change.mask & ~was_mail).mean())
+    return float((since & judged.change.mask & ~was_mail).mean())
 
 
 def _offline_prefilter(pipeline: VisionPipeline, plan: Plan, judged: Judgement, now: datetime) -> Outcome | None:

@@ -94,6 +94,27 @@ def test_the_state_feed_answers_at_once_when_a_capture_is_analysed_and_carries_t
     assert box["pending_captures"] == 2 and box["firmware_version"] == "1.4.2"
 
 
+@pytest.mark.parametrize("sender", ["gateway", "device"])
+def test_a_telemetry_report_wakes_the_state_feed_at_once(home, cloud_ctx, sender):
+    """Home Assistant's battery and signal follow each report as it comes, not at the safety poll (the
+    report's rows are written by plain statements, which must still wake the feed)."""
+    client, _owner, device, gateway = home
+    version = states(client, gateway)["version"]
+    result: dict = {}
+    waiting = threading.Thread(
+        target=lambda: result.update(states(client, gateway, wait=60, version=version)), daemon=True
+    )
+    waiting.start()
+    report = {"serial_number": "box-1", "battery_voltage": 3.62, "rssi": -58,
+              "timestamp": cloud_ctx.clock.now().isoformat()}
+    headers = gateway if sender == "gateway" else device.headers
+    assert client.post("/api/device/telemetry/", json=report, headers=headers).status_code == 200
+    waiting.join(DEADLINE_S)
+    assert result, "the feed was not woken by the report"
+    [box] = result["devices"]
+    assert box["battery_voltage"] == pytest.approx(3.62) and box["rssi"] == -58
+
+
 def test_battery_estimate_stays_within_bounds_and_rises_with_the_voltage():
     volts = [2.5 + i * 0.01 for i in range(200)]
     estimates = [battery_percent(v) for v in volts]

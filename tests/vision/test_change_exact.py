@@ -36,6 +36,7 @@ from cloud.vision.change import (
     compare,
     estimate_shift,
     light_field,
+    objects_mask,
     picture,
     picture_from_arrays,
     picture_from_png,
@@ -324,3 +325,22 @@ def test_a_prepared_frame_has_the_plain_numbers():
     lap = 4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
     assert frame.mean == float(grey.mean())
     assert frame.sharpness == float(lap.var()) / max(float(grey.mean()), 1.0) ** 2
+
+
+@pytest.mark.parametrize("seed", [2, 5, 13, 30])
+def test_the_objects_mask_is_the_compares_mask(seed):
+    """The "more mail" check takes only a comparison's mask (``objects_mask``, without the objects'
+    kinds): the same pixels as the whole ``compare``'s, for a box's photos against its empty one and
+    against each other (mail added, taken, moved; day and night)."""
+    box = Mailbox(seed)
+    rng = random.Random(seed)
+    kinds = ["empty", "letters", "package", "magazine", "letters", "package"]
+    photos = [picture(box.frame(random_contents(rng, kind), Wake(n, night=n % 3 == 2)))
+              for n, kind in enumerate(kinds)]
+    pairs = [(photos[0], p) for p in photos[1:]] + list(zip(photos[1:], photos[2:], strict=False))
+    objects = 0
+    for ref, new in pairs:
+        whole = compare(ref, new)
+        assert np.array_equal(objects_mask(ref, new), whole.mask)
+        objects += len(whole.objects)
+    assert objects > len(pairs)  # masks with objects in them, not only empty ones

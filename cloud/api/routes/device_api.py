@@ -14,9 +14,9 @@ from cloud.api.deps import (
     CurrentUser,
     SessionDep,
     TokenDep,
-    device_caller,
     ingest_caller,
     managed_device,
+    reporting_device,
     visible_device,
 )
 from cloud.api.presenters import capture_public, trigger_public
@@ -93,8 +93,7 @@ async def post_telemetry(body: schemas.TelemetryCreate, token: TokenDep, ctx: Ct
 def store_telemetry(ctx: AppContext, token: str, body: schemas.TelemetryCreate) -> schemas.TelemetryAccepted:
     """Authenticate the caller and record the report in one transaction, committed before the answer."""
     with ctx.sessions() as session:
-        caller = device_caller(session, ctx, token)
-        device = caller.device_for(session, body.serial_number)
+        device = reporting_device(session, ctx, token, body.serial_number)
         fields = body.model_dump(exclude={"serial_number", "timestamp"})
         telemetry.record(session, ctx, device, telemetry.TelemetryIn(reported_at=body.timestamp, **fields))
         session.commit()
