@@ -15,7 +15,9 @@ A wake round per device is the recording's: timer (empty) → door (mail arrives
 there) → door (collected). Before the measured run every device publishes one empty wake and is calibrated
 with it (the owner's "this is empty"), as an installed mailbox would be.
 
-Prints p50/p95/p99 latency from the publish (the broker acknowledged the capture's last chunk, QoS 1) to
+Prints p50/p95/p99 latency from the publish (the publisher handed the capture's last chunk to its MQTT
+client; counted as published once the broker acknowledged it, QoS 1 — but the publisher's own thread
+notices that ack tens of milliseconds late under load, later than the cloud stores the capture) to
 the capture stored, analysed, its notification queued, and pushed to an open SSE client
 (``GET /api/events/``; "n/a" when the cloud has no such endpoint); the cloud's CPU per capture, all in
 (``/proc/<pid>/stat`` over the measured run, idle work included); and every process's peak RSS (VmHWM).
@@ -65,7 +67,8 @@ class Publisher:
     broker has acknowledged its last chunk."""
 
     def __init__(self, port: int) -> None:
-        self.published: dict[str, float] = {}
+        self.published: dict[str, float] = {}  # capture id → when the broker's ack for its last chunk was seen
+        self.sent: dict[str, float] = {}  # capture id → when its last chunk was handed to paho
         self._pending: dict[int, str | None] = {}  # mid → capture id (None: telemetry)
         self._early: set[int] = set()  # acknowledged before send() registered the mid
         self._left: Counter[str] = Counter()
@@ -82,6 +85,8 @@ class Publisher:
             self._left[cid] += sum(1 for topic, _ in messages if topic.endswith("/capture"))
         for topic, payload in messages:
             mid = self._client.publish(topic, payload, qos=1).mid
+            if topic.endswith("/capture"):
+                self.sent[cid] = time.time()  # the last chunk's stays
             owner = cid if topic.endswith("/capture") else None
             with self._lock:
                 if mid in self._early:
@@ -485,7 +490,8 @@ def run(
         spy.wait(timeout=60)
 
     stored, analysed, notified, pushed = [], [], [], []
-    for cid, sent_at in publisher.published.items():
+    for cid in publisher.published:
+        sent_at = publisher.sent[cid]
         row = rows.get(cid)
         if row is None:
             continue
