@@ -137,6 +137,24 @@ def unique_jpeg(jpeg: bytes, tag: bytes) -> bytes:
 
 
 # ---------------------------------------------------------------- load
+def wait_ready(proc: subprocess.Popen, url: str, what: str, timeout: float = 60) -> None:
+    """Until the server `proc` answers ``GET /healthz`` at `url` (raises if it exits or never does)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
+
+
 @dataclass
 class RoundResult:
     target: str
@@ -236,20 +254,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 60) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.kind} server did not start")
-            time.sleep(0.05)
+        wait_ready(self.proc, self.url, f"{self.kind} server", timeout)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -38,7 +38,7 @@ import httpx
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
 
-from bench.cloud_ingest import free_port, make_jpegs, unique_jpeg  # noqa: E402
+from bench.cloud_ingest import free_port, make_jpegs, unique_jpeg, wait_ready  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVE = """
@@ -87,18 +87,7 @@ class Target:
         self.results: list[tuple[float, float]] = []  # per round: (main, rest) ms per wake
 
     def _wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.label}: server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.label}: server did not start")
-            time.sleep(0.05)
+        wait_ready(self.proc, self.url, f"{self.label}: server", timeout)
 
     def _seed(self) -> str:
         email, password = "bench@example.com", "benchmark-password"

@@ -42,11 +42,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import cloud  # noqa: E402
 from bench.cloud_ingest import make_jpegs, unique_jpeg  # noqa: E402
+from bench.inprocess import seed_boxes  # noqa: E402
 from cloud.api import schemas  # noqa: E402
 from cloud.api.routes import device_api  # noqa: E402
 from cloud.app import create_app  # noqa: E402
-from cloud.models import Role  # noqa: E402
-from cloud.services import accounts  # noqa: E402
 from cloud.settings import Settings  # noqa: E402
 from gateway.cloudformat import capture_body, telemetry_body  # noqa: E402
 
@@ -60,18 +59,8 @@ def main() -> None:
         app = create_app(settings)
         with TestClient(app) as api:
             ctx = app.state.ctx
-            api.post("/api/users/", json={"email": "bench@example.com", "password": "benchmark-password"})
-            with ctx.sessions() as session:
-                accounts.set_role(session, "bench@example.com", Role.INSTALLER)
-                session.commit()
-            token = api.post("/api/auth/token/", json={"email": "bench@example.com",
-                                                      "password": "benchmark-password"}).json()["access_token"]
-            owner = {"Authorization": f"Bearer {token}"}
             serials = [f"BENCH{n:04d}" for n in range(args.devices)]
-            for serial in serials:
-                code = api.post("/api/devices/", json={"serial": serial, "wake_interval_s": 60}, headers=owner)
-                api.post("/api/devices/claim/", json={"claim_code": code.json()["claim_code"]}, headers=owner)
-            gateway_token = api.post("/api/gateways/", json={"name": "b"}, headers=owner).json()["gateway_token"]
+            owner, gateway_token = seed_boxes(api, ctx, serials)
 
             def wake(n: int) -> tuple[schemas.CaptureCreate, schemas.TelemetryCreate]:
                 serial, capture_id, now = serials[n % len(serials)], uuid.uuid4().hex, datetime.now(UTC).isoformat()

@@ -40,10 +40,9 @@ sys.path.insert(0, str(ROOT))
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
+from bench.inprocess import seed_boxes  # noqa: E402
 from bench.replay import RECORDING, device_image, load  # noqa: E402
 from cloud.app import create_app  # noqa: E402
-from cloud.models import Role  # noqa: E402
-from cloud.services import accounts  # noqa: E402
 from cloud.settings import Settings  # noqa: E402
 from cloud.vision import pipeline as vision_pipeline  # noqa: E402
 from cloud.vision import worker as vision_worker  # noqa: E402
@@ -114,19 +113,9 @@ def main() -> None:
         app = create_app(settings)
         with TestClient(app) as api:
             ctx = app.state.ctx
-            api.post("/api/users/", json={"email": "bench@example.com", "password": "benchmark-password"})
-            with ctx.sessions() as session:
-                accounts.set_role(session, "bench@example.com", Role.INSTALLER)
-                session.commit()
-            token = api.post("/api/auth/token/", json={"email": "bench@example.com",
-                                                      "password": "benchmark-password"}).json()["access_token"]
-            owner = {"Authorization": f"Bearer {token}"}
             serials = [f"BENCH{n:04d}" for n in range(args.boxes)]
-            for serial in serials:
-                code = api.post("/api/devices/", json={"serial": serial, "wake_interval_s": 60}, headers=owner)
-                api.post("/api/devices/claim/", json={"claim_code": code.json()["claim_code"]}, headers=owner)
-            gateway = {"Authorization": "Bearer "
-                       + api.post("/api/gateways/", json={"name": "b"}, headers=owner).json()["gateway_token"]}
+            owner, gateway_token = seed_boxes(api, ctx, serials)
+            gateway = {"Authorization": f"Bearer {gateway_token}"}
             start = datetime.now(UTC) - timedelta(hours=1)
             sent = 0
 
