@@ -155,6 +155,16 @@ def wait_ready(proc: subprocess.Popen, url: str, what: str, timeout: float = 60)
         time.sleep(0.05)
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class RoundResult:
     target: str
@@ -257,12 +267,7 @@ class Server:
         wait_ready(self.proc, self.url, f"{self.kind} server", timeout)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def register_device(url: str, data_dir: Path) -> tuple[str, str]:

@@ -38,7 +38,7 @@ import httpx
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
 
-from bench.cloud_ingest import free_port, make_jpegs, unique_jpeg, wait_ready  # noqa: E402
+from bench.cloud_ingest import free_port, make_jpegs, stop_process, unique_jpeg, wait_ready  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVE = """
@@ -107,12 +107,7 @@ class Target:
             return gateway.json()["gateway_token"]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

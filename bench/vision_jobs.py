@@ -27,7 +27,6 @@ import base64
 import cProfile
 import hashlib
 import sys
-import tempfile
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -37,13 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
-from bench.inprocess import seed_boxes  # noqa: E402
+from bench.inprocess import cloud_with_boxes  # noqa: E402
 from bench.replay import RECORDING, device_image, load  # noqa: E402
-from cloud.app import create_app  # noqa: E402
-from cloud.settings import Settings  # noqa: E402
 from cloud.vision import pipeline as vision_pipeline  # noqa: E402
 from cloud.vision import worker as vision_worker  # noqa: E402
 
@@ -108,73 +104,69 @@ def main() -> None:
 
     wakes = load(RECORDING)
     empty = next(w for w in wakes if w.label.startswith("timer"))
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(environment="test", data_dir=Path(tmp) / "data", run_workers=False, run_scheduler=False)
-        app = create_app(settings)
-        with TestClient(app) as api:
-            ctx = app.state.ctx
-            serials = [f"BENCH{n:04d}" for n in range(args.boxes)]
-            owner, gateway_token = seed_boxes(api, ctx, serials)
-            gateway = {"Authorization": f"Bearer {gateway_token}"}
-            start = datetime.now(UTC) - timedelta(hours=1)
-            sent = 0
+    serials = [f"BENCH{n:04d}" for n in range(args.boxes)]
+    with cloud_with_boxes(serials) as box:
+        api, ctx, owner, gateway_token = box.api, box.ctx, box.owner, box.gateway_token
+        gateway = {"Authorization": f"Bearer {gateway_token}"}
+        start = datetime.now(UTC) - timedelta(hours=1)
+        sent = 0
 
-            def send(serial: str, wake, n: int) -> None:
-                nonlocal sent
-                sent += 1
-                image = device_image(wake.image, f"{serial} wake {n}")
-                body = {"serial_number": serial, "image": base64.b64encode(image).decode(),
-                        "trigger_type": "automatic", "battery_voltage": 3.9,
-                        "timestamp": (start + timedelta(seconds=sent)).isoformat(),
-                        "capture_id": f"{serial}-{n}-{hashlib.sha1(image).hexdigest()[:8]}",
-                        "wake_reason": wake.label.split("-")[0]}
-                api.post("/api/device/capture/", json=body, headers=gateway).raise_for_status()
+        def send(serial: str, wake, n: int) -> None:
+            nonlocal sent
+            sent += 1
+            image = device_image(wake.image, f"{serial} wake {n}")
+            body = {"serial_number": serial, "image": base64.b64encode(image).decode(),
+                    "trigger_type": "automatic", "battery_voltage": 3.9,
+                    "timestamp": (start + timedelta(seconds=sent)).isoformat(),
+                    "capture_id": f"{serial}-{n}-{hashlib.sha1(image).hexdigest()[:8]}",
+                    "wake_reason": wake.label.split("-")[0]}
+            api.post("/api/device/capture/", json=body, headers=gateway).raise_for_status()
 
+        for serial in serials:
+            send(serial, empty, 0)
+        vision_worker.process_pending(ctx)
+        for serial in serials:
+            api.post(f"/api/devices/{serial}/reference", json={}, headers=owner).raise_for_status()
+
+        phases = Phases()
+        for module, name, phase in ((vision_worker, "claim_next", "claim"), (vision_pipeline, "_plan", "plan"),
+                                    (vision_pipeline, "decide", "decide"), (vision_pipeline, "finish", "finish")):
+            phases.wrap(module, name, phase)
+        read = ctx.images.read
+
+        def timed_read(sha: str) -> bytes:
+            t0 = time.thread_time()
+            try:
+                return read(sha)
+            finally:
+                phases.spent["image"] += time.thread_time() - t0
+
+        ctx.images.read = timed_read
+        per_round: list[dict[str, float]] = []
+        statements: Counter[str] = Counter()
+        jobs_total = 0
+        profiler = cProfile.Profile(time.thread_time) if args.profile else None
+        for r in range(args.rounds):
             for serial in serials:
-                send(serial, empty, 0)
-            vision_worker.process_pending(ctx)
-            for serial in serials:
-                api.post(f"/api/devices/{serial}/reference", json={}, headers=owner).raise_for_status()
-
-            phases = Phases()
-            for module, name, phase in ((vision_worker, "claim_next", "claim"), (vision_pipeline, "_plan", "plan"),
-                                        (vision_pipeline, "decide", "decide"), (vision_pipeline, "finish", "finish")):
-                phases.wrap(module, name, phase)
-            read = ctx.images.read
-
-            def timed_read(sha: str) -> bytes:
+                send(serial, wakes[r % len(wakes)], r + 1)
+            phases.spent.clear()
+            with counting_statements(ctx.engine) as seen:
+                if profiler is not None and r > 0:
+                    profiler.enable()
                 t0 = time.thread_time()
-                try:
-                    return read(sha)
-                finally:
-                    phases.spent["image"] += time.thread_time() - t0
-
-            ctx.images.read = timed_read
-            per_round: list[dict[str, float]] = []
-            statements: Counter[str] = Counter()
-            jobs_total = 0
-            profiler = cProfile.Profile(time.thread_time) if args.profile else None
-            for r in range(args.rounds):
-                for serial in serials:
-                    send(serial, wakes[r % len(wakes)], r + 1)
-                phases.spent.clear()
-                with counting_statements(ctx.engine) as seen:
-                    if profiler is not None and r > 0:
-                        profiler.enable()
-                    t0 = time.thread_time()
-                    jobs = vision_worker.process_pending(ctx)
-                    total = time.thread_time() - t0
-                    if profiler is not None:
-                        profiler.disable()
-                if r > 0:
-                    statements.update(seen)
-                    jobs_total += jobs
-                per_round.append({"total": 1000 * total / jobs,
-                                  **{p: 1000 * phases.spent[p] / jobs for p in PHASES}, "jobs": jobs,
-                                  "label": wakes[r % len(wakes)].label})
-            phases.restore()
-            if profiler is not None:
-                profiler.dump_stats(args.profile)
+                jobs = vision_worker.process_pending(ctx)
+                total = time.thread_time() - t0
+                if profiler is not None:
+                    profiler.disable()
+            if r > 0:
+                statements.update(seen)
+                jobs_total += jobs
+            per_round.append({"total": 1000 * total / jobs,
+                              **{p: 1000 * phases.spent[p] / jobs for p in PHASES}, "jobs": jobs,
+                              "label": wakes[r % len(wakes)].label})
+        phases.restore()
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
 
     print(f"{args.boxes} boxes; ms of thread CPU per job (claim → finish), per round of wakes:")
     print(f"{'round':<26}" + "".join(f"{c:>9}" for c in ("total", *PHASES)))
