@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,18 @@ def _settings(mosquitto, tmp_path, **extra) -> GatewaySettings:
                            client_id=f"gw-proc-{uuid.uuid4().hex[:8]}", **extra)
 
 
+@contextmanager
+def _connected_link(settings: GatewaySettings) -> Iterator[ProcessLink]:
+    """A started `ProcessLink` whose child is connected; closed (child ended) on leaving."""
+    link = ProcessLink(settings)
+    link.start()
+    try:
+        assert link.connected.wait(10)
+        yield link
+    finally:
+        link.close()
+
+
 def _exited(pid: int) -> bool:
     """Gone, or a zombie nobody reaped yet (it runs no code either way)."""
     try:
@@ -41,10 +55,7 @@ def _exited(pid: int) -> bool:
 
 def test_a_retained_publish_and_a_qos0_publish_go_out_through_the_child(tmp_path, fresh_mosquitto):
     mosquitto = fresh_mosquitto
-    link = ProcessLink(_settings(mosquitto, tmp_path))
-    link.start()
-    try:
-        assert link.connected.wait(10)
+    with _connected_link(_settings(mosquitto, tmp_path)) as link:
         assert link.publish("mailcam/v1/dev1/cmd", b"retained", retain=True)
         listener = Watcher(mosquitto, "mailcam/v1/dev1/+")
         try:
@@ -53,10 +64,8 @@ def test_a_retained_publish_and_a_qos0_publish_go_out_through_the_child(tmp_path
             listener.wait(lambda messages: len(messages) == 2, 10)
         finally:
             listener.close()
-        got = [(m.topic, m.payload, bool(m.retain)) for m in listener.messages]
-        assert got == [("mailcam/v1/dev1/cmd", b"retained", True), ("mailcam/v1/dev1/fw", b"chunk", False)]
-    finally:
-        link.close()
+    got = [(m.topic, m.payload, bool(m.retain)) for m in listener.messages]
+    assert got == [("mailcam/v1/dev1/cmd", b"retained", True), ("mailcam/v1/dev1/fw", b"chunk", False)]
 
 
 def test_the_child_ends_when_the_gateway_is_killed(tmp_path, mosquitto):
@@ -105,10 +114,7 @@ def test_a_killed_child_fails_the_service(tmp_path, cloud, mosquitto):
 def test_stop_then_start_again_keeps_one_child_and_receives_again(tmp_path, fresh_mosquitto):
     """The ingest thread pauses (outbox full) by stopping the link and resumes by starting it."""
     mosquitto = fresh_mosquitto
-    link = ProcessLink(_settings(mosquitto, tmp_path))
-    link.start()
-    try:
-        assert link.connected.wait(10)
+    with _connected_link(_settings(mosquitto, tmp_path)) as link:
         child = link._process.pid
         link.stop()
         wait_until(lambda: not link.connected.is_set(), 10, "disconnected")
@@ -121,8 +127,6 @@ def test_stop_then_start_again_keeps_one_child_and_receives_again(tmp_path, fres
         batch = wait_until(lambda: link.inbox.get_batch(10, timeout=0.1), 10, "the message")
         assert [m.payload for m in batch] == [b"online"]
         assert link._process.pid == child
-    finally:
-        link.close()
     assert _exited(child)
 
 
