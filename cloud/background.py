@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from cloud import wakeups
 from cloud.context import AppContext
 from cloud.notify.jobs import notify_jobs
 from cloud.notify.worker import DeliveryWorker
 from cloud.scheduler import Scheduler, core_jobs
 from cloud.vision.worker import VisionWorker
+from cloud.worker import Crew
 
 
 class Service(Protocol):
@@ -23,5 +25,8 @@ def build_services(ctx: AppContext) -> list[Service]:
     if ctx.settings.run_scheduler:
         services.append(Scheduler(ctx, core_jobs(ctx) + notify_jobs(ctx)))
     services.append(DeliveryWorker(ctx))
-    services.extend(VisionWorker(ctx, name=f"vision-worker-{n}") for n in range(ctx.settings.vision.workers))
+    vision = Crew(ctx, wakeups.VISION)  # a new job wakes one of them, not all
+    services.extend(
+        VisionWorker(ctx, name=f"vision-worker-{n}", crew=vision) for n in range(ctx.settings.vision.workers)
+    )
     return services

@@ -1,15 +1,16 @@
 """The analysis queue: claim jobs (``cloud.jobs``), drain it, and the background worker.
 
 A job left ``running`` by a process that died is claimed again once its lease
-(``lease_timeout_s``) is stale: that is how a restart loses no job. A new job wakes the workers
-at once (``cloud.wakeups.VISION``, marked where jobs are queued); ``worker_poll_interval_s`` is
-only the safety net.
+(``lease_timeout_s``) is stale: that is how a restart loses no job. A new job wakes one worker
+at once (``cloud.wakeups.VISION``, marked where jobs are queued; ``cloud.worker.Crew``), which
+claims it without looking first; ``worker_poll_interval_s`` is only the safety net.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import bindparam, or_, update
@@ -20,7 +21,7 @@ from cloud.db import read_only_transaction
 from cloud.jobs import new_worker_id
 from cloud.models import Analysis, AnalysisJob, AnalysisStatus
 from cloud.vision.pipeline import JOBS, VisionPipeline, run_job
-from cloud.worker import Worker
+from cloud.worker import Crew, Worker
 
 log = logging.getLogger("mailcam.vision.worker")
 
@@ -29,7 +30,8 @@ log = logging.getLogger("mailcam.vision.worker")
 # worker), and building and keying these clauses anew each time cost more than running them.
 _CLAIMABLE = or_(JOBS.due(bindparam("now")), JOBS.leased_before(bindparam("stale_before")))
 _CLAIMABLE_PROBE = JOBS.claimable_probe(_CLAIMABLE)
-_NEXT_DUE = JOBS.next_due(_CLAIMABLE, AnalysisJob.id, AnalysisJob.capture_pk, AnalysisJob.kind)
+# Two rows: the first to claim, the second only to tell whether another job is due (``more_due``).
+_NEXT_DUE = JOBS.next_due(_CLAIMABLE, AnalysisJob.id, AnalysisJob.capture_pk, AnalysisJob.kind, limit=2)
 _CLAIM = JOBS.claim_statement(_CLAIMABLE, updated_at=bindparam("now"))
 _ANALYSIS_RUNNING = (
     update(Analysis)
@@ -39,25 +41,33 @@ _ANALYSIS_RUNNING = (
 )
 
 
-def claim_next(ctx: AppContext, worker_id: str) -> int | None:
-    """Take the next due job (or one whose lease is stale); None when there is nothing to do."""
+def claim_next(
+    ctx: AppContext, worker_id: str, *, look_first: bool = True, more_due: Callable[[], None] | None = None
+) -> int | None:
+    """Take the next due job (or one whose lease is stale); None when there is nothing to do.
+
+    ``look_first``: look in a read before claiming in a write transaction (False right after a
+    wakeup, when a job was just announced). ``more_due`` is called when another job is due too."""
     now = ctx.clock.now()
     params = {"now": now, "stale_before": now - timedelta(seconds=ctx.settings.vision.lease_timeout_s)}
-    with ctx.sessions() as session:
-        # A new job wakes every worker and one gets it; the others (and the winner, looking again
-        # after its job) find nothing, in a read: no write transaction, no queueing for SQLite's writer.
-        read_only_transaction(session)
-        if session.execute(_CLAIMABLE_PROBE, params).first() is None:
-            return None
+    if look_first:
+        with ctx.sessions() as session:
+            # A worker looking again after its job usually finds nothing: in a read, with no write
+            # transaction and no queueing for SQLite's writer.
+            read_only_transaction(session)
+            if session.execute(_CLAIMABLE_PROBE, params).first() is None:
+                return None
     with ctx.sessions() as session, session.begin():
-        row = session.execute(_NEXT_DUE, params).first()
-        if row is None:
+        rows = session.execute(_NEXT_DUE, params).all()
+        if not rows:
             return None
-        job_id, capture_pk, kind = row
+        job_id, capture_pk, kind = rows[0]
         if session.execute(_CLAIM, {**params, "row_id": job_id, "worker_id": worker_id}).rowcount != 1:
             return None
         if kind == "initial":
             session.execute(_ANALYSIS_RUNNING, {"of_capture": capture_pk, "now": now})
+    if len(rows) > 1 and more_due is not None:
+        more_due()
     return job_id
 
 
@@ -89,17 +99,22 @@ def process_pending(
 
 
 class VisionWorker(Worker):
-    """A background thread running one job per step."""
+    """A background thread running one job per step; the process's vision workers form one ``Crew``."""
 
-    def __init__(self, ctx: AppContext, *, name: str = "vision-worker") -> None:
-        super().__init__(ctx, name=name, topic=wakeups.VISION, poll_s=ctx.settings.vision.worker_poll_interval_s)
+    def __init__(self, ctx: AppContext, *, name: str = "vision-worker", crew: Crew | None = None) -> None:
+        super().__init__(ctx, name=name, topic=wakeups.VISION, poll_s=ctx.settings.vision.worker_poll_interval_s,
+                         crew=crew)
         self.worker_id = new_worker_id()
         # Retry waits sleep on the stop event, so stop() never waits out a backoff. The kept frames are
         # the process's (the next photo of a box may go to another worker).
         self.pipeline = VisionPipeline(ctx, sleep=self._stop.wait, frames=pipeline_for(ctx).frames)
 
     def step(self) -> bool:
-        return process_pending(self.ctx, 1, pipeline=self.pipeline, worker_id=self.worker_id) > 0
+        job_id = claim_next(self.ctx, self.worker_id, look_first=not self.announced, more_due=self.crew.wake)
+        if job_id is None:
+            return False
+        run_job(self.pipeline, job_id, self.worker_id)
+        return True
 
     def stop(self, timeout_s: float | None = None) -> None:
         super().stop(self.ctx.settings.vision.openai_timeout_s + 5 if timeout_s is None else timeout_s)

@@ -106,6 +106,42 @@ def test_a_new_capture_wakes_the_vision_worker_at_once(ctx):
     assert {status for status, _ in jobs} == {JobState.DONE}, jobs
 
 
+def test_a_new_capture_wakes_one_vision_worker_which_claims_without_looking_first(ctx, monkeypatch):
+    """Found in issue 16's profile: each job woke every vision worker; each looked (a read), one also
+    took the job (a write), and the others' looks were wasted. Now one worker is woken and claims at once."""
+    from cloud.vision import worker as vision_worker
+    from cloud.worker import Crew
+
+    owner = make_owner(ctx)
+    calls: list[tuple[str, bool]] = []
+    claim = vision_worker.claim_next
+
+    def counted(ctx, worker_id, **kwargs):
+        calls.append((worker_id, kwargs.get("look_first", True)))
+        return claim(ctx, worker_id, **kwargs)
+
+    monkeypatch.setattr(vision_worker, "claim_next", counted)
+    crew = Crew(ctx, wakeups.VISION)
+    workers = [VisionWorker(ctx, name=f"vision-{n}", crew=crew) for n in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while crew.waiting < 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        calls.clear()
+        store_capture(ctx, owner.serial, 1)
+        wait_until_idle(ctx, "analysis_jobs")
+        while crew.waiting < 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+    finally:
+        for worker in workers:
+            worker.stop()
+    # the woken worker: the claim (no look first), then one look for more; the other: nothing
+    assert len({worker_id for worker_id, _ in calls}) == 1, calls
+    assert [look_first for _, look_first in calls] == [False, True], calls
+
+
 def test_a_new_notification_wakes_the_delivery_worker_at_once(ctx):
     owner = make_owner(ctx)
 
