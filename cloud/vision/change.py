@@ -34,7 +34,7 @@ from PIL import Image
 from scipy import ndimage, spatial
 
 from cloud.vision.base import empty_counts
-from cloud.vision.prep import open_jpeg
+from cloud.vision.prep import phash_of, working_images
 
 WORK = (160, 120)  # width, height of the working frame
 MAX_SHIFT = 6  # pixels at WORK size (about 4 % of the width)
@@ -84,10 +84,19 @@ class Picture:
 
 def picture(jpeg: bytes) -> Picture:
     """Decode (scaled by the JPEG decoder itself) and prepare a frame."""
-    image = open_jpeg(jpeg, draft_to=(320, 240)).convert("RGB")
-    grey = np.asarray(image.convert("L").resize((320, 240), Image.Resampling.BILINEAR), dtype=np.float32)
+    return _decoded(jpeg)[0]
+
+
+def picture_and_hash(jpeg: bytes) -> tuple[Picture, str]:
+    """The frame and the photo's perceptual hash (``prep.perceptual_hash``), from one decode."""
+    frame, grey = _decoded(jpeg)
+    return frame, phash_of(grey)
+
+
+def _decoded(jpeg: bytes) -> tuple[Picture, Image.Image]:
+    image, grey = working_images(jpeg)
     small = np.asarray(image.resize(WORK, Image.Resampling.BOX), dtype=np.float32)
-    return _from_arrays(small, grey)
+    return _from_arrays(small, np.asarray(grey, dtype=np.float32)), grey
 
 
 def picture_from_png(data: bytes, mean: float, sharpness: float) -> Picture:

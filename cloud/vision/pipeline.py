@@ -61,12 +61,12 @@ from cloud.vision.base import (
     VisionResult,
 )
 from cloud.vision.blas import single_threaded_blas
-from cloud.vision.change import objects_mask, picture
+from cloud.vision.change import objects_mask, picture, picture_and_hash
 from cloud.vision.config import VisionSettings
 from cloud.vision.frames import Frames, references_for
 from cloud.vision.offline import Judgement, OfflineProvider
 from cloud.vision.openai_provider import OpenAIProvider
-from cloud.vision.prep import BadImage, perceptual_hash, phash_distance
+from cloud.vision.prep import BadImage, phash_distance
 
 log = logging.getLogger("mailcam.vision")
 JOBS = JobTable(AnalysisJob)  # the analysis queue (cloud.jobs); claimed in cloud.vision.worker
@@ -365,7 +365,9 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
     s = pipeline.settings
     now = pipeline.ctx.clock.now()
     try:
-        phash = perceptual_hash(image)
+        # The frame first: the hash is taken of it (one decode), and an unchanged photo's reused answer
+        # then costs the frame's preparation, not the judgement.
+        frame, phash = picture_and_hash(image)
     except InvalidAnswer as exc:
         return Outcome(error=str(exc), operations=[])
     if plan.kind == "initial":
@@ -383,7 +385,7 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
                                       wake=plan.wake_reason)
     # Not before: a reused answer needs no judgement (and the judgement is most of an analysis's CPU).
     try:
-        judged = pipeline.offline.judge(picture(image), plan.references)
+        judged = pipeline.offline.judge(frame, plan.references)
     except InvalidAnswer as exc:
         return Outcome(error=str(exc), operations=[])
     _keep_for_next(pipeline, plan, judged)

@@ -7,6 +7,7 @@ import io
 import pytest
 from PIL import Image
 
+from cloud.vision.change import picture_and_hash
 from cloud.vision.config import VisionSettings
 from cloud.vision.openai_provider import parse_answer
 from cloud.vision.prep import BadImage, perceptual_hash, phash_distance, prepare_jpeg
@@ -49,6 +50,18 @@ def test_phash_is_close_for_the_same_scene_and_far_for_a_changed_one():
     letters_dimmer = perceptual_hash(scenes.render("letters", 1, light=0.97))
     package = perceptual_hash(scenes.render("package", 1))
     assert phash_distance(letters, letters_dimmer) <= 4 < phash_distance(letters, package)
+
+
+@pytest.mark.parametrize("size", [(480, 360), (640, 480), (800, 600), (1600, 1200), (2047, 1535)])
+def test_the_frame_and_the_hash_come_from_one_decode_and_match_the_hash_of_the_photo(size):
+    """The analysis takes the hash with its frame (one decode); a hash taken on its own, of the same
+    photo, must be the very same, or "unchanged" would compare hashes made two ways."""
+    scene = Image.open(io.BytesIO(scenes.render("letters", 3))).resize(size, Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    scene.save(out, "JPEG", quality=85)
+    frame, phash = picture_and_hash(out.getvalue())
+    assert phash == perceptual_hash(out.getvalue())
+    assert frame.rgb.shape == (120, 160, 3) and frame.sharpness > 0
 
 
 @pytest.mark.parametrize(
