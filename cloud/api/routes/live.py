@@ -109,8 +109,9 @@ async def _events(
             now = time.monotonic()
             floor = cursor.floor(now)
             rows, more = await run_in_threadpool(_read, ctx, user_id, floor, cursor.sent, cursor.read_limit)
-            for event in cursor.take(rows, now):
-                yield event.as_sse()
+            fresh = cursor.take(rows, now)
+            if fresh:  # one write for what one read found: each chunk passes every middleware's send
+                yield "".join(event.as_sse() for event in fresh)
             if more:
                 continue  # more waiting
             try:
