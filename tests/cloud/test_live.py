@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from cloud import live, wakeups
+from cloud.api.routes import live as live_route
 from cloud.app import create_app
 from cloud.context import AppContext
 from cloud.models import LiveEvent
@@ -192,3 +193,34 @@ def test_an_event_committed_late_with_a_lower_id_is_still_sent_once(home):
                                 {"id": newest + 2})
         home.capture(1)  # a later event: nothing sent before comes again
         assert stream.next().data["data"]["capture_id"] == "box-1-0001"
+
+
+def test_a_burst_of_events_is_read_once_not_once_per_event(home, monkeypatch):
+    """Found in issue 16's profile: a capture raises three or four events within milliseconds (stored,
+    telemetry, analysed, delivered), and the stream read the database once per wakeup: a worker thread
+    and a transaction each, a fifth of the request threads' CPU. A burst is now read once."""
+    home.ctx.settings.live_read_interval_s = 0.5  # wide enough that the burst below falls inside it
+    reads = [0]
+    plain_read = live_route._read
+
+    def counted(*args, **kwargs):
+        reads[0] += 1
+        return plain_read(*args, **kwargs)
+
+    monkeypatch.setattr(live_route, "_read", counted)
+
+    def commit_event(capture_id: str) -> None:
+        with home.ctx.sessions() as session, session.begin():
+            session.add(LiveEvent(user_id=home.user_id, kind="capture_received", device_serial="box-1",
+                                  data={"capture_id": capture_id}, created_at=home.ctx.clock.now()))
+            wakeups.mark(session, wakeups.live_topic(home.user_id))
+
+    with home.stream(headers=home.owner.headers).wait_open() as stream:
+        commit_event("first")
+        assert stream.next().data["data"]["capture_id"] == "first"
+        read_before_burst = reads[0]
+        for n in range(5):  # each its own commit and wakeup
+            commit_event(f"burst-{n}")
+        burst = stream.take(5)
+    assert [e.data["data"]["capture_id"] for e in burst] == [f"burst-{n}" for n in range(5)]
+    assert reads[0] - read_before_burst == 1, f"{reads[0] - read_before_burst} reads for a burst of 5 events"

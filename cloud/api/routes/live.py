@@ -104,9 +104,16 @@ async def _events(
         yield f'retry: {int(ctx.settings.live_retry_ms)}\ndata: {{"kind":"open","last_event_id":{cursor.last_id}}}\n\n'
         if reset:
             yield 'data: {"kind":"reset","reason":"the events since your last one are no longer kept"}\n\n'
+        read_at = 0.0
+        more = False
         while not gone.is_set():
+            # Each read costs a worker thread and a transaction: a burst of wakeups is read once, at most
+            # live_read_interval_s after the last read (a wakeup after a quiet spell is read at once).
+            pause = read_at + ctx.settings.live_read_interval_s - time.monotonic()
+            if pause > 0 and not more:
+                await asyncio.sleep(pause)
             woken.clear()
-            now = time.monotonic()
+            now = read_at = time.monotonic()
             floor = cursor.floor(now)
             rows, more = await run_in_threadpool(_read, ctx, user_id, floor, cursor.sent, cursor.read_limit)
             fresh = cursor.take(rows, now)
