@@ -55,7 +55,7 @@ class Worker(abc.ABC):
 
     @abc.abstractmethod
     def step(self) -> bool:
-        """One pass over the queue; True when it did some work (then the loop goes on at once)."""
+        """One pass over the queue; True when more work may be waiting (then the loop goes on at once)."""
 
     def wake(self) -> None:
         """Look for work now (called by wakeups, or by the worker itself when capacity frees up)."""
@@ -81,7 +81,8 @@ class Worker(abc.ABC):
                 failures += 1
                 log.exception("%s: pass failed (%s in a row)", self.name, failures)
                 worked = False
-            if worked:
+            if worked:  # more may be waiting: the next pass goes straight to it, as after a wakeup
+                woken = True
                 continue
             pause = backoff_s(failures, FAILURE_BACKOFF_BASE_S, FAILURE_BACKOFF_MAX_S) if failures else self.poll_s
             woken = self.crew.wait(self, pause)

@@ -110,11 +110,21 @@ class VisionWorker(Worker):
         self.pipeline = VisionPipeline(ctx, sleep=self._stop.wait, frames=pipeline_for(ctx).frames)
 
     def step(self) -> bool:
-        job_id = claim_next(self.ctx, self.worker_id, look_first=not self.announced, more_due=self.crew.wake)
-        if job_id is None:
-            return False
-        run_job(self.pipeline, job_id, self.worker_id)
-        return True
+        """Claim and run one job; True (look again at once) only if another was due when it was claimed.
+
+        A job queued while this one ran woke a waiting worker of the crew, or, with none waiting, this
+        one too (its wake flag): looking again after every job found nothing nearly every time."""
+        more = False
+
+        def more_due() -> None:
+            nonlocal more
+            more = True
+            self.crew.wake()
+
+        job_id = claim_next(self.ctx, self.worker_id, look_first=not self.announced, more_due=more_due)
+        if job_id is not None:
+            run_job(self.pipeline, job_id, self.worker_id)
+        return more
 
     def stop(self, timeout_s: float | None = None) -> None:
         super().stop(self.ctx.settings.vision.openai_timeout_s + 5 if timeout_s is None else timeout_s)

@@ -108,7 +108,8 @@ def test_a_new_capture_wakes_the_vision_worker_at_once(ctx):
 
 def test_a_new_capture_wakes_one_vision_worker_which_claims_without_looking_first(ctx, monkeypatch):
     """Found in issue 16's profile: each job woke every vision worker; each looked (a read), one also
-    took the job (a write), and the others' looks were wasted. Now one worker is woken and claims at once."""
+    took the job (a write) and looked again after it; the other looks were wasted. Now one worker is
+    woken and claims at once, and looks again only if more was due."""
     from cloud.vision import worker as vision_worker
     from cloud.worker import Crew
 
@@ -137,9 +138,38 @@ def test_a_new_capture_wakes_one_vision_worker_which_claims_without_looking_firs
     finally:
         for worker in workers:
             worker.stop()
-    # the woken worker: the claim (no look first), then one look for more; the other: nothing
+    # the woken worker claims without looking first, and with nothing else due when it claimed, does not
+    # look again after its job; the other worker does nothing
     assert len({worker_id for worker_id, _ in calls}) == 1, calls
-    assert [look_first for _, look_first in calls] == [False, True], calls
+    assert [look_first for _, look_first in calls] == [False], calls
+
+
+def test_a_job_queued_while_the_only_worker_is_busy_is_run_after_its_job_not_at_the_next_poll(ctx, monkeypatch):
+    """A worker goes back to waiting after its job unless more was due when it claimed it: a job queued
+    during that job must still wake it (no worker was waiting to be woken instead)."""
+    from cloud.vision import worker as vision_worker
+
+    owner = make_owner(ctx)
+    in_first_job, second_queued = threading.Event(), threading.Event()
+    run_job = vision_worker.run_job
+
+    def slow_first(pipeline, job_id, worker_id):
+        if not in_first_job.is_set():
+            in_first_job.set()
+            assert second_queued.wait(DEADLINE_S)
+        return run_job(pipeline, job_id, worker_id)
+
+    monkeypatch.setattr(vision_worker, "run_job", slow_first)
+    worker = VisionWorker(ctx)
+    worker.start()
+    try:
+        store_capture(ctx, owner.serial, 1)
+        assert in_first_job.wait(DEADLINE_S)
+        store_capture(ctx, owner.serial, 2)
+        second_queued.set()
+        wait_until_idle(ctx, "analysis_jobs")  # within DEADLINE_S, far short of the 60 s safety poll
+    finally:
+        worker.stop()
 
 
 def test_a_new_notification_wakes_the_delivery_worker_at_once(ctx):
