@@ -256,7 +256,10 @@ def estimate_shift(ref: Picture, new: Picture) -> tuple[int, int]:
     windows = sliding_window_view(ref.shift_block_sums, ((rows - 1) * _BLOCK + 1, (cols - 1) * _BLOCK + 1))
     first = m + MAX_SHIFT  # the window for dy = -MAX_SHIFT; for +MAX_SHIFT it is m - MAX_SHIFT = 1, above 0
     moved = windows[first:0:-1, first:0:-1, ::_BLOCK, ::_BLOCK]
-    gaps = moved - target_sums
+    # Into a C-ordered array: ``moved - target_sums`` would take the view's backwards strides, and the
+    # reshape below would then copy it (a third of this function's time).
+    gaps = np.empty(moved.shape)
+    np.subtract(moved, target_sums, out=gaps)
     np.abs(gaps, out=gaps)
     bounds = gaps.reshape(len(_SHIFTS), -1).sum(axis=1) / target.size * _PRIOR
     diff = np.empty_like(target)
