@@ -38,7 +38,7 @@ class WorkerState(enum.Enum):
 
 
 class Worker(abc.ABC):
-    """Subclasses implement ``step`` (one pass; True when it did something) and may extend stop."""
+    """Subclasses implement ``step`` (one pass; True when more work may be waiting) and may extend stop."""
 
     def __init__(self, ctx: AppContext, *, name: str, topic: str, poll_s: float, crew: Crew | None = None) -> None:
         self.ctx = ctx
