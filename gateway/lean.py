@@ -2,6 +2,8 @@
 
 - ``httpx._main``: httpx's command-line client; httpx imports it when click/rich are installed,
   pulling in click, rich and pygments (~10 MB).
+- ``h2``: HTTP/2 (with hpack, hyperframe; ~1.2 MB); httpcore imports it whenever it is installed,
+  and the gateway's client speaks HTTP/1.1 (`gateway.cloud`: no ``http2=True``).
 - ``dns``: dnspython, only for paho's ``connect_srv`` (unused).
 - ``socks``: PySocks, only for paho's proxy support (unused).
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-OPTIONAL_MODULES = ("httpx._main", "dns", "socks")
+OPTIONAL_MODULES = ("httpx._main", "h2", "dns", "socks")
 
 
 def block_optional_imports() -> None:
