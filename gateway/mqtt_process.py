@@ -36,9 +36,8 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.inbox import AckId, Inbox, Incoming, Link
 
@@ -48,11 +47,14 @@ log = logging.getLogger("mailcam.gateway.mqtt")
 # megabyte held twice (the child's copy and the pickle) at a time
 FRAME_MAX = 64
 FRAME_LINGER_S = 0.002  # how long a frame waits to fill: a capture's chunks come within a millisecond
+# What the child process runs (`python -c`, not `-m`: a __main__ module is compiled from source on every
+# start, an imported one is not)
+CHILD_CODE = "import sys; from gateway.mqtt_process import child_main; child_main(sys.argv[1])"
 
 
-@dataclass(frozen=True)
-class LinkSettings:
-    """What `MqttLink` reads of `GatewaySettings` (the child does not import pydantic's settings)."""
+class LinkSettings(NamedTuple):
+    """What `MqttLink` reads of `GatewaySettings` (the child does not import pydantic's settings, nor
+    dataclasses: that would load inspect and the ast modules)."""
 
     client_id: str
     broker_host: str
@@ -127,9 +129,7 @@ class ProcessLink:
                               log_level=logging.getLevelName(logging.getLogger("mailcam").getEffectiveLevel()))
         ours, theirs = socket.socketpair()
         self._process = subprocess.Popen(
-            # -c, not -m: a __main__ module is compiled from source on every start, an imported one is not
-            [sys.executable, "-c", "import sys; from gateway.mqtt_process import child_main; child_main(sys.argv[1])",
-             str(theirs.fileno())],
+            [sys.executable, "-c", CHILD_CODE, str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
         )
         theirs.close()
@@ -259,9 +259,9 @@ def child_main(fd: str) -> None:
     # handles those, acks what it committed and then closes us ("exit", or end of file if it dies)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from gateway.lean import block_optional_imports
+    from gateway.lean import block_mqtt_process_imports
 
-    block_optional_imports()
+    block_mqtt_process_imports()
     from gateway.mqtt_link import MqttLink
 
     conn = Connection(int(fd))
