@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from mcam import protocol
 
 from gateway import mqtt_process
 from gateway.mqtt_link import MqttLink
-from gateway.mqtt_process import ProcessLink, link_for, wants_process
+from gateway.mqtt_process import Channel, ProcessLink, link_for, wants_process
 from gateway.service import ServiceFailed
 from gateway.settings import GatewaySettings
 from hil_tests.boards import Watcher
@@ -165,6 +167,28 @@ def test_a_publish_right_after_start_waits_for_the_connection_and_goes_out_once(
     assert got == [b"ver 1"]
 
 
+def test_the_socket_pair_carries_messages_of_every_size_in_order_then_ends():
+    """The channel between the two processes: a frame of 64 4 KB chunks, a big publish (beyond the
+    buffer it keeps), tiny acks, in order, whole; the other end closing ends the reader with EOFError,
+    which is how the child notices a killed gateway."""
+    ours, theirs = socket.socketpair()
+    sender, receiver = Channel(ours), Channel(theirs)
+    chunk = bytes(range(256)) * 16
+    frame = ("msgs", [(1, mid, 1, b"mailcam/v1/dev1/capture", chunk) for mid in range(64)])
+    big = ("publish", 7, "mailcam/v1/dev1/ota", os.urandom(3 * Channel.KEEP), 1, False, 10.0)
+    messages = [("ack", [(1, 2, 1)]), frame, big, ("state", True), frame, ("exit",)]
+    writer = threading.Thread(target=lambda: [sender.send(m) for m in messages])
+    writer.start()
+    try:
+        assert [receiver.recv() for _ in messages] == messages
+    finally:
+        writer.join(10)
+    sender.close()
+    with pytest.raises(EOFError):
+        receiver.recv()
+    receiver.close()
+
+
 def _loaded_modules(link: ProcessLink, tmp_path: Path) -> set[str]:
     """The modules the child of `link` has loaded (asked for by SIGUSR1: see the test below)."""
     listing = tmp_path / f"modules-{link._process.pid}"
@@ -176,11 +200,12 @@ def _loaded_modules(link: ProcessLink, tmp_path: Path) -> set[str]:
 BACKLOG = 2000
 
 
-def test_the_mqtt_process_loads_no_http_or_introspection_code(tmp_path, monkeypatch, request):
+def test_the_mqtt_process_loads_no_http_or_multiprocessing_code(tmp_path, monkeypatch, request):
     """Memory (issue 18: the gateway within 60 MB on a 512 MB Pi): the child runs paho alone. paho
     imports urllib.request (with http.client and email) only for a proxy lookup that needs PySocks;
-    inspect served one signature check: ~2 MB of the child's private memory. It still connects, drains
-    a backlog, acks and publishes."""
+    multiprocessing served only for framing, inspect for one signature check, subprocess and
+    concurrent.futures only the gateway's side: ~3.5 MB of the child's private memory. It still
+    connects, drains a backlog, acks and publishes."""
     # the shipped in-flight window (deploy/mosquitto.conf): a backlog comes as fast as the broker sends
     mosquitto = Mosquitto(workdir=tmp_path / "mosquitto", extra_conf="max_inflight_messages 1000\n").start()
     request.addfinalizer(mosquitto.stop)
@@ -217,7 +242,7 @@ def test_the_mqtt_process_loads_no_http_or_introspection_code(tmp_path, monkeypa
         modules = _loaded_modules(link, tmp_path)
     assert received == [b"%04d" % k for k in range(BACKLOG)]
     assert "paho.mqtt.client" in modules
-    assert not {"http.client", "email", "inspect"} & modules
+    assert not {"http.client", "email", "multiprocessing", "inspect", "subprocess", "concurrent.futures"} & modules
 
 
 def _ignored_signals(pid: int) -> set[int]:
