@@ -50,9 +50,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mailcam.gateway.mqtt")
 
-# Messages per frame sent to the gateway process: 256 KB of 4 KB chunks pickled, not a whole batch's
-# megabyte held twice (the child's copy and the pickle) at a time
-FRAME_MAX = 64
+# Messages per frame sent to the gateway process: ~140 KB of 4 KB chunks pickled, not a whole batch's
+# megabyte held twice (the child's copy and the pickle) at a time. Each process holds about two frames
+# of messages besides its inbox (the child: one being pickled and its pickle; the gateway: one being
+# decoded, and its inbox may overshoot by one): 32 rather than 64 was 0.6-0.9 MB less of the gateway's
+# peak (bench/gateway_throughput.py); the CPU per message of twice as many frames was within the
+# noise of a shared machine (at most ~3 % more, 5 pairs of runs).
+FRAME_MAX = 32
 FRAME_LINGER_S = 0.002  # how long a frame waits to fill: a capture's chunks come within a millisecond
 # What the child process runs (`python -c`, not `-m`: a __main__ module is compiled from source on every
 # start, an imported one is not)
@@ -124,7 +128,7 @@ class Channel:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._buffer = bytearray(64 * 1024)  # grows to the largest frame of messages, ~270 KB
+        self._buffer = bytearray(64 * 1024)  # grows to the largest frame of messages, ~140 KB
 
     def send(self, message: tuple) -> None:
         data = _pickle.dumps(message, self.PICKLE_PROTOCOL)
