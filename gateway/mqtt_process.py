@@ -81,7 +81,7 @@ def wants_process(setting: str) -> bool:
     """Whether to run the MQTT connection in a child process (setting ``mqtt_process``: auto|on|off).
 
     auto: only with two or more CPU cores the process may use; on one core the two processes would
-    take turns anyway, for ~13 MB more memory.
+    take turns anyway, for ~9 MB more memory.
     """
     if setting != "auto":
         return setting == "on"
