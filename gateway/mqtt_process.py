@@ -7,8 +7,8 @@ process they take turns on one GIL, so the gateway drained a backlog at about ha
 plain subscriber however fast the disk. With paho here, each runs on its own core.
 
 `ProcessLink` has `gateway.mqtt_link.MqttLink`'s interface (`gateway.inbox.Link`); its child process
-(`child_main`) runs a real `MqttLink` and talks to the gateway over a socket pair with
-`multiprocessing.connection` framing (pickled tuples):
+(`child_main`) runs a real `MqttLink` and talks to the gateway over a socket pair (`Channel`: pickled
+tuples, each behind its length):
 
     child -> parent  ("msgs", [Incoming fields as a plain tuple, ...])   messages received, not acked
                      ("state", up)               connected / disconnected
@@ -25,34 +25,47 @@ goes (end of file on its socket), so it never outlives a killed gateway.
 
 from __future__ import annotations
 
+# pickle's C implementation, which `pickle.dumps`/`loads` are: the pickle module adds its pure-Python
+# twin (~0.25 MB in each process, and the gateway's side loads pickle for nothing else)
+import _pickle
 import functools
 import itertools
 import logging
 import os
 import signal
 import socket
-import subprocess
+import struct
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gateway.inbox import AckId, Inbox, Incoming, Link
 
+# The child imports this module too: what only the gateway's side uses (subprocess, which brings locale,
+# and concurrent.futures; ~0.5 MB) is imported where it is used
+if TYPE_CHECKING:
+    import subprocess
+    from concurrent.futures import Future
+
 log = logging.getLogger("mailcam.gateway.mqtt")
 
-# Messages per frame sent to the gateway process: 256 KB of 4 KB chunks pickled, not a whole batch's
-# megabyte held twice (the child's copy and the pickle) at a time
-FRAME_MAX = 64
+# Messages per frame sent to the gateway process: ~140 KB of 4 KB chunks pickled, not a whole batch's
+# megabyte held twice (the child's copy and the pickle) at a time. Each process holds about two frames
+# of messages besides its inbox (the child: one being pickled and its pickle; the gateway: one being
+# decoded, and its inbox may overshoot by one): 32 rather than 64 was 0.6-0.9 MB less of the gateway's
+# peak (bench/gateway_throughput.py); the CPU per message of twice as many frames was within the
+# noise of a shared machine (at most ~3 % more, 5 pairs of runs).
+FRAME_MAX = 32
 FRAME_LINGER_S = 0.002  # how long a frame waits to fill: a capture's chunks come within a millisecond
+# What the child process runs (`python -c`, not `-m`: a __main__ module is compiled from source on every
+# start, an imported one is not)
+CHILD_CODE = "import sys; from gateway.mqtt_process import child_main; child_main(sys.argv[1])"
 
 
-@dataclass(frozen=True)
-class LinkSettings:
-    """What `MqttLink` reads of `GatewaySettings` (the child does not import pydantic's settings)."""
+class LinkSettings(NamedTuple):
+    """What `MqttLink` reads of `GatewaySettings` (the child does not import pydantic's settings, nor
+    dataclasses: that would load inspect and the ast modules)."""
 
     client_id: str
     broker_host: str
@@ -68,7 +81,7 @@ def wants_process(setting: str) -> bool:
     """Whether to run the MQTT connection in a child process (setting ``mqtt_process``: auto|on|off).
 
     auto: only with two or more CPU cores the process may use; on one core the two processes would
-    take turns anyway, for ~13 MB more memory.
+    take turns anyway, for ~9 MB more memory.
     """
     if setting != "auto":
         return setting == "on"
@@ -98,6 +111,58 @@ class Secret:
         return "Secret('**********')"
 
 
+class Channel:
+    """One end of the socket pair between the two processes: `send` a tuple, `recv` it at the other end.
+
+    Each message is its pickle behind a 4-byte length, as ``multiprocessing.connection`` frames them;
+    that module is not used because it loads multiprocessing, tempfile, shutil… into both processes
+    (~2 MB) for these few lines. A frame is read into one buffer kept for the next (no allocation and
+    one copy less per frame than there). `send` and `recv` may run in two threads at once; two
+    senders need a lock of their own. End of file raises `EOFError`; other failures `OSError`.
+    """
+
+    HEADER = struct.Struct("!I")
+    PICKLE_PROTOCOL = 5  # pickle.HIGHEST_PROTOCOL of Python 3.8+
+    KEEP = 1024 * 1024  # a buffer for a larger message is made for it alone (a rare publish of a big payload)
+    SPLIT = 16 * 1024  # a larger message is written after its header, not copied behind it
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray(64 * 1024)  # grows to the largest frame of messages, ~140 KB
+
+    def send(self, message: tuple) -> None:
+        data = _pickle.dumps(message, self.PICKLE_PROTOCOL)
+        header = self.HEADER.pack(len(data))
+        if len(data) > self.SPLIT:
+            self._sock.sendall(header)
+            self._sock.sendall(data)
+        else:
+            self._sock.sendall(header + data)
+
+    def recv(self) -> Any:
+        size = self.HEADER.unpack(self._read(self.HEADER.size))[0]
+        return _pickle.loads(self._read(size))
+
+    def _read(self, size: int) -> memoryview:
+        if size > len(self._buffer):
+            if size > self.KEEP:
+                return self._fill(memoryview(bytearray(size)))
+            self._buffer = bytearray(size)
+        return self._fill(memoryview(self._buffer)[:size])
+
+    def _fill(self, view: memoryview) -> memoryview:
+        done = 0
+        while done < len(view):
+            n = self._sock.recv_into(view[done:])
+            if not n:
+                raise EOFError("the other process closed the socket pair")
+            done += n
+        return view
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 class ProcessLink:
     """`MqttLink`'s interface; the connection itself lives in a child process."""
 
@@ -112,13 +177,15 @@ class ProcessLink:
         self._requests: dict[int, Future] = {}
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
-        self._conn: Connection | None = None
+        self._conn: Channel | None = None
         self._process: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._dead = False
 
     # -- child process ---------------------------------------------------------------------------
     def _spawn(self) -> None:
+        import subprocess
+
         s = self.settings
         password = Secret(s.broker_password.get_secret_value()) if s.broker_password else None
         config = LinkSettings(client_id=s.client_id, broker_host=s.broker_host, broker_port=s.broker_port,
@@ -127,13 +194,11 @@ class ProcessLink:
                               log_level=logging.getLevelName(logging.getLogger("mailcam").getEffectiveLevel()))
         ours, theirs = socket.socketpair()
         self._process = subprocess.Popen(
-            # -c, not -m: a __main__ module is compiled from source on every start, an imported one is not
-            [sys.executable, "-c", "import sys; from gateway.mqtt_process import child_main; child_main(sys.argv[1])",
-             str(theirs.fileno())],
+            [sys.executable, "-c", CHILD_CODE, str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
         )
         theirs.close()
-        self._conn = Connection(ours.detach())
+        self._conn = Channel(ours)
         self._send(("config", config))
         self._reader = threading.Thread(target=self._read, name="mailcam-mqtt-reader", daemon=True)
         self._reader.start()
@@ -178,6 +243,8 @@ class ProcessLink:
     def _request(self, message: tuple, timeout_s: float) -> Any:
         if self._dead or self._conn is None:
             return False
+        from concurrent.futures import Future
+
         request_id = next(self._ids)
         future: Future = Future()
         self._requests[request_id] = future
@@ -216,6 +283,8 @@ class ProcessLink:
 
     def close(self) -> None:
         """Stop and end the child process."""
+        import subprocess
+
         self.stop()
         if self._process is None:
             return
@@ -259,12 +328,12 @@ def child_main(fd: str) -> None:
     # handles those, acks what it committed and then closes us ("exit", or end of file if it dies)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from gateway.lean import block_optional_imports
+    from gateway.lean import block_mqtt_process_imports
 
-    block_optional_imports()
+    block_mqtt_process_imports()
     from gateway.mqtt_link import MqttLink
 
-    conn = Connection(int(fd))
+    conn = Channel(socket.socket(fileno=int(fd)))
     _, config = conn.recv()
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     send_lock = threading.Lock()

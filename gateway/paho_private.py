@@ -16,7 +16,6 @@ fails loudly on such an upgrade, so the fast path is never lost unnoticed.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import struct
 import threading
@@ -31,6 +30,7 @@ log = logging.getLogger("mailcam.gateway.paho")
 PACKET_QUEUE_PARAMETERS = ("command", "packet", "mid", "qos", "info")
 PUBACK = 0x40  # MQTT 3.1.1 §3.4: control packet type 4; remaining length 2 (the packet id)
 _PUBACK = struct.Struct("!BBH")
+CO_VARARGS, CO_VARKEYWORDS = 0x04, 0x08  # code object flags (CPython's Include/cpython/code.h)
 
 
 def raw_topic(message: paho.MQTTMessage) -> bytes | str:
@@ -41,7 +41,7 @@ def raw_topic(message: paho.MQTTMessage) -> bytes | str:
 def puback_writer(client: paho.Client) -> Callable[[list[int]], None] | None:
     """A function that queues the QoS 1 PUBACKs of these packet ids as one write; None if paho changed."""
     queue_packet = getattr(client, "_packet_queue", None)
-    if queue_packet is None or tuple(inspect.signature(queue_packet).parameters) != PACKET_QUEUE_PARAMETERS:
+    if queue_packet is None or _parameters(queue_packet) != PACKET_QUEUE_PARAMETERS:
         log.error("paho-mqtt %s changed Client._packet_queue: PUBACKs go one by one through client.ack",
                   PAHO_VERSION)
         return None
@@ -51,6 +51,17 @@ def puback_writer(client: paho.Client) -> Callable[[list[int]], None] | None:
         queue_packet(PUBACK, b"".join([pack(PUBACK, 2, mid) for mid in mids]), 0, 1)
 
     return write
+
+
+def _parameters(method: Callable) -> tuple[str, ...] | None:
+    """A Python method's parameter names after ``self``, as ``inspect.signature`` lists them (not used:
+    it would load inspect and the ast modules into the MQTT process, ~0.7 MB); None if not Python code."""
+    code = getattr(method, "__code__", None)
+    if code is None:
+        return None
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & CO_VARARGS) + bool(code.co_flags & CO_VARKEYWORDS)  # *args, **kwargs
+    return code.co_varnames[1:count]
 
 
 def network_thread(client: paho.Client) -> threading.Thread | None:

@@ -1,19 +1,32 @@
-"""The gateway's settings: one pydantic-settings class, environment prefix ``MAILCAM_GATEWAY_``."""
+"""The gateway's settings: one pydantic model, read from the environment (prefix ``MAILCAM_GATEWAY_``).
+
+A plain model, not pydantic-settings' ``BaseSettings``: what the gateway needs of it is the few lines
+of `GatewaySettings.__init__` (variables named like a field, in any case; arguments win over them;
+each value a string that the field's validation converts, as pydantic-settings does for fields of
+simple types, which all of these are), and pydantic-settings brings ~1.3 MB into the gateway's
+process (its command-line parser, cloud secret stores, dotenv, argparse). Defaults are validated too,
+as there.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from mcam import protocol
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+ENV_PREFIX = "MAILCAM_GATEWAY_"
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(BaseModel):
     """Everything `mailcam gateway` reads from its environment (see gateway/README.md)."""
 
-    model_config = SettingsConfigDict(env_prefix="MAILCAM_GATEWAY_", extra="ignore")
+    model_config = ConfigDict(extra="ignore", validate_default=True)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_from_environment(type(self).model_fields), **values})
 
     # The cloud
     cloud_url: str = Field("http://127.0.0.1:8000", description="Base URL of the mailcam cloud API")
@@ -106,3 +119,14 @@ class GatewaySettings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "gateway.db"
+
+
+def _from_environment(fields: dict[str, Any]) -> dict[str, str]:
+    """The MAILCAM_GATEWAY_<FIELD> variables (names in any case) of these fields, by field name."""
+    found = {}
+    for name, value in os.environ.items():
+        if name.upper().startswith(ENV_PREFIX):
+            field = name[len(ENV_PREFIX):].lower()
+            if field in fields:
+                found[field] = value
+    return found

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,11 +20,12 @@ from mcam import protocol
 
 from gateway import mqtt_process
 from gateway.mqtt_link import MqttLink
-from gateway.mqtt_process import ProcessLink, link_for, wants_process
+from gateway.mqtt_process import Channel, ProcessLink, link_for, wants_process
 from gateway.service import ServiceFailed
 from gateway.settings import GatewaySettings
 from hil_tests.boards import Watcher
 from mailcam.orchestration import gateway_connected
+from tests.brokers import Mosquitto
 from tests.gateway.conftest import gateway_env
 from tests.gateway.kit import REPO, Publisher, ServiceThread, subscribed, wait_until
 
@@ -162,6 +165,85 @@ def test_a_publish_right_after_start_waits_for_the_connection_and_goes_out_once(
         listener.close()
     got = [m.payload for m in listener.messages]
     assert got == [b"ver 1"]
+
+
+def test_the_socket_pair_carries_messages_of_every_size_in_order_then_ends():
+    """The channel between the two processes: a frame of 64 4 KB chunks, a big publish (beyond the
+    buffer it keeps), tiny acks, in order, whole; the other end closing ends the reader with EOFError,
+    which is how the child notices a killed gateway."""
+    ours, theirs = socket.socketpair()
+    sender, receiver = Channel(ours), Channel(theirs)
+    chunk = bytes(range(256)) * 16
+    frame = ("msgs", [(1, mid, 1, b"mailcam/v1/dev1/capture", chunk) for mid in range(64)])
+    big = ("publish", 7, "mailcam/v1/dev1/ota", os.urandom(3 * Channel.KEEP), 1, False, 10.0)
+    messages = [("ack", [(1, 2, 1)]), frame, big, ("state", True), frame, ("exit",)]
+    writer = threading.Thread(target=lambda: [sender.send(m) for m in messages])
+    writer.start()
+    try:
+        assert [receiver.recv() for _ in messages] == messages
+    finally:
+        writer.join(10)
+    sender.close()
+    with pytest.raises(EOFError):
+        receiver.recv()
+    receiver.close()
+
+
+def _loaded_modules(link: ProcessLink, tmp_path: Path) -> set[str]:
+    """The modules the child of `link` has loaded (asked for by SIGUSR1: see the test below)."""
+    listing = tmp_path / f"modules-{link._process.pid}"
+    os.kill(link._process.pid, signal.SIGUSR1)
+    wait_until(lambda: listing.exists() and listing.read_text().endswith("\n.\n"), 10, "the module listing")
+    return set(listing.read_text().split("\n")[:-2])
+
+
+BACKLOG = 2000
+
+
+def test_the_mqtt_process_loads_no_http_or_multiprocessing_code(tmp_path, monkeypatch, request):
+    """Memory (issue 18: the gateway within 60 MB on a 512 MB Pi): the child runs paho alone. paho
+    imports urllib.request (with http.client and email) only for a proxy lookup that needs PySocks;
+    multiprocessing served only for framing, inspect for one signature check, subprocess and
+    concurrent.futures only the gateway's side, pickle.py's pure-Python pickler nobody: ~4 MB of the
+    child's private memory. It still connects, drains a backlog, acks and publishes."""
+    # the shipped in-flight window (deploy/mosquitto.conf): a backlog comes as fast as the broker sends
+    mosquitto = Mosquitto(workdir=tmp_path / "mosquitto", extra_conf="max_inflight_messages 1000\n").start()
+    request.addfinalizer(mosquitto.stop)
+    listing = tmp_path / "modules-"
+    monkeypatch.setattr(mqtt_process, "CHILD_CODE", textwrap.dedent(f"""
+        import signal, sys
+        def listing(*_):
+            loaded = [name for name, module in sys.modules.items() if module is not None]
+            with open({str(listing)!r} + str(__import__("os").getpid()), "w") as f:
+                f.write("\\n".join(loaded) + "\\n.\\n")
+        signal.signal(signal.SIGUSR1, listing)
+    """) + mqtt_process.CHILD_CODE)
+    received: list[bytes] = []
+    with _connected_link(_settings(mosquitto, tmp_path)) as link:
+        wait_until(lambda: subscribed(link), 10, "subscription")
+        link.stop()  # the broker keeps what comes meanwhile for our session, and floods us with it on return
+        wait_until(lambda: not link.connected.is_set(), 10, "disconnected")
+        publisher = Publisher(mosquitto.host, mosquitto.port)
+        topic = protocol.topic("dev1", protocol.CAPTURE)
+        sent = [publisher.client.publish(topic, b"%04d" % k + bytes(4092), qos=1) for k in range(BACKLOG)]
+        for info in sent:
+            info.wait_for_publish(10)
+        publisher.close()
+        link.start()
+
+        def take() -> int:
+            batch = link.inbox.get_batch(256, timeout=0.1)
+            assert link.ack(batch) == len(batch)
+            received.extend(m.payload[:4] for m in batch)
+            return len(received)
+
+        wait_until(lambda: take() >= BACKLOG, 30, "the backlog through the child")
+        assert link.network_alive()
+        modules = _loaded_modules(link, tmp_path)
+    assert received == [b"%04d" % k for k in range(BACKLOG)]
+    assert "paho.mqtt.client" in modules
+    unused = {"http.client", "email", "multiprocessing", "inspect", "subprocess", "concurrent.futures", "pickle"}
+    assert not unused & modules
 
 
 def _ignored_signals(pid: int) -> set[int]:

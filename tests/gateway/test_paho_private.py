@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import paho_private
@@ -27,10 +28,22 @@ def test_installed_paho_still_takes_a_batch_of_pubacks_as_one_write():
     assert bytes(queued["packet"]) == b"\x40\x02\x00\x01" + b"\x40\x02\x00\x02" + b"\x40\x02\x01\x2c"
 
 
-def test_a_changed_packet_queue_falls_back_to_public_acks_and_says_so(caplog):
+def _with_priority(self, command, packet, mid, qos, info=None, *, priority=0):
+    raise AssertionError("must not be called with the old signature")
+
+
+def _with_options(self, command, packet, mid, qos, info=None, **options):
+    raise AssertionError("must not be called with the old signature")
+
+
+def _renamed(self, command, payload, mid, qos, info=None):
+    raise AssertionError("must not be called with the old signature")
+
+
+@pytest.mark.parametrize("changed", [_with_priority, _with_options, _renamed])
+def test_a_changed_packet_queue_falls_back_to_public_acks_and_says_so(caplog, changed):
     class Upgraded(paho.Client):
-        def _packet_queue(self, command, packet, mid, qos, info=None, *, priority=0):
-            raise AssertionError("must not be called with the old signature")
+        _packet_queue = changed
 
     client = Upgraded(CallbackAPIVersion.VERSION2, client_id="paho-upgraded", manual_ack=True)
     with caplog.at_level(logging.ERROR, logger="mailcam.gateway.paho"):
