@@ -26,6 +26,7 @@ from cloud.notify.worker import DeliveryWorker
 from cloud.services import ingest
 from cloud.vision.worker import VisionWorker
 from tests.cloudkit import b64, jpeg_bytes
+from tests.gateway.kit import wait_until
 from tests.livekit import DEADLINE_S, ClaimWatch
 from tests.notify.conftest import make_owner
 
@@ -127,14 +128,11 @@ def test_a_new_capture_wakes_one_vision_worker_which_claims_without_looking_firs
     for worker in workers:
         worker.start()
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        while crew.waiting < 2 and time.monotonic() < deadline:
-            time.sleep(0.002)
+        wait_until(lambda: crew.waiting == 2, DEADLINE_S, "both workers waiting")
         calls.clear()
         store_capture(ctx, owner.serial, 1)
         wait_until_idle(ctx, "analysis_jobs")
-        while crew.waiting < 2 and time.monotonic() < deadline:
-            time.sleep(0.002)
+        wait_until(lambda: crew.waiting == 2, DEADLINE_S, "both workers waiting again")
     finally:
         for worker in workers:
             worker.stop()

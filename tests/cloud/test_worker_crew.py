@@ -9,13 +9,13 @@ with workers of an in-memory queue (``QueueWorker``), so they count passes, not 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from cloud.context import AppContext
 from cloud.worker import Crew, Worker
+from tests.gateway.kit import wait_until
 from tests.livekit import DEADLINE_S
 
 TOPIC = "crew-test"
@@ -63,14 +63,6 @@ class QueueWorker(Worker):
         return True
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {DEADLINE_S} s: {what}")
-        time.sleep(0.002)
-
-
 def wait_taken(queue: Queue, count: int) -> None:
     with queue.lock:
         assert queue.taken.wait_for(lambda: len(queue.done) >= count, DEADLINE_S), queue.done
@@ -85,7 +77,7 @@ def crew(cloud_ctx: AppContext) -> Iterator[Crew]:
 def start(workers: list[QueueWorker], crew: Crew) -> None:
     for worker in workers:
         worker.start()
-    wait_for(lambda: crew.waiting == len(workers), "every worker waiting after its first pass")
+    wait_until(lambda: crew.waiting == len(workers), DEADLINE_S, "every worker waiting after its first pass")
 
 
 def test_a_wakeup_wakes_one_waiting_worker_not_all(cloud_ctx, crew):
@@ -97,7 +89,7 @@ def test_a_wakeup_wakes_one_waiting_worker_not_all(cloud_ctx, crew):
         queue.put("job-1")
         cloud_ctx.wakeups.wake(TOPIC)
         wait_taken(queue, 1)
-        wait_for(lambda: crew.waiting == 3, "the worker waiting again")
+        wait_until(lambda: crew.waiting == 3, DEADLINE_S, "the worker waiting again")
         # the one woken took the job and looked once more; the others never stirred
         assert sum(w.passes for w in workers) - passes_before == 2
         assert [len(w.took) for w in workers].count(1) == 1
