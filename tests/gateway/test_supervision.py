@@ -8,6 +8,7 @@ import signal
 import threading
 
 import pytest
+from mcam import protocol
 from typer.testing import CliRunner
 
 from gateway.cli import gateway_app
@@ -66,16 +67,35 @@ def test_status_of_a_killed_gateway_is_not_running(tmp_path, cloud, mosquitto, g
     assert "broker:          unknown (last recorded: connected)" in out
 
 
-def test_run_service_exits_with_status_1_when_a_part_fails(tmp_path, cloud, mosquitto, monkeypatch):
-    """Expected: `python -m gateway` exits 1 so that systemd restarts it. Before: it ran on, silent."""
+@pytest.mark.parametrize("waiting", [False, True], ids=["published-later", "waiting-at-the-broker"])
+def test_run_service_exits_with_status_1_when_a_part_fails(tmp_path, cloud, mosquitto, monkeypatch, waiting):
+    """Expected: `python -m gateway` exits 1 so that systemd restarts it. Before: it ran on, silent.
+
+    With a message already waiting at the broker the service fails as soon as it subscribes, often
+    before anyone sees it connected: the publishing thread must not outlive the test then (it used to
+    wait out its 20 s and fail a later test)."""
     settings = GatewaySettings(data_dir=tmp_path / "gw", metrics_port=0, heartbeat_s=0.2,
                                **gateway_env(cloud, mosquitto))
-    monkeypatch.setattr(Ingestor, "commit_batch", a_bug)
+    hit: list[int] = []
+
+    def a_recorded_bug(self, messages, **options) -> None:
+        hit.append(len(messages))
+        a_bug(self, messages, **options)
+
+    monkeypatch.setattr(Ingestor, "commit_batch", a_recorded_bug)
+    serial = cloud.serials[1]
+    if waiting:
+        device = Publisher(mosquitto.host, mosquitto.port)
+        device.publish(protocol.topic(serial, protocol.TELEMETRY), b'{"battery_v": 3.9}', retain=True)
+        device.close()
+    service_ended = threading.Event()
 
     def publish_once_connected() -> None:
-        wait_until(lambda: gateway_connected(settings.db_path), 20, "gateway connected")
+        while not gateway_connected(settings.db_path):
+            if service_ended.wait(0.05):
+                return  # it failed before we saw it connected: nothing left to publish
         device = Publisher(mosquitto.host, mosquitto.port)
-        device.capture(cloud.serials[1], jpeg_bytes(seed=8))
+        device.capture(serial, jpeg_bytes(seed=8))
         device.close()
 
     publisher = threading.Thread(target=publish_once_connected, daemon=True)
@@ -88,7 +108,15 @@ def test_run_service_exits_with_status_1_when_a_part_fails(tmp_path, cloud, mosq
             run_service(settings)
     finally:
         safety.cancel()
+        service_ended.set()
+        publisher.join(10)
+        if waiting:
+            clear = Publisher(mosquitto.host, mosquitto.port)
+            clear.publish(protocol.topic(serial, protocol.TELEMETRY), b"", retain=True)
+            clear.close()
     assert exited.value.code == 1
+    assert hit, "the service exited 1, but not through the injected fault"
+    assert not publisher.is_alive(), "the publishing thread outlived the service"
 
 
 def test_network_thread_watch_reads_pahos_thread(mosquitto):
