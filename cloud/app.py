@@ -19,6 +19,7 @@ from cloud.api.routes import (
     gateway,
     notifications,
     phone_alerts,
+    uploads,
     users,
 )
 from cloud.api.routes import billing as billing_api
@@ -82,6 +83,8 @@ def create_app(
         default=Cap(settings.max_request_bytes),
         routes={
             "/api/device/capture/": Cap(settings.max_capture_request_bytes, "image_too_large"),
+            # a batch is at most what one capture may be: the gateway sends a larger capture on its own
+            "/api/gateway/uploads/": Cap(settings.max_capture_request_bytes),
             "/api/billing/stripe-webhook": Cap(settings.billing.webhook_max_bytes),
             "/api/firmware/releases": Cap(settings.max_release_bytes),
         },
@@ -90,7 +93,7 @@ def create_app(
     document_error_bodies(app)
     vision_routes.document_allowed_models(app, ctx.settings.vision)
     for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys, billing_api,
-                   firmware, live_routes):
+                   firmware, live_routes, uploads):
         app.include_router(module.router)
     app.include_router(phone_alerts.router)
     app.include_router(phone_alerts.links_router)

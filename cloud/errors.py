@@ -17,6 +17,7 @@ exception's 500 included (``internal_error``; the traceback goes to the log, not
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -107,6 +108,15 @@ _HTTP_CODES = {
 }
 
 
+def invalid_request_body(errors: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The 422 body for a request (or an item of a batch) that failed validation: where and why."""
+    problems = [{"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", "")} for err in errors]
+    return {"error": "invalid_request", "detail": "the request is not valid", "problems": problems}
+
+
+INTERNAL_ERROR_BODY = {"error": "internal_error", "detail": "an unexpected error occurred; it has been logged"}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MailcamError)
     async def _mailcam_error(_request: Request, exc: MailcamError) -> JSONResponse:
@@ -117,21 +127,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", "")} for err in exc.errors()
-        ]
-        return JSONResponse(
-            {"error": "invalid_request", "detail": "the request is not valid", "problems": problems},
-            status_code=422,
-        )
+        return JSONResponse(invalid_request_body(exc.errors()), status_code=422)
 
     @app.exception_handler(Exception)
     async def _unhandled(_request: Request, _exc: Exception) -> JSONResponse:
         # Starlette's ServerErrorMiddleware calls this, then re-raises so the traceback is logged.
-        return JSONResponse(
-            {"error": "internal_error", "detail": "an unexpected error occurred; it has been logged"},
-            status_code=500,
-        )
+        return JSONResponse(INTERNAL_ERROR_BODY, status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -261,16 +261,10 @@ def ingest_caller(session: Session, token: str) -> DeviceCaller:
     return _authenticate_device_caller(session, token)
 
 
-def reporting_device(session: Session, ctx: AppContext, token: str, serial: str) -> Device:
-    """`device_caller` then `DeviceCaller.device_for`, for the telemetry route (called inside its one
-    worker-thread call, not as a dependency): a gateway's ``last_seen_at`` is set by one UPDATE once the
-    device is known (``gateways.mark_seen``), not by the ORM's flush. Not for a route that waits: on
-    PostgreSQL that UPDATE holds the gateway's row until the transaction ends."""
-    caller = _authenticate_device_caller(session, token)
-    device = caller.device_for(session, serial)
-    if caller.gateway is not None:
-        gateways.mark_seen(session, caller.gateway, ctx.clock.now())
-    return device
+def device_caller_for(session: Session, token: str) -> DeviceCaller:
+    """`device_caller` inside a route's one worker-thread call (telemetry, uploads), not as a dependency:
+    it marks nothing seen (the route does, with one UPDATE once the device is known)."""
+    return _authenticate_device_caller(session, token)
 
 
 def gateway_caller(caller: DeviceCallerDep) -> Gateway:

@@ -311,6 +311,28 @@ class TelemetryAccepted(BaseModel):
     status: Literal["recorded"] = "recorded"
 
 
+# A gateway's uploads in one request (POST /api/gateway/uploads/)
+UPLOADS_MAX_ITEMS = 32
+
+
+class UploadItem(Strict):
+    kind: Literal["capture", "telemetry"]
+    body: dict[str, Any] = Field(description="What POST /api/device/capture/ or /api/device/telemetry/ takes")
+
+
+class UploadBatch(Strict):
+    items: list[UploadItem] = Field(min_length=1, max_length=UPLOADS_MAX_ITEMS)
+
+
+class UploadResult(BaseModel):
+    status: int = Field(description="The HTTP status the item would have had on its own route")
+    body: dict[str, Any] = Field(description="That route's answer: its result, or the error body")
+
+
+class UploadResults(BaseModel):
+    results: list[UploadResult] = Field(description="One per item, in the items' order")
+
+
 # Triggers
 class TriggerCreate(Strict):
     device_serial: Serial

@@ -6,24 +6,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api import schemas
 from cloud.api.deps import (
     CtxDep,
     CurrentUser,
+    DeviceCaller,
     SessionDep,
     TokenDep,
+    device_caller_for,
     ingest_caller,
     managed_device,
-    reporting_device,
     visible_device,
 )
 from cloud.api.presenters import capture_public, trigger_public
 from cloud.context import AppContext
 from cloud.errors import Forbidden
 from cloud.models import Device, TriggerType
-from cloud.services import accounts, captures, clicks, devices, ingest, telemetry, triggers
+from cloud.services import accounts, captures, clicks, devices, gateways, ingest, telemetry, triggers
 
 router = APIRouter(prefix="/api/device", tags=["device"])
 # The seed's wording, which its clients show as is.
@@ -56,24 +58,29 @@ async def post_capture(body: schemas.CaptureCreate, token: TokenDep, ctx: CtxDep
 def store_capture(ctx: AppContext, token: str, body: schemas.CaptureCreate) -> schemas.CaptureSaved:
     """Authenticate the caller and ingest the capture, in a session of its own (ingest commits it)."""
     with ctx.sessions() as session:
-        caller = ingest_caller(session, token)
-        device = caller.device_for(session, body.serial_number)
-        result = ingest.ingest_capture(
-            session,
-            ctx,
-            device,
-            ingest.CaptureIn(
-                image_b64=body.image,
-                trigger_type=TriggerType(body.trigger_type),
-                battery_voltage=body.battery_voltage,
-                taken_at=body.timestamp,
-                capture_id=body.capture_id,
-                trigger_id=body.trigger_id,
-                time_uncertain=body.time_uncertain,
-                wake_reason=body.wake_reason,
-            ),
-            via_gateway_id=caller.gateway.id if caller.gateway is not None else None,
-        )
+        return capture_as(session, ctx, ingest_caller(session, token), body)
+
+
+def capture_as(session: Session, ctx: AppContext, caller: DeviceCaller, body: schemas.CaptureCreate
+               ) -> schemas.CaptureSaved:
+    """Ingest a capture for an authenticated caller; ``session`` has written nothing (ingest commits it)."""
+    device = caller.device_for(session, body.serial_number)
+    result = ingest.ingest_capture(
+        session,
+        ctx,
+        device,
+        ingest.CaptureIn(
+            image_b64=body.image,
+            trigger_type=TriggerType(body.trigger_type),
+            battery_voltage=body.battery_voltage,
+            taken_at=body.timestamp,
+            capture_id=body.capture_id,
+            trigger_id=body.trigger_id,
+            time_uncertain=body.time_uncertain,
+            wake_reason=body.wake_reason,
+        ),
+        via_gateway_id=caller.gateway.id if caller.gateway is not None else None,
+    )
     return schemas.CaptureSaved(capture_id=result.capture_id, analysis_queued=result.analysis_queued)
 
 
@@ -93,10 +100,19 @@ async def post_telemetry(body: schemas.TelemetryCreate, token: TokenDep, ctx: Ct
 def store_telemetry(ctx: AppContext, token: str, body: schemas.TelemetryCreate) -> schemas.TelemetryAccepted:
     """Authenticate the caller and record the report in one transaction, committed before the answer."""
     with ctx.sessions() as session:
-        device = reporting_device(session, ctx, token, body.serial_number)
-        fields = body.model_dump(exclude={"serial_number", "timestamp"})
-        telemetry.record(session, ctx, device, telemetry.TelemetryIn(reported_at=body.timestamp, **fields))
-        session.commit()
+        return telemetry_as(session, ctx, device_caller_for(session, token), body)
+
+
+def telemetry_as(session: Session, ctx: AppContext, caller: DeviceCaller, body: schemas.TelemetryCreate
+                 ) -> schemas.TelemetryAccepted:
+    """Record a report for an authenticated caller and commit it: a gateway's ``last_seen_at`` is set by
+    one UPDATE once the device is known (``gateways.mark_seen``), not by the ORM's flush."""
+    device = caller.device_for(session, body.serial_number)
+    if caller.gateway is not None:
+        gateways.mark_seen(session, caller.gateway, ctx.clock.now())
+    fields = body.model_dump(exclude={"serial_number", "timestamp"})
+    telemetry.record(session, ctx, device, telemetry.TelemetryIn(reported_at=body.timestamp, **fields))
+    session.commit()
     return schemas.TelemetryAccepted()
 
 
