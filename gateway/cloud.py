@@ -5,8 +5,9 @@ Errors::
     CloudError
     ├── Retryable     connection errors, timeouts, 5xx, 401/408/425/429, and any 4xx that is not the
     │   │             cloud's own JSON error: try again later, keep the item
-    │   └── Unreachable   no connection at all (refused, no route, name not resolved): every other
-    │                     request would fail the same way right now
+    │   ├── Unreachable   no connection at all (refused, no route, name not resolved): every other
+    │   │                 request would fail the same way right now
+    │   └── RouteMissing  the cloud's 404 for a path it has no route for (a deploy, an older cloud)
     └── Rejected      a 4xx carrying the cloud's own error body: the cloud refuses this item for good
                       (reason = the body's "error"; the item is quarantined with its bytes, replayable)
 
@@ -40,6 +41,10 @@ def cloud_error(response: httpx.Response) -> tuple[str, str] | None:
         body = response.json()
     except ValueError:
         return None
+    return _error_of(body)
+
+
+def _error_of(body: Any) -> tuple[str, str] | None:
     if not isinstance(body, dict) or not isinstance(body.get("error"), str) or not isinstance(body.get("detail"), str):
         return None
     return body["error"], body["detail"]
@@ -55,6 +60,10 @@ class Retryable(CloudError):
 
 class Unreachable(Retryable):
     """No connection to the cloud could be made: not about this item, about the moment."""
+
+
+class RouteMissing(Retryable):
+    """The cloud has no such route (yet): a deploy in progress, or a cloud older than the gateway."""
 
 
 class Rejected(CloudError):
@@ -115,6 +124,17 @@ class CloudClient:
             return await self._request("POST", f"/api/gateway/triggers/{item.key}/delivered/")
         raise Rejected(0, "unknown_kind", f"outbox kind {item.kind!r}")
 
+    async def send_many(self, items: list[tuple[Upload, bytes | None]]) -> list[Any]:
+        """Forward captures (each with its image) and telemetry in one request; raises Retryable or Rejected
+        for the request as a whole, else returns one result per item for `item_answer`."""
+        body = {"items": [{"kind": item.kind, "body": capture_body(item.serial, item.meta, image or b"")
+                           if item.kind == CAPTURE else item.meta} for item, image in items]}
+        answer = await self._request("POST", "/api/gateway/uploads/", json=body)
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(items):
+            raise Retryable("an uploads answer without one result per item")
+        return results
+
     async def report_status(self, body: dict[str, Any]) -> None:
         """Tell the cloud how the spool is doing (`cloudformat.status_body`); its owner sees it."""
         await self._request("POST", "/api/gateway/status/", json=body)
@@ -170,9 +190,27 @@ def _raise_for(response: httpx.Response) -> None:
             kind = response.headers.get("content-type", "no content type").split(";")[0]
             raise Retryable(f"HTTP {response.status_code} ({kind}) from something that is not the cloud's API")
         code, detail = error
-        if code in TRANSIENT_CODES or (code, detail) == ROUTE_MISSING:
+        if (code, detail) == ROUTE_MISSING:
+            raise RouteMissing(f"HTTP {response.status_code} {code}: {detail[:200]}")
+        if code in TRANSIENT_CODES:
             raise Retryable(f"HTTP {response.status_code} {code}: {detail[:200]}")
         raise Rejected(response.status_code, code, detail)
+
+
+def item_answer(result: Any) -> Any:
+    """One item's result of `CloudClient.send_many`, read as `_answer` reads a whole response: the body
+    its own route would have answered, or Retryable / Rejected by the same rules."""
+    if not isinstance(result, dict) or not isinstance(result.get("status"), int) or not isinstance(
+            result.get("body"), dict):
+        raise Retryable("an uploads result that is not the cloud's")
+    status, body = result["status"], result["body"]
+    if status < 400:
+        return body
+    error = _error_of(body)
+    code, detail = error or ("no error body", "")
+    if status >= 500 or status in RETRYABLE_STATUS or error is None or code in TRANSIENT_CODES:
+        raise Retryable(f"HTTP {status} for an item of a batch, {code}: {detail[:200]}")
+    raise Rejected(status, code, detail)
 
 
 def _answer(response: httpx.Response) -> Any:

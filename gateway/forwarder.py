@@ -17,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 
-from gateway.cloud import CloudClient, Rejected, Retryable, Unreachable
+from gateway.cloud import CloudClient, CloudError, Rejected, Retryable, RouteMissing, Unreachable, item_answer
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, TELEMETRY, Spool, Upload
 
 log = logging.getLogger("mailcam.gateway.forwarder")
+BATCHED = (CAPTURE, TELEMETRY)  # what POST /api/gateway/uploads/ takes (trigger reports have their own route)
+UPLOAD_OVERHEAD = 1024  # a generous allowance per item for its JSON around the image
 
 
 class Backoff:
@@ -57,6 +60,7 @@ class Forwarder:
         self.wake = asyncio.Event()
         self.backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
         self.cloud_reachable: bool | None = None
+        self.batch_items = settings.upload_batch_items  # 1 once the cloud turns out to have no uploads endpoint
 
     async def run(self) -> None:
         while True:
@@ -86,56 +90,125 @@ class Forwarder:
         async def lane(queue: list[Upload]) -> bool:
             nonlocal unreachable
             async with gate:
-                for item in queue:
+                todo = deque(queue)
+                while todo:
                     if unreachable:
                         return False
                     try:
-                        if not await self.forward(item):
-                            return False
+                        batch = await self._next_batch(todo)
+                        done = await (self.forward(*batch[0]) if len(batch) == 1 else self.forward_many(batch))
                     except Unreachable:
                         unreachable = True
+                        return False
+                    if not done:
                         return False
                 return True
 
         results = await asyncio.gather(*(lane(queue) for queue in lanes.values()))
         return all(results)
 
-    async def forward(self, item: Upload) -> bool:
-        """Send one item; True when it is settled (delivered or dead-lettered), False to retry it later.
+    async def _next_batch(self, todo: deque[Upload]) -> list[tuple[Upload, bytes | None]]:
+        """The lane's next items for one request, each capture with its image: captures and telemetry in a
+        row, up to ``upload_batch_items`` and ``upload_batch_bytes`` (a larger capture goes alone)."""
+        batch: list[tuple[Upload, bytes | None]] = []
+        size = 0
+        while todo:
+            item = todo[0]
+            if batch and (len(batch) >= self.batch_items or item.kind not in BATCHED):
+                break
+            image = await self._image(item)
+            size += len(image or b"") * 4 // 3 + UPLOAD_OVERHEAD
+            if batch and size > self.settings.upload_batch_bytes:
+                break  # read again with the next batch: a capture is read once per request, as before
+            batch.append((todo.popleft(), image))
+            if item.kind not in BATCHED:
+                break
+        return batch
+
+    async def _image(self, item: Upload) -> bytes | None:
+        if item.kind != CAPTURE:
+            return None
+        if item.body is not None:  # a replayed capture carries its image; otherwise it is in the chunks
+            return item.body
+        return await asyncio.to_thread(self.store.image, item.serial, item.key)
+
+    async def forward_many(self, batch: list[tuple[Upload, bytes | None]]) -> bool:
+        """Send a lane's items in one request (`CloudClient.send_many`) and settle each by its own result,
+        in order, as `forward` would; False at the first that is to be retried.
+
+        If the request as a whole fails (anything but Unreachable: a proxy's 413 for the size, a cloud
+        without the endpoint, a timeout) the items go one by one instead, each with its own outcome. A
+        cloud without the endpoint gets single requests from then on."""
+        try:
+            results = await self.cloud.send_many(batch)
+        except Unreachable as exc:
+            await self._failed(batch[0][0], exc)
+            raise
+        except CloudError as exc:
+            if isinstance(exc, RouteMissing):
+                log.warning("the cloud has no uploads endpoint: forwarding one item per request")
+                self.batch_items = 1
+            for item, image in batch:
+                if not await self.forward(item, image):
+                    return False
+            return True
+        for (item, image), result in zip(batch, results, strict=True):
+            try:
+                item_answer(result)
+            except CloudError as exc:
+                if not await self._settle_error(item, image, exc):
+                    return False
+                continue
+            await self._settled(item)
+        return True
+
+    async def forward(self, item: Upload, image: bytes | None = None) -> bool:
+        """Send one item (a capture with its ``image``, read here if not given); True when it is settled
+        (delivered or dead-lettered), False to retry it later.
 
         Raises `Unreachable` (after recording the failed attempt) when no connection could be made.
         """
-        image = None
-        if item.kind == CAPTURE:  # a replayed capture carries its image; otherwise it is in the chunks
-            image = item.body if item.body is not None else await asyncio.to_thread(self.store.image, item.serial,
-                                                                                     item.key)
+        if image is None:
+            image = await self._image(item)
         try:
             await self.cloud.send(item, image)
-        except Retryable as exc:
-            if self.cloud_reachable is not False:
-                log.warning("forwarding %s %s of %s failed, will retry: %s", item.kind, item.key, item.serial, exc)
-            self.cloud_reachable = False
-            await asyncio.to_thread(self.store.failed, item.id, str(exc))
-            if isinstance(exc, Unreachable):
-                raise
+        except Unreachable as exc:
+            await self._failed(item, exc)
+            raise
+        except CloudError as exc:
+            return await self._settle_error(item, image, exc)
+        await self._settled(item)
+        return True
+
+    async def _settle_error(self, item: Upload, image: bytes | None, exc: CloudError) -> bool:
+        """An item the cloud did not take: False (kept, to retry later) or True (held or dead-lettered)."""
+        if isinstance(exc, Retryable):
+            await self._failed(item, exc)
             return False
-        except Rejected as exc:
-            if exc.status == 404 and item.kind in (CAPTURE, TELEMETRY):
-                # "unknown device": not this gateway's (yet), e.g. not claimed, and our device list
-                # was missing or stale. Held like any unlisted device's item: the claim releases it.
-                log.info("cloud does not know %s for this gateway (yet): holding %s %s", item.serial, item.kind,
-                         item.key)
-                await asyncio.to_thread(self.store.hold, item)
-                if self.on_unknown_device:
-                    self.on_unknown_device()
-                return True
-            log.warning("cloud rejected %s %s of %s: %s", item.kind, item.key, item.serial, exc)
-            await asyncio.to_thread(self.store.reject, item, exc.reason, exc.detail, image)
+        assert isinstance(exc, Rejected)
+        if exc.status == 404 and item.kind in (CAPTURE, TELEMETRY):
+            # "unknown device": not this gateway's (yet), e.g. not claimed, and our device list
+            # was missing or stale. Held like any unlisted device's item: the claim releases it.
+            log.info("cloud does not know %s for this gateway (yet): holding %s %s", item.serial, item.kind,
+                     item.key)
+            await asyncio.to_thread(self.store.hold, item)
+            if self.on_unknown_device:
+                self.on_unknown_device()
             return True
+        log.warning("cloud rejected %s %s of %s: %s", item.kind, item.key, item.serial, exc)
+        await asyncio.to_thread(self.store.reject, item, exc.reason, exc.detail, image)
+        return True
+
+    async def _failed(self, item: Upload, exc: CloudError) -> None:
+        if self.cloud_reachable is not False:
+            log.warning("forwarding %s %s of %s failed, will retry: %s", item.kind, item.key, item.serial, exc)
+        self.cloud_reachable = False
+        await asyncio.to_thread(self.store.failed, item.id, str(exc))
+
+    async def _settled(self, item: Upload) -> None:
         if self.cloud_reachable is False:
             log.info("cloud reachable again")
         self.cloud_reachable = True
         await asyncio.to_thread(self.store.done, item, f"forwarded:{item.kind}")
         if self.on_forwarded:
             self.on_forwarded(item)
-        return True

@@ -79,7 +79,13 @@ class GatewaySettings(BaseModel):
 
     # Forwarding
     forward_concurrency: int = Field(4, ge=1, description="Devices forwarded in parallel (each in order)")
-    forward_batch: int = Field(64, ge=1)
+    forward_batch: int = Field(64, ge=1, description="Outbox rows read per forwarding round")
+    upload_batch_items: int = Field(
+        8, ge=1, le=32, description="A device's captures and reports sent in one request (1: one request each)"
+    )
+    upload_batch_bytes: int = Field(
+        1024 * 1024, ge=0, description="Bytes of images one such request may carry (a larger capture goes alone)"
+    )
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
 
