@@ -1,10 +1,11 @@
-"""Server CPU per gateway wake: a capture POST and a telemetry POST, as the gateway sends them, against a real uvicorn.
+"""Server CPU per gateway wake (a capture and a telemetry report), as the gateway sends them, against a real uvicorn.
 
     .venv/bin/python bench/gateway_requests.py                                  # this checkout, 5 rounds
     .venv/bin/python bench/gateway_requests.py --target main=/work/main --target branch=.
     .venv/bin/python bench/gateway_requests.py --target h11=.,MAILCAM_BENCH_HTTP=h11,MAILCAM_BENCH_LOOP=asyncio \\
         --target auto=.                                                          # uvicorn's parser and loop
     .venv/bin/python bench/gateway_requests.py --kinds telemetry                # one request kind alone
+    .venv/bin/python bench/gateway_requests.py --send uploads,singles          # one request per wake vs two
 
 Each target is a checkout (``label=ROOT``, then any ``,KEY=VALUE`` environment for its server): one uvicorn
 process per target, started from that checkout (``cloud.app.create_app``, SQLite in a temporary data dir,
@@ -12,10 +13,12 @@ workers and scheduler off, uvicorn's ``http``/``loop`` from MAILCAM_BENCH_HTTP/L
 seeded through the API with a user, ``--devices`` claimed mailboxes and a gateway. Each round sends
 ``--wakes`` wakes per target, the targets alternating round by round, paced at ``--rate`` wakes/s over one
 keep-alive connection with the gateway's token and bodies (``gateway.cloudformat``): a distinct ~32 KB
-JPEG per capture. The server's CPU comes from ``/proc/<pid>/task/*/stat``, split into the event loop (the
-main thread) and the rest (the worker threads the routes run their work in); the table shows the median
-over the rounds of the CPU ms per wake. Figures, not pass/fail; ``/proc`` counts in clock ticks (10 ms),
-so keep wakes x rounds large enough.
+JPEG per capture. ``--send``: ``uploads`` sends a wake as the gateway does, both items in one
+``POST /api/gateway/uploads/``; ``singles`` as it did before, ``POST /api/device/capture/`` then
+``/api/device/telemetry/``; with both, each round runs each way in turn. The server's CPU comes from
+``/proc/<pid>/task/*/stat``, split into the event loop (the main thread) and the rest (the worker
+threads the routes run their work in); the table shows the median over the rounds of the CPU ms per wake.
+Figures, not pass/fail; ``/proc`` counts in clock ticks (10 ms), so keep wakes x rounds large enough.
 """
 
 from __future__ import annotations
@@ -123,7 +126,9 @@ def bodies(serial: str, jpeg: bytes, boot: int) -> tuple[bytes, bytes]:
     return json.dumps(capture).encode(), json.dumps(telemetry).encode()
 
 
-def run_round(target: Target, jpegs: list[bytes], wakes: int, rate: float, kinds: set[str], offset: int) -> None:
+def run_round(target: Target, jpegs: list[bytes], wakes: int, rate: float, kinds: set[str], offset: int,
+              send: str) -> tuple[float, float]:
+    """One round of ``wakes`` wakes sent ``send``-wise; returns (event loop, other threads) CPU ms per wake."""
     headers = {"Authorization": f"Bearer {target.gateway_token}", "content-type": "application/json"}
     prepared = [bodies(target.serials[(offset + k) % len(target.serials)], jpegs[(offset + k) % len(jpegs)],
                        offset + k) for k in range(wakes)]
@@ -135,13 +140,21 @@ def run_round(target: Target, jpegs: list[bytes], wakes: int, rate: float, kinds
             wait = start + k / rate - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-            if "capture" in kinds:
-                client.post("/api/device/capture/", content=capture).raise_for_status()
-            if "telemetry" in kinds:
-                client.post("/api/device/telemetry/", content=telemetry).raise_for_status()
+            requests = [(path, body) for kind, path, body in (
+                ("capture", "/api/device/capture/", capture), ("telemetry", "/api/device/telemetry/", telemetry))
+                if kind in kinds]
+            if send == "uploads":
+                items = b",".join(b'{"kind": "%s", "body": %s}' % (path.split("/")[-2].encode(), body)
+                                  for path, body in requests)
+                requests = [("/api/gateway/uploads/", b'{"items": [' + items + b"]}")]
+            for path, body in requests:
+                answer = client.post(path, content=body)
+                answer.raise_for_status()
+                if send == "uploads":
+                    assert all(r["status"] == 200 for r in answer.json()["results"]), answer.text
         time.sleep(0.2)  # let the server finish its bookkeeping of the last answer
         main1, rest1 = thread_cpu_s(target.proc.pid)
-    target.results.append((1000 * (main1 - main0) / wakes, 1000 * (rest1 - rest0) / wakes))
+    return 1000 * (main1 - main0) / wakes, 1000 * (rest1 - rest0) / wakes
 
 
 def main() -> None:
@@ -152,33 +165,39 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=25.0, help="wakes per second")
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--kinds", default="capture,telemetry", help="which requests a wake sends")
+    parser.add_argument("--send", default="uploads", help="uploads (one request per wake), singles, or both")
     parser.add_argument("--quick", action="store_true", help="one short round (smoke run)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.wakes = 1, 20
     kinds = set(args.kinds.split(","))
+    sends = args.send.split(",")
     jpegs = make_jpegs(20)
     targets = [Target(spec, args.devices) for spec in (args.target or [f"this={HERE}"])]
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {(t.label, s): [] for t in targets for s in sends}
     try:
         for target in targets:  # warm: imports, caches, the first statements' compilation
-            run_round(target, jpegs, min(50, args.wakes), args.rate, kinds, 0)
-            target.results.clear()
+            for send in sends:
+                run_round(target, jpegs, min(50, args.wakes), args.rate, kinds, 0, send)
+        offset = 0
         for round_no in range(args.rounds):
             for target in targets if round_no % 2 == 0 else reversed(targets):
-                run_round(target, jpegs, args.wakes, args.rate, kinds, (round_no + 1) * args.wakes)
-                main_ms, rest_ms = target.results[-1]
-                print(f"  round {round_no + 1} {target.label:>10}: loop {main_ms:6.2f}  threads {rest_ms:6.2f}  "
-                      f"all {main_ms + rest_ms:6.2f} ms/wake", flush=True)
+                for send in sends if round_no % 2 == 0 else reversed(sends):
+                    offset += args.wakes
+                    main_ms, rest_ms = run_round(target, jpegs, args.wakes, args.rate, kinds, offset, send)
+                    results[target.label, send].append((main_ms, rest_ms))
+                    print(f"  round {round_no + 1} {target.label:>10} {send:>8}: loop {main_ms:6.2f}  threads "
+                          f"{rest_ms:6.2f}  all {main_ms + rest_ms:6.2f} ms/wake", flush=True)
     finally:
         for target in targets:
             target.stop()
     print(f"\nserver CPU ms per wake ({'+'.join(sorted(kinds))}), median of {args.rounds} x {args.wakes} wakes "
           f"at {args.rate:g}/s:")
-    for target in targets:
-        loop = statistics.median(m for m, _ in target.results)
-        threads = statistics.median(r for _, r in target.results)
-        total = statistics.median(m + r for m, r in target.results)
-        print(f"  {target.label:>10}: event loop {loop:6.2f}  worker threads {threads:6.2f}  all {total:6.2f}")
+    for (label, send), rows in results.items():
+        loop = statistics.median(m for m, _ in rows)
+        threads = statistics.median(r for _, r in rows)
+        total = statistics.median(m + r for m, r in rows)
+        print(f"  {label:>10} {send:>8}: event loop {loop:6.2f}  worker threads {threads:6.2f}  all {total:6.2f}")
 
 
 if __name__ == "__main__":
