@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Update, and_, bindparam, inspect, select, update
+from sqlalchemy import ColumnElement, Select, Update, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 
@@ -65,31 +65,40 @@ _BURIALS: dict[tuple[Any, tuple[str, ...]], Update] = {}  # JobTable.bury_expire
 
 @dataclass(frozen=True)
 class JobTable:
-    """A queue table: a mapped class whose ``status`` column holds ``JobState``."""
+    """A queue table: a mapped class whose ``status`` column holds ``JobState``.
+
+    Its clauses and statements are built on the class's table, not its ORM attributes: the session
+    then runs them as plain statements. An ORM-enabled UPDATE is annotated and keyed anew on every
+    execution, which cost more than the UPDATE itself (a claim and a release per job)."""
 
     model: Any  # a mapped class with id, status, next_attempt_at, attempts, locked_by, locked_at
 
+    @property
+    def c(self) -> Any:
+        return self.model.__table__.c
+
     def due(self, now: datetime) -> ColumnElement[bool]:
-        m = self.model
-        return and_(m.status == JobState.PENDING, m.next_attempt_at <= now)
+        c = self.c
+        return and_(c.status == JobState.PENDING, c.next_attempt_at <= now)
 
     def lease_expired(self, now: datetime, lease_s: float) -> ColumnElement[bool]:
         return self.leased_before(now - timedelta(seconds=lease_s))
 
     def leased_before(self, cutoff: Any) -> ColumnElement[bool]:
         """Running with a lease taken before ``cutoff`` (a datetime, or a bind parameter)."""
-        m = self.model
-        return and_(m.status == JobState.RUNNING, m.locked_at < cutoff)
+        c = self.c
+        return and_(c.status == JobState.RUNNING, c.locked_at < cutoff)
 
     def next_due(self, claimable: ColumnElement[bool], *columns: Any, limit: int = 1) -> Select:
-        """The oldest due rows, locked for this transaction (skipping rows other workers hold)."""
-        m = self.model
-        query = select(*(columns or (m,))).where(claimable).order_by(m.next_attempt_at, m.id).limit(limit)
+        """The oldest due rows (the mapped objects, or ``columns``), locked for this transaction (skipping
+        rows other workers hold)."""
+        c = self.c
+        query = select(*(columns or (self.model,))).where(claimable).order_by(c.next_attempt_at, c.id).limit(limit)
         return query.with_for_update(skip_locked=True)  # rendered on PostgreSQL; SQLite has one writer
 
     def claimable_probe(self, claimable: ColumnElement[bool]) -> Select:
         """A plain read (no row lock) that returns a row when one is claimable: a worker looks before it claims."""
-        return select(self.model.id).where(claimable).limit(1)
+        return select(self.c.id).where(claimable).limit(1)
 
     def claim(
         self,
@@ -108,13 +117,12 @@ class JobTable:
     def claim_statement(self, claimable: ColumnElement[bool], **values: Any) -> Update:
         """``claim``'s UPDATE, to build once and run with ``row_id``, ``worker_id`` and ``now`` (and the
         parameters of ``claimable``, if it has any)."""
-        m = self.model
+        c = self.c
         return (
-            update(m)
-            .where(m.id == bindparam("row_id"), claimable)
-            .values(status=JobState.RUNNING, locked_by=bindparam("worker_id"), locked_at=bindparam("now"),
-                    attempts=m.attempts + 1, **values)
-            .execution_options(synchronize_session=False)
+            update(self.model.__table__)
+            .where(c.id == bindparam("row_id"), claimable)
+            .values(status=JobState.RUNNING, locked_by=bindparam("worker_id"),
+                    locked_at=bindparam("now", type_=c.locked_at.type), attempts=c.attempts + 1, **values)
         )
 
     def release(self, session: Session, row_id: int, worker_id: str | None, status: JobState, **values: Any) -> bool:
@@ -130,18 +138,15 @@ class JobTable:
         return session.execute(statement, params).rowcount == 1
 
     def _release_statement(self, guarded: bool, names: tuple[str, ...]) -> Update:
-        m = self.model
-        columns = inspect(m).columns  # by attribute name, each with its type (enums, UTC datetimes)
-        guard = [m.id == bindparam("row_id"), m.status == JobState.RUNNING]
+        c = self.c
+        guard = [c.id == bindparam("row_id"), c.status == JobState.RUNNING]
         if guarded:
-            guard.append(m.locked_by == bindparam("worker_id"))
-        values = {name: bindparam(f"set_{name}", type_=columns[name].type) for name in names}
+            guard.append(c.locked_by == bindparam("worker_id"))
+        values = {name: bindparam(f"set_{name}", type_=c[name].type) for name in names}
         return (
-            update(m)
+            update(self.model.__table__)
             .where(*guard)
-            .values(status=bindparam("new_status", type_=columns["status"].type), locked_by=None, locked_at=None,
-                    **values)
-            .execution_options(synchronize_session=False)
+            .values(status=bindparam("new_status", type_=c.status.type), locked_by=None, locked_at=None, **values)
         )
 
     def retry_values(self, attempts: int, now: datetime, *, base_s: float, cap_s: float) -> dict[str, Any]:
@@ -156,14 +161,12 @@ class JobTable:
         key = (self.model, names)
         statement = _BURIALS.get(key)
         if statement is None:  # built once per queue and set of values, as release's
-            m = self.model
-            columns = inspect(m).columns
+            c = self.c
             statement = _BURIALS[key] = (
-                update(m)
-                .where(self.leased_before(bindparam("cutoff")))
+                update(self.model.__table__)
+                .where(self.leased_before(bindparam("cutoff", type_=c.locked_at.type)))
                 .values(status=JobState.DEAD, locked_by=None, locked_at=None,
-                        **{name: bindparam(f"set_{name}", type_=columns[name].type) for name in names})
-                .execution_options(synchronize_session=False)
+                        **{name: bindparam(f"set_{name}", type_=c[name].type) for name in names})
             )
         params = {"cutoff": now - timedelta(seconds=lease_s), **{f"set_{name}": values[name] for name in names}}
         return session.execute(statement, params).rowcount or 0

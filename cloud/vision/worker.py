@@ -19,7 +19,7 @@ from cloud import wakeups
 from cloud.context import AppContext
 from cloud.db import read_only_transaction
 from cloud.jobs import new_worker_id
-from cloud.models import Analysis, AnalysisJob, AnalysisStatus
+from cloud.models import Analysis, AnalysisStatus
 from cloud.vision.pipeline import JOBS, VisionPipeline, run_job
 from cloud.worker import Crew, Worker
 
@@ -31,13 +31,13 @@ log = logging.getLogger("mailcam.vision.worker")
 _CLAIMABLE = or_(JOBS.due(bindparam("now")), JOBS.leased_before(bindparam("stale_before")))
 _CLAIMABLE_PROBE = JOBS.claimable_probe(_CLAIMABLE)
 # Two rows: the first to claim, the second only to tell whether another job is due (``more_due``).
-_NEXT_DUE = JOBS.next_due(_CLAIMABLE, AnalysisJob.id, AnalysisJob.capture_pk, AnalysisJob.kind, limit=2)
+_NEXT_DUE = JOBS.next_due(_CLAIMABLE, JOBS.c.id, JOBS.c.capture_pk, JOBS.c.kind, limit=2)
 _CLAIM = JOBS.claim_statement(_CLAIMABLE, updated_at=bindparam("now"))
+_analyses = Analysis.__table__.c
 _ANALYSIS_RUNNING = (
-    update(Analysis)
-    .where(Analysis.capture_pk == bindparam("of_capture"), Analysis.status == AnalysisStatus.QUEUED)
-    .values(status=AnalysisStatus.RUNNING, updated_at=bindparam("now"))
-    .execution_options(synchronize_session=False)
+    update(Analysis.__table__)
+    .where(_analyses.capture_pk == bindparam("of_capture"), _analyses.status == AnalysisStatus.QUEUED)
+    .values(status=AnalysisStatus.RUNNING, updated_at=bindparam("now", type_=_analyses.updated_at.type))
 )
 
 
