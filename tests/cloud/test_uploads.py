@@ -48,6 +48,19 @@ def test_a_wake_in_one_request_is_stored_as_its_two_requests_would_be(api, cloud
     assert _count(cloud_ctx, Capture) == 1
 
 
+def test_a_report_first_then_captures_of_two_devices_are_all_stored(api, cloud_ctx):
+    """Any order and mix: the caller is authenticated once, and each item is stored as on its own route."""
+    owner, _, _, gateway = _home(api)
+    items = [{"kind": "telemetry", "body": _telemetry("up-1", rssi=-70)},
+             {"kind": "capture", "body": capture_body("up-1", jpeg_bytes(seed=44), capture_id="up-1-0003")},
+             {"kind": "capture", "body": capture_body("up-2", jpeg_bytes(seed=45), capture_id="up-2-0003")},
+             {"kind": "telemetry", "body": _telemetry("up-2", rssi=-50)}]
+    results = api.post("/api/gateway/uploads/", headers=gateway, json={"items": items}).json()["results"]
+    assert [r["status"] for r in results] == [200, 200, 200, 200], results
+    assert [api.get(f"/api/devices/{s}/", headers=owner.headers).json()["rssi"] for s in ("up-1", "up-2")] == [-70, -50]
+    assert _count(cloud_ctx, Capture) == 2 and _count(cloud_ctx, Telemetry) == 2
+
+
 def test_a_bad_item_is_its_own_error_and_the_others_are_stored(api, cloud_ctx):
     _, _, _, gateway = _home(api)
     not_a_jpeg = capture_body("up-1", capture_id="up-1-bad")

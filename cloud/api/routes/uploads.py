@@ -49,11 +49,15 @@ async def post_uploads(batch: schemas.UploadBatch, token: TokenDep, ctx: CtxDep)
 
 def store_uploads(ctx: AppContext, token: str, batch: schemas.UploadBatch) -> schemas.UploadResults:
     with ctx.sessions() as session:
-        caller = ingest_caller(session, token)  # a read-only transaction, which the first capture goes on in
+        caller = ingest_caller(session, token)
         if caller.gateway is None:
             raise Forbidden("this endpoint is for gateways")
-        waiting: set[str | None] = set()  # serials with an item that failed for now: their later items wait
-        results = [_store_one(session, ctx, caller, item, waiting) for item in batch.items]
+        session.commit()  # the caller's gateway stays loaded (not expired) for the items' sessions
+    waiting: set[str | None] = set()  # serials with an item that failed for now: their later items wait
+    results = []
+    for item in batch.items:  # each in a session of its own, as on its own route: nothing loaded goes stale
+        with ctx.sessions() as session:
+            results.append(_store_one(session, ctx, caller, item, waiting))
     return schemas.UploadResults(results=results)
 
 
@@ -65,8 +69,7 @@ def _store_one(session: Session, ctx: AppContext, caller: DeviceCaller, item: sc
         return schemas.UploadResult(status=503, body=NOT_ATTEMPTED)
     try:
         if item.kind == "capture":
-            if not session.in_transaction():
-                read_only_transaction(session)  # ingest writes in a transaction of its own (as its route)
+            read_only_transaction(session)  # the route's read (ingest commits it, then writes in a batch of its own)
             answer: BaseModel = capture_as(session, ctx, caller, schemas.CaptureCreate.model_validate(item.body))
         else:
             answer = telemetry_as(session, ctx, caller, schemas.TelemetryCreate.model_validate(item.body))
