@@ -1,7 +1,8 @@
 """The live dashboard feed: each owner's domain events, in order, replayable by event id.
 
-    producer's transaction ──emit──► LiveSink: a live_events row + wakeups.mark(live:<user>)
-    commit ──► this replica's streams of that user wake at once; other replicas via LISTEN/NOTIFY
+    producer's transaction ──emit──► LiveSink: a live_events row, carried to the commit (wakeups.carry)
+    commit ──► this replica's streams of that user are handed the events at once (no read); other
+               replicas are woken by LISTEN/NOTIFY and read them
     stream (GET /api/events/) ──► rows with id > the last one sent, as server-sent events
 
 The row is written in the producer's transaction, so an event is on the feed exactly when the
@@ -50,8 +51,10 @@ class LiveSink:
         data = json.loads(json.dumps(event.data, default=str))
         row = {"user_id": event.user_id, "kind": event.kind.value, "device_serial": data.get("device_serial"),
                "data": data, "created_at": self.ctx.clock.now()}
-        session.connection().execute(_INSERT_EVENT, row)  # values as parameters: compiled once, cached
-        wakeups.mark(session, wakeups.live_topic(event.user_id))
+        inserted = session.connection().execute(_INSERT_EVENT, row)  # values as parameters: compiled once, cached
+        feed_event = FeedEvent(id=inserted.inserted_primary_key[0], kind=row["kind"],
+                               device_serial=row["device_serial"], data=data, at=row["created_at"])
+        wakeups.carry(session, wakeups.live_topic(event.user_id), feed_event)
 
 
 _INSERT_EVENT = insert(LiveEvent.__table__)

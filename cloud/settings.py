@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     stream_ticket_ttl_s: int = Field(default=60, ge=5, le=3600)
     live_keepalive_s: float = Field(default=15.0, gt=0)
     live_retry_ms: int = Field(default=2000, ge=100)
-    # A stream reads at most once per this interval: a wakeup after a quiet spell is read at once, a
-    # burst (a capture's stored, telemetry and analysed events) in one read instead of one each.
+    # A stream writes (and reads, for other replicas' events) at most once per this interval: an event
+    # after a quiet spell goes at once, a burst (a capture's stored, telemetry and analysed events) in one.
     live_read_interval_s: float = Field(default=0.1, ge=0, le=5)
 
     # Firmware updates (cloud.services.firmware): the Ed25519 public key (64 hex) releases must be signed

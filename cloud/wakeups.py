@@ -14,6 +14,12 @@ A wakeup carries no data: subscribers read the database. So a lost wakeup (a lis
 a NOTIFY queue overflow) costs only latency: every consumer keeps a slow safety poll, and after a
 listener (re)connects every topic is woken once, because anything may have been missed.
 On SQLite (one process) the in-process wakeups are all there is.
+
+One exception, for what this process itself committed: ``carry`` hands the committed items (the live
+feed's events, ``cloud.live``) to the topic's item subscribers here, instead of waking them to read
+back what was just written (a worker-thread hop and a read per wakeup cost a dashboard's stream more
+than the rest of its work). Other replicas are woken as for ``mark`` and read. A savepoint rolled back
+takes its items with it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import URL, Engine, event, text
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
@@ -36,8 +43,10 @@ TRIGGERS = "triggers"
 STATES = "states"  # what the gateways' Home Assistant feed shows changed (cloud.services.trigger_watch)
 CHANNEL = "mailcam_wake"
 _MARKED = "mailcam.wake_topics"
+_CARRIED = "mailcam.wake_items"  # [(topic, the savepoint it was carried in or None, item)], in order
 
 Subscriber = Callable[[], None]
+ItemSubscriber = Callable[[list[Any]], None]
 
 
 def live_topic(user_id: int) -> str:
@@ -50,6 +59,21 @@ def mark(session: Session, topic: str) -> None:
     session.info.setdefault(_MARKED, set()).add(topic)
 
 
+def carry(session: Session, topic: str, item: Any) -> None:
+    """When this transaction commits, hand ``item`` to ``topic``'s item subscribers in this process and
+    wake its subscribers in the other replicas (they read it). Dropped if the transaction, or the
+    savepoint it was carried in, rolls back."""
+    session.info.setdefault(_CARRIED, []).append((topic, session.get_nested_transaction(), item))
+
+
+def _within(transaction: SessionTransaction | None, savepoint: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False
+
+
 class Wakeups:
     """The topic feed of one app context: local subscribers plus, on PostgreSQL, LISTEN/NOTIFY."""
 
@@ -60,6 +84,7 @@ class Wakeups:
         self._engine = engine
         self._lock = threading.Lock()
         self._subscribers: dict[str, list[Subscriber]] = defaultdict(list)
+        self._item_subscribers: dict[str, list[ItemSubscriber]] = defaultdict(list)
         self._listener: _Listener | None = None
         self._users = 0
 
@@ -68,18 +93,36 @@ class Wakeups:
     def subscribe(self, topic: str, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback`` (quickly: it runs on the committing or listening thread) on each wakeup;
         returns the function that unsubscribes."""
+        return self._add(self._subscribers, topic, callback)
+
+    def subscribe_items(self, topic: str, callback: ItemSubscriber) -> Callable[[], None]:
+        """Call ``callback`` with the items a commit of this process ``carry``-ed on ``topic`` (quickly: it
+        runs on the committing thread); returns the function that unsubscribes."""
+        return self._add(self._item_subscribers, topic, callback)
+
+    def _add(self, table: dict[str, list[Any]], topic: str, callback: Any) -> Callable[[], None]:
         with self._lock:
-            self._subscribers[topic].append(callback)
+            table[topic].append(callback)
 
         def unsubscribe() -> None:
             with self._lock:
-                callbacks = self._subscribers.get(topic, [])
+                callbacks = table.get(topic, [])
                 if callback in callbacks:
                     callbacks.remove(callback)
                 if not callbacks:
-                    self._subscribers.pop(topic, None)
+                    table.pop(topic, None)
 
         return unsubscribe
+
+    def hand(self, topic: str, items: list[Any]) -> None:
+        """Give this process's item subscribers of ``topic`` these committed items now."""
+        with self._lock:
+            callbacks = list(self._item_subscribers.get(topic, ()))
+        for callback in callbacks:
+            try:
+                callback(items)
+            except Exception:  # as wake: one broken subscriber must not starve the others
+                log.exception("item subscriber of %s failed", topic)
 
     def wake(self, topic: str) -> None:
         """Call this process's subscribers of ``topic`` now."""
@@ -108,7 +151,8 @@ class Wakeups:
             if not self.postgres or session.in_nested_transaction():
                 return
             session.flush()  # marks made while flushing count; the NOTIFY goes in the same transaction
-            for topic in sorted(session.info.get(_MARKED, ())):
+            carried = {topic for topic, _, _ in session.info.get(_CARRIED, ())}
+            for topic in sorted(carried | session.info.get(_MARKED, set())):
                 session.connection().execute(
                     text("SELECT pg_notify(:channel, :payload)"),
                     {"channel": CHANNEL, "payload": f"{self.origin} {topic}"},
@@ -117,13 +161,23 @@ class Wakeups:
         def after_commit(session: Session) -> None:
             if session.in_nested_transaction():  # a savepoint released inside a transaction still open
                 return
+            by_topic: dict[str, list[Any]] = defaultdict(list)
+            for topic, _, item in session.info.pop(_CARRIED, ()):
+                by_topic[topic].append(item)
+            for topic, items in by_topic.items():
+                self.hand(topic, items)
             for topic in session.info.pop(_MARKED, ()):
                 self.wake(topic)
 
         def after_rollback(session: Session, rolled_back: SessionTransaction) -> None:
-            # A savepoint rolled back keeps the other marks of its transaction (an extra wakeup is harmless).
+            # A savepoint rolled back keeps the other marks of its transaction (an extra wakeup is harmless),
+            # but not the items it carried: they describe rows that are gone.
             if not rolled_back.nested:
                 session.info.pop(_MARKED, None)
+                session.info.pop(_CARRIED, None)
+            elif _CARRIED in session.info:
+                session.info[_CARRIED] = [entry for entry in session.info[_CARRIED]
+                                          if not _within(entry[1], rolled_back)]
 
         event.listen(sessions, "before_commit", before_commit)
         event.listen(sessions, "after_commit", after_commit)

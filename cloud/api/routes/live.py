@@ -94,7 +94,24 @@ async def _events(
 ) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     woken, gone = asyncio.Event(), asyncio.Event()
-    unsubscribe = ctx.wakeups.subscribe(wakeups.live_topic(user_id), lambda: loop.call_soon_threadsafe(woken.set))
+    handed: list[live.FeedEvent] = []  # committed here: handed over by the commit (wakeups.carry), not read
+    must_read = True  # the catch-up from the cursor first; then when another replica's commit wakes us
+
+    def take_handed(events: list[live.FeedEvent]) -> None:
+        handed.extend(events)
+        woken.set()
+
+    def read_again() -> None:
+        nonlocal must_read
+        must_read = True
+        woken.set()
+
+    topic = wakeups.live_topic(user_id)
+    # Subscribed before the first read: an event committed from here on is handed over or read (or both:
+    # the cursor sends it once).
+    unsubscribe_items = ctx.wakeups.subscribe_items(topic, lambda events: loop.call_soon_threadsafe(
+        take_handed, events))
+    unsubscribe = ctx.wakeups.subscribe(topic, lambda: loop.call_soon_threadsafe(read_again))
     watcher = asyncio.create_task(_watch_disconnect(request, gone, woken), name="sse-disconnect")
     try:
         # Other replicas' events arrive once the listener is in.
@@ -104,22 +121,27 @@ async def _events(
         yield f'retry: {int(ctx.settings.live_retry_ms)}\ndata: {{"kind":"open","last_event_id":{cursor.last_id}}}\n\n'
         if reset:
             yield 'data: {"kind":"reset","reason":"the events since your last one are no longer kept"}\n\n'
-        read_at = 0.0
-        more = False
+        sent_at = 0.0
+        more = False  # the last read stopped at its limit
         while not gone.is_set():
-            # Each read costs a worker thread and a transaction: a burst of wakeups is read once, at most
-            # live_read_interval_s after the last read (a wakeup after a quiet spell is read at once).
-            pause = read_at + ctx.settings.live_read_interval_s - time.monotonic()
+            # A burst of events goes out as one write (and at most one read), live_read_interval_s after
+            # the last (an event after a quiet spell goes at once); each write passes every middleware's send.
+            pause = sent_at + ctx.settings.live_read_interval_s - time.monotonic()
             if pause > 0 and not more:
                 await asyncio.sleep(pause)
             woken.clear()
-            now = read_at = time.monotonic()
+            now = sent_at = time.monotonic()
             floor = cursor.floor(now)
-            rows, more = await run_in_threadpool(_read, ctx, user_id, floor, cursor.sent, cursor.read_limit)
-            fresh = cursor.take(rows, now)
-            if fresh:  # one write for what one read found: each chunk passes every middleware's send
+            events = handed[:]
+            handed.clear()
+            if must_read or more:  # a worker thread and a transaction: only for what this process did not commit
+                must_read = False
+                rows, more = await run_in_threadpool(_read, ctx, user_id, floor, cursor.sent, cursor.read_limit)
+                events.extend(rows)
+            fresh = cursor.take(sorted(events, key=lambda event: event.id), now)
+            if fresh:
                 yield "".join(event.as_sse() for event in fresh)
-            if more:
+            if more or must_read or handed:
                 continue  # more waiting
             try:
                 await asyncio.wait_for(woken.wait(), ctx.settings.live_keepalive_s)
@@ -128,6 +150,7 @@ async def _events(
     finally:
         watcher.cancel()
         unsubscribe()
+        unsubscribe_items()
 
 
 @router.get(
