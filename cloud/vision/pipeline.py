@@ -192,7 +192,8 @@ class Outcome:
 # --- read phase -------------------------------------------------------------------------------
 
 
-def _result_of(analysis: Analysis) -> dict:
+def _result_of(analysis: Any) -> dict:
+    """An analysis's result and where it came from (``analysis``: the entity, or a row of its columns)."""
     return {
         **{name: getattr(analysis, name) for name in RESULT_FIELDS},
         "provider": analysis.provider,
@@ -238,80 +239,88 @@ def _primary(settings: VisionSettings, options: dict | None) -> str:
 
 # _plan's reads, built once with bind parameters (every job runs them; building and keying the joined
 # selects anew for each job cost more CPU than SQLite spent running them).
-_PLAN_ROWS = (
-    select(Capture, Device, Analysis, MailboxState)
-    .join(Device, Device.id == Capture.device_id)
-    .outerjoin(Analysis, Analysis.capture_pk == Capture.id)
-    .outerjoin(MailboxState, MailboxState.device_id == Device.id)
-    .where(Capture.id == bindparam("capture"))
+# The plan's reads: plain statements on the tables, for the columns the plan keeps. Loading the rows as
+# entities (identity map, every column, the ORM's compile of each select) cost more than the reads.
+_captures, _devices, _analyses, _states = (model.__table__.c for model in (Capture, Device, Analysis, MailboxState))
+_PLAN_ROWS = (  # the capture, its device, its analysis and the box's state: one joined read, not four
+    select(_captures.id, _captures.capture_id, _captures.image_sha256, _captures.taken_at, _captures.wake_reason,
+           _devices.id.label("device_id"), _devices.serial, _devices.owner_id,
+           _analyses.status.label("analysis_status"), _states.state.label("mailbox_state"),
+           _states.calibration_requested_at)
+    .join(Device.__table__, _devices.id == _captures.device_id)
+    .outerjoin(Analysis.__table__, _analyses.capture_pk == _captures.id)
+    .outerjoin(MailboxState.__table__, _states.device_id == _devices.id)
+    .where(_captures.id == bindparam("capture"))
 )
 _OK = ImageQuality.OK.value
+_RESULT_COLUMNS = [_analyses[name] for name in (*RESULT_FIELDS, "provider", "model", "phash", "updated_at", "id")]
 _NEWEST_OK = (  # the latest earlier good photo (for "what is new"), with its analysis
-    select(Capture.image_sha256, Analysis)
-    .join(Analysis, Analysis.capture_pk == Capture.id)
-    .where(Capture.device_id == bindparam("device"), Capture.id < bindparam("capture"),
-           Analysis.status == AnalysisStatus.DONE, Analysis.image_quality == _OK)
-    .order_by(Capture.id.desc())
+    select(_captures.image_sha256, *_RESULT_COLUMNS)
+    .join(Analysis.__table__, _analyses.capture_pk == _captures.id)
+    .where(_captures.device_id == bindparam("device"), _captures.id < bindparam("capture"),
+           _analyses.status == AnalysisStatus.DONE, _analyses.image_quality == _OK)
+    .order_by(_captures.id.desc())
     .limit(1)
 )
 _DONE = (  # the device's other finished analyses
-    select(Analysis)
-    .join(Capture, Analysis.capture_pk == Capture.id)
-    .where(Capture.device_id == bindparam("device"), Capture.id != bindparam("capture"),
-           Analysis.status == AnalysisStatus.DONE)
+    select(*_RESULT_COLUMNS)
+    .join(Capture.__table__, _analyses.capture_pk == _captures.id)
+    .where(_captures.device_id == bindparam("device"), _captures.id != bindparam("capture"),
+           _analyses.status == AnalysisStatus.DONE)
 )
-_SAME_IMAGE = _DONE.where(Capture.image_sha256 == bindparam("image")).order_by(Capture.id.desc()).limit(1)
+_SAME_IMAGE = _DONE.where(_captures.image_sha256 == bindparam("image")).order_by(_captures.id.desc()).limit(1)
 _EARLIER = (
-    _DONE.where(Capture.id < bindparam("capture"), Analysis.phash.is_not(None)).order_by(Capture.id.desc()).limit(1)
+    _DONE.where(_captures.id < bindparam("capture"), _analyses.phash.is_not(None))
+    .order_by(_captures.id.desc()).limit(1)
 )
-_EARLIER_OK = _EARLIER.where(Analysis.image_quality == _OK)
+_EARLIER_OK = _EARLIER.where(_analyses.image_quality == _OK)
 
 
 def _plan(session: Session, ctx: AppContext, job: AnalysisJob, frames: Frames) -> Plan:
-    # The capture, its device, its analysis and the box's state: one joined read, not four.
     # The job row cascades with its capture, and a capture has one device and at most one analysis.
-    capture, device, analysis, state = session.execute(_PLAN_ROWS, {"capture": job.capture_pk}).one()
+    read = session.connection().execute
+    row = read(_PLAN_ROWS, {"capture": job.capture_pk}).one()
     month = month_of(ctx.clock.now())
     plan = Plan(
         job_id=job.id,
         kind=job.kind,
         options=dict(job.options or {}),
         attempts=job.attempts,
-        capture_pk=capture.id,
-        capture_id=capture.capture_id,
-        image_sha256=capture.image_sha256,
-        device_id=device.id,
-        device_serial=device.serial,
-        user_id=device.owner_id,
+        capture_pk=row.id,
+        capture_id=row.capture_id,
+        image_sha256=row.image_sha256,
+        device_id=row.device_id,
+        device_serial=row.serial,
+        user_id=row.owner_id,
         month=month,
         # Only a paid first analysis asks (decide); the offline analyser costs nothing, so no sums for it.
         over_budget=(
-            budget_exhausted(session, ctx.settings.vision, device.id, device.owner_id, month)
+            budget_exhausted(session, ctx.settings.vision, row.device_id, row.owner_id, month)
             if job.kind == "initial" and _primary(ctx.settings.vision, job.options) != "offline" else None
         ),
-        analysis_status=analysis.status if analysis else AnalysisStatus.QUEUED,
-        taken_at=capture.taken_at,
-        wake_reason=capture.wake_reason,
-        references=references.load(session, device.id, frames),
-        mailbox_state=state.state if state else None,
-        calibration_requested=bool(state and state.calibration_requested_at),
+        analysis_status=row.analysis_status or AnalysisStatus.QUEUED,
+        taken_at=row.taken_at,
+        wake_reason=row.wake_reason,
+        references=references.load(session, row.device_id, frames),
+        mailbox_state=row.mailbox_state,
+        calibration_requested=row.calibration_requested_at is not None,
     )
     if job.kind != "initial":
         return plan
-    of_this = {"device": device.id, "capture": capture.id}
-    newest_ok = session.execute(_NEWEST_OK, of_this).first()
-    plan.previous_image_sha256 = newest_ok[0] if newest_ok else None
+    of_this = {"device": row.device_id, "capture": row.id}
+    newest_ok = read(_NEWEST_OK, of_this).first()
+    plan.previous_image_sha256 = newest_ok.image_sha256 if newest_ok else None
     if ctx.settings.vision.dedupe_exact:
-        same = session.scalar(_SAME_IMAGE, {**of_this, "image": capture.image_sha256})
+        same = read(_SAME_IMAGE, {**of_this, "image": row.image_sha256}).first()
         plan.duplicate = _result_of(same) if same else None
-    latest = session.scalar(_EARLIER, of_this)
+    latest = read(_EARLIER, of_this).first()
     # The latest good one among those: read only when the rows at hand do not say which it is.
     if latest is None or latest.image_quality == _OK:
         latest_ok = latest
-    elif newest_ok is not None and newest_ok[1].phash is not None:
-        latest_ok = newest_ok[1]
+    elif newest_ok is not None and newest_ok.phash is not None:
+        latest_ok = newest_ok
     else:
-        latest_ok = session.scalar(_EARLIER_OK, of_this)
+        latest_ok = read(_EARLIER_OK, of_this).first()
     plan.previous = [_result_of(a) for a in (latest, latest_ok) if a is not None]
     if latest is not None and latest_ok is not None and latest.id == latest_ok.id:
         plan.previous = plan.previous[:1]
