@@ -119,7 +119,7 @@ class Forwarder:
             image = await self._image(item)
             size += len(image or b"") * 4 // 3 + UPLOAD_OVERHEAD
             if batch and size > self.settings.upload_batch_bytes:
-                break  # read again with the next batch: a capture is read once per request, as before
+                break  # it starts the next request instead (its image is read again then)
             batch.append((todo.popleft(), image))
             if item.kind not in BATCHED:
                 break
