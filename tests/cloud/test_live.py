@@ -196,11 +196,8 @@ def test_an_event_committed_late_with_a_lower_id_is_still_sent_once(home):
         assert stream.next().data["data"]["capture_id"] == "box-1-0001"
 
 
-def test_a_burst_of_events_is_read_once_not_once_per_event(home, monkeypatch):
-    """Found in issue 16's profile: a capture raises three or four events within milliseconds (stored,
-    telemetry, analysed, delivered), and the stream read the database once per wakeup: a worker thread
-    and a transaction each, a fifth of the request threads' CPU. A burst is now read once."""
-    home.ctx.settings.live_read_interval_s = 0.5  # wide enough that the burst below falls inside it
+def _count_reads(monkeypatch) -> list[int]:
+    """Count the streams' reads of the database (each a worker-thread hop and a transaction): a list of one."""
     reads = [0]
     plain_read = live_route._read
 
@@ -209,6 +206,15 @@ def test_a_burst_of_events_is_read_once_not_once_per_event(home, monkeypatch):
         return plain_read(*args, **kwargs)
 
     monkeypatch.setattr(live_route, "_read", counted)
+    return reads
+
+
+def test_a_burst_of_events_is_read_once_not_once_per_event(home, monkeypatch):
+    """Found in issue 16's profile: a capture raises three or four events within milliseconds (stored,
+    telemetry, analysed, delivered), and the stream read the database once per wakeup: a worker thread
+    and a transaction each, a fifth of the request threads' CPU. A burst is now read once."""
+    home.ctx.settings.live_read_interval_s = 0.5  # wide enough that the burst below falls inside it
+    reads = _count_reads(monkeypatch)
 
     def commit_event(capture_id: str) -> None:
         with home.ctx.sessions() as session, session.begin():
@@ -231,14 +237,7 @@ def test_events_committed_in_this_process_reach_the_stream_without_a_read(home, 
     """Measured for issue 16: each read cost a worker-thread hop and a transaction, ~1.9 ms of the server's
     CPU per read (a stream read up to 10 times a second for a busy owner). The commit now hands this
     process's streams its events: only the catch-up at the start reads."""
-    reads = [0]
-    plain_read = live_route._read
-
-    def counted(*args, **kwargs):
-        reads[0] += 1
-        return plain_read(*args, **kwargs)
-
-    monkeypatch.setattr(live_route, "_read", counted)
+    reads = _count_reads(monkeypatch)
     with home.stream(headers=home.owner.headers).wait_open() as stream:
         wait_until(lambda: reads[0] == 1, DEADLINE_S, "the catch-up read")
         for n in range(1, 6):
