@@ -37,7 +37,8 @@ log = logging.getLogger("mailcam.uploads")
 router = APIRouter(prefix="/api/gateway", tags=["gateways"])
 _err = {"model": schemas.ErrorBody}
 
-NOT_ATTEMPTED = {"error": "not_attempted", "detail": "an earlier item of this device failed for now; send both again"}
+NOT_ATTEMPTED = {"error": "not_attempted",
+                 "detail": "an earlier item of this device failed for now; send them again, in order"}
 
 
 @router.post("/uploads/", response_model=schemas.UploadResults, responses={401: _err, 403: _err, 413: _err})
