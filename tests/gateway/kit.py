@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as paho
 from mcam import protocol
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.cloud import CloudClient
+from gateway.forwarder import Forwarder
+from gateway.settings import GatewaySettings
 from gateway.spool import Spool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,6 +67,26 @@ class ServiceThread:
         """True once `run()` returned or raised (waits up to `timeout` for it)."""
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+
+def forward_rounds(settings: GatewaySettings, spool: Spool, handler: Callable[[httpx.Request], httpx.Response], *,
+                   rounds: int = 1, between: Callable[[], None] = lambda: None) -> list[bool]:
+    """Run one `Forwarder`'s rounds over the spool's pending items against a cloud answering with ``handler``
+    (an in-memory httpx transport); ``between`` runs before every round after the first."""
+
+    async def run() -> list[bool]:
+        cloud = CloudClient(base_url="http://cloud.test", token="mcg_x", timeout_s=5,
+                            transport=httpx.MockTransport(handler))
+        async with cloud:
+            forwarder = Forwarder(settings, spool, cloud)
+            results = []
+            for n in range(rounds):
+                if n:
+                    between()
+                results.append(await forwarder.round(spool.pending(64)))
+            return results
+
+    return asyncio.run(run())
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:

@@ -3,19 +3,16 @@ answers from an in-memory httpx transport)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
 import pytest
 from mcam import protocol
 
-from gateway.cloud import CloudClient
-from gateway.forwarder import Forwarder
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, Spool
 from gateway.subscriber import Ingestor
-from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg
+from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg, forward_rounds
 
 DEVICES = [f"dev{k}" for k in range(12)]
 
@@ -43,14 +40,7 @@ def queue_one_capture_per_device(spool: Spool) -> None:
 
 
 def one_round(spool: Spool, handler) -> bool:
-    async def run() -> bool:
-        cloud = CloudClient(base_url="http://cloud.test", token="mcg_x", timeout_s=5,
-                            transport=httpx.MockTransport(handler))
-        async with cloud:
-            forwarder = Forwarder(settings_for(spool), spool, cloud)
-            return await forwarder.round(spool.pending(64))
-
-    return asyncio.run(run())
+    return forward_rounds(settings_for(spool), spool, handler)[0]
 
 
 def test_a_round_stops_at_the_first_unreachable_cloud_instead_of_trying_every_device(spool):

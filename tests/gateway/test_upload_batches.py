@@ -5,7 +5,6 @@ tests/cloud/test_uploads.py, and the gateway's end-to-end tests, which now forwa
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 
@@ -13,12 +12,10 @@ import httpx
 import pytest
 from mcam import protocol
 
-from gateway.cloud import CloudClient
-from gateway.forwarder import Forwarder
 from gateway.settings import GatewaySettings
 from gateway.spool import CAPTURE, TELEMETRY, Spool
 from gateway.subscriber import Ingestor
-from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg
+from tests.gateway.kit import ManualClock, chunks_of, fake_jpeg, forward_rounds
 
 UPLOADS = "/api/gateway/uploads/"
 
@@ -72,14 +69,7 @@ class Cloud:
 
 
 def rounds(spool: Spool, cloud: Cloud, n: int = 1, **settings) -> list[bool]:
-    async def run() -> list[bool]:
-        client = CloudClient(base_url="http://cloud.test", token="mcg_x", timeout_s=5,
-                             transport=httpx.MockTransport(cloud))
-        async with client:
-            forwarder = Forwarder(settings_for(spool, **settings), spool, client)
-            return [await forwarder.round(spool.pending(64)) for _ in range(n)]
-
-    return asyncio.run(run())
+    return forward_rounds(settings_for(spool, **settings), spool, cloud, rounds=n)
 
 
 def test_a_wake_is_one_request_and_both_items_are_settled(spool):
@@ -139,16 +129,10 @@ def test_a_cloud_without_the_endpoint_gets_one_request_per_item_from_then_on(spo
     wake(spool, "box-a", 5)
     cloud = Cloud(uploads=lambda request: httpx.Response(404, json={"error": "not_found", "detail": "Not Found"}))
 
-    async def run() -> None:
-        client = CloudClient(base_url="http://cloud.test", token="mcg_x", timeout_s=5,
-                             transport=httpx.MockTransport(cloud))
-        async with client:
-            forwarder = Forwarder(settings_for(spool), spool, client)
-            assert await forwarder.round(spool.pending(64))
-            wake(spool, "box-a", 6)
-            assert await forwarder.round(spool.pending(64))
+    def second_wake() -> None:
+        wake(spool, "box-a", 6)
 
-    asyncio.run(run())
+    assert forward_rounds(settings_for(spool), spool, cloud, rounds=2, between=second_wake) == [True, True]
     assert [path for path, _ in cloud.requests] == [UPLOADS, *["/api/device/capture/", "/api/device/telemetry/"] * 2]
     assert spool.pending(64) == []
 
