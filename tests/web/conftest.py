@@ -164,6 +164,19 @@ def open_dashboard(page, home: Home, where: str = "#/") -> None:
     page.goto(f"/{where}")
 
 
+def wait_answered(page, path: str, count: int) -> None:
+    """Wait until the page has read ``count`` whole answers from ``path`` (its resource timing entries).
+
+    A freshly opened dashboard loads each view twice: once on its own, and again when the live stream
+    has subscribed (its "reset": nothing changed in between is missed). A test that changes the server's
+    state right after opening must wait for that second load, or it may answer with the new state."""
+    page.wait_for_function(
+        """([path, count]) => performance.getEntriesByType("resource")
+             .filter((entry) => new URL(entry.name).pathname === path).length >= count""",
+        arg=[path, count],
+    )
+
+
 @contextmanager
 def held_requests(page, pattern: str) -> Iterator[list]:
     """Hold the page's requests matching ``pattern`` (they wait, unanswered) until the block ends.
