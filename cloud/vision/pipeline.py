@@ -61,7 +61,7 @@ from cloud.vision.base import (
     VisionResult,
 )
 from cloud.vision.blas import single_threaded_blas
-from cloud.vision.change import objects_mask, picture, picture_and_hash
+from cloud.vision.change import Picture, objects_mask, picture, picture_and_hash
 from cloud.vision.config import VisionSettings
 from cloud.vision.frames import Frames, references_for
 from cloud.vision.offline import Judgement, OfflineProvider
@@ -490,24 +490,42 @@ def _added_share(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> flo
 
     Changed since the previous photo, an object now (against the empty reference), and outside
     what was already mail then: the same letters under other light or a shifted lid are not "more".
+
+    The comparison with the previous photo comes last, and only if some object lies outside what was
+    mail then: while the same mail sits in the box (every wake until it is collected) the answer is
+    0 whatever that comparison says, and it cost as much as the analysis itself.
     """
     if judged.change is None or judged.change.mask is None or judged.reference is None:
         return None
     if plan.previous_image_sha256 is None:
         return None
-    previous = pipeline.frames.frame(plan.previous_image_sha256)
-    if previous is None:
-        try:
-            previous = picture(pipeline.ctx.images.read(plan.previous_image_sha256))
-        except (FileNotFoundError, BadImage):
-            return None
-    since = objects_mask(previous, judged.frame)  # the mask alone: the objects' kinds are not needed here
     reference = judged.reference
+    previous: Picture | None = None
     before = pipeline.frames.mask(reference.key, plan.previous_image_sha256) if reference.key else None
     if before is None:  # not kept from the previous photo's own analysis
+        previous = _previous_frame(pipeline, plan.previous_image_sha256)
+        if previous is None:
+            return None
         before = objects_mask(reference.picture, previous)
-    was_mail = ndimage.binary_dilation(before, iterations=3)
-    return float((since & judged.change.mask & ~was_mail).mean())
+    outside = judged.change.mask & ~ndimage.binary_dilation(before, iterations=3)
+    if not outside.any():
+        return 0.0
+    previous = previous or _previous_frame(pipeline, plan.previous_image_sha256)
+    if previous is None:
+        return None
+    since = objects_mask(previous, judged.frame)  # the mask alone: the objects' kinds are not needed here
+    return float((since & outside).mean())
+
+
+def _previous_frame(pipeline: VisionPipeline, image_sha256: str) -> Picture | None:
+    """The previous photo's working frame: kept by its own analysis, or read back and decoded."""
+    previous = pipeline.frames.frame(image_sha256)
+    if previous is None:
+        try:
+            previous = picture(pipeline.ctx.images.read(image_sha256))
+        except (FileNotFoundError, BadImage):
+            return None
+    return previous
 
 
 def _offline_prefilter(pipeline: VisionPipeline, plan: Plan, judged: Judgement, now: datetime) -> Outcome | None:

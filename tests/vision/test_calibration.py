@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from cloud.models import Analysis, Capture, DeliveryEvent, MailboxReference
+from cloud.vision import pipeline
 from cloud.vision.worker import pipeline_for
 from mailcam.mailboxes import Item, Mailbox, Wake
 from tests.cloudkit import capture_body, new_account, new_device
@@ -217,3 +218,23 @@ def test_more_mail_is_seen_alike_whether_the_previous_photo_was_kept_or_read_bac
         assert (frames.frame(letters) is not None) is keep  # the kept path was the one taken
     assert found["box-1"] == [None, None, "arrived", None, "more", None, "collected"]
     assert found["box-2"] == found["box-1"]
+
+
+def test_mail_still_in_the_box_is_not_compared_with_the_previous_photo(make_env, monkeypatch):
+    """"More mail?" compares a photo with the previous one only where some object lies outside the mail
+    seen then: while the same letters sit in the box (every wake until they are collected) nothing can
+    be more, and that comparison cost as much as the analysis. Where something new lies, it is made."""
+    box = Mailbox(700)  # its letters' outline at wake 2 lies within their outline at wake 1
+    env = make_env()
+    compared = []
+    real = pipeline.objects_mask
+    monkeypatch.setattr(pipeline, "objects_mask", lambda ref, new: compared.append(new) or real(ref, new))
+    shown = []
+    for wake, items in enumerate(([], LETTERS, LETTERS, MORE), start=0):
+        before = len(compared)
+        capture_id = env.shoot(box, items, wake)
+        if wake == 0:
+            env.calibrate(capture_id)
+        analysis = env.analysis(capture_id)
+        shown.append((analysis["source"], analysis["delivery"], len(compared) - before))
+    assert shown == [("model", None, 0), ("model", "arrived", 0), ("model", None, 0), ("model", "more", 1)]
