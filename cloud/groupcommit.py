@@ -11,7 +11,7 @@ meanwhile wait for the next round, led by one of them. No thread of its own, not
 Nothing is acknowledged early: ``run`` returns (or raises) only after the transaction holding
 that work has ended (committed, or failed). One piece of work that raises is rolled back to its
 savepoint and its caller gets the exception; the others in the batch commit. A failed commit
-fails every piece of that batch.
+fails every piece of that batch. A batch of one runs without a savepoint (its error rolls back all).
 
     caller ──run(work)──► queue ──► leader: BEGIN; SAVEPOINT; work(session); RELEASE; … COMMIT
                                               └── each caller's future: result or exception
@@ -65,12 +65,23 @@ class GroupCommit:
         outcomes: list[tuple[Future, object, BaseException | None]] = []
         try:
             with self._sessions() as session:
-                for work, future in batch:
+                if len(batch) == 1:
+                    # Alone (the usual case below a few captures a second), the work needs no savepoint:
+                    # its error rolls back the whole transaction, which held nothing else. Two statements
+                    # and a nested transaction less per capture.
+                    (work, future), = batch
                     try:
-                        with session.begin_nested():
-                            outcomes.append((future, work(session), None))
-                    except Exception as exc:  # this caller's error; the rest of the batch goes on
+                        outcomes.append((future, work(session), None))
+                    except Exception as exc:
+                        session.rollback()
                         outcomes.append((future, None, exc))
+                else:
+                    for work, future in batch:
+                        try:
+                            with session.begin_nested():
+                                outcomes.append((future, work(session), None))
+                        except Exception as exc:  # this caller's error; the rest of the batch goes on
+                            outcomes.append((future, None, exc))
                 session.commit()
         except BaseException as exc:  # the commit itself failed: nothing of this batch is stored
             for _, future in batch:

@@ -8,6 +8,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+import pytest
 from sqlalchemy import func, select
 
 from cloud.models import AnalysisJob, Capture, Device
@@ -118,3 +119,37 @@ def test_a_duplicate_refused_in_a_batch_is_answered_after_the_row_that_refused_i
         assert isinstance(refused, IntegrityError)
         assert visible(), "the refusal came before the row that caused it was committed"
         closing.result(30)
+
+
+def test_a_piece_of_work_alone_in_its_batch_that_fails_leaves_nothing_and_wakes_nobody(cloud_ctx, api):
+    """A batch of one runs without a savepoint: its error must still undo all it did, its wakeups
+    included, and be answered only after that; the next piece of work is stored as usual."""
+    from cloud import wakeups
+
+    alice = new_account(api, "alice@example.com")
+    new_device(api, alice, "box-1")
+    woken: list[str] = []
+    unsubscribe = cloud_ctx.wakeups.subscribe(wakeups.VISION, lambda: woken.append("vision"))
+
+    def failing(session):
+        session.execute(Device.__table__.update().values(name="never"))
+        wakeups.mark(session, wakeups.VISION)
+        raise ValueError("this capture is refused")
+
+    def renaming(session):
+        session.execute(Device.__table__.update().values(name="renamed"))
+        wakeups.mark(session, wakeups.VISION)
+        return "stored"
+
+    try:
+        with pytest.raises(ValueError, match="refused"):
+            cloud_ctx.group_commit.run(failing)
+        with cloud_ctx.sessions() as session:
+            assert session.scalar(select(Device.name)) != "never"
+        assert woken == []
+        assert cloud_ctx.group_commit.run(renaming) == "stored"
+        with cloud_ctx.sessions() as session:
+            assert session.scalar(select(Device.name)) == "renamed"
+        assert woken == ["vision"]
+    finally:
+        unsubscribe()
