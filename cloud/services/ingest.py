@@ -108,7 +108,7 @@ def ingest_capture(
     ctx.images.put(image.jpeg.sha256, image.data, None)  # the thumbnail is made on its first read
     try:
         result = ctx.group_commit.run(
-            lambda batch: _store(batch, ctx, device.id, capture, capture_id, image, via_gateway_id)
+            lambda batch: _store(batch, ctx, device, capture, capture_id, image, via_gateway_id)
         )
     except IntegrityError:
         # Another request stored the same capture_id since the lookup above.
@@ -120,13 +120,13 @@ def ingest_capture(
     return result
 
 
-def _store(session: Session, ctx: AppContext, device_id: int, capture: CaptureIn, capture_id: str,
+def _store(session: Session, ctx: AppContext, device: Device, capture: CaptureIn, capture_id: str,
            image: CheckedImage, via_gateway_id: int | None) -> IngestResult:
-    """The capture's rows, inside the shared transaction. The device is loaded once per transaction
-    (the other captures of the batch find it in the session): what ingest changes on it is decided
-    in SQL (``devices.mark_seen``), not from the loaded copy."""
-    device = session.get(Device, device_id)
-    assert device is not None, "a device is never deleted while its token authenticates"
+    """The capture's rows, inside the shared transaction. The device as the request read it is brought
+    into this session without reading it again (the other captures of the batch find it there): what
+    ingest changes on it is decided in SQL (``devices.mark_seen``), not from the loaded copy, and a
+    device gone since fails the capture's insert on its foreign key."""
+    device = session.merge(device, load=False)
     # A delete of another capture of the same image may have removed the file since the put
     # above; holding the file's lock, put it back before we commit.
     hold_image(session, image.jpeg.sha256, ctx.clock.now())
