@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from cloud.errors import ValidationFailed
@@ -71,12 +73,36 @@ class Preferences:
 
 
 def load(session: Session, user: User, settings: NotifySettings) -> Preferences:
-    row = session.get(NotificationPreference, user.id)
+    return _preferences(user.id, user.timezone, user.email, session.get(NotificationPreference, user.id), settings)
+
+
+_USERS = User.__table__.c
+_STORED = NotificationPreference.__table__.c
+# Built once: the notification sink reads them for every alerting event, in the producer's transaction.
+_OF_USER = (
+    select(_USERS.timezone, _USERS.email.label("account_email"), _STORED.user_id.label("stored"), _STORED.events,
+           _STORED.phone, _STORED.email, _STORED.quiet_start, _STORED.quiet_end, _STORED.min_confidence,
+           _STORED.digest_hour)
+    .select_from(User.__table__.outerjoin(NotificationPreference.__table__, _STORED.user_id == _USERS.id))
+    .where(_USERS.id == bindparam("user_id"))
+)
+
+
+def of_user(session: Session, user_id: int, settings: NotifySettings) -> Preferences | None:
+    """``load`` by the user's id, in one plain read of the user and their stored row (None: no such user)."""
+    row = session.connection().execute(_OF_USER, {"user_id": user_id}).first()
+    if row is None:
+        return None
+    return _preferences(user_id, row.timezone, row.account_email, row if row.stored is not None else None, settings)
+
+
+def _preferences(user_id: int, timezone: str, account_email: str, row: Any, settings: NotifySettings) -> Preferences:
+    """The preferences from the account's fields and the stored row (its columns; None: the defaults)."""
     if row is None:
         return Preferences(
-            user_id=user.id,
-            timezone=user.timezone,
-            account_email=user.email,
+            user_id=user_id,
+            timezone=timezone,
+            account_email=account_email,
             min_confidence=settings.default_min_confidence,
             digest_hour=settings.default_digest_hour,
         )
@@ -84,9 +110,9 @@ def load(session: Session, user: User, settings: NotifySettings) -> Preferences:
     if row.quiet_start and row.quiet_end:
         quiet = QuietHours(parse_hhmm(row.quiet_start), parse_hhmm(row.quiet_end))
     return Preferences(
-        user_id=user.id,
-        timezone=user.timezone,
-        account_email=user.email,
+        user_id=user_id,
+        timezone=timezone,
+        account_email=account_email,
         events={k: list(v) for k, v in (row.events or {}).items()},
         phone=row.phone,
         email=row.email,

@@ -110,6 +110,31 @@ def test_quiet_hours_hold_notifications_and_send_them_after(nctx, owner, clock):
     assert notifications(nctx, kind="mail_arrived")[0].delivery == "sent"
 
 
+def test_the_sink_reads_the_same_preferences_as_the_account_pages(nctx, owner):
+    """The sink reads an owner's preferences by a plain statement (``preferences.of_user``), the pages by
+    the user's entity (``preferences.load``): the defaults and every stored field come out the same."""
+    from cloud.models import User
+    from cloud.notify import preferences
+
+    def both() -> tuple[preferences.Preferences, preferences.Preferences | None]:
+        with nctx.sessions() as session:
+            user = session.get(User, owner.user_id)
+            settings = nctx.settings.notify
+            return preferences.load(session, user, settings), preferences.of_user(session, owner.user_id, settings)
+
+    loaded, read = both()
+    assert read == loaded and read.events == {} and read.quiet is None
+    set_prefs(nctx, owner, quiet_hours={"start": "22:00", "end": "07:00"}, phone="+14155550100",
+              email="other@example.com", events={"mail_arrived": ["sms", "console"]}, min_confidence=0.8,
+              digest_hour=6)
+    loaded, read = both()
+    assert read == loaded
+    assert read.events == {"mail_arrived": ["console", "sms"]} and read.phone == "+14155550100"
+    assert read.quiet is not None and read.min_confidence == 0.8 and read.digest_hour == 6
+    with nctx.sessions() as session:
+        assert preferences.of_user(session, owner.user_id + 1000, nctx.settings.notify) is None
+
+
 def test_retry_held_back_by_quiet_hours_that_began_meanwhile(nctx, owner, clock):
     """A row already due when quiet hours start is held at claim time, not sent."""
     pk = store_capture(nctx, owner, "cap-1")
