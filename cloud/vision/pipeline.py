@@ -29,6 +29,7 @@ from typing import Any
 
 from scipy import ndimage
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -241,16 +242,21 @@ def _primary(settings: VisionSettings, options: dict | None) -> str:
 # selects anew for each job cost more CPU than SQLite spent running them).
 # The plan's reads: plain statements on the tables, for the columns the plan keeps. Loading the rows as
 # entities (identity map, every column, the ORM's compile of each select) cost more than the reads.
-_captures, _devices, _analyses, _states = (model.__table__.c for model in (Capture, Device, Analysis, MailboxState))
-_PLAN_ROWS = (  # the capture, its device, its analysis and the box's state: one joined read, not four
-    select(_captures.id, _captures.capture_id, _captures.image_sha256, _captures.taken_at, _captures.wake_reason,
-           _devices.id.label("device_id"), _devices.serial, _devices.owner_id,
+_jobs, _captures, _devices, _analyses, _states = (
+    model.__table__.c for model in (AnalysisJob, Capture, Device, Analysis, MailboxState)
+)
+_PLAN_ROWS = (  # the job, its capture, device and analysis, and the box's state: one joined read, not five
+    select(_jobs.id.label("job_id"), _jobs.kind, _jobs.options, _jobs.attempts, _jobs.status.label("job_status"),
+           _jobs.locked_by, _captures.id, _captures.capture_id, _captures.image_sha256, _captures.taken_at,
+           _captures.wake_reason, _devices.id.label("device_id"), _devices.serial, _devices.owner_id,
            _analyses.status.label("analysis_status"), _states.state.label("mailbox_state"),
            _states.calibration_requested_at)
+    .select_from(AnalysisJob.__table__)
+    .join(Capture.__table__, _captures.id == _jobs.capture_pk)  # a job cascades with its capture
     .join(Device.__table__, _devices.id == _captures.device_id)
     .outerjoin(Analysis.__table__, _analyses.capture_pk == _captures.id)
     .outerjoin(MailboxState.__table__, _states.device_id == _devices.id)
-    .where(_captures.id == bindparam("capture"))
+    .where(_jobs.id == bindparam("job"))
 )
 _OK = ImageQuality.OK.value
 _RESULT_COLUMNS = [_analyses[name] for name in (*RESULT_FIELDS, "provider", "model", "phash", "updated_at", "id")]
@@ -276,16 +282,15 @@ _EARLIER = (
 _EARLIER_OK = _EARLIER.where(_analyses.image_quality == _OK)
 
 
-def _plan(session: Session, ctx: AppContext, job: AnalysisJob, frames: Frames) -> Plan:
-    # The job row cascades with its capture, and a capture has one device and at most one analysis.
+def _plan(session: Session, ctx: AppContext, row: Row, frames: Frames) -> Plan:
+    """The job's plan from its ``_PLAN_ROWS`` row and the box's earlier analyses."""
     read = session.connection().execute
-    row = read(_PLAN_ROWS, {"capture": job.capture_pk}).one()
     month = month_of(ctx.clock.now())
     plan = Plan(
-        job_id=job.id,
-        kind=job.kind,
-        options=dict(job.options or {}),
-        attempts=job.attempts,
+        job_id=row.job_id,
+        kind=row.kind,
+        options=dict(row.options or {}),
+        attempts=row.attempts,
         capture_pk=row.id,
         capture_id=row.capture_id,
         image_sha256=row.image_sha256,
@@ -296,7 +301,7 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob, frames: Frames) -
         # Only a paid first analysis asks (decide); the offline analyser costs nothing, so no sums for it.
         over_budget=(
             budget_exhausted(session, ctx.settings.vision, row.device_id, row.owner_id, month)
-            if job.kind == "initial" and _primary(ctx.settings.vision, job.options) != "offline" else None
+            if row.kind == "initial" and _primary(ctx.settings.vision, row.options) != "offline" else None
         ),
         analysis_status=row.analysis_status or AnalysisStatus.QUEUED,
         taken_at=row.taken_at,
@@ -305,7 +310,7 @@ def _plan(session: Session, ctx: AppContext, job: AnalysisJob, frames: Frames) -
         mailbox_state=row.mailbox_state,
         calibration_requested=row.calibration_requested_at is not None,
     )
-    if job.kind != "initial":
+    if row.kind != "initial":
         return plan
     of_this = {"device": row.device_id, "capture": row.id}
     newest_ok = read(_NEWEST_OK, of_this).first()
@@ -815,10 +820,11 @@ def run_job(pipeline: VisionPipeline, job_id: int, worker_id: str) -> str:
     with ctx.sessions() as session:
         # Only reads: on SQLite it then waits for no writer and holds none up (ingest, other jobs' finish).
         read_only_transaction(session)
-        job = session.get(AnalysisJob, job_id)
-        if job is None or job.status != JobState.RUNNING or job.locked_by != worker_id:
+        # The job with its capture, device, analysis and box state, by one plain read (not the job's entity)
+        row = session.connection().execute(_PLAN_ROWS, {"job": job_id}).first()
+        if row is None or row.job_status != JobState.RUNNING or row.locked_by != worker_id:
             return "lost"
-        plan = _plan(session, ctx, job, pipeline.frames)
+        plan = _plan(session, ctx, row, pipeline.frames)
     if plan.attempts > s.max_attempts:
         outcome = Outcome(error=f"gave up after {plan.attempts - 1} attempts")
         return finish(pipeline, plan, outcome, worker_id)

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from cloud.errors import Conflict, ImageRejected, NotFound
@@ -47,11 +47,20 @@ class Reference:
     key: str | None = None  # identity by content (cloud.vision.frames); None: not stored
 
 
+_stored = MailboxReference.__table__.c
+# Built once, a plain read of the columns a Reference keeps: every vision job reads its box's references
+# (as entities they cost more CPU than the read).
+_OF_DEVICE = (
+    select(_stored.id, _stored.source, _stored.picture_png, _stored.image_jpeg, _stored.created_at, _stored.mean,
+           _stored.sharpness)
+    .where(_stored.device_id == bindparam("device_id"))
+    .order_by(_stored.id)
+)
+
+
 def load(session: Session, device_id: int, frames: Frames | None = None) -> list[Reference]:
     """The device's references; with ``frames``, their pictures decoded once per process, not per job."""
-    rows = session.scalars(
-        select(MailboxReference).where(MailboxReference.device_id == device_id).order_by(MailboxReference.id)
-    )
+    rows = session.connection().execute(_OF_DEVICE, {"device_id": device_id})
     loaded = []
     for row in rows:
         key = reference_key(row.picture_png)
