@@ -48,6 +48,34 @@ def test_a_wake_in_one_request_is_stored_as_its_two_requests_would_be(api, cloud
     assert _count(cloud_ctx, Capture) == 1
 
 
+def test_a_device_named_by_several_items_is_looked_up_once_per_request(api, cloud_ctx):
+    """A wake's capture and report name the same device: the request finds it once (its lookup cost more
+    than the report's rows), and each item is still stored as on its own route."""
+    from sqlalchemy import event
+
+    owner, _, _, gateway = _home(api)
+    lookups: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().startswith("SELECT devices.id, devices.serial"):
+            lookups.append(statement)
+
+    items = [{"kind": "capture", "body": capture_body("up-1", jpeg_bytes(seed=46), capture_id="up-1-0004")},
+             {"kind": "telemetry", "body": _telemetry("up-1", rssi=-66)},
+             {"kind": "capture", "body": capture_body("up-2", jpeg_bytes(seed=47), capture_id="up-2-0004")},
+             {"kind": "telemetry", "body": _telemetry("up-2", rssi=-55)},
+             {"kind": "telemetry", "body": _telemetry("up-1", rssi=-64)}]
+    event.listen(cloud_ctx.engine, "before_cursor_execute", count)
+    try:
+        results = api.post("/api/gateway/uploads/", headers=gateway, json={"items": items}).json()["results"]
+    finally:
+        event.remove(cloud_ctx.engine, "before_cursor_execute", count)
+    assert [r["status"] for r in results] == [200] * 5, results
+    assert len(lookups) == 2  # one per device
+    assert [api.get(f"/api/devices/{s}/", headers=owner.headers).json()["rssi"] for s in ("up-1", "up-2")] == [-64, -55]
+    assert _count(cloud_ctx, Capture) == 2 and _count(cloud_ctx, Telemetry) == 3
+
+
 def test_a_report_first_then_captures_of_two_devices_are_all_stored(api, cloud_ctx):
     """Any order and mix: the caller is authenticated once, and each item is stored as on its own route."""
     owner, _, _, gateway = _home(api)
