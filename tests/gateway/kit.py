@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -218,10 +219,19 @@ class GatewayProcess:
         return Spool(self.data_dir / "gateway.db")
 
     def kv(self, key: str) -> str | None:
+        """``key`` in the gateway's store, or None while it has none (or no store yet)."""
         path = self.data_dir / "gateway.db"
         if not path.exists():
             return None
-        store = self.store()
+        try:
+            store = self.store()
+        except sqlite3.OperationalError as exc:
+            # The gateway is creating the file this instant (its switch to WAL): opening it beside that
+            # can fail at once with "database is locked" (seen once in a PostgreSQL CI phase; SQLite
+            # gives up without waiting where waiting could deadlock). The callers poll: not yet.
+            if "locked" not in str(exc):
+                raise
+            return None
         try:
             return store.get_kv(key)
         finally:
