@@ -437,7 +437,7 @@ def _compare(ref: Picture, new: Picture, *, classify: bool) -> Change:
     """``compare``; without ``classify``, only the mask and the figures it comes from are right (every
     object's kind is "object", the edge ratio 1.0)."""
     dy, dx = estimate_shift(ref, new)
-    ref_log = _shifted(ref.log, dy, dx)
+    ref_log = ref.log if (dy, dx) == (0, 0) else _shifted(ref.log, dy, dx)  # only read: no copy needed
     field_ = light_field(new.log - ref_log)
     # 5×5 neighbourhood tolerance (roll and scale move the corners by a pixel or two): the smallest
     # residual over the nearby reference pixels, both frames lightly blurred against noise and JPEG blocks.
@@ -731,7 +731,7 @@ def _has_label(rgb: np.ndarray, part: np.ndarray) -> bool:
     _, s, _ = _hsv(rgb)
     bright = part & (luma - float(np.median(luma[part])) > _LABEL_LIFT) & (s < _LABEL_SATURATION)
     # closed, so the label's printed lines do not break it into pieces
-    bright = ndimage.binary_closing(np.pad(bright, 2), structure=np.ones((3, 3)))[2:-2, 2:-2] & part
+    bright = binary_closing_3x3(np.pad(bright, 2))[2:-2, 2:-2] & part
     labels, count = ndimage.label(bright)
     if count == 0:
         return False
@@ -741,7 +741,7 @@ def _has_label(rgb: np.ndarray, part: np.ndarray) -> bool:
         if not _LABEL_SIZE[0] <= size / area <= _LABEL_SIZE[1]:
             continue
         patch = np.pad(labels == index, 3)
-        ring = ndimage.binary_dilation(patch, iterations=2) & ~patch
+        ring = _cross(patch, 2, erode=False) & ~patch  # = ndimage.binary_dilation(patch, iterations=2)
         if float((ring & outline).sum()) / max(1.0, float(ring.sum())) >= _LABEL_ENCLOSED:
             return True
     return False

@@ -313,6 +313,45 @@ def test_light_test_answers_as_the_plain_one(monkeypatch):
     assert True in answers and False in answers  # patches of light and objects both met
 
 
+def _plain_has_label(rgb, part):
+    luma = np.log(rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32) + change._LOG_FLOOR)
+    _, s, _ = change._hsv(rgb)
+    bright = part & (luma - float(np.median(luma[part])) > change._LABEL_LIFT) & (s < change._LABEL_SATURATION)
+    bright = ndimage.binary_closing(np.pad(bright, 2), structure=np.ones((3, 3)))[2:-2, 2:-2] & part
+    labels, count = ndimage.label(bright)
+    area = float(part.sum())
+    outline = np.pad(part, 3)
+    for index, size in enumerate(ndimage.sum(bright, labels, range(1, count + 1)), start=1):
+        if not change._LABEL_SIZE[0] <= size / area <= change._LABEL_SIZE[1]:
+            continue
+        patch = np.pad(labels == index, 3)
+        ring = ndimage.binary_dilation(patch, iterations=2) & ~patch
+        if float((ring & outline).sum()) / max(1.0, float(ring.sum())) >= change._LABEL_ENCLOSED:
+            return True
+    return False
+
+
+def test_label_check_answers_as_the_plain_one(monkeypatch):
+    """Every brown object compare looks for a shipping label on (parcels, kraft envelopes): the same answer."""
+    answers = []
+
+    def both(rgb, part):
+        answer = label_check(rgb, part)
+        assert answer == _plain_has_label(rgb, part)
+        answers.append(answer)
+        return answer
+
+    label_check = change._has_label
+    monkeypatch.setattr(change, "_has_label", both)
+    for seed in range(1000, 1030):
+        box = Mailbox(seed)
+        empty = picture(box.frame([], Wake(0)))
+        for n in range(3):
+            items = random_contents(random.Random(seed * 10 + n), "package")
+            compare(empty, picture(box.frame(items, Wake(n + 1, night=n == 2))))
+    assert True in answers and False in answers  # labels found and missed both met
+
+
 def test_a_prepared_frame_has_the_plain_numbers():
     box = Mailbox(9)
     image = box.frame([Item("magazine", 2)], Wake(3, night=True))
