@@ -20,7 +20,9 @@ client; counted as published once the broker acknowledged it, QoS 1 — but the 
 notices that ack tens of milliseconds late under load, later than the cloud stores the capture) to
 the capture stored, analysed, its notification queued, and pushed to an open SSE client
 (``GET /api/events/``; "n/a" when the cloud has no such endpoint); the cloud's CPU per capture, all in
-(``/proc/<pid>/stat`` over the measured run, idle work included); and every process's peak RSS (VmHWM).
+(``/proc/<pid>/stat`` over the measured run, idle work included), split by the cloud's threads (vision
+workers, notification delivery, the event loop, the request threads and the rest); and every process's
+peak RSS (VmHWM).
 The cloud runs on SQLite with the offline analyser and the console channel.
 """
 
@@ -217,6 +219,39 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return direct + [g for c in direct for g in _children(c)]
+
+
+# The cloud's threads by what they do: the kernel's thread names (cloud.worker.name_os_thread); the main
+# thread runs the event loop; the rest are the routes' worker threads (and the scheduler, the group commit).
+THREAD_GROUPS = (("vision", "vision workers"), ("notify", "notification delivery"))
+LOOP = "event loop (main thread)"
+REST = "request threads and the rest"
+
+
+def cpu_by_thread(pid: int) -> dict[int, tuple[str, float]]:
+    """Each live thread's (kernel name, CPU seconds) from ``/proc/<pid>/task/<tid>/``."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended between the listing and the read
+        threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return threads
+
+
+def cpu_split(pid: int, before: dict[int, tuple[str, float]], total_s: float) -> dict[str, float]:
+    """CPU seconds since ``before`` by group; a thread that ended meanwhile counts in the rest (the total
+    is the process's)."""
+    groups = dict.fromkeys([LOOP, *(label for _, label in THREAD_GROUPS)], 0.0)
+    for tid, (name, cpu) in cpu_by_thread(pid).items():
+        spent = cpu - before.get(tid, (name, 0.0))[1]
+        label = LOOP if tid == pid else next((g for prefix, g in THREAD_GROUPS if name.startswith(prefix)), None)
+        if label is not None:
+            groups[label] += spent
+    groups[REST] = max(0.0, total_s - sum(groups.values()))
+    return groups
 
 
 def peak_rss_mb(pid: int, *, children: bool = True) -> float:
@@ -473,6 +508,7 @@ def run(
     # This process started the others: its own CPU only (the replay and the bench's bookkeeping).
     own = {PUBLISHER}
     cpu_before = {name: cpu_seconds(pid, children=name not in own) for name, pid in processes.items()}
+    cloud_threads_before = cpu_by_thread(cloud.pid)
     spy = start_profiler(cloud.pid, duration_s + 2, workdir / "profile.txt") if profile else None
     started = time.monotonic()
     with console.status("devices publishing…"):
@@ -489,6 +525,7 @@ def run(
         rows = db.rows()
     phases["drained"] = time.monotonic()
     cpu = {name: cpu_seconds(pid, children=name not in own) - cpu_before[name] for name, pid in processes.items()}
+    cloud_split = cpu_split(cloud.pid, cloud_threads_before, cpu["cloud"])
     cpu[PUBLISHER] = publisher_cpu
     rss = {name: peak_rss_mb(pid, children=name not in own) for name, pid in processes.items()}
     if spy is not None:
@@ -550,6 +587,13 @@ def run(
     for name in processes:
         procs.add_row(name, f"{rss[name]:.0f}", f"{cpu[name]:.2f}", f"{1000 * cpu[name] / max(1, len(measured)):.1f}")
     console.print(procs)
+    threads = Table(title="the cloud's CPU by thread (kernel thread names)")
+    threads.add_column("threads")
+    threads.add_column("CPU s", justify="right")
+    threads.add_column("CPU ms per capture", justify="right")
+    for label, seconds in cloud_split.items():
+        threads.add_row(label, f"{seconds:.2f}", f"{1000 * seconds / max(1, len(measured)):.1f}")
+    console.print(threads)
     marks = list(phases.items())
     console.print(f"machine load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     console.print("phases: " + ", ".join(f"{name} +{at - marks[k][1]:.1f}s" for k, (name, at) in enumerate(marks[1:])))

@@ -18,7 +18,7 @@ from cloud import wakeups
 from cloud.context import AppContext
 from cloud.notify.outbox import Claimed, claim_due, deliver_one
 from cloud.notify.registry import ChannelRegistry
-from cloud.worker import Worker, WorkerState
+from cloud.worker import Worker, WorkerState, name_os_thread
 
 log = logging.getLogger("mailcam.notify.worker")
 
@@ -34,7 +34,8 @@ class DeliveryWorker(Worker):
         settings = ctx.settings.notify
         self._senders = max(1, settings.senders)
         self._per_user = max(1, settings.sends_per_user)
-        self._pool = ThreadPoolExecutor(max_workers=self._senders, thread_name_prefix="notify-send")
+        self._pool = ThreadPoolExecutor(max_workers=self._senders, thread_name_prefix="notify-send",
+                                        initializer=name_os_thread, initargs=("notify-send",))
         self._in_flight: Counter[int] = Counter()  # user id -> sends running
         self._lock = threading.Lock()
 

@@ -8,13 +8,15 @@ with workers of an in-memory queue (``QueueWorker``), so they count passes, not 
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from cloud.context import AppContext
-from cloud.worker import Crew, Worker
+from cloud.worker import Crew, Worker, name_os_thread
 from tests.gateway.kit import wait_until
 from tests.livekit import DEADLINE_S
 
@@ -154,3 +156,35 @@ def test_a_stopped_crew_no_longer_listens(cloud_ctx, crew):
     queue.put("job-1")
     cloud_ctx.wakeups.wake(TOPIC)  # no subscriber left: nothing runs, nothing fails
     assert queue.items == ["job-1"] and crew.waiting == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel thread names are Linux's /proc")
+def test_a_workers_thread_carries_its_name_in_the_kernel(cloud_ctx, crew):
+    """``top -H``, ``ps -L`` and bench/e2e.py's CPU split see "vision-worker-0", not "python"."""
+    queue = Queue()
+    seen: dict[str, str] = {}
+
+    def hold(worker: QueueWorker, item: str | None) -> None:
+        seen.setdefault("comm", Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip())
+
+    worker = QueueWorker(cloud_ctx, crew, queue, "vision-worker-0", holding=hold)
+    start([worker], crew)
+    try:
+        assert seen["comm"] == "vision-worker-0"
+        assert Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip() != "vision-worker-0"
+    finally:
+        worker.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel thread names are Linux's /proc")
+def test_a_long_name_is_cut_to_what_the_kernel_keeps():
+    names: list[str] = []
+
+    def run() -> None:
+        name_os_thread("notify-delivery-and-more")
+        names.append(Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(DEADLINE_S)
+    assert names == ["notify-delivery"]
