@@ -393,6 +393,11 @@ def _cross(mask: np.ndarray, iterations: int, erode: bool) -> np.ndarray:
     return mask
 
 
+def dilated(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, iterations=n)`` (scipy's default cross structure): the same pixels."""
+    return _cross(mask, iterations, erode=False)
+
+
 def _thick(part: np.ndarray) -> bool:
     """Some pixel of ``part`` lies ``_MIN_THICKNESS`` (2.5 px, the disc's radius below) or more from its
     outline: ``ndimage.distance_transform_edt(np.pad(part, 1)).max() >= 2.5``.

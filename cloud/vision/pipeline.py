@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from scipy import ndimage
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -62,7 +61,7 @@ from cloud.vision.base import (
     VisionResult,
 )
 from cloud.vision.blas import single_threaded_blas
-from cloud.vision.change import Picture, objects_mask, picture, picture_and_hash
+from cloud.vision.change import Picture, dilated, objects_mask, picture, picture_and_hash
 from cloud.vision.config import VisionSettings
 from cloud.vision.frames import Frames, references_for
 from cloud.vision.offline import Judgement, OfflineProvider
@@ -512,7 +511,7 @@ def _added_share(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> flo
         if previous is None:
             return None
         before = objects_mask(reference.picture, previous)
-    outside = judged.change.mask & ~ndimage.binary_dilation(before, iterations=3)
+    outside = judged.change.mask & ~dilated(before, 3)
     if not outside.any():
         return 0.0
     previous = previous or _previous_frame(pipeline, plan.previous_image_sha256)

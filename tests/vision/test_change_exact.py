@@ -187,6 +187,7 @@ def test_binary_morphology_is_scipys():
         for n in (1, 2, 3, 4):
             assert np.array_equal(_cross(mask, n, erode=True), ndimage.binary_erosion(mask, iterations=n))
             assert np.array_equal(_cross(mask, n, erode=False), ndimage.binary_dilation(mask, iterations=n))
+            assert np.array_equal(change.dilated(mask, n), ndimage.binary_dilation(mask, iterations=n))
 
 
 @pytest.mark.parametrize("dy, dx", [(0, 0), (3, -2), (-6, 6), (6, 0), (0, -5), (200, -300)])
