@@ -52,7 +52,10 @@ class DeliveryWorker(Worker):
             with self._lock:
                 self._in_flight[item.user_id] += 1
             self._pool.submit(self._send, item)
-        return bool(claimed)
+        # Fewer than asked for: the claim saw every row due now. The rows it left (their user's sends at
+        # the cap) are claimed when a send finishes, which wakes this worker; looking again at once found
+        # nothing, a write transaction per alert.
+        return len(claimed) >= limit
 
     def _send(self, item: Claimed) -> None:
         try:

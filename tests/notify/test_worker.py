@@ -9,6 +9,8 @@ from cloud.context import AppContext
 from cloud.events import DomainEvent, Event
 from cloud.notify import outbox
 from cloud.notify.worker import DeliveryWorker, WorkerState
+from tests.gateway.kit import wait_until
+from tests.livekit import DEADLINE_S
 from tests.notify.conftest import add_webhook, analysis_event, emit, notifications, store_capture
 from tests.notify.fakes import FakeHttp, Reply
 
@@ -58,3 +60,45 @@ def test_two_processes_deliver_each_notification_exactly_once(nctx, owner, cloud
     assert sum(sent) == 80  # 40 webhook + 40 console
     assert len(deliveries) == 40 and set(deliveries.values()) == {1}
     assert {r.delivery for r in notifications(nctx)} == {"sent"}
+
+
+def test_a_lone_alert_costs_one_claim_and_one_look_after_its_send(nctx, owner, monkeypatch):
+    """The worker looks again when a send finishes (for rows it left at a user's cap), not straight after
+    a claim that took fewer rows than it asked for: that look found nothing, a write transaction per alert."""
+    from cloud.notify import worker as worker_module
+
+    nctx.settings.notify.worker_poll_interval_s = 60.0  # only wakeups start a pass here
+    nctx.settings.notify.console = False  # the webhook's row alone
+    passes: list[int] = []
+    claim = worker_module.claim_due
+
+    def counted(*args, **kwargs):
+        claimed = claim(*args, **kwargs)
+        passes.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(worker_module, "claim_due", counted)
+    release = threading.Event()
+    with FakeHttp(lambda seen: Reply(200, {}) if release.wait(DEADLINE_S) else Reply(504, {})) as receiver:
+        add_webhook(nctx, owner, receiver.url + "/hook")
+        # PostgreSQL's LISTEN connection wakes every topic once when it connects: before the worker, not amid
+        nctx.wakeups.start()
+        assert nctx.wakeups.listening.wait(DEADLINE_S)
+        worker = DeliveryWorker(nctx)
+        worker.start()
+        try:
+            wait_until(lambda: worker.crew.waiting == 1, DEADLINE_S, "the worker waiting after its first look")
+            before = len(passes)
+            pk = store_capture(nctx, owner, "cap-1")
+            emit(nctx, analysis_event(owner, pk, "cap-1"))
+            receiver.wait_for(1, "/hook")  # the send is in flight, held by the fake
+            wait_until(lambda: worker.crew.waiting == 1, DEADLINE_S, "the worker waiting while its send is out")
+            assert passes[before:] == [1]  # no look straight after the claim
+            release.set()
+            wait_until(lambda: [r.delivery for r in notifications(nctx)] == ["sent"] and worker.crew.waiting == 1
+                       and len(passes) - before == 2, DEADLINE_S, "the send recorded, one look after it")
+        finally:
+            release.set()
+            worker.stop()
+            nctx.wakeups.stop()
+    assert passes[before:] == [1, 0]
