@@ -37,6 +37,10 @@ class DeliveryWorker(Worker):
         self._pool = ThreadPoolExecutor(max_workers=self._senders, thread_name_prefix="notify-send",
                                         initializer=name_os_thread, initargs=("notify-send",))
         self._in_flight: Counter[int] = Counter()  # user id -> sends running
+        # Rows may be left due that only a finished send lets this worker claim: all senders were busy, the
+        # claim took as many as it could, or a user's sends were at the cap. Otherwise a finished send
+        # need not wake it: new rows announce themselves (wakeups.NOTIFY).
+        self._rows_may_wait = False
         self._lock = threading.Lock()
 
     def step(self) -> bool:
@@ -45,6 +49,8 @@ class DeliveryWorker(Worker):
             free = self._senders - sum(self._in_flight.values())
             in_flight = dict(self._in_flight)
         if free <= 0:
+            with self._lock:
+                self._rows_may_wait = True
             return False  # a finishing send wakes us
         limit = min(free, self.ctx.settings.notify.batch_size)
         claimed = claim_due(self.ctx, limit=limit, in_flight=in_flight, per_user=self._per_user)
@@ -53,9 +59,12 @@ class DeliveryWorker(Worker):
                 self._in_flight[item.user_id] += 1
             self._pool.submit(self._send, item)
         # Fewer than asked for: the claim saw every row due now. The rows it left (their user's sends at
-        # the cap) are claimed when a send finishes, which wakes this worker; looking again at once found
-        # nothing, a write transaction per alert.
-        return len(claimed) >= limit
+        # the cap) are claimed when a send finishes, which wakes this worker; looking again at once, or
+        # after every send, found nothing: a write transaction each.
+        more = len(claimed) >= limit
+        with self._lock:
+            self._rows_may_wait = more or any(n >= self._per_user for n in self._in_flight.values())
+        return more
 
     def _send(self, item: Claimed) -> None:
         try:
@@ -67,7 +76,9 @@ class DeliveryWorker(Worker):
                 self._in_flight[item.user_id] -= 1
                 if self._in_flight[item.user_id] <= 0:
                     del self._in_flight[item.user_id]
-            self.wake()
+                wake = self._rows_may_wait
+            if wake:
+                self.wake()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         super().stop(timeout_s)
