@@ -293,18 +293,24 @@ def _plain_is_light(raw, part, g_new, g_ref, noise) -> bool:
                 and edges_new < 0.04 and edges_lost < 0.02 and abs(float(gain.mean())) < 0.75)
 
 
-def test_light_test_answers_as_the_plain_one(monkeypatch):
-    """Every region compare asks about, on mailboxes with sun, shadows and mail: the same answer."""
+def _answering_as(monkeypatch, name: str, plain) -> list:
+    """``change.<name>`` checked call by call against ``plain`` (same arguments, same answer); the answers."""
     answers = []
+    fast = getattr(change, name)
 
-    def both(gains, part, g_new, g_ref, noise):
-        answer = light_test(gains, part, g_new, g_ref, noise)
-        assert answer == _plain_is_light(gains(), part, g_new, g_ref, noise)
+    def both(*args):
+        answer = fast(*args)
+        assert answer == plain(*args)
         answers.append(answer)
         return answer
 
-    light_test = change._is_light
-    monkeypatch.setattr(change, "_is_light", both)
+    monkeypatch.setattr(change, name, both)
+    return answers
+
+
+def test_light_test_answers_as_the_plain_one(monkeypatch):
+    """Every region compare asks about, on mailboxes with sun, shadows and mail: the same answer."""
+    answers = _answering_as(monkeypatch, "_is_light", lambda gains, *rest: _plain_is_light(gains(), *rest))
     for seed in range(1000, 1008):
         box = Mailbox(seed)
         empty = picture(box.frame([], Wake(0)))
@@ -334,16 +340,7 @@ def _plain_has_label(rgb, part):
 
 def test_label_check_answers_as_the_plain_one(monkeypatch):
     """Every brown object compare looks for a shipping label on (parcels, kraft envelopes): the same answer."""
-    answers = []
-
-    def both(rgb, part):
-        answer = label_check(rgb, part)
-        assert answer == _plain_has_label(rgb, part)
-        answers.append(answer)
-        return answer
-
-    label_check = change._has_label
-    monkeypatch.setattr(change, "_has_label", both)
+    answers = _answering_as(monkeypatch, "_has_label", _plain_has_label)
     for seed in range(1000, 1030):
         box = Mailbox(seed)
         empty = picture(box.frame([], Wake(0)))
