@@ -4,7 +4,8 @@ It claims due rows only as sender threads free up and sends each row in its own 
 a slow recipient holds one sender for at most its channel's deadline, never a whole batch.
 One user holds at most ``sends_per_user`` senders at a time: a user with many slow webhooks
 (or a hostile one) cannot take the senders every other user's notifications need.
-A new outbox row (``cloud.wakeups.NOTIFY``) or a freed sender wakes it at once.
+A new outbox row (``cloud.wakeups.NOTIFY``) wakes it at once; so does a freed sender, when rows were
+left for one (every sender busy, a full claim, a user at the cap).
 """
 
 from __future__ import annotations
