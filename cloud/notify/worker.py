@@ -5,7 +5,7 @@ a slow recipient holds one sender for at most its channel's deadline, never a wh
 One user holds at most ``sends_per_user`` senders at a time: a user with many slow webhooks
 (or a hostile one) cannot take the senders every other user's notifications need.
 A new outbox row (``cloud.wakeups.NOTIFY``) wakes it at once; so does a freed sender, when rows were
-left for one (every sender busy, a full claim, a user at the cap).
+left for one (every sender busy, a full claim, a user at the cap) or its own send failed.
 """
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ class DeliveryWorker(Worker):
         return more
 
     def _send(self, item: Claimed) -> None:
+        sent = False
         try:
-            deliver_one(self.ctx, self.registry, item)
+            sent = deliver_one(self.ctx, self.registry, item)
         except Exception:  # recording the outcome failed (the database): the lease marks it unknown
             log.exception("notification %s: recording the outcome failed", item.notification_id)
         finally:
@@ -78,7 +79,8 @@ class DeliveryWorker(Worker):
                 if self._in_flight[item.user_id] <= 0:
                     del self._in_flight[item.user_id]
                 wake = self._rows_may_wait
-            if wake:
+            # A failed send's row is due again after its backoff, announced by no one: look (it is rare)
+            if wake or not sent:
                 self.wake()
 
     def stop(self, timeout_s: float = 30.0) -> None:

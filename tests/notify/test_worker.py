@@ -130,3 +130,25 @@ def test_rows_left_at_a_users_cap_go_when_a_send_finishes(nctx, owner):
         finally:
             worker.stop()
             nctx.wakeups.stop()
+
+
+def test_a_failed_send_due_again_at_once_is_retried_without_the_poll(nctx, owner):
+    """With no backoff configured (``retry_base_s = 0``) a failed send's row is due again at once, and
+    no new row announces it: the failed send wakes the worker itself, as any send did before."""
+    nctx.settings.notify.worker_poll_interval_s = 60.0
+    nctx.settings.notify.console = False
+    nctx.settings.notify.retry_base_s = 0.0
+    answers = iter([Reply(500, {}), Reply(200, {})])
+    with FakeHttp(lambda seen: next(answers)) as receiver:
+        add_webhook(nctx, owner, receiver.url + "/hook")
+        nctx.wakeups.start()
+        assert nctx.wakeups.listening.wait(DEADLINE_S)
+        worker = DeliveryWorker(nctx)
+        worker.start()
+        try:
+            emit(nctx, analysis_event(owner, store_capture(nctx, owner, "cap-1"), "cap-1"))
+            receiver.wait_for(2, "/hook")
+            wait_until(lambda: [r.delivery for r in notifications(nctx)] == ["sent"], DEADLINE_S, "sent on retry")
+        finally:
+            worker.stop()
+            nctx.wakeups.stop()
