@@ -65,7 +65,7 @@ def test_two_processes_deliver_each_notification_exactly_once(nctx, owner, cloud
 def test_a_lone_alert_costs_one_claim(nctx, owner, monkeypatch):
     """A claim that took fewer rows than it asked for, with no user at the cap, saw every row due: the
     worker does not look again straight after it, nor after the send (each look found nothing, a write
-    transaction per alert). New rows announce themselves; rows left at a user's cap: see test_slow_webhooks."""
+    transaction per alert). New rows announce themselves; rows left at a user's cap: the next test."""
     from cloud.notify import worker as worker_module
 
     nctx.settings.notify.worker_poll_interval_s = 60.0  # only wakeups start a pass here
