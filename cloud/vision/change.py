@@ -555,7 +555,7 @@ def _edge_ratio(g_ref: np.ndarray, g_new: np.ndarray, objects: np.ndarray) -> fl
     """How sharp the reference's strongest edges (top 3 %, away from new objects) still are."""
     inner = np.zeros_like(objects)
     inner[MAX_SHIFT:-MAX_SHIFT, MAX_SHIFT:-MAX_SHIFT] = True
-    usable = inner & ~_cross(objects, 3, erode=False)  # = ndimage.binary_dilation(objects, iterations=3)
+    usable = inner & ~dilated(objects, 3)
     if usable.sum() < 100:
         return 1.0
     strongest = usable & (g_ref >= np.percentile(g_ref[usable], 97))
@@ -746,7 +746,7 @@ def _has_label(rgb: np.ndarray, part: np.ndarray) -> bool:
         if not _LABEL_SIZE[0] <= size / area <= _LABEL_SIZE[1]:
             continue
         patch = np.pad(labels == index, 3)
-        ring = _cross(patch, 2, erode=False) & ~patch  # = ndimage.binary_dilation(patch, iterations=2)
+        ring = dilated(patch, 2) & ~patch
         if float((ring & outline).sum()) / max(1.0, float(ring.sum())) >= _LABEL_ENCLOSED:
             return True
     return False
