@@ -17,7 +17,8 @@ is being fixed on its own (the cloud's workers limit it too).
 
 ``--against REV`` measures the analyser as it was at a git revision (its ``change.py``, ``prep.py``,
 ``offline.py`` and ``frames.py``) side by side in the same run, interleaved call by call, and counts the photos whose
-comparison (any of its numbers) or verdict differ between the two.
+comparison (any of its numbers) or verdict differ between the two, and by how much (verdicts, object
+pixels, object share, noise).
 
     .venv/bin/python bench/vision_cpu.py
     .venv/bin/python bench/vision_cpu.py --against main --boxes 20 --repeat 5
@@ -48,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import numpy as np  # noqa: E402
 from replay import RECORDING, load  # noqa: E402
 
 from cloud.vision import change as current_change  # noqa: E402
@@ -55,6 +57,8 @@ from cloud.vision import frames as current_frames  # noqa: E402
 from cloud.vision import offline as current_offline  # noqa: E402
 from cloud.vision import prep as current_prep  # noqa: E402
 from cloud.vision.config import VisionSettings  # noqa: E402
+
+WORK_PIXELS = current_change.WORK[0] * current_change.WORK[1]
 from cloud.vision.references import Reference  # noqa: E402
 from mailcam.mailboxes import Mailbox, Wake, random_contents  # noqa: E402
 
@@ -205,6 +209,16 @@ def run(versions: list[Version], sets: dict[str, list[Photo]], repeat: int) -> N
             hashes = [i for i, (a, b) in enumerate(outcomes) if a[-1] != b[-1]]
             print(f"comparisons or verdicts that differ (any number of compare, the verdict): {len(differ)} of "
                   f"{len(photos)}" + (f" (photos {differ})" if differ else ""))
+            if differ:  # how far: the verdict, the objects' pixels, the figures
+                verdicts = [i for i in differ if outcomes[i][0][7:11] != outcomes[i][1][7:11]]
+                pixels = [int(np.count_nonzero(np.frombuffer(a[6], bool) != np.frombuffer(b[6], bool)))
+                          for a, b in (outcomes[i] for i in differ)]
+                share = max(abs(outcomes[i][0][1] - outcomes[i][1][1]) for i in differ)
+                noise = max(abs(outcomes[i][0][3] - outcomes[i][1][3]) for i in differ)
+                print(f"  of them: verdicts that differ (mail, confidence, categories, quality) {len(verdicts)}"
+                      + (f" (photos {verdicts})" if verdicts else "")
+                      + f"; object masks that differ {sum(1 for n in pixels if n)}, by at most {max(pixels)} pixels"
+                      f" of {WORK_PIXELS}; object share by at most {share:.4f}, noise by at most {noise:.5f}")
             print(f"perceptual hashes that differ: {len(hashes)} of {len(photos)}")
 
 

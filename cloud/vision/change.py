@@ -283,7 +283,14 @@ def _basis(h: int, w: int) -> np.ndarray:
     return np.stack([t.ravel() for t in terms], axis=1)
 
 
+def _soft_basis(h: int, w: int) -> np.ndarray:
+    """``_basis``'s terms, each as an (h, w) image blurred as ``Picture.soft_log`` blurs a frame."""
+    basis = _basis(h, w)
+    return _blur(basis.reshape(h, w, basis.shape[1]), 1.0).reshape(h * w, -1)
+
+
 _BASIS = _basis(WORK[1], WORK[0])
+_SOFT_BASIS = _soft_basis(WORK[1], WORK[0])
 _BASIS_SAMPLE = np.ascontiguousarray(_BASIS[::3])  # the pixels light_field fits to
 _FIT_TERMS = (3, 3, 6, 6, 6)  # light_field's rounds: plane, plane, quadratic, ... (see there)
 
@@ -310,11 +317,24 @@ def _median(values: np.ndarray) -> float:
 def light_field(diff: np.ndarray) -> np.ndarray:
     """A smooth per-channel field fitted to ``diff`` (H, W, 3), ignoring the pixels that do not fit."""
     h, w, _ = diff.shape
+    basis = _BASIS if (h, w) == (WORK[1], WORK[0]) else _basis(h, w)
+    return (basis @ _light_coefficients(diff)).reshape(h, w, 3)
+
+
+def _soft_light(coef: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``_blur(light field, 1.0)`` for the field of ``coef`` (``_light_coefficients``): a blur is linear,
+    so it is the blurred terms' sum, the terms blurred once (not a frame's blur per comparison)."""
+    soft_basis = _SOFT_BASIS if (h, w) == (WORK[1], WORK[0]) else _soft_basis(h, w)
+    return (soft_basis @ coef).reshape(h, w, 3)
+
+
+def _light_coefficients(diff: np.ndarray) -> np.ndarray:
+    """``light_field``'s fit: the (terms, 3) coefficients of its surface per channel."""
+    h, w, _ = diff.shape
     if (h, w) == (WORK[1], WORK[0]):
-        basis, a, columns = _BASIS, _BASIS_SAMPLE, _SAMPLE_COLUMNS
+        a, columns = _BASIS_SAMPLE, _SAMPLE_COLUMNS
     else:
-        basis = _basis(h, w)
-        a = np.ascontiguousarray(basis[::3])
+        a = np.ascontiguousarray(_basis(h, w)[::3])
         columns = _sample_columns(a)
     d = np.ascontiguousarray(diff.reshape(-1, 3)[::3])  # every third pixel
     d64 = d.astype(np.float64)
@@ -342,7 +362,7 @@ def light_field(diff: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(keep)
         if len(rows) < a.shape[1] * 10:
             break
-    return (basis @ coef).reshape(h, w, 3)
+    return coef
 
 
 # --- binary morphology, as scipy.ndimage's (border_value 0) for the few structures used here -------
@@ -443,11 +463,15 @@ def _compare(ref: Picture, new: Picture, *, classify: bool) -> Change:
     object's kind is "object", the edge ratio 1.0)."""
     dy, dx = estimate_shift(ref, new)
     ref_log = ref.log if (dy, dx) == (0, 0) else _shifted(ref.log, dy, dx)  # only read: no copy needed
-    field_ = light_field(new.log - ref_log)
+    coef = _light_coefficients(new.log - ref_log)
     # 5×5 neighbourhood tolerance (roll and scale move the corners by a pixel or two): the smallest
     # residual over the nearby reference pixels, both frames lightly blurred against noise and JPEG blocks.
+    # The reference with the light field, blurred: its own blur (worked out once per reference) moved by
+    # the shift, plus the field's blur. Blurring the shifted frame instead differs only within 4 px of
+    # the edge it was moved from, where the shift invented the pixels anyway.
     new_soft = new.soft_log
-    ref_soft = _blur(ref_log + field_, 1.0)
+    h, w = new_soft.shape[:2]
+    ref_soft = (ref.soft_log if (dy, dx) == (0, 0) else _shifted(ref.soft_log, dy, dx)) + _soft_light(coef, h, w)
     residual, best = _best_neighbour(new_soft, ref_soft)
     noise = min(max(_median(residual.ravel()) * 1.4826, 0.01), _NOISE_CAP)
     changed = residual > max(_ABS_CHANGE, _NOISE_K * noise)
@@ -461,7 +485,7 @@ def _compare(ref: Picture, new: Picture, *, classify: bool) -> Change:
     mask = np.zeros_like(changed)
     # edges of lightly blurred frames: sensor noise at night is not "new print"
     g_new = new.edges
-    g_ref = ref.edges if (dy, dx) == (0, 0) else _gradients(_blur(_shifted(ref.luma, dy, dx), 0.6))
+    g_ref = ref.edges if (dy, dx) == (0, 0) else _shifted(ref.edges, dy, dx)  # as ref_soft: the edges moved
     light = 0.0
     for index, slices in enumerate(ndimage.find_objects(labels), start=1):
         if slices is None:
