@@ -11,6 +11,11 @@ busy timeout.
 A transaction opened with the ``READ_ONLY`` execution option (``read_only_transaction``) is the
 exception: it only reads, so it takes neither the gate nor SQLite's write lock.
 PostgreSQL is used as is (READ COMMITTED) with row locks where it matters.
+
+Every commit waits for the disk (SQLite ``synchronous=FULL``: an fsync of the WAL; PostgreSQL's
+synchronous commit), so what was acknowledged survives a power cut, except a transaction opened
+with the ``REDOABLE`` option (``redoable_transaction``): a worker's own bookkeeping, which its lease
+redoes if it is lost.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ SQLITE_BUSY_TIMEOUT_S = 30
 # under bench/cloud_ingest.py. An idle SQLite connection is a file handle and a small cache.
 SQLITE_POOL_SIZE = 64
 READ_ONLY = "mailcam_read_only"  # execution option: see read_only_transaction
+REDOABLE = "mailcam_redoable"  # execution option: see redoable_transaction
 _gates: dict[str, threading.Lock] = {}
 _gates_lock = threading.Lock()
 
@@ -49,6 +55,7 @@ class _GatedConnection(sqlite3.Connection):
     gate: threading.Lock | None = None
     holds_gate = False
     query_only = False  # PRAGMA query_only is on (set by a READ_ONLY transaction, cleared by the next other one)
+    unsynced = False  # PRAGMA synchronous is NORMAL (set by a REDOABLE transaction, back to FULL by the next other)
 
     def commit(self) -> None:
         try:
@@ -96,7 +103,18 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    if engine.dialect.name == "postgresql":
+        _configure_postgresql(engine)
+    return engine
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # noqa: ANN001
+        if conn.get_execution_options().get(REDOABLE):
+            # The transaction's first statement (psycopg opens it); LOCAL: it ends with the transaction.
+            conn.connection.dbapi_connection.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _configure_sqlite(engine: Engine, gate: threading.Lock) -> None:
@@ -133,6 +151,10 @@ def _configure_sqlite(engine: Engine, gate: threading.Lock) -> None:
         if gated and dbapi_conn.query_only:
             dbapi_conn.execute("PRAGMA query_only=OFF")
             dbapi_conn.query_only = False
+        unsynced = bool(conn.get_execution_options().get(REDOABLE))
+        if gated and dbapi_conn.unsynced != unsynced:  # SQLite refuses to change it inside a transaction
+            dbapi_conn.execute(f"PRAGMA synchronous={'NORMAL' if unsynced else 'FULL'}")
+            dbapi_conn.unsynced = unsynced
         if gated:
             dbapi_conn.take_gate()  # given back by the connection's commit, rollback or close
         try:
@@ -151,6 +173,23 @@ def read_only_transaction(session: Session) -> None:
     before it writes. PostgreSQL: a normal transaction (its readers never wait for writers anyway).
     """
     session.connection(execution_options={READ_ONLY: True})
+
+
+def redoable_transaction(session: Session) -> None:
+    """Open ``session``'s next transaction for work that is redone if it is lost: its commit does not
+    wait for the disk. Call before its first statement.
+
+    For a worker's own bookkeeping that its lease redoes after a restart (a vision job's claim and
+    result). SQLite writes the commit to its WAL without an fsync (``synchronous=NORMAL`` for this
+    transaction); PostgreSQL commits it asynchronously (``synchronous_commit`` off). A power cut or a
+    crash of the machine (on SQLite not a crash of the process alone: the WAL is in the OS's cache)
+    may lose it, with the other such commits since the last durable one; it never tears the
+    database. Both databases log commits in order, so the next durable commit (an ingest's, a
+    notification's claim) makes every earlier one durable too: an alert is never sent about a
+    result that a power cut could still take back. Nothing told to anyone outside (an HTTP answer,
+    a paid call's cost) may rest on this commit alone.
+    """
+    session.connection(execution_options={REDOABLE: True})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

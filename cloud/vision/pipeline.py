@@ -35,7 +35,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from cloud import events
 from cloud.context import AppContext
-from cloud.db import read_only_transaction
+from cloud.db import read_only_transaction, redoable_transaction
 from cloud.events import DomainEvent
 from cloud.jobs import JobState, JobTable
 from cloud.models import (
@@ -608,6 +608,11 @@ def finish(pipeline: VisionPipeline, plan: Plan, outcome: Outcome, worker_id: st
         status = "failed"
     try:
         with ctx.sessions() as session, session.begin():
+            if not any(op.cost_usd for op in outcome.operations):
+                # Lost to a power cut, the job is run again from its claim (or its lease). Money spent on a
+                # model call is not: its record waits for the disk (an alert about this result is sent only
+                # after a later durable commit, the alert's claim, which makes this one durable too).
+                redoable_transaction(session)
             _release_job(session, plan, outcome, status, worker_id, now, s)
             _insert_operations(session, outcome.operations)
             if status == "done":

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, or_, update
 
 from cloud import wakeups
 from cloud.context import AppContext
-from cloud.db import read_only_transaction
+from cloud.db import read_only_transaction, redoable_transaction
 from cloud.jobs import new_worker_id
 from cloud.models import Analysis, AnalysisStatus
 from cloud.vision.pipeline import JOBS, VisionPipeline, run_job
@@ -58,6 +58,7 @@ def claim_next(
             if session.execute(_CLAIMABLE_PROBE, params).first() is None:
                 return None
     with ctx.sessions() as session, session.begin():
+        redoable_transaction(session)  # a claim lost to a power cut leaves the job due: it is claimed again
         rows = session.execute(_NEXT_DUE, params).all()
         if not rows:
             return None
