@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, literal, select, union_all, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -260,7 +260,8 @@ _PLAN_ROWS = (  # the job, its capture, device and analysis, and the box's state
 _OK = ImageQuality.OK.value
 _RESULT_COLUMNS = [_analyses[name] for name in (*RESULT_FIELDS, "provider", "model", "phash", "updated_at", "id")]
 _NEWEST_OK = (  # the latest earlier good photo (for "what is new"), with its analysis
-    select(_captures.image_sha256, *_RESULT_COLUMNS)
+    select(*_RESULT_COLUMNS)
+    .select_from(Capture.__table__)
     .join(Analysis.__table__, _analyses.capture_pk == _captures.id)
     .where(_captures.device_id == bindparam("device"), _captures.id < bindparam("capture"),
            _analyses.status == AnalysisStatus.DONE, _analyses.image_quality == _OK)
@@ -279,6 +280,22 @@ _EARLIER = (
     .order_by(_captures.id.desc()).limit(1)
 )
 _EARLIER_OK = _EARLIER.where(_analyses.image_quality == _OK)
+NEWEST_OK, SAME_IMAGE, EARLIER = "newest_ok", "same_image", "earlier"
+
+
+def _earlier_reads(*reads: tuple[str, Any]) -> Any:
+    """Several of the reads above as one statement, each row with its photo and tagged with its read's
+    name (``which``): every job made them one by one, and each statement cost more CPU than SQLite
+    spent running it."""
+    tagged = [select(read.add_columns(_captures.image_sha256.label("image_sha256"),
+                                      literal(name).label("which")).subquery()) for name, read in reads]
+    return union_all(*tagged)
+
+
+_EARLIER_READS = {  # by whether exact duplicates are looked for (VisionSettings.dedupe_exact)
+    True: _earlier_reads((NEWEST_OK, _NEWEST_OK), (SAME_IMAGE, _SAME_IMAGE), (EARLIER, _EARLIER)),
+    False: _earlier_reads((NEWEST_OK, _NEWEST_OK), (EARLIER, _EARLIER)),
+}
 
 
 def _plan(session: Session, ctx: AppContext, row: Row, frames: Frames) -> Plan:
@@ -312,12 +329,14 @@ def _plan(session: Session, ctx: AppContext, row: Row, frames: Frames) -> Plan:
     if row.kind != "initial":
         return plan
     of_this = {"device": row.device_id, "capture": row.id}
-    newest_ok = read(_NEWEST_OK, of_this).first()
+    dedupe = ctx.settings.vision.dedupe_exact
+    found = {earlier.which: earlier for earlier in read(_EARLIER_READS[dedupe],
+                                                        {**of_this, "image": row.image_sha256} if dedupe else of_this)}
+    newest_ok = found.get(NEWEST_OK)
     plan.previous_image_sha256 = newest_ok.image_sha256 if newest_ok else None
-    if ctx.settings.vision.dedupe_exact:
-        same = read(_SAME_IMAGE, {**of_this, "image": row.image_sha256}).first()
-        plan.duplicate = _result_of(same) if same else None
-    latest = read(_EARLIER, of_this).first()
+    same = found.get(SAME_IMAGE)
+    plan.duplicate = _result_of(same) if same else None
+    latest = found.get(EARLIER)
     # The latest good one among those: read only when the rows at hand do not say which it is.
     if latest is None or latest.image_quality == _OK:
         latest_ok = latest
