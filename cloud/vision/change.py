@@ -95,8 +95,19 @@ def picture_and_hash(jpeg: bytes) -> tuple[Picture, str]:
 
 def _decoded(jpeg: bytes) -> tuple[Picture, Image.Image]:
     image, grey = working_images(jpeg)
-    small = np.asarray(image.resize(WORK, Image.Resampling.BOX), dtype=np.float32)
+    small = np.asarray(work_size(image), dtype=np.float32)
     return _from_arrays(small, np.asarray(grey, dtype=np.float32)), grey
+
+
+def work_size(image: Image.Image) -> Image.Image:
+    """``image.resize(WORK, Image.Resampling.BOX)``.
+
+    At exactly twice ``WORK`` (a 640×480 photo decoded at half scale: the camera's own size), that
+    resize averages each pair of columns and rounds, then each pair of rows and rounds: two
+    ``reduce`` steps of Pillow's make the same pixels for half the CPU."""
+    if image.size == (2 * WORK[0], 2 * WORK[1]):
+        return image.reduce((2, 1)).reduce((1, 2))
+    return image.resize(WORK, Image.Resampling.BOX)
 
 
 def picture_from_png(data: bytes, mean: float, sharpness: float) -> Picture:

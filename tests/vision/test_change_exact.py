@@ -7,6 +7,7 @@ frames of the bench's mailboxes, bit for bit.
 
 from __future__ import annotations
 
+import io
 import random
 
 import numpy as np
@@ -348,6 +349,18 @@ def test_label_check_answers_as_the_plain_one(monkeypatch):
             items = random_contents(random.Random(seed * 10 + n), "package")
             compare(empty, picture(box.frame(items, Wake(n + 1, night=n == 2))))
     assert True in answers and False in answers  # labels found and missed both met
+
+
+@pytest.mark.parametrize("size", [(320, 240), (322, 240), (400, 300), (321, 241)])
+def test_the_working_size_is_the_box_resize(size):
+    rng = np.random.default_rng(size[0])
+    frames = [Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)) for _ in range(10)]
+    box = Mailbox(14)
+    frames += [Image.open(io.BytesIO(box.frame(random_contents(random.Random(n), "letters"), Wake(n)))).convert("RGB")
+               .resize(size) for n in range(6)]
+    for frame in frames:
+        assert np.array_equal(np.asarray(change.work_size(frame)),
+                              np.asarray(frame.resize(change.WORK, Image.Resampling.BOX)))
 
 
 def test_a_prepared_frame_has_the_plain_numbers():
