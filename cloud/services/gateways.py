@@ -49,9 +49,18 @@ def gateway_for_token(session: Session, token: str) -> Gateway | None:
     return session.scalar(_BY_TOKEN, {"token_hash": hash_token(token)})
 
 
+# A gateway calls once per wake of each of its mailboxes (two items a wake, ten wakes a second for a
+# hundred boxes); its owner sees when it was last heard from to the minute, and "offline" after minutes.
+SEEN_RESOLUTION = timedelta(seconds=1)
+
+
 def mark_seen(session: Session, gateway: Gateway, now: datetime) -> None:
-    """The gateway was heard from at ``now``: one UPDATE, now, rather than the ORM's flush of the changed
-    row (a gateway calls once per wake of every mailbox); ``gateway`` is brought in line, not marked changed."""
+    """The gateway was heard from at ``now``: one UPDATE, rather than the ORM's flush of the changed row,
+    and none if ``gateway`` (as its token's lookup read it, or as marked since) was seen less than
+    ``SEEN_RESOLUTION`` before. ``gateway`` is brought in line, not marked changed."""
+    seen = gateway.last_seen_at
+    if seen is not None and timedelta(0) <= now - seen < SEEN_RESOLUTION:
+        return
     session.connection().execute(_MARK_SEEN, {"gateway_id": gateway.id, "now": now})
     set_committed_value(gateway, "last_seen_at", now)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mcam.protocol import SANE_EPOCH as _SANE_EPOCH_S
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,7 @@ from cloud.errors import Conflict, ImageRejected, ImageTooLarge
 from cloud.events import DomainEvent
 from cloud.jobs import JobState
 from cloud.models import Analysis, AnalysisJob, AnalysisStatus, Capture, Device, Gateway, TriggerType
-from cloud.services import device_health, devices, triggers
+from cloud.services import device_health, devices, gateways, triggers
 from cloud.services.images import CheckedJpeg, check_jpeg, hold_image
 
 SANE_EPOCH = datetime.fromtimestamp(_SANE_EPOCH_S, UTC)  # the wire protocol's: earlier = unset clock
@@ -87,7 +87,7 @@ def check_image(ctx: AppContext, image_b64: str) -> CheckedImage:
 
 
 def ingest_capture(
-    session: Session, ctx: AppContext, device: Device, capture: CaptureIn, *, via_gateway_id: int | None = None
+    session: Session, ctx: AppContext, device: Device, capture: CaptureIn, *, via_gateway: Gateway | None = None
 ) -> IngestResult:
     """Validate, store and record a capture, idempotent on ``capture_id``; commits ``session``.
 
@@ -108,7 +108,7 @@ def ingest_capture(
     ctx.images.put(image.jpeg.sha256, image.data, None)  # the thumbnail is made on its first read
     try:
         result = ctx.group_commit.run(
-            lambda batch: _store(batch, ctx, device, capture, capture_id, image, via_gateway_id)
+            lambda batch: _store(batch, ctx, device, capture, capture_id, image, via_gateway)
         )
     except IntegrityError:
         # Another request stored the same capture_id since the lookup above.
@@ -121,7 +121,7 @@ def ingest_capture(
 
 
 def _store(session: Session, ctx: AppContext, device: Device, capture: CaptureIn, capture_id: str,
-           image: CheckedImage, via_gateway_id: int | None) -> IngestResult:
+           image: CheckedImage, via_gateway: Gateway | None) -> IngestResult:
     """The capture's rows, inside the shared transaction. The device as the request read it is brought
     into this session without reading it again (the other captures of the batch find it there): what
     ingest changes on it is decided in SQL (``devices.mark_seen``), not from the loaded copy, and a
@@ -132,8 +132,8 @@ def _store(session: Session, ctx: AppContext, device: Device, capture: CaptureIn
     hold_image(session, image.jpeg.sha256, ctx.clock.now())
     if not ctx.images.exists(image.jpeg.sha256):
         ctx.images.put(image.jpeg.sha256, image.data, None)
-    if via_gateway_id is not None:
-        session.connection().execute(_MARK_GATEWAY_SEEN, {"gateway_id": via_gateway_id, "now": ctx.clock.now()})
+    if via_gateway is not None:
+        gateways.mark_seen(session, via_gateway, ctx.clock.now())
     return _record(session, ctx, device, capture, capture_id, image)
 
 
@@ -225,11 +225,6 @@ _LOOKUP = select(Capture.__table__.c.device_id).where(Capture.__table__.c.captur
 _INSERT_CAPTURE = insert(Capture.__table__).returning(Capture.__table__.c.id)
 _INSERT_ANALYSIS = insert(Analysis.__table__)
 _INSERT_JOB = insert(AnalysisJob.__table__)
-_MARK_GATEWAY_SEEN = (
-    update(Gateway.__table__)
-    .where(Gateway.__table__.c.id == bindparam("gateway_id"))
-    .values(last_seen_at=bindparam("now"))
-)
 
 
 def _insert_capture(session: Session, values: dict) -> int:

@@ -3,6 +3,8 @@ its own route would answer it, in order, a bad item changing nothing but its own
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 
 from cloud.models import Capture, Telemetry
@@ -74,6 +76,36 @@ def test_a_device_named_by_several_items_is_looked_up_once_per_request(api, clou
     assert len(lookups) == 2  # one per device
     assert [api.get(f"/api/devices/{s}/", headers=owner.headers).json()["rssi"] for s in ("up-1", "up-2")] == [-64, -55]
     assert _count(cloud_ctx, Capture) == 2 and _count(cloud_ctx, Telemetry) == 3
+
+
+def test_a_gateway_is_marked_seen_once_a_second_not_once_an_item(api, cloud_ctx, clock):
+    """A gateway of a hundred boxes calls ten times a second, two items a call: its last-seen time, shown to
+    the minute, was written twice a wake."""
+    from sqlalchemy import event
+
+    owner, _, _, gateway = _home(api)
+    marks: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().startswith("UPDATE gateways SET last_seen_at"):
+            marks.append(statement)
+
+    def wake(n: int) -> list[int]:
+        items = [{"kind": "capture", "body": capture_body("up-1", jpeg_bytes(seed=60 + n), capture_id=f"up-1-s{n}")},
+                 {"kind": "telemetry", "body": _telemetry("up-1")}]
+        return [r["status"] for r in api.post("/api/gateway/uploads/", headers=gateway, json={"items": items}).json()[
+            "results"]]
+
+    event.listen(cloud_ctx.engine, "before_cursor_execute", count)
+    try:
+        assert wake(1) == [200, 200] and len(marks) == 1  # the capture marks it; its report, the same second, not
+        assert wake(2) == [200, 200] and len(marks) == 1  # nor the next wake within the second
+        clock.advance(timedelta(seconds=1))
+        assert wake(3) == [200, 200] and len(marks) == 2
+    finally:
+        event.remove(cloud_ctx.engine, "before_cursor_execute", count)
+    (row,) = api.get("/api/gateways/", headers=owner.headers).json()
+    assert row["last_seen_at"].replace("Z", "+00:00") == clock.now().isoformat()
 
 
 def test_a_report_first_then_captures_of_two_devices_are_all_stored(api, cloud_ctx):

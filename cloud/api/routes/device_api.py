@@ -79,7 +79,7 @@ def capture_as(session: Session, ctx: AppContext, caller: DeviceCaller, body: sc
             time_uncertain=body.time_uncertain,
             wake_reason=body.wake_reason,
         ),
-        via_gateway_id=caller.gateway.id if caller.gateway is not None else None,
+        via_gateway=caller.gateway,
     )
     return schemas.CaptureSaved(capture_id=result.capture_id, analysis_queued=result.analysis_queued)
 
