@@ -57,10 +57,10 @@ from cloud.vision import frames as current_frames  # noqa: E402
 from cloud.vision import offline as current_offline  # noqa: E402
 from cloud.vision import prep as current_prep  # noqa: E402
 from cloud.vision.config import VisionSettings  # noqa: E402
-
-WORK_PIXELS = current_change.WORK[0] * current_change.WORK[1]
 from cloud.vision.references import Reference  # noqa: E402
 from mailcam.mailboxes import Mailbox, Wake, random_contents  # noqa: E402
+
+WORK_PIXELS = current_change.WORK[0] * current_change.WORK[1]
 
 CLASSES = ("empty", "letters", "package", "magazine")
 

@@ -280,9 +280,6 @@ _EARLIER = (
     .order_by(_captures.id.desc()).limit(1)
 )
 _EARLIER_OK = _EARLIER.where(_analyses.image_quality == _OK)
-NEWEST_OK, SAME_IMAGE, EARLIER = "newest_ok", "same_image", "earlier"
-
-
 def _earlier_reads(*reads: tuple[str, Any]) -> Any:
     """Several of the reads above as one statement, each row with its photo and tagged with its read's
     name (``which``): every job made them one by one, and each statement cost more CPU than SQLite
@@ -293,8 +290,8 @@ def _earlier_reads(*reads: tuple[str, Any]) -> Any:
 
 
 _EARLIER_READS = {  # by whether exact duplicates are looked for (VisionSettings.dedupe_exact)
-    True: _earlier_reads((NEWEST_OK, _NEWEST_OK), (SAME_IMAGE, _SAME_IMAGE), (EARLIER, _EARLIER)),
-    False: _earlier_reads((NEWEST_OK, _NEWEST_OK), (EARLIER, _EARLIER)),
+    True: _earlier_reads(("newest_ok", _NEWEST_OK), ("same_image", _SAME_IMAGE), ("earlier", _EARLIER)),
+    False: _earlier_reads(("newest_ok", _NEWEST_OK), ("earlier", _EARLIER)),
 }
 
 
@@ -332,11 +329,11 @@ def _plan(session: Session, ctx: AppContext, row: Row, frames: Frames) -> Plan:
     dedupe = ctx.settings.vision.dedupe_exact
     found = {earlier.which: earlier for earlier in read(_EARLIER_READS[dedupe],
                                                         {**of_this, "image": row.image_sha256} if dedupe else of_this)}
-    newest_ok = found.get(NEWEST_OK)
+    newest_ok = found.get("newest_ok")
     plan.previous_image_sha256 = newest_ok.image_sha256 if newest_ok else None
-    same = found.get(SAME_IMAGE)
+    same = found.get("same_image")
     plan.duplicate = _result_of(same) if same else None
-    latest = found.get(EARLIER)
+    latest = found.get("earlier")
     # The latest good one among those: read only when the rows at hand do not say which it is.
     if latest is None or latest.image_quality == _OK:
         latest_ok = latest
