@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -15,7 +16,6 @@ import uvicorn
 from PIL import Image, ImageDraw
 
 from cloud.settings import Settings
-from tests.brokers import free_port
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides) -> Settings:
@@ -132,11 +132,21 @@ class LiveServer:
 
     def __init__(self, app, port: int | None = None) -> None:
         self.app = app
-        self.port = port or free_port()
+        # Bound here, not by uvicorn in its thread: a port found free and bound later could be taken in
+        # between (CI saw it), and then only the thread knew. Now the bind fails here (OSError), or holds.
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart on its old port
+        try:
+            self.socket.bind(("127.0.0.1", port or 0))
+        except OSError:
+            self.socket.close()
+            raise
+        self.port = self.socket.getsockname()[1]
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         )
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, name="uvicorn",
+                                       daemon=True)
 
     @property
     def url(self) -> str:
@@ -162,3 +172,4 @@ class LiveServer:
         LiveServer.serving.pop(self.url, None)
         self.server.should_exit = True
         self.thread.join(timeout=20)
+        self.socket.close()

@@ -23,6 +23,7 @@ class Cloud:
     ctx: object
     port: int = field(default_factory=free_port)
     server: LiveServer | None = None
+    started: bool = False
     account: Account | None = None
     gateway_token: str = ""
     serials: list[str] = field(default_factory=list)
@@ -34,7 +35,18 @@ class Cloud:
     def up(self) -> None:
         from cloud.app import create_app
 
-        self.server = LiveServer(create_app(ctx=self.ctx), port=self.port).__enter__()
+        app = create_app(ctx=self.ctx)
+        try:
+            server = LiveServer(app, port=self.port)
+        except OSError:
+            # The port free_port() found was taken since (another socket of the machine's got it first).
+            # Only on the first start: a restart must keep its address, which the gateway was given.
+            if self.started:
+                raise
+            server = LiveServer(app)
+            self.port = server.port
+        self.server = server.__enter__()
+        self.started = True
 
     def down(self) -> None:
         if self.server:
