@@ -188,6 +188,11 @@ class Outcome:
     learn_image: bytes | None = None  # keep this frame as a learned empty reference
     budget_reached: bool = False
 
+    @property
+    def spent_money(self) -> bool:
+        """A paid model call was made for this job (the offline analyser costs nothing)."""
+        return any(op.cost_usd for op in self.operations)
+
 
 # --- read phase -------------------------------------------------------------------------------
 
@@ -624,7 +629,7 @@ def finish(pipeline: VisionPipeline, plan: Plan, outcome: Outcome, worker_id: st
         status = "failed"
     try:
         with ctx.sessions() as session, session.begin():
-            if not any(op.cost_usd for op in outcome.operations):
+            if not outcome.spent_money:
                 # Lost to a power cut, the job is run again from its claim (or its lease). Money spent on a
                 # model call is not: its record waits for the disk (an alert about this result is sent only
                 # after a later durable commit, the alert's claim, which makes this one durable too).
@@ -812,7 +817,7 @@ def _ask_for_calibration(session: Session, ctx: AppContext, plan: Plan, now: dat
 
 def _budget_notice(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
     s = ctx.settings.vision
-    if not outcome.budget_reached and not any(op.cost_usd for op in outcome.operations):
+    if not outcome.budget_reached and not outcome.spent_money:
         return  # nothing spent by this job (the offline analyser costs nothing): the month's sum is unchanged
     spent = spent_usd(session, plan.device_id, plan.month)
     if not outcome.budget_reached and (spent < s.monthly_budget_usd or spent == 0):
