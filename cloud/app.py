@@ -92,8 +92,10 @@ def create_app(
     install_error_handlers(app)
     document_error_bodies(app)
     vision_routes.document_allowed_models(app, ctx.settings.vision)
-    for module in (users, devices, device_api, captures, gateway, vision_routes, notifications, api_keys, billing_api,
-                   firmware, live_routes, uploads):
+    # Starlette tries the routes in order, ~10 µs each: the devices' and gateways' routes (a few requests
+    # per wake, from every mailbox) come first, ahead of the people's (a click now and then).
+    for module in (uploads, device_api, gateway, live_routes, users, devices, captures, vision_routes, notifications,
+                   api_keys, billing_api, firmware):
         app.include_router(module.router)
     app.include_router(phone_alerts.router)
     app.include_router(phone_alerts.links_router)
