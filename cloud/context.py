@@ -13,13 +13,19 @@ from cloud.db import make_engine, make_session_factory
 from cloud.events import EventSink, FanoutSink, LogSink
 from cloud.groupcommit import GroupCommit
 from cloud.imagestore import ImageStore, open_image_store
+from cloud.lru import Lru
 from cloud.services.trigger_watch import mark_gateway_feed_changes
 from cloud.settings import Settings
 from cloud.wakeups import Wakeups
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from cloud.billing.stripe_api import StripeApi
     from cloud.vision.pipeline import VisionPipeline
+
+
+DECODED_KEPT = 32
 
 
 @dataclass
@@ -38,6 +44,10 @@ class AppContext:
     stripe: StripeApi | None = field(default=None, repr=False)
     # Ingest's rows, committed together with those of concurrent captures (cloud/groupcommit.py).
     group_commit: GroupCommit = field(init=False, repr=False)
+    # New photos as ingest decoded them to prove them whole, by SHA-256, taken by their analysis in this
+    # process (``prep.analysis_decode``): a photo's analysis follows its ingest within a moment, so a
+    # few suffice (~0.23 MB each from a 640x480 camera); a miss (another replica, a backlog) decodes again.
+    decoded: Lru[str, Image.Image] = field(default_factory=lambda: Lru(DECODED_KEPT), repr=False)
 
     def __post_init__(self) -> None:
         self.group_commit = GroupCommit(self.sessions)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from cloud.db import upsert
 from cloud.errors import ImageRejected
 from cloud.models import ImageFile
+from cloud.vision.prep import BadImage, analysis_decode
 
 
 @dataclass(frozen=True)
@@ -33,33 +34,35 @@ class CheckedJpeg:
     sha256: str
     width: int
     height: int
+    # The proof that it decodes, kept: the photo as its analysis reads it (``prep.analysis_decode``).
+    decoded: Image.Image | None = field(default=None, compare=False, repr=False)
 
 
 def check_jpeg(data: bytes, *, min_side: int, max_side: int) -> CheckedJpeg:
     """Prove ``data`` is a whole, decodable JPEG of sane size.
+
+    Decoded as its analysis will read it (``prep.analysis_decode``: scaled down by libjpeg itself), so
+    a truncated or corrupt file fails here, and the analysis takes this decode over instead of
+    decoding again (most of a decode's CPU is reading the entropy-coded stream, at any scale).
 
     The thumbnail is not made here (off the request path): the image store makes it on its first
     read (``ImageStore.read(thumbnail=True)``)."""
     if not data.startswith(b"\xff\xd8"):
         raise ImageRejected("the image is not a JPEG (no SOI marker)")
     try:
-        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
-            width, height = image.size
-            if min(width, height) < min_side or max(width, height) > max_side:
-                raise ImageRejected(
-                    f"image is {width}x{height}; each side must be within {min_side}..{max_side} px"
-                )
-            # Decode at 1/8 scale (libjpeg's DCT scaling): the cheapest decode that still reads the
-            # whole entropy-coded stream, so a truncated or corrupt file fails here.
-            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            image.load()
-    except ImageRejected:
-        raise
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as header:
+            width, height = header.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageRejected(f"the image is not a valid JPEG: {exc}") from exc
+    if min(width, height) < min_side or max(width, height) > max_side:  # before any pixel is decoded
+        raise ImageRejected(f"image is {width}x{height}; each side must be within {min_side}..{max_side} px")
+    try:
+        decoded = analysis_decode(data)
+    except BadImage as exc:
+        raise ImageRejected(f"the image is not a valid JPEG: {exc.__cause__ or exc}") from exc
     if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise ImageRejected("the JPEG is truncated (no EOI marker)")
-    return CheckedJpeg(hashlib.sha256(data).hexdigest(), width, height)
+    return CheckedJpeg(hashlib.sha256(data).hexdigest(), width, height, decoded)
 
 
 def make_thumbnail(data: bytes, side: int) -> bytes:

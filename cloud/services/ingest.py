@@ -106,6 +106,8 @@ def ingest_capture(
         return _known_result(known, device)
     capture_id = capture.capture_id or derive_capture_id(device.serial, _aware(capture.taken_at), image.jpeg.sha256)
     ctx.images.put(image.jpeg.sha256, image.data, None)  # the thumbnail is made on its first read
+    if image.jpeg.decoded is not None:  # for its analysis, which starts as soon as the rows commit
+        ctx.decoded.put(image.jpeg.sha256, image.jpeg.decoded)
     try:
         result = ctx.group_commit.run(
             lambda batch: _store(batch, ctx, device, capture, capture_id, image, via_gateway)

@@ -87,14 +87,15 @@ def picture(jpeg: bytes) -> Picture:
     return _decoded(jpeg)[0]
 
 
-def picture_and_hash(jpeg: bytes) -> tuple[Picture, str]:
-    """The frame and the photo's perceptual hash (``prep.perceptual_hash``), from one decode."""
-    frame, grey = _decoded(jpeg)
+def picture_and_hash(jpeg: bytes, decoded: Image.Image | None = None) -> tuple[Picture, str]:
+    """The frame and the photo's perceptual hash (``prep.perceptual_hash``), from one decode (``decoded``:
+    ``prep.analysis_decode(jpeg)``, if it was made already)."""
+    frame, grey = _decoded(jpeg, decoded)
     return frame, phash_of(grey)
 
 
-def _decoded(jpeg: bytes) -> tuple[Picture, Image.Image]:
-    image, grey = working_images(jpeg)
+def _decoded(jpeg: bytes, decoded: Image.Image | None = None) -> tuple[Picture, Image.Image]:
+    image, grey = working_images(jpeg, decoded)
     small = np.asarray(work_size(image), dtype=np.float32)
     return _from_arrays(small, np.asarray(grey, dtype=np.float32)), grey
 

@@ -20,17 +20,12 @@ process's vision workers; a miss costs only the work it would have saved.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
-from typing import Generic, TypeVar
 
 import numpy as np
 
+from cloud.lru import Lru
 from cloud.vision.change import Picture, picture_from_arrays, picture_from_png
 from cloud.vision.config import VisionSettings
-
-K = TypeVar("K")
-V = TypeVar("V")
 
 FRAMES_KEPT = 256  # working frames of photos that showed mail (~60 KB each as uint8)
 MASKS_KEPT = 4096  # object masks of (reference, photo) pairs (~2.4 KB each, packed bits)
@@ -40,33 +35,6 @@ REFERENCE_MB = 1.1  # a decoded reference with every array compare derives from 
 def references_for(budget_mb: float) -> int:
     """How many decoded references fit in ``budget_mb`` (VisionSettings.decoded_references_mb)."""
     return int(budget_mb / REFERENCE_MB)
-
-
-class Lru(Generic[K, V]):
-    """A small thread-safe least-recently-used map."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
 
 def reference_key(picture_png: bytes) -> str:

@@ -401,7 +401,7 @@ def decide(pipeline: VisionPipeline, plan: Plan, image: bytes) -> Outcome:
     try:
         # The frame first: the hash is taken of it (one decode), and an unchanged photo's reused answer
         # then costs the frame's preparation, not the judgement.
-        frame, phash = picture_and_hash(image)
+        frame, phash = picture_and_hash(image, pipeline.ctx.decoded.take(plan.image_sha256))
     except InvalidAnswer as exc:
         return Outcome(error=str(exc), operations=[])
     if plan.kind == "initial":

@@ -69,10 +69,19 @@ def prepare_jpeg(data: bytes, *, long_side: int, quality: int = 85) -> bytes:
     return out.getvalue()
 
 
-def working_images(data: bytes) -> tuple[Image.Image, Image.Image]:
+def analysis_decode(data: bytes) -> Image.Image:
+    """``data`` decoded as the analysis reads it: at the smallest DCT scale still covering ``GREY_SIZE``.
+
+    Ingest proves every upload decodable with this very decode and hands it to the photo's analysis
+    (``AppContext.decoded``): the entropy-coded stream, most of a decode's CPU, is then read once."""
+    return open_jpeg(data, draft_to=GREY_SIZE)
+
+
+def working_images(data: bytes, decoded: Image.Image | None = None) -> tuple[Image.Image, Image.Image]:
     """The photo as the analysis sees it: RGB, decoded at the smallest DCT scale still covering
-    ``GREY_SIZE``, and its grey frame at exactly ``GREY_SIZE``."""
-    image = open_jpeg(data, draft_to=GREY_SIZE).convert("RGB")
+    ``GREY_SIZE``, and its grey frame at exactly ``GREY_SIZE``. ``decoded``: ``analysis_decode(data)``
+    made earlier (ingest's), to use instead of decoding again."""
+    image = (decoded if decoded is not None else analysis_decode(data)).convert("RGB")
     return image, image.convert("L").resize(GREY_SIZE, Image.Resampling.BILINEAR)
 
 
