@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, literal, select, union_all, update
+from sqlalchemy import Update, bindparam, func, insert, literal, select, union_all, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -721,20 +721,21 @@ def event_data(plan: Plan, analysis: Analysis | dict[str, Any]) -> events.Analys
 _EVENT_FIELDS = ("status", *RESULT_FIELDS, "provider", "model", "source", "error")
 _DONE_FIELDS = (*_EVENT_FIELDS, "phash", "updated_at")
 _analyses = Analysis.__table__.c
-# The finish's writes to the analysis row: plain statements on its table, built once with typed bind
-# parameters (as the claim and the release). Through the ORM, loading the row, setting its attributes
-# and flushing them cost more CPU than the rest of the finish's writes.
-_ANALYSIS_DONE = (
-    update(Analysis.__table__)
-    .where(_analyses.capture_pk == bindparam("of_capture"))
-    .values({name: bindparam(f"set_{name}", type_=_analyses[name].type) for name in _DONE_FIELDS})
-    .returning(_analyses.delivery)
-)
-_ANALYSIS_DELIVERY = (
-    update(Analysis.__table__)
-    .where(_analyses.capture_pk == bindparam("of_capture"))
-    .values(delivery=bindparam("set_delivery", type_=_analyses.delivery.type))
-)
+
+
+def _analysis_done(fields: tuple[str, ...]) -> Update:
+    """The finish's write to the analysis row: a plain statement on its table, built once with typed bind
+    parameters (as the claim and the release). Through the ORM, loading the row, setting its attributes
+    and flushing them cost more CPU than the rest of the finish's writes."""
+    return (
+        update(Analysis.__table__)
+        .where(_analyses.capture_pk == bindparam("of_capture"))
+        .values({name: bindparam(f"set_{name}", type_=_analyses[name].type) for name in fields})
+    )
+
+
+_ANALYSIS_DONE = _analysis_done(_DONE_FIELDS)
+_ANALYSIS_DONE_DELIVERY = _analysis_done((*_DONE_FIELDS, "delivery"))  # a first analysis: what it did to the box
 
 
 def _write_result(session: Session, ctx: AppContext, plan: Plan, outcome: Outcome, now: datetime) -> None:
@@ -744,26 +745,23 @@ def _write_result(session: Session, ctx: AppContext, plan: Plan, outcome: Outcom
         "model": outcome.model, "source": outcome.source, "phash": outcome.phash, "error": outcome.note,
         "updated_at": now,
     }
-    done = session.execute(
-        _ANALYSIS_DONE, {"of_capture": plan.capture_pk, **{f"set_{name}": written[name] for name in _DONE_FIELDS}}
-    ).first()
-    if done is None:  # no analysis row (ingest makes one with the capture): as the ORM would, insert it
+    # The box's state first, so the analysis row is written once, with the transition it made.
+    applied = None
+    fields, statement = _DONE_FIELDS, _ANALYSIS_DONE
+    if outcome.evidence is not None and plan.kind == "initial":
+        applied = delivery.apply(session, plan.device_id, plan.capture_pk, plan.taken_at, outcome.evidence, now)
+        written["delivery"] = applied.transition if applied else None
+        fields, statement = (*_DONE_FIELDS, "delivery"), _ANALYSIS_DONE_DELIVERY
+    done = session.execute(statement, {"of_capture": plan.capture_pk,
+                                       **{f"set_{name}": written[name] for name in fields}})
+    if done.rowcount == 0:  # no analysis row (ingest makes one with the capture): as the ORM would, insert it
         session.add(Analysis(capture_pk=plan.capture_pk, created_at=now, **written))
         session.flush()
-        delivery_before = None
-    else:
-        delivery_before = done[0]
     if outcome.learn_image is not None:
         device = session.get(Device, plan.device_id)
         assert device is not None
         capture = session.get(Capture, plan.capture_pk)
         references.add(session, device, outcome.learn_image, "learned", now, capture=capture)
-    applied = None
-    if outcome.evidence is not None and plan.kind == "initial":
-        applied = delivery.apply(session, plan.device_id, plan.capture_pk, plan.taken_at, outcome.evidence, now)
-        transition = applied.transition if applied else None
-        if transition != delivery_before:
-            session.execute(_ANALYSIS_DELIVERY, {"of_capture": plan.capture_pk, "set_delivery": transition})
     if applied is not None and applied.transition is not None:
         _emit_delivery(session, ctx, plan, written, applied)
     if outcome.result.mail_detected is None and not plan.references and plan.kind == "initial":

@@ -6,7 +6,7 @@ the ORM wrote, column by column (defaults included), for a calibrated box throug
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 
 from cloud.models import AIOperation, Analysis, Capture, DeliveryEvent, Device, MailboxState
 from mailcam.mailboxes import Item, Mailbox, Wake
@@ -99,3 +99,25 @@ def test_a_capture_whose_analysis_row_is_gone_gets_one(make_env):
             "empty", None, None, None)
         assert state.calibration_requested_at is not None  # and the owner was asked, once, to calibrate
     assert env.sink.kinds().count("calibration_needed") == 1
+
+
+def test_a_delivery_writes_its_analysis_row_once(make_env):
+    """The box's state is worked out first, so the analysis row is written once with its transition
+    (it was written a second time for the transition: a statement more on every delivery)."""
+    env = make_env()
+    env.calibrate(shoot(env, [], 1))
+    writes: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ANALYSES"):
+            writes.append(statement)
+
+    event.listen(env.ctx.engine, "before_cursor_execute", count)
+    try:
+        arrived = env.capture(BOX.frame(LETTERS, Wake(3)))
+        writes.clear()  # ingest writes none; the job's claim marks the row running
+        assert env.run() == 1
+    finally:
+        event.remove(env.ctx.engine, "before_cursor_execute", count)
+    assert env.analysis(arrived)["delivery"] == "arrived"
+    assert len(writes) == 2  # running (the claim), done with its transition (the finish)
