@@ -62,10 +62,15 @@ def transition(state: str, evidence: Evidence, previous_categories: dict[str, in
     if evidence.confidence < arrive:
         return None
     if evidence.added_share is not None:
-        return MORE if evidence.added_share >= (DOOR_MORE_MIN_SHARE if door else MORE_MIN_SHARE) else None
+        return MORE if evidence.added_share >= more_min_share(evidence.wake) else None
     before = previous_categories or {}
     grew = any(n > int(before.get(name) or 0) for name, n in evidence.categories.items())
     return MORE if grew else None
+
+
+def more_min_share(wake: str | None) -> float:
+    """The share of the frame that new objects must cover for "more mail" after a wake for ``wake``."""
+    return DOOR_MORE_MIN_SHARE if wake == "door" else MORE_MIN_SHARE
 
 
 @dataclass(frozen=True)

@@ -516,9 +516,10 @@ def _added_share(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> flo
     Changed since the previous photo, an object now (against the empty reference), and outside
     what was already mail then: the same letters under other light or a shifted lid are not "more".
 
-    The comparison with the previous photo comes last, and only if some object lies outside what was
-    mail then: while the same mail sits in the box (every wake until it is collected) the answer is
-    0 whatever that comparison says, and it cost as much as the analysis itself.
+    The comparison with the previous photo comes last, and only if the objects outside what was mail
+    then cover enough of the frame to be "more" after this wake (``delivery.more_min_share``): while
+    the same mail sits in the box (every wake until it is collected) they are none, or specks, and
+    that comparison cost as much as the analysis itself. Below that bar the answer is the bound.
     """
     if judged.change is None or judged.change.mask is None or judged.reference is None:
         return None
@@ -533,8 +534,11 @@ def _added_share(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> flo
             return None
         before = objects_mask(reference.picture, previous)
     outside = judged.change.mask & ~dilated(before, 3)
-    if not outside.any():
-        return 0.0
+    # What is new since can only be part of ``outside``: below what "more" needs after this wake, the
+    # comparison with the previous photo cannot change the transition.
+    bound = float(outside.mean())
+    if bound < delivery.more_min_share(plan.wake_reason):
+        return bound
     previous = previous or _previous_frame(pipeline, plan.previous_image_sha256)
     if previous is None:
         return None
