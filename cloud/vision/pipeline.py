@@ -518,7 +518,7 @@ def _added_share(pipeline: VisionPipeline, plan: Plan, judged: Judgement) -> flo
 
     The comparison with the previous photo comes last, and only if the objects outside what was mail
     then cover enough of the frame to be "more" after this wake (``delivery.more_min_share``): while
-    the same mail sits in the box (every wake until it is collected) they are none, or specks, and
+    the same mail sits in the box (every wake until it is collected) they are mostly none or specks, and
     that comparison cost as much as the analysis itself. Below that bar the answer is the bound.
     """
     if judged.change is None or judged.change.mask is None or judged.reference is None:
